@@ -1,0 +1,421 @@
+//! Guard-paged coroutine stacks.
+//!
+//! A stack is one anonymous private mapping. The lowest page is a `PROT_NONE`
+//! guard page; the rest is readable and writable and is only backed by memory
+//! once code touches it:
+//!
+//! ```text
+//!   high addresses
+//!   +---------------------------+ <- base()   (the first frame is pushed here)
+//!   |                           |
+//!   |  usable: size() bytes     |    grows downwards; pages are faulted in
+//!   |  PROT_READ | PROT_WRITE   |    on first touch, so an idle coroutine
+//!   |                           |    costs one or two pages, not size()
+//!   +---------------------------+ <- guard_end()
+//!   |  guard page: PROT_NONE    |    a push past the bottom faults here and
+//!   |                           |    the overflow handler names the coroutine
+//!   +---------------------------+ <- limit()  (start of the mapping)
+//!   low addresses
+//! ```
+//!
+//! Rust emits stack probes for frames larger than a page, so a large frame
+//! cannot jump over the guard page: it touches every page on its way down.
+//!
+//! The kernel counts the mapping as two areas (the guard and the usable part
+//! have different protections), which is why `vm.max_map_count` bounds the
+//! number of live stacks: see [`StackError`].
+
+use std::fmt;
+use std::io;
+use std::num::NonZeroUsize;
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::overflow::{self, Label};
+use crate::registry::{self, Slot};
+
+/// The default usable size of a coroutine stack: 256 KiB.
+///
+/// Why this number: a stack costs address space for its whole size but memory
+/// only for the pages that are touched, so a generous reservation is cheap.
+/// Ordinary Rust code (formatting, `std::io`, collections, serde) uses a few
+/// KiB to a few tens of KiB in release builds and roughly three times that in
+/// debug builds, which leaves a wide margin. It stays below std's 2 MiB thread
+/// default because every live stack also costs page-table memory in
+/// proportion to its reservation (about 0.5 KiB at 256 KiB), and a runtime
+/// with a million idle green threads feels that. Deeply recursive code should
+/// ask for more, per generator or per green thread.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// The smallest usable stack size accepted: 16 KiB.
+pub const MIN_STACK_SIZE: usize = 16 * 1024;
+
+/// The largest usable stack size accepted: 1 GiB. Anything larger is almost
+/// certainly a unit mistake (bytes versus KiB).
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+
+/// Number of guard pages below each stack.
+const GUARD_PAGES: usize = 1;
+
+/// Stacks currently mapped by this process, pooled or in use.
+pub(crate) static MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// The system page size, read once.
+pub fn page_size() -> usize {
+    static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+    let cached = PAGE_SIZE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf has no preconditions; _SC_PAGESIZE is always supported.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let size = usize::try_from(size).unwrap_or(4096);
+    assert!(
+        size.is_power_of_two(),
+        "page size {size} is not a power of two"
+    );
+    PAGE_SIZE.store(size, Ordering::Relaxed);
+    size
+}
+
+/// What went wrong when creating a stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StackErrorKind {
+    /// The requested size is below [`MIN_STACK_SIZE`] or above [`MAX_STACK_SIZE`].
+    InvalidSize,
+    /// `mmap` refused to reserve the stack.
+    Map,
+    /// `mprotect` refused to turn the lowest page into a guard page.
+    Protect,
+}
+
+/// A stack could not be created.
+///
+/// The message says why and what to do. A failure to map is most often the
+/// kernel's limit on memory mappings per process, `vm.max_map_count`: each
+/// stack takes two mappings, so the default limit of 65530 allows about
+/// 32 000 live stacks.
+#[derive(Debug, Clone)]
+pub struct StackError {
+    kind: StackErrorKind,
+    requested: usize,
+    errno: Option<i32>,
+}
+
+impl StackError {
+    fn invalid(requested: usize) -> Self {
+        StackError {
+            kind: StackErrorKind::InvalidSize,
+            requested,
+            errno: None,
+        }
+    }
+
+    fn os(kind: StackErrorKind, requested: usize) -> Self {
+        StackError {
+            kind,
+            requested,
+            errno: io::Error::last_os_error().raw_os_error(),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> StackErrorKind {
+        self.kind
+    }
+
+    /// The usable size that was asked for, in bytes.
+    pub fn requested_size(&self) -> usize {
+        self.requested
+    }
+
+    /// The OS error code, when a system call failed.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.errno
+    }
+}
+
+/// Reads the current `vm.max_map_count`, if `/proc` is there.
+fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl fmt::Display for StackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kib = self.requested / 1024;
+        match self.kind {
+            StackErrorKind::InvalidSize => write!(
+                f,
+                "invalid coroutine stack size of {} bytes: it must be between {} KiB and {} MiB \
+                 (the size is in bytes; 256 KiB is `256 << 10`)",
+                self.requested,
+                MIN_STACK_SIZE / 1024,
+                MAX_STACK_SIZE >> 20
+            ),
+            StackErrorKind::Map | StackErrorKind::Protect => {
+                let call = if self.kind == StackErrorKind::Map {
+                    "mmap"
+                } else {
+                    "mprotect"
+                };
+                let os = io::Error::from_raw_os_error(self.errno.unwrap_or(0));
+                write!(
+                    f,
+                    "could not create a {kib} KiB coroutine stack: {call} failed: {os}"
+                )?;
+                if self.errno == Some(libc::ENOMEM) {
+                    let limit = max_map_count();
+                    let shown = limit.map_or_else(|| "unknown".to_string(), |n| n.to_string());
+                    write!(
+                        f,
+                        ". The likely cause is the kernel's limit on memory mappings, \
+                         vm.max_map_count (now {shown}): every stack takes 2 mappings, so it \
+                         allows about {} live stacks ({} mapped now). Raise it with \
+                         `sysctl -w vm.max_map_count=<n>` as root, or keep fewer coroutines alive",
+                        limit.map_or(0, |n| n / 2),
+                        MAPPED.load(Ordering::Relaxed)
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StackError {}
+
+impl From<StackError> for io::Error {
+    fn from(e: StackError) -> io::Error {
+        let kind = match e.kind {
+            StackErrorKind::InvalidSize => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::OutOfMemory,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// An owned, guard-paged coroutine stack (see the module docs for the layout).
+///
+/// Dropping it unmaps the memory. Most code wants a [`PooledStack`](crate::PooledStack)
+/// instead, which reuses stacks.
+pub struct Stack {
+    /// Highest address of the mapping; stacks grow down from here.
+    base: NonZeroUsize,
+    /// Usable bytes, a multiple of the page size; the mapping is this plus the guard.
+    size: usize,
+    /// This stack's entry in the overflow handler's registry.
+    slot: &'static Slot,
+}
+
+impl Stack {
+    /// Maps a new stack with at least `size` usable bytes (rounded up to whole
+    /// pages) and a guard page below it.
+    ///
+    /// The first call in the process installs the overflow handler, and the
+    /// first call on each thread makes sure the thread has an alternate signal
+    /// stack for it to run on.
+    ///
+    /// # Errors
+    ///
+    /// [`StackErrorKind::InvalidSize`] if `size` is outside
+    /// [`MIN_STACK_SIZE`]`..=`[`MAX_STACK_SIZE`]; [`StackErrorKind::Map`] or
+    /// [`StackErrorKind::Protect`] if the kernel refuses, most often because of
+    /// `vm.max_map_count`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stackful_arch::{Stack, StackErrorKind};
+    ///
+    /// let stack = Stack::new(64 * 1024).unwrap();
+    /// assert_eq!(stack.size(), 64 * 1024);
+    /// assert_eq!(Stack::new(0).err().unwrap().kind(), StackErrorKind::InvalidSize);
+    /// ```
+    pub fn new(size: usize) -> Result<Stack, StackError> {
+        let size = Self::checked_size(size)?;
+        overflow::install();
+        let page = page_size();
+        let len = size + GUARD_PAGES * page;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK;
+        // SAFETY: an anonymous mapping at an address of the kernel's choosing
+        // cannot alias any existing Rust object.
+        let start = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
+        if start == libc::MAP_FAILED {
+            return Err(StackError::os(StackErrorKind::Map, size));
+        }
+        // SAFETY: `start` is the page-aligned start of the mapping made above,
+        // which is at least GUARD_PAGES pages long and not yet shared.
+        if unsafe { libc::mprotect(start, GUARD_PAGES * page, libc::PROT_NONE) } != 0 {
+            let err = StackError::os(StackErrorKind::Protect, size);
+            // SAFETY: unmapping the mapping made above, which nothing else uses.
+            unsafe { libc::munmap(start, len) };
+            return Err(err);
+        }
+        let start = start as usize;
+        let base = NonZeroUsize::new(start + len).expect("mmap returned a mapping ending at 0");
+        let slot = registry::register(start, start + GUARD_PAGES * page, base.get());
+        MAPPED.fetch_add(1, Ordering::Relaxed);
+        Ok(Stack { base, size, slot })
+    }
+
+    /// Validates a requested size and rounds it up to whole pages.
+    pub(crate) fn checked_size(size: usize) -> Result<usize, StackError> {
+        if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&size) {
+            return Err(StackError::invalid(size));
+        }
+        let page = page_size();
+        Ok((size + page - 1) & !(page - 1))
+    }
+
+    /// Usable bytes, excluding the guard page.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Lowest usable address; the guard page sits just below it.
+    pub fn guard_end(&self) -> usize {
+        self.base.get() - self.size
+    }
+
+    /// Gives the memory of every page but the top one back to the kernel
+    /// (`MADV_DONTNEED`); the next touch of such a page maps a fresh zero page.
+    /// The top page is kept because the next coroutine writes its first frame
+    /// there at once. Costs a system call whose price grows with the number of
+    /// resident pages.
+    pub(crate) fn release_pages(&self) {
+        let keep = page_size();
+        // SAFETY: the range is this stack's own usable part below its top page,
+        // page aligned, and no coroutine is running on it: only the pool calls
+        // this, on stacks handed back after their coroutine finished.
+        let ret = unsafe {
+            libc::madvise(
+                self.guard_end() as *mut libc::c_void,
+                self.size - keep,
+                libc::MADV_DONTNEED,
+            )
+        };
+        debug_assert_eq!(ret, 0, "madvise failed: {}", io::Error::last_os_error());
+    }
+
+    /// Names the code about to run on this stack, for the overflow message.
+    ///
+    /// # Safety
+    ///
+    /// `label.name` must stay valid until [`Stack::clear_label`] is called or
+    /// the stack is dropped, whichever comes first: the overflow handler reads
+    /// it if the code on this stack overflows.
+    pub unsafe fn set_label(&self, label: Label<'_>) {
+        self.slot.set_label(label);
+    }
+
+    /// Forgets the label set by [`Stack::set_label`].
+    pub fn clear_label(&self) {
+        self.slot.clear_label();
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        registry::unregister(self.slot);
+        let len = self.size + GUARD_PAGES * page_size();
+        // SAFETY: the mapping was made in `Stack::new` with this start and
+        // length, and the stack is being dropped, so no coroutine runs on it.
+        let ret = unsafe { libc::munmap((self.base.get() - len) as *mut libc::c_void, len) };
+        debug_assert_eq!(ret, 0, "munmap failed: {}", io::Error::last_os_error());
+        MAPPED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("base", &format_args!("{:#x}", self.base))
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+// SAFETY: `base` is the top of the mapping, page aligned and so aligned to
+// STACK_ALIGNMENT; `limit` is the start of the mapping and includes the guard
+// page. The usable part is at least MIN_STACK_SIZE (16 KiB), above
+// corosensei's 4 KiB minimum, and the guard page is PROT_NONE for as long as
+// the Stack exists.
+unsafe impl corosensei::stack::Stack for Stack {
+    #[inline]
+    fn base(&self) -> corosensei::stack::StackPointer {
+        self.base
+    }
+
+    #[inline]
+    fn limit(&self) -> corosensei::stack::StackPointer {
+        let len = self.size + GUARD_PAGES * page_size();
+        NonZeroUsize::new(self.base.get() - len).expect("stack mapping starts at address 0")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_checked_and_rounded() {
+        assert_eq!(
+            Stack::checked_size(MIN_STACK_SIZE + 1).unwrap(),
+            MIN_STACK_SIZE + page_size()
+        );
+        for bad in [0, MIN_STACK_SIZE - 1, MAX_STACK_SIZE + 1, usize::MAX] {
+            let err = Stack::checked_size(bad).unwrap_err();
+            assert_eq!(err.kind(), StackErrorKind::InvalidSize);
+            assert!(
+                err.to_string()
+                    .contains("must be between 16 KiB and 1024 MiB"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn guard_page_sits_below_the_usable_part() {
+        let stack = Stack::new(MIN_STACK_SIZE).unwrap();
+        use corosensei::stack::Stack as _;
+        assert_eq!(
+            stack.base().get() - stack.limit().get(),
+            MIN_STACK_SIZE + page_size()
+        );
+        assert_eq!(stack.guard_end(), stack.limit().get() + page_size());
+        // The usable part is writable from top to bottom.
+        let bottom = stack.guard_end() as *mut u8;
+        // SAFETY: both addresses lie in the usable, writable part of the stack.
+        unsafe {
+            bottom.write(1);
+            bottom.add(MIN_STACK_SIZE - 1).write(2);
+        }
+    }
+
+    #[test]
+    fn enomem_message_names_max_map_count() {
+        let err = StackError {
+            kind: StackErrorKind::Map,
+            requested: DEFAULT_STACK_SIZE,
+            errno: Some(libc::ENOMEM),
+        };
+        let msg = err.to_string();
+        assert!(msg.contains("vm.max_map_count"), "{msg}");
+        assert!(msg.contains("256 KiB"), "{msg}");
+        assert_eq!(io::Error::from(err).kind(), io::ErrorKind::OutOfMemory);
+    }
+}

@@ -1,0 +1,664 @@
+//! Python's generator protocol on real stacks.
+//!
+//! A [`Generator<Y, S, R>`](Generator) runs a body on a stack of its own. The
+//! body yields values of type `Y` with [`Co::yield_`], receives values of
+//! type `S` from [`Generator::send`], and finally returns an `R`: Python's
+//! `Generator[Y, S, R]`. Because the stack is real, any ordinary function
+//! the body calls can yield, given the `&Co`; nothing needs to be `async`.
+//!
+//! | Python | stackful |
+//! |---|---|
+//! | `g = gen()` | `let mut g = Generator::new(\|co, first\| ..)` |
+//! | `g.send(None)` (priming) | the first `g.send(s)`: `s` is the body's argument |
+//! | `x = yield v` | `let x = co.yield_(v);` |
+//! | `g.send(x)` | `g.send(x)` → `Yielded(v)` or `Complete(r)` |
+//! | `next(g)`, `for v in g` | `g.resume()`, `for v in g` (when `S = ()`) |
+//! | `return r` / `StopIteration(r)` | the body returns `r` → `Complete(r)` |
+//! | `g.close()` / `GeneratorExit` | `g.close()`: unwinds the body, destructors run |
+//! | `r = yield from sub` | `let r = co.yield_from(sub, first);` |
+//!
+//! # Lifecycle
+//!
+//! A generator is *unstarted* until the first `send`, *suspended* in a
+//! `yield_` after that, and *done* once the body returns, panics or is
+//! closed. Dropping it closes it. Its stack comes from the stack pool and
+//! goes back there when it is done, so creating generators in a loop is
+//! cheap (see the benchmarks in the README).
+
+use std::any::Any;
+use std::fmt;
+use std::iter::FusedIterator;
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe, Location};
+
+use corosensei::stack::Stack as _;
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+use stackful_arch::{DEFAULT_STACK_SIZE, Label, Owner, PooledStack, StackError};
+
+use crate::cancel::Cancelled;
+
+/// What [`Generator::send`] returns: the next yielded value, or the body's
+/// return value once it completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GeneratorState<Y, R> {
+    /// The body yielded this value and is suspended.
+    Yielded(Y),
+    /// The body returned this value; the generator is done.
+    Complete(R),
+}
+
+/// What the caller sends into the coroutine.
+enum Resume<S> {
+    /// A value for the pending `yield_` (or the body's first argument).
+    Value(S),
+    /// Close the generator: the pending `yield_` starts the close unwind,
+    /// tagged with this token.
+    Close(usize),
+    /// The body yielded while being closed; the pending `yield_` panics.
+    YieldedWhileClosing,
+}
+
+/// How the body ended, as the coroutine reports it to the caller.
+enum Outcome<R> {
+    Returned(R),
+    Closed,
+    Panicked(Box<dyn Any + Send>),
+}
+
+type Core<Y, S, R> = Coroutine<Resume<S>, Y, Outcome<R>, PooledStack>;
+
+static GENERATOR: Owner = Owner {
+    kind: "generator",
+    hint: "give it a larger stack with `stackful::generator::Builder::stack_size`",
+};
+
+/// The body's handle on its generator: yield through it.
+///
+/// A `&Co` is passed to the body and may be handed down to any function the
+/// body calls, at any depth, which can then yield on the generator's behalf.
+/// It cannot leave the generator's thread (`Co` is `!Sync`).
+#[repr(transparent)]
+pub struct Co<Y, S = ()> {
+    yielder: Yielder<Resume<S>, Y>,
+}
+
+impl<Y, S> Co<Y, S> {
+    fn from_yielder(yielder: &Yielder<Resume<S>, Y>) -> &Co<Y, S> {
+        // SAFETY: `Co` is a `repr(transparent)` wrapper around the yielder,
+        // so the two references have the same layout and lifetime.
+        unsafe { &*std::ptr::from_ref(yielder).cast::<Co<Y, S>>() }
+    }
+
+    /// Suspends the body, hands `value` to the caller of `send`, and returns
+    /// the next value sent in. Python's `x = yield value`.
+    ///
+    /// # Panics
+    ///
+    /// If the generator is closed while suspended here, this does not return:
+    /// it starts the close unwind (see [`Cancelled`]). If the body yields
+    /// again while it is being closed (from a destructor, or after a
+    /// `catch_unwind` swallowed the unwind), this panics with a message
+    /// saying so.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stackful::{Generator, GeneratorState};
+    ///
+    /// let mut running_total = Generator::new(|co, mut n: i32| {
+    ///     let mut total = 0;
+    ///     loop {
+    ///         total += n;
+    ///         n = co.yield_(total);
+    ///     }
+    /// });
+    /// assert_eq!(running_total.send(5), GeneratorState::<_, ()>::Yielded(5));
+    /// assert_eq!(running_total.send(10), GeneratorState::Yielded(15));
+    /// ```
+    #[inline]
+    pub fn yield_(&self, value: Y) -> S {
+        match self.yielder.suspend(value) {
+            Resume::Value(s) => s,
+            Resume::Close(token) => panic::resume_unwind(Box::new(Cancelled::closing(token))),
+            Resume::YieldedWhileClosing => panic!(
+                "a generator yielded while it was being closed: a body must not yield from a \
+                 destructor, and a `catch_unwind` in the body must re-raise stackful's close \
+                 unwind (check `stackful::Cancelled::is(&*payload)`, or use \
+                 `stackful::catch_unwind`)"
+            ),
+        }
+    }
+
+    /// Runs the sub-generator `sub` to completion inside this one and returns
+    /// its return value: Python's `r = yield from sub`.
+    ///
+    /// `sub` is started with `first`. Each value it yields is yielded out of
+    /// this generator, and each value sent in is passed on to it. If this
+    /// generator is closed meanwhile, `sub` is closed too (it is dropped
+    /// during the unwind).
+    ///
+    /// # Panics
+    ///
+    /// If `sub` panics, the panic propagates into this body. If `sub` is
+    /// already done, this panics as [`Generator::send`] does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stackful::Generator;
+    ///
+    /// fn count(n: u32) -> Generator<u32, (), u32> {
+    ///     Generator::new(move |co, ()| {
+    ///         (0..n).for_each(|i| co.yield_(i));
+    ///         n
+    ///     })
+    /// }
+    /// let outer = Generator::new(|co, ()| {
+    ///     let a = co.yield_from(count(2), ());
+    ///     let b = co.yield_from(count(3), ());
+    ///     a + b
+    /// });
+    /// assert_eq!(outer.collect::<Vec<_>>(), [0, 1, 0, 1, 2]);
+    /// ```
+    pub fn yield_from<R2>(&self, mut sub: Generator<Y, S, R2>, first: S) -> R2 {
+        let mut state = sub.send(first);
+        loop {
+            match state {
+                GeneratorState::Yielded(y) => state = sub.send(self.yield_(y)),
+                GeneratorState::Complete(r) => return r,
+            }
+        }
+    }
+}
+
+impl<Y, S> fmt::Debug for Co<Y, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Co").finish_non_exhaustive()
+    }
+}
+
+/// The machinery shared by [`Generator`] and [`ScopedGenerator`].
+struct Raw<Y, S, R> {
+    /// `None` only after a close under `panic = "abort"` leaked it.
+    core: Option<Core<Y, S, R>>,
+    /// Identity of this generator's close unwind: the top of its stack.
+    token: usize,
+    /// The name the stack's overflow label points into; dropped after `core`.
+    name: Option<Box<str>>,
+}
+
+impl<Y, S, R> Raw<Y, S, R> {
+    /// Creates the coroutine on a pooled stack.
+    ///
+    /// # Safety
+    ///
+    /// The returned value must be dropped (which closes the body) before
+    /// anything `body` borrows goes out of scope, and before the types `Y`,
+    /// `S` and `R` stop being valid. `'static` bounds prove it for
+    /// [`Generator`]; the closure scope of [`scoped`] proves it for
+    /// [`ScopedGenerator`].
+    unsafe fn new_unchecked<F>(
+        builder: Builder,
+        site: &'static Location<'static>,
+        body: F,
+    ) -> Result<Self, StackError>
+    where
+        F: FnOnce(&Co<Y, S>, S) -> R,
+    {
+        let stack = PooledStack::take(builder.stack_size)?;
+        let token = stack.base().get();
+        let name = builder.name.map(String::into_boxed_str);
+        let label = Label {
+            owner: &GENERATOR,
+            name: name.as_deref(),
+            site: Some(site),
+        };
+        // SAFETY: the name lives on the heap, owned by the returned Raw, whose
+        // fields drop the coroutine (returning the stack, which clears the
+        // label) before the name. Code only runs on the stack inside Raw's
+        // methods, while the name is alive.
+        unsafe { stack.set_label(label) };
+        let wrapper = move |yielder: &Yielder<Resume<S>, Y>, first: Resume<S>| {
+            let Resume::Value(first) = first else {
+                return Outcome::Closed; // closed before it started: `body` is dropped
+            };
+            let co = Co::from_yielder(yielder);
+            match panic::catch_unwind(AssertUnwindSafe(|| body(co, first))) {
+                Ok(r) => Outcome::Returned(r),
+                Err(payload) if Cancelled::is_for(&*payload, token) => Outcome::Closed,
+                Err(payload) => Outcome::Panicked(payload),
+            }
+        };
+        // SAFETY: passed on to our caller: the coroutine, and with it the
+        // closure's borrows, does not outlive what it borrows.
+        let core = unsafe { Coroutine::with_stack_unchecked(stack, wrapper) };
+        Ok(Raw {
+            core: Some(core),
+            token,
+            name,
+        })
+    }
+
+    #[inline]
+    fn send(&mut self, value: S) -> GeneratorState<Y, R> {
+        let core = match &mut self.core {
+            Some(core) if !core.done() => core,
+            _ => panic!(
+                "`send` called on a generator that is already done (it returned, panicked or \
+                 was closed); check `is_done()` first, a generator cannot be restarted"
+            ),
+        };
+        match core.resume(Resume::Value(value)) {
+            CoroutineResult::Yield(y) => GeneratorState::Yielded(y),
+            CoroutineResult::Return(Outcome::Returned(r)) => GeneratorState::Complete(r),
+            CoroutineResult::Return(Outcome::Panicked(payload)) => panic::resume_unwind(payload),
+            CoroutineResult::Return(Outcome::Closed) => {
+                unreachable!("a generator reported a close it was never asked for")
+            }
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.core.as_ref().is_none_or(|core| core.done())
+    }
+
+    fn close(&mut self) {
+        let Some(core) = &mut self.core else { return };
+        if core.done() {
+            return;
+        }
+        if !core.started() {
+            // Drops the body without running it.
+            core.force_unwind();
+            return;
+        }
+        if cfg!(panic = "abort") {
+            self.leak_under_abort();
+            return;
+        }
+        let mut message = Resume::Close(self.token);
+        loop {
+            match core.resume(message) {
+                CoroutineResult::Yield(_) => message = Resume::YieldedWhileClosing,
+                CoroutineResult::Return(Outcome::Returned(_) | Outcome::Closed) => return,
+                CoroutineResult::Return(Outcome::Panicked(payload)) => {
+                    panic::resume_unwind(payload)
+                }
+            }
+        }
+    }
+
+    /// Under `panic = "abort"` a suspended body cannot be unwound. Its stack
+    /// and everything on it are leaked instead, as by `mem::forget`: the
+    /// destructors do not run, and the stack is never reused, so nothing on
+    /// it is freed while still in use.
+    #[cold]
+    fn leak_under_abort(&mut self) {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            eprintln!(
+                "stackful: a suspended generator was closed or dropped under panic = \"abort\", \
+                 so its body cannot be unwound: its destructors do not run and its stack is \
+                 leaked. Run generators to completion, or build with panic = \"unwind\". \
+                 (Shown once.)"
+            )
+        });
+        std::mem::forget(self.core.take());
+    }
+}
+
+impl<Y, S, R> Drop for Raw<Y, S, R> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Sets the name and stack size of a generator before creating it.
+///
+/// # Examples
+///
+/// ```
+/// use stackful::generator::Builder;
+///
+/// let g = Builder::new()
+///     .name("parser")
+///     .stack_size(1 << 20)
+///     .build(|co, ()| co.yield_(1))
+///     .expect("could not map the stack");
+/// assert_eq!(g.collect::<Vec<_>>(), [1]);
+///
+/// let err = Builder::new().stack_size(0).build(|co, ()| co.yield_(1)).unwrap_err();
+/// assert!(err.to_string().contains("invalid coroutine stack size"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// A builder with no name and the default stack size,
+    /// [`DEFAULT_STACK_SIZE`](crate::stack::DEFAULT_STACK_SIZE).
+    pub fn new() -> Builder {
+        Builder {
+            name: None,
+            stack_size: DEFAULT_STACK_SIZE,
+        }
+    }
+
+    /// Names the generator; the name appears in the stack overflow message.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the usable stack size in bytes, rounded up to whole pages. It
+    /// must lie between [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE) and
+    /// [`MAX_STACK_SIZE`](crate::stack::MAX_STACK_SIZE); `build` reports an
+    /// error otherwise.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Creates the generator. The body does not run until the first `send`.
+    ///
+    /// # Errors
+    ///
+    /// A [`StackError`] if the stack size is invalid or the stack cannot be
+    /// mapped (for example when `vm.max_map_count` is reached).
+    #[track_caller]
+    pub fn build<Y, S, R, F>(self, body: F) -> Result<Generator<Y, S, R>, StackError>
+    where
+        F: FnOnce(&Co<Y, S>, S) -> R + 'static,
+        Y: 'static,
+        S: 'static,
+        R: 'static,
+    {
+        // SAFETY: the body and Y, S, R are 'static, so nothing they borrow can
+        // go out of scope while the generator exists.
+        let raw = unsafe { Raw::new_unchecked(self, Location::caller(), body)? };
+        Ok(Generator {
+            raw,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// As [`scoped`], with this builder's settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::build`]; `f` is not called then.
+    #[track_caller]
+    pub fn scoped<'env, Y, S, R, F, T>(
+        self,
+        body: F,
+        f: impl FnOnce(&mut ScopedGenerator<'env, Y, S, R>) -> T,
+    ) -> Result<T, StackError>
+    where
+        F: FnOnce(&Co<Y, S>, S) -> R + 'env,
+    {
+        // SAFETY: the generator lives in this frame and `f` only gets a
+        // `&mut` to it, so it cannot be moved out or forgotten; it is dropped
+        // (closing the body) when this function returns or unwinds, while
+        // everything the body borrows for 'env is still alive.
+        let raw = unsafe { Raw::new_unchecked(self, Location::caller(), body)? };
+        let mut generator = ScopedGenerator {
+            raw,
+            _env: PhantomData,
+        };
+        Ok(f(&mut generator))
+    }
+}
+
+/// A generator: a body running on its own stack that yields `Y`, receives
+/// `S` and returns `R`. See the [module docs](self) for the protocol.
+///
+/// # Examples
+///
+/// ```
+/// use stackful::{Generator, GeneratorState};
+///
+/// let mut consumer = Generator::new(|co, first: Option<u32>| {
+///     let mut next = first;
+///     let mut served = 0;
+///     while let Some(n) = next {
+///         served += 1;
+///         next = co.yield_(format!("200 OK {n}"));
+///     }
+///     served
+/// });
+/// assert_eq!(consumer.send(Some(1)), GeneratorState::Yielded("200 OK 1".to_string()));
+/// assert_eq!(consumer.send(None), GeneratorState::Complete(1));
+/// ```
+///
+/// A generator stays on the thread that created it, because values on its
+/// stack may be `!Send`:
+///
+/// ```compile_fail
+/// let g = stackful::Generator::new(|co, ()| co.yield_(1));
+/// std::thread::spawn(move || drop(g)); // error: `Generator` is not `Send`
+/// ```
+pub struct Generator<Y, S = (), R = ()> {
+    raw: Raw<Y, S, R>,
+    /// Makes the type `!Send` and `!Sync`: its stack may hold `!Send` values.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<Y: 'static, S: 'static, R: 'static> Generator<Y, S, R> {
+    /// Creates a generator on a pooled stack of the default size. The body
+    /// does not run until the first [`send`](Generator::send), whose value
+    /// becomes its second argument.
+    ///
+    /// # Panics
+    ///
+    /// If no stack can be mapped; use [`Builder::build`] to handle that error.
+    #[track_caller]
+    pub fn new<F>(body: F) -> Generator<Y, S, R>
+    where
+        F: FnOnce(&Co<Y, S>, S) -> R + 'static,
+    {
+        match Builder::new().build(body) {
+            Ok(g) => g,
+            Err(e) => panic!("stackful: could not create a generator: {e}"),
+        }
+    }
+}
+
+/// The methods shared by [`Generator`] and [`ScopedGenerator`].
+macro_rules! protocol {
+    () => {
+        /// Resumes the body with `value` and runs it to its next `yield_` or
+        /// to its end. The first call starts the body, passing `value` as its
+        /// argument (Python's priming `send(None)`).
+        ///
+        /// # Panics
+        ///
+        /// If the generator is already done, with a message saying so. If the
+        /// body panics, the panic propagates out of `send`, and the generator
+        /// is done.
+        #[inline]
+        pub fn send(&mut self, value: S) -> GeneratorState<Y, R> {
+            self.raw.send(value)
+        }
+
+        /// Whether the body has returned, panicked or been closed.
+        pub fn is_done(&self) -> bool {
+            self.raw.is_done()
+        }
+
+        /// Closes the generator: Python's `close()`. A suspended body is
+        /// unwound from its `yield_`, so every destructor on its stack runs
+        /// exactly once, and its stack goes back to the pool. An unstarted
+        /// body is dropped without running. Closing a done generator does
+        /// nothing. Dropping a generator closes it.
+        ///
+        /// A body that catches the close unwind and returns normally is done;
+        /// one that yields again instead gets a panic saying it must not,
+        /// and that panic propagates out of `close`.
+        ///
+        /// Under `panic = "abort"` the body cannot be unwound: its stack is
+        /// leaked with everything on it (no destructor runs), and a one-time
+        /// warning is printed. Run generators to completion there.
+        ///
+        /// # Panics
+        ///
+        /// If a destructor in the body panics while it is being closed.
+        pub fn close(&mut self) {
+            self.raw.close()
+        }
+    };
+}
+
+impl<Y, S, R> Generator<Y, S, R> {
+    protocol!();
+}
+
+impl<Y, R> Generator<Y, (), R> {
+    /// [`send`](Generator::send) for generators that receive nothing: Python's `next(g)`.
+    #[inline]
+    pub fn resume(&mut self) -> GeneratorState<Y, R> {
+        self.send(())
+    }
+}
+
+impl<Y, S, R> fmt::Debug for Generator<Y, S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug(&self.raw, "Generator", f)
+    }
+}
+
+/// Iterates over the yielded values until the body completes; its return
+/// value is dropped.
+impl<Y, R> Iterator for Generator<Y, (), R> {
+    type Item = Y;
+
+    fn next(&mut self) -> Option<Y> {
+        next(&mut self.raw)
+    }
+}
+
+impl<Y, R> FusedIterator for Generator<Y, (), R> {}
+
+/// A generator whose body may borrow from the caller's frame, lent out for
+/// the duration of a [`scoped`] call.
+///
+/// The generator is only ever reachable through a `&mut` inside the scope,
+/// and the scope closes it before returning, so nothing it borrows can go
+/// out of scope first, even if the `&mut` is leaked with `mem::forget`.
+///
+/// The lifetime is invariant, so generators of different scopes cannot be
+/// swapped:
+///
+/// ```compile_fail
+/// use stackful::generator::scoped;
+///
+/// let outer_data = vec![1];
+/// scoped(|co, ()| co.yield_(outer_data[0]), |outer| {
+///     let inner_data = vec![2];
+///     scoped(|co, ()| co.yield_(inner_data[0]), |inner| {
+///         std::mem::swap(outer, inner); // error: lifetimes differ
+///     });
+/// });
+/// ```
+pub struct ScopedGenerator<'env, Y, S = (), R = ()> {
+    raw: Raw<Y, S, R>,
+    /// Invariant in 'env, and `!Send`/`!Sync` like [`Generator`].
+    _env: PhantomData<(fn(&'env ()) -> &'env (), *mut ())>,
+}
+
+impl<Y, S, R> ScopedGenerator<'_, Y, S, R> {
+    protocol!();
+}
+
+impl<Y, R> ScopedGenerator<'_, Y, (), R> {
+    /// [`send`](ScopedGenerator::send) for generators that receive nothing.
+    #[inline]
+    pub fn resume(&mut self) -> GeneratorState<Y, R> {
+        self.send(())
+    }
+}
+
+impl<Y, S, R> fmt::Debug for ScopedGenerator<'_, Y, S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug(&self.raw, "ScopedGenerator", f)
+    }
+}
+
+impl<Y, R> Iterator for ScopedGenerator<'_, Y, (), R> {
+    type Item = Y;
+
+    fn next(&mut self) -> Option<Y> {
+        next(&mut self.raw)
+    }
+}
+
+impl<Y, R> FusedIterator for ScopedGenerator<'_, Y, (), R> {}
+
+fn next<Y, R>(raw: &mut Raw<Y, (), R>) -> Option<Y> {
+    if raw.is_done() {
+        return None;
+    }
+    match raw.send(()) {
+        GeneratorState::Yielded(y) => Some(y),
+        GeneratorState::Complete(_) => None,
+    }
+}
+
+fn debug<Y, S, R>(raw: &Raw<Y, S, R>, ty: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let state = match &raw.core {
+        None => "leaked",
+        Some(core) if core.done() => "done",
+        Some(core) if core.started() => "suspended",
+        Some(_) => "unstarted",
+    };
+    f.debug_struct(ty)
+        .field("name", &raw.name)
+        .field("state", &state)
+        .finish()
+}
+
+/// Runs `f` with a generator whose body may borrow from the caller's frame,
+/// like corosensei's `ScopedCoroutine` or std's `thread::scope`. The
+/// generator is closed (its body unwound, destructors run) before `scoped`
+/// returns, so no borrow outlives its data.
+///
+/// # Panics
+///
+/// If no stack can be mapped; use [`Builder::scoped`] to handle that error.
+///
+/// # Examples
+///
+/// ```
+/// use stackful::generator::scoped;
+///
+/// let words = vec!["alpha".to_string(), "beta".to_string()];
+/// let lengths = scoped(
+///     |co, ()| {
+///         for w in &words {
+///             co.yield_(w.len()); // borrows `words`, which is not 'static
+///         }
+///     },
+///     |g| g.collect::<Vec<_>>(),
+/// );
+/// assert_eq!(lengths, [5, 4]);
+/// ```
+#[track_caller]
+pub fn scoped<'env, Y, S, R, F, T>(
+    body: F,
+    f: impl FnOnce(&mut ScopedGenerator<'env, Y, S, R>) -> T,
+) -> T
+where
+    F: FnOnce(&Co<Y, S>, S) -> R + 'env,
+{
+    match Builder::new().scoped(body, f) {
+        Ok(t) => t,
+        Err(e) => panic!("stackful: could not create a generator: {e}"),
+    }
+}

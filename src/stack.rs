@@ -1,0 +1,11 @@
+//! Coroutine stacks: sizes, the pool and its statistics.
+//!
+//! Every generator (and, later, every green thread) runs on an `mmap`'d stack
+//! with a `PROT_NONE` guard page below it, taken from a bounded pool. These
+//! items come from the platform layer, `stackful-arch`; see its docs for the
+//! memory layout and the pool's levels.
+
+pub use stackful_arch::{
+    DEFAULT_STACK_SIZE, LOCAL_CAPACITY, MAX_STACK_SIZE, MIN_STACK_SIZE, PoolStats, SHARED_CAPACITY,
+    StackError, StackErrorKind, pool_stats,
+};
