@@ -116,6 +116,7 @@ impl<Y, S> Co<Y, S> {
     /// assert_eq!(running_total.send(10), GeneratorState::Yielded(15));
     /// ```
     #[inline]
+    #[track_caller]
     pub fn yield_(&self, value: Y) -> S {
         match self.yielder.suspend(value) {
             Resume::Value(s) => s,
@@ -509,7 +510,10 @@ macro_rules! protocol {
         ///
         /// # Panics
         ///
-        /// If a destructor in the body panics while it is being closed.
+        /// If the body panics while it is being closed (after catching the
+        /// close unwind), the panic propagates out of `close`. A destructor
+        /// that panics *during* the close unwind aborts the process, as any
+        /// panic during unwinding does in Rust.
         pub fn close(&mut self) {
             self.raw.close()
         }

@@ -1,0 +1,146 @@
+//! Faults and aborts, each in a child process: the parent re-runs this binary
+//! with `STACKFUL_CRASH_CASE` set and checks the child's stderr and signal.
+
+use std::hint::black_box;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+use stackful::generator::Builder;
+use stackful::{Co, Generator};
+
+const CASE: &str = "STACKFUL_CRASH_CASE";
+
+/// Recurses with a 1 KiB frame until the stack runs out.
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth as u8; 1024]);
+    if depth == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1) + u64::from(frame[depth as usize % 1024])
+}
+
+fn run_case(case: &str) {
+    match case {
+        "named_generator_overflow" => {
+            let mut g = Builder::new()
+                .name("deep-parser")
+                .stack_size(64 * 1024)
+                .build(|co: &Co<u64>, ()| co.yield_(recurse(0)))
+                .unwrap();
+            g.resume();
+        }
+        "unnamed_generator_overflow" => {
+            let mut g = Generator::new(|co: &Co<u64>, ()| co.yield_(recurse(0)));
+            g.resume();
+        }
+        "thread_overflow_after_install" => {
+            // Install stackful's handler first, then overflow a plain thread.
+            Generator::new(|co: &Co<()>, ()| co.yield_(())).resume();
+            std::thread::Builder::new()
+                .name("plain".into())
+                .stack_size(128 * 1024)
+                .spawn(|| recurse(0))
+                .unwrap()
+                .join()
+                .unwrap();
+        }
+        "wild_fault_after_install" => {
+            Generator::new(|co: &Co<()>, ()| co.yield_(())).resume();
+            let p = black_box(16usize) as *const u8;
+            // SAFETY: none: this deliberately faults, to check that faults
+            // that are not overflows reach the default action unchanged.
+            black_box(unsafe { p.read_volatile() });
+        }
+        "yield_in_destructor_during_close" => {
+            struct YieldsOnDrop<'a>(&'a Co<u32>);
+            impl Drop for YieldsOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.yield_(2);
+                }
+            }
+            let mut g = Generator::new(|co: &Co<u32>, ()| {
+                let _guard = YieldsOnDrop(co);
+                co.yield_(1);
+            });
+            g.resume();
+            g.close();
+        }
+        other => panic!("unknown crash case {other}"),
+    }
+    eprintln!("case {case} survived");
+    std::process::exit(0);
+}
+
+/// Runs `case` in a child and returns (signal, stderr).
+fn child(case: &str) -> (Option<i32>, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(CASE, case)
+        .output()
+        .expect("could not start the child");
+    (
+        out.status.signal(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn expect(case: &str, signal: i32, has: &[&str], lacks: &[&str]) {
+    let (got, stderr) = child(case);
+    assert_eq!(got, Some(signal), "{case}: wrong signal; stderr:\n{stderr}");
+    for needle in has {
+        assert!(
+            stderr.contains(needle),
+            "{case}: stderr lacks {needle:?}:\n{stderr}"
+        );
+    }
+    for needle in lacks {
+        assert!(
+            !stderr.contains(needle),
+            "{case}: stderr has {needle:?}:\n{stderr}"
+        );
+    }
+    println!("test {case} ... ok");
+}
+
+fn main() {
+    if let Ok(case) = std::env::var(CASE) {
+        run_case(&case);
+        return;
+    }
+    expect(
+        "named_generator_overflow",
+        libc::SIGABRT,
+        &[
+            "stackful: coroutine `deep-parser` (a generator created at tests/crash.rs:",
+            "overflowed its 64 KiB stack; give it a larger stack with \
+             `stackful::generator::Builder::stack_size`",
+        ],
+        &["survived"],
+    );
+    expect(
+        "unnamed_generator_overflow",
+        libc::SIGABRT,
+        &[
+            "stackful: coroutine <unnamed> (a generator created at tests/crash.rs:",
+            "256 KiB",
+        ],
+        &["survived"],
+    );
+    expect(
+        "thread_overflow_after_install",
+        libc::SIGABRT,
+        &["thread 'plain'", "has overflowed its stack"],
+        &["stackful:", "survived"],
+    );
+    expect(
+        "wild_fault_after_install",
+        libc::SIGSEGV,
+        &[],
+        &["stackful:", "survived"],
+    );
+    expect(
+        "yield_in_destructor_during_close",
+        libc::SIGABRT,
+        &["a generator yielded while it was being closed"],
+        &["survived"],
+    );
+}
