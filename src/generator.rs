@@ -413,6 +413,7 @@ impl Builder {
         let mut generator = ScopedGenerator {
             raw,
             _env: PhantomData,
+            _not_send: PhantomData,
         };
         Ok(f(&mut generator))
     }
@@ -442,7 +443,7 @@ impl Builder {
 /// A generator stays on the thread that created it, because values on its
 /// stack may be `!Send`:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// let g = stackful::Generator::new(|co, ()| co.yield_(1));
 /// std::thread::spawn(move || drop(g)); // error: `Generator` is not `Send`
 /// ```
@@ -560,7 +561,7 @@ impl<Y, R> FusedIterator for Generator<Y, (), R> {}
 /// The lifetime is invariant, so generators of different scopes cannot be
 /// swapped:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0597
 /// use stackful::generator::scoped;
 ///
 /// let outer_data = vec![1];
@@ -573,8 +574,10 @@ impl<Y, R> FusedIterator for Generator<Y, (), R> {}
 /// ```
 pub struct ScopedGenerator<'env, Y, S = (), R = ()> {
     raw: Raw<Y, S, R>,
-    /// Invariant in 'env, and `!Send`/`!Sync` like [`Generator`].
-    _env: PhantomData<(fn(&'env ()) -> &'env (), *mut ())>,
+    /// Makes the type invariant in `'env`.
+    _env: PhantomData<fn(&'env ()) -> &'env ()>,
+    /// Makes the type `!Send` and `!Sync`, like [`Generator`].
+    _not_send: PhantomData<*mut ()>,
 }
 
 impl<Y, S, R> ScopedGenerator<'_, Y, S, R> {

@@ -50,6 +50,8 @@
 //! See [`generator`] for the whole protocol, including `close` and
 //! `yield_from`, and [`stack`] for stack sizes and the stack pool.
 
+#![doc(test(attr(deny(warnings))))]
+
 pub mod cancel;
 pub mod generator;
 pub mod stack;

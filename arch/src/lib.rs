@@ -14,6 +14,8 @@
 //!
 //! Only Linux on x86_64 and aarch64 is supported for now; see `target/`.
 
+#![doc(test(attr(deny(warnings))))]
+
 mod overflow;
 mod pool;
 mod registry;

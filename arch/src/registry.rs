@@ -46,15 +46,17 @@ pub(crate) struct Seen {
 }
 
 impl Slot {
-    const EMPTY: Slot = Slot {
-        start: AtomicUsize::new(0),
-        guard_end: AtomicUsize::new(0),
-        base: AtomicUsize::new(0),
-        owner: AtomicPtr::new(ptr::null_mut()),
-        name_ptr: AtomicPtr::new(ptr::null_mut()),
-        name_len: AtomicUsize::new(0),
-        site: AtomicPtr::new(ptr::null_mut()),
-    };
+    fn empty() -> Slot {
+        Slot {
+            start: AtomicUsize::new(0),
+            guard_end: AtomicUsize::new(0),
+            base: AtomicUsize::new(0),
+            owner: AtomicPtr::new(ptr::null_mut()),
+            name_ptr: AtomicPtr::new(ptr::null_mut()),
+            name_len: AtomicUsize::new(0),
+            site: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
 
     /// Stores a label. The owner pointer is written last with `Release` so
     /// that a reader that sees it also sees the name and site.
@@ -64,7 +66,7 @@ impl Slot {
             .map_or((ptr::null(), 0), |s| (s.as_ptr(), s.len()));
         self.name_ptr.store(p.cast_mut(), Ordering::Relaxed);
         self.name_len.store(n, Ordering::Relaxed);
-        let site = label.site.map_or(ptr::null(), |l| ptr::from_ref(l));
+        let site = label.site.map_or(ptr::null(), ptr::from_ref);
         self.site.store(site.cast_mut(), Ordering::Relaxed);
         self.owner
             .store(ptr::from_ref(label.owner).cast_mut(), Ordering::Release);
@@ -78,19 +80,16 @@ impl Slot {
         let owner = self.owner.load(Ordering::Acquire);
         let name_ptr = self.name_ptr.load(Ordering::Relaxed);
         let site = self.site.load(Ordering::Relaxed);
+        // SAFETY: `owner` and `site` are null or came from `&'static`
+        // references in `set_label`.
+        let (owner_ref, site_ref) = unsafe { (owner.as_ref(), site.as_ref()) };
         Seen {
             guard_end: self.guard_end.load(Ordering::Relaxed),
             base: self.base.load(Ordering::Relaxed),
-            // SAFETY: `owner` is null or came from a `&'static Owner`.
-            owner: unsafe { owner.as_ref() },
+            owner: owner_ref,
             name: (!owner.is_null() && !name_ptr.is_null())
                 .then(|| (name_ptr.cast_const(), self.name_len.load(Ordering::Relaxed))),
-            // SAFETY: `site` is null or came from a `&'static Location`.
-            site: if owner.is_null() {
-                None
-            } else {
-                unsafe { site.as_ref() }
-            },
+            site: owner_ref.and(site_ref),
         }
     }
 }
@@ -117,7 +116,7 @@ pub(crate) fn register(start: usize, guard_end: usize, base: usize) -> &'static 
             let (k, i) = locate(n);
             let mut seg = TABLE[k].load(Ordering::Acquire);
             if seg.is_null() {
-                let slots: Box<[Slot]> = (0..FIRST << k).map(|_| Slot::EMPTY).collect();
+                let slots: Box<[Slot]> = (0..FIRST << k).map(|_| Slot::empty()).collect();
                 seg = Box::leak(slots).as_mut_ptr();
                 TABLE[k].store(seg, Ordering::Release);
             }

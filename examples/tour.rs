@@ -1,0 +1,118 @@
+//! A tour of stackful, following the Python coroutine guide.
+//! Run it with `cargo run --release --example tour`.
+
+use stackful::generator::{Builder, scoped};
+use stackful::{Co, Generator, GeneratorState};
+
+fn section(title: &str) {
+    println!("\n== {title}");
+}
+
+/// Python: `def consumer(): ... n = yield r ...`
+fn generator_protocol() {
+    section("generator protocol: send, yield, return");
+    let mut consumer = Generator::new(|co, first: Option<u32>| {
+        let mut next = first;
+        let mut served = 0;
+        while let Some(n) = next {
+            println!("[CONSUMER] consuming {n}");
+            served += 1;
+            next = co.yield_(format!("200 OK {n}"));
+        }
+        served
+    });
+    for n in 1..=3 {
+        if let GeneratorState::Yielded(reply) = consumer.send(Some(n)) {
+            println!("[PRODUCER] got {reply}");
+        }
+    }
+    println!("[PRODUCER] consumer served {:?}", consumer.send(None));
+}
+
+/// Python: `r = yield from sub()`
+fn yield_from() {
+    section("yield from: delegating to a sub-generator");
+    fn countdown(from: u32) -> Generator<u32, (), &'static str> {
+        Generator::new(move |co, ()| {
+            for i in (1..=from).rev() {
+                co.yield_(i);
+            }
+            "liftoff"
+        })
+    }
+    let mission = Generator::new(|co, ()| {
+        let first = co.yield_from(countdown(3), ());
+        println!("  sub-generator returned {first:?}");
+        co.yield_from(countdown(2), ())
+    });
+    let seen: Vec<u32> = mission.collect();
+    println!("yielded {seen:?}");
+}
+
+/// No function colouring: ordinary recursive functions yield through `&Co`.
+fn recursion() {
+    section("yielding from deep inside ordinary functions");
+    fn permutations(co: &Co<String>, prefix: &mut String, rest: &mut Vec<char>) {
+        if rest.is_empty() {
+            co.yield_(prefix.clone());
+        }
+        for i in 0..rest.len() {
+            let c = rest.remove(i);
+            prefix.push(c);
+            permutations(co, prefix, rest);
+            prefix.pop();
+            rest.insert(i, c);
+        }
+    }
+    let all: Vec<String> =
+        Generator::new(|co, ()| permutations(co, &mut String::new(), &mut vec!['a', 'b', 'c']))
+            .collect();
+    println!("permutations of abc: {all:?}");
+}
+
+/// Python: `g.close()` raises GeneratorExit inside the body; `finally` runs.
+fn close() {
+    section("close: the body unwinds and its destructors run");
+    struct Connection(&'static str);
+    impl Drop for Connection {
+        fn drop(&mut self) {
+            println!("  closing connection {}", self.0);
+        }
+    }
+    let mut reader = Builder::new()
+        .name("reader")
+        .build(|co, ()| {
+            let _conn = Connection("db-1");
+            for row in 0.. {
+                co.yield_(row);
+            }
+        })
+        .expect("could not map a stack");
+    println!("read {:?} and {:?}", reader.resume(), reader.resume());
+    reader.close();
+    println!("reader done: {}", reader.is_done());
+}
+
+/// Bodies may borrow from the caller's frame inside a scope.
+fn scoped_generator() {
+    section("scoped generators borrow local data");
+    let words = vec!["stackful".to_string(), "coroutines".to_string()];
+    let mut total = 0;
+    scoped(
+        |co, ()| {
+            for w in &words {
+                co.yield_(w.len());
+            }
+        },
+        |g| g.for_each(|n| total += n),
+    );
+    println!("total length of {words:?}: {total}");
+}
+
+fn main() {
+    generator_protocol();
+    yield_from();
+    recursion();
+    close();
+    scoped_generator();
+}
