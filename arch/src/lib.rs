@@ -12,7 +12,7 @@
 //! learns about the code running on a stack is a [`Label`] that names it for
 //! the overflow message.
 //!
-//! Only Linux on x86_64 and aarch64 is supported for now; see `target/`.
+//! Only Linux on x86_64 and aarch64 is supported for now; see `cpu/`.
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -20,7 +20,7 @@ mod overflow;
 mod pool;
 mod registry;
 mod stack;
-mod target;
+mod cpu;
 
 pub use overflow::{Label, Owner};
 pub use pool::{LOCAL_CAPACITY, PoolStats, PooledStack, SHARED_CAPACITY, pool_stats};

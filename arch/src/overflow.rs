@@ -20,7 +20,7 @@ use std::ptr;
 use std::sync::OnceLock;
 
 use crate::registry;
-use crate::target::fault_stack_pointer;
+use crate::cpu::fault_stack_pointer;
 
 /// What kind of code runs on a stack, and how its owner gives it more room.
 /// The upper layers keep one `static` per kind.
