@@ -16,11 +16,11 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+mod cpu;
 mod overflow;
 mod pool;
 mod registry;
 mod stack;
-mod cpu;
 
 pub use overflow::{Label, Owner};
 pub use pool::{LOCAL_CAPACITY, PoolStats, PooledStack, SHARED_CAPACITY, pool_stats};

@@ -19,8 +19,8 @@ use std::panic::Location;
 use std::ptr;
 use std::sync::OnceLock;
 
-use crate::registry;
 use crate::cpu::fault_stack_pointer;
+use crate::registry;
 
 /// What kind of code runs on a stack, and how its owner gives it more room.
 /// The upper layers keep one `static` per kind.
