@@ -65,6 +65,36 @@ fn run_case(case: &str) {
             g.resume();
             g.close();
         }
+        "mmap_failure_is_an_error" => {
+            // Cap the address space so the next mapping fails with ENOMEM.
+            let cap = libc::rlimit {
+                rlim_cur: 64 << 20,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: setrlimit with a valid struct only lowers this process's limit.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &cap) }, 0);
+            let err = Builder::new()
+                .stack_size(512 << 20)
+                .build(|co: &Co<()>, ()| co.yield_(()))
+                .unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::ENOMEM));
+            eprintln!("error: {err}");
+            // The process goes on: a small generator still works.
+            let mut g = Generator::new(|co: &Co<u8>, ()| co.yield_(7));
+            assert_eq!(g.resume(), stackful::GeneratorState::Yielded(7));
+        }
+        "max_map_count_reached" => {
+            // Keep generators alive until the kernel's mapping limit stops us.
+            let mut live = Vec::new();
+            let err = loop {
+                match Builder::new().build(|co: &Co<()>, ()| co.yield_(())) {
+                    Ok(g) => live.push(g),
+                    Err(e) => break e,
+                }
+                assert!(live.len() < 10_000_000, "no limit reached");
+            };
+            eprintln!("error after {} live generators: {err}", live.len());
+        }
         other => panic!("unknown crash case {other}"),
     }
     eprintln!("case {case} survived");
@@ -131,6 +161,32 @@ fn main() {
         &["thread 'plain'", "has overflowed its stack"],
         &["stackful:", "survived"],
     );
+    let (signal, stderr) = child("mmap_failure_is_an_error");
+    assert_eq!(signal, None, "{stderr}");
+    for needle in [
+        "could not create a 524288 KiB coroutine stack: mmap failed",
+        "vm.max_map_count",
+        "survived",
+    ] {
+        assert!(
+            stderr.contains(needle),
+            "mmap failure: stderr lacks {needle:?}:\n{stderr}"
+        );
+    }
+    println!("test mmap_failure_is_an_error ... ok");
+    let (signal, stderr) = child("max_map_count_reached");
+    assert_eq!(signal, None, "{stderr}");
+    for needle in [
+        "reached the kernel's limit on memory mappings",
+        "vm.max_map_count",
+        "survived",
+    ] {
+        assert!(
+            stderr.contains(needle),
+            "map limit: stderr lacks {needle:?}:\n{stderr}"
+        );
+    }
+    println!("test max_map_count_reached ... ok");
     expect(
         "wild_fault_after_install",
         libc::SIGSEGV,

@@ -136,6 +136,12 @@ impl StackError {
     }
 }
 
+/// Counts this process's memory mappings, if `/proc` is there.
+fn mappings_in_use() -> Option<u64> {
+    let maps = std::fs::read("/proc/self/maps").ok()?;
+    Some(maps.iter().filter(|&&b| b == b'\n').count() as u64)
+}
+
 /// Reads the current `vm.max_map_count`, if `/proc` is there.
 fn max_map_count() -> Option<u64> {
     std::fs::read_to_string("/proc/sys/vm/max_map_count")
@@ -169,17 +175,36 @@ impl fmt::Display for StackError {
                     "could not create a {kib} KiB coroutine stack: {call} failed: {os}"
                 )?;
                 if self.errno == Some(libc::ENOMEM) {
-                    let limit = max_map_count();
-                    let shown = limit.map_or_else(|| "unknown".to_string(), |n| n.to_string());
-                    write!(
-                        f,
-                        ". The likely cause is the kernel's limit on memory mappings, \
-                         vm.max_map_count (now {shown}): every stack takes 2 mappings, so it \
-                         allows about {} live stacks ({} mapped now). Raise it with \
-                         `sysctl -w vm.max_map_count=<n>` as root, or keep fewer coroutines alive",
-                        limit.map_or(0, |n| n / 2),
-                        MAPPED.load(Ordering::Relaxed)
-                    )?;
+                    let limit = max_map_count().unwrap_or(65530);
+                    let in_use = mappings_in_use();
+                    // mprotect fails with ENOMEM when splitting the mapping
+                    // would pass the limit, and /proc may be unreadable then.
+                    let ours = 2 * MAPPED.load(Ordering::Relaxed) as u64;
+                    let at_limit = self.kind == StackErrorKind::Protect
+                        || ours + 1024 >= limit
+                        || in_use.is_some_and(|n| n + 2 > limit);
+                    if at_limit {
+                        write!(
+                            f,
+                            ". The process has reached the kernel's limit on memory mappings, \
+                             vm.max_map_count = {limit}: every stack takes 2 mappings, so about \
+                             {} stacks fit ({} stacks mapped now). Raise it with \
+                             `sysctl -w vm.max_map_count=<n>` as root, or keep fewer coroutines \
+                             alive",
+                            limit / 2,
+                            MAPPED.load(Ordering::Relaxed)
+                        )?;
+                    } else {
+                        write!(
+                            f,
+                            ". The kernel is out of memory or address space for this process \
+                             (check `ulimit -v`). With many coroutines alive the usual limit is \
+                             vm.max_map_count = {limit}, which allows about {} stacks \
+                             ({} mappings in use now)",
+                            limit / 2,
+                            in_use.map_or_else(|| "?".to_string(), |n| n.to_string())
+                        )?;
+                    }
                 }
                 Ok(())
             }
