@@ -1,25 +1,40 @@
-//! The unwind that closes a generator's body.
+//! The unwinds that stackful starts on purpose: closing a generator,
+//! cancelling a green thread, and expiring a timeout.
 //!
-//! Closing a suspended generator (Python's `close()` and `GeneratorExit`)
-//! unwinds its stack from the `yield_` where it is suspended, so every
-//! destructor on it runs. The unwind carries a [`Cancelled`] payload, tagged
-//! with the identity of the stack it belongs to, and is started with
-//! [`std::panic::resume_unwind`], so the panic hook does not print anything.
+//! Each of them unwinds a coroutine's stack from a suspension point, so every
+//! destructor on it runs, like Python's `GeneratorExit` and `CancelledError`
+//! or a dropped future. The unwind carries a [`Cancelled`] payload tagged with
+//! the identity of whatever started it (a generator, a green thread, a timeout
+//! scope), so nested coroutines and nested timeouts never take each other's
+//! unwind for their own. It is started with [`std::panic::resume_unwind`], so
+//! the panic hook prints nothing.
 //!
-//! A `catch_unwind` inside a coroutine body catches that unwind like any
-//! panic. Let it go on: check the payload with [`Cancelled::is`] and re-raise
-//! it, or use [`catch_unwind`](crate::catch_unwind), which does that for you.
-//! A body that swallows it anyway is not undefined behaviour and does not
-//! hang; see [`Generator::close`](crate::Generator::close) for what happens.
+//! A `catch_unwind` inside coroutine code catches these unwinds like any
+//! panic. Let them go on: check the payload with [`Cancelled::is`] and
+//! re-raise it, or use [`catch_unwind`](crate::catch_unwind), which does that
+//! for you. Code that swallows one anyway causes no undefined behaviour and no
+//! hang: a cancelled green thread or an expired timeout is unwound again at its
+//! next suspension point, and a generator that yields while being closed gets
+//! a panic that says so.
 
 use std::any::Any;
 use std::fmt;
 use std::panic::{self, UnwindSafe};
 
-/// The payload of the unwind that stackful starts to close a generator.
-///
-/// It is tagged with the identity of the coroutine it closes, so a nested
-/// coroutine never mistakes another one's unwind for its own.
+/// Who started the unwind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// `Generator::close`; the token is the top of the generator's stack.
+    Close(usize),
+    /// `JoinHandle::cancel`, a failing sibling, or `run`'s shutdown; the id
+    /// is the green thread's.
+    Task(u64),
+    /// An expired `timeout` (or other cancel scope) with this scope id.
+    Scope(u64),
+}
+
+/// The payload of an unwind that stackful starts on purpose: a generator
+/// being closed, a green thread being cancelled, or a timeout expiring.
 ///
 /// # Examples
 ///
@@ -43,45 +58,49 @@ use std::panic::{self, UnwindSafe};
 /// assert!(g.is_done());
 /// ```
 pub struct Cancelled {
-    /// Identity of the coroutine being closed: the top of its stack.
-    token: usize,
+    pub(crate) cause: Cause,
 }
 
 impl Cancelled {
-    pub(crate) fn closing(token: usize) -> Cancelled {
-        Cancelled { token }
+    pub(crate) fn new(cause: Cause) -> Cancelled {
+        Cancelled { cause }
     }
 
-    /// Whether a panic payload is stackful's close unwind, which must be
-    /// re-raised with [`std::panic::resume_unwind`] rather than handled.
+    /// Starts this unwind.
+    pub(crate) fn raise(cause: Cause) -> ! {
+        panic::resume_unwind(Box::new(Cancelled::new(cause)))
+    }
+
+    /// Whether a panic payload is one of stackful's deliberate unwinds, which
+    /// must be re-raised with [`std::panic::resume_unwind`] rather than handled.
     pub fn is(payload: &(dyn Any + Send)) -> bool {
         payload.is::<Cancelled>()
     }
 
-    /// Whether `payload` is the close unwind of the coroutine identified by `token`.
-    pub(crate) fn is_for(payload: &(dyn Any + Send), token: usize) -> bool {
-        payload
-            .downcast_ref::<Cancelled>()
-            .is_some_and(|c| c.token == token)
+    /// The cause, if `payload` is one of stackful's deliberate unwinds.
+    pub(crate) fn cause_of(payload: &(dyn Any + Send)) -> Option<Cause> {
+        payload.downcast_ref::<Cancelled>().map(|c| c.cause)
     }
 }
 
 impl fmt::Debug for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cancelled")
-            .field("token", &format_args!("{:#x}", self.token))
-            .finish()
+        f.debug_tuple("Cancelled").field(&self.cause).finish()
     }
 }
 
 impl fmt::Display for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("generator closed")
+        match self.cause {
+            Cause::Close(_) => f.write_str("generator closed"),
+            Cause::Task(id) => write!(f, "green thread #{id} cancelled"),
+            Cause::Scope(_) => f.write_str("timeout expired"),
+        }
     }
 }
 
 /// [`std::panic::catch_unwind`] for code inside coroutines: it catches
-/// panics but lets stackful's close unwind ([`Cancelled`]) pass through.
+/// panics but lets stackful's deliberate unwinds ([`Cancelled`]) pass through.
 ///
 /// # Examples
 ///

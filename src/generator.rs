@@ -35,7 +35,9 @@ use corosensei::stack::Stack as _;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use stackful_arch::{DEFAULT_STACK_SIZE, Label, Owner, PooledStack, StackError};
 
-use crate::cancel::Cancelled;
+use crate::cancel::{Cancelled, Cause};
+use crate::debug;
+use crate::scopes::{self, GeneratorMeta};
 
 /// What [`Generator::send`] returns: the next yielded value, or the body's
 /// return value once it completes.
@@ -76,19 +78,16 @@ static GENERATOR: Owner = Owner {
 ///
 /// A `&Co` is passed to the body and may be handed down to any function the
 /// body calls, at any depth, which can then yield on the generator's behalf.
-/// It cannot leave the generator's thread (`Co` is `!Sync`).
-#[repr(transparent)]
+/// It cannot leave the generator's thread (`Co` is neither `Send` nor `Sync`).
 pub struct Co<Y, S = ()> {
-    yielder: Yielder<Resume<S>, Y>,
+    /// corosensei's yielder, which lives at the top of the generator's stack
+    /// for as long as the body runs.
+    yielder: *const Yielder<Resume<S>, Y>,
+    /// What timeouts opened on this stack need (see `scopes`).
+    meta: GeneratorMeta,
 }
 
 impl<Y, S> Co<Y, S> {
-    fn from_yielder(yielder: &Yielder<Resume<S>, Y>) -> &Co<Y, S> {
-        // SAFETY: `Co` is a `repr(transparent)` wrapper around the yielder,
-        // so the two references have the same layout and lifetime.
-        unsafe { &*std::ptr::from_ref(yielder).cast::<Co<Y, S>>() }
-    }
-
     /// Suspends the body, hands `value` to the caller of `send`, and returns
     /// the next value sent in. Python's `x = yield value`.
     ///
@@ -118,9 +117,22 @@ impl<Y, S> Co<Y, S> {
     #[inline]
     #[track_caller]
     pub fn yield_(&self, value: Y) -> S {
-        match self.yielder.suspend(value) {
+        // Timeouts and shields opened on this stack stop applying while the
+        // generator is suspended (PEP 789); one load when there are none.
+        let scoped = self.meta.open_scopes.get() != 0;
+        if scoped {
+            scopes::generator_suspending(&self.meta);
+        }
+        // SAFETY: `yielder` was set by the coroutine's entry closure from the
+        // reference corosensei passed it, and the body (the only place a
+        // `&Co` exists) runs inside that closure's call.
+        let resumed = unsafe { &*self.yielder }.suspend(value);
+        if scoped {
+            scopes::generator_resumed(&self.meta);
+        }
+        match resumed {
             Resume::Value(s) => s,
-            Resume::Close(token) => panic::resume_unwind(Box::new(Cancelled::closing(token))),
+            Resume::Close(token) => Cancelled::raise(Cause::Close(token)),
             Resume::YieldedWhileClosing => panic!(
                 "a generator yielded while it was being closed: a body must not yield from a \
                  destructor, and a `catch_unwind` in the body must re-raise stackful's close \
@@ -186,6 +198,8 @@ struct Raw<Y, S, R> {
     token: usize,
     /// The name the stack's overflow label points into; dropped after `core`.
     name: Option<Box<str>>,
+    /// Where the generator was created, for diagnostics.
+    site: &'static Location<'static>,
 }
 
 impl<Y, S, R> Raw<Y, S, R> {
@@ -208,6 +222,7 @@ impl<Y, S, R> Raw<Y, S, R> {
     {
         let stack = PooledStack::take(builder.stack_size)?;
         let token = stack.base().get();
+        let range = (stack.guard_end(), token);
         let name = builder.name.map(String::into_boxed_str);
         let label = Label {
             owner: &GENERATOR,
@@ -223,12 +238,18 @@ impl<Y, S, R> Raw<Y, S, R> {
             let Resume::Value(first) = first else {
                 return Outcome::Closed; // closed before it started: `body` is dropped
             };
-            let co = Co::from_yielder(yielder);
-            match panic::catch_unwind(AssertUnwindSafe(|| body(co, first))) {
+            let co = Co {
+                yielder,
+                meta: GeneratorMeta::new(range),
+            };
+            scopes::register_generator(&co.meta);
+            let outcome = match panic::catch_unwind(AssertUnwindSafe(|| body(&co, first))) {
                 Ok(r) => Outcome::Returned(r),
-                Err(payload) if Cancelled::is_for(&*payload, token) => Outcome::Closed,
+                Err(p) if Cancelled::cause_of(&*p) == Some(Cause::Close(token)) => Outcome::Closed,
                 Err(payload) => Outcome::Panicked(payload),
-            }
+            };
+            scopes::unregister_generator(&co.meta);
+            outcome
         };
         // SAFETY: passed on to our caller: the coroutine, and with it the
         // closure's borrows, does not outlive what it borrows.
@@ -237,6 +258,7 @@ impl<Y, S, R> Raw<Y, S, R> {
             core: Some(core),
             token,
             name,
+            site,
         })
     }
 
@@ -269,6 +291,16 @@ impl<Y, S, R> Raw<Y, S, R> {
             return;
         }
         if !core.started() {
+            if debug::enabled() {
+                debug::warn(format_args!(
+                    "generator {}created at {} was dropped without ever being started",
+                    self.name
+                        .as_deref()
+                        .map(|n| format!("`{n}` "))
+                        .unwrap_or_default(),
+                    self.site
+                ));
+            }
             // Drops the body without running it.
             core.force_unwind();
             return;

@@ -1,13 +1,16 @@
-//! Stackful coroutines for Rust: Python-style generators on real stacks.
+//! Stackful coroutines for Rust: Python-style generators and green threads on
+//! real stacks.
 //!
 //! Each coroutine runs on its own guard-paged stack and switches with a few
 //! instructions of assembly (the `corosensei` crate). So a generator body is
-//! ordinary Rust that can yield from any depth of ordinary function calls:
-//! no `async`, no function colouring.
+//! ordinary Rust that can yield from any depth of ordinary function calls, and
+//! a green thread is ordinary blocking-style Rust that suspends instead of
+//! blocking its OS thread: no `async`, no function colouring.
 //!
 //! # A tour
 //!
 //! ```
+//! use std::time::Duration;
 //! use stackful::{Generator, GeneratorState};
 //!
 //! // Python's consumer/producer: the first send primes the body.
@@ -27,17 +30,16 @@
 //! }
 //! assert_eq!(consumer.send(None), GeneratorState::Complete(2));
 //!
-//! // Any function can yield, given the `&Co`: walk a tree recursively.
-//! enum Tree { Leaf(u32), Node(Vec<Tree>) }
-//! fn walk(co: &stackful::Co<u32>, t: &Tree) {
-//!     match t {
-//!         Tree::Leaf(v) => co.yield_(*v),
-//!         Tree::Node(children) => children.iter().for_each(|c| walk(co, c)),
-//!     }
-//! }
-//! let tree = Tree::Node(vec![Tree::Leaf(1), Tree::Node(vec![Tree::Leaf(2), Tree::Leaf(3)])]);
-//! let leaves: Vec<u32> = Generator::new(move |co, ()| walk(co, &tree)).collect();
-//! assert_eq!(leaves, [1, 2, 3]);
+//! // Green threads: asyncio.run, create_task and gather, as blocking code.
+//! let results = stackful::run(|| {
+//!     let fetch = |id: u64| stackful::spawn(move || {
+//!         stackful::sleep(Duration::from_millis(30 - 10 * id));
+//!         id
+//!     });
+//!     stackful::gather([fetch(1), fetch(2)]).unwrap()
+//! });
+//! println!("all data: {results:?}");
+//! assert_eq!(results, [1, 2]);
 //! ```
 //!
 //! It prints:
@@ -45,16 +47,43 @@
 //! ```text
 //! [PRODUCER] got 200 OK 1
 //! [PRODUCER] got 200 OK 2
+//! all data: [1, 2]
 //! ```
 //!
-//! See [`generator`] for the whole protocol, including `close` and
-//! `yield_from`, and [`stack`] for stack sizes and the stack pool.
+//! See [`generator`] for the generator protocol, [`runtime`] for the green
+//! thread runtime and its soundness rule, [`task`] for spawning and joining,
+//! [`time`] for sleeps and timeouts, and [`stack`] for stack sizes.
+//!
+//! # Cancellation
+//!
+//! Cancelling a green thread, a timeout expiring, and closing a generator all
+//! unwind the coroutine's stack from a suspension point, so destructors run.
+//! A `catch_unwind` in your code must let these unwinds pass: see [`Cancelled`]
+//! and [`catch_unwind`].
+//!
+//! # Debug mode
+//!
+//! `STACKFUL_DEBUG=1`, or `Runtime::builder().debug(true)`, prints warnings
+//! about green threads that run too long without suspending, green threads or
+//! generators dropped without ever starting, and panics nobody joined.
 
 #![doc(test(attr(deny(warnings))))]
 
+mod blocking;
 pub mod cancel;
+mod debug;
 pub mod generator;
+pub mod runtime;
+mod scopes;
 pub mod stack;
+pub mod task;
+pub mod time;
 
+pub use blocking::spawn_blocking;
 pub use cancel::{Cancelled, catch_unwind};
 pub use generator::{Co, Generator, GeneratorState};
+pub use runtime::{Runtime, run};
+pub use task::{
+    JoinError, JoinHandle, ReturnWhen, as_completed, gather, join_all, scope, spawn, wait,
+};
+pub use time::{Elapsed, shield, sleep, sleep_until, timeout, timeout_at, yield_now};

@@ -26,5 +26,5 @@ pub use overflow::{Label, Owner};
 pub use pool::{LOCAL_CAPACITY, PoolStats, PooledStack, SHARED_CAPACITY, pool_stats};
 pub use stack::{
     DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, Stack, StackError, StackErrorKind,
-    page_size,
+    page_size, thread_stack_range,
 };

@@ -392,6 +392,24 @@ unsafe impl corosensei::stack::Stack for Stack {
     }
 }
 
+/// The address range `(low, high)` of the calling OS thread's own stack, as
+/// the C library reports it, or `None` if it cannot tell.
+pub fn thread_stack_range() -> Option<(usize, usize)> {
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; the
+    // attribute object is destroyed after use, and the out-pointers are valid.
+    unsafe {
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+        if libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) != 0 {
+            return None;
+        }
+        let mut addr = ptr::null_mut();
+        let mut size = 0;
+        let ret = libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size);
+        libc::pthread_attr_destroy(attr.as_mut_ptr());
+        (ret == 0).then(|| (addr as usize, addr as usize + size))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,616 @@
+//! The M:N runtime: worker threads that run green threads.
+//!
+//! A [`Runtime`] owns N worker threads (by default one per available CPU),
+//! an elastic pool of threads for [`spawn_blocking`](crate::spawn_blocking),
+//! and the queues between them. A global one starts lazily the first time
+//! [`run`] or [`spawn`](crate::spawn) needs it; [`Runtime::builder`] makes
+//! explicit ones.
+//!
+//! # The soundness rule
+//!
+//! Once a green thread has started, it never moves to another OS thread.
+//! Idle workers steal green threads that have not started yet, never running
+//! ones. So nothing on a green thread's stack (an `Rc`, a `MutexGuard`, a
+//! thread-local address the compiler kept across a switch) is ever seen from
+//! another thread, and [`spawn`](crate::spawn) is a safe function bounded
+//! only by `Send + 'static`. The price: a green thread that runs for long
+//! without suspending delays the others pinned to its worker. Move such work
+//! into [`spawn_blocking`](crate::spawn_blocking), or call
+//! [`yield_now`](crate::yield_now) in long loops; debug mode warns about it.
+
+pub(crate) mod park;
+pub(crate) mod worker;
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::panic;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_deque::{Injector, Stealer, Worker as Deque};
+use crossbeam_utils::sync::Parker;
+use stackful_arch::{MAX_STACK_SIZE, MIN_STACK_SIZE};
+
+use crate::blocking::BlockingPool;
+use crate::debug;
+use crate::task::raw::{Header, LiveCount, Task, TaskRef};
+
+pub(crate) use worker::Home;
+
+/// Settings shared by a runtime's workers.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) stack_size: usize,
+}
+
+/// Workers that are parked, so that new work can wake one.
+#[derive(Default)]
+pub(crate) struct Idle {
+    sleepers: Mutex<Vec<usize>>,
+    count: AtomicUsize,
+}
+
+impl Idle {
+    pub(crate) fn sleep(&self, index: usize) {
+        self.sleepers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(index);
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn awake(&self, index: usize) {
+        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pos) = sleepers.iter().position(|&i| i == index) {
+            sleepers.swap_remove(pos);
+            self.count.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn pop(&self) -> Option<usize> {
+        if self.count.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+        let i = sleepers.pop()?;
+        self.count.fetch_sub(1, Ordering::SeqCst);
+        Some(i)
+    }
+}
+
+/// The green threads spawned under one `run`, transitively.
+pub(crate) struct Group {
+    pub(crate) cancelled: AtomicBool,
+    live: LiveCount,
+}
+
+impl Group {
+    fn new() -> Group {
+        Group {
+            cancelled: AtomicBool::new(false),
+            live: LiveCount::default(),
+        }
+    }
+
+    pub(crate) fn task_finished(&self) {
+        self.live.sub();
+    }
+}
+
+/// Everything the workers of one runtime share.
+pub(crate) struct RtShared {
+    pub(crate) homes: Vec<Arc<Home>>,
+    pub(crate) injector: Injector<TaskRef>,
+    pub(crate) stealers: Vec<Stealer<TaskRef>>,
+    pub(crate) idle: Idle,
+    pub(crate) config: Config,
+    pub(crate) blocking: BlockingPool,
+    pub(crate) live: LiveCount,
+    /// No new green threads: the runtime is being dropped.
+    closing: AtomicBool,
+    /// Workers exit their loops.
+    pub(crate) stopping: AtomicBool,
+    started: Instant,
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
+}
+
+impl RtShared {
+    pub(crate) fn task_finished(&self) {
+        self.live.sub();
+    }
+
+    pub(crate) fn notify_idle(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(i) = self.idle.pop() {
+            self.homes[i].unpark();
+        }
+    }
+
+    pub(crate) fn nanos_since_start(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64 + 1
+    }
+}
+
+/// How many live green threads fit under `vm.max_map_count` (two mappings
+/// each, with some room left for the rest of the process).
+static MAP_LIMIT: LazyLock<usize> = LazyLock::new(|| {
+    let limit: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(65530);
+    limit.saturating_sub(2048) / 2
+});
+
+static NEXT_TASK_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Builds a [`Runtime`].
+///
+/// # Examples
+///
+/// ```
+/// let rt = stackful::Runtime::builder()
+///     .workers(2)
+///     .stack_size(256 << 10)
+///     .debug(false)
+///     .build()
+///     .unwrap();
+/// assert_eq!(rt.run(|| 6 * 7), 42);
+///
+/// let err = stackful::Runtime::builder().workers(0).build().unwrap_err();
+/// assert!(err.to_string().contains("at least 1 worker"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    workers: Option<usize>,
+    stack_size: usize,
+    debug: bool,
+    slow: Duration,
+    max_blocking: usize,
+    blocking_keep_alive: Duration,
+    name: String,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// The defaults: one worker per available CPU, 256 KiB stacks, up to 512
+    /// blocking threads that exit after 10 s idle, debug mode off unless
+    /// `STACKFUL_DEBUG=1`.
+    pub fn new() -> Builder {
+        Builder {
+            workers: None,
+            stack_size: stackful_arch::DEFAULT_STACK_SIZE,
+            debug: false,
+            slow: Duration::from_millis(100),
+            max_blocking: 512,
+            blocking_keep_alive: Duration::from_secs(10),
+            name: "stackful".to_string(),
+        }
+    }
+
+    /// Number of worker threads; at least 1.
+    pub fn workers(mut self, n: usize) -> Builder {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Default stack size of green threads, in bytes (16 KiB to 1 GiB).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Turns on debug mode (see the crate docs): warnings about green threads
+    /// that hog their worker, ones dropped without starting, and panics
+    /// nobody joined.
+    pub fn debug(mut self, on: bool) -> Builder {
+        self.debug = on;
+        self
+    }
+
+    /// How long a green thread may run without suspending before debug mode
+    /// warns; 100 ms by default.
+    pub fn slow_threshold(mut self, threshold: Duration) -> Builder {
+        self.slow = threshold;
+        self
+    }
+
+    /// Upper bound on threads in the blocking pool; at least 1.
+    pub fn max_blocking_threads(mut self, n: usize) -> Builder {
+        self.max_blocking = n;
+        self
+    }
+
+    /// How long an idle blocking thread waits for work before it exits.
+    pub fn blocking_keep_alive(mut self, keep_alive: Duration) -> Builder {
+        self.blocking_keep_alive = keep_alive;
+        self
+    }
+
+    /// Prefix of the worker threads' names.
+    pub fn name(mut self, prefix: impl Into<String>) -> Builder {
+        self.name = prefix.into();
+        self
+    }
+
+    /// Starts the runtime's workers.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for zero workers, zero blocking threads or a stack size
+    /// outside 16 KiB..=1 GiB; the OS error if a worker thread cannot start.
+    pub fn build(self) -> io::Result<Runtime> {
+        let invalid = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+        let workers = match self.workers {
+            Some(0) => {
+                return invalid(
+                    "a runtime needs at least 1 worker; `workers(0)` would run nothing".into(),
+                );
+            }
+            Some(n) => n,
+            None => thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        };
+        if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&self.stack_size) {
+            return invalid(format!(
+                "invalid green thread stack size of {} bytes: it must be between {} KiB and {} MiB \
+                 (the size is in bytes; 256 KiB is `256 << 10`)",
+                self.stack_size,
+                MIN_STACK_SIZE / 1024,
+                MAX_STACK_SIZE >> 20
+            ));
+        }
+        if self.max_blocking == 0 {
+            return invalid("`max_blocking_threads(0)` leaves spawn_blocking no thread".into());
+        }
+        if self.debug {
+            debug::enable(self.slow);
+        }
+        let mut parkers = Vec::new();
+        let mut deques = Vec::new();
+        let mut homes = Vec::new();
+        for i in 0..workers {
+            let parker = Parker::new();
+            homes.push(Arc::new(Home::new(i, parker.unparker().clone())));
+            parkers.push(parker);
+            deques.push(Deque::new_lifo());
+        }
+        let shared = Arc::new(RtShared {
+            stealers: deques.iter().map(Deque::stealer).collect(),
+            homes,
+            injector: Injector::new(),
+            idle: Idle::default(),
+            config: Config {
+                stack_size: self.stack_size,
+            },
+            blocking: BlockingPool::new(
+                format!("{}-blocking", self.name),
+                self.max_blocking,
+                self.blocking_keep_alive,
+            ),
+            live: LiveCount::default(),
+            closing: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            started: Instant::now(),
+            threads: Mutex::new(Vec::new()),
+        });
+        let rt = Runtime {
+            shared: shared.clone(),
+        };
+        for (i, (parker, deque)) in parkers.into_iter().zip(deques).enumerate() {
+            let rt_shared = shared.clone();
+            let home = shared.homes[i].clone();
+            let handle = thread::Builder::new()
+                .name(format!("{}-worker-{i}", self.name))
+                .spawn(move || {
+                    let worker = worker::Worker::new(home, rt_shared, parker, Some(deque));
+                    worker.enter(|| worker.run_pool());
+                })?;
+            shared
+                .threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(handle);
+        }
+        if debug::enabled() {
+            start_watchdog(Arc::downgrade(&shared));
+        }
+        Ok(rt)
+    }
+}
+
+/// Debug mode: warns about green threads that run too long without suspending.
+fn start_watchdog(rt: std::sync::Weak<RtShared>) {
+    let _ = thread::Builder::new().name("stackful-watchdog".into()).spawn(move || {
+        let mut warned = Vec::new();
+        loop {
+            let threshold = debug::slow_threshold();
+            thread::sleep((threshold / 2).max(Duration::from_millis(5)));
+            let Some(rt) = rt.upgrade() else { return };
+            if rt.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            warned.resize(rt.homes.len(), 0u64);
+            let now = rt.nanos_since_start();
+            for (i, home) in rt.homes.iter().enumerate() {
+                let since = home.running_since.load(Ordering::Acquire);
+                if since == 0 || warned[i] == since {
+                    continue;
+                }
+                let ran = Duration::from_nanos(now.saturating_sub(since));
+                if ran < threshold {
+                    continue;
+                }
+                warned[i] = since;
+                let who = home
+                    .running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|t| t.header().describe());
+                if let Some(who) = who {
+                    debug::warn(format_args!(
+                        "green thread {who} has run for {} ms without suspending on worker {i}, \
+                         delaying the green threads pinned there; move blocking or CPU-heavy \
+                         work into `stackful::spawn_blocking`, or call `stackful::yield_now()` \
+                         in long loops",
+                        ran.as_millis()
+                    ));
+                }
+            }
+        }
+    });
+}
+
+/// An M:N runtime: worker threads running green threads.
+///
+/// Dropping it cancels the green threads still running on it, waits for
+/// them, and stops its threads.
+pub struct Runtime {
+    shared: Arc<RtShared>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.shared.homes.len())
+            .field("live_green_threads", &self.shared.live.get())
+            .finish_non_exhaustive()
+    }
+}
+
+static GLOBAL: OnceLock<Runtime> = OnceLock::new();
+
+/// The global runtime, started on first use.
+pub(crate) fn global() -> &'static Arc<RtShared> {
+    &GLOBAL
+        .get_or_init(|| {
+            let mut builder = Builder::new();
+            if debug::enabled() {
+                builder = builder.debug(true);
+            }
+            builder
+                .build()
+                .unwrap_or_else(|e| panic!("stackful: could not start the global runtime: {e}"))
+        })
+        .shared
+}
+
+impl Runtime {
+    /// A builder for a runtime with custom settings.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// Runs `f` as the main green thread on the calling thread and returns its
+    /// result: Python's `asyncio.run`. Green threads spawned under it run on
+    /// this runtime's workers. When `f` returns, those still running are
+    /// cancelled and awaited, so nothing spawned under `run` outlives it.
+    ///
+    /// `f` may borrow from the caller and need not be `Send`: it never leaves
+    /// the calling thread.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside a green thread (it would block that green
+    /// thread's worker: spawn and join instead). If `f` panics, the panic
+    /// propagates after the shutdown.
+    pub fn run<F: FnOnce() -> T, T>(&self, f: F) -> T {
+        run_on(&self.shared, f)
+    }
+
+    /// Spawns a green thread on this runtime; see [`spawn`](crate::spawn).
+    #[track_caller]
+    pub fn spawn<F, T>(&self, f: F) -> crate::JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        crate::task::Builder::new()
+            .spawn_on(&self.shared, f)
+            .unwrap_or_else(|e| panic!("stackful: could not spawn a green thread: {e}"))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let rt = &self.shared;
+        rt.closing.store(true, Ordering::Release);
+        let inside = park::current_task().is_some_and(|t| Arc::ptr_eq(&t.header().rt, rt));
+        for home in &rt.homes {
+            home.request_cancel_all();
+        }
+        if inside {
+            // Waiting here would wait for ourselves. The workers stop once
+            // the cancelled green threads are gone.
+            debug::warn(format_args!(
+                "a Runtime was dropped inside one of its own green threads; its shutdown \
+                 continues in the background"
+            ));
+            return;
+        }
+        rt.live.wait_zero();
+        rt.stopping.store(true, Ordering::Release);
+        for home in &rt.homes {
+            home.unpark();
+        }
+        let threads = std::mem::take(&mut *rt.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+        rt.blocking.shut_down();
+    }
+}
+
+/// Runs `f` as the main green thread of the global runtime; see [`Runtime::run`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let words = vec!["a", "b"];
+/// let n = stackful::run(|| {
+///     let h = stackful::spawn(|| 40);
+///     stackful::sleep(Duration::from_millis(1));
+///     h.join().unwrap() + words.len() // the closure may borrow `words`
+/// });
+/// assert_eq!(n, 42);
+/// ```
+pub fn run<F: FnOnce() -> T, T>(f: F) -> T {
+    run_on(global(), f)
+}
+
+/// The body of the main green thread with its borrows erased; see `run_on`.
+struct MainBody(Box<dyn FnOnce()>);
+
+// SAFETY: the main green thread's body is created, run and dropped on the
+// thread that called `run`: its task starts there at once (before any other
+// thread sees it) and nobody holds a handle that could cancel it before it
+// starts, so the body never crosses threads.
+unsafe impl Send for MainBody {}
+
+fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
+    if park::current_task().is_some() {
+        panic!(
+            "stackful::run called from inside a green thread: it would block this green thread's \
+             worker until it returned. Spawn the work with `stackful::spawn` and `join` it instead"
+        );
+    }
+    let group = Arc::new(Group::new());
+    let mut output: Option<T> = None;
+    let slot = &mut output;
+    let body: Box<dyn FnOnce() + '_> = Box::new(move || *slot = Some(f()));
+    // SAFETY: the borrows of `body` (on `f` and `output`) outlive this call,
+    // and `run_on` does not return or unwind before the main green thread
+    // has completed, which consumes the body; see also MainBody's Send.
+    let body: Box<dyn FnOnce() + 'static> = unsafe { std::mem::transmute(body) };
+    let body = MainBody(body);
+    let header = Header::new(
+        NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
+        Some("main".into()),
+        rt.clone(),
+        Some(group.clone()),
+        None,
+        rt.config.stack_size,
+        panic::Location::caller(),
+    );
+    rt.live.add();
+    group.live.add();
+    let task = Arc::new(Task::new(header, move || {
+        let body = body; // the whole wrapper, which is Send, not its field
+        (body.0)()
+    }));
+    let main: TaskRef = task.clone();
+    let parker = Parker::new();
+    let home = Arc::new(Home::new(usize::MAX, parker.unparker().clone()));
+    let executor = worker::Worker::new(home, rt.clone(), parker, None);
+    executor.enter(|| executor.run_main(main));
+    // Shutdown: cancel what is left of this run's green threads and wait.
+    group.cancelled.store(true, Ordering::Release);
+    for home in &rt.homes {
+        home.request_cancel(group.clone());
+    }
+    group.live.wait_zero();
+    let result = crate::task::raw::Joinable::take_result(&*task);
+    match result {
+        Some(Ok(())) => output.expect("the main green thread stored its result"),
+        Some(Err(e)) if e.is_panic() => panic::resume_unwind(e.into_panic()),
+        Some(Err(e)) => panic!("stackful: the main green thread ended without a result: {e}"),
+        None => panic!("stackful: the main green thread's result was lost"),
+    }
+}
+
+/// Creates and places a green thread; the common path of every spawn.
+pub(crate) fn spawn_task<F, T>(
+    rt: &Arc<RtShared>,
+    group: Option<Arc<Group>>,
+    scope: Option<Arc<crate::task::scope::ScopeShared>>,
+    name: Option<String>,
+    stack_size: usize,
+    site: &'static panic::Location<'static>,
+    f: F,
+) -> io::Result<Arc<Task<F, T>>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if rt.closing.load(Ordering::Acquire) {
+        return Err(io::Error::other(
+            "cannot spawn a green thread: its runtime is shutting down (being dropped)",
+        ));
+    }
+    if group
+        .as_ref()
+        .is_some_and(|g| g.cancelled.load(Ordering::Acquire))
+    {
+        return Err(io::Error::other(
+            "cannot spawn a green thread: the `run` it belongs to has returned and is shutting \
+             down; green threads spawned under `run` may not outlive it",
+        ));
+    }
+    let live = rt.live.get();
+    if live >= *MAP_LIMIT {
+        return Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!(
+                "cannot spawn another green thread: {live} are alive and each needs a stack of 2 \
+                 memory mappings, so the kernel's vm.max_map_count allows about {} of them. Raise \
+                 it with `sysctl -w vm.max_map_count=<n>` as root, or keep fewer green threads alive",
+                *MAP_LIMIT
+            ),
+        ));
+    }
+    if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&stack_size) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "invalid green thread stack size of {stack_size} bytes: it must be between {} KiB \
+                 and {} MiB (the size is in bytes; 256 KiB is `256 << 10`)",
+                MIN_STACK_SIZE / 1024,
+                MAX_STACK_SIZE >> 20
+            ),
+        ));
+    }
+    let header = Header::new(
+        NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
+        name.map(String::into_boxed_str),
+        rt.clone(),
+        group.clone(),
+        scope,
+        stack_size,
+        site,
+    );
+    rt.live.add();
+    if let Some(g) = &group {
+        g.live.add();
+    }
+    let task = Arc::new(Task::new(header, f));
+    worker::submit_new(rt, task.clone());
+    Ok(task)
+}

@@ -1,0 +1,159 @@
+//! The one seam where code waits.
+//!
+//! Everything that blocks (sleep, join, spawn_blocking, and the channels and
+//! locks to come) waits through this module, like crossbeam-channel's
+//! `Context`: it takes a [`Waker`] for the current context, registers it
+//! wherever the wake-up will come from, and calls [`park`]. Inside a green
+//! thread `park` suspends it and frees the worker; on a plain OS thread it
+//! parks the thread. Either way it returns when woken (possibly spuriously,
+//! so callers loop on their condition) or when the deadline passes, and it
+//! is a cancellation point: it unwinds the caller if the green thread was
+//! cancelled or an enclosing timeout expired.
+
+use std::thread::{self, Thread};
+use std::time::Instant;
+
+use crate::cancel::{Cancelled, Cause};
+use crate::runtime::worker;
+use crate::scopes;
+use crate::task::raw::{self, Suspend, TaskRef};
+
+/// Who to wake: a green thread or a parked OS thread.
+#[derive(Clone)]
+pub(crate) enum Waker {
+    Task(TaskRef),
+    Thread(Thread),
+}
+
+impl Waker {
+    pub(crate) fn wake(&self) {
+        match self {
+            Waker::Task(task) => raw::wake(task),
+            Waker::Thread(thread) => thread.unpark(),
+        }
+    }
+
+    /// Whether two wakers wake the same context.
+    pub(crate) fn same(&self, other: &Waker) -> bool {
+        match (self, other) {
+            (Waker::Task(a), Waker::Task(b)) => std::ptr::addr_eq(a.header(), b.header()),
+            (Waker::Thread(a), Waker::Thread(b)) => a.id() == b.id(),
+            _ => false,
+        }
+    }
+}
+
+/// The running green thread, if the caller is one.
+pub(crate) fn current_task() -> Option<TaskRef> {
+    worker::current_task()
+}
+
+/// A waker for the calling context.
+pub(crate) fn current_waker() -> Waker {
+    match current_task() {
+        Some(task) => Waker::Task(task),
+        None => Waker::Thread(thread::current()),
+    }
+}
+
+/// Evaluates the cancel scopes and the green thread's own cancellation.
+fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
+    let cancelled = task.and_then(|t| t.header().cancel_cause());
+    let empty = scopes::with(|s| s.is_empty());
+    if empty {
+        return scopes::Verdict {
+            raise: cancelled,
+            deadline: None,
+        };
+    }
+    let now = now.unwrap_or_else(Instant::now);
+    scopes::with(|s| s.evaluate(now, cancelled))
+}
+
+/// The cancellation pending for the caller, without raising it.
+pub(crate) fn pending() -> Option<Cause> {
+    verdict(current_task().as_ref(), None).raise
+}
+
+/// A cancellation point that does not suspend: unwinds if the caller's green
+/// thread was cancelled or an enclosing timeout expired.
+pub(crate) fn checkpoint() {
+    if let Some(cause) = pending() {
+        Cancelled::raise(cause);
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Waits until woken or until `deadline`, and is a cancellation point (see
+/// the module docs). Spurious returns are possible: loop on the condition.
+pub(crate) fn park(deadline: Option<Instant>) {
+    wait(deadline, true)
+}
+
+/// Like [`park`] but not a cancellation point: for waits that must not be
+/// cut short (a `spawn_blocking` call or a scope waiting for its children).
+pub(crate) fn park_shielded(deadline: Option<Instant>) {
+    wait(deadline, false)
+}
+
+fn wait(deadline: Option<Instant>, cancellable: bool) {
+    let task = current_task();
+    let mut wake_at = deadline;
+    if cancellable {
+        let v = verdict(task.as_ref(), None);
+        if let Some(cause) = v.raise {
+            Cancelled::raise(cause);
+        }
+        wake_at = earliest(deadline, v.deadline);
+    }
+    match &task {
+        Some(task) => suspend(task, wake_at, Suspend::Wait),
+        None => match wake_at {
+            Some(at) => thread::park_timeout(at.saturating_duration_since(Instant::now())),
+            None => thread::park(),
+        },
+    }
+    if cancellable && let Some(cause) = verdict(task.as_ref(), None).raise {
+        Cancelled::raise(cause);
+    }
+}
+
+/// Suspends the running green thread `task` until woken or `wake_at`.
+pub(crate) fn suspend(task: &TaskRef, wake_at: Option<Instant>, how: Suspend) {
+    let h = task.header();
+    if let Some(at) = wake_at {
+        let key = worker::with_current(|w| {
+            w.expect("a green thread runs on a worker")
+                .add_timer(at, task)
+        });
+        h.local.timer.set(Some(key));
+    }
+    let yielder = h.local.yielder.get();
+    // SAFETY: `yielder` was stored by the green thread's entry closure from
+    // the reference corosensei gave it, and stays valid while the body runs;
+    // we are inside the body (this is its current task, running here).
+    unsafe { (*yielder).suspend(how) };
+    if let Some(key) = h.local.timer.take() {
+        worker::with_current(|w| {
+            w.expect("a green thread runs on a worker")
+                .remove_timer(key)
+        });
+    }
+}
+
+/// `yield_now` inside a green thread: back of the ready queue, then on.
+pub(crate) fn yield_task(task: &TaskRef) {
+    if let Some(cause) = verdict(Some(task), None).raise {
+        Cancelled::raise(cause);
+    }
+    suspend(task, None, Suspend::Requeue);
+    if let Some(cause) = verdict(Some(task), None).raise {
+        Cancelled::raise(cause);
+    }
+}

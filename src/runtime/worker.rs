@@ -1,0 +1,593 @@
+//! Workers: the OS threads that run green threads.
+//!
+//! Each worker owns a ready queue of *started* green threads, which are pinned
+//! to it, a deque of *unstarted* ones, which idle workers may steal, its own
+//! timers, and a registry of the green threads it started. Other threads
+//! reach it through its [`Home`]: an inbox for wake-ups and an unparker.
+//!
+//! The thread that calls `run` becomes a small executor of the same kind for
+//! the duration of the call: it runs only the main green thread, while the
+//! green threads spawned under it go to the runtime's workers.
+//!
+//! A worker runs a loop: timers that are due, the inbox, then one green
+//! thread from the ready queue (or, every 31st turn and when nothing is
+//! ready, a new one from its deque, the runtime's injector, or another
+//! worker). With nothing to do it spins briefly, then parks until a wake-up
+//! or its next timer. The park is the one place a worker blocks; an epoll
+//! reactor will take its place, waiting with the next timer as its timeout.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use corosensei::stack::Stack as _;
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+use crossbeam_deque::{Steal, Worker as Deque};
+use crossbeam_queue::SegQueue;
+use crossbeam_utils::sync::{Parker, Unparker};
+use stackful_arch::{Label, Owner, PooledStack};
+
+use crate::debug;
+use crate::runtime::{Group, RtShared};
+use crate::scopes::{self, ScopeStack};
+use crate::task::JoinError;
+use crate::task::raw::{
+    self, COMPLETE, NOTIFIED, RUNNING, RawTask, SCHEDULED, STARTED, Suspend, TaskRef,
+};
+
+static GREEN_THREAD: Owner = Owner {
+    kind: "green thread",
+    hint: "give it a larger stack with `stackful::task::Builder::stack_size` or \
+           `Runtime::builder().stack_size`",
+};
+
+/// Turns spent spinning before a worker parks.
+const SPINS: u32 = 256;
+
+/// What other threads may touch of a worker.
+pub(crate) struct Home {
+    pub(crate) index: usize,
+    inbox: SegQueue<TaskRef>,
+    unparker: Unparker,
+    /// Set when `cancel_groups` or `cancel_all` has work for the worker.
+    control: AtomicBool,
+    cancel_groups: Mutex<Vec<Arc<Group>>>,
+    cancel_all: AtomicBool,
+    /// Debug mode: when the running green thread was resumed (ns since the
+    /// runtime started, 0 when none runs), and which one it is.
+    pub(crate) running_since: AtomicU64,
+    pub(crate) running: Mutex<Option<TaskRef>>,
+}
+
+impl Home {
+    pub(crate) fn new(index: usize, unparker: Unparker) -> Home {
+        Home {
+            index,
+            inbox: SegQueue::new(),
+            unparker,
+            control: AtomicBool::new(false),
+            cancel_groups: Mutex::new(Vec::new()),
+            cancel_all: AtomicBool::new(false),
+            running_since: AtomicU64::new(0),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Hands a woken green thread to this worker from another thread.
+    fn push_remote(&self, task: TaskRef) {
+        self.inbox.push(task);
+        self.unparker.unpark();
+    }
+
+    pub(crate) fn unpark(&self) {
+        self.unparker.unpark();
+    }
+
+    /// Asks the worker to cancel the green threads of `group` it has started.
+    pub(crate) fn request_cancel(&self, group: Arc<Group>) {
+        self.cancel_groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(group);
+        self.control.store(true, Ordering::Release);
+        self.unparker.unpark();
+    }
+
+    /// Asks the worker to cancel every green thread it has started.
+    pub(crate) fn request_cancel_all(&self) {
+        self.cancel_all.store(true, Ordering::Release);
+        self.control.store(true, Ordering::Release);
+        self.unparker.unpark();
+    }
+}
+
+/// The started green threads of one worker, so that shutdown can find them.
+#[derive(Default)]
+struct Registry {
+    slots: Vec<Option<TaskRef>>,
+    free: Vec<usize>,
+}
+
+impl Registry {
+    fn insert(&mut self, task: TaskRef) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(task);
+                i
+            }
+            None => {
+                self.slots.push(Some(task));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        if self.slots.get_mut(i).and_then(Option::take).is_some() {
+            self.free.push(i);
+        }
+    }
+}
+
+/// An executor owned by one OS thread: a pool worker, or a thread inside `run`.
+/// Used through `&Worker` from both the loop and the green threads it runs,
+/// hence the cells; no borrow of them is ever held across a resume.
+pub(crate) struct Worker {
+    pub(crate) home: Arc<Home>,
+    pub(crate) rt: Arc<RtShared>,
+    parker: Parker,
+    ready: RefCell<VecDeque<TaskRef>>,
+    timers: RefCell<BTreeMap<(Instant, u64), TaskRef>>,
+    timer_seq: Cell<u64>,
+    registry: RefCell<Registry>,
+    /// Unstarted green threads; `None` for a `run` thread, which never steals.
+    fresh: Option<Deque<TaskRef>>,
+    tick: Cell<u64>,
+}
+
+thread_local! {
+    /// The executor of this thread, if it is one.
+    static WORKER: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
+    /// The green thread this thread is running now, if any.
+    static CURRENT: Cell<Option<NonNull<dyn RawTask>>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with this thread's executor, if it has one.
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Worker>) -> R) -> R {
+    let w = WORKER.get();
+    // SAFETY: WORKER points to a Worker that lives on this thread's stack
+    // for as long as the pointer is set (see `Worker::enter`).
+    f(unsafe { w.as_ref() })
+}
+
+/// The green thread running on this thread, if any.
+pub(crate) fn current_task() -> Option<TaskRef> {
+    let p = CURRENT.get()?;
+    // SAFETY: CURRENT is set from a live TaskRef that the worker holds for
+    // the whole resume; bumping the count first makes `from_raw` produce a
+    // new owned reference.
+    unsafe {
+        std::sync::Arc::increment_strong_count(p.as_ptr());
+        Some(std::sync::Arc::from_raw(p.as_ptr()))
+    }
+}
+
+/// Enqueues a woken, started green thread on its home worker.
+pub(crate) fn schedule(task: TaskRef) {
+    let home = task
+        .header()
+        .home
+        .get()
+        .expect("a woken green thread has a home")
+        .clone();
+    with_current(|w| match w {
+        Some(w) if Arc::ptr_eq(&w.home, &home) => w.ready.borrow_mut().push_back(task),
+        _ => home.push_remote(task),
+    })
+}
+
+/// Places a new green thread: on the spawning worker's own deque when the
+/// spawner is a green thread of the same runtime, else on the injector. An
+/// idle worker is woken to pick it up.
+pub(crate) fn submit_new(rt: &Arc<RtShared>, task: TaskRef) {
+    let leftover = with_current(|w| match w {
+        Some(Worker {
+            fresh: Some(deque),
+            rt: own,
+            ..
+        }) if Arc::ptr_eq(own, rt) => {
+            deque.push(task);
+            None
+        }
+        _ => Some(task),
+    });
+    if let Some(task) = leftover {
+        rt.injector.push(task);
+    }
+    rt.notify_idle();
+}
+
+impl Worker {
+    pub(crate) fn new(
+        home: Arc<Home>,
+        rt: Arc<RtShared>,
+        parker: Parker,
+        fresh: Option<Deque<TaskRef>>,
+    ) -> Worker {
+        Worker {
+            home,
+            rt,
+            parker,
+            ready: RefCell::new(VecDeque::new()),
+            timers: RefCell::new(BTreeMap::new()),
+            timer_seq: Cell::new(0),
+            registry: RefCell::new(Registry::default()),
+            fresh,
+            tick: Cell::new(0),
+        }
+    }
+
+    /// Makes this the thread's executor while `f` runs.
+    pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Leave(*const Worker);
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                WORKER.set(self.0);
+            }
+        }
+        let _leave = Leave(WORKER.replace(self));
+        f()
+    }
+
+    pub(crate) fn add_timer(&self, at: Instant, task: &TaskRef) -> (Instant, u64) {
+        let seq = self.timer_seq.get() + 1;
+        self.timer_seq.set(seq);
+        self.timers.borrow_mut().insert((at, seq), task.clone());
+        (at, seq)
+    }
+
+    pub(crate) fn remove_timer(&self, key: (Instant, u64)) {
+        let removed = self.timers.borrow_mut().remove(&key);
+        drop(removed);
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        self.timers
+            .borrow()
+            .first_key_value()
+            .map(|((at, _), _)| *at)
+    }
+
+    fn fire_timers(&self) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        loop {
+            let due = {
+                let mut timers = self.timers.borrow_mut();
+                match timers.first_entry() {
+                    Some(e) if e.key().0 <= now => Some(e.remove()),
+                    _ => None,
+                }
+            };
+            match due {
+                Some(task) => raw::wake(&task),
+                None => return,
+            }
+        }
+    }
+
+    fn drain_inbox(&self) {
+        while let Some(task) = self.home.inbox.pop() {
+            self.ready.borrow_mut().push_back(task);
+        }
+    }
+
+    fn pop_ready(&self) -> Option<TaskRef> {
+        self.ready.borrow_mut().pop_front()
+    }
+
+    /// An unstarted green thread: own deque, then injector, then other workers.
+    fn find_fresh(&self) -> Option<TaskRef> {
+        let deque = self.fresh.as_ref()?;
+        if let Some(t) = deque.pop() {
+            return Some(t);
+        }
+        loop {
+            match self.rt.injector.steal_batch_and_pop(deque) {
+                Steal::Success(t) => return Some(t),
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+        let n = self.rt.stealers.len();
+        let start = self.tick.get() as usize;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if i == self.home.index {
+                continue;
+            }
+            loop {
+                match self.rt.stealers[i].steal_batch_and_pop(deque) {
+                    Steal::Success(t) => return Some(t),
+                    Steal::Retry => continue,
+                    Steal::Empty => break,
+                }
+            }
+        }
+        None
+    }
+
+    fn has_work(&self) -> bool {
+        if !self.home.inbox.is_empty() || self.home.control.load(Ordering::Acquire) {
+            return true;
+        }
+        let Some(deque) = &self.fresh else {
+            return false;
+        };
+        !deque.is_empty()
+            || !self.rt.injector.is_empty()
+            || self.rt.stealers.iter().any(|s| !s.is_empty())
+    }
+
+    fn control(&self) {
+        self.home.control.store(false, Ordering::Release);
+        let all = self.home.cancel_all.swap(false, Ordering::AcqRel);
+        let groups = std::mem::take(
+            &mut *self
+                .home
+                .cancel_groups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let victims: Vec<TaskRef> = self
+            .registry
+            .borrow()
+            .slots
+            .iter()
+            .flatten()
+            .filter(|t| {
+                all || t
+                    .header()
+                    .group
+                    .as_ref()
+                    .is_some_and(|g| groups.iter().any(|x| Arc::ptr_eq(g, x)))
+            })
+            .cloned()
+            .collect();
+        for task in &victims {
+            raw::cancel(task);
+        }
+    }
+
+    /// The loop of a pool worker; returns when the runtime stops.
+    pub(crate) fn run_pool(&self) {
+        loop {
+            if self.home.control.load(Ordering::Acquire) {
+                self.control();
+            }
+            if self.rt.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            if !self.turn() {
+                self.idle();
+            }
+        }
+    }
+
+    /// The loop of a `run` thread: runs `main` and whatever is pinned here
+    /// until `main` completes.
+    pub(crate) fn run_main(&self, main: TaskRef) {
+        self.run(main.clone());
+        while !main.header().is_complete() {
+            if !self.turn() {
+                self.idle();
+            }
+        }
+    }
+
+    /// One turn of the loop. Returns false when there was nothing to run.
+    fn turn(&self) -> bool {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick.is_multiple_of(16) || self.ready.borrow().is_empty() {
+            self.fire_timers();
+        }
+        self.drain_inbox();
+        let next = if tick.is_multiple_of(31) {
+            self.find_fresh().or_else(|| self.pop_ready())
+        } else {
+            self.pop_ready().or_else(|| self.find_fresh())
+        };
+        match next {
+            Some(task) => {
+                self.run(task);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn idle(&self) {
+        for _ in 0..SPINS {
+            if self.has_work() {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        let pool = self.fresh.is_some();
+        if pool {
+            self.rt.idle.sleep(self.home.index);
+        }
+        if !self.has_work() && !self.rt.stopping.load(Ordering::Acquire) {
+            match self.next_timer() {
+                Some(at) => self.parker.park_deadline(at),
+                None => self.parker.park(),
+            }
+        }
+        if pool {
+            self.rt.idle.awake(self.home.index);
+        }
+    }
+
+    /// Runs a green thread popped from a queue until it suspends or ends.
+    fn run(&self, task: TaskRef) {
+        let h = task.header();
+        let mut s = h.state.load(Ordering::Acquire);
+        let first = loop {
+            if s & COMPLETE != 0 {
+                return; // cancelled before it started; its queue entry is stale
+            }
+            if s & RUNNING != 0 {
+                break false; // requeued by `yield_now`: still ours, still running
+            }
+            let new = (s & !SCHEDULED) | RUNNING | STARTED;
+            match h
+                .state
+                .compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break s & STARTED == 0,
+                Err(actual) => s = actual,
+            }
+        };
+        if first && !self.start(&task) {
+            return;
+        }
+        self.resume(task);
+    }
+
+    /// Starts a green thread claimed by `run`: it becomes ours for good.
+    /// Returns false if it completed instead (cancelled, or no stack).
+    fn start(&self, task: &TaskRef) -> bool {
+        let h = task.header();
+        let _ = h.home.set(self.home.clone());
+        if h.cancel_cause().is_some() {
+            if debug::enabled() {
+                debug::warn(format_args!(
+                    "green thread {} spawned at {} was cancelled before it ever started",
+                    h.describe(),
+                    h.site
+                ));
+            }
+            task.abandon();
+            self.finish_unstarted(task);
+            return false;
+        }
+        let stack = match PooledStack::take(h.stack_size) {
+            Ok(stack) => stack,
+            Err(e) => {
+                task.fail(JoinError::no_stack(h, e));
+                self.finish_unstarted(task);
+                return false;
+            }
+        };
+        let label = Label {
+            owner: &GREEN_THREAD,
+            name: h.name.as_deref(),
+            site: Some(h.site),
+        };
+        // SAFETY: the name lives in the header, which the coroutine's own
+        // closure keeps alive (it holds a TaskRef) for as long as code runs
+        // on the stack; the pool clears the label when the stack returns.
+        unsafe { stack.set_label(label) };
+        let range = (stack.guard_end(), stack.base().get());
+        let me = task.clone();
+        let co = Coroutine::with_stack(stack, move |yielder: &Yielder<(), Suspend>, ()| {
+            me.header().local.yielder.set(yielder);
+            me.run_body();
+        });
+        // SAFETY: `local` belongs to the home thread, which is this one from
+        // now on; nothing else references these cells yet.
+        unsafe {
+            *h.local.co.get() = Some(co);
+            *h.local.scopes.get() = ScopeStack::new(range);
+        }
+        h.local
+            .slot
+            .set(self.registry.borrow_mut().insert(task.clone()));
+        true
+    }
+
+    /// Marks a claimed green thread that never ran as complete.
+    fn finish_unstarted(&self, task: &TaskRef) {
+        let h = task.header();
+        h.state.fetch_or(COMPLETE, Ordering::AcqRel);
+        h.state
+            .fetch_and(!(RUNNING | NOTIFIED | SCHEDULED), Ordering::AcqRel);
+        raw::finish(task);
+    }
+
+    fn resume(&self, task: TaskRef) {
+        let h = task.header();
+        let debugging = debug::enabled();
+        if debugging {
+            *self.home.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.clone());
+            self.home
+                .running_since
+                .store(self.rt.nanos_since_start(), Ordering::Release);
+        }
+        CURRENT.set(NonNull::new(Arc::as_ptr(&task).cast_mut()));
+        let previous = scopes::set_current(h.local.scopes.get());
+        // SAFETY: this is the home thread (see `start`), and the green
+        // thread's own code never touches `local.co`, only the other cells.
+        let co = unsafe { (*h.local.co.get()).as_mut() }
+            .expect("a started green thread has a coroutine");
+        let outcome = co.resume(());
+        scopes::set_current(previous);
+        CURRENT.set(None);
+        if debugging {
+            self.home.running_since.store(0, Ordering::Release);
+            *self.home.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        match outcome {
+            CoroutineResult::Yield(Suspend::Requeue) => self.ready.borrow_mut().push_back(task),
+            CoroutineResult::Yield(Suspend::Wait) => self.after_wait(task),
+            CoroutineResult::Return(()) => self.complete(task),
+        }
+    }
+
+    /// A green thread suspended to wait: requeue it if it was woken meanwhile.
+    fn after_wait(&self, task: TaskRef) {
+        let state = &task.header().state;
+        let mut s = state.load(Ordering::Acquire);
+        loop {
+            let new = if s & NOTIFIED != 0 {
+                (s & !(RUNNING | NOTIFIED)) | SCHEDULED
+            } else {
+                s & !RUNNING
+            };
+            match state.compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(actual) => s = actual,
+            }
+        }
+        if s & NOTIFIED != 0 {
+            self.ready.borrow_mut().push_back(task);
+        }
+    }
+
+    fn complete(&self, task: TaskRef) {
+        let h = task.header();
+        // SAFETY: home thread; the coroutine has returned, so nothing runs on
+        // its stack and no reference into `co` is live.
+        let co = unsafe { (*h.local.co.get()).take() };
+        drop(co); // the stack goes back to this thread's pool
+        self.registry.borrow_mut().remove(h.local.slot.get());
+        let mut s = h.state.load(Ordering::Acquire);
+        loop {
+            let new = (s | COMPLETE) & !(RUNNING | NOTIFIED | SCHEDULED);
+            match h
+                .state
+                .compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => s = actual,
+            }
+        }
+        raw::finish(&task);
+    }
+}

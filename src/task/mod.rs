@@ -1,0 +1,478 @@
+//! Green threads: spawn, join, cancel, and waiting on several at once.
+//!
+//! [`spawn`](crate::spawn) starts a green thread and returns a
+//! [`JoinHandle`]; [`JoinHandle::join`] waits for its result. Inside a green
+//! thread, waiting suspends only the green thread; on a plain OS thread it
+//! blocks the thread, so library code works in both worlds.
+
+pub(crate) mod join;
+pub(crate) mod raw;
+pub(crate) mod scope;
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::panic::Location;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use stackful_arch::StackError;
+
+use crate::debug;
+use crate::runtime::park::{self, Waker};
+use crate::runtime::{self, RtShared};
+use raw::{HANDLE, Header, JoinWaiter, Joinable, RawTask, TaskRef};
+
+pub use join::{AsCompleted, ReturnWhen, as_completed, gather, join_all, wait};
+pub use scope::{Scope, ScopedJoinHandle, scope};
+
+/// The identity of a green thread, unique within the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Id(u64);
+
+impl Id {
+    /// The number behind the id.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// The id and name of a green thread, as [`current`] reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    id: Id,
+    name: Option<String>,
+}
+
+impl TaskInfo {
+    /// The green thread's id.
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// The green thread's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+/// The id and name of the green thread that calls it, or `None` on a plain
+/// OS thread.
+///
+/// # Examples
+///
+/// ```
+/// use stackful::task;
+///
+/// assert!(task::current().is_none()); // not a green thread
+/// let name = stackful::run(|| {
+///     task::Builder::new().name("fetcher").spawn(|| task::current().unwrap()).unwrap().join()
+/// });
+/// assert_eq!(name.unwrap().name(), Some("fetcher"));
+/// ```
+pub fn current() -> Option<TaskInfo> {
+    park::current_task().map(|t| {
+        let h = t.header();
+        TaskInfo {
+            id: Id(h.id),
+            name: h.name.as_deref().map(str::to_string),
+        }
+    })
+}
+
+/// Why a green thread produced no value.
+pub struct JoinError {
+    id: u64,
+    name: Option<Box<str>>,
+    repr: Repr,
+}
+
+enum Repr {
+    Cancelled,
+    Panic(Box<dyn Any + Send>),
+    NoStack(StackError),
+}
+
+impl JoinError {
+    pub(crate) fn cancelled(h: &Header) -> JoinError {
+        JoinError {
+            id: h.id,
+            name: h.name.clone(),
+            repr: Repr::Cancelled,
+        }
+    }
+
+    pub(crate) fn panic(h: &Header, payload: Box<dyn Any + Send>) -> JoinError {
+        JoinError {
+            id: h.id,
+            name: h.name.clone(),
+            repr: Repr::Panic(payload),
+        }
+    }
+
+    pub(crate) fn no_stack(h: &Header, e: StackError) -> JoinError {
+        JoinError {
+            id: h.id,
+            name: h.name.clone(),
+            repr: Repr::NoStack(e),
+        }
+    }
+
+    /// Whether the green thread was cancelled (by [`JoinHandle::cancel`], a
+    /// failing sibling, or the shutdown of its `run`).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// Whether the green thread panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panic(_))
+    }
+
+    /// The id of the green thread.
+    pub fn id(&self) -> Id {
+        Id(self.id)
+    }
+
+    /// The panic payload, to re-raise with [`std::panic::resume_unwind`].
+    ///
+    /// # Panics
+    ///
+    /// If the error is not a panic; check [`is_panic`](JoinError::is_panic).
+    pub fn into_panic(self) -> Box<dyn Any + Send> {
+        match self.try_into_panic() {
+            Ok(payload) => payload,
+            Err(e) => panic!("`JoinError::into_panic` called on an error that is not a panic: {e}"),
+        }
+    }
+
+    /// The panic payload, or the error itself if it is not a panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send>, JoinError> {
+        match self.repr {
+            Repr::Panic(payload) => Ok(payload),
+            _ => Err(self),
+        }
+    }
+
+    fn who(&self) -> String {
+        match &self.name {
+            Some(n) => format!("green thread #{} `{n}`", self.id),
+            None => format!("green thread #{}", self.id),
+        }
+    }
+}
+
+/// The message of a panic payload, when it is a string.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => write!(f, "{} was cancelled", self.who()),
+            Repr::Panic(p) => match panic_message(&**p) {
+                Some(msg) => write!(f, "{} panicked: {msg}", self.who()),
+                None => write!(f, "{} panicked", self.who()),
+            },
+            Repr::NoStack(e) => write!(f, "{} could not start: {e}", self.who()),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.repr {
+            Repr::Cancelled => "Cancelled",
+            Repr::Panic(_) => "Panic",
+            Repr::NoStack(_) => "NoStack",
+        };
+        f.debug_struct("JoinError")
+            .field("id", &self.id)
+            .field("kind", &kind)
+            .field("message", &self.to_string())
+            .finish()
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// An owned permission to join a green thread (to wait for its result).
+///
+/// Dropping the handle detaches the green thread, which keeps running, as
+/// with std's and tokio's handles; the shutdown of its `run` still cancels
+/// it.
+pub struct JoinHandle<T> {
+    task: Arc<dyn Joinable<T>>,
+    /// Handles may move between threads even when the green thread's
+    /// result type is only `Send`.
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(task: Arc<dyn Joinable<T>>) -> JoinHandle<T> {
+        JoinHandle {
+            task,
+            _marker: PhantomData,
+        }
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        self.task.header()
+    }
+
+    pub(crate) fn raw(&self) -> &dyn RawTask {
+        &*self.task
+    }
+
+    /// Waits for the green thread to end and returns its value, or why there
+    /// is none. Inside a green thread this suspends it (and is a
+    /// cancellation point); on a plain OS thread it blocks.
+    ///
+    /// # Panics
+    ///
+    /// If a green thread tries to join itself, which would wait forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = stackful::spawn(|| 6 * 7);
+    /// assert_eq!(h.join().unwrap(), 42);
+    /// ```
+    pub fn join(self) -> Result<T, JoinError> {
+        let h = self.header();
+        if let Some(me) = park::current_task()
+            && std::ptr::addr_eq(me.header(), h)
+        {
+            panic!(
+                "green thread {} tried to join itself, which would wait forever",
+                h.describe()
+            );
+        }
+        wait_complete(self.raw(), None);
+        self.take()
+    }
+
+    /// Takes the result of a completed green thread.
+    pub(crate) fn take(self) -> Result<T, JoinError> {
+        self.task.take_result().unwrap_or_else(|| {
+            panic!(
+                "stackful: the result of green thread {} was already taken",
+                self.header().describe()
+            )
+        })
+    }
+
+    /// Requests cancellation. A green thread that has not started is dropped
+    /// without running; a running one unwinds from its current or next
+    /// suspension point (destructors run), and [`join`](JoinHandle::join)
+    /// then returns an error with [`is_cancelled`](JoinError::is_cancelled).
+    /// A green thread that completes before it reaches a suspension point
+    /// keeps its value.
+    pub fn cancel(&self) {
+        let task: TaskRef = self.task.clone().as_task();
+        raw::cancel(&task);
+    }
+
+    /// Whether the green thread has ended; [`join`](JoinHandle::join) then
+    /// returns at once.
+    pub fn is_finished(&self) -> bool {
+        self.header().is_complete()
+    }
+
+    /// The green thread's id.
+    pub fn id(&self) -> Id {
+        Id(self.header().id)
+    }
+
+    /// The green thread's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.header().name.as_deref()
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        let h = self.header();
+        h.state.fetch_and(!HANDLE, Ordering::AcqRel);
+        if debug::enabled() && h.is_complete() && self.task.is_panic() {
+            debug::warn(format_args!(
+                "the handle of green thread {} (spawned at {}) was dropped without joining it, \
+                 and it had panicked",
+                h.describe(),
+                h.site
+            ));
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("task", self.header())
+            .finish()
+    }
+}
+
+/// Waits until `task` completes. With `tag`, the completion is also reported
+/// to a set (see `join.rs`). Cancellation point.
+pub(crate) fn wait_complete(task: &dyn RawTask, tag: Option<(Arc<raw::Completions>, usize)>) {
+    let h = task.header();
+    loop {
+        if h.is_complete() {
+            return;
+        }
+        register(h, park::current_waker(), tag.clone());
+        if h.is_complete() {
+            return;
+        }
+        park::park(None);
+    }
+}
+
+/// Adds a join waiter unless an equivalent one is there already. Returns
+/// false if the green thread completed meanwhile (the waiter is not added).
+pub(crate) fn register(
+    h: &Header,
+    waker: Waker,
+    tag: Option<(Arc<raw::Completions>, usize)>,
+) -> bool {
+    let mut waiters = h.waiters.lock().unwrap_or_else(|e| e.into_inner());
+    if h.is_complete() {
+        return false;
+    }
+    let same_tag = |w: &JoinWaiter| match (&w.tag, &tag) {
+        (None, None) => true,
+        (Some((a, i)), Some((b, j))) => Arc::ptr_eq(a, b) && i == j,
+        _ => false,
+    };
+    if !waiters.iter().any(|w| w.waker.same(&waker) && same_tag(w)) {
+        waiters.push(JoinWaiter { waker, tag });
+    }
+    true
+}
+
+/// Sets the name and stack size of a green thread before spawning it, like
+/// [`std::thread::Builder`].
+///
+/// # Examples
+///
+/// ```
+/// use stackful::task::Builder;
+///
+/// let h = Builder::new().name("fetcher").stack_size(1 << 20).spawn(|| 1).unwrap();
+/// assert_eq!(h.name(), Some("fetcher"));
+/// assert_eq!(h.join().unwrap(), 1);
+///
+/// let err = Builder::new().stack_size(1).spawn(|| 1).unwrap_err();
+/// assert!(err.to_string().contains("invalid green thread stack size"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with no name and the runtime's default stack size.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the green thread; the name shows in `current()`, in errors and
+    /// in the stack overflow message.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the stack size in bytes (16 KiB to 1 GiB).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns the green thread on the current green thread's runtime, or on
+    /// the global runtime from a plain OS thread.
+    ///
+    /// # Errors
+    ///
+    /// An invalid stack size, a runtime or `run` that is shutting down, or
+    /// too many live green threads for the kernel's `vm.max_map_count`; each
+    /// message says which and what to do.
+    #[track_caller]
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (rt, group) = match park::current_task() {
+            Some(t) => (t.header().rt.clone(), t.header().group.clone()),
+            None => (runtime::global().clone(), None),
+        };
+        let task = runtime::spawn_task(
+            &rt,
+            group,
+            None,
+            self.name,
+            self.stack_size.unwrap_or(rt.config.stack_size),
+            Location::caller(),
+            f,
+        )?;
+        Ok(JoinHandle::new(task))
+    }
+
+    /// Spawns on a given runtime; the green thread joins the caller's `run`
+    /// when the caller is a green thread of that same runtime.
+    #[track_caller]
+    pub(crate) fn spawn_on<F, T>(self, rt: &Arc<RtShared>, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let group = park::current_task()
+            .filter(|t| Arc::ptr_eq(&t.header().rt, rt))
+            .and_then(|t| t.header().group.clone());
+        let size = self.stack_size.unwrap_or(rt.config.stack_size);
+        let task = runtime::spawn_task(rt, group, None, self.name, size, Location::caller(), f)?;
+        Ok(JoinHandle::new(task))
+    }
+}
+
+/// Spawns a green thread: Python's `asyncio.create_task`.
+///
+/// It runs on the current green thread's runtime (as part of the same `run`),
+/// or on the global runtime when called from a plain OS thread. The handle
+/// joins or cancels it; dropping the handle detaches it.
+///
+/// # Panics
+///
+/// When [`task::Builder::spawn`](Builder::spawn) would return an error, with
+/// its message.
+///
+/// # Examples
+///
+/// ```
+/// let h = stackful::spawn(|| "hello from a green thread");
+/// assert_eq!(h.join().unwrap(), "hello from a green thread");
+/// ```
+#[track_caller]
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new()
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("stackful: could not spawn a green thread: {e}"))
+}

@@ -1,0 +1,482 @@
+//! The green thread record and its state machine: the scheduling core.
+//!
+//! A green thread is one heap allocation, `Task<F, T>`: a [`Header`] the
+//! scheduler works with, the body `F` until it starts, and the result `T`
+//! once it ends. The scheduler holds it as a [`TaskRef`] (`Arc<dyn RawTask>`),
+//! a [`JoinHandle`](crate::JoinHandle) as an `Arc<dyn Joinable<T>>`.
+//!
+//! # States
+//!
+//! `Header::state` is a set of bits ([`SCHEDULED`], [`RUNNING`], ...), each
+//! documented where it is defined. A green thread is in at most one run queue
+//! at a time, and is only ever resumed by its home worker: the one that
+//! started it. That is the soundness rule of the whole runtime: once started,
+//! a green thread's stack never runs on another OS thread, so its `!Send`
+//! contents are never seen from one.
+
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use corosensei::{Coroutine, Yielder};
+use stackful_arch::PooledStack;
+
+use crate::cancel::{Cancelled, Cause};
+use crate::debug;
+use crate::runtime::{Group, Home, RtShared};
+use crate::scopes::ScopeStack;
+use crate::task::JoinError;
+
+/// In a run queue, or claimed by a worker about to push it there. A green
+/// thread is in at most one queue: whoever sets this bit enqueues it.
+/// Never together with `COMPLETE` unless it was cancelled before it started
+/// (the queue entry is then skipped).
+pub(crate) const SCHEDULED: u32 = 1 << 0;
+/// Its home worker is running it now. Wake-ups that arrive meanwhile set
+/// `NOTIFIED` instead of enqueueing.
+pub(crate) const RUNNING: u32 = 1 << 1;
+/// Woken while `RUNNING`: requeue it as soon as it suspends.
+pub(crate) const NOTIFIED: u32 = 1 << 2;
+/// Claimed: its body was taken, either by the worker that started it (which
+/// is now its home for good) or by a cancellation before it started.
+pub(crate) const STARTED: u32 = 1 << 3;
+/// Finished: the result is stored and the join waiters were woken. Final.
+pub(crate) const COMPLETE: u32 = 1 << 4;
+/// Cancellation requested: the next suspension point unwinds.
+pub(crate) const CANCELLED: u32 = 1 << 5;
+/// A `JoinHandle` exists; used by debug mode to report panics nobody joins.
+pub(crate) const HANDLE: u32 = 1 << 6;
+
+/// What a green thread tells its worker when it suspends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspend {
+    /// It waits for a wake-up (a timer, a join, a channel...).
+    Wait,
+    /// `yield_now`: put it at the back of the ready queue straight away.
+    Requeue,
+}
+
+pub(crate) type TaskCoroutine = Coroutine<(), Suspend, (), PooledStack>;
+
+/// The scheduler's handle on a green thread.
+pub(crate) type TaskRef = Arc<dyn RawTask>;
+
+/// A green thread as the scheduler sees it, whatever its body and result types.
+pub(crate) trait RawTask: Send + Sync {
+    fn header(&self) -> &Header;
+    /// Runs the body on the calling stack and stores its outcome. Called
+    /// once, on the green thread's own stack, by whoever set `STARTED`.
+    fn run_body(&self);
+    /// Drops the body without running it and stores a cancellation. Called
+    /// once, by whoever set `STARTED` together with `COMPLETE`.
+    fn abandon(&self);
+    /// Drops the body without running it and stores `error` (no stack).
+    fn fail(&self, error: JoinError);
+    /// Whether the stored result is a panic (false once taken).
+    fn is_panic(&self) -> bool;
+    /// Whether the stored result is an error (false once taken).
+    fn is_err(&self) -> bool;
+    /// Takes the panic payload out of the result, if it is an untaken panic.
+    fn take_panic(&self) -> Option<Box<dyn Any + Send>>;
+    /// Drops the stored result, whatever it is.
+    fn discard_result(&self);
+}
+
+/// What a `JoinHandle<T>` needs from its green thread.
+pub(crate) trait Joinable<T>: RawTask {
+    fn take_result(&self) -> Option<Result<T, JoinError>>;
+    fn as_task(self: Arc<Self>) -> TaskRef;
+}
+
+/// Who to wake when a green thread completes.
+pub(crate) struct JoinWaiter {
+    pub(crate) waker: crate::runtime::park::Waker,
+    /// For `gather`, `wait` and `as_completed`: report the completion here
+    /// under this index.
+    pub(crate) tag: Option<(Arc<Completions>, usize)>,
+}
+
+/// Indices of the green threads of a set that have completed, in completion order.
+#[derive(Default)]
+pub(crate) struct Completions {
+    pub(crate) done: Mutex<Vec<usize>>,
+}
+
+/// The part of a green thread that only its home worker's thread touches.
+pub(crate) struct Local {
+    pub(crate) co: UnsafeCell<Option<TaskCoroutine>>,
+    pub(crate) yielder: Cell<*const Yielder<(), Suspend>>,
+    pub(crate) scopes: UnsafeCell<ScopeStack>,
+    /// The timer this green thread is waiting on, if any.
+    pub(crate) timer: Cell<Option<(std::time::Instant, u64)>>,
+    /// Index in the home worker's registry of started green threads.
+    pub(crate) slot: Cell<usize>,
+}
+
+/// The non-generic part of a green thread.
+pub(crate) struct Header {
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) state: AtomicU32,
+    pub(crate) rt: Arc<RtShared>,
+    /// The `run` this green thread belongs to, for shutdown.
+    pub(crate) group: Option<Arc<Group>>,
+    /// The structured scope this green thread is a child of.
+    pub(crate) scope: Option<Arc<crate::task::scope::ScopeShared>>,
+    /// Set once, when a worker starts it.
+    pub(crate) home: OnceLock<Arc<Home>>,
+    pub(crate) waiters: Mutex<Vec<JoinWaiter>>,
+    pub(crate) stack_size: usize,
+    pub(crate) site: &'static Location<'static>,
+    pub(crate) local: Local,
+}
+
+// SAFETY: every field but `local` is Sync on its own. `local` is only touched
+// by the green thread's home worker thread: it is written when the worker
+// starts the green thread and read or written only while that worker runs it
+// or handles its suspension, which the STARTED/RUNNING protocol confines to
+// that one thread (a started green thread is never resumed elsewhere).
+unsafe impl Sync for Header {}
+// SAFETY: as for Sync; the coroutine in `local` is created on, resumed on and
+// dropped on the home thread only, so moving the header's owner (an Arc)
+// between threads never moves the coroutine's use.
+unsafe impl Send for Header {}
+
+impl Header {
+    pub(crate) fn new(
+        id: u64,
+        name: Option<Box<str>>,
+        rt: Arc<RtShared>,
+        group: Option<Arc<Group>>,
+        scope: Option<Arc<crate::task::scope::ScopeShared>>,
+        stack_size: usize,
+        site: &'static Location<'static>,
+    ) -> Header {
+        Header {
+            id,
+            name,
+            state: AtomicU32::new(SCHEDULED | HANDLE),
+            rt,
+            group,
+            scope,
+            home: OnceLock::new(),
+            waiters: Mutex::new(Vec::new()),
+            stack_size,
+            site,
+            local: Local {
+                co: UnsafeCell::new(None),
+                yielder: Cell::new(std::ptr::null()),
+                scopes: UnsafeCell::new(ScopeStack::default()),
+                timer: Cell::new(None),
+                slot: Cell::new(usize::MAX),
+            },
+        }
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.state.load(Ordering::Acquire) & COMPLETE != 0
+    }
+
+    /// The cancellation that applies to this green thread, if any: its own or
+    /// its `run`'s shutdown.
+    pub(crate) fn cancel_cause(&self) -> Option<Cause> {
+        let own = self.state.load(Ordering::Acquire) & CANCELLED != 0;
+        let group = self
+            .group
+            .as_ref()
+            .is_some_and(|g| g.cancelled.load(Ordering::Acquire));
+        (own || group).then_some(Cause::Task(self.id))
+    }
+
+    /// `#12 `fetcher`` or `#12`, for messages.
+    pub(crate) fn describe(&self) -> String {
+        match &self.name {
+            Some(n) => format!("#{} `{n}`", self.id),
+            None => format!("#{}", self.id),
+        }
+    }
+}
+
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("state", &StateBits(self.state.load(Ordering::Relaxed)))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decodes state bits for `Debug`.
+struct StateBits(u32);
+
+impl fmt::Debug for StateBits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (SCHEDULED, "SCHEDULED"),
+            (RUNNING, "RUNNING"),
+            (NOTIFIED, "NOTIFIED"),
+            (STARTED, "STARTED"),
+            (COMPLETE, "COMPLETE"),
+            (CANCELLED, "CANCELLED"),
+            (HANDLE, "HANDLE"),
+        ];
+        let set: Vec<_> = names
+            .iter()
+            .filter(|(b, _)| self.0 & b != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        write!(f, "{}", set.join("|"))
+    }
+}
+
+/// A green thread with body `F` and result `T`.
+pub(crate) struct Task<F, T> {
+    pub(crate) header: Header,
+    /// Taken by whoever sets `STARTED`.
+    body: UnsafeCell<Option<F>>,
+    result: Mutex<Option<Result<T, JoinError>>>,
+}
+
+// SAFETY: `body` is accessed only by the single thread that won the STARTED
+// transition (see `claim`), and F: Send lets it be that thread. The header is
+// Sync (above) and the result sits behind a mutex with T: Send.
+unsafe impl<F: Send, T: Send> Sync for Task<F, T> {}
+
+impl<F, T> Task<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    pub(crate) fn new(header: Header, body: F) -> Task<F, T> {
+        Task {
+            header,
+            body: UnsafeCell::new(Some(body)),
+            result: Mutex::new(None),
+        }
+    }
+
+    fn take_body(&self) -> Option<F> {
+        // SAFETY: only the thread that set STARTED calls this, once (see the
+        // callers in `RawTask`), so no other access to `body` exists.
+        unsafe { (*self.body.get()).take() }
+    }
+
+    fn store(&self, result: Result<T, JoinError>) {
+        *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+    }
+}
+
+impl<F, T> RawTask for Task<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn run_body(&self) {
+        let Some(body) = self.take_body() else { return };
+        let result = match panic::catch_unwind(AssertUnwindSafe(body)) {
+            Ok(value) => Ok(value),
+            Err(payload) if Cancelled::is(&*payload) => Err(JoinError::cancelled(&self.header)),
+            Err(payload) => Err(JoinError::panic(&self.header, payload)),
+        };
+        self.store(result);
+    }
+
+    fn abandon(&self) {
+        drop(self.take_body());
+        self.store(Err(JoinError::cancelled(&self.header)));
+    }
+
+    fn fail(&self, error: JoinError) {
+        drop(self.take_body());
+        self.store(Err(error));
+    }
+
+    fn is_panic(&self) -> bool {
+        let result = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(&*result, Some(Err(e)) if e.is_panic())
+    }
+
+    fn is_err(&self) -> bool {
+        let result = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(&*result, Some(Err(_)))
+    }
+
+    fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
+        let mut result = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(&*result, Some(Err(e)) if e.is_panic()) {
+            return result
+                .take()
+                .and_then(|r| r.err())
+                .and_then(|e| e.try_into_panic().ok());
+        }
+        None
+    }
+
+    fn discard_result(&self) {
+        let taken = self.result.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(taken);
+    }
+}
+
+impl<F, T> Joinable<T> for Task<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn take_result(&self) -> Option<Result<T, JoinError>> {
+        self.result.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn as_task(self: Arc<Self>) -> TaskRef {
+        self
+    }
+}
+
+/// Wakes a green thread: enqueues it on its home worker unless it is already
+/// queued, running (then it is requeued when it suspends), or complete.
+pub(crate) fn wake(task: &TaskRef) {
+    let state = &task.header().state;
+    let mut s = state.load(Ordering::Acquire);
+    loop {
+        if s & (COMPLETE | SCHEDULED) != 0 {
+            return; // finished, or already in a queue
+        }
+        let (new, enqueue) = if s & RUNNING != 0 {
+            (s | NOTIFIED, false) // its worker requeues it when it suspends
+        } else {
+            (s | SCHEDULED, true) // suspended: we enqueue it
+        };
+        match state.compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) if enqueue => return crate::runtime::worker::schedule(task.clone()),
+            Ok(_) => return,
+            Err(actual) => s = actual,
+        }
+    }
+}
+
+/// Requests cancellation. A green thread that has not started is completed
+/// as cancelled at once, without running; a started one is woken so that its
+/// current or next suspension point unwinds.
+pub(crate) fn cancel(task: &TaskRef) {
+    let h = task.header();
+    let prev = h.state.fetch_or(CANCELLED, Ordering::AcqRel);
+    if prev & COMPLETE != 0 {
+        return;
+    }
+    if prev & STARTED == 0 && abandon_unstarted(task) {
+        return;
+    }
+    wake(task);
+}
+
+/// Completes a green thread that has not started yet as cancelled, if it
+/// still has not. Returns false if a worker started it first.
+pub(crate) fn abandon_unstarted(task: &TaskRef) -> bool {
+    let h = task.header();
+    let mut s = h.state.load(Ordering::Acquire);
+    loop {
+        if s & STARTED != 0 {
+            return false;
+        }
+        // Claim it and mark it complete in one step; its queue entry, if any,
+        // is skipped when popped.
+        let new = s | STARTED | COMPLETE | CANCELLED;
+        match h
+            .state
+            .compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => break,
+            Err(actual) => s = actual,
+        }
+    }
+    if debug::enabled() {
+        debug::warn(format_args!(
+            "green thread {} spawned at {} was cancelled before it ever started",
+            h.describe(),
+            h.site
+        ));
+    }
+    task.abandon();
+    finish(task);
+    true
+}
+
+/// The last step of every green thread, on whichever thread completed it:
+/// wake its joiners and release its place in its `run`, scope and runtime.
+/// `COMPLETE` must already be set.
+pub(crate) fn finish(task: &TaskRef) {
+    let h = task.header();
+    let waiters = std::mem::take(&mut *h.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+    for w in waiters {
+        if let Some((set, index)) = &w.tag {
+            set.done
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(*index);
+        }
+        w.waker.wake();
+    }
+    if debug::enabled() && h.state.load(Ordering::Acquire) & HANDLE == 0 && task.is_panic() {
+        debug::warn(format_args!(
+            "green thread {} spawned at {} panicked and nobody joined it",
+            h.describe(),
+            h.site
+        ));
+    }
+    if let Some(scope) = &h.scope {
+        scope.child_finished(task);
+    }
+    if let Some(group) = &h.group {
+        group.task_finished();
+    }
+    h.rt.task_finished();
+}
+
+/// Counts live green threads and wakes a waiter when the count drops to zero.
+#[derive(Default)]
+pub(crate) struct LiveCount {
+    count: AtomicUsize,
+    zero: Mutex<Option<crate::runtime::park::Waker>>,
+}
+
+impl LiveCount {
+    pub(crate) fn add(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn get(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn sub(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let waker = self.zero.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+
+    /// Waits, uncancellably, until the count is zero.
+    pub(crate) fn wait_zero(&self) {
+        loop {
+            if self.get() == 0 {
+                return;
+            }
+            *self.zero.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(crate::runtime::park::current_waker());
+            if self.get() == 0 {
+                return;
+            }
+            crate::runtime::park::park_shielded(None);
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Time: sleeping, yielding, timeouts and shields.
+//!
+//! Inside a green thread these suspend only the green thread. On a plain OS
+//! thread they behave as their blocking equivalents (`sleep` sleeps the
+//! thread, `timeout` bounds the waits made inside it), so library code works
+//! in both worlds.
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use crate::cancel::{Cancelled, Cause};
+use crate::runtime::{park, worker};
+use crate::scopes::{self, Kind};
+
+/// Suspends the caller for at least `duration`: `asyncio.sleep`.
+///
+/// A cancellation point: a cancelled green thread, or an expired enclosing
+/// timeout, unwinds from here. `sleep(Duration::ZERO)` yields, like
+/// [`yield_now`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let start = Instant::now();
+/// stackful::run(|| stackful::sleep(Duration::from_millis(10)));
+/// assert!(start.elapsed() >= Duration::from_millis(10));
+/// ```
+pub fn sleep(duration: Duration) {
+    match Instant::now().checked_add(duration) {
+        Some(deadline) => sleep_until(deadline),
+        None => loop {
+            park::park(None); // "forever": only a cancellation ends it
+        },
+    }
+}
+
+/// Suspends the caller until `deadline`; see [`sleep`].
+pub fn sleep_until(deadline: Instant) {
+    if Instant::now() >= deadline {
+        return yield_now();
+    }
+    while Instant::now() < deadline {
+        park::park(Some(deadline));
+    }
+}
+
+/// Lets the other green threads on this worker run, then continues: a bare
+/// `await asyncio.sleep(0)`. A cancellation point. On a plain OS thread it
+/// calls [`std::thread::yield_now`].
+pub fn yield_now() {
+    match worker::current_task() {
+        Some(task) => park::yield_task(&task),
+        None => {
+            park::checkpoint();
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// The error of a [`timeout`] whose deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+/// Runs `body` on the caller's stack, cut off if it is still running after
+/// `duration`: `asyncio.timeout` / `asyncio.wait_for`.
+///
+/// When the deadline passes, `body` is unwound from its current or next
+/// suspension point (destructors run) and `timeout` returns `Err(Elapsed)`.
+/// Other cancellations pass through. Timeouts nest, and the earliest
+/// deadline wins. `body` needs no `Send` or `'static` bound: it runs right
+/// here. A `body` that never suspends cannot be cut off.
+///
+/// A timeout belongs to the stack it was opened on: a generator that yields
+/// out of an open timeout does not take its caller's frames with it (see
+/// PEP 789); the timeout applies again when the generator resumes.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let outcome = stackful::run(|| {
+///     stackful::timeout(Duration::from_millis(20), || {
+///         stackful::sleep(Duration::from_secs(3600));
+///         "finished"
+///     })
+/// });
+/// assert_eq!(outcome, Err(stackful::Elapsed::new()));
+/// ```
+pub fn timeout<F: FnOnce() -> R, R>(duration: Duration, body: F) -> Result<R, Elapsed> {
+    match Instant::now().checked_add(duration) {
+        Some(deadline) => timeout_at(deadline, body),
+        None => Ok(body()), // a deadline past the end of time never comes
+    }
+}
+
+/// [`timeout`] with an absolute deadline.
+pub fn timeout_at<F: FnOnce() -> R, R>(deadline: Instant, body: F) -> Result<R, Elapsed> {
+    let scope = Open(Some(scopes::open(Kind::Deadline(deadline))));
+    let id = scope.id();
+    let outcome = panic::catch_unwind(AssertUnwindSafe(body));
+    drop(scope);
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(payload) if Cancelled::cause_of(&*payload) == Some(Cause::Scope(id)) => {
+            Err(Elapsed(()))
+        }
+        Err(payload) => panic::resume_unwind(payload),
+    }
+}
+
+impl Elapsed {
+    /// An `Elapsed`, for comparisons in tests.
+    pub fn new() -> Elapsed {
+        Elapsed(())
+    }
+}
+
+impl Default for Elapsed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs `body`, deferring the caller's cancellation until it returns:
+/// `asyncio.shield`. Cancelling the green thread, or an enclosing timeout
+/// expiring, takes effect at the first suspension point after `body`
+/// returns. Timeouts opened inside `body` still work.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let saved = stackful::run(|| {
+///     stackful::timeout(Duration::from_millis(5), || {
+///         stackful::shield(|| {
+///             stackful::sleep(Duration::from_millis(30)); // not cut off
+///             "saved"
+///         })
+///     })
+/// });
+/// assert_eq!(saved, Ok("saved"));
+/// ```
+pub fn shield<F: FnOnce() -> R, R>(body: F) -> R {
+    let _scope = Open(Some(scopes::open(Kind::Shield)));
+    body()
+}
+
+/// Closes a scope however its body ends.
+struct Open(Option<scopes::Opened>);
+
+impl Open {
+    fn id(&self) -> u64 {
+        self.0.as_ref().map_or(0, |s| s.0)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(scope) = self.0.take() {
+            scopes::close(scope);
+        }
+    }
+}
