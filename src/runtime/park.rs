@@ -75,6 +75,12 @@ pub(crate) fn pending() -> Option<Cause> {
     verdict(current_task().as_ref(), None).raise
 }
 
+/// The earliest deadline of an enclosing timeout that has not expired yet,
+/// for shielded waits that must notice when one does.
+pub(crate) fn next_deadline() -> Option<Instant> {
+    verdict(current_task().as_ref(), None).deadline
+}
+
 /// A cancellation point that does not suspend: unwinds if the caller's green
 /// thread was cancelled or an enclosing timeout expired.
 pub(crate) fn checkpoint() {

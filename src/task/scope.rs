@@ -145,7 +145,13 @@ where
         if scope.shared.pending.load(Ordering::Acquire) == 0 {
             break;
         }
-        park::park_shielded(None);
+        // Wake up for an enclosing timeout too, to cancel the children then.
+        let deadline = if cancelled {
+            None
+        } else {
+            park::next_deadline()
+        };
+        park::park_shielded(deadline);
     }
     // Every child has ended and its body is gone; drop what results are left
     // (they may borrow from 'scope) and keep the first unclaimed panic.

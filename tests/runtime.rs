@@ -1,0 +1,338 @@
+//! The runtime: `run`, explicit runtimes, shutdown, several runs at once,
+//! bad input, and the soundness rule.
+
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use stackful::{Runtime, sleep};
+
+struct DropCounter(Arc<AtomicUsize>);
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => p
+            .downcast::<&str>()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn smoke() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    assert_eq!(rt.run(|| rt.spawn(|| 21).join().unwrap() * 2), 42);
+}
+
+#[test]
+fn run_may_borrow_and_use_values_that_are_not_send() {
+    let local = Rc::new(Cell::new(1));
+    let mut text = String::from("borrowed");
+    let out = stackful::run(|| {
+        local.set(local.get() + 1);
+        sleep(Duration::from_millis(1)); // the Rc stays on this thread across the switch
+        text.push('!');
+        local.get()
+    });
+    assert_eq!(out, 2);
+    assert_eq!(text, "borrowed!");
+}
+
+#[test]
+fn run_cancels_and_awaits_what_is_left_when_it_returns() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let (d, s) = (drops.clone(), started.clone());
+    let begin = Instant::now();
+    stackful::run(move || {
+        for _ in 0..3 {
+            let (d, s) = (d.clone(), s.clone());
+            // Detached: the handle is dropped at once.
+            drop(stackful::spawn(move || {
+                let _g = DropCounter(d.clone());
+                s.fetch_add(1, Ordering::SeqCst);
+                // A grandchild: shutdown is transitive.
+                drop(stackful::spawn(move || {
+                    let _g = DropCounter(d);
+                    sleep(Duration::from_secs(3600));
+                }));
+                sleep(Duration::from_secs(3600));
+            }));
+        }
+        wait_for("the children to start", || s.load(Ordering::SeqCst) == 3);
+    });
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        6,
+        "every green thread unwound before run returned"
+    );
+    assert!(begin.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_panic_in_run_propagates_after_the_shutdown() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| {
+        stackful::run(move || {
+            drop(stackful::spawn(move || {
+                let _g = DropCounter(d);
+                sleep(Duration::from_secs(3600));
+            }));
+            sleep(Duration::from_millis(5));
+            panic!("main failed");
+        })
+    }));
+    assert_eq!(panic_text(caught.unwrap_err()), "main failed");
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn several_runs_at_once_shut_down_only_their_own_green_threads() {
+    let a_alive = Arc::new(AtomicBool::new(false));
+    let a_survived_b = Arc::new(AtomicBool::new(false));
+    let b_done = Arc::new(AtomicBool::new(false));
+    let (alive, survived, done) = (a_alive.clone(), a_survived_b.clone(), b_done.clone());
+    let a = std::thread::spawn(move || {
+        stackful::run(move || {
+            let (alive2, survived2, done2) = (alive.clone(), survived.clone(), done.clone());
+            let child = stackful::spawn(move || {
+                alive2.store(true, Ordering::SeqCst);
+                wait_for("run B to finish", || done2.load(Ordering::SeqCst));
+                sleep(Duration::from_millis(20)); // B's shutdown is over by now
+                survived2.store(true, Ordering::SeqCst);
+            });
+            child.join().unwrap();
+        })
+    });
+    let (alive, done) = (a_alive.clone(), b_done.clone());
+    let b = std::thread::spawn(move || {
+        stackful::run(|| {
+            wait_for("run A's child to start", || alive.load(Ordering::SeqCst));
+            drop(stackful::spawn(|| sleep(Duration::from_secs(3600)))); // cancelled by B
+        });
+        done.store(true, Ordering::SeqCst);
+    });
+    b.join().unwrap();
+    a.join().unwrap();
+    assert!(a_survived_b.load(Ordering::SeqCst));
+}
+
+#[test]
+fn many_runs_in_parallel_threads() {
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                stackful::run(|| {
+                    let hs: Vec<_> = (0..50)
+                        .map(|i| stackful::spawn(move || t * 1000 + i))
+                        .collect();
+                    stackful::gather(hs).unwrap().iter().sum::<usize>()
+                })
+            })
+        })
+        .collect();
+    for (t, th) in threads.into_iter().enumerate() {
+        assert_eq!(th.join().unwrap(), t * 50_000 + (0..50).sum::<usize>());
+    }
+}
+
+#[test]
+fn run_inside_a_green_thread_is_refused_clearly() {
+    let err = stackful::spawn(|| stackful::run(|| 1)).join().unwrap_err();
+    assert!(err.is_panic());
+    let text = panic_text(err.into_panic());
+    assert!(
+        text.contains("stackful::run called from inside a green thread"),
+        "{text}"
+    );
+    assert!(text.contains("join"), "{text}");
+}
+
+#[test]
+fn spawning_during_shutdown_is_an_error() {
+    let report = Arc::new(Mutex::new(None::<String>));
+    let r = report.clone();
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
+    stackful::run(move || {
+        drop(stackful::spawn(move || {
+            s.store(true, Ordering::SeqCst);
+            // Swallow the shutdown's cancellation (don't do this at home)...
+            let _ = panic::catch_unwind(|| sleep(Duration::from_secs(3600)));
+            // ...and try to spawn while the run shuts down.
+            let err = stackful::task::Builder::new().spawn(|| ()).unwrap_err();
+            *r.lock().unwrap() = Some(err.to_string());
+        }));
+        wait_for("the child to start", || started.load(Ordering::SeqCst));
+    });
+    let text = report.lock().unwrap().take().expect("the child reported");
+    assert!(text.contains("shutting down"), "{text}");
+}
+
+#[test]
+fn builder_rejects_bad_input_with_clear_messages() {
+    let cases: [(stackful::runtime::Builder, &str); 4] = [
+        (Runtime::builder().workers(0), "at least 1 worker"),
+        (
+            Runtime::builder().stack_size(0),
+            "invalid green thread stack size",
+        ),
+        (
+            Runtime::builder().stack_size(usize::MAX),
+            "between 16 KiB and 1024 MiB",
+        ),
+        (
+            Runtime::builder().max_blocking_threads(0),
+            "max_blocking_threads(0)",
+        ),
+    ];
+    for (builder, needle) in cases {
+        let err = builder.build().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+}
+
+#[test]
+fn dropping_a_runtime_cancels_its_green_threads() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    for _ in 0..4 {
+        let d = drops.clone();
+        drop(rt.spawn(move || {
+            let _g = DropCounter(d);
+            sleep(Duration::from_secs(3600));
+        }));
+    }
+    let h = rt.spawn(|| sleep(Duration::from_secs(3600)));
+    std::thread::sleep(Duration::from_millis(20));
+    drop(rt);
+    assert_eq!(drops.load(Ordering::SeqCst), 4);
+    assert!(h.join().unwrap_err().is_cancelled());
+}
+
+/// The soundness rule: a started green thread never changes OS thread, even
+/// while idle workers steal and the load shifts.
+#[test]
+fn a_started_green_thread_never_changes_os_thread() {
+    let rt = Runtime::builder().workers(4).build().unwrap();
+    let moved = Arc::new(AtomicUsize::new(0));
+    let threads_seen = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    rt.run(|| {
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let (moved, seen) = (moved.clone(), threads_seen.clone());
+                stackful::spawn(move || {
+                    // Hog the worker briefly so that the idle ones must steal.
+                    std::thread::sleep(Duration::from_millis(2));
+                    let home = std::thread::current().id();
+                    seen.lock().unwrap().insert(home);
+                    for round in 0..2_000 {
+                        if round % 100 == i % 100 {
+                            sleep(Duration::from_micros(50));
+                        } else {
+                            stackful::yield_now();
+                        }
+                        if round % 500 == 0 {
+                            // New work appears mid-flight, for idle workers to steal.
+                            drop(stackful::spawn(|| std::hint::black_box(0)));
+                        }
+                        if std::thread::current().id() != home {
+                            moved.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        stackful::join_all(handles)
+            .into_iter()
+            .for_each(|r| r.unwrap());
+    });
+    assert_eq!(
+        moved.load(Ordering::SeqCst),
+        0,
+        "a green thread resumed on another OS thread"
+    );
+    assert!(
+        threads_seen.lock().unwrap().len() > 1,
+        "stealing spread the green threads out"
+    );
+}
+
+/// A long blocking call, offloaded, does not stop a ticker on the same worker.
+#[test]
+fn a_blocking_call_does_not_stop_a_ticker_on_the_same_worker() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let during = rt.run(|| {
+        let t = ticks.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let ticker = stackful::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                t.fetch_add(1, Ordering::SeqCst);
+                sleep(Duration::from_millis(10));
+            }
+        });
+        let t = ticks.clone();
+        let blocker = stackful::spawn(move || {
+            let before = t.load(Ordering::SeqCst);
+            stackful::spawn_blocking(|| std::thread::sleep(Duration::from_millis(200)));
+            t.load(Ordering::SeqCst) - before
+        });
+        let during = blocker.join().unwrap();
+        stop.store(true, Ordering::SeqCst);
+        ticker.join().unwrap();
+        during
+    });
+    // 200 ms at one tick per 10 ms is 20; allow a noisy machine a lot of slack.
+    assert!(
+        during >= 5,
+        "the ticker ticked only {during} times during the blocking call"
+    );
+}
+
+#[test]
+fn a_worker_keeps_other_green_threads_going_while_one_waits() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let order = rt.run(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l1 = log.clone();
+        let a = stackful::spawn(move || {
+            l1.lock().unwrap().push("a start");
+            sleep(Duration::from_millis(30));
+            l1.lock().unwrap().push("a end");
+        });
+        let l2 = log.clone();
+        let b = stackful::spawn(move || {
+            sleep(Duration::from_millis(5));
+            l2.lock().unwrap().push("b");
+        });
+        a.join().unwrap();
+        b.join().unwrap();
+        Arc::try_unwrap(log).unwrap().into_inner().unwrap()
+    });
+    assert_eq!(order, ["a start", "b", "a end"]);
+}

@@ -1,0 +1,238 @@
+//! Sleep, yield, timeouts and shields, in green threads and on plain threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use stackful::{Elapsed, Generator, GeneratorState, shield, sleep, timeout};
+
+struct DropCounter(Arc<AtomicUsize>);
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn smoke() {
+    let start = Instant::now();
+    stackful::run(|| sleep(Duration::from_millis(20)));
+    assert!(start.elapsed() >= Duration::from_millis(20));
+}
+
+#[test]
+fn sleepers_overlap_instead_of_adding_up() {
+    let start = Instant::now();
+    stackful::run(|| {
+        let handles: Vec<_> = (0..100)
+            .map(|_| stackful::spawn(|| sleep(Duration::from_millis(100))))
+            .collect();
+        stackful::join_all(handles);
+    });
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(100));
+    assert!(
+        took < Duration::from_secs(5),
+        "100 sleeps of 100 ms took {took:?}"
+    );
+}
+
+#[test]
+fn a_one_hour_task_cut_off_by_a_timeout_cleans_up() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let start = Instant::now();
+    let outcome = stackful::run(move || {
+        timeout(Duration::from_millis(50), move || {
+            let _cleanup = DropCounter(d);
+            sleep(Duration::from_secs(3600));
+            "finished"
+        })
+    });
+    assert_eq!(outcome, Err(Elapsed::new()));
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(50) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert_eq!(Elapsed::new().to_string(), "deadline has elapsed");
+}
+
+#[test]
+fn a_body_that_finishes_in_time_returns_its_value() {
+    let v = stackful::run(|| timeout(Duration::from_secs(60), || 7));
+    assert_eq!(v, Ok(7));
+}
+
+#[test]
+fn nested_timeouts_the_earliest_deadline_wins() {
+    stackful::run(|| {
+        // Inner deadline first: the inner timeout fires, the outer goes on.
+        let outer = timeout(Duration::from_secs(60), || {
+            let inner = timeout(Duration::from_millis(20), || {
+                sleep(Duration::from_secs(3600))
+            });
+            assert_eq!(inner, Err(Elapsed::new()));
+            "outer finished"
+        });
+        assert_eq!(outer, Ok("outer finished"));
+
+        // Outer deadline first: the unwind passes through the inner timeout.
+        let inner_result = Arc::new(std::sync::Mutex::new(None));
+        let seen = inner_result.clone();
+        let outer = timeout(Duration::from_millis(20), move || {
+            let inner = timeout(Duration::from_secs(60), || sleep(Duration::from_secs(3600)));
+            *seen.lock().unwrap() = Some(inner); // never reached
+        });
+        assert_eq!(outer, Err(Elapsed::new()));
+        assert!(
+            inner_result.lock().unwrap().is_none(),
+            "the inner timeout did not swallow the outer one"
+        );
+    });
+}
+
+#[test]
+fn timeout_lets_other_panics_through() {
+    let caught = std::panic::catch_unwind(|| {
+        stackful::run(|| timeout(Duration::from_secs(60), || panic!("not a timeout")))
+    });
+    let payload = caught.unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"not a timeout"));
+}
+
+#[test]
+fn cancellation_passes_through_a_timeout() {
+    stackful::run(|| {
+        let h = stackful::spawn(|| {
+            timeout(Duration::from_secs(60), || sleep(Duration::from_secs(3600)))
+        });
+        sleep(Duration::from_millis(10));
+        h.cancel();
+        assert!(
+            h.join().unwrap_err().is_cancelled(),
+            "the timeout must not turn a cancel into Err(Elapsed)"
+        );
+    });
+}
+
+#[test]
+fn shield_defers_cancellation_until_its_body_returns() {
+    let progress = Arc::new(AtomicUsize::new(0));
+    let p = progress.clone();
+    stackful::run(move || {
+        let h = stackful::spawn(move || {
+            shield(|| {
+                sleep(Duration::from_millis(60));
+                p.fetch_add(1, Ordering::SeqCst); // the shielded work completes
+            });
+            sleep(Duration::from_secs(3600)); // the cancellation lands here
+            p.fetch_add(10, Ordering::SeqCst);
+        });
+        sleep(Duration::from_millis(10));
+        h.cancel();
+        assert!(h.join().unwrap_err().is_cancelled());
+    });
+    assert_eq!(progress.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_timeout_inside_a_shield_still_fires() {
+    stackful::run(|| {
+        let r = timeout(Duration::from_millis(5), || {
+            shield(|| {
+                let inner = timeout(Duration::from_millis(10), || {
+                    sleep(Duration::from_secs(3600))
+                });
+                assert_eq!(inner, Err(Elapsed::new()));
+                sleep(Duration::from_millis(20)); // the outer timeout is deferred
+                "shielded"
+            })
+        });
+        assert_eq!(r, Ok("shielded"));
+    });
+}
+
+/// PEP 789: a generator that yields out of an open timeout must not get its
+/// caller's frames cancelled by it.
+#[test]
+fn a_generator_yielding_out_of_a_timeout_does_not_cancel_its_caller() {
+    let outcome = stackful::run(|| {
+        let mut g = Generator::new(|co, ()| {
+            timeout(Duration::from_millis(20), || {
+                co.yield_("inside the timeout");
+                sleep(Duration::from_secs(3600)); // resumed late: the timeout applies here
+                co.yield_("unreachable");
+            })
+        });
+        assert_eq!(g.resume(), GeneratorState::Yielded("inside the timeout"));
+        // The caller sleeps past the generator's deadline: it must not be cut.
+        let start = Instant::now();
+        sleep(Duration::from_millis(80));
+        assert!(
+            start.elapsed() >= Duration::from_millis(80),
+            "the caller's sleep was cut short"
+        );
+        // Back inside the generator, its expired timeout fires.
+        g.resume()
+    });
+    assert_eq!(outcome, GeneratorState::Complete(Err(Elapsed::new())));
+}
+
+/// The same, on a plain OS thread.
+#[test]
+fn pep_789_also_holds_on_a_plain_thread() {
+    let mut g = Generator::new(|co, ()| {
+        timeout(Duration::from_millis(10), || {
+            co.yield_(1);
+            sleep(Duration::from_secs(3600));
+        })
+    });
+    assert_eq!(g.resume(), GeneratorState::Yielded(1));
+    let start = Instant::now();
+    sleep(Duration::from_millis(40));
+    assert!(start.elapsed() >= Duration::from_millis(40));
+    assert_eq!(g.resume(), GeneratorState::Complete(Err(Elapsed::new())));
+}
+
+#[test]
+fn a_timeout_around_a_generator_applies_inside_it() {
+    // The caller's timeout encloses the generator while it runs.
+    let r = stackful::run(|| {
+        let mut g = Generator::new(|co: &stackful::Co<()>, ()| {
+            sleep(Duration::from_secs(3600));
+            co.yield_(());
+        });
+        timeout(Duration::from_millis(20), move || g.resume())
+    });
+    assert_eq!(r, Err(Elapsed::new()));
+}
+
+#[test]
+fn outside_green_threads_sleep_and_timeout_block_the_thread() {
+    let start = Instant::now();
+    sleep(Duration::from_millis(15));
+    assert!(start.elapsed() >= Duration::from_millis(15));
+    stackful::yield_now();
+    let r = timeout(Duration::from_millis(15), || {
+        sleep(Duration::from_secs(3600))
+    });
+    assert_eq!(r, Err(Elapsed::new()));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let joined = timeout(Duration::from_millis(15), || {
+        stackful::spawn(|| sleep(Duration::from_secs(3600))).join()
+    });
+    assert_eq!(joined.err(), Some(Elapsed::new()));
+}
+
+#[test]
+fn sleep_zero_yields_and_huge_durations_do_not_overflow() {
+    stackful::run(|| {
+        sleep(Duration::ZERO);
+        let r = timeout(Duration::from_millis(5), || sleep(Duration::MAX));
+        assert_eq!(r, Err(Elapsed::new()));
+        assert_eq!(timeout(Duration::MAX, || 3), Ok(3));
+    });
+}
