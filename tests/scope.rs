@@ -40,7 +40,7 @@ fn smoke() {
 
 #[test]
 fn children_borrow_a_local_vector_mutably_and_return_values() {
-    let mut chunks = vec![vec![1, 2], vec![3, 4], vec![5]];
+    let mut chunks = [vec![1, 2], vec![3, 4], vec![5]];
     let sums = stackful::run(|| {
         stackful::scope(|s| {
             let handles: Vec<_> = chunks
