@@ -1,0 +1,130 @@
+//! Debug mode's warnings, each checked in a child process: the parent re-runs
+//! this binary with `STACKFUL_DEBUG_CASE` set and reads the child's stderr.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use stackful::{Co, Generator, Runtime};
+
+const CASE: &str = "STACKFUL_DEBUG_CASE";
+
+fn run_case(case: &str) {
+    match case {
+        "hog" => {
+            let rt = Runtime::builder()
+                .workers(1)
+                .debug(true)
+                .slow_threshold(Duration::from_millis(30))
+                .build()
+                .unwrap();
+            rt.run(|| {
+                stackful::task::Builder::new()
+                    .name("hog")
+                    .spawn(|| std::thread::sleep(Duration::from_millis(400)))
+                    .unwrap()
+                    .join()
+                    .unwrap();
+            });
+        }
+        "unstarted" => {
+            let g = Generator::new(|co: &Co<u8>, ()| co.yield_(1));
+            drop(g);
+            let rt = Runtime::builder().workers(1).debug(true).build().unwrap();
+            let gate = Arc::new(AtomicBool::new(false));
+            let g2 = gate.clone();
+            let busy = rt.spawn(move || {
+                while !g2.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+            });
+            let never = stackful::task::Builder::new().name("never-run").spawn(|| ()).unwrap();
+            never.cancel();
+            gate.store(true, Ordering::SeqCst);
+            busy.join().unwrap();
+        }
+        "unjoined_panic" => {
+            let rt = Runtime::builder().debug(true).build().unwrap();
+            let h = rt.spawn(|| panic!("nobody listens"));
+            while !h.is_finished() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(h);
+            let detached = rt.spawn(|| {
+                std::thread::sleep(Duration::from_millis(5));
+                panic!("detached and failed")
+            });
+            drop(detached);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        "quiet_without_debug" => {
+            drop(Generator::new(|co: &Co<u8>, ()| co.yield_(1)));
+            let rt = Runtime::builder().workers(1).build().unwrap();
+            rt.run(|| std::thread::sleep(Duration::from_millis(150)));
+        }
+        other => panic!("unknown case {other}"),
+    }
+}
+
+fn child(case: &str, debug_env: bool) -> String {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env(CASE, case).env_remove("STACKFUL_DEBUG");
+    if debug_env {
+        cmd.env("STACKFUL_DEBUG", "1");
+    }
+    let out = cmd.output().expect("could not start the child");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{case}: the child failed:\n{stderr}");
+    stderr
+}
+
+fn expect(case: &str, debug_env: bool, has: &[&str], lacks: &[&str]) {
+    let stderr = child(case, debug_env);
+    for needle in has {
+        assert!(stderr.contains(needle), "{case}: stderr lacks {needle:?}:\n{stderr}");
+    }
+    for needle in lacks {
+        assert!(!stderr.contains(needle), "{case}: stderr has {needle:?}:\n{stderr}");
+    }
+    println!("test {case} ... ok");
+}
+
+fn main() {
+    if let Ok(case) = std::env::var(CASE) {
+        run_case(&case);
+        return;
+    }
+    expect(
+        "hog",
+        false,
+        &[
+            "stackful debug: green thread #",
+            "`hog` has run for",
+            "without suspending on worker 0",
+            "stackful::spawn_blocking",
+        ],
+        &[],
+    );
+    expect(
+        "unstarted",
+        true,
+        &[
+            "stackful debug: generator created at tests/debug_mode.rs:",
+            "was dropped without ever being started",
+            "`never-run` spawned at tests/debug_mode.rs:",
+            "was cancelled before it ever started",
+        ],
+        &[],
+    );
+    expect(
+        "unjoined_panic",
+        false,
+        &[
+            "was dropped without joining it, and it had panicked",
+            "panicked and nobody joined it",
+        ],
+        &[],
+    );
+    expect("quiet_without_debug", false, &[], &["stackful debug"]);
+}
