@@ -1,5 +1,19 @@
 //! A tour of stackful, following the Python coroutine guide.
 //! Run it with `cargo run --release --example tour`.
+//!
+//! The asyncio patterns are examples of their own too (`gather`,
+//! `wait_first`, `offload`, `timeout`, `scope`); the tour includes them.
+
+#[path = "gather.rs"]
+mod gather;
+#[path = "offload.rs"]
+mod offload;
+#[path = "scope.rs"]
+mod scope;
+#[path = "timeout.rs"]
+mod timeout;
+#[path = "wait_first.rs"]
+mod wait_first;
 
 use stackful::generator::{Builder, scoped};
 use stackful::{Co, Generator, GeneratorState};
@@ -115,4 +129,14 @@ fn main() {
     recursion();
     close();
     scoped_generator();
+    section("green threads: gather three delayed fetches (asyncio.gather)");
+    gather::demo();
+    section("wait for the first to complete, then the rest (asyncio.wait)");
+    wait_first::demo();
+    section("a blocking call offloaded while a ticker keeps ticking (run_in_executor)");
+    offload::demo();
+    section("a one-hour task cut off by a 1 s timeout (asyncio.wait_for)");
+    timeout::demo();
+    section("a scope whose children borrow a local vector (TaskGroup)");
+    scope::demo();
 }
