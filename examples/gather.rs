@@ -39,7 +39,10 @@ pub fn demo() {
         .expect("no fetch failed")
     });
     println!("  all data: {results:?}");
-    println!("  took {} ms (the longest delay, not the sum)", start.elapsed().as_millis() / 10 * 10);
+    println!(
+        "  took {} ms (the longest delay, not the sum)",
+        start.elapsed().as_millis() / 10 * 10
+    );
 }
 
 #[allow(dead_code)]

@@ -22,7 +22,10 @@ fn blocking_io() -> &'static str {
 
 pub fn demo() {
     // One worker, so the ticker and the caller share it.
-    let rt = stackful::Runtime::builder().workers(1).build().expect("runtime");
+    let rt = stackful::Runtime::builder()
+        .workers(1)
+        .build()
+        .expect("runtime");
     rt.run(|| {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();

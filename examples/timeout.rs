@@ -35,10 +35,15 @@ fn long_running_task() -> &'static str {
 
 pub fn demo() {
     let start = Instant::now();
-    stackful::run(|| match stackful::timeout(Duration::from_secs(1), long_running_task) {
-        Ok(r) => println!("  {r}"),
-        Err(e) => println!("  timed out! ({e}, after {} ms)", start.elapsed().as_millis() / 100 * 100),
-    });
+    stackful::run(
+        || match stackful::timeout(Duration::from_secs(1), long_running_task) {
+            Ok(r) => println!("  {r}"),
+            Err(e) => println!(
+                "  timed out! ({e}, after {} ms)",
+                start.elapsed().as_millis() / 100 * 100
+            ),
+        },
+    );
 }
 
 #[allow(dead_code)]

@@ -18,7 +18,8 @@ fn fetch_data(delay_ms: u64, id: u32) -> (u32, u64) {
 
 pub fn demo() {
     stackful::run(|| {
-        let tasks = [(200, 1), (100, 2), (300, 3)].map(|(d, id)| stackful::spawn(move || fetch_data(d, id)));
+        let tasks = [(200, 1), (100, 2), (300, 3)]
+            .map(|(d, id)| stackful::spawn(move || fetch_data(d, id)));
         let (done, pending) = stackful::wait(tasks, ReturnWhen::FirstCompleted);
         let first = done.into_iter().next().expect("one is done");
         println!("  first result: {:?}", first.join().unwrap());

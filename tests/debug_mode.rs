@@ -39,7 +39,10 @@ fn run_case(case: &str) {
                     std::hint::spin_loop();
                 }
             });
-            let never = stackful::task::Builder::new().name("never-run").spawn(|| ()).unwrap();
+            let never = stackful::task::Builder::new()
+                .name("never-run")
+                .spawn(|| ())
+                .unwrap();
             never.cancel();
             gate.store(true, Ordering::SeqCst);
             busy.join().unwrap();
@@ -82,10 +85,16 @@ fn child(case: &str, debug_env: bool) -> String {
 fn expect(case: &str, debug_env: bool, has: &[&str], lacks: &[&str]) {
     let stderr = child(case, debug_env);
     for needle in has {
-        assert!(stderr.contains(needle), "{case}: stderr lacks {needle:?}:\n{stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{case}: stderr lacks {needle:?}:\n{stderr}"
+        );
     }
     for needle in lacks {
-        assert!(!stderr.contains(needle), "{case}: stderr has {needle:?}:\n{stderr}");
+        assert!(
+            !stderr.contains(needle),
+            "{case}: stderr has {needle:?}:\n{stderr}"
+        );
     }
     println!("test {case} ... ok");
 }

@@ -12,9 +12,14 @@ pub const ROUNDS: usize = 21;
 
 /// Median nanoseconds per operation of `op`, which performs `ops` operations
 /// per call. One untimed warm-up round comes first.
-pub fn median_ns(ops: u64, mut op: impl FnMut()) -> f64 {
+pub fn median_ns(ops: u64, op: impl FnMut()) -> f64 {
+    median_ns_rounds(ROUNDS, ops, op)
+}
+
+/// As [`median_ns`] with a given number of rounds, for heavy cases.
+pub fn median_ns_rounds(rounds: usize, ops: u64, mut op: impl FnMut()) -> f64 {
     op();
-    let mut samples: Vec<f64> = (0..ROUNDS)
+    let mut samples: Vec<f64> = (0..rounds)
         .map(|_| {
             let start = Instant::now();
             op();
@@ -22,7 +27,18 @@ pub fn median_ns(ops: u64, mut op: impl FnMut()) -> f64 {
         })
         .collect();
     samples.sort_by(f64::total_cmp);
-    samples[ROUNDS / 2]
+    samples[rounds / 2]
+}
+
+/// A field of /proc/self/status in KiB (VmRSS, VmHWM).
+pub fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// One row of a result table.

@@ -1,0 +1,414 @@
+//! stackful beside tokio (multi-thread scheduler) and may, with the same
+//! worker count, in one run. Prints a table with ratios to tokio.
+//!
+//! Each memory case runs in a fresh child process (this binary re-run with
+//! `--child <case> <runtime>`), so that one runtime's allocations do not
+//! colour another's numbers.
+//!
+//! ```text
+//! cargo run --release -p stackful-compare                  # the table
+//! cargo run --release -p stackful-compare -- --scale       # 1 000 000 green threads
+//! sudo ... -- --scale --raise-map-count                     # raises vm.max_map_count first
+//! ```
+
+#![allow(missing_docs)]
+
+#[path = "../../common/mod.rs"]
+mod common;
+#[path = "../../runtime_cases.rs"]
+mod stackful_cases;
+
+use std::hint::black_box;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{median_ns_rounds, status_kib};
+
+const WORKERS: usize = 2;
+
+mod tokio_cases {
+    use super::*;
+
+    pub fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(WORKERS)
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    pub fn spawn_join(rt: &tokio::runtime::Runtime, n: u64) {
+        rt.block_on(async {
+            let handles: Vec<_> = (0..n)
+                .map(|i| tokio::spawn(async move { black_box(i) }))
+                .collect();
+            for h in handles {
+                black_box(h.await.unwrap());
+            }
+        });
+    }
+
+    pub fn yield_many(rt: &tokio::runtime::Runtime, tasks: u64, yields: u64) {
+        rt.block_on(async {
+            let handles: Vec<_> = (0..tasks)
+                .map(|_| {
+                    tokio::spawn(async move {
+                        for _ in 0..yields {
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+        });
+    }
+
+    pub fn sleepers(rt: &tokio::runtime::Runtime, n: u64, ms: u64) {
+        rt.block_on(async {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    tokio::spawn(async move { tokio::time::sleep(Duration::from_millis(ms)).await })
+                })
+                .collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+        });
+    }
+
+    pub fn blocking(rt: &tokio::runtime::Runtime, n: u64) {
+        rt.block_on(async {
+            for i in 0..n {
+                black_box(
+                    tokio::task::spawn_blocking(move || black_box(i))
+                        .await
+                        .unwrap(),
+                );
+            }
+        });
+    }
+
+    pub fn park_idle(rt: &tokio::runtime::Runtime, n: u64) {
+        let started = Arc::new(AtomicUsize::new(0));
+        for _ in 0..n {
+            let s = started.clone();
+            rt.spawn(async move {
+                s.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            });
+        }
+        while started.load(Ordering::Relaxed) < n as usize {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+mod may_cases {
+    use super::*;
+
+    pub fn configure() {
+        may::config().set_workers(WORKERS);
+    }
+
+    fn go<F: FnOnce() -> T + Send + 'static, T: Send + 'static>(
+        f: F,
+    ) -> may::coroutine::JoinHandle<T> {
+        // SAFETY: may's spawn is unsafe because it may move a running
+        // coroutine between threads; these bodies hold no thread-local state
+        // or !Send values across a switch.
+        unsafe { may::coroutine::spawn(f) }
+    }
+
+    pub fn spawn_join(n: u64) {
+        let handles: Vec<_> = (0..n).map(|i| go(move || black_box(i))).collect();
+        for h in handles {
+            black_box(h.join().unwrap());
+        }
+    }
+
+    pub fn yield_many(tasks: u64, yields: u64) {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                go(move || {
+                    for _ in 0..yields {
+                        may::coroutine::yield_now();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+
+    pub fn sleepers(n: u64, ms: u64) {
+        let handles: Vec<_> = (0..n)
+            .map(|_| go(move || may::coroutine::sleep(Duration::from_millis(ms))))
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+
+    pub fn park_idle(n: u64) {
+        let started = Arc::new(AtomicUsize::new(0));
+        for _ in 0..n {
+            let s = started.clone();
+            drop(go(move || {
+                s.fetch_add(1, Ordering::Relaxed);
+                may::coroutine::sleep(Duration::from_secs(3600));
+            }));
+        }
+        while started.load(Ordering::Relaxed) < n as usize {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// One line of the table: a time or size per runtime (None: not measured).
+struct Line {
+    case: &'static str,
+    unit: &'static str,
+    stackful: Option<f64>,
+    tokio: Option<f64>,
+    may: Option<f64>,
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| {
+        if v >= 100.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    })
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "n/a".into(),
+    }
+}
+
+const IDLE: u64 = 20_000;
+const SLEEPERS: u64 = 25_000;
+
+/// Runs one measurement in this process: the child side of `child()`.
+fn child_case(case: &str, runtime: &str) {
+    match (case, runtime) {
+        ("memory", "stackful") => {
+            let rt = stackful_cases::runtime(WORKERS);
+            let before = status_kib("VmRSS:");
+            let handles = stackful_cases::park_idle(&rt, IDLE);
+            let after = status_kib("VmRSS:");
+            println!("{}", (after - before) as f64 * 1024.0 / IDLE as f64);
+            handles.iter().for_each(|h| h.cancel());
+        }
+        ("memory", "tokio") => {
+            let rt = tokio_cases::runtime();
+            let before = status_kib("VmRSS:");
+            tokio_cases::park_idle(&rt, IDLE);
+            let after = status_kib("VmRSS:");
+            println!("{}", (after - before) as f64 * 1024.0 / IDLE as f64);
+            std::process::exit(0);
+        }
+        ("memory", "may") => {
+            may_cases::configure();
+            let before = status_kib("VmRSS:");
+            may_cases::park_idle(IDLE);
+            let after = status_kib("VmRSS:");
+            println!("{}", (after - before) as f64 * 1024.0 / IDLE as f64);
+            std::process::exit(0);
+        }
+        ("sleepers_rss", rt_name) => {
+            let start = Instant::now();
+            match rt_name {
+                "stackful" => {
+                    stackful_cases::sleepers(&stackful_cases::runtime(WORKERS), SLEEPERS, 10)
+                }
+                "tokio" => tokio_cases::sleepers(&tokio_cases::runtime(), SLEEPERS, 10),
+                _ => {
+                    may_cases::configure();
+                    may_cases::sleepers(SLEEPERS, 10)
+                }
+            }
+            let _ = start;
+            println!("{}", status_kib("VmHWM:") as f64 / 1024.0);
+            std::process::exit(0);
+        }
+        _ => panic!("unknown child case {case} {runtime}"),
+    }
+}
+
+fn child(case: &str, runtime: &str) -> Option<f64> {
+    let out = Command::new(std::env::current_exe().ok()?)
+        .args(["--child", case, runtime])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+fn table() {
+    let srt = stackful_cases::runtime(WORKERS);
+    let trt = tokio_cases::runtime();
+    may_cases::configure();
+    let mut lines = Vec::new();
+
+    const N: u64 = 100_000;
+    lines.push(Line {
+        case: "spawn_join (100 000 tasks)",
+        unit: "ns/task",
+        stackful: Some(median_ns_rounds(7, N, || {
+            stackful_cases::spawn_join(&srt, N)
+        })),
+        tokio: Some(median_ns_rounds(7, N, || tokio_cases::spawn_join(&trt, N))),
+        may: Some(median_ns_rounds(7, N, || may_cases::spawn_join(N))),
+    });
+    lines.push(Line {
+        case: "yield_many (1 000 x 1 000)",
+        unit: "ns/yield",
+        stackful: Some(median_ns_rounds(7, 1_000_000, || {
+            stackful_cases::yield_many(&srt, 1_000, 1_000)
+        })),
+        tokio: Some(median_ns_rounds(7, 1_000_000, || {
+            tokio_cases::yield_many(&trt, 1_000, 1_000)
+        })),
+        may: Some(median_ns_rounds(7, 1_000_000, || {
+            may_cases::yield_many(1_000, 1_000)
+        })),
+    });
+    lines.push(Line {
+        case: "sleepers (25 000 x 10 ms), wall",
+        unit: "ms",
+        stackful: Some(median_ns_rounds(5, 1_000_000, || {
+            stackful_cases::sleepers(&srt, SLEEPERS, 10)
+        })),
+        tokio: Some(median_ns_rounds(5, 1_000_000, || {
+            tokio_cases::sleepers(&trt, SLEEPERS, 10)
+        })),
+        may: Some(median_ns_rounds(5, 1_000_000, || {
+            may_cases::sleepers(SLEEPERS, 10)
+        })),
+    });
+    lines.push(Line {
+        case: "sleepers (25 000 x 10 ms), peak RSS",
+        unit: "MiB",
+        stackful: child("sleepers_rss", "stackful"),
+        tokio: child("sleepers_rss", "tokio"),
+        may: child("sleepers_rss", "may"),
+    });
+    lines.push(Line {
+        case: "blocking (10 000 round trips)",
+        unit: "ns/trip",
+        stackful: Some(median_ns_rounds(5, 10_000, || {
+            stackful_cases::blocking(&srt, 10_000)
+        })),
+        tokio: Some(median_ns_rounds(5, 10_000, || {
+            tokio_cases::blocking(&trt, 10_000)
+        })),
+        may: None, // may has no blocking pool
+    });
+    lines.push(Line {
+        case: "memory per idle task (20 000)",
+        unit: "bytes",
+        stackful: child("memory", "stackful"),
+        tokio: child("memory", "tokio"),
+        may: child("memory", "may"),
+    });
+
+    println!(
+        "\nstackful vs tokio (multi-thread) vs may, {WORKERS} workers each; medians; ratio = x / tokio"
+    );
+    println!("| case | unit | stackful | tokio | may | stackful/tokio | may/tokio |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for l in &lines {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            l.case,
+            l.unit,
+            fmt(l.stackful),
+            fmt(l.tokio),
+            fmt(l.may),
+            ratio(l.stackful, l.tokio),
+            ratio(l.may, l.tokio)
+        );
+    }
+}
+
+/// One million live sleeping green threads, or, at the kernel's default
+/// mapping limit, the error that says so.
+fn scale(raise: bool) {
+    const N: usize = 1_000_000;
+    let read_limit = || -> usize {
+        std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    if raise && read_limit() < 2 * N + 100_000 {
+        let want = (2 * N + 100_000).to_string();
+        match std::fs::write("/proc/sys/vm/max_map_count", &want) {
+            Ok(()) => println!("raised vm.max_map_count to {want} (as asked by --raise-map-count)"),
+            Err(e) => println!("could not raise vm.max_map_count ({e}); run as root"),
+        }
+    }
+    let limit = read_limit();
+    println!("vm.max_map_count = {limit}");
+    let rt = stackful::Runtime::builder()
+        .workers(WORKERS)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let rss_before = status_kib("VmRSS:");
+    let outcome = rt.run(|| {
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut handles = Vec::with_capacity(N);
+        for _ in 0..N {
+            let d = done.clone();
+            match stackful::task::Builder::new().spawn(move || {
+                stackful::sleep(Duration::from_secs(2));
+                d.fetch_add(1, Ordering::Relaxed);
+            }) {
+                Ok(h) => handles.push(h),
+                Err(e) => return Err((handles.len(), e)),
+            }
+        }
+        // All spawned; wait until every one sleeps, then for all to finish.
+        stackful::sleep(Duration::from_millis(500));
+        let peak = status_kib("VmRSS:");
+        stackful::join_all(handles);
+        Ok((done.load(Ordering::Relaxed), peak))
+    });
+    match outcome {
+        Ok((done, peak)) => println!(
+            "{done} green threads ran to completion in {:.1} s; RSS grew by about {} MiB at the peak ({:.0} bytes each)",
+            start.elapsed().as_secs_f64(),
+            (peak - rss_before) / 1024,
+            (peak - rss_before) as f64 * 1024.0 / N as f64
+        ),
+        Err((spawned, e)) => println!(
+            "after {spawned} live green threads, spawn returned an error (no hang) in {:.1} s:\n  {e}",
+            start.elapsed().as_secs_f64()
+        ),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() >= 4 && args[1] == "--child" {
+        return child_case(&args[2], &args[3]);
+    }
+    if args.iter().any(|a| a == "--help") {
+        println!("usage: compare [--scale [--raise-map-count]]");
+        return;
+    }
+    if args.iter().any(|a| a == "--scale") {
+        return scale(args.iter().any(|a| a == "--raise-map-count"));
+    }
+    table();
+}
