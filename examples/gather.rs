@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 #[allow(dead_code)] // the fields are shown through Debug
+/// What a fetch returns.
 pub struct Data {
     id: u32,
     delay_ms: u64,
 }
 
+/// Pretends to fetch data for `delay_ms` milliseconds.
 pub fn fetch_data(delay_ms: u64, id: u32) -> Data {
     println!("  fetching data {id}...");
     stackful::sleep(Duration::from_millis(delay_ms));
@@ -28,6 +30,7 @@ pub fn fetch_data(delay_ms: u64, id: u32) -> Data {
     Data { id, delay_ms }
 }
 
+/// Runs this example (the tour calls it too).
 pub fn demo() {
     let start = Instant::now();
     let results = stackful::run(|| {

@@ -20,6 +20,7 @@ fn blocking_io() -> &'static str {
     "IO result"
 }
 
+/// Runs this example (the tour calls it too).
 pub fn demo() {
     // One worker, so the ticker and the caller share it.
     let rt = stackful::Runtime::builder()

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+/// Runs this example (the tour calls it too).
 pub fn demo() {
     let mut scores = vec![3, 1, 4, 1, 5, 9, 2, 6];
     let chunk = scores.len() / 2;

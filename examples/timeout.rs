@@ -33,6 +33,7 @@ fn long_running_task() -> &'static str {
     "task finished"
 }
 
+/// Runs this example (the tour calls it too).
 pub fn demo() {
     let start = Instant::now();
     stackful::run(

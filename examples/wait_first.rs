@@ -16,6 +16,7 @@ fn fetch_data(delay_ms: u64, id: u32) -> (u32, u64) {
     (id, delay_ms)
 }
 
+/// Runs this example (the tour calls it too).
 pub fn demo() {
     stackful::run(|| {
         let tasks = [(200, 1), (100, 2), (300, 3)]
