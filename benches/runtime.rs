@@ -1,7 +1,7 @@
 //! The runtime workloads on stackful alone. `benches/compare` runs the same
 //! ones beside tokio and may and reports ratios; this one needs no peers.
 
-#[path = "runtime_cases.rs"]
+#[path = "cases/runtime.rs"]
 mod cases;
 mod common;
 

@@ -15,7 +15,7 @@
 
 #[path = "../../common/mod.rs"]
 mod common;
-#[path = "../../runtime_cases.rs"]
+#[path = "../../cases/runtime.rs"]
 mod stackful_cases;
 
 use std::hint::black_box;

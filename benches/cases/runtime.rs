@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use stackful::Runtime;
 
+/// A runtime with `workers` workers.
 pub fn runtime(workers: usize) -> Runtime {
     Runtime::builder()
         .workers(workers)
@@ -66,7 +67,7 @@ pub fn blocking(rt: &Runtime, n: u64) {
 }
 
 /// Starts `n` green threads that stay idle (sleeping) and returns once all
-/// have started, with a closure that cancels them and waits.
+/// have started; cancel them through the handles.
 pub fn park_idle(rt: &Runtime, n: u64) -> Vec<stackful::JoinHandle<()>> {
     let started = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..n)
