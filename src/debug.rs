@@ -8,26 +8,41 @@
 //! - a green thread that panicked when nobody joined it.
 
 use std::fmt;
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
-static ENABLED: LazyLock<AtomicBool> = LazyLock::new(|| {
-    let on = std::env::var_os("STACKFUL_DEBUG").is_some_and(|v| v != "0" && !v.is_empty());
-    AtomicBool::new(on)
-});
+/// 0: not read from the environment yet; 1: off; 2: on.
+static STATE: AtomicU8 = AtomicU8::new(0);
 
 /// Microseconds a green thread may run without suspending before a warning.
 static SLOW_MICROS: AtomicU64 = AtomicU64::new(100_000);
 
-/// Whether debug mode is on.
+/// Whether debug mode is on. One load on the hot path.
+#[inline]
 pub(crate) fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    match STATE.load(Ordering::Relaxed) {
+        2 => true,
+        1 => false,
+        _ => read_env(),
+    }
+}
+
+#[cold]
+fn read_env() -> bool {
+    let on = std::env::var_os("STACKFUL_DEBUG").is_some_and(|v| v != "0" && !v.is_empty());
+    // Only moves 0 to 1 or 2: an `enable` that came first stays.
+    let _ = STATE.compare_exchange(
+        0,
+        if on { 2 } else { 1 },
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    STATE.load(Ordering::Relaxed) == 2
 }
 
 /// Turns debug mode on (it is never turned off once on).
 pub(crate) fn enable(slow: Duration) {
-    ENABLED.store(true, Ordering::Relaxed);
+    STATE.store(2, Ordering::Relaxed);
     SLOW_MICROS.store(slow.as_micros().max(1) as u64, Ordering::Relaxed);
 }
 

@@ -6,6 +6,6 @@
 //! memory layout and the pool's levels.
 
 pub use stackful_arch::{
-    DEFAULT_STACK_SIZE, LOCAL_CAPACITY, MAX_STACK_SIZE, MIN_STACK_SIZE, PoolStats, SHARED_CAPACITY,
-    StackError, StackErrorKind, pool_stats,
+    DEFAULT_STACK_SIZE, IDLE_CAPACITY, LOCAL_CAPACITY, MAX_STACK_SIZE, MIN_STACK_SIZE, PoolStats,
+    SHARED_CAPACITY, StackError, StackErrorKind, pool_stats, trim as trim_pool,
 };

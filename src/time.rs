@@ -10,7 +10,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use crate::cancel::{Cancelled, Cause};
-use crate::runtime::{park, worker};
+use crate::runtime::park;
 use crate::scopes::{self, Kind};
 
 /// Suspends the caller for at least `duration`: `asyncio.sleep`.
@@ -51,12 +51,9 @@ pub fn sleep_until(deadline: Instant) {
 /// `await asyncio.sleep(0)`. A cancellation point. On a plain OS thread it
 /// calls [`std::thread::yield_now`].
 pub fn yield_now() {
-    match worker::current_task() {
-        Some(task) => park::yield_task(&task),
-        None => {
-            park::checkpoint();
-            std::thread::yield_now();
-        }
+    if !park::yield_current() {
+        park::checkpoint();
+        std::thread::yield_now();
     }
 }
 

@@ -23,7 +23,9 @@ mod registry;
 mod stack;
 
 pub use overflow::{Label, Owner};
-pub use pool::{LOCAL_CAPACITY, PoolStats, PooledStack, SHARED_CAPACITY, pool_stats};
+pub use pool::{
+    IDLE_CAPACITY, LOCAL_CAPACITY, PoolStats, PooledStack, SHARED_CAPACITY, pool_stats, trim,
+};
 pub use stack::{
     DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, Stack, StackError, StackErrorKind,
     page_size, thread_stack_range,

@@ -1,40 +1,54 @@
 //! The bounded stack pool.
 //!
 //! Mapping a stack costs two system calls (`mmap`, `mprotect`) and unmapping
-//! one more, several microseconds in all, while a coroutine that runs briefly
-//! costs tens of nanoseconds. So finished coroutines hand their stack back,
-//! and new ones take a stack from here:
+//! one more (with a TLB shootdown across the process's threads), several
+//! microseconds in all, while a coroutine that runs briefly costs tens of
+//! nanoseconds. So finished coroutines hand their stack back, and new ones
+//! take a stack from here:
 //!
 //! 1. **Local cache** (per thread, no lock, no system call): up to
-//!    [`LOCAL_CAPACITY`] *warm* stacks whose touched pages are still resident.
-//!    Creating and finishing coroutines in a loop never leaves this level.
+//!    [`LOCAL_CAPACITY`] stacks. Creating and finishing coroutines in a loop
+//!    never leaves this level.
 //! 2. **Shared pool** (one mutex, taken only when the local cache misses or
-//!    overflows): up to [`SHARED_CAPACITY`] *cold* stacks. A stack moving
-//!    here first gives its pages back with `madvise(MADV_DONTNEED)` (all but
-//!    the top page), so an idle pool holds about one page per stack.
+//!    overflows): up to [`SHARED_CAPACITY`] stacks. Taking and returning cost
+//!    no system call either, so a burst of many live coroutines (25 000
+//!    sleeping green threads, say) reuses the stacks of the previous burst.
 //! 3. Beyond that, stacks are unmapped.
 //!
-//! So the pool never holds more than `LOCAL_CAPACITY` stacks per thread plus
-//! `SHARED_CAPACITY` in all, and `madvise` is paid only when a stack goes
-//! cold, never on the create-run-drop fast path. A thread's local cache moves
-//! to the shared pool (or is unmapped) when the thread exits.
+//! Memory goes back to the kernel off the hot path. When the shared pool
+//! holds more than [`IDLE_CAPACITY`] stacks, a background trimmer thread
+//! starts; once the pool has seen no traffic for a second it unmaps all but
+//! `IDLE_CAPACITY` stacks and releases the pages of the rest with
+//! `madvise(MADV_DONTNEED)`. [`trim`] does the same at once. So an idle pool
+//! holds at most `LOCAL_CAPACITY` stacks per thread plus `IDLE_CAPACITY`
+//! released ones, and `madvise` is never paid when a stack is reused.
+//!
+//! A thread's local cache moves to the shared pool when the thread exits.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::overflow;
 use crate::stack::{MAPPED, Stack, StackError};
 
-/// Warm stacks kept per thread.
+/// Stacks kept per thread.
 pub const LOCAL_CAPACITY: usize = 16;
 
-/// Cold stacks kept for the whole process.
-pub const SHARED_CAPACITY: usize = 256;
+/// Stacks kept in the shared pool while it is busy.
+pub const SHARED_CAPACITY: usize = 32_768;
 
-/// A thread's warm stacks. Dropped at thread exit.
+/// Stacks the shared pool keeps (with their pages released) once idle.
+pub const IDLE_CAPACITY: usize = 256;
+
+/// How long the pool must see no traffic before the trimmer trims it.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// A thread's stacks. Dropped at thread exit.
 struct Local {
     stacks: Vec<Stack>,
 }
@@ -55,25 +69,130 @@ thread_local! {
     };
 }
 
-static SHARED: Mutex<Vec<Stack>> = Mutex::new(Vec::new());
+/// The shared pool: most recently returned stacks at the back.
+struct Shared {
+    stacks: VecDeque<Stack>,
+    /// How many stacks at the front have had their pages released.
+    released: usize,
+}
 
-/// Takes the most recently returned stack of exactly `size` bytes out of `stacks`.
-fn take_from(stacks: &mut Vec<Stack>, size: usize) -> Option<Stack> {
+static SHARED: Mutex<Shared> = Mutex::new(Shared {
+    stacks: VecDeque::new(),
+    released: 0,
+});
+
+/// Pool traffic clock, in milliseconds since `EPOCH`, for the trimmer.
+static LAST_USE: AtomicU64 = AtomicU64::new(0);
+static TRIMMER: AtomicBool = AtomicBool::new(false);
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn lock_shared() -> std::sync::MutexGuard<'static, Shared> {
+    SHARED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes the most recently returned local stack of exactly `size` bytes.
+fn take_local(stacks: &mut Vec<Stack>, size: usize) -> Option<Stack> {
     let i = stacks.iter().rposition(|s| s.size() == size)?;
     Some(stacks.swap_remove(i))
 }
 
-/// Releases a stack's pages and keeps it in the shared pool, or unmaps it if
-/// the pool is full.
+impl Shared {
+    /// Takes the most recently returned stack of exactly `size` bytes.
+    fn take(&mut self, size: usize) -> Option<Stack> {
+        let i = self.stacks.iter().rposition(|s| s.size() == size)?;
+        if i < self.released {
+            self.released -= 1;
+        }
+        self.stacks.remove(i)
+    }
+}
+
+/// Keeps a stack in the shared pool, or unmaps it if the pool is full.
 fn put_shared(stack: Stack) {
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if shared.len() < SHARED_CAPACITY {
-        stack.release_pages();
-        shared.push(stack);
-    } else {
+    let mut shared = lock_shared();
+    if shared.stacks.len() >= SHARED_CAPACITY {
         drop(shared);
         drop(stack);
+        return;
     }
+    shared.stacks.push_back(stack);
+    let len = shared.stacks.len();
+    drop(shared);
+    LAST_USE.store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
+    if len > IDLE_CAPACITY && !TRIMMER.swap(true, Ordering::AcqRel) {
+        start_trimmer();
+    }
+}
+
+/// Starts the thread that trims the shared pool once it falls idle.
+fn start_trimmer() {
+    let spawned = std::thread::Builder::new()
+        .name("stackful-pool-trim".into())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(IDLE_AFTER);
+                let idle_ms =
+                    epoch().elapsed().as_millis() as u64 - LAST_USE.load(Ordering::Relaxed);
+                let (len, released) = {
+                    let s = lock_shared();
+                    (s.stacks.len(), s.released)
+                };
+                if idle_ms >= IDLE_AFTER.as_millis() as u64
+                    && (len > IDLE_CAPACITY || released < len)
+                {
+                    trim();
+                }
+            }
+        });
+    if spawned.is_err() {
+        TRIMMER.store(false, Ordering::Release); // try again next time
+    }
+}
+
+/// Gives memory back now: unmaps the shared pool's stacks beyond
+/// [`IDLE_CAPACITY`] and releases the pages of the rest. The trimmer calls
+/// it when the pool has been idle for a second; call it yourself after a
+/// burst to give the memory back at once. Returns the number of stacks
+/// unmapped.
+///
+/// # Examples
+///
+/// ```
+/// stackful_arch::trim();
+/// assert!(stackful_arch::pool_stats().shared <= stackful_arch::IDLE_CAPACITY);
+/// ```
+pub fn trim() -> usize {
+    let excess: Vec<Stack> = {
+        let mut shared = lock_shared();
+        let n = shared.stacks.len().saturating_sub(IDLE_CAPACITY);
+        let released = shared.released;
+        shared.released = released.saturating_sub(n);
+        shared.stacks.drain(..n).collect()
+    };
+    let unmapped = excess.len();
+    drop(excess);
+    // Release the rest one by one, so takers are not held up meanwhile.
+    loop {
+        let stack = {
+            let mut shared = lock_shared();
+            if shared.released >= shared.stacks.len() {
+                break;
+            }
+            let i = shared.released;
+            shared.stacks.remove(i)
+        };
+        let Some(stack) = stack else { break };
+        stack.release_pages();
+        let mut shared = lock_shared();
+        let i = shared.released.min(shared.stacks.len());
+        shared.stacks.insert(i, stack);
+        shared.released = i + 1;
+    }
+    unmapped
 }
 
 /// A stack on loan from the pool. Dropping it returns the stack to the pool
@@ -102,7 +221,7 @@ impl PooledStack {
     #[inline]
     pub fn take(size: usize) -> Result<PooledStack, StackError> {
         let size = Stack::checked_size(size)?;
-        let local = LOCAL.try_with(|l| take_from(&mut l.borrow_mut().stacks, size));
+        let local = LOCAL.try_with(|l| take_local(&mut l.borrow_mut().stacks, size));
         let stack = match local {
             Ok(Some(stack)) => stack,
             Ok(None) => Self::take_slow(size)?,
@@ -119,10 +238,27 @@ impl PooledStack {
 
     #[cold]
     fn take_slow(size: usize) -> Result<Stack, StackError> {
-        let shared = take_from(&mut SHARED.lock().unwrap_or_else(|e| e.into_inner()), size);
-        match shared {
-            Some(stack) => Ok(stack),
-            None => Stack::new(size),
+        let shared = lock_shared().take(size);
+        if let Some(stack) = shared {
+            LAST_USE.store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
+            return Ok(stack);
+        }
+        match Stack::new(size) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
+                // Pooled stacks of other sizes hold mappings: give them up
+                // and try once more.
+                let pooled = {
+                    let mut shared = lock_shared();
+                    shared.released = 0;
+                    std::mem::take(&mut shared.stacks)
+                };
+                if pooled.is_empty() {
+                    return Err(e);
+                }
+                drop(pooled);
+                Stack::new(size)
+            }
+            other => other,
         }
     }
 }
@@ -186,9 +322,11 @@ unsafe impl corosensei::stack::Stack for PooledStack {
 pub struct PoolStats {
     /// Stacks mapped by this process: in use plus pooled.
     pub mapped: usize,
-    /// Cold stacks in the shared pool (at most [`SHARED_CAPACITY`]).
+    /// Stacks in the shared pool (at most [`SHARED_CAPACITY`]).
     pub shared: usize,
-    /// Warm stacks in the calling thread's cache (at most [`LOCAL_CAPACITY`]).
+    /// Of those, stacks whose pages have been released.
+    pub released: usize,
+    /// Stacks in the calling thread's cache (at most [`LOCAL_CAPACITY`]).
     pub local: usize,
 }
 
@@ -202,9 +340,14 @@ pub struct PoolStats {
 /// assert!(stats.local <= stackful_arch::LOCAL_CAPACITY);
 /// ```
 pub fn pool_stats() -> PoolStats {
+    let (shared, released) = {
+        let s = lock_shared();
+        (s.stacks.len(), s.released)
+    };
     PoolStats {
         mapped: MAPPED.load(Ordering::Relaxed),
-        shared: SHARED.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        shared,
+        released,
         local: LOCAL.try_with(|l| l.borrow().stacks.len()).unwrap_or(0),
     }
 }

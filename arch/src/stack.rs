@@ -316,20 +316,17 @@ impl Stack {
         self.base.get() - self.size
     }
 
-    /// Gives the memory of every page but the top one back to the kernel
-    /// (`MADV_DONTNEED`); the next touch of such a page maps a fresh zero page.
-    /// The top page is kept because the next coroutine writes its first frame
-    /// there at once. Costs a system call whose price grows with the number of
-    /// resident pages.
+    /// Gives the memory of every page back to the kernel (`MADV_DONTNEED`);
+    /// the next touch of a page maps a fresh zero page. Costs a system call
+    /// whose price grows with the number of resident pages.
     pub(crate) fn release_pages(&self) {
-        let keep = page_size();
-        // SAFETY: the range is this stack's own usable part below its top page,
-        // page aligned, and no coroutine is running on it: only the pool calls
-        // this, on stacks handed back after their coroutine finished.
+        // SAFETY: the range is this stack's own usable part, page aligned,
+        // and no coroutine is running on it: only the pool calls this, on
+        // stacks handed back after their coroutine finished.
         let ret = unsafe {
             libc::madvise(
                 self.guard_end() as *mut libc::c_void,
-                self.size - keep,
+                self.size,
                 libc::MADV_DONTNEED,
             )
         };

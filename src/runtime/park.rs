@@ -59,7 +59,10 @@ pub(crate) fn current_waker() -> Waker {
 /// Evaluates the cancel scopes and the green thread's own cancellation.
 fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
     let cancelled = task.and_then(|t| t.header().cancel_cause());
-    let empty = scopes::with(|s| s.is_empty());
+    let empty = match task {
+        Some(t) => !t.header().has_scopes(),
+        None => scopes::with(|s| s.is_empty()),
+    };
     if empty {
         return scopes::Verdict {
             raise: cancelled,
@@ -154,12 +157,27 @@ pub(crate) fn suspend(task: &TaskRef, wake_at: Option<Instant>, how: Suspend) {
 }
 
 /// `yield_now` inside a green thread: back of the ready queue, then on.
-pub(crate) fn yield_task(task: &TaskRef) {
-    if let Some(cause) = verdict(Some(task), None).raise {
-        Cancelled::raise(cause);
-    }
-    suspend(task, None, Suspend::Requeue);
-    if let Some(cause) = verdict(Some(task), None).raise {
-        Cancelled::raise(cause);
-    }
+/// Returns false on a plain OS thread. A cancellation point: the check after
+/// the switch sees any cancellation requested before it too.
+#[inline]
+pub(crate) fn yield_current() -> bool {
+    worker::with_current_task(|task| {
+        let Some(task) = task else { return false };
+        let h = task.header();
+        let yielder = h.local.yielder.get();
+        // SAFETY: as in `suspend`: this green thread is running, and its
+        // yielder is valid while its body runs.
+        unsafe { (*yielder).suspend(Suspend::Requeue) };
+        if h.state.load(std::sync::atomic::Ordering::Relaxed) & raw::CANCELLED != 0
+            || h.has_scopes()
+        {
+            let cause = h
+                .cancel_cause()
+                .or_else(|| scopes::with(|s| s.evaluate(Instant::now(), None)).raise);
+            if let Some(cause) = cause {
+                Cancelled::raise(cause);
+            }
+        }
+        true
+    })
 }

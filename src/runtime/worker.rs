@@ -51,6 +51,8 @@ const SPINS: u32 = 256;
 pub(crate) struct Home {
     pub(crate) index: usize,
     inbox: SegQueue<TaskRef>,
+    /// Set after every push to `inbox`, so the worker checks one flag, not the queue.
+    inbox_ready: AtomicBool,
     unparker: Unparker,
     /// Set when `cancel_groups` or `cancel_all` has work for the worker.
     control: AtomicBool,
@@ -67,6 +69,7 @@ impl Home {
         Home {
             index,
             inbox: SegQueue::new(),
+            inbox_ready: AtomicBool::new(false),
             unparker,
             control: AtomicBool::new(false),
             cancel_groups: Mutex::new(Vec::new()),
@@ -79,6 +82,7 @@ impl Home {
     /// Hands a woken green thread to this worker from another thread.
     fn push_remote(&self, task: TaskRef) {
         self.inbox.push(task);
+        self.inbox_ready.store(true, Ordering::Release);
         self.unparker.unpark();
     }
 
@@ -161,6 +165,16 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Worker>) -> R) -> R {
     // SAFETY: WORKER points to a Worker that lives on this thread's stack
     // for as long as the pointer is set (see `Worker::enter`).
     f(unsafe { w.as_ref() })
+}
+
+/// Runs `f` with the green thread running on this thread, if any, without
+/// touching its reference count.
+#[inline]
+pub(crate) fn with_current_task<R>(f: impl FnOnce(Option<&dyn RawTask>) -> R) -> R {
+    // SAFETY: CURRENT is set from a live TaskRef that the worker holds for
+    // the whole resume, and the green thread's own closure holds another, so
+    // the task outlives any use within this green thread's execution.
+    f(CURRENT.get().map(|p| unsafe { &*p.as_ptr() }))
 }
 
 /// The green thread running on this thread, if any.
@@ -282,6 +296,13 @@ impl Worker {
     }
 
     fn drain_inbox(&self) {
+        // A plain load on the common, empty path; clear the flag before
+        // draining, so a push after this point sets it again.
+        if !self.home.inbox_ready.load(Ordering::Acquire)
+            || !self.home.inbox_ready.swap(false, Ordering::AcqRel)
+        {
+            return;
+        }
         while let Some(task) = self.home.inbox.pop() {
             self.ready.borrow_mut().push_back(task);
         }
@@ -323,7 +344,9 @@ impl Worker {
     }
 
     fn has_work(&self) -> bool {
-        if !self.home.inbox.is_empty() || self.home.control.load(Ordering::Acquire) {
+        if self.home.inbox_ready.load(Ordering::Acquire)
+            || self.home.control.load(Ordering::Acquire)
+        {
             return true;
         }
         let Some(deque) = &self.fresh else {
@@ -465,7 +488,7 @@ impl Worker {
     fn start(&self, task: &TaskRef) -> bool {
         let h = task.header();
         let _ = h.home.set(self.home.clone());
-        if h.cancel_cause().is_some() {
+        if h.cancelled_before_start() {
             if debug::enabled() {
                 debug::warn(format_args!(
                     "green thread {} spawned at {} was cancelled before it ever started",

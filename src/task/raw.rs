@@ -65,8 +65,12 @@ pub(crate) type TaskCoroutine = Coroutine<(), Suspend, (), PooledStack>;
 pub(crate) type TaskRef = Arc<dyn RawTask>;
 
 /// A green thread as the scheduler sees it, whatever its body and result types.
+///
+/// `Task<F, T>` is the only implementor. It is `repr(C)` with the header as
+/// its first field, so the header of any `dyn RawTask` (or `dyn Joinable<T>`)
+/// sits at the start of the object, and [`header`](RawTask::header) finds it
+/// without a virtual call.
 pub(crate) trait RawTask: Send + Sync {
-    fn header(&self) -> &Header;
     /// Runs the body on the calling stack and stores its outcome. Called
     /// once, on the green thread's own stack, by whoever set `STARTED`.
     fn run_body(&self);
@@ -83,6 +87,25 @@ pub(crate) trait RawTask: Send + Sync {
     fn take_panic(&self) -> Option<Box<dyn Any + Send>>;
     /// Drops the stored result, whatever it is.
     fn discard_result(&self);
+}
+
+impl<'a> dyn RawTask + 'a {
+    /// The green thread's header.
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the only implementor, Task<F, T>, is repr(C) with `header`
+        // first, so the object starts with a Header that lives as long as it.
+        unsafe { &*std::ptr::from_ref(self).cast::<Header>() }
+    }
+}
+
+impl<'a, T> dyn Joinable<T> + 'a {
+    /// The green thread's header.
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: as for `dyn RawTask`: Task<F, T> is the only implementor.
+        unsafe { &*std::ptr::from_ref(self).cast::<Header>() }
+    }
 }
 
 /// What a `JoinHandle<T>` needs from its green thread.
@@ -180,15 +203,29 @@ impl Header {
         self.state.load(Ordering::Acquire) & COMPLETE != 0
     }
 
-    /// The cancellation that applies to this green thread, if any: its own or
-    /// its `run`'s shutdown.
+    /// The cancellation that applies to this green thread, if any. The
+    /// shutdown of its `run` sets `CANCELLED` on every green thread it has
+    /// started, so a started one only needs its own bit.
+    #[inline]
     pub(crate) fn cancel_cause(&self) -> Option<Cause> {
-        let own = self.state.load(Ordering::Acquire) & CANCELLED != 0;
-        let group = self
-            .group
-            .as_ref()
-            .is_some_and(|g| g.cancelled.load(Ordering::Acquire));
-        (own || group).then_some(Cause::Task(self.id))
+        (self.state.load(Ordering::Acquire) & CANCELLED != 0).then_some(Cause::Task(self.id))
+    }
+
+    /// Whether it must not start: cancelled, or its `run` is shutting down.
+    pub(crate) fn cancelled_before_start(&self) -> bool {
+        self.cancel_cause().is_some()
+            || self
+                .group
+                .as_ref()
+                .is_some_and(|g| g.cancelled.load(Ordering::Acquire))
+    }
+
+    /// Whether cancel scopes are open in this green thread. Home thread only.
+    #[inline]
+    pub(crate) fn has_scopes(&self) -> bool {
+        // SAFETY: called only by the green thread itself, on its home thread,
+        // while nothing else borrows its scope stack.
+        unsafe { !(*self.local.scopes.get()).is_empty() }
     }
 
     /// `#12 `fetcher`` or `#12`, for messages.
@@ -233,7 +270,9 @@ impl fmt::Debug for StateBits {
     }
 }
 
-/// A green thread with body `F` and result `T`.
+/// A green thread with body `F` and result `T`. `repr(C)`: the header must
+/// come first (see [`RawTask`]).
+#[repr(C)]
 pub(crate) struct Task<F, T> {
     pub(crate) header: Header,
     /// Taken by whoever sets `STARTED`.
@@ -275,10 +314,6 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    fn header(&self) -> &Header {
-        &self.header
-    }
-
     fn run_body(&self) {
         let Some(body) = self.take_body() else { return };
         let result = match panic::catch_unwind(AssertUnwindSafe(body)) {
