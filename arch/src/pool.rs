@@ -114,7 +114,9 @@ impl Shared {
 /// Keeps a stack in the shared pool, or unmaps it if the pool is full.
 fn put_shared(stack: Stack) {
     let mut shared = lock_shared();
-    if shared.stacks.len() >= SHARED_CAPACITY {
+    // At the mapping limit even growing the queue can fail (a large
+    // allocation needs a mapping of its own): then unmapping is the answer.
+    if shared.stacks.len() >= SHARED_CAPACITY || shared.stacks.try_reserve(1).is_err() {
         drop(shared);
         drop(stack);
         return;

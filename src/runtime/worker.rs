@@ -191,16 +191,21 @@ pub(crate) fn current_task() -> Option<TaskRef> {
 
 /// Enqueues a woken, started green thread on its home worker.
 pub(crate) fn schedule(task: TaskRef) {
-    let home = task
+    let home: *const Home = task
         .header()
-        .home
-        .get()
-        .expect("a woken green thread has a home")
-        .clone();
-    with_current(|w| match w {
-        Some(w) if Arc::ptr_eq(&w.home, &home) => w.ready.borrow_mut().push_back(task),
-        _ => home.push_remote(task),
-    })
+        .home()
+        .expect("a woken green thread has a home");
+    let local = with_current(|w| match w {
+        Some(w) if std::ptr::eq(Arc::as_ptr(&w.home), home) => {
+            w.ready.borrow_mut().push_back(task);
+            None
+        }
+        _ => Some(task),
+    });
+    if let Some(task) = local {
+        // SAFETY: `home` came from the task's header, which `task` keeps alive.
+        unsafe { &*home }.push_remote(task);
+    }
 }
 
 /// Places a new green thread: on the spawning worker's own deque when the
@@ -487,7 +492,7 @@ impl Worker {
     /// Returns false if it completed instead (cancelled, or no stack).
     fn start(&self, task: &TaskRef) -> bool {
         let h = task.header();
-        let _ = h.home.set(self.home.clone());
+        h.set_home(&self.home);
         if h.cancelled_before_start() {
             if debug::enabled() {
                 debug::warn(format_args!(

@@ -18,8 +18,8 @@ use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use corosensei::{Coroutine, Yielder};
 use stackful_arch::PooledStack;
@@ -149,8 +149,9 @@ pub(crate) struct Header {
     pub(crate) group: Option<Arc<Group>>,
     /// The structured scope this green thread is a child of.
     pub(crate) scope: Option<Arc<crate::task::scope::ScopeShared>>,
-    /// Set once, when a worker starts it.
-    pub(crate) home: OnceLock<Arc<Home>>,
+    /// Its home worker: set once, when a worker starts it (an owned
+    /// `Arc<Home>` turned into a raw pointer, released on drop).
+    home: AtomicPtr<Home>,
     pub(crate) waiters: Mutex<Vec<JoinWaiter>>,
     pub(crate) stack_size: usize,
     pub(crate) site: &'static Location<'static>,
@@ -185,7 +186,7 @@ impl Header {
             rt,
             group,
             scope,
-            home: OnceLock::new(),
+            home: AtomicPtr::new(std::ptr::null_mut()),
             waiters: Mutex::new(Vec::new()),
             stack_size,
             site,
@@ -197,6 +198,20 @@ impl Header {
                 slot: Cell::new(usize::MAX),
             },
         }
+    }
+
+    /// Records the worker that starts this green thread. Called once.
+    pub(crate) fn set_home(&self, home: &Arc<Home>) {
+        let raw = Arc::into_raw(home.clone()).cast_mut();
+        let old = self.home.swap(raw, Ordering::AcqRel);
+        debug_assert!(old.is_null(), "a green thread was started twice");
+    }
+
+    /// The home worker, once started.
+    pub(crate) fn home(&self) -> Option<&Home> {
+        // SAFETY: the pointer is null or came from `Arc::into_raw` in
+        // `set_home`, and that reference is released only in `drop`.
+        unsafe { self.home.load(Ordering::Acquire).as_ref() }
     }
 
     pub(crate) fn is_complete(&self) -> bool {
@@ -233,6 +248,16 @@ impl Header {
         match &self.name {
             Some(n) => format!("#{} `{n}`", self.id),
             None => format!("#{}", self.id),
+        }
+    }
+}
+
+impl Drop for Header {
+    fn drop(&mut self) {
+        let home = *self.home.get_mut();
+        if !home.is_null() {
+            // SAFETY: the reference taken with `Arc::into_raw` in `set_home`.
+            drop(unsafe { Arc::from_raw(home) });
         }
     }
 }
