@@ -95,6 +95,22 @@ fn run_case(case: &str) {
             };
             eprintln!("error after {} live generators: {err}", live.len());
         }
+        "green_thread_map_limit" => {
+            // Spawn sleeping green threads until the runtime refuses.
+            let outcome = stackful::run(|| {
+                let mut live = Vec::new();
+                loop {
+                    match stackful::task::Builder::new()
+                        .spawn(|| stackful::sleep(std::time::Duration::from_secs(3600)))
+                    {
+                        Ok(h) => live.push(h),
+                        Err(e) => break (live.len(), e),
+                    }
+                    assert!(live.len() < 10_000_000, "no limit reached");
+                }
+            });
+            eprintln!("refused after {} live green threads: {}", outcome.0, outcome.1);
+        }
         other => panic!("unknown crash case {other}"),
     }
     eprintln!("case {case} survived");
@@ -187,6 +203,12 @@ fn main() {
         );
     }
     println!("test max_map_count_reached ... ok");
+    let (signal, stderr) = child("green_thread_map_limit");
+    assert_eq!(signal, None, "{stderr}");
+    for needle in ["cannot spawn another green thread", "vm.max_map_count", "survived"] {
+        assert!(stderr.contains(needle), "green map limit: stderr lacks {needle:?}:\n{stderr}");
+    }
+    println!("test green_thread_map_limit ... ok");
     expect(
         "wild_fault_after_install",
         libc::SIGSEGV,
