@@ -350,10 +350,15 @@ fn scale(raise: bool) {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)
     };
-    if raise && read_limit() < 2 * N + 100_000 {
+    let original = read_limit();
+    let mut restore = false;
+    if raise && original < 2 * N + 100_000 {
         let want = (2 * N + 100_000).to_string();
         match std::fs::write("/proc/sys/vm/max_map_count", &want) {
-            Ok(()) => println!("raised vm.max_map_count to {want} (as asked by --raise-map-count)"),
+            Ok(()) => {
+                restore = true;
+                println!("raised vm.max_map_count to {want} (as asked by --raise-map-count)");
+            }
             Err(e) => println!("could not raise vm.max_map_count ({e}); run as root"),
         }
     }
@@ -367,11 +372,13 @@ fn scale(raise: bool) {
     let rss_before = status_kib("VmRSS:");
     let outcome = rt.run(|| {
         let done = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
         let mut handles = Vec::with_capacity(N);
         for _ in 0..N {
-            let d = done.clone();
+            let (d, s) = (done.clone(), started.clone());
             match stackful::task::Builder::new().spawn(move || {
-                stackful::sleep(Duration::from_secs(2));
+                s.fetch_add(1, Ordering::Relaxed);
+                stackful::sleep(Duration::from_secs(5));
                 d.fetch_add(1, Ordering::Relaxed);
             }) {
                 Ok(h) => handles.push(h),
@@ -379,14 +386,17 @@ fn scale(raise: bool) {
             }
         }
         // All spawned; wait until every one sleeps, then for all to finish.
-        stackful::sleep(Duration::from_millis(500));
+        while started.load(Ordering::Relaxed) < N {
+            stackful::sleep(Duration::from_millis(10));
+        }
         let peak = status_kib("VmRSS:");
         stackful::join_all(handles);
         Ok((done.load(Ordering::Relaxed), peak))
     });
     match outcome {
         Ok((done, peak)) => println!(
-            "{done} green threads ran to completion in {:.1} s; RSS grew by about {} MiB at the peak ({:.0} bytes each)",
+            "{done} green threads ran to completion in {:.1} s; with all of them asleep, RSS had \
+             grown by {} MiB ({:.0} bytes each)",
             start.elapsed().as_secs_f64(),
             (peak - rss_before) / 1024,
             (peak - rss_before) as f64 * 1024.0 / N as f64
@@ -395,6 +405,11 @@ fn scale(raise: bool) {
             "after {spawned} live green threads, spawn returned an error (no hang) in {:.1} s:\n  {e}",
             start.elapsed().as_secs_f64()
         ),
+    }
+    drop(rt);
+    if restore {
+        let _ = std::fs::write("/proc/sys/vm/max_map_count", original.to_string());
+        println!("restored vm.max_map_count to {original}");
     }
 }
 
