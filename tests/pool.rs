@@ -17,7 +17,10 @@ fn ten_thousand_live_generators_leave_the_pool_within_its_bound() {
     assert!(during.mapped >= 10_000, "{during:?}");
     drop(live);
     let after = pool_stats();
-    assert_eq!(after.local, LOCAL_CAPACITY, "{after:?}");
+    assert!(
+        after.local > 0 && after.local <= LOCAL_CAPACITY,
+        "{after:?}"
+    );
     assert!(after.shared <= SHARED_CAPACITY, "{after:?}");
     assert_eq!(
         after.mapped,
@@ -35,10 +38,11 @@ fn ten_thousand_live_generators_leave_the_pool_within_its_bound() {
 
     // Trimming (the background trimmer does it after a second of idleness)
     // unmaps down to the idle bound and releases the pages of the rest.
+    let pre = pool_stats();
     let unmapped = trim_pool();
     let trimmed = pool_stats();
     assert_eq!(trimmed.shared, IDLE_CAPACITY, "{trimmed:?}");
     assert_eq!(trimmed.released, trimmed.shared, "{trimmed:?}");
-    assert_eq!(unmapped, after.shared - IDLE_CAPACITY);
+    assert_eq!(unmapped, pre.shared - IDLE_CAPACITY);
     assert_eq!(trimmed.mapped, trimmed.local + trimmed.shared);
 }

@@ -8,7 +8,8 @@
 //!
 //! 1. **Local cache** (per thread, no lock, no system call): up to
 //!    [`LOCAL_CAPACITY`] stacks. Creating and finishing coroutines in a loop
-//!    never leaves this level.
+//!    never leaves this level. It trades with the shared pool in batches of
+//!    half its capacity, one lock per batch.
 //! 2. **Shared pool** (one mutex, taken only when the local cache misses or
 //!    overflows): up to [`SHARED_CAPACITY`] stacks. Taking and returning cost
 //!    no system call either, so a burst of many live coroutines (25 000
@@ -37,7 +38,11 @@ use crate::overflow;
 use crate::stack::{MAPPED, Stack, StackError};
 
 /// Stacks kept per thread.
-pub const LOCAL_CAPACITY: usize = 16;
+pub const LOCAL_CAPACITY: usize = 64;
+
+/// Stacks moved between a thread's cache and the shared pool at a time, so
+/// that a burst takes the shared pool's lock once per batch, not per stack.
+const BATCH: usize = LOCAL_CAPACITY / 2;
 
 /// Stacks kept in the shared pool while it is busy.
 pub const SHARED_CAPACITY: usize = 32_768;
@@ -55,9 +60,7 @@ struct Local {
 
 impl Drop for Local {
     fn drop(&mut self) {
-        for stack in self.stacks.drain(..) {
-            put_shared(stack);
-        }
+        put_shared_all(self.stacks.drain(..));
     }
 }
 
@@ -103,6 +106,12 @@ fn take_local(stacks: &mut Vec<Stack>, size: usize) -> Option<Stack> {
 impl Shared {
     /// Takes the most recently returned stack of exactly `size` bytes.
     fn take(&mut self, size: usize) -> Option<Stack> {
+        // The common case, one stack size throughout: the back one fits.
+        if self.stacks.back().is_some_and(|s| s.size() == size) {
+            let stack = self.stacks.pop_back();
+            self.released = self.released.min(self.stacks.len());
+            return stack;
+        }
         let i = self.stacks.iter().rposition(|s| s.size() == size)?;
         if i < self.released {
             self.released -= 1;
@@ -111,19 +120,39 @@ impl Shared {
     }
 }
 
-/// Keeps a stack in the shared pool, or unmaps it if the pool is full.
-fn put_shared(stack: Stack) {
+/// Moves up to `BATCH` stacks of `size` bytes from the shared pool into
+/// `local` under one lock, and returns one of them.
+fn refill(local: &mut Vec<Stack>, size: usize) -> Option<Stack> {
     let mut shared = lock_shared();
-    // At the mapping limit even growing the queue can fail (a large
-    // allocation needs a mapping of its own): then unmapping is the answer.
-    if shared.stacks.len() >= SHARED_CAPACITY || shared.stacks.try_reserve(1).is_err() {
-        drop(shared);
-        drop(stack);
-        return;
+    let first = shared.take(size)?;
+    while local.len() < BATCH {
+        match shared.take(size) {
+            Some(stack) => local.push(stack),
+            None => break,
+        }
     }
-    shared.stacks.push_back(stack);
+    drop(shared);
+    LAST_USE.store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
+    Some(first)
+}
+
+/// Keeps stacks in the shared pool under one lock, unmapping those that do
+/// not fit.
+fn put_shared_all(stacks: impl Iterator<Item = Stack>) {
+    let mut shared = lock_shared();
+    let mut rejected = Vec::new();
+    for stack in stacks {
+        // At the mapping limit even growing the queue can fail (a large
+        // allocation needs a mapping of its own): then unmapping is the answer.
+        if shared.stacks.len() >= SHARED_CAPACITY || shared.stacks.try_reserve(1).is_err() {
+            rejected.push(stack);
+        } else {
+            shared.stacks.push_back(stack);
+        }
+    }
     let len = shared.stacks.len();
     drop(shared);
+    drop(rejected);
     LAST_USE.store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
     if len > IDLE_CAPACITY && !TRIMMER.swap(true, Ordering::AcqRel) {
         start_trimmer();
@@ -223,7 +252,10 @@ impl PooledStack {
     #[inline]
     pub fn take(size: usize) -> Result<PooledStack, StackError> {
         let size = Stack::checked_size(size)?;
-        let local = LOCAL.try_with(|l| take_local(&mut l.borrow_mut().stacks, size));
+        let local = LOCAL.try_with(|l| {
+            let stacks = &mut l.borrow_mut().stacks;
+            take_local(stacks, size).or_else(|| refill(stacks, size))
+        });
         let stack = match local {
             Ok(Some(stack)) => stack,
             Ok(None) => Self::take_slow(size)?,
@@ -271,18 +303,21 @@ impl Drop for PooledStack {
         // SAFETY: `stack` is taken exactly once, here, and never used again.
         let stack = unsafe { ManuallyDrop::take(&mut self.stack) };
         stack.clear_label();
-        let rejected = LOCAL.try_with(|l| {
+        let spill = LOCAL.try_with(|l| {
             let stacks = &mut l.borrow_mut().stacks;
-            if stacks.len() < LOCAL_CAPACITY {
+            if stacks.len() >= LOCAL_CAPACITY {
+                // Full: hand the older half to the shared pool in one batch.
+                let spill: Vec<Stack> = stacks.drain(..BATCH).collect();
+                stacks.push(stack);
+                Some(spill)
+            } else {
                 stacks.push(stack);
                 None
-            } else {
-                Some(stack)
             }
         });
-        match rejected {
+        match spill {
+            Ok(Some(spill)) => put_shared_all(spill.into_iter()),
             Ok(None) => {}
-            Ok(Some(stack)) => put_shared(stack),
             Err(_) => {
                 // Thread exiting: its cache is gone. The stack was moved into
                 // the closure, which was not run, so it was dropped (unmapped).

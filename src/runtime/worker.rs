@@ -17,7 +17,7 @@
 //! reactor will take its place, waiting with the next timer as its timeout.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -108,6 +108,127 @@ impl Home {
     }
 }
 
+/// A worker's timers: a min-heap with lazy removal.
+///
+/// Keys hold nanoseconds since `epoch` in their high 64 bits and a sequence
+/// number in the low ones, so they are unique and compare as one integer.
+/// Sleeps mostly end later than the ones before them, so a new timer usually
+/// stays at the bottom: adding costs O(1) in practice and O(log n) at worst.
+/// A green thread woken before its timer does not search the heap; its
+/// `local.timer` no longer names the entry, which is skipped (and counted as
+/// stale) when it reaches the top. When stale entries outnumber live ones,
+/// the heap is rebuilt without them, so memory stays bounded.
+struct Timers {
+    heap: std::collections::BinaryHeap<TimerEntry>,
+    seq: u64,
+    stale: usize,
+    epoch: Instant,
+}
+
+struct TimerEntry {
+    key: u128,
+    task: TaskRef,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for TimerEntry {}
+
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TimerEntry {
+    /// Reversed: the max-heap then yields the earliest deadline first.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.key.cmp(&self.key)
+    }
+}
+
+impl TimerEntry {
+    /// Whether the green thread still waits on this timer. Home thread only.
+    fn is_live(&self) -> bool {
+        self.task.header().local.timer.get() == Some(self.key)
+    }
+}
+
+impl Timers {
+    fn new() -> Timers {
+        Timers {
+            heap: std::collections::BinaryHeap::new(),
+            seq: 0,
+            stale: 0,
+            epoch: Instant::now(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    fn add(&mut self, at: Instant, task: &TaskRef) -> u128 {
+        self.seq += 1;
+        let nanos = at
+            .saturating_duration_since(self.epoch)
+            .as_nanos()
+            .min(u64::MAX as u128);
+        let key = (nanos << 64) | u128::from(self.seq);
+        self.heap.push(TimerEntry {
+            key,
+            task: task.clone(),
+        });
+        key
+    }
+
+    /// One entry went stale; rebuild when stale ones dominate.
+    fn forget(&mut self) {
+        self.stale += 1;
+        if self.stale > 64 && self.stale * 2 > self.heap.len() {
+            let entries = std::mem::take(&mut self.heap).into_vec();
+            self.heap = entries.into_iter().filter(TimerEntry::is_live).collect();
+            self.stale = 0;
+        }
+    }
+
+    fn drop_stale_top(&mut self) {
+        while let Some(top) = self.heap.peek() {
+            if top.is_live() {
+                return;
+            }
+            self.heap.pop();
+            self.stale = self.stale.saturating_sub(1);
+        }
+    }
+
+    fn next(&mut self) -> Option<Instant> {
+        self.drop_stale_top();
+        let key = self.heap.peek()?.key;
+        Some(self.epoch + std::time::Duration::from_nanos((key >> 64) as u64))
+    }
+
+    /// Pops a live timer that is due at `now`, clearing the green thread's
+    /// record of it.
+    fn pop_due(&mut self, now: Instant) -> Option<TaskRef> {
+        self.drop_stale_top();
+        let nanos = now
+            .saturating_duration_since(self.epoch)
+            .as_nanos()
+            .min(u64::MAX as u128);
+        if self.heap.peek()?.key >> 64 > nanos {
+            return None;
+        }
+        let entry = self.heap.pop()?;
+        entry.task.header().local.timer.set(None);
+        Some(entry.task)
+    }
+}
+
 /// The started green threads of one worker, so that shutdown can find them.
 #[derive(Default)]
 struct Registry {
@@ -144,8 +265,7 @@ pub(crate) struct Worker {
     pub(crate) rt: Arc<RtShared>,
     parker: Parker,
     ready: RefCell<VecDeque<TaskRef>>,
-    timers: RefCell<BTreeMap<(Instant, u64), TaskRef>>,
-    timer_seq: Cell<u64>,
+    timers: RefCell<Timers>,
     registry: RefCell<Registry>,
     /// Unstarted green threads; `None` for a `run` thread, which never steals.
     fresh: Option<Deque<TaskRef>>,
@@ -241,8 +361,7 @@ impl Worker {
             rt,
             parker,
             ready: RefCell::new(VecDeque::new()),
-            timers: RefCell::new(BTreeMap::new()),
-            timer_seq: Cell::new(0),
+            timers: RefCell::new(Timers::new()),
             registry: RefCell::new(Registry::default()),
             fresh,
             tick: Cell::new(0),
@@ -261,23 +380,18 @@ impl Worker {
         f()
     }
 
-    pub(crate) fn add_timer(&self, at: Instant, task: &TaskRef) -> (Instant, u64) {
-        let seq = self.timer_seq.get() + 1;
-        self.timer_seq.set(seq);
-        self.timers.borrow_mut().insert((at, seq), task.clone());
-        (at, seq)
+    /// Registers a wake-up for `task` at `at` and returns its key.
+    pub(crate) fn add_timer(&self, at: Instant, task: &TaskRef) -> u128 {
+        self.timers.borrow_mut().add(at, task)
     }
 
-    pub(crate) fn remove_timer(&self, key: (Instant, u64)) {
-        let removed = self.timers.borrow_mut().remove(&key);
-        drop(removed);
+    /// The green thread woke up before its timer: forget the timer.
+    pub(crate) fn remove_timer(&self, _key: u128) {
+        self.timers.borrow_mut().forget();
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        self.timers
-            .borrow()
-            .first_key_value()
-            .map(|((at, _), _)| *at)
+        self.timers.borrow_mut().next()
     }
 
     fn fire_timers(&self) {
@@ -286,13 +400,7 @@ impl Worker {
         }
         let now = Instant::now();
         loop {
-            let due = {
-                let mut timers = self.timers.borrow_mut();
-                match timers.first_entry() {
-                    Some(e) if e.key().0 <= now => Some(e.remove()),
-                    _ => None,
-                }
-            };
+            let due = self.timers.borrow_mut().pop_due(now);
             match due {
                 Some(task) => raw::wake(&task),
                 None => return,

@@ -134,7 +134,7 @@ pub(crate) struct Local {
     pub(crate) yielder: Cell<*const Yielder<(), Suspend>>,
     pub(crate) scopes: UnsafeCell<ScopeStack>,
     /// The timer this green thread is waiting on, if any.
-    pub(crate) timer: Cell<Option<(std::time::Instant, u64)>>,
+    pub(crate) timer: Cell<Option<u128>>,
     /// Index in the home worker's registry of started green threads.
     pub(crate) slot: Cell<usize>,
 }
