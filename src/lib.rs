@@ -76,6 +76,7 @@ pub mod generator;
 pub mod runtime;
 mod scopes;
 pub mod stack;
+pub mod sync;
 pub mod task;
 pub mod time;
 

@@ -1,0 +1,355 @@
+//! `Event`, `Condvar`, `Barrier` and `WaitGroup`: waiting for a condition.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use super::mutex::MutexGuard;
+use super::wait::{Registration, WaitList, Waiter, wait_until};
+use crate::runtime::park;
+
+/// A flag that green threads and threads can wait for: `asyncio.Event`.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use stackful::sync::Event;
+///
+/// let ready = Arc::new(Event::new());
+/// let waiter = {
+///     let ready = ready.clone();
+///     stackful::spawn(move || { ready.wait(); "saw it" })
+/// };
+/// ready.set();
+/// assert_eq!(waiter.join().unwrap(), "saw it");
+/// assert!(ready.is_set());
+/// ```
+#[derive(Default)]
+pub struct Event {
+    flag: AtomicBool,
+    waiters: WaitList,
+}
+
+impl Event {
+    /// A new event, not set.
+    pub fn new() -> Event {
+        Event::default()
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.waiters.notify_all();
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.flag.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the flag is set; returns at once if it is. A
+    /// cancellation point.
+    pub fn wait(&self) {
+        let _ = self.wait_deadline(None);
+    }
+
+    /// Waits at most `timeout`; returns whether the flag is set.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_deadline(Instant::now().checked_add(timeout))
+    }
+
+    fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        let set = wait_until(&self.waiters, deadline, || self.is_set().then_some(()));
+        set.is_ok()
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("is_set", &self.is_set())
+            .finish()
+    }
+}
+
+/// A condition variable for [`Mutex`](super::Mutex): `asyncio.Condition`.
+///
+/// `wait` unlocks the mutex, waits for a notification, and locks it again.
+/// Wake-ups may be spurious, so wait in a loop on the condition, or use
+/// [`wait_while`](Condvar::wait_while).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use stackful::sync::{Condvar, Mutex};
+///
+/// let pair = Arc::new((Mutex::new(false), Condvar::new()));
+/// let other = pair.clone();
+/// stackful::spawn(move || {
+///     *other.0.lock() = true;
+///     other.1.notify_one();
+/// });
+/// let (lock, cvar) = &*pair;
+/// let ready = cvar.wait_while(lock.lock(), |ready| !*ready);
+/// assert!(*ready);
+/// ```
+#[derive(Default)]
+pub struct Condvar {
+    waiters: WaitList,
+}
+
+/// Whether [`Condvar::wait_timeout`] returned because of the timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitTimeoutResult(bool);
+
+impl WaitTimeoutResult {
+    /// Whether the wait timed out.
+    pub fn timed_out(&self) -> bool {
+        self.0
+    }
+}
+
+impl Condvar {
+    /// A new condition variable.
+    pub fn new() -> Condvar {
+        Condvar::default()
+    }
+
+    /// Unlocks, waits for a notification (or a spurious wake-up), relocks.
+    /// A cancellation point; if cancelled, the mutex stays unlocked.
+    pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.wait_deadline(guard, None).0
+    }
+
+    /// Waits while `condition` holds, relocking between checks.
+    pub fn wait_while<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> MutexGuard<'a, T> {
+        while condition(&mut *guard) {
+            guard = self.wait(guard);
+        }
+        guard
+    }
+
+    /// As [`wait`](Condvar::wait), for at most `timeout`.
+    pub fn wait_timeout<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        self.wait_deadline(guard, Instant::now().checked_add(timeout))
+    }
+
+    fn wait_deadline<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Option<Instant>,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        let waiter = Waiter::new();
+        let registration = Registration::new(&self.waiters, &waiter);
+        let mutex = guard.unlock();
+        while !waiter.is_notified() {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            park::park(deadline);
+        }
+        let timed_out = !waiter.is_notified();
+        registration.consume();
+        (mutex.lock(), WaitTimeoutResult(timed_out))
+    }
+
+    /// Wakes one waiter.
+    pub fn notify_one(&self) {
+        self.waiters.notify_one();
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) {
+        self.waiters.notify_all();
+    }
+}
+
+impl fmt::Debug for Condvar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condvar").finish_non_exhaustive()
+    }
+}
+
+/// Lets `n` parties wait until all of them have arrived: `asyncio.Barrier`.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use stackful::sync::Barrier;
+///
+/// let barrier = Arc::new(Barrier::new(3));
+/// let handles: Vec<_> = (0..3).map(|_| {
+///     let b = barrier.clone();
+///     stackful::spawn(move || b.wait().is_leader())
+/// }).collect();
+/// let leaders = stackful::join_all(handles).into_iter().filter(|r| *r.as_ref().unwrap()).count();
+/// assert_eq!(leaders, 1);
+/// ```
+pub struct Barrier {
+    parties: usize,
+    state: StdMutex<(usize, u64)>,
+    waiters: WaitList,
+}
+
+/// What [`Barrier::wait`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarrierWaitResult(bool);
+
+impl BarrierWaitResult {
+    /// Whether this party was the last to arrive (exactly one is).
+    pub fn is_leader(&self) -> bool {
+        self.0
+    }
+}
+
+impl Barrier {
+    /// A barrier for `parties` parties (0 behaves like 1).
+    pub fn new(parties: usize) -> Barrier {
+        Barrier {
+            parties: parties.max(1),
+            state: StdMutex::new((0, 0)),
+            waiters: WaitList::new(),
+        }
+    }
+
+    /// Waits until all parties have arrived. A cancellation point: a party
+    /// cancelled while waiting no longer counts as arrived.
+    pub fn wait(&self) -> BarrierWaitResult {
+        let generation = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.0 += 1;
+            if state.0 == self.parties {
+                state.0 = 0;
+                state.1 += 1;
+                drop(state);
+                self.waiters.notify_all();
+                return BarrierWaitResult(true);
+            }
+            state.1
+        };
+        /// Takes back an arrival if the wait ends early.
+        struct Leave<'a>(&'a Barrier, u64);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+                if state.1 == self.1 {
+                    state.0 -= 1;
+                }
+            }
+        }
+        let leave = Leave(self, generation);
+        let passed = || {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            (state.1 != generation).then_some(())
+        };
+        let _ = wait_until(&self.waiters, None, passed);
+        std::mem::forget(leave);
+        BarrierWaitResult(false)
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties)
+            .finish_non_exhaustive()
+    }
+}
+
+struct WaitGroupInner {
+    count: AtomicUsize,
+    waiters: WaitList,
+}
+
+/// Waits for a group of workers to finish, in crossbeam's shape: each
+/// worker holds a clone, dropping it means done, and [`wait`](WaitGroup::wait)
+/// returns when every clone is gone. Go's `sync.WaitGroup`.
+///
+/// # Examples
+///
+/// ```
+/// use stackful::sync::WaitGroup;
+///
+/// let wg = WaitGroup::new();
+/// for _ in 0..4 {
+///     let wg = wg.clone();
+///     stackful::spawn(move || {
+///         stackful::yield_now();
+///         drop(wg); // done
+///     });
+/// }
+/// wg.wait(); // all four are done
+/// ```
+pub struct WaitGroup {
+    inner: Arc<WaitGroupInner>,
+}
+
+impl WaitGroup {
+    /// A group with one member: this handle.
+    pub fn new() -> WaitGroup {
+        WaitGroup {
+            inner: Arc::new(WaitGroupInner {
+                count: AtomicUsize::new(1),
+                waiters: WaitList::new(),
+            }),
+        }
+    }
+
+    /// Drops this handle and waits until every other one is dropped. A
+    /// cancellation point.
+    pub fn wait(self) {
+        let inner = self.inner.clone();
+        drop(self);
+        let _ = wait_until(&inner.waiters, None, || {
+            (inner.count.load(Ordering::SeqCst) == 0).then_some(())
+        });
+    }
+}
+
+impl Default for WaitGroup {
+    fn default() -> Self {
+        WaitGroup::new()
+    }
+}
+
+impl Clone for WaitGroup {
+    fn clone(&self) -> Self {
+        self.inner.count.fetch_add(1, Ordering::SeqCst);
+        WaitGroup {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl Drop for WaitGroup {
+    fn drop(&mut self) {
+        if self.inner.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.inner.waiters.notify_all();
+        }
+    }
+}
+
+impl fmt::Debug for WaitGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitGroup")
+            .field("count", &self.inner.count.load(Ordering::SeqCst))
+            .finish()
+    }
+}

@@ -1,0 +1,418 @@
+//! Waiting on several channel operations at once: Go's `select`.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::channel::{Chan, Receiver, Sender};
+use super::error::{RecvError, SendError, TryRecvError, TrySendError};
+use super::wait::{Registration, WaitList, Waiter};
+use crate::runtime::park;
+
+/// One registered operation.
+trait Operation<'a> {
+    /// Tries to complete without waiting; on success returns the result.
+    fn try_complete(&mut self) -> Option<Box<dyn Any>>;
+    /// The list to wait on for this operation (it lives in the channel).
+    fn list(&self) -> &'a WaitList;
+    /// The channel, to check `SelectedOperation` is completed with the right one.
+    fn chan(&self) -> *const ();
+}
+
+struct RecvOp<'a, T> {
+    chan: &'a Chan<T>,
+}
+
+impl<'a, T: 'static> Operation<'a> for RecvOp<'a, T> {
+    fn try_complete(&mut self) -> Option<Box<dyn Any>> {
+        match self.chan.try_recv() {
+            Ok(v) => Some(Box::new(Ok::<T, RecvError>(v))),
+            Err(TryRecvError::Disconnected) => Some(Box::new(Err::<T, RecvError>(RecvError))),
+            Err(TryRecvError::Empty) => None,
+        }
+    }
+
+    fn list(&self) -> &'a WaitList {
+        &self.chan.recv_wait
+    }
+
+    fn chan(&self) -> *const () {
+        std::ptr::from_ref(self.chan).cast()
+    }
+}
+
+struct SendOp<'a, T> {
+    chan: &'a Chan<T>,
+    value: Option<T>,
+}
+
+impl<'a, T: 'static> Operation<'a> for SendOp<'a, T> {
+    fn try_complete(&mut self) -> Option<Box<dyn Any>> {
+        let value = self.value.take()?;
+        match self.chan.try_send(value) {
+            Ok(()) => Some(Box::new(Ok::<(), SendError<T>>(()))),
+            Err(TrySendError::Disconnected(v)) => Some(Box::new(Err::<(), _>(SendError(v)))),
+            Err(TrySendError::Full(v)) => {
+                self.value = Some(v);
+                None
+            }
+        }
+    }
+
+    fn list(&self) -> &'a WaitList {
+        &self.chan.send_wait
+    }
+
+    fn chan(&self) -> *const () {
+        std::ptr::from_ref(self.chan).cast()
+    }
+}
+
+/// Waits on several send and receive operations and completes exactly one:
+/// the first that can proceed. Used directly or through [`select!`](crate::select).
+///
+/// Ready operations are tried starting from a rotating position, so one
+/// busy channel does not starve the others. The value of a send operation
+/// that is not selected is dropped with the `Select`.
+///
+/// A rendezvous (capacity 0) operation is ready only when a plain `send` or
+/// `recv` waits on the other side; two `Select`s cannot rendezvous with each
+/// other.
+///
+/// # Examples
+///
+/// ```
+/// use stackful::sync::{channel, Select};
+///
+/// let (tx1, rx1) = channel::<u32>(1);
+/// let (_tx2, rx2) = channel::<&str>(1);
+/// tx1.send(7).unwrap();
+/// let mut sel = Select::new();
+/// let first = sel.recv(&rx1);
+/// let second = sel.recv(&rx2);
+/// let op = sel.wait();
+/// assert_eq!(op.index(), first);
+/// assert_ne!(op.index(), second);
+/// assert_eq!(op.recv(&rx1), Ok(7));
+/// ```
+#[derive(Default)]
+pub struct Select<'a> {
+    ops: Vec<Box<dyn Operation<'a> + 'a>>,
+}
+
+/// The operation a [`Select`] completed; read its result with
+/// [`recv`](SelectedOperation::recv) or [`send`](SelectedOperation::send).
+#[must_use = "the result of the selected operation should be read"]
+pub struct SelectedOperation {
+    index: usize,
+    chan: *const (),
+    result: Box<dyn Any>,
+}
+
+static ROTATE: AtomicUsize = AtomicUsize::new(0);
+
+impl<'a> Select<'a> {
+    /// An empty selection.
+    pub fn new() -> Select<'a> {
+        Select { ops: Vec::new() }
+    }
+
+    /// Adds a receive operation; returns its index.
+    pub fn recv<T: 'static>(&mut self, rx: &'a Receiver<T>) -> usize {
+        self.ops.push(Box::new(RecvOp { chan: &rx.chan }));
+        self.ops.len() - 1
+    }
+
+    /// Adds a send operation of `value`; returns its index.
+    pub fn send<T: 'static>(&mut self, tx: &'a Sender<T>, value: T) -> usize {
+        self.ops.push(Box::new(SendOp {
+            chan: &tx.chan,
+            value: Some(value),
+        }));
+        self.ops.len() - 1
+    }
+
+    fn try_all(&mut self) -> Option<SelectedOperation> {
+        let n = self.ops.len();
+        let start = ROTATE.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            let index = (start + k) % n;
+            if let Some(result) = self.ops[index].try_complete() {
+                let chan = self.ops[index].chan();
+                return Some(SelectedOperation {
+                    index,
+                    chan,
+                    result,
+                });
+            }
+        }
+        None
+    }
+
+    /// Completes an operation that can proceed now, if any; never waits.
+    pub fn try_wait(&mut self) -> Option<SelectedOperation> {
+        self.try_all()
+    }
+
+    /// Waits until an operation completes. A cancellation point.
+    ///
+    /// # Panics
+    ///
+    /// If no operation was added: that would wait forever.
+    pub fn wait(&mut self) -> SelectedOperation {
+        self.wait_deadline(None).expect("no deadline")
+    }
+
+    /// Waits at most `timeout`; `None` if nothing completed.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<SelectedOperation> {
+        self.wait_deadline(Instant::now().checked_add(timeout))
+    }
+
+    /// Waits until `deadline` at the latest (`None`: no deadline).
+    ///
+    /// # Panics
+    ///
+    /// If no operation was added and there is no deadline.
+    pub fn wait_deadline(&mut self, deadline: Option<Instant>) -> Option<SelectedOperation> {
+        assert!(
+            !self.ops.is_empty() || deadline.is_some(),
+            "Select::wait with no operations would wait forever; add a send or recv first"
+        );
+        loop {
+            if let Some(op) = self.try_all() {
+                return Some(op);
+            }
+            // One waiter per list, so each notification is accounted for on
+            // its own list.
+            let waiters: Vec<Arc<Waiter>> = self.ops.iter().map(|_| Waiter::new()).collect();
+            let registrations: Vec<Registration<'a>> = self
+                .ops
+                .iter()
+                .zip(&waiters)
+                .map(|(op, w)| Registration::new(op.list(), w))
+                .collect();
+            // Re-check after registering: a change before it is seen now.
+            let recheck = (0..self.ops.len())
+                .find_map(|index| self.ops[index].try_complete().map(|result| (index, result)));
+            if let Some((index, result)) = recheck {
+                drop(registrations); // notifications we did not use are passed on
+                let chan = self.ops[index].chan();
+                return Some(SelectedOperation {
+                    index,
+                    chan,
+                    result,
+                });
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            park::park(deadline);
+            // Whatever woke us is retried at the top of the loop; mark those
+            // notifications used so they are not passed on.
+            for (registration, waiter) in registrations.into_iter().zip(&waiters) {
+                if waiter.is_notified() {
+                    registration.consume();
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Select<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Select")
+            .field("operations", &self.ops.len())
+            .finish()
+    }
+}
+
+impl SelectedOperation {
+    /// The index of the completed operation, as returned when it was added.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The result of a completed receive on `rx`.
+    ///
+    /// # Panics
+    ///
+    /// If the selected operation was not a receive on `rx`.
+    pub fn recv<T: 'static>(self, rx: &Receiver<T>) -> Result<T, RecvError> {
+        assert!(
+            std::ptr::eq(self.chan, std::ptr::from_ref(&*rx.chan).cast()),
+            "SelectedOperation::recv called with another channel than the selected operation's"
+        );
+        *self
+            .result
+            .downcast::<Result<T, RecvError>>()
+            .unwrap_or_else(|_| panic!("SelectedOperation::recv called on a send operation"))
+    }
+
+    /// The result of a completed send on `tx`; an error hands the value back.
+    ///
+    /// # Panics
+    ///
+    /// If the selected operation was not a send on `tx`.
+    pub fn send<T: 'static>(self, tx: &Sender<T>) -> Result<(), SendError<T>> {
+        assert!(
+            std::ptr::eq(self.chan, std::ptr::from_ref(&*tx.chan).cast()),
+            "SelectedOperation::send called with another channel than the selected operation's"
+        );
+        *self
+            .result
+            .downcast::<Result<(), SendError<T>>>()
+            .unwrap_or_else(|_| panic!("SelectedOperation::send called on a receive operation"))
+    }
+}
+
+impl fmt::Debug for SelectedOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelectedOperation")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+/// Waits on several channel operations and runs the arm of the first that
+/// completes, like Go's `select`.
+///
+/// ```text
+/// select! {
+///     recv(rx) -> msg => body,          // msg: Result<T, RecvError>
+///     send(tx, value) -> res => body,   // res: Result<(), SendError<T>>
+///     default => body,                  // optional: don't wait at all
+///     default(duration) => body,        // optional, instead: wait at most this long
+/// }
+/// ```
+///
+/// Bodies are expressions followed by a comma, or blocks. The channel
+/// expressions are evaluated twice (to register and to read the result), so
+/// pass variables. A value of an unselected `send` arm is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use stackful::sync::channel;
+///
+/// let (tx, rx) = channel::<i32>(1);
+/// let (_quit_tx, quit) = channel::<()>(1);
+/// tx.send(5).unwrap();
+/// let got = stackful::select! {
+///     recv(rx) -> msg => msg.unwrap(),
+///     recv(quit) -> _ => -1,
+///     default(Duration::from_secs(1)) => 0,
+/// };
+/// assert_eq!(got, 5);
+/// ```
+#[macro_export]
+macro_rules! select {
+    ($($arms:tt)*) => {
+        $crate::__select_collect!([] $($arms)*)
+    };
+}
+
+/// Collects `select!` arms into a list; not public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_collect {
+    ([$($done:tt)*] recv($rx:expr) -> $res:pat => $body:block $(,)? $($rest:tt)*) => {
+        $crate::__select_collect!([$($done)* (recv ($rx) ($res) ($body))] $($rest)*)
+    };
+    ([$($done:tt)*] recv($rx:expr) -> $res:pat => $body:expr, $($rest:tt)*) => {
+        $crate::__select_collect!([$($done)* (recv ($rx) ($res) ($body))] $($rest)*)
+    };
+    ([$($done:tt)*] recv($rx:expr) -> $res:pat => $body:expr) => {
+        $crate::__select_collect!([$($done)* (recv ($rx) ($res) ($body))])
+    };
+    ([$($done:tt)*] send($tx:expr, $value:expr) -> $res:pat => $body:block $(,)? $($rest:tt)*) => {
+        $crate::__select_collect!([$($done)* (send ($tx, $value) ($res) ($body))] $($rest)*)
+    };
+    ([$($done:tt)*] send($tx:expr, $value:expr) -> $res:pat => $body:expr, $($rest:tt)*) => {
+        $crate::__select_collect!([$($done)* (send ($tx, $value) ($res) ($body))] $($rest)*)
+    };
+    ([$($done:tt)*] send($tx:expr, $value:expr) -> $res:pat => $body:expr) => {
+        $crate::__select_collect!([$($done)* (send ($tx, $value) ($res) ($body))])
+    };
+    ([$($done:tt)*] default($timeout:expr) => $body:expr $(,)?) => {
+        $crate::__select_run!([$($done)*] (timeout ($timeout) ($body)))
+    };
+    ([$($done:tt)*] default => $body:expr $(,)?) => {
+        $crate::__select_run!([$($done)*] (now ($body)))
+    };
+    ([$($done:tt)*]) => {
+        $crate::__select_run!([$($done)*] (block))
+    };
+}
+
+/// Registers the collected arms, waits, and dispatches; not public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_run {
+    ([$($arm:tt)*] $mode:tt) => {{
+        let mut __select = $crate::sync::Select::new();
+        $( $crate::__select_register!(__select $arm); )*
+        let __selected = $crate::__select_wait!(__select $mode);
+        drop(__select);
+        $crate::__select_dispatch!(__selected 0usize, $mode, $($arm)*)
+    }};
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_register {
+    ($sel:ident (recv ($rx:expr) ($res:pat) ($body:expr))) => {
+        $sel.recv(&$rx);
+    };
+    ($sel:ident (send ($tx:expr, $value:expr) ($res:pat) ($body:expr))) => {
+        $sel.send(&$tx, $value);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_wait {
+    ($sel:ident (block)) => {
+        ::std::option::Option::Some($sel.wait())
+    };
+    ($sel:ident (now ($body:expr))) => {
+        $sel.try_wait()
+    };
+    ($sel:ident (timeout ($timeout:expr) ($body:expr))) => {
+        $sel.wait_timeout($timeout)
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_dispatch {
+    ($op:ident $i:expr, (block), ) => {
+        unreachable!("select! completed an operation it did not register")
+    };
+    ($op:ident $i:expr, (now ($body:expr)), ) => {
+        $body
+    };
+    ($op:ident $i:expr, (timeout ($t:expr) ($body:expr)), ) => {
+        $body
+    };
+    ($op:ident $i:expr, $mode:tt, (recv ($rx:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
+        match $op {
+            ::std::option::Option::Some(__o) if __o.index() == $i => {
+                let $res = __o.recv(&$rx);
+                $body
+            }
+            $op => $crate::__select_dispatch!($op $i + 1, $mode, $($rest)*),
+        }
+    };
+    ($op:ident $i:expr, $mode:tt, (send ($tx:expr, $value:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
+        match $op {
+            ::std::option::Option::Some(__o) if __o.index() == $i => {
+                let $res = __o.send(&$tx);
+                $body
+            }
+            $op => $crate::__select_dispatch!($op $i + 1, $mode, $($rest)*),
+        }
+    };
+}
