@@ -339,12 +339,20 @@ impl<T> Zero<T> {
         if chan.receivers_gone() {
             return Err(SendTimeoutError::Disconnected(value));
         }
-        let value = match self.try_send(value) {
-            Ok(()) => return Ok(()),
-            Err(e) => e.into_inner(),
+        // Hand over to a waiting receiver, or queue up: in one critical
+        // section, so a receiver cannot queue up between the two.
+        let packet = {
+            let mut state = self.lock();
+            if let Some(receiver) = state.receivers.pop_front() {
+                receiver.put(value);
+                drop(state);
+                receiver.complete();
+                return Ok(());
+            }
+            let packet = Packet::new(Some(value));
+            state.senders.push_back(packet.clone());
+            packet
         };
-        let packet = Packet::new(Some(value));
-        self.lock().senders.push_back(packet.clone());
         chan.recv_wait.notify_one(); // a receiver in `Select` may want it
         /// Takes the packet back if the sender leaves before the exchange.
         struct Withdraw<'a, T>(&'a Zero<T>, &'a Arc<Packet<T>>);
@@ -378,13 +386,25 @@ impl<T> Zero<T> {
     }
 
     fn recv(&self, chan: &Chan<T>, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        match self.try_recv(chan.senders_gone()) {
-            Ok(v) => return Ok(v),
-            Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-            Err(TryRecvError::Empty) => {}
-        }
-        let packet = Packet::new(None);
-        self.lock().receivers.push_back(packet.clone());
+        // Take a waiting value, or queue up, in one critical section.
+        let packet = {
+            let mut state = self.lock();
+            if let Some(v) = state.leftover.pop_front() {
+                return Ok(v);
+            }
+            if let Some(sender) = state.senders.pop_front() {
+                let v = sender.take().expect("a waiting sender holds its value");
+                drop(state);
+                sender.complete();
+                return Ok(v);
+            }
+            if chan.senders_gone() {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            let packet = Packet::new(None);
+            state.receivers.push_back(packet.clone());
+            packet
+        };
         chan.send_wait.notify_one(); // a sender in `Select` may want us
         /// Leaves the queue; a value delivered to a receiver that leaves
         /// anyway goes to the next receiver, or stays in the channel.
@@ -409,11 +429,11 @@ impl<T> Zero<T> {
         }
         let leave = Leave(self, &packet);
         loop {
-            if packet.is_done() {
-                if let Some(v) = packet.take() {
-                    std::mem::forget(leave);
-                    return Ok(v);
-                }
+            if packet.is_done()
+                && let Some(v) = packet.take()
+            {
+                std::mem::forget(leave);
+                return Ok(v);
             }
             if chan.senders_gone() {
                 drop(leave); // keeps a value delivered meanwhile in the channel
