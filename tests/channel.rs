@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use stackful::sync::{
     Receiver, RecvError, RecvTimeoutError, Select, SendError, SendTimeoutError, Sender,
-    TryRecvError, TrySendError, channel, unbounded,
+    TryRecvError, channel, unbounded,
 };
 
 fn flavors() -> Vec<(&'static str, Sender<u64>, Receiver<u64>)> {
@@ -186,7 +186,7 @@ fn no_lost_wake_ups_over_many_rounds() {
             });
             for i in 0..3_000 {
                 tx.send(i).unwrap();
-                if i % 64 == 0 {
+                if i.is_multiple_of(64) {
                     stackful::yield_now();
                 }
             }
@@ -226,7 +226,7 @@ fn message_conservation_under_cancellation() {
                 handles.push(stackful::spawn(move || {
                     for i in 0..300u64 {
                         let v = p * 1_000_000 + i;
-                        let outcome = if i % 5 == 0 {
+                        let outcome = if i.is_multiple_of(5) {
                             tx.send_timeout(v, Duration::from_micros(50)).is_ok()
                         } else {
                             tx.send(v).is_ok()
@@ -243,7 +243,7 @@ fn message_conservation_under_cancellation() {
                     let mut n = 0u64;
                     loop {
                         n += 1;
-                        let got = if (n + c) % 7 == 0 {
+                        let got = if (n + c).is_multiple_of(7) {
                             match rx.recv_timeout(Duration::from_micros(30)) {
                                 Ok(v) => Some(v),
                                 Err(RecvTimeoutError::Timeout) => continue,
