@@ -79,7 +79,9 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Locks if the lock is free and nobody waits for it.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        self.sem.try_acquire().then_some(MutexGuard { mutex: self })
+        // `then`, not `then_some`: a guard built eagerly would be dropped,
+        // unlocking a lock never taken.
+        self.sem.try_acquire().then(|| MutexGuard { mutex: self })
     }
 
     /// The data, through a unique borrow: no locking needed.

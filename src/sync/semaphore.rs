@@ -176,9 +176,11 @@ impl Semaphore {
 
     /// Takes a permit if one is free and nobody is waiting.
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
+        // `then`, not `then_some`: a permit built eagerly would be dropped,
+        // releasing a permit never taken.
         self.raw
             .try_acquire()
-            .then_some(SemaphorePermit { sem: self })
+            .then(|| SemaphorePermit { sem: self })
     }
 
     /// Adds `n` permits.
