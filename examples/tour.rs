@@ -2,12 +2,19 @@
 //! Run it with `cargo run --release --example tour`.
 //!
 //! The asyncio patterns are examples of their own too (`gather`,
-//! `wait_first`, `offload`, `timeout`, `scope`); the tour includes them.
+//! `wait_first`, `offload`, `timeout`, `scope`, `channel_producer_consumer`,
+//! `crawler`, `pipeline`); the tour includes them.
 
+#[path = "channel_producer_consumer.rs"]
+mod channel_producer_consumer;
+#[path = "crawler.rs"]
+mod crawler;
 #[path = "gather.rs"]
 mod gather;
 #[path = "offload.rs"]
 mod offload;
+#[path = "pipeline.rs"]
+mod pipeline;
 #[path = "scope.rs"]
 mod scope;
 #[path = "timeout.rs"]
@@ -139,4 +146,10 @@ fn main() {
     timeout::demo();
     section("a scope whose children borrow a local vector (TaskGroup)");
     scope::demo();
+    section("producer/consumer as two green threads and channels (asyncio.Queue)");
+    channel_producer_consumer::demo();
+    section("a crawler: 200 fetches, at most 10 in flight (asyncio.Semaphore)");
+    crawler::demo();
+    section("a pipeline over bounded channels, fed by an OS thread");
+    pipeline::demo();
 }
