@@ -230,11 +230,18 @@ fn semaphore_bounds_concurrency_and_survives_cancellation() {
             .map(|_| {
                 let (sem, inside, peak) = (sem.clone(), inside.clone(), peak.clone());
                 spawn(move || {
+                    /// Leaves on every path, cancellation included.
+                    struct Inside(Arc<AtomicUsize>);
+                    impl Drop for Inside {
+                        fn drop(&mut self) {
+                            self.0.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    }
                     let _permit = sem.acquire();
                     let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    let _inside = Inside(inside);
                     peak.fetch_max(now, Ordering::SeqCst);
                     sleep(Duration::from_millis(2));
-                    inside.fetch_sub(1, Ordering::SeqCst);
                 })
             })
             .collect();

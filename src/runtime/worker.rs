@@ -269,6 +269,11 @@ pub(crate) struct Worker {
     registry: RefCell<Registry>,
     /// Unstarted green threads; `None` for a `run` thread, which never steals.
     fresh: Option<Deque<TaskRef>>,
+    /// The newest green thread spawned here, run next; see `submit_new`.
+    lifo: Cell<Option<TaskRef>>,
+    /// Runs from the LIFO slot in a row; capped so a chain of spawns cannot
+    /// starve the ready queue.
+    lifo_streak: Cell<u8>,
     tick: Cell<u64>,
 }
 
@@ -333,20 +338,27 @@ pub(crate) fn schedule(task: TaskRef) {
 /// idle worker is woken to pick it up.
 pub(crate) fn submit_new(rt: &Arc<RtShared>, task: TaskRef) {
     let leftover = with_current(|w| match w {
-        Some(Worker {
-            fresh: Some(deque),
-            rt: own,
-            ..
-        }) if Arc::ptr_eq(own, rt) => {
-            deque.push(task);
-            None
+        Some(
+            w @ Worker {
+                fresh: Some(deque), ..
+            },
+        ) if Arc::ptr_eq(&w.rt, rt) => {
+            // The LIFO slot: the newest spawn of a green thread runs next on
+            // this worker and cannot be stolen meanwhile, so a green thread
+            // and the partner it spawns start, and stay, side by side. The
+            // spawn it displaces goes to the deque, where idle workers may
+            // steal it.
+            let displaced = w.lifo.replace(Some(task));
+            displaced.map(|old| deque.push(old)).is_some()
         }
-        _ => Some(task),
+        _ => {
+            rt.injector.push(task);
+            true
+        }
     });
-    if let Some(task) = leftover {
-        rt.injector.push(task);
+    if leftover {
+        rt.notify_idle();
     }
-    rt.notify_idle();
 }
 
 impl Worker {
@@ -364,6 +376,8 @@ impl Worker {
             timers: RefCell::new(Timers::new()),
             registry: RefCell::new(Registry::default()),
             fresh,
+            lifo: Cell::new(None),
+            lifo_streak: Cell::new(0),
             tick: Cell::new(0),
         }
     }
@@ -425,9 +439,13 @@ impl Worker {
         self.ready.borrow_mut().pop_front()
     }
 
-    /// An unstarted green thread: own deque, then injector, then other workers.
+    /// An unstarted green thread: the LIFO slot (when the ready queue had
+    /// its turn), own deque, then injector, then other workers.
     fn find_fresh(&self) -> Option<TaskRef> {
         let deque = self.fresh.as_ref()?;
+        if let Some(t) = self.lifo.take() {
+            return Some(t);
+        }
         if let Some(t) = deque.pop() {
             return Some(t);
         }
@@ -465,7 +483,11 @@ impl Worker {
         let Some(deque) = &self.fresh else {
             return false;
         };
-        !deque.is_empty()
+        let lifo = self.lifo.take();
+        let has_lifo = lifo.is_some();
+        self.lifo.set(lifo);
+        has_lifo
+            || !deque.is_empty()
             || !self.rt.injector.is_empty()
             || self.rt.stealers.iter().any(|s| !s.is_empty())
     }
@@ -534,11 +556,17 @@ impl Worker {
             self.fire_timers();
         }
         self.drain_inbox();
-        let next = if tick.is_multiple_of(31) {
-            self.find_fresh().or_else(|| self.pop_ready())
-        } else {
-            self.pop_ready().or_else(|| self.find_fresh())
-        };
+        let streak = self.lifo_streak.get();
+        let lifo = if streak < 3 { self.lifo.take() } else { None };
+        self.lifo_streak
+            .set(if lifo.is_some() { streak + 1 } else { 0 });
+        let next = lifo.or_else(|| {
+            if tick.is_multiple_of(31) {
+                self.find_fresh().or_else(|| self.pop_ready())
+            } else {
+                self.pop_ready().or_else(|| self.find_fresh())
+            }
+        });
         match next {
             Some(task) => {
                 self.run(task);
