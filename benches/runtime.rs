@@ -26,6 +26,30 @@ fn main() {
             name: "blocking: ns per spawn_blocking round trip (10 000)",
             ns: median_ns_rounds(5, 10_000, || cases::blocking(&rt, 10_000)),
         },
+        Row {
+            name: "pingpong, pair on one worker: ns per round trip (100 000)",
+            ns: median_ns_rounds(7, 100_000, || {
+                cases::pingpong(&rt, 100_000, false);
+            }),
+        },
+        Row {
+            name: "pingpong, pair on two workers: ns per round trip (20 000)",
+            ns: median_ns_rounds(5, 20_000, || {
+                cases::pingpong(&rt, 20_000, true);
+            }),
+        },
+        Row {
+            name: "throughput 1/1, bounded(1024): ns per message (1 000 000)",
+            ns: median_ns_rounds(5, 1_000_000, || cases::throughput(&rt, 1, 1, 1_000_000)),
+        },
+        Row {
+            name: "throughput 4/4, bounded(1024): ns per message (1 000 000)",
+            ns: median_ns_rounds(5, 1_000_000, || cases::throughput(&rt, 4, 4, 1_000_000)),
+        },
+        Row {
+            name: "mutex, 100 x 10 000 increments: ns per increment",
+            ns: median_ns_rounds(5, 1_000_000, || cases::mutex(&rt, 100, 10_000)),
+        },
     ];
     print_table(
         "runtime (2 workers)",

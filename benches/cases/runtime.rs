@@ -84,3 +84,104 @@ pub fn park_idle(rt: &Runtime, n: u64) -> Vec<stackful::JoinHandle<()>> {
     }
     handles
 }
+
+/// `n` round trips between two green threads over two rendezvous channels.
+/// With `split`, the pair is made to run on different workers (the partner
+/// holds its worker until the other has started elsewhere); without, the
+/// first spawns the second, which the LIFO slot starts on the same worker.
+/// Returns whether the pair shared a worker.
+pub fn pingpong(rt: &Runtime, n: u64, split: bool) -> bool {
+    use stackful::sync::channel;
+    use std::sync::atomic::AtomicBool;
+    rt.run(|| {
+        let (a_tx, a_rx) = channel::<u64>(0);
+        let (b_tx, b_rx) = channel::<u64>(0);
+        let pong_body = move || {
+            let me = std::thread::current().id();
+            for v in a_rx.iter() {
+                b_tx.send(v + 1).unwrap();
+            }
+            me
+        };
+        let ping_body = move || {
+            for i in 0..n {
+                a_tx.send(i).unwrap();
+                black_box(b_rx.recv().unwrap());
+            }
+            drop(a_tx); // ends the partner's loop
+            std::thread::current().id()
+        };
+        if split {
+            let started = Arc::new(AtomicBool::new(false));
+            let s = started.clone();
+            let pong = stackful::spawn(move || {
+                while !s.load(Ordering::Acquire) {
+                    std::hint::spin_loop(); // hold this worker
+                }
+                pong_body()
+            });
+            let ping = stackful::spawn(move || {
+                started.store(true, Ordering::Release);
+                ping_body()
+            });
+            let ping_thread = ping.join().unwrap();
+            ping_thread == pong.join().unwrap()
+        } else {
+            stackful::spawn(move || {
+                let pong = stackful::spawn(pong_body);
+                let ping_thread = ping_body();
+                ping_thread == pong.join().unwrap()
+            })
+            .join()
+            .unwrap()
+        }
+    })
+}
+
+/// `producers` and `consumers` green threads move `n` messages through a
+/// bounded(1024) channel.
+pub fn throughput(rt: &Runtime, producers: u64, consumers: u64, n: u64) {
+    use stackful::sync::channel;
+    rt.run(|| {
+        let (tx, rx) = channel::<u64>(1024);
+        let mut handles = Vec::new();
+        for p in 0..producers {
+            let tx = tx.clone();
+            handles.push(stackful::spawn(move || {
+                for i in 0..n / producers {
+                    tx.send(p + i).unwrap();
+                }
+            }));
+        }
+        drop(tx);
+        for _ in 0..consumers {
+            let rx = rx.clone();
+            handles.push(stackful::spawn(move || {
+                for v in rx.iter() {
+                    black_box(v);
+                }
+            }));
+        }
+        stackful::join_all(handles);
+    });
+}
+
+/// `tasks` green threads each increment a shared counter `each` times
+/// under a `stackful::sync::Mutex`.
+pub fn mutex(rt: &Runtime, tasks: u64, each: u64) {
+    let counter = Arc::new(stackful::sync::Mutex::new(0u64));
+    rt.run(|| {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let c = counter.clone();
+                stackful::spawn(move || {
+                    for _ in 0..each {
+                        *c.lock() += 1;
+                    }
+                })
+            })
+            .collect();
+        stackful::join_all(handles);
+    });
+    assert_eq!(*counter.lock(), tasks * each);
+}

@@ -92,6 +92,93 @@ mod tokio_cases {
         });
     }
 
+    pub fn pingpong(rt: &tokio::runtime::Runtime, n: u64) {
+        use tokio::sync::mpsc;
+        rt.block_on(async {
+            tokio::spawn(async move {
+                let (a_tx, mut a_rx) = mpsc::channel::<u64>(1);
+                let (b_tx, mut b_rx) = mpsc::channel::<u64>(1);
+                let pong = tokio::spawn(async move {
+                    while let Some(v) = a_rx.recv().await {
+                        b_tx.send(v + 1).await.unwrap();
+                    }
+                });
+                for i in 0..n {
+                    a_tx.send(i).await.unwrap();
+                    black_box(b_rx.recv().await.unwrap());
+                }
+                drop(a_tx);
+                pong.await.unwrap();
+            })
+            .await
+            .unwrap();
+        });
+    }
+
+    /// tokio's mpsc has one receiver: several consumers share it behind a
+    /// `tokio::sync::Mutex`, the usual way to get MPMC from it.
+    pub fn throughput(rt: &tokio::runtime::Runtime, producers: u64, consumers: u64, n: u64) {
+        use tokio::sync::{Mutex, mpsc};
+        rt.block_on(async {
+            let (tx, rx) = mpsc::channel::<u64>(1024);
+            let rx = Arc::new(Mutex::new(rx));
+            let mut handles = Vec::new();
+            for p in 0..producers {
+                let tx = tx.clone();
+                handles.push(tokio::spawn(async move {
+                    for i in 0..n / producers {
+                        tx.send(p + i).await.unwrap();
+                    }
+                }));
+            }
+            drop(tx);
+            for _ in 0..consumers {
+                let rx = rx.clone();
+                handles.push(tokio::spawn(async move {
+                    if consumers == 1 {
+                        let mut rx = rx.lock().await;
+                        while let Some(v) = rx.recv().await {
+                            black_box(v);
+                        }
+                    } else {
+                        loop {
+                            let v = rx.lock().await.recv().await;
+                            match v {
+                                Some(v) => {
+                                    black_box(v);
+                                }
+                                None => break,
+                            }
+                        }
+                    }
+                }));
+            }
+            for h in handles {
+                h.await.unwrap();
+            }
+        });
+    }
+
+    pub fn mutex(rt: &tokio::runtime::Runtime, tasks: u64, each: u64) {
+        let counter = Arc::new(tokio::sync::Mutex::new(0u64));
+        rt.block_on(async {
+            let handles: Vec<_> = (0..tasks)
+                .map(|_| {
+                    let c = counter.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..each {
+                            *c.lock().await += 1;
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+        });
+        assert_eq!(*counter.blocking_lock(), tasks * each);
+    }
+
     pub fn park_idle(rt: &tokio::runtime::Runtime, n: u64) {
         let started = Arc::new(AtomicUsize::new(0));
         for _ in 0..n {
@@ -152,6 +239,68 @@ mod may_cases {
         for h in handles {
             h.join().unwrap();
         }
+    }
+
+    pub fn pingpong(n: u64) {
+        let (a_tx, a_rx) = may::sync::mpsc::channel::<u64>();
+        let (b_tx, b_rx) = may::sync::mpsc::channel::<u64>();
+        let pong = go(move || {
+            for v in a_rx.iter() {
+                b_tx.send(v + 1).unwrap();
+            }
+        });
+        let ping = go(move || {
+            for i in 0..n {
+                a_tx.send(i).unwrap();
+                black_box(b_rx.recv().unwrap());
+            }
+        });
+        ping.join().unwrap();
+        pong.join().unwrap();
+    }
+
+    /// may's channels are unbounded; mpmc for several consumers.
+    pub fn throughput(producers: u64, consumers: u64, n: u64) {
+        let (tx, rx) = may::sync::mpmc::channel::<u64>();
+        let mut handles = Vec::new();
+        for p in 0..producers {
+            let tx = tx.clone();
+            handles.push(go(move || {
+                for i in 0..n / producers {
+                    tx.send(p + i).unwrap();
+                }
+            }));
+        }
+        drop(tx);
+        for _ in 0..consumers {
+            let rx = rx.clone();
+            handles.push(go(move || {
+                while let Ok(v) = rx.recv() {
+                    black_box(v);
+                }
+            }));
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+
+    pub fn mutex(tasks: u64, each: u64) {
+        let counter = Arc::new(may::sync::Mutex::new(0u64));
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let c = counter.clone();
+                go(move || {
+                    for _ in 0..each {
+                        *c.lock().unwrap() += 1;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(*counter.lock().unwrap(), tasks * each);
     }
 
     pub fn park_idle(n: u64) {
@@ -312,6 +461,63 @@ fn table() {
             tokio_cases::blocking(&trt, 10_000)
         })),
         may: None, // may has no blocking pool
+    });
+    const PP: u64 = 100_000;
+    lines.push(Line {
+        case: "pingpong, partner spawned by its peer (100 000)",
+        unit: "ns/trip",
+        stackful: Some(median_ns_rounds(7, PP, || {
+            stackful_cases::pingpong(&srt, PP, false);
+        })),
+        tokio: Some(median_ns_rounds(7, PP, || tokio_cases::pingpong(&trt, PP))),
+        may: Some(median_ns_rounds(7, PP, || may_cases::pingpong(PP))),
+    });
+    lines.push(Line {
+        case: "pingpong, pair forced onto two workers (20 000)",
+        unit: "ns/trip",
+        stackful: Some(median_ns_rounds(5, 20_000, || {
+            stackful_cases::pingpong(&srt, 20_000, true);
+        })),
+        tokio: None,
+        may: None,
+    });
+    const MSGS: u64 = 1_000_000;
+    lines.push(Line {
+        case: "throughput 1 producer / 1 consumer, bounded(1024)",
+        unit: "ns/msg",
+        stackful: Some(median_ns_rounds(5, MSGS, || {
+            stackful_cases::throughput(&srt, 1, 1, MSGS)
+        })),
+        tokio: Some(median_ns_rounds(5, MSGS, || {
+            tokio_cases::throughput(&trt, 1, 1, MSGS)
+        })),
+        may: Some(median_ns_rounds(5, MSGS, || {
+            may_cases::throughput(1, 1, MSGS)
+        })),
+    });
+    lines.push(Line {
+        case: "throughput 4 producers / 4 consumers, bounded(1024)",
+        unit: "ns/msg",
+        stackful: Some(median_ns_rounds(5, MSGS, || {
+            stackful_cases::throughput(&srt, 4, 4, MSGS)
+        })),
+        tokio: Some(median_ns_rounds(5, MSGS, || {
+            tokio_cases::throughput(&trt, 4, 4, MSGS)
+        })),
+        may: Some(median_ns_rounds(5, MSGS, || {
+            may_cases::throughput(4, 4, MSGS)
+        })),
+    });
+    lines.push(Line {
+        case: "mutex, 100 tasks x 10 000 increments",
+        unit: "ns/incr",
+        stackful: Some(median_ns_rounds(5, MSGS, || {
+            stackful_cases::mutex(&srt, 100, 10_000)
+        })),
+        tokio: Some(median_ns_rounds(5, MSGS, || {
+            tokio_cases::mutex(&trt, 100, 10_000)
+        })),
+        may: Some(median_ns_rounds(5, MSGS, || may_cases::mutex(100, 10_000))),
     });
     lines.push(Line {
         case: "memory per idle task (20 000)",
