@@ -20,8 +20,10 @@ use crate::runtime::park::{self, Waker};
 
 /// A mutual exclusion lock: `asyncio.Lock` with data inside, like
 /// `std::sync::Mutex` but waiting suspends the green thread, not the worker.
-/// Waiters get the lock first come, first served; unlocking hands it to the
-/// longest waiter directly.
+/// Waiters queue first come, first served; a running green thread may take
+/// the lock ahead of the woken waiter, but a waiter that has waited 1 ms gets
+/// it handed over directly, so none starves (parking_lot's eventual fairness;
+/// see [`Semaphore`](super::Semaphore)).
 ///
 /// # Examples
 ///
@@ -77,7 +79,7 @@ impl<T: ?Sized> Mutex<T> {
         MutexGuard { mutex: self }
     }
 
-    /// Locks if the lock is free and nobody waits for it.
+    /// Locks if the lock is free now.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         // `then`, not `then_some`: a guard built eagerly would be dropped,
         // unlocking a lock never taken.

@@ -1,27 +1,40 @@
 //! Semaphores, and the raw semaphore the mutex is built on.
 //!
-//! Waiters are served strictly first come, first served: a released permit
-//! is handed to the longest waiter directly, and a newcomer does not take a
-//! permit while anyone waits. So no waiter starves. The uncontended paths
-//! are one or two atomic operations, with no lock and no system call.
+//! # Order of service: eventual fairness
 //!
-//! A waiter that is cancelled (or times out) leaves the queue; if a permit
-//! was handed to it meanwhile, it passes the permit on. Permits are never
-//! leaked.
+//! Waiters queue first come, first served, and only the one at the front is
+//! woken when a permit comes back. A running green thread may still take a
+//! free permit before the woken waiter runs ("barging"): that keeps a busy
+//! lock from switching green threads on every unlock, which is what makes a
+//! contended `Mutex` fast. To bound how long the front waiter can lose such
+//! races, a release hands the permit to it directly once it has waited for
+//! [`FAIR_AFTER`] (1 ms): no waiter starves. This is parking_lot's policy.
+//!
+//! The uncontended paths are one or two atomic operations, with no lock and
+//! no system call. A waiter that is cancelled (or times out) leaves the
+//! queue; if a permit was handed to it meanwhile it passes it on, and if it
+//! was the woken one, it wakes the next. Permits are never leaked.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::runtime::park::{self, Waker};
 
+/// How long the front waiter may lose races for a permit before one is
+/// handed to it directly.
+pub(crate) const FAIR_AFTER: Duration = Duration::from_millis(1);
+
 struct Waiter {
     waker: Waker,
+    /// A permit was handed over directly.
     granted: AtomicBool,
+    since: Instant,
 }
 
-/// A counting semaphore with FIFO hand-off.
+/// A counting semaphore with eventual fairness (see the module docs).
 pub(crate) struct RawSemaphore {
     permits: AtomicUsize,
     /// Waiters queued; read without the lock by the fast paths.
@@ -42,24 +55,22 @@ impl RawSemaphore {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take_permit(&self) -> bool {
+    /// Takes a free permit, if there is one.
+    pub(crate) fn try_acquire(&self) -> bool {
         self.permits
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| p.checked_sub(1))
             .is_ok()
     }
 
-    /// Takes a permit if one is free and nobody waits.
-    pub(crate) fn try_acquire(&self) -> bool {
-        self.queued.load(Ordering::SeqCst) == 0 && self.take_permit()
-    }
-
-    /// Hands free permits to waiters at the front of the queue.
-    fn grant(&self, queue: &mut VecDeque<Arc<Waiter>>) {
-        while !queue.is_empty() && self.take_permit() {
-            let w = queue.pop_front().expect("checked non-empty");
-            self.queued.store(queue.len(), Ordering::SeqCst);
-            w.granted.store(true, Ordering::Release);
-            w.waker.wake();
+    /// Removes `me` from the queue; false if it was not there (granted).
+    fn dequeue(&self, queue: &mut VecDeque<Arc<Waiter>>, me: &Arc<Waiter>) -> bool {
+        match queue.iter().position(|w| Arc::ptr_eq(w, me)) {
+            Some(i) => {
+                queue.remove(i);
+                self.queued.store(queue.len(), Ordering::SeqCst);
+                true
+            }
+            None => false,
         }
     }
 
@@ -71,57 +82,104 @@ impl RawSemaphore {
         let me = Arc::new(Waiter {
             waker: park::current_waker(),
             granted: AtomicBool::new(false),
+            since: Instant::now(),
         });
         {
             let mut queue = self.lock();
             queue.push_back(me.clone());
             self.queued.store(queue.len(), Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            // A permit released before we were queued is ours if we are first.
-            self.grant(&mut queue);
+            // A permit released before we were queued: take it now.
+            if self.try_acquire() {
+                self.dequeue(&mut queue, &me);
+                return;
+            }
         }
-        /// Leaves the queue if the wait ends early; returns a permit granted
-        /// meanwhile.
+        /// Leaves the queue if the wait ends early: passes on a permit that
+        /// was handed over meanwhile, and the wake-up if we had it.
         struct Leave<'a>(&'a RawSemaphore, &'a Arc<Waiter>);
         impl Drop for Leave<'_> {
             fn drop(&mut self) {
-                let mut queue = self.0.lock();
-                if let Some(i) = queue.iter().position(|w| Arc::ptr_eq(w, self.1)) {
-                    queue.remove(i);
-                    self.0.queued.store(queue.len(), Ordering::SeqCst);
-                    // Leaving may let the next waiter take a free permit.
-                    self.0.grant(&mut queue);
-                    return;
-                }
-                drop(queue);
-                if self.1.granted.load(Ordering::Acquire) {
-                    self.0.release(); // granted, but we are leaving: pass it on
+                let was_queued = {
+                    let mut queue = self.0.lock();
+                    self.0.dequeue(&mut queue, self.1)
+                };
+                if !was_queued && self.1.granted.load(Ordering::Acquire) {
+                    self.0.release();
+                } else {
+                    self.0.wake_front(); // in case we were the one woken
                 }
             }
         }
         let leave = Leave(self, &me);
-        while !me.granted.load(Ordering::Acquire) {
+        loop {
+            if me.granted.load(Ordering::Acquire) {
+                break;
+            }
             park::park(None);
+            if me.granted.load(Ordering::Acquire) {
+                break;
+            }
+            if self.try_acquire() {
+                let was_queued = {
+                    let mut queue = self.lock();
+                    self.dequeue(&mut queue, &me)
+                };
+                if !was_queued {
+                    // Granted at the same time: we hold two, give one back.
+                    self.release();
+                }
+                break;
+            }
         }
         std::mem::forget(leave);
     }
 
-    /// Returns a permit: to the first waiter if there is one.
+    /// Wakes the front waiter if a permit is free, so it can take it.
+    fn wake_front(&self) {
+        if self.permits.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        if let Some(front) = self.lock().front() {
+            front.waker.wake();
+        }
+    }
+
+    /// Returns a permit and wakes the front waiter; hands the permit to it
+    /// directly once it has waited `FAIR_AFTER`.
     pub(crate) fn release(&self) {
-        self.permits.fetch_add(1, Ordering::AcqRel);
-        fence(Ordering::SeqCst);
-        if self.queued.load(Ordering::SeqCst) > 0 {
-            let mut queue = self.lock();
-            self.grant(&mut queue);
+        if self.queued.load(Ordering::SeqCst) == 0 {
+            self.permits.fetch_add(1, Ordering::AcqRel);
+            fence(Ordering::SeqCst);
+            if self.queued.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            // A waiter queued meanwhile: it re-checks after queueing, but
+            // wake it in case it already parked.
+            return self.wake_front();
+        }
+        let mut queue = self.lock();
+        match queue.front() {
+            Some(front) if front.since.elapsed() >= FAIR_AFTER => {
+                let w = queue.pop_front().expect("checked non-empty");
+                self.queued.store(queue.len(), Ordering::SeqCst);
+                drop(queue);
+                w.granted.store(true, Ordering::Release);
+                w.waker.wake();
+            }
+            Some(front) => {
+                self.permits.fetch_add(1, Ordering::AcqRel);
+                front.waker.wake();
+            }
+            None => {
+                self.permits.fetch_add(1, Ordering::AcqRel);
+            }
         }
     }
 
     pub(crate) fn add(&self, n: usize) {
-        self.permits.fetch_add(n, Ordering::AcqRel);
-        fence(Ordering::SeqCst);
-        if self.queued.load(Ordering::SeqCst) > 0 {
-            let mut queue = self.lock();
-            self.grant(&mut queue);
+        for _ in 0..n {
+            self.release();
         }
     }
 
@@ -134,7 +192,9 @@ impl RawSemaphore {
 ///
 /// [`acquire`](Semaphore::acquire) waits (suspending a green thread) until a
 /// permit is free and returns a guard that gives it back when dropped.
-/// Waiters are served first come, first served.
+/// Waiters are served first come, first served, with eventual fairness (see
+/// the module docs): no waiter waits more than about a millisecond past its
+/// turn.
 ///
 /// # Examples
 ///
@@ -174,7 +234,7 @@ impl Semaphore {
         SemaphorePermit { sem: self }
     }
 
-    /// Takes a permit if one is free and nobody is waiting.
+    /// Takes a permit if one is free now.
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
         // `then`, not `then_some`: a permit built eagerly would be dropped,
         // releasing a permit never taken.

@@ -402,14 +402,25 @@ where
 
 /// Wakes a green thread: enqueues it on its home worker unless it is already
 /// queued, running (then it is requeued when it suspends), or complete.
+///
+/// Every path but `COMPLETE` is a read-modify-write on the state, even when
+/// the green thread is already queued and nothing changes. That is what
+/// publishes the waker's earlier writes (a `granted` flag, a delivered value)
+/// to the worker that runs it: the worker claims it with a CAS on the same
+/// state, so it either comes after this one and sees those writes, or comes
+/// before and this sees `RUNNING` and sets `NOTIFIED`. A plain load here
+/// would let the green thread run, miss the write, and sleep forever (a
+/// store-load reordering that happens on x86 too).
 pub(crate) fn wake(task: &TaskRef) {
     let state = &task.header().state;
     let mut s = state.load(Ordering::Acquire);
     loop {
-        if s & (COMPLETE | SCHEDULED) != 0 {
-            return; // finished, or already in a queue
+        if s & COMPLETE != 0 {
+            return; // finished: nothing will read the waker's writes
         }
-        let (new, enqueue) = if s & RUNNING != 0 {
+        let (new, enqueue) = if s & SCHEDULED != 0 {
+            (s, false) // already queued: publish only
+        } else if s & RUNNING != 0 {
             (s | NOTIFIED, false) // its worker requeues it when it suspends
         } else {
             (s | SCHEDULED, true) // suspended: we enqueue it

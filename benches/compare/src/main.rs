@@ -402,130 +402,153 @@ fn child(case: &str, runtime: &str) -> Option<f64> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-fn table() {
+fn table(only: Option<&str>) {
+    let want = |case: &str| only.is_none_or(|o| case.contains(o));
     let srt = stackful_cases::runtime(WORKERS);
     let trt = tokio_cases::runtime();
     may_cases::configure();
     let mut lines = Vec::new();
 
     const N: u64 = 100_000;
-    lines.push(Line {
-        case: "spawn_join (100 000 tasks)",
-        unit: "ns/task",
-        stackful: Some(median_ns_rounds(7, N, || {
-            stackful_cases::spawn_join(&srt, N)
-        })),
-        tokio: Some(median_ns_rounds(7, N, || tokio_cases::spawn_join(&trt, N))),
-        may: Some(median_ns_rounds(7, N, || may_cases::spawn_join(N))),
-    });
-    lines.push(Line {
-        case: "yield_many (1 000 x 1 000)",
-        unit: "ns/yield",
-        stackful: Some(median_ns_rounds(7, 1_000_000, || {
-            stackful_cases::yield_many(&srt, 1_000, 1_000)
-        })),
-        tokio: Some(median_ns_rounds(7, 1_000_000, || {
-            tokio_cases::yield_many(&trt, 1_000, 1_000)
-        })),
-        may: Some(median_ns_rounds(7, 1_000_000, || {
-            may_cases::yield_many(1_000, 1_000)
-        })),
-    });
-    lines.push(Line {
-        case: "sleepers (25 000 x 10 ms), wall",
-        unit: "ms",
-        stackful: Some(median_ns_rounds(5, 1_000_000, || {
-            stackful_cases::sleepers(&srt, SLEEPERS, 10)
-        })),
-        tokio: Some(median_ns_rounds(5, 1_000_000, || {
-            tokio_cases::sleepers(&trt, SLEEPERS, 10)
-        })),
-        may: Some(median_ns_rounds(5, 1_000_000, || {
-            may_cases::sleepers(SLEEPERS, 10)
-        })),
-    });
-    lines.push(Line {
-        case: "sleepers (25 000 x 10 ms), peak RSS",
-        unit: "MiB",
-        stackful: child("sleepers_rss", "stackful"),
-        tokio: child("sleepers_rss", "tokio"),
-        may: child("sleepers_rss", "may"),
-    });
-    lines.push(Line {
-        case: "blocking (10 000 round trips)",
-        unit: "ns/trip",
-        stackful: Some(median_ns_rounds(5, 10_000, || {
-            stackful_cases::blocking(&srt, 10_000)
-        })),
-        tokio: Some(median_ns_rounds(5, 10_000, || {
-            tokio_cases::blocking(&trt, 10_000)
-        })),
-        may: None, // may has no blocking pool
-    });
+    if want("spawn_join (100 000 tasks)") {
+        lines.push(Line {
+            case: "spawn_join (100 000 tasks)",
+            unit: "ns/task",
+            stackful: Some(median_ns_rounds(7, N, || {
+                stackful_cases::spawn_join(&srt, N)
+            })),
+            tokio: Some(median_ns_rounds(7, N, || tokio_cases::spawn_join(&trt, N))),
+            may: Some(median_ns_rounds(7, N, || may_cases::spawn_join(N))),
+        });
+    }
+    if want("yield_many (1 000 x 1 000)") {
+        lines.push(Line {
+            case: "yield_many (1 000 x 1 000)",
+            unit: "ns/yield",
+            stackful: Some(median_ns_rounds(7, 1_000_000, || {
+                stackful_cases::yield_many(&srt, 1_000, 1_000)
+            })),
+            tokio: Some(median_ns_rounds(7, 1_000_000, || {
+                tokio_cases::yield_many(&trt, 1_000, 1_000)
+            })),
+            may: Some(median_ns_rounds(7, 1_000_000, || {
+                may_cases::yield_many(1_000, 1_000)
+            })),
+        });
+    }
+    if want("sleepers (25 000 x 10 ms), wall") {
+        lines.push(Line {
+            case: "sleepers (25 000 x 10 ms), wall",
+            unit: "ms",
+            stackful: Some(median_ns_rounds(5, 1_000_000, || {
+                stackful_cases::sleepers(&srt, SLEEPERS, 10)
+            })),
+            tokio: Some(median_ns_rounds(5, 1_000_000, || {
+                tokio_cases::sleepers(&trt, SLEEPERS, 10)
+            })),
+            may: Some(median_ns_rounds(5, 1_000_000, || {
+                may_cases::sleepers(SLEEPERS, 10)
+            })),
+        });
+    }
+    if want("sleepers (25 000 x 10 ms), peak RSS") {
+        lines.push(Line {
+            case: "sleepers (25 000 x 10 ms), peak RSS",
+            unit: "MiB",
+            stackful: child("sleepers_rss", "stackful"),
+            tokio: child("sleepers_rss", "tokio"),
+            may: child("sleepers_rss", "may"),
+        });
+    }
+    if want("blocking (10 000 round trips)") {
+        lines.push(Line {
+            case: "blocking (10 000 round trips)",
+            unit: "ns/trip",
+            stackful: Some(median_ns_rounds(5, 10_000, || {
+                stackful_cases::blocking(&srt, 10_000)
+            })),
+            tokio: Some(median_ns_rounds(5, 10_000, || {
+                tokio_cases::blocking(&trt, 10_000)
+            })),
+            may: None, // may has no blocking pool
+        });
+    }
     const PP: u64 = 100_000;
-    lines.push(Line {
-        case: "pingpong, partner spawned by its peer (100 000)",
-        unit: "ns/trip",
-        stackful: Some(median_ns_rounds(7, PP, || {
-            stackful_cases::pingpong(&srt, PP, false);
-        })),
-        tokio: Some(median_ns_rounds(7, PP, || tokio_cases::pingpong(&trt, PP))),
-        may: Some(median_ns_rounds(7, PP, || may_cases::pingpong(PP))),
-    });
-    lines.push(Line {
-        case: "pingpong, pair forced onto two workers (20 000)",
-        unit: "ns/trip",
-        stackful: Some(median_ns_rounds(5, 20_000, || {
-            stackful_cases::pingpong(&srt, 20_000, true);
-        })),
-        tokio: None,
-        may: None,
-    });
+    if want("pingpong, partner spawned by its peer (100 000)") {
+        lines.push(Line {
+            case: "pingpong, partner spawned by its peer (100 000)",
+            unit: "ns/trip",
+            stackful: Some(median_ns_rounds(7, PP, || {
+                stackful_cases::pingpong(&srt, PP, false);
+            })),
+            tokio: Some(median_ns_rounds(7, PP, || tokio_cases::pingpong(&trt, PP))),
+            may: Some(median_ns_rounds(7, PP, || may_cases::pingpong(PP))),
+        });
+    }
+    if want("pingpong, pair forced onto two workers (20 000)") {
+        lines.push(Line {
+            case: "pingpong, pair forced onto two workers (20 000)",
+            unit: "ns/trip",
+            stackful: Some(median_ns_rounds(5, 20_000, || {
+                stackful_cases::pingpong(&srt, 20_000, true);
+            })),
+            tokio: None,
+            may: None,
+        });
+    }
     const MSGS: u64 = 1_000_000;
-    lines.push(Line {
-        case: "throughput 1 producer / 1 consumer, bounded(1024)",
-        unit: "ns/msg",
-        stackful: Some(median_ns_rounds(5, MSGS, || {
-            stackful_cases::throughput(&srt, 1, 1, MSGS)
-        })),
-        tokio: Some(median_ns_rounds(5, MSGS, || {
-            tokio_cases::throughput(&trt, 1, 1, MSGS)
-        })),
-        may: Some(median_ns_rounds(5, MSGS, || {
-            may_cases::throughput(1, 1, MSGS)
-        })),
-    });
-    lines.push(Line {
-        case: "throughput 4 producers / 4 consumers, bounded(1024)",
-        unit: "ns/msg",
-        stackful: Some(median_ns_rounds(5, MSGS, || {
-            stackful_cases::throughput(&srt, 4, 4, MSGS)
-        })),
-        tokio: Some(median_ns_rounds(5, MSGS, || {
-            tokio_cases::throughput(&trt, 4, 4, MSGS)
-        })),
-        may: Some(median_ns_rounds(5, MSGS, || {
-            may_cases::throughput(4, 4, MSGS)
-        })),
-    });
-    lines.push(Line {
-        case: "mutex, 100 tasks x 10 000 increments",
-        unit: "ns/incr",
-        stackful: Some(median_ns_rounds(5, MSGS, || {
-            stackful_cases::mutex(&srt, 100, 10_000)
-        })),
-        tokio: Some(median_ns_rounds(5, MSGS, || {
-            tokio_cases::mutex(&trt, 100, 10_000)
-        })),
-        may: Some(median_ns_rounds(5, MSGS, || may_cases::mutex(100, 10_000))),
-    });
-    lines.push(Line {
-        case: "memory per idle task (20 000)",
-        unit: "bytes",
-        stackful: child("memory", "stackful"),
-        tokio: child("memory", "tokio"),
-        may: child("memory", "may"),
-    });
+    if want("throughput 1 producer / 1 consumer, bounded(1024)") {
+        lines.push(Line {
+            case: "throughput 1 producer / 1 consumer, bounded(1024)",
+            unit: "ns/msg",
+            stackful: Some(median_ns_rounds(5, MSGS, || {
+                stackful_cases::throughput(&srt, 1, 1, MSGS)
+            })),
+            tokio: Some(median_ns_rounds(5, MSGS, || {
+                tokio_cases::throughput(&trt, 1, 1, MSGS)
+            })),
+            may: Some(median_ns_rounds(5, MSGS, || {
+                may_cases::throughput(1, 1, MSGS)
+            })),
+        });
+    }
+    if want("throughput 4 producers / 4 consumers, bounded(1024)") {
+        lines.push(Line {
+            case: "throughput 4 producers / 4 consumers, bounded(1024)",
+            unit: "ns/msg",
+            stackful: Some(median_ns_rounds(5, MSGS, || {
+                stackful_cases::throughput(&srt, 4, 4, MSGS)
+            })),
+            tokio: Some(median_ns_rounds(5, MSGS, || {
+                tokio_cases::throughput(&trt, 4, 4, MSGS)
+            })),
+            may: Some(median_ns_rounds(5, MSGS, || {
+                may_cases::throughput(4, 4, MSGS)
+            })),
+        });
+    }
+    if want("mutex, 100 tasks x 10 000 increments") {
+        lines.push(Line {
+            case: "mutex, 100 tasks x 10 000 increments",
+            unit: "ns/incr",
+            stackful: Some(median_ns_rounds(5, MSGS, || {
+                stackful_cases::mutex(&srt, 100, 10_000)
+            })),
+            tokio: Some(median_ns_rounds(5, MSGS, || {
+                tokio_cases::mutex(&trt, 100, 10_000)
+            })),
+            may: Some(median_ns_rounds(5, MSGS, || may_cases::mutex(100, 10_000))),
+        });
+    }
+    if want("memory per idle task (20 000)") {
+        lines.push(Line {
+            case: "memory per idle task (20 000)",
+            unit: "bytes",
+            stackful: child("memory", "stackful"),
+            tokio: child("memory", "tokio"),
+            may: child("memory", "may"),
+        });
+    }
 
     println!(
         "\nstackful vs tokio (multi-thread) vs may, {WORKERS} workers each; medians; ratio = x / tokio"
@@ -625,11 +648,15 @@ fn main() {
         return child_case(&args[2], &args[3]);
     }
     if args.iter().any(|a| a == "--help") {
-        println!("usage: compare [--scale [--raise-map-count]]");
+        println!("usage: compare [--only <case substring>] [--scale [--raise-map-count]]");
         return;
     }
     if args.iter().any(|a| a == "--scale") {
         return scale(args.iter().any(|a| a == "--raise-map-count"));
     }
-    table();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1));
+    table(only.map(String::as_str));
 }
