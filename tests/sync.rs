@@ -452,8 +452,7 @@ fn regression_waking_a_queued_green_thread_publishes_the_wakers_writes() {
                 })
                 .collect();
             stackful::join_all(handles);
-            let total = *m.lock();
-            total
+            *m.lock()
         })
     });
     assert_eq!(
