@@ -139,9 +139,29 @@ pub fn pingpong(rt: &Runtime, n: u64, split: bool) -> bool {
 }
 
 /// `producers` and `consumers` green threads move `n` messages through a
-/// bounded(1024) channel.
+/// bounded(1024) channel. With one of each, the producer spawns the consumer,
+/// as the README recommends for partners, so they share a worker.
 pub fn throughput(rt: &Runtime, producers: u64, consumers: u64, n: u64) {
     use stackful::sync::channel;
+    if producers == 1 && consumers == 1 {
+        return rt.run(|| {
+            stackful::spawn(move || {
+                let (tx, rx) = channel::<u64>(1024);
+                let consumer = stackful::spawn(move || {
+                    for v in rx.iter() {
+                        black_box(v);
+                    }
+                });
+                for i in 0..n {
+                    tx.send(i).unwrap();
+                }
+                drop(tx);
+                consumer.join().unwrap();
+            })
+            .join()
+            .unwrap()
+        });
+    }
     rt.run(|| {
         let (tx, rx) = channel::<u64>(1024);
         let mut handles = Vec::new();

@@ -256,15 +256,7 @@ impl Builder {
             Some(n) => n,
             None => thread::available_parallelism().map_or(1, NonZeroUsize::get),
         };
-        if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&self.stack_size) {
-            return invalid(format!(
-                "invalid green thread stack size of {} bytes: it must be between {} KiB and {} MiB \
-                 (the size is in bytes; 256 KiB is `256 << 10`)",
-                self.stack_size,
-                MIN_STACK_SIZE / 1024,
-                MAX_STACK_SIZE >> 20
-            ));
-        }
+        check_stack_size(self.stack_size)?;
         if self.max_blocking == 0 {
             return invalid("`max_blocking_threads(0)` leaves spawn_blocking no thread".into());
         }
@@ -546,6 +538,22 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
     }
 }
 
+/// Checks a green thread stack size, with a message that says how to fix it.
+fn check_stack_size(bytes: usize) -> io::Result<()> {
+    if (MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&bytes) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "invalid green thread stack size of {bytes} bytes: it must be between {} KiB and {} \
+             MiB (the size is in bytes; 256 KiB is `256 << 10`)",
+            MIN_STACK_SIZE / 1024,
+            MAX_STACK_SIZE >> 20
+        ),
+    ))
+}
+
 /// Creates and places a green thread; the common path of every spawn.
 pub(crate) fn spawn_task<F, T>(
     rt: &Arc<RtShared>,
@@ -586,17 +594,7 @@ where
             ),
         ));
     }
-    if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&stack_size) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "invalid green thread stack size of {stack_size} bytes: it must be between {} KiB \
-                 and {} MiB (the size is in bytes; 256 KiB is `256 << 10`)",
-                MIN_STACK_SIZE / 1024,
-                MAX_STACK_SIZE >> 20
-            ),
-        ));
-    }
+    check_stack_size(stack_size)?;
     let header = Header::new(
         NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
         name.map(String::into_boxed_str),

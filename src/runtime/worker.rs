@@ -630,14 +630,7 @@ impl Worker {
         let h = task.header();
         h.set_home(&self.home);
         if h.cancelled_before_start() {
-            if debug::enabled() {
-                debug::warn(format_args!(
-                    "green thread {} spawned at {} was cancelled before it ever started",
-                    h.describe(),
-                    h.site
-                ));
-            }
-            task.abandon();
+            raw::drop_unstarted(task);
             self.finish_unstarted(task);
             return false;
         }

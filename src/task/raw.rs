@@ -468,6 +468,15 @@ pub(crate) fn abandon_unstarted(task: &TaskRef) -> bool {
             Err(actual) => s = actual,
         }
     }
+    drop_unstarted(task);
+    finish(task);
+    true
+}
+
+/// Drops the body of a claimed green thread that will never run, storing a
+/// cancellation (and saying so in debug mode).
+pub(crate) fn drop_unstarted(task: &TaskRef) {
+    let h = task.header();
     if debug::enabled() {
         debug::warn(format_args!(
             "green thread {} spawned at {} was cancelled before it ever started",
@@ -476,8 +485,6 @@ pub(crate) fn abandon_unstarted(task: &TaskRef) -> bool {
         ));
     }
     task.abandon();
-    finish(task);
-    true
 }
 
 /// The last step of every green thread, on whichever thread completed it:

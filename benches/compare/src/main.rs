@@ -497,9 +497,9 @@ fn table(only: Option<&str>) {
         });
     }
     const MSGS: u64 = 1_000_000;
-    if want("throughput 1 producer / 1 consumer, bounded(1024)") {
+    if want("throughput 1 producer / 1 consumer (spawned by it), bounded(1024)") {
         lines.push(Line {
-            case: "throughput 1 producer / 1 consumer, bounded(1024)",
+            case: "throughput 1 producer / 1 consumer (spawned by it), bounded(1024)",
             unit: "ns/msg",
             stackful: Some(median_ns_rounds(5, MSGS, || {
                 stackful_cases::throughput(&srt, 1, 1, MSGS)
