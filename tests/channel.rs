@@ -432,3 +432,22 @@ fn regression_rendezvous_sender_and_receiver_never_both_queue_up() {
         pong.join().unwrap();
     }
 }
+
+#[test]
+fn channel_ends_and_primitives_are_send_and_sync() {
+    // Fails to compile if any of them loses Send or Sync.
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Sender<Vec<u8>>>();
+    shareable::<Receiver<Vec<u8>>>();
+    shareable::<stackful::sync::Mutex<Vec<u8>>>();
+    shareable::<stackful::sync::RwLock<Vec<u8>>>();
+    shareable::<stackful::sync::Semaphore>();
+    shareable::<stackful::sync::Event>();
+    shareable::<stackful::sync::Condvar>();
+    shareable::<stackful::sync::Barrier>();
+    shareable::<stackful::sync::WaitGroup>();
+    let (tx, rx) = channel::<u8>(1);
+    let t = std::thread::spawn(move || tx.send(3));
+    assert_eq!(rx.recv(), Ok(3));
+    t.join().unwrap().unwrap();
+}

@@ -12,7 +12,7 @@ use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
 
 use super::semaphore::RawSemaphore;
@@ -161,18 +161,17 @@ struct RwWaiter {
     granted: AtomicBool,
 }
 
-/// The state of an [`RwLock`]: the count of readers holding it, or
-/// `WRITER` when a writer holds it.
-const WRITER: usize = usize::MAX;
+/// Set in `RwLock::state` while a writer holds the lock.
+const WRITER: usize = 1 << (usize::BITS - 1);
+/// Set in `RwLock::state` while anyone waits in the queue: the fast paths
+/// step aside, so waiters are served strictly in order.
+const QUEUED: usize = 1 << (usize::BITS - 2);
 
-struct RwState {
-    holders: usize,
-    queue: VecDeque<Arc<RwWaiter>>,
-}
-
-/// A readers-writer lock: many readers or one writer, first come, first
-/// served (a waiting writer holds back the readers that arrive after it, so
-/// writers do not starve, and vice versa). Not poisoned; see the module docs.
+/// A readers-writer lock: many readers or one writer. Once anyone waits,
+/// newcomers queue behind them and the lock is granted strictly first come,
+/// first served (a waiting writer holds back later readers, so neither kind
+/// starves). Uncontended, reading and writing are one atomic operation each
+/// way. Not poisoned; see the module docs.
 ///
 /// # Examples
 ///
@@ -187,9 +186,9 @@ struct RwState {
 /// assert_eq!(*lock.read(), [1, 2]);
 /// ```
 pub struct RwLock<T: ?Sized> {
-    /// Holders and waiters, under a short internal lock: uncontended, that is
-    /// one atomic exchange each way and never a system call.
-    state: StdMutex<RwState>,
+    /// Reader count in the low bits, plus `WRITER` and `QUEUED`.
+    state: AtomicUsize,
+    queue: StdMutex<VecDeque<Arc<RwWaiter>>>,
     data: UnsafeCell<T>,
 }
 
@@ -203,10 +202,8 @@ impl<T> RwLock<T> {
     /// A new unlocked lock.
     pub const fn new(value: T) -> RwLock<T> {
         RwLock {
-            state: StdMutex::new(RwState {
-                holders: 0,
-                queue: VecDeque::new(),
-            }),
+            state: AtomicUsize::new(0),
+            queue: StdMutex::new(VecDeque::new()),
             data: UnsafeCell::new(value),
         }
     }
@@ -218,63 +215,86 @@ impl<T> RwLock<T> {
 }
 
 impl<T: ?Sized> RwLock<T> {
-    fn lock_state(&self) -> StdGuard<'_, RwState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_queue(&self) -> StdGuard<'_, VecDeque<Arc<RwWaiter>>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a request of this kind can be granted now.
-    fn admits(state: &RwState, write: bool) -> bool {
-        if write {
-            state.holders == 0
-        } else {
-            state.holders != WRITER
+    /// Takes the lock without queueing, if nobody holds it in a conflicting
+    /// way; `ignore_queue` lets a waiter being granted pass `QUEUED`.
+    fn try_take(&self, write: bool, ignore_queue: bool) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let queued = s & QUEUED != 0 && !ignore_queue;
+            let new = if write {
+                if s & !QUEUED != 0 || queued {
+                    return false;
+                }
+                s | WRITER
+            } else {
+                if s & WRITER != 0 || queued {
+                    return false;
+                }
+                s + 1
+            };
+            match self
+                .state
+                .compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
         }
     }
 
-    fn take(state: &mut RwState, write: bool) {
-        state.holders = if write { WRITER } else { state.holders + 1 };
-    }
-
-    /// Grants the lock to waiters at the front of the queue while they fit.
-    fn grant(state: &mut RwState) {
-        while let Some(front) = state.queue.front() {
-            if !Self::admits(state, front.write) {
-                return;
+    /// Grants the lock to waiters at the front of the queue while they fit,
+    /// and keeps `QUEUED` in step with the queue. Called with the queue lock.
+    fn grant(&self, queue: &mut VecDeque<Arc<RwWaiter>>) {
+        while let Some(front) = queue.front() {
+            if !self.try_take(front.write, true) {
+                break;
             }
-            let w = state.queue.pop_front().expect("checked non-empty");
-            Self::take(state, w.write);
+            let w = queue.pop_front().expect("checked non-empty");
             w.granted.store(true, Ordering::Release);
             w.waker.wake();
+            if w.write {
+                break;
+            }
+        }
+        if queue.is_empty() {
+            self.state.fetch_and(!QUEUED, Ordering::AcqRel);
+        } else {
+            self.state.fetch_or(QUEUED, Ordering::AcqRel);
         }
     }
 
     fn acquire(&self, write: bool) {
-        let me = {
-            let mut state = self.lock_state();
-            if state.queue.is_empty() && Self::admits(&state, write) {
-                Self::take(&mut state, write);
-                return;
-            }
-            let me = Arc::new(RwWaiter {
-                write,
-                waker: park::current_waker(),
-                granted: AtomicBool::new(false),
-            });
-            state.queue.push_back(me.clone());
-            me
-        };
+        if self.try_take(write, false) {
+            return;
+        }
+        let me = Arc::new(RwWaiter {
+            write,
+            waker: park::current_waker(),
+            granted: AtomicBool::new(false),
+        });
+        {
+            let mut queue = self.lock_queue();
+            queue.push_back(me.clone());
+            self.state.fetch_or(QUEUED, Ordering::AcqRel);
+            // Released before we queued? Then we may be granted right away.
+            self.grant(&mut queue);
+        }
         /// Leaves the queue if the wait ends early; releases a grant that
         /// came meanwhile.
         struct Leave<'a, T: ?Sized>(&'a RwLock<T>, &'a Arc<RwWaiter>);
         impl<T: ?Sized> Drop for Leave<'_, T> {
             fn drop(&mut self) {
-                let mut state = self.0.lock_state();
-                if let Some(i) = state.queue.iter().position(|w| Arc::ptr_eq(w, self.1)) {
-                    state.queue.remove(i);
-                    RwLock::<T>::grant(&mut state); // we may have been blocking others
+                let mut queue = self.0.lock_queue();
+                if let Some(i) = queue.iter().position(|w| Arc::ptr_eq(w, self.1)) {
+                    queue.remove(i);
+                    self.0.grant(&mut queue); // we may have been blocking others
                     return;
                 }
-                drop(state);
+                drop(queue);
                 if self.1.granted.load(Ordering::Acquire) {
                     self.0.release(self.1.write);
                 }
@@ -288,12 +308,20 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     fn release(&self, write: bool) {
-        let mut state = self.lock_state();
-        state.holders = if write { 0 } else { state.holders - 1 };
-        Self::grant(&mut state);
+        let prev = if write {
+            self.state.fetch_and(!WRITER, Ordering::AcqRel)
+        } else {
+            self.state.fetch_sub(1, Ordering::AcqRel)
+        };
+        let now = if write { prev & !WRITER } else { prev - 1 };
+        // Someone waits and nobody holds the lock any more: grant it.
+        if now == QUEUED {
+            let mut queue = self.lock_queue();
+            self.grant(&mut queue);
+        }
     }
 
-    /// Locks for reading, waiting while a writer holds it or waits for it.
+    /// Locks for reading, waiting while a writer holds it or anyone waits.
     /// A cancellation point while it waits.
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
         self.acquire(false);
@@ -309,20 +337,14 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Locks for reading if that needs no waiting.
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
-        let mut state = self.lock_state();
-        (state.queue.is_empty() && Self::admits(&state, false)).then(|| {
-            Self::take(&mut state, false);
-            RwLockReadGuard { lock: self }
-        })
+        self.try_take(false, false)
+            .then(|| RwLockReadGuard { lock: self })
     }
 
     /// Locks for writing if that needs no waiting.
     pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
-        let mut state = self.lock_state();
-        (state.queue.is_empty() && Self::admits(&state, true)).then(|| {
-            Self::take(&mut state, true);
-            RwLockWriteGuard { lock: self }
-        })
+        self.try_take(true, false)
+            .then(|| RwLockWriteGuard { lock: self })
     }
 
     /// The data, through a unique borrow.
