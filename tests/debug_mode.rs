@@ -59,7 +59,9 @@ fn run_case(case: &str) {
                 panic!("detached and failed")
             });
             drop(detached);
-            std::thread::sleep(Duration::from_millis(200));
+            // Dropping the runtime waits for every green thread to finish,
+            // so the warning about the detached one has been printed.
+            drop(rt);
         }
         "quiet_without_debug" => {
             drop(Generator::new(|co: &Co<u8>, ()| co.yield_(1)));
