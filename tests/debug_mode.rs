@@ -33,12 +33,18 @@ fn run_case(case: &str) {
             drop(g);
             let rt = Runtime::builder().workers(1).debug(true).build().unwrap();
             let gate = Arc::new(AtomicBool::new(false));
-            let g2 = gate.clone();
+            let running = Arc::new(AtomicBool::new(false));
+            let (g2, r2) = (gate.clone(), running.clone());
             let busy = rt.spawn(move || {
+                r2.store(true, Ordering::SeqCst);
                 while !g2.load(Ordering::SeqCst) {
                     std::hint::spin_loop();
                 }
             });
+            // The only worker is now held, so the next spawn cannot start.
+            while !running.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
             let never = stackful::task::Builder::new()
                 .name("never-run")
                 .spawn(|| ())

@@ -127,12 +127,17 @@ fn a_task_cancelled_before_it_starts_never_runs() {
     let rt = stackful::Runtime::builder().workers(1).build().unwrap();
     let (r, guard) = (ran.clone(), DropCounter(drops.clone()));
     let gate = Arc::new(AtomicBool::new(false));
-    let g = gate.clone();
+    let running = Arc::new(AtomicBool::new(false));
+    let (g, r2) = (gate.clone(), running.clone());
     let busy = rt.spawn(move || {
+        r2.store(true, Ordering::SeqCst);
         while !g.load(Ordering::SeqCst) {
             std::hint::spin_loop();
         }
     });
+    while !running.load(Ordering::SeqCst) {
+        std::thread::yield_now(); // the only worker is held from here on
+    }
     let h = rt.spawn(move || {
         let _guard = guard;
         r.store(true, Ordering::SeqCst);
