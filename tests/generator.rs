@@ -1,6 +1,10 @@
 //! The generator protocol: send, yield, return, close, yield from, iteration,
 //! panics, and scoped generators.
 
+mod common;
+
+use common::panic_text;
+
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
@@ -15,16 +19,6 @@ struct DropCounter(Rc<Cell<u32>>);
 impl Drop for DropCounter {
     fn drop(&mut self) {
         self.0.set(self.0.get() + 1);
-    }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(s) => *s,
-        Err(p) => p
-            .downcast::<&str>()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
     }
 }
 
@@ -100,7 +94,7 @@ fn send_after_completion_panics_with_a_clear_message() {
     let mut g = Generator::new(|_co: &Co<()>, ()| 7);
     assert_eq!(g.resume(), GeneratorState::Complete(7));
     let err = panic::catch_unwind(AssertUnwindSafe(|| g.resume())).unwrap_err();
-    let msg = panic_message(err);
+    let msg = panic_text(err);
     assert!(
         msg.contains("already done") && msg.contains("is_done()"),
         "{msg}"
@@ -118,7 +112,7 @@ fn a_panic_in_the_body_reaches_the_caller_and_ends_the_generator() {
     });
     assert_eq!(g.resume(), GeneratorState::Yielded(1));
     let err = panic::catch_unwind(AssertUnwindSafe(|| g.resume())).unwrap_err();
-    assert_eq!(panic_message(err), "body failed");
+    assert_eq!(panic_text(err), "body failed");
     assert!(g.is_done());
     assert_eq!(
         drops.get(),
@@ -191,7 +185,7 @@ fn closing_an_unstarted_generator_drops_the_body_without_running_it() {
     assert!(!ran.get());
     assert_eq!(drops.get(), 1);
     let err = panic::catch_unwind(AssertUnwindSafe(|| g.resume())).unwrap_err();
-    assert!(panic_message(err).contains("already done"));
+    assert!(panic_text(err).contains("already done"));
 }
 
 #[test]
@@ -232,7 +226,7 @@ fn a_body_that_yields_while_being_closed_gets_a_clear_panic() {
     });
     g.resume();
     let err = panic::catch_unwind(AssertUnwindSafe(|| g.close())).unwrap_err();
-    let msg = panic_message(err);
+    let msg = panic_text(err);
     assert!(msg.contains("yielded while it was being closed"), "{msg}");
     assert!(msg.contains("stackful::catch_unwind"), "{msg}");
     assert!(g.is_done());
@@ -247,7 +241,7 @@ fn a_panic_raised_while_closing_propagates_out_of_close() {
     });
     g.resume();
     let err = panic::catch_unwind(AssertUnwindSafe(|| g.close())).unwrap_err();
-    assert_eq!(panic_message(err), "cleanup failed");
+    assert_eq!(panic_text(err), "cleanup failed");
     assert!(g.is_done());
 }
 
@@ -263,7 +257,7 @@ fn dropping_a_suspended_generator_while_unwinding_still_runs_its_destructors() {
         g.resume();
         panic!("caller failed"); // `g` is dropped during this unwind
     }));
-    assert_eq!(panic_message(result.unwrap_err()), "caller failed");
+    assert_eq!(panic_text(result.unwrap_err()), "caller failed");
     assert_eq!(drops.get(), 1);
 }
 
@@ -352,7 +346,7 @@ fn a_panic_in_a_sub_generator_propagates_through_yield_from() {
     let mut outer = Generator::new(move |co, ()| co.yield_from(sub, ()));
     assert_eq!(outer.resume(), GeneratorState::Yielded(1));
     let err = panic::catch_unwind(AssertUnwindSafe(|| outer.resume())).unwrap_err();
-    assert_eq!(panic_message(err), "sub failed");
+    assert_eq!(panic_text(err), "sub failed");
     assert!(outer.is_done());
 }
 
@@ -511,7 +505,7 @@ fn a_panic_in_the_scope_closure_still_closes_the_generator() {
             },
         )
     }));
-    assert_eq!(panic_message(result.unwrap_err()), "scope failed");
+    assert_eq!(panic_text(result.unwrap_err()), "scope failed");
     assert_eq!(drops.get(), 1);
 }
 

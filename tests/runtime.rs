@@ -1,6 +1,10 @@
 //! The runtime: `run`, explicit runtimes, shutdown, several runs at once,
 //! bad input, and the soundness rule.
 
+mod common;
+
+use common::{DropCounter, panic_text};
+
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
@@ -9,24 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stackful::{Runtime, sleep};
-
-struct DropCounter(Arc<AtomicUsize>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(s) => *s,
-        Err(p) => p
-            .downcast::<&str>()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-    }
-}
 
 fn wait_for(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();

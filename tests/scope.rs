@@ -1,5 +1,9 @@
 //! Structured scopes: children borrow from the parent and never outlive it.
 
+mod common;
+
+use common::panic_text;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,16 +16,6 @@ struct DropCounter<'a>(&'a AtomicUsize);
 impl Drop for DropCounter<'_> {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(s) => *s,
-        Err(p) => p
-            .downcast::<&str>()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
     }
 }
 

@@ -1,5 +1,9 @@
 //! Green threads: spawn, join, cancel, panics, and the combinators.
 
+mod common;
+
+use common::{DropCounter, panic_text};
+
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -9,27 +13,8 @@ use std::time::{Duration, Instant};
 use stackful::task::{self, Builder};
 use stackful::{Generator, GeneratorState, JoinError, ReturnWhen};
 
-/// Counts drops.
-struct DropCounter(Arc<AtomicUsize>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 fn message(e: &JoinError) -> String {
     e.to_string()
-}
-
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(s) => *s,
-        Err(p) => p
-            .downcast::<&str>()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-    }
 }
 
 /// Polls `cond` from a green thread or plain thread, with a generous bound.

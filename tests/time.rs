@@ -1,18 +1,14 @@
 //! Sleep, yield, timeouts and shields, in green threads and on plain threads.
 
+mod common;
+
+use common::DropCounter;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use stackful::{Elapsed, Generator, GeneratorState, shield, sleep, timeout};
-
-struct DropCounter(Arc<AtomicUsize>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 #[test]
 fn smoke() {

@@ -148,11 +148,9 @@ pub(crate) fn suspend(task: &TaskRef, wake_at: Option<Instant>, how: Suspend) {
     // the reference corosensei gave it, and stays valid while the body runs;
     // we are inside the body (this is its current task, running here).
     unsafe { (*yielder).suspend(how) };
-    if let Some(key) = h.local.timer.take() {
-        worker::with_current(|w| {
-            w.expect("a green thread runs on a worker")
-                .remove_timer(key)
-        });
+    // Woken before its timer fired: the timer goes stale.
+    if h.local.timer.take().is_some() {
+        worker::with_current(|w| w.expect("a green thread runs on a worker").forget_timer());
     }
 }
 

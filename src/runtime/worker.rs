@@ -399,8 +399,9 @@ impl Worker {
         self.timers.borrow_mut().add(at, task)
     }
 
-    /// The green thread woke up before its timer: forget the timer.
-    pub(crate) fn remove_timer(&self, _key: u128) {
+    /// The green thread woke up before its timer: the entry goes stale and
+    /// is dropped lazily (see `Timers`).
+    pub(crate) fn forget_timer(&self) {
         self.timers.borrow_mut().forget();
     }
 
