@@ -45,14 +45,29 @@ pub(crate) struct Config {
     pub(crate) stack_size: usize,
 }
 
-/// Workers that are parked, so that new work can wake one.
+/// Which pool workers are parked, and how many are searching for work.
+///
+/// New work wakes a parked worker only when no worker is searching: a
+/// searching worker (spinning, or just woken and not yet busy) will find it.
+/// A worker that finds unstarted work while it is the last searcher wakes
+/// one more if work is left, so a burst of spawns spreads over the workers
+/// one wake-up at a time instead of one wake-up per spawn.
+///
+/// The race that matters: a worker stops searching and parks while a spawner
+/// skips the wake-up because it still saw it searching. Both sides order their
+/// write (the queue push; the `searching` decrement) before their read (of
+/// `searching`; of the queues) with a SeqCst fence, so at least one of them
+/// sees the other: the spawner wakes a parked worker, or the worker sees the
+/// work and does not park.
 #[derive(Default)]
 pub(crate) struct Idle {
     sleepers: Mutex<Vec<usize>>,
     count: AtomicUsize,
+    searching: AtomicUsize,
 }
 
 impl Idle {
+    /// Registers a worker about to park.
     pub(crate) fn sleep(&self, index: usize) {
         self.sleepers
             .lock()
@@ -61,21 +76,40 @@ impl Idle {
         self.count.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub(crate) fn awake(&self, index: usize) {
+    /// A worker is back from parking. Returns false if a waker took it off
+    /// the list, which also counted it as searching.
+    pub(crate) fn awake(&self, index: usize) -> bool {
         let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pos) = sleepers.iter().position(|&i| i == index) {
-            sleepers.swap_remove(pos);
-            self.count.fetch_sub(1, Ordering::SeqCst);
+        match sleepers.iter().position(|&i| i == index) {
+            Some(pos) => {
+                sleepers.swap_remove(pos);
+                self.count.fetch_sub(1, Ordering::SeqCst);
+                true
+            }
+            None => false,
         }
     }
 
+    /// A worker starts searching.
+    pub(crate) fn start_searching(&self) {
+        self.searching.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A worker stops searching; true if it was the last one.
+    pub(crate) fn stop_searching(&self) -> bool {
+        self.searching.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+
+    /// Takes a parked worker off the list and counts it as searching, unless
+    /// a worker is searching already or none is parked.
     fn pop(&self) -> Option<usize> {
-        if self.count.load(Ordering::SeqCst) == 0 {
+        if self.searching.load(Ordering::SeqCst) != 0 || self.count.load(Ordering::SeqCst) == 0 {
             return None;
         }
         let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
         let i = sleepers.pop()?;
         self.count.fetch_sub(1, Ordering::SeqCst);
+        self.searching.fetch_add(1, Ordering::SeqCst);
         Some(i)
     }
 }

@@ -275,6 +275,8 @@ pub(crate) struct Worker {
     /// starve the ready queue.
     lifo_streak: Cell<u8>,
     tick: Cell<u64>,
+    /// Counted in the runtime's `searching` workers (see `Idle`).
+    searching: Cell<bool>,
 }
 
 thread_local! {
@@ -379,6 +381,7 @@ impl Worker {
             lifo: Cell::new(None),
             lifo_streak: Cell::new(0),
             tick: Cell::new(0),
+            searching: Cell::new(false),
         }
     }
 
@@ -570,6 +573,7 @@ impl Worker {
         });
         match next {
             Some(task) => {
+                self.found_work();
                 self.run(task);
                 true
             }
@@ -577,16 +581,26 @@ impl Worker {
         }
     }
 
+    /// Nothing to run: search (spin) briefly, then park until a wake-up or
+    /// the next timer. Pool workers take part in the `searching` protocol
+    /// described at `Idle`.
     fn idle(&self) {
+        let pool = self.fresh.is_some();
+        if pool && !self.searching.replace(true) {
+            self.rt.idle.start_searching();
+        }
         for _ in 0..SPINS {
             if self.has_work() {
                 return;
             }
             std::hint::spin_loop();
         }
-        let pool = self.fresh.is_some();
         if pool {
             self.rt.idle.sleep(self.home.index);
+            if self.searching.replace(false) {
+                self.rt.idle.stop_searching();
+            }
+            std::sync::atomic::fence(Ordering::SeqCst);
         }
         if !self.has_work() && !self.rt.stopping.load(Ordering::Acquire) {
             match self.next_timer() {
@@ -594,8 +608,23 @@ impl Worker {
                 None => self.parker.park(),
             }
         }
-        if pool {
-            self.rt.idle.awake(self.home.index);
+        if pool && !self.rt.idle.awake(self.home.index) {
+            // A spawner took us off the list and counted us as searching.
+            self.searching.set(true);
+        }
+    }
+
+    /// Found something to run: stop searching. The last searcher wakes a
+    /// parked worker if unstarted work is left, since spawners skipped the
+    /// wake-up while it searched.
+    fn found_work(&self) {
+        if self.searching.replace(false) && self.rt.idle.stop_searching() {
+            std::sync::atomic::fence(Ordering::SeqCst);
+            let left =
+                self.fresh.as_ref().is_some_and(|d| !d.is_empty()) || !self.rt.injector.is_empty();
+            if left {
+                self.rt.notify_idle();
+            }
         }
     }
 
