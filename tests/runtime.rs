@@ -322,3 +322,25 @@ fn a_worker_keeps_other_green_threads_going_while_one_waits() {
     });
     assert_eq!(order, ["a start", "b", "a end"]);
 }
+
+/// Only started green threads hold a stack (two memory mappings), so only
+/// they count against `vm.max_map_count`. A burst of spawns well past the
+/// default limit of about 31 700 must succeed while few of them have started.
+#[test]
+fn a_burst_of_unstarted_spawns_is_not_refused_by_the_mapping_limit() {
+    const N: u64 = 40_000;
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let total = rt.run(|| {
+        // This green thread holds the only worker until it returns, so none
+        // of the green threads it spawns can start meanwhile.
+        let handles = stackful::spawn(|| {
+            (0..N)
+                .map(|i| stackful::spawn(move || i))
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap();
+        handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(total, N * (N - 1) / 2);
+}

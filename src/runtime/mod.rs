@@ -118,13 +118,17 @@ impl Idle {
 pub(crate) struct Group {
     pub(crate) cancelled: AtomicBool,
     live: LiveCount,
+    /// The executor of the `run` thread, home of the main green thread
+    /// (whose header points to it without counting, see `Header::home`).
+    _home: Arc<Home>,
 }
 
 impl Group {
-    fn new() -> Group {
+    fn new(home: Arc<Home>) -> Group {
         Group {
             cancelled: AtomicBool::new(false),
             live: LiveCount::default(),
+            _home: home,
         }
     }
 
@@ -155,6 +159,23 @@ impl RtShared {
         self.live.sub();
     }
 
+    /// Every 64th spawn on a thread: the number of started, unfinished green
+    /// threads (each holds a stack) if it has reached the mapping limit.
+    /// Unstarted ones hold no stack and do not count, so a burst of spawns
+    /// far beyond the limit is fine as long as few of them live at once.
+    fn stacks_over_limit(&self) -> Option<usize> {
+        thread_local! {
+            static SPAWNS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let n = SPAWNS.get();
+        SPAWNS.set(n.wrapping_add(1));
+        if !n.is_multiple_of(64) {
+            return None;
+        }
+        let started: usize = self.homes.iter().map(|h| h.started()).sum();
+        (started >= *MAP_LIMIT).then_some(started)
+    }
+
     pub(crate) fn notify_idle(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);
         if let Some(i) = self.idle.pop() {
@@ -178,6 +199,23 @@ static MAP_LIMIT: LazyLock<usize> = LazyLock::new(|| {
 });
 
 static NEXT_TASK_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fresh green thread id. Threads take ids in blocks of 1024, so spawners
+/// on different threads do not share a counter's cache line; ids are unique
+/// but only ordered within one spawning thread.
+fn next_task_id() -> u64 {
+    const BLOCK: u64 = 1024;
+    thread_local! {
+        static IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    let (mut next, mut end) = IDS.get();
+    if next == end {
+        next = NEXT_TASK_ID.fetch_add(BLOCK, Ordering::Relaxed);
+        end = next + BLOCK;
+    }
+    IDS.set((next + 1, end));
+    next
+}
 
 /// Builds a [`Runtime`].
 ///
@@ -528,7 +566,9 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
              worker until it returned. Spawn the work with `stackful::spawn` and `join` it instead"
         );
     }
-    let group = Arc::new(Group::new());
+    let parker = Parker::new();
+    let home = Arc::new(Home::new(usize::MAX, parker.unparker().clone()));
+    let group = Arc::new(Group::new(home.clone()));
     let mut output: Option<T> = None;
     let slot = &mut output;
     let body: Box<dyn FnOnce() + '_> = Box::new(move || *slot = Some(f()));
@@ -538,7 +578,7 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
     let body: Box<dyn FnOnce() + 'static> = unsafe { std::mem::transmute(body) };
     let body = MainBody(body);
     let header = Header::new(
-        NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
+        next_task_id(),
         Some("main".into()),
         rt.clone(),
         Some(group.clone()),
@@ -553,8 +593,6 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
         (body.0)()
     }));
     let main: TaskRef = task.clone();
-    let parker = Parker::new();
-    let home = Arc::new(Home::new(usize::MAX, parker.unparker().clone()));
     let executor = worker::Worker::new(home, rt.clone(), parker, None);
     executor.enter(|| executor.run_main(main));
     // Shutdown: cancel what is left of this run's green threads and wait.
@@ -616,21 +654,21 @@ where
              down; green threads spawned under `run` may not outlive it",
         ));
     }
-    let live = rt.live.get();
-    if live >= *MAP_LIMIT {
+    if let Some(live) = rt.stacks_over_limit() {
         return Err(io::Error::new(
             io::ErrorKind::OutOfMemory,
             format!(
-                "cannot spawn another green thread: {live} are alive and each needs a stack of 2 \
-                 memory mappings, so the kernel's vm.max_map_count allows about {} of them. Raise \
-                 it with `sysctl -w vm.max_map_count=<n>` as root, or keep fewer green threads alive",
+                "cannot spawn another green thread: {live} are running and each needs a stack of \
+                 2 memory mappings, so the kernel's vm.max_map_count allows about {} of them. \
+                 Raise it with `sysctl -w vm.max_map_count=<n>` as root, or keep fewer green \
+                 threads alive",
                 *MAP_LIMIT
             ),
         ));
     }
     check_stack_size(stack_size)?;
     let header = Header::new(
-        NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed),
+        next_task_id(),
         name.map(String::into_boxed_str),
         rt.clone(),
         group.clone(),

@@ -19,7 +19,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,6 +27,7 @@ use corosensei::stack::Stack as _;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use crossbeam_deque::{Steal, Worker as Deque};
 use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::{Parker, Unparker};
 use stackful_arch::{Label, Owner, PooledStack};
 
@@ -62,6 +63,9 @@ pub(crate) struct Home {
     /// runtime started, 0 when none runs), and which one it is.
     pub(crate) running_since: AtomicU64,
     pub(crate) running: Mutex<Option<TaskRef>>,
+    /// Green threads started here and not finished (each holds a stack).
+    /// Written by the worker only; read by spawners to enforce the limit.
+    started: CachePadded<AtomicUsize>,
 }
 
 impl Home {
@@ -76,6 +80,7 @@ impl Home {
             cancel_all: AtomicBool::new(false),
             running_since: AtomicU64::new(0),
             running: Mutex::new(None),
+            started: CachePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -84,6 +89,20 @@ impl Home {
         self.inbox.push(task);
         self.inbox_ready.store(true, Ordering::Release);
         self.unparker.unpark();
+    }
+
+    /// Green threads started on this worker and not finished.
+    pub(crate) fn started(&self) -> usize {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// The worker records one more (`+1`) or one fewer (`-1`) started green thread.
+    fn count_started(&self, delta: isize) {
+        let n = self
+            .started
+            .load(Ordering::Relaxed)
+            .wrapping_add_signed(delta);
+        self.started.store(n, Ordering::Relaxed);
     }
 
     pub(crate) fn unpark(&self) {
@@ -696,6 +715,7 @@ impl Worker {
         h.local
             .slot
             .set(self.registry.borrow_mut().insert(task.clone()));
+        self.home.count_started(1);
         true
     }
 
@@ -764,6 +784,7 @@ impl Worker {
         let co = unsafe { (*h.local.co.get()).take() };
         drop(co); // the stack goes back to this thread's pool
         self.registry.borrow_mut().remove(h.local.slot.get());
+        self.home.count_started(-1);
         let mut s = h.state.load(Ordering::Acquire);
         loop {
             let new = (s | COMPLETE) & !(RUNNING | NOTIFIED | SCHEDULED);

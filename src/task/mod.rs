@@ -27,7 +27,8 @@ use raw::{HANDLE, Header, JoinWaiter, Joinable, RawTask, TaskRef};
 pub use join::{AsCompleted, ReturnWhen, as_completed, gather, join_all, wait};
 pub use scope::{Scope, ScopedJoinHandle, scope};
 
-/// The identity of a green thread, unique within the process.
+/// The identity of a green thread, unique within the process. Ids taken on
+/// one thread increase; across threads they are not ordered by spawn time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Id(u64);
 

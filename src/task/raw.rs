@@ -18,10 +18,11 @@ use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use corosensei::{Coroutine, Yielder};
+use crossbeam_utils::CachePadded;
 use stackful_arch::PooledStack;
 
 use crate::cancel::{Cancelled, Cause};
@@ -149,8 +150,10 @@ pub(crate) struct Header {
     pub(crate) group: Option<Arc<Group>>,
     /// The structured scope this green thread is a child of.
     pub(crate) scope: Option<Arc<crate::task::scope::ScopeShared>>,
-    /// Its home worker: set once, when a worker starts it (an owned
-    /// `Arc<Home>` turned into a raw pointer, released on drop).
+    /// Its home worker: set once, when a worker starts it. Not counted: a
+    /// pool worker's `Home` lives in `rt.homes` and a `run` thread's in the
+    /// `Group` of its main green thread, the only one it starts, and this
+    /// header holds both `rt` and `group`.
     home: AtomicPtr<Home>,
     pub(crate) waiters: Mutex<Vec<JoinWaiter>>,
     pub(crate) stack_size: usize,
@@ -200,17 +203,20 @@ impl Header {
         }
     }
 
-    /// Records the worker that starts this green thread. Called once.
+    /// Records the worker that starts this green thread. Called once, by
+    /// that worker, which must be owned by `rt.homes` or by `group` (see
+    /// the field).
     pub(crate) fn set_home(&self, home: &Arc<Home>) {
-        let raw = Arc::into_raw(home.clone()).cast_mut();
-        let old = self.home.swap(raw, Ordering::AcqRel);
+        let old = self
+            .home
+            .swap(Arc::as_ptr(home).cast_mut(), Ordering::AcqRel);
         debug_assert!(old.is_null(), "a green thread was started twice");
     }
 
     /// The home worker, once started.
     pub(crate) fn home(&self) -> Option<&Home> {
-        // SAFETY: the pointer is null or came from `Arc::into_raw` in
-        // `set_home`, and that reference is released only in `drop`.
+        // SAFETY: the pointer is null or points to a Home owned by `rt` or
+        // `group` (see `set_home`), which this header keeps alive.
         unsafe { self.home.load(Ordering::Acquire).as_ref() }
     }
 
@@ -248,16 +254,6 @@ impl Header {
         match &self.name {
             Some(n) => format!("#{} `{n}`", self.id),
             None => format!("#{}", self.id),
-        }
-    }
-}
-
-impl Drop for Header {
-    fn drop(&mut self) {
-        let home = *self.home.get_mut();
-        if !home.is_null() {
-            // SAFETY: the reference taken with `Arc::into_raw` in `set_home`.
-            drop(unsafe { Arc::from_raw(home) });
         }
     }
 }
@@ -519,23 +515,77 @@ pub(crate) fn finish(task: &TaskRef) {
 }
 
 /// Counts live green threads and wakes a waiter when the count drops to zero.
-#[derive(Default)]
+///
+/// Spawns and completions happen on different threads, so a single counter
+/// would bounce its cache line between them on every green thread. Instead,
+/// each thread counts its own starts and ends on one of a few padded shards,
+/// as monotonic totals. The count is zero when the ends equal the starts.
+///
+/// Reading all the `ended` totals first, then all the `added` ones, is what
+/// makes a zero reliable: a green thread's end happens after its start, so an
+/// end counted in the first pass has its start counted in the second, and a
+/// zero means that at some instant between the passes nothing was alive.
+/// Only live green threads (and `run`, counted as one) spawn into a count,
+/// so once it is zero it stays zero.
 pub(crate) struct LiveCount {
-    count: AtomicUsize,
+    shards: [CachePadded<Shard>; SHARDS],
+    /// A waiter is registered in `zero`: completions check for zero.
+    waiting: AtomicBool,
     zero: Mutex<Option<crate::runtime::park::Waker>>,
+}
+
+const SHARDS: usize = 8;
+
+#[derive(Default)]
+struct Shard {
+    added: AtomicU64,
+    ended: AtomicU64,
+}
+
+/// This thread's shard: threads take them in turn.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+impl Default for LiveCount {
+    fn default() -> LiveCount {
+        LiveCount {
+            shards: Default::default(),
+            waiting: AtomicBool::new(false),
+            zero: Mutex::new(None),
+        }
+    }
 }
 
 impl LiveCount {
     pub(crate) fn add(&self) {
-        self.count.fetch_add(1, Ordering::AcqRel);
+        self.shards[shard()].added.fetch_add(1, Ordering::Release);
     }
 
-    pub(crate) fn get(&self) -> usize {
-        self.count.load(Ordering::Acquire)
+    /// The live count (a snapshot; see the type's docs).
+    pub(crate) fn get(&self) -> u64 {
+        let ended: u64 = self
+            .shards
+            .iter()
+            .map(|s| s.ended.load(Ordering::SeqCst))
+            .sum();
+        let added: u64 = self
+            .shards
+            .iter()
+            .map(|s| s.added.load(Ordering::SeqCst))
+            .sum();
+        added.saturating_sub(ended)
     }
 
     pub(crate) fn sub(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+        self.shards[shard()].ended.fetch_add(1, Ordering::SeqCst);
+        // SeqCst on both sides: either this sees `waiting`, or the waiter's
+        // count (taken after it set `waiting`) sees this end.
+        if self.waiting.load(Ordering::SeqCst) && self.get() == 0 {
             let waker = self.zero.lock().unwrap_or_else(|e| e.into_inner()).clone();
             if let Some(w) = waker {
                 w.wake();
@@ -551,6 +601,7 @@ impl LiveCount {
             }
             *self.zero.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(crate::runtime::park::current_waker());
+            self.waiting.store(true, Ordering::SeqCst);
             if self.get() == 0 {
                 return;
             }
