@@ -29,7 +29,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_deque::{Injector, Stealer, Worker as Deque};
+use crossbeam_deque::{Stealer, Worker as Deque};
 use crossbeam_utils::sync::Parker;
 use stackful_arch::{MAX_STACK_SIZE, MIN_STACK_SIZE};
 
@@ -37,7 +37,7 @@ use crate::blocking::BlockingPool;
 use crate::debug;
 use crate::task::raw::{Header, LiveCount, Task, TaskRef};
 
-pub(crate) use worker::Home;
+pub(crate) use worker::{Home, Injector};
 
 /// Settings shared by a runtime's workers.
 #[derive(Debug, Clone)]
@@ -90,9 +90,23 @@ impl Idle {
         }
     }
 
-    /// A worker starts searching.
-    pub(crate) fn start_searching(&self) {
-        self.searching.fetch_add(1, Ordering::SeqCst);
+    /// A worker with nothing to do starts searching, unless half of the
+    /// `workers` search already: more spinners would only burn the CPU that
+    /// the ones with work need. Returns whether it may search.
+    pub(crate) fn try_start_searching(&self, workers: usize) -> bool {
+        let mut n = self.searching.load(Ordering::SeqCst);
+        loop {
+            if 2 * n >= workers.max(2) {
+                return false;
+            }
+            match self
+                .searching
+                .compare_exchange_weak(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(actual) => n = actual,
+            }
+        }
     }
 
     /// A worker stops searching; true if it was the last one.
@@ -140,7 +154,7 @@ impl Group {
 /// Everything the workers of one runtime share.
 pub(crate) struct RtShared {
     pub(crate) homes: Vec<Arc<Home>>,
-    pub(crate) injector: Injector<TaskRef>,
+    pub(crate) injector: Injector,
     pub(crate) stealers: Vec<Stealer<TaskRef>>,
     pub(crate) idle: Idle,
     pub(crate) config: Config,
@@ -347,7 +361,7 @@ impl Builder {
         let shared = Arc::new(RtShared {
             stealers: deques.iter().map(Deque::stealer).collect(),
             homes,
-            injector: Injector::new(),
+            injector: Injector::default(),
             idle: Idle::default(),
             config: Config {
                 stack_size: self.stack_size,

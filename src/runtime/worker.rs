@@ -248,6 +248,53 @@ impl Timers {
     }
 }
 
+/// New green threads spawned from outside the workers (a `run` thread, a
+/// plain thread): a queue under a short lock, from which workers take
+/// batches.
+///
+/// A lock and a `VecDeque` rather than a lock-free segment queue: segments
+/// are allocated by the spawning thread and freed by the worker that empties
+/// them, and with glibc's malloc those cross-thread frees contend on the
+/// spawner's arena lock. The deque's buffer is reused, so the steady state
+/// allocates nothing, and the lock is held for a push or a batch move only.
+#[derive(Default)]
+pub(crate) struct Injector {
+    queue: Mutex<VecDeque<TaskRef>>,
+    /// The queue's length, read without the lock by idle checks.
+    len: AtomicUsize,
+}
+
+/// Most green threads a worker takes from the injector at once.
+const INJECT_BATCH: usize = 32;
+
+impl Injector {
+    pub(crate) fn push(&self, task: TaskRef) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.push_back(task);
+        self.len.store(q.len(), Ordering::Release);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len.load(Ordering::Acquire) == 0
+    }
+
+    /// Takes one green thread to run now and moves up to half of the rest
+    /// (at most `INJECT_BATCH`) to `deque`.
+    fn steal_batch_and_pop(&self, deque: &Deque<TaskRef>) -> Option<TaskRef> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let first = q.pop_front();
+        let batch = q.len().div_ceil(2).min(INJECT_BATCH);
+        for task in q.drain(..batch) {
+            deque.push(task);
+        }
+        self.len.store(q.len(), Ordering::Release);
+        first
+    }
+}
+
 /// The started green threads of one worker, so that shutdown can find them.
 #[derive(Default)]
 struct Registry {
@@ -472,12 +519,8 @@ impl Worker {
         if let Some(t) = deque.pop() {
             return Some(t);
         }
-        loop {
-            match self.rt.injector.steal_batch_and_pop(deque) {
-                Steal::Success(t) => return Some(t),
-                Steal::Retry => continue,
-                Steal::Empty => break,
-            }
+        if let Some(t) = self.rt.injector.steal_batch_and_pop(deque) {
+            return Some(t);
         }
         let n = self.rt.stealers.len();
         let start = self.tick.get() as usize;
@@ -605,10 +648,18 @@ impl Worker {
     /// described at `Idle`.
     fn idle(&self) {
         let pool = self.fresh.is_some();
-        if pool && !self.searching.replace(true) {
-            self.rt.idle.start_searching();
+        if pool && !self.searching.get() {
+            self.searching
+                .set(self.rt.idle.try_start_searching(self.rt.homes.len()));
         }
-        for _ in 0..SPINS {
+        // Only searchers spin (a `run` thread always does): a worker parks
+        // at once when others already search.
+        let spins = if pool && !self.searching.get() {
+            1
+        } else {
+            SPINS
+        };
+        for _ in 0..spins {
             if self.has_work() {
                 return;
             }
