@@ -29,8 +29,11 @@ use crate::scopes::{self, Kind};
 /// assert!(start.elapsed() >= Duration::from_millis(10));
 /// ```
 pub fn sleep(duration: Duration) {
+    if duration.is_zero() {
+        return yield_now();
+    }
     match Instant::now().checked_add(duration) {
-        Some(deadline) => sleep_until(deadline),
+        Some(deadline) => sleep_to(deadline),
         None => loop {
             park::park(None); // "forever": only a cancellation ends it
         },
@@ -42,9 +45,13 @@ pub fn sleep_until(deadline: Instant) {
     if Instant::now() >= deadline {
         return yield_now();
     }
-    while Instant::now() < deadline {
-        park::park(Some(deadline));
-    }
+    sleep_to(deadline);
+}
+
+/// Sleeps until a deadline in the future. A fired timer means the deadline
+/// has passed; only an early wake-up reads the clock again.
+fn sleep_to(deadline: Instant) {
+    while !park::park_until(deadline) && Instant::now() < deadline {}
 }
 
 /// Lets the other green threads on this worker run, then continues: a bare

@@ -311,6 +311,12 @@ impl Stack {
         self.size
     }
 
+    /// Highest address of the mapping. Coroutines start a little below it
+    /// (see `colour`): `corosensei::stack::Stack::base` says where.
+    pub fn top(&self) -> usize {
+        self.base.get()
+    }
+
     /// Lowest usable address; the guard page sits just below it.
     pub fn guard_end(&self) -> usize {
         self.base.get() - self.size
@@ -371,15 +377,30 @@ impl fmt::Debug for Stack {
     }
 }
 
-// SAFETY: `base` is the top of the mapping, page aligned and so aligned to
-// STACK_ALIGNMENT; `limit` is the start of the mapping and includes the guard
-// page. The usable part is at least MIN_STACK_SIZE (16 KiB), above
-// corosensei's 4 KiB minimum, and the guard page is PROT_NONE for as long as
-// the Stack exists.
+/// How far below the top of its mapping a stack starts: one of 16 cache-line
+/// offsets (0 to 960 bytes), chosen from the mapping's address.
+///
+/// Stacks are page aligned and every green thread suspends at the same depth,
+/// so without it the hot top frames of all coroutines share the same few
+/// cache sets and evict each other when many coroutines take turns. The
+/// offset stays well inside the first page, so an idle coroutine still
+/// touches one page.
+#[inline]
+fn colour(base: usize) -> usize {
+    let page = base >> 12;
+    ((page ^ (page >> 4) ^ (page >> 8)) & 15) * 64
+}
+
+// SAFETY: `base` minus the colour (a multiple of 64 below 1 KiB) lies inside
+// the mapping and is aligned to 64, so to STACK_ALIGNMENT; `limit` is the
+// start of the mapping and includes the guard page. The usable part is at
+// least MIN_STACK_SIZE (16 KiB), far above corosensei's 4 KiB minimum plus
+// the colour, and the guard page is PROT_NONE for as long as the Stack exists.
 unsafe impl corosensei::stack::Stack for Stack {
     #[inline]
     fn base(&self) -> corosensei::stack::StackPointer {
-        self.base
+        NonZeroUsize::new(self.base.get() - colour(self.base.get()))
+            .expect("a stack's top is far above address 0")
     }
 
     #[inline]
@@ -429,13 +450,29 @@ mod tests {
     }
 
     #[test]
+    fn stacks_start_at_different_cache_line_offsets() {
+        let stacks: Vec<Stack> = (0..32)
+            .map(|_| Stack::new(MIN_STACK_SIZE).unwrap())
+            .collect();
+        use corosensei::stack::Stack as _;
+        let mut offsets: Vec<usize> = stacks.iter().map(|s| s.top() - s.base().get()).collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        assert!(offsets.len() >= 4, "offsets {offsets:?}");
+    }
+
+    #[test]
     fn guard_page_sits_below_the_usable_part() {
         let stack = Stack::new(MIN_STACK_SIZE).unwrap();
         use corosensei::stack::Stack as _;
         assert_eq!(
-            stack.base().get() - stack.limit().get(),
+            stack.top() - stack.limit().get(),
             MIN_STACK_SIZE + page_size()
         );
+        // Coroutines start at most 960 bytes below the top, cache-line aligned.
+        let start = stack.base().get();
+        assert!(start <= stack.top() && stack.top() - start <= 960);
+        assert_eq!(start % 64, 0);
         assert_eq!(stack.guard_end(), stack.limit().get() + page_size());
         // The usable part is writable from top to bottom.
         let bottom = stack.guard_end() as *mut u8;

@@ -102,16 +102,24 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// Waits until woken or until `deadline`, and is a cancellation point (see
 /// the module docs). Spurious returns are possible: loop on the condition.
 pub(crate) fn park(deadline: Option<Instant>) {
-    wait(deadline, true)
+    wait(deadline, true);
+}
+
+/// Like [`park`], for a sleep: returns true when the green thread's timer
+/// fired, so `deadline` has passed without reading the clock again. False
+/// says nothing (woken early, or not a green thread): check the clock.
+pub(crate) fn park_until(deadline: Instant) -> bool {
+    wait(Some(deadline), true)
 }
 
 /// Like [`park`] but not a cancellation point: for waits that must not be
 /// cut short (a `spawn_blocking` call or a scope waiting for its children).
 pub(crate) fn park_shielded(deadline: Option<Instant>) {
-    wait(deadline, false)
+    wait(deadline, false);
 }
 
-fn wait(deadline: Option<Instant>, cancellable: bool) {
+/// Returns whether a green thread's own timer ended the wait.
+fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
     let task = current_task();
     let mut wake_at = deadline;
     if cancellable {
@@ -121,37 +129,46 @@ fn wait(deadline: Option<Instant>, cancellable: bool) {
         }
         wake_at = earliest(deadline, v.deadline);
     }
-    match &task {
+    let fired = match &task {
         Some(task) => suspend(task, wake_at, Suspend::Wait),
-        None => match wake_at {
-            Some(at) => thread::park_timeout(at.saturating_duration_since(Instant::now())),
-            None => thread::park(),
-        },
-    }
+        None => {
+            match wake_at {
+                Some(at) => thread::park_timeout(at.saturating_duration_since(Instant::now())),
+                None => thread::park(),
+            }
+            false
+        }
+    };
     if cancellable && let Some(cause) = verdict(task.as_ref(), None).raise {
         Cancelled::raise(cause);
     }
+    // An earlier timeout's timer firing says nothing about `deadline`.
+    fired && wake_at == deadline
 }
 
 /// Suspends the running green thread `task` until woken or `wake_at`.
-pub(crate) fn suspend(task: &TaskRef, wake_at: Option<Instant>, how: Suspend) {
+/// Returns whether the timer for `wake_at` is what woke it.
+pub(crate) fn suspend(task: &TaskRef, wake_at: Option<Instant>, how: Suspend) -> bool {
     let h = task.header();
     if let Some(at) = wake_at {
-        let key = worker::with_current(|w| {
+        let seq = worker::with_current(|w| {
             w.expect("a green thread runs on a worker")
                 .add_timer(at, task)
         });
-        h.local.timer.set(Some(key));
+        h.local.timer.set(seq);
     }
     let yielder = h.local.yielder.get();
     // SAFETY: `yielder` was stored by the green thread's entry closure from
     // the reference corosensei gave it, and stays valid while the body runs;
     // we are inside the body (this is its current task, running here).
     unsafe { (*yielder).suspend(how) };
-    // Woken before its timer fired: the timer goes stale.
-    if h.local.timer.take().is_some() {
+    // The worker clears `timer` when it fires; still set, it was woken
+    // before its timer, which goes stale.
+    if h.local.timer.replace(0) != 0 {
         worker::with_current(|w| w.expect("a green thread runs on a worker").forget_timer());
+        return false;
     }
+    wake_at.is_some()
 }
 
 /// `yield_now` inside a green thread: back of the ready queue, then on.

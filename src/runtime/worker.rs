@@ -173,7 +173,7 @@ impl Ord for TimerEntry {
 impl TimerEntry {
     /// Whether the green thread still waits on this timer. Home thread only.
     fn is_live(&self) -> bool {
-        self.task.header().local.timer.get() == Some(self.key)
+        self.task.header().local.timer.get() == self.key as u64
     }
 }
 
@@ -191,7 +191,8 @@ impl Timers {
         self.heap.is_empty()
     }
 
-    fn add(&mut self, at: Instant, task: &TaskRef) -> u128 {
+    /// Adds a timer and returns its sequence number (never 0).
+    fn add(&mut self, at: Instant, task: &TaskRef) -> u64 {
         self.seq += 1;
         let nanos = at
             .saturating_duration_since(self.epoch)
@@ -202,7 +203,7 @@ impl Timers {
             key,
             task: task.clone(),
         });
-        key
+        self.seq
     }
 
     /// One entry went stale; rebuild when stale ones dominate.
@@ -243,7 +244,7 @@ impl Timers {
             return None;
         }
         let entry = self.heap.pop()?;
-        entry.task.header().local.timer.set(None);
+        entry.task.header().local.timer.set(0);
         Some(entry.task)
     }
 }
@@ -463,8 +464,8 @@ impl Worker {
         f()
     }
 
-    /// Registers a wake-up for `task` at `at` and returns its key.
-    pub(crate) fn add_timer(&self, at: Instant, task: &TaskRef) -> u128 {
+    /// Registers a wake-up for `task` at `at` and returns its sequence number.
+    pub(crate) fn add_timer(&self, at: Instant, task: &TaskRef) -> u64 {
         self.timers.borrow_mut().add(at, task)
     }
 

@@ -130,21 +130,30 @@ pub(crate) struct Completions {
 }
 
 /// The part of a green thread that only its home worker's thread touches.
+/// `repr(C)`: the fields every switch touches come first (see `Header`).
+#[repr(C)]
 pub(crate) struct Local {
     pub(crate) co: UnsafeCell<Option<TaskCoroutine>>,
     pub(crate) yielder: Cell<*const Yielder<(), Suspend>>,
     pub(crate) scopes: UnsafeCell<ScopeStack>,
-    /// The timer this green thread is waiting on, if any.
-    pub(crate) timer: Cell<Option<u128>>,
+    /// The sequence number of the timer this green thread waits on; 0 if none.
+    pub(crate) timer: Cell<u64>,
     /// Index in the home worker's registry of started green threads.
     pub(crate) slot: Cell<usize>,
 }
 
 /// The non-generic part of a green thread.
+///
+/// `repr(C)`, hot fields first: a switch reads `state` and the coroutine,
+/// yielder and scope stack in `local`, so they sit together in two or three
+/// cache lines instead of spread over the header's five. With a thousand
+/// green threads taking turns, those lines are what falls out of the cache.
+#[repr(C)]
 pub(crate) struct Header {
+    pub(crate) state: AtomicU32,
+    pub(crate) local: Local,
     pub(crate) id: u64,
     pub(crate) name: Option<Box<str>>,
-    pub(crate) state: AtomicU32,
     pub(crate) rt: Arc<RtShared>,
     /// The `run` this green thread belongs to, for shutdown.
     pub(crate) group: Option<Arc<Group>>,
@@ -158,7 +167,6 @@ pub(crate) struct Header {
     pub(crate) waiters: Mutex<Vec<JoinWaiter>>,
     pub(crate) stack_size: usize,
     pub(crate) site: &'static Location<'static>,
-    pub(crate) local: Local,
 }
 
 // SAFETY: every field but `local` is Sync on its own. `local` is only touched
@@ -197,7 +205,7 @@ impl Header {
                 co: UnsafeCell::new(None),
                 yielder: Cell::new(std::ptr::null()),
                 scopes: UnsafeCell::new(ScopeStack::default()),
-                timer: Cell::new(None),
+                timer: Cell::new(0),
                 slot: Cell::new(usize::MAX),
             },
         }

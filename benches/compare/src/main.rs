@@ -24,7 +24,34 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{median_ns_rounds, status_kib};
+use common::status_kib;
+
+/// Median ns per op of each of `runs`, measured in interleaved rounds: one
+/// warm-up each, then every round runs each once, starting one later each
+/// round. So a burst of noise on this shared machine, or the heap one
+/// runtime leaves behind for the next, does not fall on one runtime only.
+fn side_by_side(rounds: usize, ops: u64, runs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    for run in runs.iter_mut() {
+        run();
+    }
+    let n = runs.len();
+    let mut samples = vec![Vec::with_capacity(rounds); n];
+    for round in 0..rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let start = Instant::now();
+            runs[i]();
+            samples[i].push(start.elapsed().as_nanos() as f64 / ops as f64);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
+}
 
 const WORKERS: usize = 2;
 
@@ -408,48 +435,54 @@ fn table(only: Option<&str>) {
     let trt = tokio_cases::runtime();
     may_cases::configure();
     let mut lines = Vec::new();
+    // One line from the medians of stackful, tokio and (if measured) may.
+    let timed = |case, unit, m: Vec<f64>| Line {
+        case,
+        unit,
+        stackful: m.first().copied(),
+        tokio: m.get(1).copied(),
+        may: m.get(2).copied(),
+    };
 
     const N: u64 = 100_000;
-    if want("spawn_join (100 000 tasks)") {
-        lines.push(Line {
-            case: "spawn_join (100 000 tasks)",
-            unit: "ns/task",
-            stackful: Some(median_ns_rounds(7, N, || {
-                stackful_cases::spawn_join(&srt, N)
-            })),
-            tokio: Some(median_ns_rounds(7, N, || tokio_cases::spawn_join(&trt, N))),
-            may: Some(median_ns_rounds(7, N, || may_cases::spawn_join(N))),
-        });
+    let case = "spawn_join (100 000 tasks)";
+    if want(case) {
+        let m = side_by_side(
+            7,
+            N,
+            &mut [
+                &mut || stackful_cases::spawn_join(&srt, N),
+                &mut || tokio_cases::spawn_join(&trt, N),
+                &mut || may_cases::spawn_join(N),
+            ],
+        );
+        lines.push(timed(case, "ns/task", m));
     }
-    if want("yield_many (1 000 x 1 000)") {
-        lines.push(Line {
-            case: "yield_many (1 000 x 1 000)",
-            unit: "ns/yield",
-            stackful: Some(median_ns_rounds(7, 1_000_000, || {
-                stackful_cases::yield_many(&srt, 1_000, 1_000)
-            })),
-            tokio: Some(median_ns_rounds(7, 1_000_000, || {
-                tokio_cases::yield_many(&trt, 1_000, 1_000)
-            })),
-            may: Some(median_ns_rounds(7, 1_000_000, || {
-                may_cases::yield_many(1_000, 1_000)
-            })),
-        });
+    let case = "yield_many (1 000 x 1 000)";
+    if want(case) {
+        let m = side_by_side(
+            7,
+            1_000_000,
+            &mut [
+                &mut || stackful_cases::yield_many(&srt, 1_000, 1_000),
+                &mut || tokio_cases::yield_many(&trt, 1_000, 1_000),
+                &mut || may_cases::yield_many(1_000, 1_000),
+            ],
+        );
+        lines.push(timed(case, "ns/yield", m));
     }
-    if want("sleepers (25 000 x 10 ms), wall") {
-        lines.push(Line {
-            case: "sleepers (25 000 x 10 ms), wall",
-            unit: "ms",
-            stackful: Some(median_ns_rounds(5, 1_000_000, || {
-                stackful_cases::sleepers(&srt, SLEEPERS, 10)
-            })),
-            tokio: Some(median_ns_rounds(5, 1_000_000, || {
-                tokio_cases::sleepers(&trt, SLEEPERS, 10)
-            })),
-            may: Some(median_ns_rounds(5, 1_000_000, || {
-                may_cases::sleepers(SLEEPERS, 10)
-            })),
-        });
+    let case = "sleepers (25 000 x 10 ms), wall";
+    if want(case) {
+        let m = side_by_side(
+            5,
+            1_000_000,
+            &mut [
+                &mut || stackful_cases::sleepers(&srt, SLEEPERS, 10),
+                &mut || tokio_cases::sleepers(&trt, SLEEPERS, 10),
+                &mut || may_cases::sleepers(SLEEPERS, 10),
+            ],
+        );
+        lines.push(timed(case, "ms", m));
     }
     if want("sleepers (25 000 x 10 ms), peak RSS") {
         lines.push(Line {
@@ -460,85 +493,84 @@ fn table(only: Option<&str>) {
             may: child("sleepers_rss", "may"),
         });
     }
-    if want("blocking (10 000 round trips)") {
-        lines.push(Line {
-            case: "blocking (10 000 round trips)",
-            unit: "ns/trip",
-            stackful: Some(median_ns_rounds(5, 10_000, || {
-                stackful_cases::blocking(&srt, 10_000)
-            })),
-            tokio: Some(median_ns_rounds(5, 10_000, || {
+    let case = "blocking (10 000 round trips)";
+    if want(case) {
+        // may has no blocking pool.
+        let m = side_by_side(
+            5,
+            10_000,
+            &mut [&mut || stackful_cases::blocking(&srt, 10_000), &mut || {
                 tokio_cases::blocking(&trt, 10_000)
-            })),
-            may: None, // may has no blocking pool
-        });
+            }],
+        );
+        lines.push(timed(case, "ns/trip", m));
     }
     const PP: u64 = 100_000;
-    if want("pingpong, partner spawned by its peer (100 000)") {
-        lines.push(Line {
-            case: "pingpong, partner spawned by its peer (100 000)",
-            unit: "ns/trip",
-            stackful: Some(median_ns_rounds(7, PP, || {
-                stackful_cases::pingpong(&srt, PP, false);
-            })),
-            tokio: Some(median_ns_rounds(7, PP, || tokio_cases::pingpong(&trt, PP))),
-            may: Some(median_ns_rounds(7, PP, || may_cases::pingpong(PP))),
-        });
+    let case = "pingpong, partner spawned by its peer (100 000)";
+    if want(case) {
+        let m = side_by_side(
+            7,
+            PP,
+            &mut [
+                &mut || {
+                    stackful_cases::pingpong(&srt, PP, false);
+                },
+                &mut || tokio_cases::pingpong(&trt, PP),
+                &mut || may_cases::pingpong(PP),
+            ],
+        );
+        lines.push(timed(case, "ns/trip", m));
     }
-    if want("pingpong, pair forced onto two workers (20 000)") {
-        lines.push(Line {
-            case: "pingpong, pair forced onto two workers (20 000)",
-            unit: "ns/trip",
-            stackful: Some(median_ns_rounds(5, 20_000, || {
+    let case = "pingpong, pair forced onto two workers (20 000)";
+    if want(case) {
+        let m = side_by_side(
+            5,
+            20_000,
+            &mut [&mut || {
                 stackful_cases::pingpong(&srt, 20_000, true);
-            })),
-            tokio: None,
-            may: None,
-        });
+            }],
+        );
+        lines.push(timed(case, "ns/trip", m));
     }
     const MSGS: u64 = 1_000_000;
-    if want("throughput 1 producer / 1 consumer (spawned by it), bounded(1024)") {
-        lines.push(Line {
-            case: "throughput 1 producer / 1 consumer (spawned by it), bounded(1024)",
-            unit: "ns/msg",
-            stackful: Some(median_ns_rounds(5, MSGS, || {
-                stackful_cases::throughput(&srt, 1, 1, MSGS)
-            })),
-            tokio: Some(median_ns_rounds(5, MSGS, || {
-                tokio_cases::throughput(&trt, 1, 1, MSGS)
-            })),
-            may: Some(median_ns_rounds(5, MSGS, || {
-                may_cases::throughput(1, 1, MSGS)
-            })),
-        });
+    let case = "throughput 1 producer / 1 consumer (spawned by it), bounded(1024)";
+    if want(case) {
+        let m = side_by_side(
+            5,
+            MSGS,
+            &mut [
+                &mut || stackful_cases::throughput(&srt, 1, 1, MSGS),
+                &mut || tokio_cases::throughput(&trt, 1, 1, MSGS),
+                &mut || may_cases::throughput(1, 1, MSGS),
+            ],
+        );
+        lines.push(timed(case, "ns/msg", m));
     }
-    if want("throughput 4 producers / 4 consumers, bounded(1024)") {
-        lines.push(Line {
-            case: "throughput 4 producers / 4 consumers, bounded(1024)",
-            unit: "ns/msg",
-            stackful: Some(median_ns_rounds(5, MSGS, || {
-                stackful_cases::throughput(&srt, 4, 4, MSGS)
-            })),
-            tokio: Some(median_ns_rounds(5, MSGS, || {
-                tokio_cases::throughput(&trt, 4, 4, MSGS)
-            })),
-            may: Some(median_ns_rounds(5, MSGS, || {
-                may_cases::throughput(4, 4, MSGS)
-            })),
-        });
+    let case = "throughput 4 producers / 4 consumers, bounded(1024)";
+    if want(case) {
+        let m = side_by_side(
+            5,
+            MSGS,
+            &mut [
+                &mut || stackful_cases::throughput(&srt, 4, 4, MSGS),
+                &mut || tokio_cases::throughput(&trt, 4, 4, MSGS),
+                &mut || may_cases::throughput(4, 4, MSGS),
+            ],
+        );
+        lines.push(timed(case, "ns/msg", m));
     }
-    if want("mutex, 100 tasks x 10 000 increments") {
-        lines.push(Line {
-            case: "mutex, 100 tasks x 10 000 increments",
-            unit: "ns/incr",
-            stackful: Some(median_ns_rounds(5, MSGS, || {
-                stackful_cases::mutex(&srt, 100, 10_000)
-            })),
-            tokio: Some(median_ns_rounds(5, MSGS, || {
-                tokio_cases::mutex(&trt, 100, 10_000)
-            })),
-            may: Some(median_ns_rounds(5, MSGS, || may_cases::mutex(100, 10_000))),
-        });
+    let case = "mutex, 100 tasks x 10 000 increments";
+    if want(case) {
+        let m = side_by_side(
+            5,
+            MSGS,
+            &mut [
+                &mut || stackful_cases::mutex(&srt, 100, 10_000),
+                &mut || tokio_cases::mutex(&trt, 100, 10_000),
+                &mut || may_cases::mutex(100, 10_000),
+            ],
+        );
+        lines.push(timed(case, "ns/incr", m));
     }
     if want("memory per idle task (20 000)") {
         lines.push(Line {
