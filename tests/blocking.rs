@@ -133,3 +133,31 @@ fn the_caller_resumes_on_its_own_worker() {
     });
     assert!(same);
 }
+
+/// A pool thread that just finished a job spins briefly for the next one.
+/// Two jobs submitted meanwhile must still run at the same time: the second
+/// must wake another thread, not wait behind the first. Each job here waits
+/// for the other, so running them one after the other fails (by timeout).
+#[test]
+fn jobs_submitted_while_a_pool_thread_spins_run_concurrently() {
+    use std::sync::mpsc::channel;
+    stackful::run(|| {
+        spawn_blocking(|| ()); // leaves a pool thread spinning
+        let (a_tx, a_rx) = channel::<()>();
+        let (b_tx, b_rx) = channel::<()>();
+        let a = stackful::spawn(move || {
+            spawn_blocking(move || {
+                a_tx.send(()).unwrap();
+                b_rx.recv_timeout(Duration::from_secs(10)).is_ok()
+            })
+        });
+        let b = stackful::spawn(move || {
+            spawn_blocking(move || {
+                b_tx.send(()).unwrap();
+                a_rx.recv_timeout(Duration::from_secs(10)).is_ok()
+            })
+        });
+        assert!(a.join().unwrap(), "job a never saw job b run");
+        assert!(b.join().unwrap(), "job b never saw job a run");
+    });
+}
