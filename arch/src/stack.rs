@@ -385,10 +385,12 @@ impl fmt::Debug for Stack {
 /// cache sets and evict each other when many coroutines take turns. The
 /// offset stays well inside the first page, so an idle coroutine still
 /// touches one page.
+/// Taken from the page number's low bits: stacks are mapped next to each
+/// other, a whole number of pages plus a guard page apart, so neighbours
+/// differ in those bits (cheap: corosensei asks for the base on every switch).
 #[inline]
 fn colour(base: usize) -> usize {
-    let page = base >> 12;
-    ((page ^ (page >> 4) ^ (page >> 8)) & 15) * 64
+    ((base >> 12) & 15) * 64
 }
 
 // SAFETY: `base` minus the colour (a multiple of 64 below 1 KiB) lies inside
