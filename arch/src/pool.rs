@@ -44,6 +44,9 @@ pub const LOCAL_CAPACITY: usize = 64;
 /// that a burst takes the shared pool's lock once per batch, not per stack.
 const BATCH: usize = LOCAL_CAPACITY / 2;
 
+/// Stacks mapped at once when the pool is empty (see `Stack::new_batch`).
+const MAP_BATCH: usize = 8;
+
 /// Stacks kept in the shared pool while it is busy.
 pub const SHARED_CAPACITY: usize = 32_768;
 
@@ -277,7 +280,7 @@ impl PooledStack {
             LAST_USE.store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
             return Ok(stack);
         }
-        match Stack::new(size) {
+        let mut batch = match Stack::new_batch(size, MAP_BATCH) {
             Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
                 // Pooled stacks of other sizes hold mappings: give them up
                 // and try once more.
@@ -290,10 +293,25 @@ impl PooledStack {
                     return Err(e);
                 }
                 drop(pooled);
-                Stack::new(size)
+                Stack::new_batch(size, 1)?
             }
-            other => other,
+            other => other?,
+        };
+        let first = batch.pop().expect("a batch holds at least one stack");
+        // The rest go to this thread's cache (it missed, so it has room).
+        let spare = LOCAL.try_with(|l| {
+            let stacks = &mut l.borrow_mut().stacks;
+            let room = LOCAL_CAPACITY.saturating_sub(stacks.len());
+            let keep = batch.len().min(room);
+            stacks.extend(batch.drain(..keep));
+            batch
+        });
+        match spare {
+            Ok(rest) if rest.is_empty() => {}
+            Ok(rest) => put_shared_all(rest.into_iter()),
+            Err(_) => {} // thread exiting: the batch was dropped (unmapped)
         }
+        Ok(first)
     }
 }
 

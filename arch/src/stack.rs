@@ -297,6 +297,69 @@ impl Stack {
         Ok(Stack { base, size, slot })
     }
 
+    /// Maps up to `n` stacks of `size` bytes with one `mmap`, each with its
+    /// own guard page (one `mprotect` each): a burst that outgrows the pool
+    /// pays one mapping call per batch instead of one per stack. Each stack
+    /// is unmapped on its own when dropped (`munmap` of part of a mapping).
+    ///
+    /// Returns at least one stack. At the kernel's mapping limit it returns
+    /// the stacks it could protect, or the error if there were none.
+    pub(crate) fn new_batch(size: usize, n: usize) -> Result<Vec<Stack>, StackError> {
+        let size = Self::checked_size(size)?;
+        if n <= 1 {
+            return Stack::new(size).map(|s| vec![s]);
+        }
+        overflow::install();
+        let page = page_size();
+        let len = size + GUARD_PAGES * page;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK;
+        // SAFETY: an anonymous mapping at an address of the kernel's choosing
+        // cannot alias any existing Rust object.
+        let start = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len * n,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
+        if start == libc::MAP_FAILED {
+            // One large mapping can fail where a single stack fits.
+            return Stack::new(size).map(|s| vec![s]);
+        }
+        let start = start as usize;
+        let mut stacks = Vec::with_capacity(n);
+        for i in 0..n {
+            let low = start + i * len;
+            // SAFETY: `low` is the page-aligned start of stack `i`'s part of
+            // the mapping made above, which nothing else uses yet.
+            let ret = unsafe {
+                libc::mprotect(
+                    low as *mut libc::c_void,
+                    GUARD_PAGES * page,
+                    libc::PROT_NONE,
+                )
+            };
+            if ret != 0 {
+                let err = StackError::os(StackErrorKind::Protect, size);
+                // SAFETY: unmapping the unprotected rest of the mapping made
+                // above, which no Stack owns.
+                unsafe { libc::munmap(low as *mut libc::c_void, (n - i) * len) };
+                if stacks.is_empty() {
+                    return Err(err);
+                }
+                break;
+            }
+            let base = NonZeroUsize::new(low + len).expect("mmap returned a mapping ending at 0");
+            let slot = registry::register(low, low + GUARD_PAGES * page, base.get());
+            MAPPED.fetch_add(1, Ordering::Relaxed);
+            stacks.push(Stack { base, size, slot });
+        }
+        Ok(stacks)
+    }
+
     /// Validates a requested size and rounds it up to whole pages.
     pub(crate) fn checked_size(size: usize) -> Result<usize, StackError> {
         if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&size) {
@@ -448,6 +511,35 @@ mod tests {
                     .contains("must be between 16 KiB and 1024 MiB"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_separate_guarded_stacks_that_unmap_one_by_one() {
+        let mut stacks = Stack::new_batch(MIN_STACK_SIZE, 4).unwrap();
+        assert_eq!(stacks.len(), 4);
+        stacks.sort_by_key(Stack::top);
+        for pair in stacks.windows(2) {
+            // Each stack's guard page sits between it and the one below.
+            assert_eq!(pair[1].guard_end() - page_size(), pair[0].top());
+        }
+        for stack in &stacks {
+            assert_eq!(stack.size(), MIN_STACK_SIZE);
+            let (low, high) = (stack.guard_end() as *mut u8, (stack.top() - 1) as *mut u8);
+            // SAFETY: both addresses lie in this stack's usable, writable part.
+            unsafe {
+                low.write(1);
+                high.write(2);
+                assert_eq!((low.read(), high.read()), (1, 2));
+            }
+        }
+        // Unmapping one leaves its neighbours usable.
+        let middle = stacks.remove(1);
+        drop(middle);
+        for stack in &stacks {
+            let p = stack.guard_end() as *mut u8;
+            // SAFETY: this stack is still mapped and writable.
+            unsafe { p.write(3) };
         }
     }
 
