@@ -16,6 +16,10 @@
 //!    sleeping green threads, say) reuses the stacks of the previous burst.
 //! 3. Beyond that, stacks are unmapped.
 //!
+//! When both levels are empty, stacks are mapped eight at a time with one
+//! `mmap` (each still gets its own guard page), and the spare ones go to the
+//! thread's cache, so a burst that outgrows the pool pays fewer calls.
+//!
 //! Memory goes back to the kernel off the hot path. When the shared pool
 //! holds more than [`IDLE_CAPACITY`] stacks, a background trimmer thread
 //! starts; once the pool has seen no traffic for a second it unmaps all but
