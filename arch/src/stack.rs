@@ -229,8 +229,9 @@ impl From<StackError> for io::Error {
 /// Dropping it unmaps the memory. Most code wants a [`PooledStack`](crate::PooledStack)
 /// instead, which reuses stacks.
 pub struct Stack {
-    /// Highest address of the mapping; stacks grow down from here.
-    base: NonZeroUsize,
+    /// Where coroutines start: the top of the mapping minus the stack's
+    /// colour (see `colour`). Stored, since corosensei asks on every switch.
+    start: NonZeroUsize,
     /// Usable bytes, a multiple of the page size; the mapping is this plus the guard.
     size: usize,
     /// This stack's entry in the overflow handler's registry.
@@ -294,7 +295,7 @@ impl Stack {
         let base = NonZeroUsize::new(start + len).expect("mmap returned a mapping ending at 0");
         let slot = registry::register(start, start + GUARD_PAGES * page, base.get());
         MAPPED.fetch_add(1, Ordering::Relaxed);
-        Ok(Stack { base, size, slot })
+        Ok(Stack::at(base, size, slot))
     }
 
     /// Maps up to `n` stacks of `size` bytes with one `mmap`, each with its
@@ -355,7 +356,7 @@ impl Stack {
             let base = NonZeroUsize::new(low + len).expect("mmap returned a mapping ending at 0");
             let slot = registry::register(low, low + GUARD_PAGES * page, base.get());
             MAPPED.fetch_add(1, Ordering::Relaxed);
-            stacks.push(Stack { base, size, slot });
+            stacks.push(Stack::at(base, size, slot));
         }
         Ok(stacks)
     }
@@ -374,15 +375,23 @@ impl Stack {
         self.size
     }
 
+    fn at(top: NonZeroUsize, size: usize, slot: &'static Slot) -> Stack {
+        let start = NonZeroUsize::new(top.get() - colour(top.get()))
+            .expect("a stack's top is far above address 0");
+        Stack { start, size, slot }
+    }
+
     /// Highest address of the mapping. Coroutines start a little below it
     /// (see `colour`): `corosensei::stack::Stack::base` says where.
     pub fn top(&self) -> usize {
-        self.base.get()
+        // The colour is less than a page and the top is page aligned.
+        let page = page_size();
+        (self.start.get() + page - 1) & !(page - 1)
     }
 
     /// Lowest usable address; the guard page sits just below it.
     pub fn guard_end(&self) -> usize {
-        self.base.get() - self.size
+        self.top() - self.size
     }
 
     /// Gives the memory of every page back to the kernel (`MADV_DONTNEED`);
@@ -425,7 +434,7 @@ impl Drop for Stack {
         let len = self.size + GUARD_PAGES * page_size();
         // SAFETY: the mapping was made in `Stack::new` with this start and
         // length, and the stack is being dropped, so no coroutine runs on it.
-        let ret = unsafe { libc::munmap((self.base.get() - len) as *mut libc::c_void, len) };
+        let ret = unsafe { libc::munmap((self.top() - len) as *mut libc::c_void, len) };
         debug_assert_eq!(ret, 0, "munmap failed: {}", io::Error::last_os_error());
         MAPPED.fetch_sub(1, Ordering::Relaxed);
     }
@@ -434,7 +443,7 @@ impl Drop for Stack {
 impl fmt::Debug for Stack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stack")
-            .field("base", &format_args!("{:#x}", self.base))
+            .field("top", &format_args!("{:#x}", self.top()))
             .field("size", &self.size)
             .finish()
     }
@@ -450,28 +459,27 @@ impl fmt::Debug for Stack {
 /// touches one page.
 /// Taken from the page number's low bits: stacks are mapped next to each
 /// other, a whole number of pages plus a guard page apart, so neighbours
-/// differ in those bits (cheap: corosensei asks for the base on every switch).
+/// differ in those bits.
 #[inline]
 fn colour(base: usize) -> usize {
     ((base >> 12) & 15) * 64
 }
 
-// SAFETY: `base` minus the colour (a multiple of 64 below 1 KiB) lies inside
-// the mapping and is aligned to 64, so to STACK_ALIGNMENT; `limit` is the
+// SAFETY: `start`, the top minus the colour (a multiple of 64 below 1 KiB),
+// lies inside the mapping and is aligned to 64, so to STACK_ALIGNMENT; `limit` is the
 // start of the mapping and includes the guard page. The usable part is at
 // least MIN_STACK_SIZE (16 KiB), far above corosensei's 4 KiB minimum plus
 // the colour, and the guard page is PROT_NONE for as long as the Stack exists.
 unsafe impl corosensei::stack::Stack for Stack {
     #[inline]
     fn base(&self) -> corosensei::stack::StackPointer {
-        NonZeroUsize::new(self.base.get() - colour(self.base.get()))
-            .expect("a stack's top is far above address 0")
+        self.start
     }
 
     #[inline]
     fn limit(&self) -> corosensei::stack::StackPointer {
         let len = self.size + GUARD_PAGES * page_size();
-        NonZeroUsize::new(self.base.get() - len).expect("stack mapping starts at address 0")
+        NonZeroUsize::new(self.top() - len).expect("stack mapping starts at address 0")
     }
 }
 
