@@ -650,15 +650,20 @@ impl Worker {
             self.searching
                 .set(self.rt.idle.try_start_searching(self.rt.homes.len()));
         }
-        // Only searchers spin (a `run` thread always does): a worker parks
-        // at once when others already search.
-        let spins = if pool && !self.searching.get() {
-            1
-        } else {
-            SPINS
-        };
-        for _ in 0..spins {
-            if self.has_work() {
+        // Searchers (and a `run` thread) spin on all the work they could
+        // take. A worker that may not search spins on its own inbox only: a
+        // partner green thread on another worker that answers within a few
+        // microseconds then needs no futex wake-up, and the shared queues'
+        // cache lines are left alone.
+        let searching = !pool || self.searching.get();
+        for _ in 0..SPINS {
+            let work = if searching {
+                self.has_work()
+            } else {
+                self.home.inbox_ready.load(Ordering::Acquire)
+                    || self.home.control.load(Ordering::Acquire)
+            };
+            if work {
                 return;
             }
             std::hint::spin_loop();
