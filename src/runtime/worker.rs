@@ -12,8 +12,9 @@
 //! A worker runs a loop: timers that are due, the inbox, then one green
 //! thread from the ready queue (or, every 31st turn and when nothing is
 //! ready, a new one from its deque, the runtime's injector, or another
-//! worker). With nothing to do it spins briefly, then parks until a wake-up
-//! or its next timer. The park is the one place a worker blocks; an epoll
+//! worker), followed by more ready ones in a burst while nothing else is
+//! due. With nothing to do it spins briefly (see `Idle` for who may spin on
+//! what), then parks until a wake-up or its next timer. The park is the one place a worker blocks; an epoll
 //! reactor will take its place, waiting with the next timer as its timeout.
 
 use std::cell::{Cell, RefCell};
