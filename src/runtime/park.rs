@@ -158,6 +158,7 @@ pub(crate) fn suspend(task: &TaskRef, wake_at: Option<Instant>, how: Suspend) ->
         h.local.timer.set(seq);
     }
     let yielder = h.local.yielder.get();
+    h.local.resume_hint.set(stack_address());
     // SAFETY: `yielder` was stored by the green thread's entry closure from
     // the reference corosensei gave it, and stays valid while the body runs;
     // we are inside the body (this is its current task, running here).
@@ -171,6 +172,13 @@ pub(crate) fn suspend(task: &TaskRef, wake_at: Option<Instant>, how: Suspend) ->
     wake_at.is_some()
 }
 
+/// An address in the caller's stack frame: where a suspension's frames are.
+#[inline(always)]
+fn stack_address() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(std::ptr::addr_of!(marker)) as usize
+}
+
 /// `yield_now` inside a green thread: back of the ready queue, then on.
 /// Returns false on a plain OS thread. A cancellation point: the check after
 /// the switch sees any cancellation requested before it too.
@@ -180,6 +188,7 @@ pub(crate) fn yield_current() -> bool {
         let Some(task) = task else { return false };
         let h = task.header();
         let yielder = h.local.yielder.get();
+        h.local.resume_hint.set(stack_address());
         // SAFETY: as in `suspend`: this green thread is running, and its
         // yielder is valid while its body runs.
         unsafe { (*yielder).suspend(Suspend::Requeue) };

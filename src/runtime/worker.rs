@@ -384,6 +384,19 @@ pub(crate) fn current_task() -> Option<TaskRef> {
     }
 }
 
+/// A hint to load the cache line at `p`. Never faults, whatever `p` is.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` is a hint: it reads nothing architecturally and
+    // does not fault on any address, and SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Enqueues a woken, started green thread on its home worker.
 pub(crate) fn schedule(task: TaskRef) {
     let home: *const Home = task
@@ -826,6 +839,7 @@ impl Worker {
                 .running_since
                 .store(self.rt.nanos_since_start(), Ordering::Release);
         }
+        self.prefetch_next();
         CURRENT.set(NonNull::new(Arc::as_ptr(&task).cast_mut()));
         let previous = scopes::set_current(h.local.scopes.get());
         // SAFETY: this is the home thread (see `start`), and the green
@@ -843,6 +857,28 @@ impl Worker {
             CoroutineResult::Yield(Suspend::Requeue) => self.ready.borrow_mut().push_back(task),
             CoroutineResult::Yield(Suspend::Wait) => self.after_wait(task),
             CoroutineResult::Return(()) => self.complete(task),
+        }
+    }
+
+    /// Asks the CPU to start loading what the next resumes will touch while
+    /// this one runs: the header of the green thread three places ahead in
+    /// the ready queue, and the suspended frames of the one two places ahead
+    /// (its header, holding their address, was prefetched a switch earlier).
+    /// With many green threads taking turns those are cache misses otherwise,
+    /// and a resume or two is about the time a load from memory takes.
+    #[inline]
+    fn prefetch_next(&self) {
+        let ready = self.ready.borrow();
+        if let Some(later) = ready.get(2) {
+            prefetch(std::ptr::from_ref(later.header()).cast());
+        }
+        if let Some(soon) = ready.get(1) {
+            let at = soon.header().local.resume_hint.get();
+            if at != 0 {
+                prefetch((at - 128) as *const u8);
+                prefetch((at - 64) as *const u8);
+                prefetch(at as *const u8);
+            }
         }
     }
 

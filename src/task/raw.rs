@@ -135,6 +135,9 @@ pub(crate) struct Completions {
 pub(crate) struct Local {
     pub(crate) co: UnsafeCell<Option<TaskCoroutine>>,
     pub(crate) yielder: Cell<*const Yielder<(), Suspend>>,
+    /// An address near the top of the frames of its last suspension (0 before
+    /// the first): where its next resume will read, for the worker to prefetch.
+    pub(crate) resume_hint: Cell<usize>,
     pub(crate) scopes: UnsafeCell<ScopeStack>,
     /// The sequence number of the timer this green thread waits on; 0 if none.
     pub(crate) timer: Cell<u64>,
@@ -204,6 +207,7 @@ impl Header {
             local: Local {
                 co: UnsafeCell::new(None),
                 yielder: Cell::new(std::ptr::null()),
+                resume_hint: Cell::new(0),
                 scopes: UnsafeCell::new(ScopeStack::default()),
                 timer: Cell::new(0),
                 slot: Cell::new(usize::MAX),
