@@ -29,7 +29,7 @@ use std::fmt;
 use std::io;
 use std::num::NonZeroUsize;
 use std::ptr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::overflow::{self, Label};
 use crate::registry::{self, Slot};
@@ -112,6 +112,16 @@ impl StackError {
         }
     }
 
+    /// The mapping limit is reached (see `MAP_RESERVE`): reported like the
+    /// kernel's own refusal.
+    fn map_limit(requested: usize) -> Self {
+        StackError {
+            kind: StackErrorKind::Map,
+            requested,
+            errno: Some(libc::ENOMEM),
+        }
+    }
+
     fn os(kind: StackErrorKind, requested: usize) -> Self {
         StackError {
             kind,
@@ -134,6 +144,30 @@ impl StackError {
     pub fn raw_os_error(&self) -> Option<i32> {
         self.errno
     }
+}
+
+/// Mappings kept free for the rest of the process (malloc, thread stacks,
+/// files): no stack is mapped once stacks alone would leave fewer than this
+/// many under `vm.max_map_count`. Without it, coroutines could take the last
+/// mappings and the next `malloc` would abort the process.
+const MAP_RESERVE: u64 = 1024;
+
+/// How many of `n` more stacks fit under `vm.max_map_count` minus the
+/// reserve. The limit is read once, and again whenever it seems reached
+/// (it can be raised while the process runs).
+fn stacks_that_fit(n: usize) -> usize {
+    static LIMIT: AtomicU64 = AtomicU64::new(0);
+    let fit = |limit: u64| {
+        let used = 2 * MAPPED.load(Ordering::Relaxed) as u64 + MAP_RESERVE;
+        (limit.saturating_sub(used) / 2).min(n as u64) as usize
+    };
+    let cached = LIMIT.load(Ordering::Relaxed);
+    if cached != 0 && fit(cached) == n {
+        return n;
+    }
+    let limit = max_map_count().unwrap_or(u64::MAX);
+    LIMIT.store(limit, Ordering::Relaxed);
+    fit(limit)
 }
 
 /// Counts this process's memory mappings, if `/proc` is there.
@@ -264,6 +298,9 @@ impl Stack {
     /// ```
     pub fn new(size: usize) -> Result<Stack, StackError> {
         let size = Self::checked_size(size)?;
+        if stacks_that_fit(1) == 0 {
+            return Err(StackError::map_limit(size));
+        }
         overflow::install();
         let page = page_size();
         let len = size + GUARD_PAGES * page;
@@ -307,6 +344,7 @@ impl Stack {
     /// the stacks it could protect, or the error if there were none.
     pub(crate) fn new_batch(size: usize, n: usize) -> Result<Vec<Stack>, StackError> {
         let size = Self::checked_size(size)?;
+        let n = stacks_that_fit(n);
         if n <= 1 {
             return Stack::new(size).map(|s| vec![s]);
         }
