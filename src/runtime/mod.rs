@@ -109,6 +109,11 @@ impl Idle {
         }
     }
 
+    /// Whether some worker searches for work (or was woken to).
+    pub(crate) fn is_searching(&self) -> bool {
+        self.searching.load(Ordering::Relaxed) != 0
+    }
+
     /// A worker stops searching; true if it was the last one.
     pub(crate) fn stop_searching(&self) -> bool {
         self.searching.fetch_sub(1, Ordering::SeqCst) == 1

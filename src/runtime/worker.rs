@@ -639,7 +639,13 @@ impl Worker {
         self.lifo_streak
             .set(if lifo.is_some() { streak + 1 } else { 0 });
         let next = lifo.or_else(|| {
-            if tick.is_multiple_of(31) {
+            // Every 31st turn a busy worker starts a new green thread too, so
+            // new ones are not starved by a busy ready queue. Not while
+            // another worker is searching: that one is idle (or just woken
+            // for this work) and should start them. A started green thread
+            // never moves, so a worker that took them all now would keep
+            // them all, however many workers are idle later.
+            if tick.is_multiple_of(31) && !self.rt.idle.is_searching() {
                 self.find_fresh().or_else(|| self.pop_ready())
             } else {
                 self.pop_ready().or_else(|| self.find_fresh())
