@@ -232,3 +232,28 @@ fn sleep_zero_yields_and_huge_durations_do_not_overflow() {
         assert_eq!(timeout(Duration::MAX, || 3), Ok(3));
     });
 }
+
+/// Timers set out of order (some land in the worker's in-order FIFO, some in
+/// its heap) fire in deadline order, and a cancelled sleeper's stale timer
+/// neither fires nor holds up the others.
+#[test]
+fn timers_fire_in_deadline_order_whatever_order_they_were_set_in() {
+    let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+    let woke = Arc::new(std::sync::Mutex::new(Vec::new()));
+    rt.run(|| {
+        let mut handles = Vec::new();
+        for ms in [60u64, 20, 100, 40, 120, 80, 140] {
+            let woke = woke.clone();
+            handles.push(stackful::spawn(move || {
+                sleep(Duration::from_millis(ms));
+                woke.lock().unwrap().push(ms);
+            }));
+        }
+        // Let every sleeper set its timer, then cancel the 100 ms one.
+        sleep(Duration::from_millis(5));
+        handles[2].cancel();
+        let outcomes = stackful::join_all(handles);
+        assert!(outcomes[2].as_ref().unwrap_err().is_cancelled());
+    });
+    assert_eq!(*woke.lock().unwrap(), [20, 40, 60, 80, 120, 140]);
+}
