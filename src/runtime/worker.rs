@@ -131,9 +131,8 @@ impl Home {
 /// A worker's timers: a FIFO of deadlines in order and a min-heap for the
 /// rest, both with lazy removal.
 ///
-/// Keys hold nanoseconds since `epoch` in their high 64 bits and a sequence
-/// number in the low ones, so they are unique and compare as one integer.
-/// Most sleeps end later than every sleep before them (a burst of
+/// Entries are ordered by deadline, then by a sequence number that makes
+/// them unique and identifies them to their green thread. Most sleeps end later than every sleep before them (a burst of
 /// `sleep(10ms)`, a ticker), so a timer whose key is not below the FIFO's
 /// last goes to its back, and due timers come off its front: O(1) both ways,
 /// reading memory in order. The others go to the heap, O(log n). The next
@@ -148,11 +147,10 @@ struct Timers {
     heap: std::collections::BinaryHeap<TimerEntry>,
     seq: u64,
     stale: usize,
-    epoch: Instant,
 }
 
 struct TimerEntry {
-    key: u128,
+    key: (Instant, u64),
     task: TaskRef,
 }
 
@@ -180,7 +178,7 @@ impl Ord for TimerEntry {
 impl TimerEntry {
     /// Whether the green thread still waits on this timer. Home thread only.
     fn is_live(&self) -> bool {
-        self.task.header().local.timer.get() == self.key as u64
+        self.task.header().local.timer.get() == self.key.1
     }
 }
 
@@ -191,7 +189,6 @@ impl Timers {
             heap: std::collections::BinaryHeap::new(),
             seq: 0,
             stale: 0,
-            epoch: Instant::now(),
         }
     }
 
@@ -199,17 +196,10 @@ impl Timers {
         self.fifo.is_empty() && self.heap.is_empty()
     }
 
-    /// `at` in nanoseconds since `epoch`.
-    fn nanos(&self, at: Instant) -> u128 {
-        at.saturating_duration_since(self.epoch)
-            .as_nanos()
-            .min(u64::MAX as u128)
-    }
-
     /// Adds a timer and returns its sequence number (never 0).
     fn add(&mut self, at: Instant, task: &TaskRef) -> u64 {
         self.seq += 1;
-        let key = (self.nanos(at) << 64) | u128::from(self.seq);
+        let key = (at, self.seq);
         let entry = TimerEntry {
             key,
             task: task.clone(),
@@ -235,7 +225,7 @@ impl Timers {
 
     /// Drops stale entries from both fronts, then returns the earliest key
     /// and whether it is the FIFO's.
-    fn first(&mut self) -> Option<(u128, bool)> {
+    fn first(&mut self) -> Option<(Instant, bool)> {
         while self.fifo.front().is_some_and(|e| !e.is_live()) {
             self.fifo.pop_front();
             self.stale = self.stale.saturating_sub(1);
@@ -245,23 +235,22 @@ impl Timers {
             self.stale = self.stale.saturating_sub(1);
         }
         match (self.fifo.front(), self.heap.peek()) {
-            (Some(f), Some(h)) if h.key < f.key => Some((h.key, false)),
-            (Some(f), _) => Some((f.key, true)),
-            (None, Some(h)) => Some((h.key, false)),
+            (Some(f), Some(h)) if h.key < f.key => Some((h.key.0, false)),
+            (Some(f), _) => Some((f.key.0, true)),
+            (None, Some(h)) => Some((h.key.0, false)),
             (None, None) => None,
         }
     }
 
     fn next(&mut self) -> Option<Instant> {
-        let (key, _) = self.first()?;
-        Some(self.epoch + std::time::Duration::from_nanos((key >> 64) as u64))
+        self.first().map(|(at, _)| at)
     }
 
-    /// Pops a live timer that is due at `now` (in `nanos`), clearing the
-    /// green thread's record of it.
-    fn pop_due(&mut self, now: u128) -> Option<TaskRef> {
-        let (key, in_fifo) = self.first()?;
-        if key >> 64 > now {
+    /// Pops a live timer that is due at `now`, clearing the green thread's
+    /// record of it.
+    fn pop_due(&mut self, now: Instant) -> Option<TaskRef> {
+        let (at, in_fifo) = self.first()?;
+        if at > now {
             return None;
         }
         let entry = if in_fifo {
@@ -521,7 +510,7 @@ impl Worker {
         if self.timers.borrow().is_empty() {
             return;
         }
-        let now = self.timers.borrow().nanos(Instant::now());
+        let now = Instant::now();
         loop {
             let due = self.timers.borrow_mut().pop_due(now);
             match due {
