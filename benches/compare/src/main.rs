@@ -666,7 +666,7 @@ fn scale(raise: bool) {
             (peak - rss_before) as f64 * 1024.0 / N as f64
         ),
         Err((spawned, e)) => println!(
-            "after {spawned} live green threads, spawn returned an error (no hang) in {:.1} s:\n  {e}",
+            "after {spawned} spawns, spawn returned an error (no hang) in {:.1} s:\n  {e}",
             start.elapsed().as_secs_f64()
         ),
     }
