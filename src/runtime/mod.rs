@@ -51,7 +51,9 @@ pub(crate) struct Config {
 /// searching worker (spinning, or just woken and not yet busy) will find it.
 /// A worker that finds unstarted work while it is the last searcher wakes
 /// one more if work is left, so a burst of spawns spreads over the workers
-/// one wake-up at a time instead of one wake-up per spawn.
+/// one wake-up at a time instead of one wake-up per spawn. At most half the
+/// workers search at once (the others park, after watching only their own
+/// inbox for a moment), so idle spinning leaves CPU to the busy ones.
 ///
 /// The race that matters: a worker stops searching and parks while a spawner
 /// skips the wake-up because it still saw it searching. Both sides order their
