@@ -11,7 +11,7 @@
 //!
 //! A `catch_unwind` inside coroutine code catches these unwinds like any
 //! panic. Let them go on: check the payload with [`Cancelled::is`] and
-//! re-raise it, or use [`catch_unwind`](crate::catch_unwind), which does that
+//! re-raise it, or use [`catch_unwind`], which does that
 //! for you. Code that swallows one anyway causes no undefined behaviour and no
 //! hang: a cancelled green thread or an expired timeout is unwound again at its
 //! next suspension point, and a generator that yields while being closed gets

@@ -377,7 +377,7 @@ impl Default for Builder {
 
 impl Builder {
     /// A builder with no name and the default stack size,
-    /// [`DEFAULT_STACK_SIZE`](crate::stack::DEFAULT_STACK_SIZE).
+    /// [`DEFAULT_STACK_SIZE`].
     pub fn new() -> Builder {
         Builder {
             name: None,

@@ -1,6 +1,6 @@
 //! Green threads: spawn, join, cancel, and waiting on several at once.
 //!
-//! [`spawn`](crate::spawn) starts a green thread and returns a
+//! [`spawn`] starts a green thread and returns a
 //! [`JoinHandle`]; [`JoinHandle::join`] waits for its result. Inside a green
 //! thread, waiting suspends only the green thread; on a plain OS thread it
 //! blocks the thread, so library code works in both worlds.
