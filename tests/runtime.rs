@@ -344,3 +344,44 @@ fn a_burst_of_unstarted_spawns_is_not_refused_by_the_mapping_limit() {
     });
     assert_eq!(total, N * (N - 1) / 2);
 }
+
+/// A green thread spawns three partners in a row while the other workers are
+/// parked: the first two go to its deque (each displaced from the LIFO slot),
+/// and the worker woken for the first may steal only that one. The second
+/// must not be stranded in the deque while workers stay parked: here the
+/// first and third spin until the second has run, so a stranded one would
+/// leave them spinning (up to the test's 5 s limit) instead of finishing.
+#[test]
+fn spawns_pushed_while_a_worker_searches_still_wake_a_parked_worker() {
+    fn spin_until(flag: &AtomicBool) -> bool {
+        let start = Instant::now();
+        while !flag.load(Ordering::Acquire) {
+            if start.elapsed() > Duration::from_secs(5) {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+        true
+    }
+    let rt = Runtime::builder().workers(4).build().unwrap();
+    for round in 0..5 {
+        let ok = rt.run(|| {
+            sleep(Duration::from_millis(30)); // let the workers park
+            stackful::spawn(|| {
+                let flag = Arc::new(AtomicBool::new(false));
+                let f = flag.clone();
+                let first = stackful::spawn(move || spin_until(&f));
+                let f = flag.clone();
+                let second = stackful::spawn(move || f.store(true, Ordering::Release));
+                let f = flag.clone();
+                let third = stackful::spawn(move || spin_until(&f));
+                let ok = first.join().unwrap();
+                second.join().unwrap();
+                ok && third.join().unwrap()
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(ok, "round {round}: the second spawn never started");
+    }
+}

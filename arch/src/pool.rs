@@ -100,6 +100,11 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// Milliseconds since the pool's clock started.
+pub(crate) fn millis_since_start() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
 fn lock_shared() -> std::sync::MutexGuard<'static, Shared> {
     SHARED.lock().unwrap_or_else(|e| e.into_inner())
 }

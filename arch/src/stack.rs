@@ -146,24 +146,33 @@ impl StackError {
     }
 }
 
-/// Mappings kept free for the rest of the process (malloc, thread stacks,
-/// files): no stack is mapped once stacks alone would leave fewer than this
-/// many under `vm.max_map_count`. Without it, coroutines could take the last
-/// mappings and the next `malloc` would abort the process.
+/// Mappings left under `vm.max_map_count` for the rest of the process
+/// (malloc, thread stacks, libraries): a stack is mapped only while stacks
+/// use at most the limit minus this many. Without it, coroutines could take
+/// the last mappings and the next `malloc` would abort the process. (A
+/// process that needs more than this for other things still meets the
+/// kernel's own refusal, which is reported the same way.)
 const MAP_RESERVE: u64 = 1024;
 
 /// How many of `n` more stacks fit under `vm.max_map_count` minus the
-/// reserve. The limit is read once, and again whenever it seems reached
-/// (it can be raised while the process runs).
+/// reserve. The limit is read once, and again when it seems reached (it can
+/// be raised while the process runs), at most every 100 ms so that a stream
+/// of refused stacks does not read `/proc` each time.
 fn stacks_that_fit(n: usize) -> usize {
     static LIMIT: AtomicU64 = AtomicU64::new(0);
+    static READ_AT_MS: AtomicU64 = AtomicU64::new(0);
     let fit = |limit: u64| {
         let used = 2 * MAPPED.load(Ordering::Relaxed) as u64 + MAP_RESERVE;
         (limit.saturating_sub(used) / 2).min(n as u64) as usize
     };
     let cached = LIMIT.load(Ordering::Relaxed);
-    if cached != 0 && fit(cached) == n {
-        return n;
+    if cached != 0 {
+        let fits = fit(cached);
+        let now_ms = crate::pool::millis_since_start();
+        if fits == n || now_ms < READ_AT_MS.load(Ordering::Relaxed) + 100 {
+            return fits;
+        }
+        READ_AT_MS.store(now_ms, Ordering::Relaxed);
     }
     let limit = max_map_count().unwrap_or(u64::MAX);
     LIMIT.store(limit, Ordering::Relaxed);

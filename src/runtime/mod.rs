@@ -71,10 +71,8 @@ pub(crate) struct Idle {
 impl Idle {
     /// Registers a worker about to park.
     pub(crate) fn sleep(&self, index: usize) {
-        self.sleepers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(index);
+        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+        sleepers.push(index);
         self.count.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -114,6 +112,11 @@ impl Idle {
     /// Whether some worker searches for work (or was woken to).
     pub(crate) fn is_searching(&self) -> bool {
         self.searching.load(Ordering::Relaxed) != 0
+    }
+
+    /// A worker searches again: it found work right after it stopped.
+    pub(crate) fn start_searching(&self) {
+        self.searching.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A worker stops searching; true if it was the last one.

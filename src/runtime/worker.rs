@@ -204,6 +204,12 @@ impl Timers {
             key,
             task: task.clone(),
         };
+        // A stale entry at the back (a long sleep woken early) would send
+        // every earlier timer to the heap until it reached the front.
+        while self.fifo.back().is_some_and(|last| !last.is_live()) {
+            self.fifo.pop_back();
+            self.stale = self.stale.saturating_sub(1);
+        }
         if self.fifo.back().is_none_or(|last| last.key < key) {
             self.fifo.push_back(entry);
         } else {
@@ -708,11 +714,10 @@ impl Worker {
             }
             std::hint::spin_loop();
         }
+        let mut was_last = false;
         if pool {
             self.rt.idle.sleep(self.home.index);
-            if self.searching.replace(false) {
-                self.rt.idle.stop_searching();
-            }
+            was_last = self.searching.replace(false) && self.rt.idle.stop_searching();
             std::sync::atomic::fence(Ordering::SeqCst);
         }
         if !self.has_work() && !self.rt.stopping.load(Ordering::Acquire) {
@@ -720,10 +725,19 @@ impl Worker {
                 Some(at) => self.parker.park_deadline(at),
                 None => self.parker.park(),
             }
+        } else if was_last {
+            // Work came in while we were the last searcher, and its spawners
+            // skipped their wake-ups for us: search on, so that `found_work`
+            // wakes another worker if more is left than we take.
+            self.rt.idle.start_searching();
+            self.searching.set(true);
         }
         if pool && !self.rt.idle.awake(self.home.index) {
-            // A spawner took us off the list and counted us as searching.
-            self.searching.set(true);
+            // A spawner took us off the list and counted us as searching;
+            // if we counted ourselves again above, one count goes.
+            if self.searching.replace(true) {
+                self.rt.idle.stop_searching();
+            }
         }
     }
 
@@ -733,8 +747,11 @@ impl Worker {
     fn found_work(&self) {
         if self.searching.replace(false) && self.rt.idle.stop_searching() {
             std::sync::atomic::fence(Ordering::SeqCst);
-            let left =
-                self.fresh.as_ref().is_some_and(|d| !d.is_empty()) || !self.rt.injector.is_empty();
+            // Every queue a spawner may have pushed to while skipping its
+            // wake-up: this worker's deque, the injector, any other deque.
+            let left = self.fresh.as_ref().is_some_and(|d| !d.is_empty())
+                || !self.rt.injector.is_empty()
+                || self.rt.stealers.iter().any(|s| !s.is_empty());
             if left {
                 self.rt.notify_idle();
             }

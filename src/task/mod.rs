@@ -410,7 +410,11 @@ impl Builder {
     ///
     /// An invalid stack size, a runtime or `run` that is shutting down, or
     /// too many live green threads for the kernel's `vm.max_map_count`; each
-    /// message says which and what to do.
+    /// message says which and what to do. Only started green threads hold a
+    /// stack, so the last check counts those (every 64th spawn of a thread):
+    /// a burst of spawns may run past it, and a green thread that then finds
+    /// no stack when it starts ends without running, its [`JoinHandle::join`]
+    /// returning an error that names the limit.
     #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
