@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use corosensei::stack::Stack as _;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
@@ -67,6 +67,9 @@ pub(crate) struct Home {
     /// Green threads started here and not finished (each holds a stack).
     /// Written by the worker only; read by spawners to enforce the limit.
     started: CachePadded<AtomicUsize>,
+    /// The worker's turn counter, published every 31st turn: a peer whose
+    /// heartbeat stands still is parked or stuck in one green thread.
+    heartbeat: AtomicU64,
 }
 
 impl Home {
@@ -82,6 +85,7 @@ impl Home {
             running_since: AtomicU64::new(0),
             running: Mutex::new(None),
             started: CachePadded::new(AtomicUsize::new(0)),
+            heartbeat: AtomicU64::new(0),
         }
     }
 
@@ -362,6 +366,8 @@ pub(crate) struct Worker {
     /// starve the ready queue.
     lifo_streak: Cell<u8>,
     tick: Cell<u64>,
+    /// Per worker: the last heartbeat seen and when it changed.
+    peers: RefCell<Vec<(u64, Instant)>>,
     /// Counted in the runtime's `searching` workers (see `Idle`).
     searching: Cell<bool>,
 }
@@ -481,6 +487,7 @@ impl Worker {
             lifo: Cell::new(None),
             lifo_streak: Cell::new(0),
             tick: Cell::new(0),
+            peers: RefCell::new(Vec::new()),
             searching: Cell::new(false),
         }
     }
@@ -574,19 +581,21 @@ impl Worker {
         None
     }
 
+    /// Whether an unstarted green thread is anywhere this worker could take
+    /// it from (a few loads, no lock).
+    fn fresh_visible(&self) -> bool {
+        self.fresh.as_ref().is_some_and(|deque| {
+            self.lifo_is_set()
+                || !deque.is_empty()
+                || !self.rt.injector.is_empty()
+                || self.rt.stealers.iter().any(|s| !s.is_empty())
+        })
+    }
+
     fn has_work(&self) -> bool {
-        if self.home.inbox_ready.load(Ordering::Acquire)
+        self.home.inbox_ready.load(Ordering::Acquire)
             || self.home.control.load(Ordering::Acquire)
-        {
-            return true;
-        }
-        let Some(deque) = &self.fresh else {
-            return false;
-        };
-        self.lifo_is_set()
-            || !deque.is_empty()
-            || !self.rt.injector.is_empty()
-            || self.rt.stealers.iter().any(|s| !s.is_empty())
+            || self.fresh_visible()
     }
 
     fn control(&self) {
@@ -667,8 +676,23 @@ impl Worker {
             // for this work) and should start them. A started green thread
             // never moves, so a worker that took them all now would keep
             // them all, however many workers are idle later.
-            if tick.is_multiple_of(31) && !self.rt.idle.is_searching() {
-                self.find_fresh().or_else(|| self.pop_ready())
+            if tick.is_multiple_of(31) {
+                self.home.heartbeat.store(tick, Ordering::Relaxed);
+            }
+            if tick.is_multiple_of(31) && !self.rt.idle.is_searching() && self.fresh_visible() {
+                let fresh = if self.ahead_of_peers() {
+                    None
+                } else {
+                    self.find_fresh()
+                };
+                // Busy, with more new green threads waiting: wake a parked
+                // worker to start them, or this one would start them all.
+                if self.fresh.as_ref().is_some_and(|d| !d.is_empty())
+                    || !self.rt.injector.is_empty()
+                {
+                    self.rt.notify_idle();
+                }
+                fresh.or_else(|| self.pop_ready())
             } else {
                 self.pop_ready().or_else(|| self.find_fresh())
             }
@@ -685,6 +709,43 @@ impl Worker {
             }
             None => false,
         }
+    }
+
+    /// Whether this busy worker has started more than its share of green
+    /// threads: more than `SLACK` beyond the least loaded peer that is
+    /// making progress. It then leaves new ones to its peers on its periodic
+    /// turn (it still takes them when it has nothing else to run). A started
+    /// green thread never moves, so a worker that happens to run faster for
+    /// a moment (its peer shares a CPU with the spawning thread, say) would
+    /// otherwise start nearly every green thread of a burst and keep them.
+    /// Peers whose heartbeat has not moved for `STALL` (parked, descheduled,
+    /// or stuck in one green thread) do not count, so new green threads wait
+    /// at most that long on a worker that cannot take them.
+    fn ahead_of_peers(&self) -> bool {
+        const SLACK: usize = 16;
+        const STALL: Duration = Duration::from_millis(5);
+        let homes = &self.rt.homes;
+        if homes.len() < 2 || self.fresh.is_none() {
+            return false;
+        }
+        let now = Instant::now();
+        let mut peers = self.peers.borrow_mut();
+        peers.resize(homes.len(), (0, now));
+        let mut least = usize::MAX;
+        for (i, home) in homes.iter().enumerate() {
+            if i == self.home.index {
+                continue;
+            }
+            let beat = home.heartbeat.load(Ordering::Relaxed);
+            let (seen, at) = &mut peers[i];
+            if beat != *seen {
+                (*seen, *at) = (beat, now);
+            } else if now.duration_since(*at) > STALL {
+                continue;
+            }
+            least = least.min(home.started());
+        }
+        least != usize::MAX && self.home.started() > least + SLACK
     }
 
     /// Nothing to run: search (spin) briefly, then park until a wake-up or
