@@ -70,6 +70,9 @@ pub(crate) struct Home {
     /// The worker's turn counter, published every 31st turn: a peer whose
     /// heartbeat stands still is parked or stuck in one green thread.
     heartbeat: AtomicU64,
+    /// Its ready queue's length, published with the heartbeat: how many
+    /// green threads share its CPU time (see `ahead_of_peers`).
+    runnable: AtomicUsize,
 }
 
 impl Home {
@@ -86,6 +89,7 @@ impl Home {
             running: Mutex::new(None),
             started: CachePadded::new(AtomicUsize::new(0)),
             heartbeat: AtomicU64::new(0),
+            runnable: AtomicUsize::new(0),
         }
     }
 
@@ -665,6 +669,12 @@ impl Worker {
             self.fire_timers();
         }
         self.drain_inbox();
+        if tick.is_multiple_of(31) {
+            self.home.heartbeat.store(tick, Ordering::Relaxed);
+            self.home
+                .runnable
+                .store(self.ready.borrow().len(), Ordering::Relaxed);
+        }
         let streak = self.lifo_streak.get();
         let lifo = if streak < 3 { self.lifo.take() } else { None };
         self.lifo_streak
@@ -676,15 +686,9 @@ impl Worker {
             // for this work) and should start them. A started green thread
             // never moves, so a worker that took them all now would keep
             // them all, however many workers are idle later.
-            if tick.is_multiple_of(31) {
-                self.home.heartbeat.store(tick, Ordering::Relaxed);
-            }
             if tick.is_multiple_of(31) && !self.rt.idle.is_searching() && self.fresh_visible() {
-                let fresh = if self.ahead_of_peers() {
-                    None
-                } else {
-                    self.find_fresh()
-                };
+                let ahead = self.ahead_of_peers();
+                let fresh = if ahead { None } else { self.find_fresh() };
                 // Busy, with more new green threads waiting: wake a parked
                 // worker to start them, or this one would start them all.
                 if self.fresh.as_ref().is_some_and(|d| !d.is_empty())
@@ -692,7 +696,10 @@ impl Worker {
                 {
                     self.rt.notify_idle();
                 }
-                fresh.or_else(|| self.pop_ready())
+                // With nothing else to run it takes one after all.
+                fresh
+                    .or_else(|| self.pop_ready())
+                    .or_else(|| if ahead { self.find_fresh() } else { None })
             } else {
                 self.pop_ready().or_else(|| self.find_fresh())
             }
@@ -711,16 +718,18 @@ impl Worker {
         }
     }
 
-    /// Whether this busy worker has started more than its share of green
-    /// threads: more than `SLACK` beyond the least loaded peer that is
-    /// making progress. It then leaves new ones to its peers on its periodic
-    /// turn (it still takes them when it has nothing else to run). A started
-    /// green thread never moves, so a worker that happens to run faster for
-    /// a moment (its peer shares a CPU with the spawning thread, say) would
-    /// otherwise start nearly every green thread of a burst and keep them.
-    /// Peers whose heartbeat has not moved for `STALL` (parked, descheduled,
-    /// or stuck in one green thread) do not count, so new green threads wait
-    /// at most that long on a worker that cannot take them.
+    /// Whether this busy worker already runs more than its share of green
+    /// threads: more than `SLACK` ready ones beyond the least loaded peer
+    /// that is making progress. It then leaves new green threads to its
+    /// peers on its periodic turn (it still takes one when it has nothing
+    /// else to run). A started green thread never moves, so a worker that
+    /// happens to run faster for a moment (its peer shares a CPU with the
+    /// spawning thread, say) would otherwise start nearly every green thread
+    /// of a burst and keep them. Load is the ready queue's length, so green
+    /// threads that sleep or wait do not count. Peers whose heartbeat has
+    /// not moved for `STALL` (parked, descheduled, or stuck in one green
+    /// thread) do not count, so new green threads wait at most that long on
+    /// a worker that cannot take them.
     fn ahead_of_peers(&self) -> bool {
         const SLACK: usize = 16;
         const STALL: Duration = Duration::from_millis(5);
@@ -743,9 +752,9 @@ impl Worker {
             } else if now.duration_since(*at) > STALL {
                 continue;
             }
-            least = least.min(home.started());
+            least = least.min(home.runnable.load(Ordering::Relaxed));
         }
-        least != usize::MAX && self.home.started() > least + SLACK
+        least != usize::MAX && self.ready.borrow().len() > least.saturating_add(SLACK)
     }
 
     /// Nothing to run: search (spin) briefly, then park until a wake-up or
