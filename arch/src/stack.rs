@@ -310,38 +310,8 @@ impl Stack {
         if stacks_that_fit(1) == 0 {
             return Err(StackError::map_limit(size));
         }
-        overflow::install();
-        let page = page_size();
-        let len = size + GUARD_PAGES * page;
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK;
-        // SAFETY: an anonymous mapping at an address of the kernel's choosing
-        // cannot alias any existing Rust object.
-        let start = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                -1,
-                0,
-            )
-        };
-        if start == libc::MAP_FAILED {
-            return Err(StackError::os(StackErrorKind::Map, size));
-        }
-        // SAFETY: `start` is the page-aligned start of the mapping made above,
-        // which is at least GUARD_PAGES pages long and not yet shared.
-        if unsafe { libc::mprotect(start, GUARD_PAGES * page, libc::PROT_NONE) } != 0 {
-            let err = StackError::os(StackErrorKind::Protect, size);
-            // SAFETY: unmapping the mapping made above, which nothing else uses.
-            unsafe { libc::munmap(start, len) };
-            return Err(err);
-        }
-        let start = start as usize;
-        let base = NonZeroUsize::new(start + len).expect("mmap returned a mapping ending at 0");
-        let slot = registry::register(start, start + GUARD_PAGES * page, base.get());
-        MAPPED.fetch_add(1, Ordering::Relaxed);
-        Ok(Stack::at(base, size, slot))
+        let mut one = Self::map_run(size, 1)?;
+        Ok(one.pop().expect("a run holds at least one stack"))
     }
 
     /// Maps up to `n` stacks of `size` bytes with one `mmap`, each with its
@@ -353,10 +323,18 @@ impl Stack {
     /// the stacks it could protect, or the error if there were none.
     pub(crate) fn new_batch(size: usize, n: usize) -> Result<Vec<Stack>, StackError> {
         let size = Self::checked_size(size)?;
-        let n = stacks_that_fit(n);
-        if n <= 1 {
-            return Stack::new(size).map(|s| vec![s]);
+        match stacks_that_fit(n) {
+            0 => Err(StackError::map_limit(size)),
+            // One large mapping can fail where a single stack fits.
+            n => Self::map_run(size, n).or_else(|_| Self::map_run(size, 1)),
         }
+    }
+
+    /// Maps `n >= 1` stacks of `size` (already checked) bytes next to each
+    /// other with one `mmap`, then puts a guard page below each. If a guard
+    /// cannot be set (the kernel's mapping limit), the rest is unmapped and
+    /// the stacks made so far are returned, or the error if there are none.
+    fn map_run(size: usize, n: usize) -> Result<Vec<Stack>, StackError> {
         overflow::install();
         let page = page_size();
         let len = size + GUARD_PAGES * page;
@@ -374,8 +352,7 @@ impl Stack {
             )
         };
         if start == libc::MAP_FAILED {
-            // One large mapping can fail where a single stack fits.
-            return Stack::new(size).map(|s| vec![s]);
+            return Err(StackError::os(StackErrorKind::Map, size));
         }
         let start = start as usize;
         let mut stacks = Vec::with_capacity(n);

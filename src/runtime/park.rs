@@ -157,12 +157,7 @@ pub(crate) fn suspend(task: &TaskRef, wake_at: Option<Instant>, how: Suspend) ->
         });
         h.local.timer.set(seq);
     }
-    let yielder = h.local.yielder.get();
-    h.local.resume_hint.set(stack_address());
-    // SAFETY: `yielder` was stored by the green thread's entry closure from
-    // the reference corosensei gave it, and stays valid while the body runs;
-    // we are inside the body (this is its current task, running here).
-    unsafe { (*yielder).suspend(how) };
+    switch_out(h, how);
     // The worker clears `timer` when it fires; still set, it was woken
     // before its timer, which goes stale.
     if h.local.timer.replace(0) != 0 {
@@ -172,11 +167,19 @@ pub(crate) fn suspend(task: &TaskRef, wake_at: Option<Instant>, how: Suspend) ->
     wake_at.is_some()
 }
 
-/// An address in the caller's stack frame: where a suspension's frames are.
+/// Switches the running green thread, whose header is `h`, out to its
+/// worker, first noting where its frames are for the worker to prefetch
+/// before the next resume.
 #[inline(always)]
-fn stack_address() -> usize {
+fn switch_out(h: &raw::Header, how: Suspend) {
     let marker = 0u8;
-    std::hint::black_box(std::ptr::addr_of!(marker)) as usize
+    let frames = std::hint::black_box(std::ptr::addr_of!(marker)) as usize;
+    h.local.resume_hint.set(frames);
+    let yielder = h.local.yielder.get();
+    // SAFETY: `yielder` was stored by the green thread's entry closure from
+    // the reference corosensei gave it, and stays valid while the body runs;
+    // callers are inside the body (`h` is the green thread running here).
+    unsafe { (*yielder).suspend(how) };
 }
 
 /// `yield_now` inside a green thread: back of the ready queue, then on.
@@ -187,11 +190,7 @@ pub(crate) fn yield_current() -> bool {
     worker::with_current_task(|task| {
         let Some(task) = task else { return false };
         let h = task.header();
-        let yielder = h.local.yielder.get();
-        h.local.resume_hint.set(stack_address());
-        // SAFETY: as in `suspend`: this green thread is running, and its
-        // yielder is valid while its body runs.
-        unsafe { (*yielder).suspend(Suspend::Requeue) };
+        switch_out(h, Suspend::Requeue);
         if h.state.load(std::sync::atomic::Ordering::Relaxed) & raw::CANCELLED != 0
             || h.has_scopes()
         {
