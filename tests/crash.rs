@@ -1,6 +1,10 @@
 //! Faults and aborts, each in a child process: the parent re-runs this binary
 //! with `STACKFUL_CRASH_CASE` set and checks the child's stderr and signal.
 
+mod common;
+
+use common::assert_mentions;
+
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
@@ -132,21 +136,12 @@ fn child(case: &str) -> (Option<i32>, String) {
     )
 }
 
-fn expect(case: &str, signal: i32, has: &[&str], lacks: &[&str]) {
+/// Runs `case` in a child that must end by `signal` (`None`: exit normally)
+/// with every one of `has` and none of `lacks` on its stderr.
+fn expect(case: &str, signal: Option<i32>, has: &[&str], lacks: &[&str]) {
     let (got, stderr) = child(case);
-    assert_eq!(got, Some(signal), "{case}: wrong signal; stderr:\n{stderr}");
-    for needle in has {
-        assert!(
-            stderr.contains(needle),
-            "{case}: stderr lacks {needle:?}:\n{stderr}"
-        );
-    }
-    for needle in lacks {
-        assert!(
-            !stderr.contains(needle),
-            "{case}: stderr has {needle:?}:\n{stderr}"
-        );
-    }
+    assert_eq!(got, signal, "{case}: wrong signal; stderr:\n{stderr}");
+    assert_mentions(case, &stderr, has, lacks);
     println!("test {case} ... ok");
 }
 
@@ -157,7 +152,7 @@ fn main() {
     }
     expect(
         "named_generator_overflow",
-        libc::SIGABRT,
+        Some(libc::SIGABRT),
         &[
             "stackful: coroutine `deep-parser` (a generator created at tests/crash.rs:",
             "overflowed its 64 KiB stack; give it a larger stack with \
@@ -167,7 +162,7 @@ fn main() {
     );
     expect(
         "unnamed_generator_overflow",
-        libc::SIGABRT,
+        Some(libc::SIGABRT),
         &[
             "stackful: coroutine <unnamed> (a generator created at tests/crash.rs:",
             "256 KiB",
@@ -176,23 +171,20 @@ fn main() {
     );
     expect(
         "thread_overflow_after_install",
-        libc::SIGABRT,
+        Some(libc::SIGABRT),
         &["thread 'plain'", "has overflowed its stack"],
         &["stackful:", "survived"],
     );
-    let (signal, stderr) = child("mmap_failure_is_an_error");
-    assert_eq!(signal, None, "{stderr}");
-    for needle in [
-        "could not create a 524288 KiB coroutine stack: mmap failed",
-        "vm.max_map_count",
-        "survived",
-    ] {
-        assert!(
-            stderr.contains(needle),
-            "mmap failure: stderr lacks {needle:?}:\n{stderr}"
-        );
-    }
-    println!("test mmap_failure_is_an_error ... ok");
+    expect(
+        "mmap_failure_is_an_error",
+        None,
+        &[
+            "could not create a 524288 KiB coroutine stack: mmap failed",
+            "vm.max_map_count",
+            "survived",
+        ],
+        &[],
+    );
     // The mapping-limit cases need the kernel's default limit: with a raised
     // one they would map hundreds of thousands of stacks before failing.
     let limit: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count")
@@ -207,43 +199,37 @@ fn main() {
     }
     expect(
         "wild_fault_after_install",
-        libc::SIGSEGV,
+        Some(libc::SIGSEGV),
         &[],
         &["stackful:", "survived"],
     );
     expect(
         "yield_in_destructor_during_close",
-        libc::SIGABRT,
+        Some(libc::SIGABRT),
         &["a generator yielded while it was being closed"],
         &["survived"],
     );
 }
 
 fn map_limit_cases() {
-    let (signal, stderr) = child("max_map_count_reached");
-    assert_eq!(signal, None, "{stderr}");
-    for needle in [
-        "reached the kernel's limit on memory mappings",
-        "vm.max_map_count",
-        "survived",
-    ] {
-        assert!(
-            stderr.contains(needle),
-            "map limit: stderr lacks {needle:?}:\n{stderr}"
-        );
-    }
-    println!("test max_map_count_reached ... ok");
-    let (signal, stderr) = child("green_thread_map_limit");
-    assert_eq!(signal, None, "{stderr}");
-    for needle in [
-        "cannot spawn another green thread",
-        "vm.max_map_count",
-        "survived",
-    ] {
-        assert!(
-            stderr.contains(needle),
-            "green map limit: stderr lacks {needle:?}:\n{stderr}"
-        );
-    }
-    println!("test green_thread_map_limit ... ok");
+    expect(
+        "max_map_count_reached",
+        None,
+        &[
+            "reached the kernel's limit on memory mappings",
+            "vm.max_map_count",
+            "survived",
+        ],
+        &[],
+    );
+    expect(
+        "green_thread_map_limit",
+        None,
+        &[
+            "cannot spawn another green thread",
+            "vm.max_map_count",
+            "survived",
+        ],
+        &[],
+    );
 }

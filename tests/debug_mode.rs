@@ -1,6 +1,10 @@
 //! Debug mode's warnings, each checked in a child process: the parent re-runs
 //! this binary with `STACKFUL_DEBUG_CASE` set and reads the child's stderr.
 
+mod common;
+
+use common::assert_mentions;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,18 +96,7 @@ fn child(case: &str, debug_env: bool) -> String {
 
 fn expect(case: &str, debug_env: bool, has: &[&str], lacks: &[&str]) {
     let stderr = child(case, debug_env);
-    for needle in has {
-        assert!(
-            stderr.contains(needle),
-            "{case}: stderr lacks {needle:?}:\n{stderr}"
-        );
-    }
-    for needle in lacks {
-        assert!(
-            !stderr.contains(needle),
-            "{case}: stderr has {needle:?}:\n{stderr}"
-        );
-    }
+    assert_mentions(case, &stderr, has, lacks);
     println!("test {case} ... ok");
 }
 

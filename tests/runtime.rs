@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{DropCounter, panic_text};
+use common::{DropCounter, eventually, panic_text};
 
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
@@ -13,17 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stackful::{Runtime, sleep};
-
-fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        sleep(Duration::from_millis(1));
-    }
-}
 
 #[test]
 fn smoke() {
@@ -66,7 +55,7 @@ fn run_cancels_and_awaits_what_is_left_when_it_returns() {
                 sleep(Duration::from_secs(3600));
             }));
         }
-        wait_for("the children to start", || s.load(Ordering::SeqCst) == 3);
+        eventually("the children to start", || s.load(Ordering::SeqCst) == 3);
     });
     assert_eq!(
         drops.load(Ordering::SeqCst),
@@ -105,7 +94,7 @@ fn several_runs_at_once_shut_down_only_their_own_green_threads() {
             let (alive2, survived2, done2) = (alive.clone(), survived.clone(), done.clone());
             let child = stackful::spawn(move || {
                 alive2.store(true, Ordering::SeqCst);
-                wait_for("run B to finish", || done2.load(Ordering::SeqCst));
+                eventually("run B to finish", || done2.load(Ordering::SeqCst));
                 sleep(Duration::from_millis(20)); // B's shutdown is over by now
                 survived2.store(true, Ordering::SeqCst);
             });
@@ -115,7 +104,7 @@ fn several_runs_at_once_shut_down_only_their_own_green_threads() {
     let (alive, done) = (a_alive.clone(), b_done.clone());
     let b = std::thread::spawn(move || {
         stackful::run(|| {
-            wait_for("run A's child to start", || alive.load(Ordering::SeqCst));
+            eventually("run A's child to start", || alive.load(Ordering::SeqCst));
             drop(stackful::spawn(|| sleep(Duration::from_secs(3600)))); // cancelled by B
         });
         done.store(true, Ordering::SeqCst);
@@ -171,7 +160,7 @@ fn spawning_during_shutdown_is_an_error() {
             let err = stackful::task::Builder::new().spawn(|| ()).unwrap_err();
             *r.lock().unwrap() = Some(err.to_string());
         }));
-        wait_for("the child to start", || started.load(Ordering::SeqCst));
+        eventually("the child to start", || started.load(Ordering::SeqCst));
     });
     let text = report.lock().unwrap().take().expect("the child reported");
     assert!(text.contains("shutting down"), "{text}");

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{DropCounter, panic_text};
+use common::{DropCounter, eventually, panic_text};
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -15,18 +15,6 @@ use stackful::{Generator, GeneratorState, JoinError, ReturnWhen};
 
 fn message(e: &JoinError) -> String {
     e.to_string()
-}
-
-/// Polls `cond` from a green thread or plain thread, with a generous bound.
-fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        stackful::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Counts how many times it is dropped, from any thread.
 pub struct DropCounter(pub Arc<AtomicUsize>);
@@ -23,5 +24,35 @@ pub fn panic_text(payload: Box<dyn Any + Send>) -> String {
             .downcast::<&str>()
             .map(|s| s.to_string())
             .unwrap_or_default(),
+    }
+}
+
+/// Polls `cond` from a green thread or a plain thread (sleeping 1 ms between
+/// looks) until it holds, failing after a generous 20 s.
+pub fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        stackful::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Asserts that `text` (a child process's stderr, say) contains every one of
+/// `has` and none of `lacks`, naming `case` and showing `text` on failure.
+pub fn assert_mentions(case: &str, text: &str, has: &[&str], lacks: &[&str]) {
+    for needle in has {
+        assert!(
+            text.contains(needle),
+            "{case}: stderr lacks {needle:?}:\n{text}"
+        );
+    }
+    for needle in lacks {
+        assert!(
+            !text.contains(needle),
+            "{case}: stderr has {needle:?}:\n{text}"
+        );
     }
 }
