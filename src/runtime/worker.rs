@@ -64,8 +64,9 @@ pub(crate) struct Home {
     /// runtime started, 0 when none runs), and which one it is.
     pub(crate) running_since: AtomicU64,
     pub(crate) running: Mutex<Option<TaskRef>>,
-    /// Green threads started here and not finished (each holds a stack).
-    /// Written by the worker only; read by spawners to enforce the limit.
+    /// Green threads started here and not finished (each holds a stack): the
+    /// registry's size, published by the worker for spawners to enforce the
+    /// mapping limit.
     started: CachePadded<AtomicUsize>,
     /// The worker's turn counter, published every 31st turn: a peer whose
     /// heartbeat stands still is parked or stuck in one green thread.
@@ -103,15 +104,6 @@ impl Home {
     /// Green threads started on this worker and not finished.
     pub(crate) fn started(&self) -> usize {
         self.started.load(Ordering::Relaxed)
-    }
-
-    /// The worker records one more (`+1`) or one fewer (`-1`) started green thread.
-    fn count_started(&self, delta: isize) {
-        let n = self
-            .started
-            .load(Ordering::Relaxed)
-            .wrapping_add_signed(delta);
-        self.started.store(n, Ordering::Relaxed);
     }
 
     pub(crate) fn unpark(&self) {
@@ -343,6 +335,11 @@ impl Registry {
                 self.slots.len() - 1
             }
         }
+    }
+
+    /// Green threads registered: started here and not finished.
+    fn live(&self) -> usize {
+        self.slots.len() - self.free.len()
     }
 
     fn remove(&mut self, i: usize) {
@@ -927,10 +924,9 @@ impl Worker {
             *h.local.co.get() = Some(co);
             *h.local.scopes.get() = ScopeStack::new(range);
         }
-        h.local
-            .slot
-            .set(self.registry.borrow_mut().insert(task.clone()));
-        self.home.count_started(1);
+        let mut registry = self.registry.borrow_mut();
+        h.local.slot.set(registry.insert(task.clone()));
+        self.home.started.store(registry.live(), Ordering::Relaxed);
         true
     }
 
@@ -1021,8 +1017,10 @@ impl Worker {
         // its stack and no reference into `co` is live.
         let co = unsafe { (*h.local.co.get()).take() };
         drop(co); // the stack goes back to this thread's pool
-        self.registry.borrow_mut().remove(h.local.slot.get());
-        self.home.count_started(-1);
+        let mut registry = self.registry.borrow_mut();
+        registry.remove(h.local.slot.get());
+        self.home.started.store(registry.live(), Ordering::Relaxed);
+        drop(registry);
         let mut s = h.state.load(Ordering::Acquire);
         loop {
             let new = (s | COMPLETE) & !(RUNNING | NOTIFIED | SCHEDULED);
