@@ -109,11 +109,6 @@ impl Idle {
         }
     }
 
-    /// Whether some worker searches for work (or was woken to).
-    pub(crate) fn is_searching(&self) -> bool {
-        self.searching.load(Ordering::Relaxed) != 0
-    }
-
     /// A worker searches again: it found work right after it stopped.
     pub(crate) fn start_searching(&self) {
         self.searching.fetch_add(1, Ordering::SeqCst);

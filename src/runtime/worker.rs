@@ -678,12 +678,9 @@ impl Worker {
             .set(if lifo.is_some() { streak + 1 } else { 0 });
         let next = lifo.or_else(|| {
             // Every 31st turn a busy worker starts a new green thread too, so
-            // new ones are not starved by a busy ready queue. Not while
-            // another worker is searching: that one is idle (or just woken
-            // for this work) and should start them. A started green thread
-            // never moves, so a worker that took them all now would keep
-            // them all, however many workers are idle later.
-            if tick.is_multiple_of(31) && !self.rt.idle.is_searching() && self.fresh_visible() {
+            // new ones are not starved by a busy ready queue, unless it runs
+            // more than its share already (see `ahead_of_peers`).
+            if tick.is_multiple_of(31) && self.fresh_visible() {
                 let ahead = self.ahead_of_peers();
                 let fresh = if ahead { None } else { self.find_fresh() };
                 // Busy, with more new green threads waiting: wake a parked
