@@ -207,27 +207,20 @@ fn ptr_ref<'a>(p: *const GeneratorMeta) -> Option<&'a GeneratorMeta> {
 }
 
 thread_local! {
-    /// The scope stack of the green thread running on this OS thread, or null.
-    static CURRENT: Cell<*mut ScopeStack> = const { Cell::new(ptr::null_mut()) };
     /// The scope stack of this OS thread itself, for code outside green threads.
     static THREAD: UnsafeCell<Option<ScopeStack>> = const { UnsafeCell::new(None) };
     /// Generators started on this thread and not yet finished.
     static GENERATORS: UnsafeCell<Vec<*const GeneratorMeta>> = const { UnsafeCell::new(Vec::new()) };
 }
 
-/// Makes `stack` the current scope stack (a green thread is about to run) or,
-/// with null, goes back to the thread's own. Returns the previous one.
-pub(crate) fn set_current(stack: *mut ScopeStack) -> *mut ScopeStack {
-    CURRENT.replace(stack)
-}
-
-/// Runs `f` on the current context's scope stack.
+/// Runs `f` on the current context's scope stack: the running green
+/// thread's, or else the OS thread's own.
 pub(crate) fn with<R>(f: impl FnOnce(&mut ScopeStack) -> R) -> R {
-    let current = CURRENT.get();
+    let current = crate::runtime::worker::current_scopes();
     if !current.is_null() {
-        // SAFETY: the runtime points CURRENT at the running green thread's
-        // stack of scopes, which only this thread touches while the green
-        // thread runs; `f` never re-enters this module.
+        // SAFETY: `current_scopes` points at the running green thread's stack
+        // of scopes, which only this thread touches while the green thread
+        // runs; `f` never re-enters this module.
         return f(unsafe { &mut *current });
     }
     THREAD.with(|t| {

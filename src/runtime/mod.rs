@@ -19,6 +19,7 @@
 //! [`yield_now`](crate::yield_now) in long loops; debug mode warns about it.
 
 pub(crate) mod park;
+mod ready;
 pub(crate) mod worker;
 
 use std::io;

@@ -10,7 +10,7 @@
 //! green threads spawned under it go to the runtime's workers.
 //!
 //! A worker runs a loop: timers that are due, the inbox, then one green
-//! thread from the ready queue (or, every 31st turn and when nothing is
+//! thread from the ready queue (or, every 32nd turn and when nothing is
 //! ready, a new one from its deque, the runtime's injector, or another
 //! worker), followed by more ready ones in a burst while nothing else is
 //! due. With nothing to do it spins briefly (see `Idle` for who may spin on
@@ -33,8 +33,9 @@ use crossbeam_utils::sync::{Parker, Unparker};
 use stackful_arch::{Label, Owner, PooledStack};
 
 use crate::debug;
+use crate::runtime::ready::ReadyQueue;
 use crate::runtime::{Group, RtShared};
-use crate::scopes::{self, ScopeStack};
+use crate::scopes::ScopeStack;
 use crate::task::JoinError;
 use crate::task::raw::{
     self, COMPLETE, NOTIFIED, RUNNING, RawTask, SCHEDULED, STARTED, Suspend, TaskRef,
@@ -48,6 +49,16 @@ static GREEN_THREAD: Owner = Owner {
 
 /// Turns spent spinning before a worker parks.
 const SPINS: u32 = 256;
+
+/// A worker fires due timers every this many turns (and whenever it has
+/// nothing else to do). A power of two, so the check is a mask.
+const TIMERS_EVERY: u64 = 16;
+
+/// A busy worker looks for new green threads (and publishes its heartbeat)
+/// every this many turns. A multiple of `TIMERS_EVERY`, so that the burst
+/// loop in `run`, which returns to a full turn at every timer turn, never
+/// skips one.
+const FRESH_EVERY: u64 = 2 * TIMERS_EVERY;
 
 /// What other threads may touch of a worker.
 pub(crate) struct Home {
@@ -68,7 +79,7 @@ pub(crate) struct Home {
     /// registry's size, published by the worker for spawners to enforce the
     /// mapping limit.
     started: CachePadded<AtomicUsize>,
-    /// The worker's turn counter, published every 31st turn: a peer whose
+    /// The worker's turn counter, published every 32nd turn: a peer whose
     /// heartbeat stands still is parked or stuck in one green thread.
     heartbeat: AtomicU64,
     /// Its ready queue's length, published with the heartbeat: how many
@@ -356,7 +367,7 @@ pub(crate) struct Worker {
     pub(crate) home: Arc<Home>,
     pub(crate) rt: Arc<RtShared>,
     parker: Parker,
-    ready: RefCell<VecDeque<TaskRef>>,
+    ready: ReadyQueue,
     timers: RefCell<Timers>,
     registry: RefCell<Registry>,
     /// Unstarted green threads; `None` for a `run` thread, which never steals.
@@ -398,6 +409,11 @@ pub(crate) fn with_current_task<R>(f: impl FnOnce(Option<&dyn RawTask>) -> R) ->
     f(CURRENT.get().map(|p| unsafe { &*p.as_ptr() }))
 }
 
+/// The scope stack of the green thread running on this thread, or null.
+pub(crate) fn current_scopes() -> *mut ScopeStack {
+    with_current_task(|t| t.map_or(std::ptr::null_mut(), |t| t.header().local.scopes.get()))
+}
+
 /// The green thread running on this thread, if any.
 pub(crate) fn current_task() -> Option<TaskRef> {
     let p = CURRENT.get()?;
@@ -431,7 +447,7 @@ pub(crate) fn schedule(task: TaskRef) {
         .expect("a woken green thread has a home");
     let local = with_current(|w| match w {
         Some(w) if std::ptr::eq(Arc::as_ptr(&w.home), home) => {
-            w.ready.borrow_mut().push_back(task);
+            w.ready.push(task);
             None
         }
         _ => Some(task),
@@ -481,7 +497,7 @@ impl Worker {
             home,
             rt,
             parker,
-            ready: RefCell::new(VecDeque::new()),
+            ready: ReadyQueue::new(),
             timers: RefCell::new(Timers::new()),
             registry: RefCell::new(Registry::default()),
             fresh,
@@ -543,12 +559,12 @@ impl Worker {
             return;
         }
         while let Some(task) = self.home.inbox.pop() {
-            self.ready.borrow_mut().push_back(task);
+            self.ready.push(task);
         }
     }
 
     fn pop_ready(&self) -> Option<TaskRef> {
-        self.ready.borrow_mut().pop_front()
+        self.ready.pop()
     }
 
     /// An unstarted green thread: the LIFO slot (when the ready queue had
@@ -662,25 +678,25 @@ impl Worker {
         // Timers every 16th turn, and whenever nothing else is ready (below):
         // reading the clock on every turn of a burst of new green threads
         // was a tenth of the cost of starting them.
-        if tick.is_multiple_of(16) {
+        if tick.is_multiple_of(TIMERS_EVERY) {
             self.fire_timers();
         }
         self.drain_inbox();
-        if tick.is_multiple_of(31) {
+        if tick.is_multiple_of(FRESH_EVERY) {
             self.home.heartbeat.store(tick, Ordering::Relaxed);
             self.home
                 .runnable
-                .store(self.ready.borrow().len(), Ordering::Relaxed);
+                .store(self.ready.len(), Ordering::Relaxed);
         }
         let streak = self.lifo_streak.get();
         let lifo = if streak < 3 { self.lifo.take() } else { None };
         self.lifo_streak
             .set(if lifo.is_some() { streak + 1 } else { 0 });
         let next = lifo.or_else(|| {
-            // Every 31st turn a busy worker starts a new green thread too, so
+            // Every 32nd turn a busy worker starts a new green thread too, so
             // new ones are not starved by a busy ready queue, unless it runs
             // more than its share already (see `ahead_of_peers`).
-            if tick.is_multiple_of(31) && self.fresh_visible() {
+            if tick.is_multiple_of(FRESH_EVERY) && self.fresh_visible() {
                 let ahead = self.ahead_of_peers();
                 let fresh = if ahead { None } else { self.find_fresh() };
                 // Busy, with more new green threads waiting: wake a parked
@@ -748,7 +764,7 @@ impl Worker {
             }
             least = least.min(home.runnable.load(Ordering::Relaxed));
         }
-        least != usize::MAX && self.ready.borrow().len() > least.saturating_add(SLACK)
+        least != usize::MAX && self.ready.len() > least.saturating_add(SLACK)
     }
 
     /// Nothing to run: search (spin) briefly, then park until a wake-up or
@@ -825,7 +841,7 @@ impl Worker {
     /// Runs a green thread popped from a queue until it suspends or ends,
     /// then, in a burst, the next ones from the ready queue for as long as
     /// the loop has nothing else to do: no timers or fresh green threads due
-    /// (every 16th and 31st turn), no inbox, control request or LIFO spawn.
+    /// (every 16th turn), no inbox, control request or LIFO spawn.
     /// A `yield_now` round trip then costs one pass of this loop, not of
     /// the whole scheduler turn.
     fn run(&self, mut task: TaskRef) {
@@ -834,8 +850,7 @@ impl Worker {
                 self.resume(task);
             }
             let tick = self.tick.get().wrapping_add(1);
-            if tick.is_multiple_of(16)
-                || tick.is_multiple_of(31)
+            if tick.is_multiple_of(TIMERS_EVERY)
                 || self.home.inbox_ready.load(Ordering::Relaxed)
                 || self.home.control.load(Ordering::Relaxed)
                 || self.lifo_is_set()
@@ -850,11 +865,11 @@ impl Worker {
         }
     }
 
+    #[inline]
     fn lifo_is_set(&self) -> bool {
-        let lifo = self.lifo.take();
-        let set = lifo.is_some();
-        self.lifo.set(lifo);
-        set
+        // SAFETY: a plain read of the Cell's content on its owner's thread
+        // (Worker is !Sync); nothing writes the cell during this expression.
+        unsafe { (*self.lifo.as_ptr()).is_some() }
     }
 
     /// Claims a green thread popped from a queue for running: false if it
@@ -947,20 +962,18 @@ impl Worker {
         }
         self.prefetch_next();
         CURRENT.set(NonNull::new(Arc::as_ptr(&task).cast_mut()));
-        let previous = scopes::set_current(h.local.scopes.get());
         // SAFETY: this is the home thread (see `start`), and the green
         // thread's own code never touches `local.co`, only the other cells.
         let co = unsafe { (*h.local.co.get()).as_mut() }
             .expect("a started green thread has a coroutine");
         let outcome = co.resume(());
-        scopes::set_current(previous);
         CURRENT.set(None);
         if debugging {
             self.home.running_since.store(0, Ordering::Release);
             *self.home.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         match outcome {
-            CoroutineResult::Yield(Suspend::Requeue) => self.ready.borrow_mut().push_back(task),
+            CoroutineResult::Yield(Suspend::Requeue) => self.ready.push(task),
             CoroutineResult::Yield(Suspend::Wait) => self.after_wait(task),
             CoroutineResult::Return(()) => self.complete(task),
         }
@@ -974,17 +987,14 @@ impl Worker {
     /// and a resume or two is about the time a load from memory takes.
     #[inline]
     fn prefetch_next(&self) {
-        let ready = self.ready.borrow();
-        if let Some(later) = ready.get(2) {
-            prefetch(std::ptr::from_ref(later.header()).cast());
+        let (at, later) = self.ready.ahead(1, 2);
+        if later != 0 {
+            prefetch(later as *const u8);
         }
-        if let Some(soon) = ready.get(1) {
-            let at = soon.header().local.resume_hint.get();
-            if at != 0 {
-                prefetch((at - 128) as *const u8);
-                prefetch((at - 64) as *const u8);
-                prefetch(at as *const u8);
-            }
+        if at != 0 {
+            prefetch((at - 128) as *const u8);
+            prefetch((at - 64) as *const u8);
+            prefetch(at as *const u8);
         }
     }
 
@@ -1004,7 +1014,7 @@ impl Worker {
             }
         }
         if s & NOTIFIED != 0 {
-            self.ready.borrow_mut().push_back(task);
+            self.ready.push(task);
         }
     }
 
