@@ -195,6 +195,41 @@ fn dropping_a_handle_detaches_the_task() {
 }
 
 #[test]
+fn a_finished_green_thread_is_freed_with_its_last_reference() {
+    // The task record is reference-counted by hand; a result nobody takes
+    // is dropped exactly once, when the last reference (here the handle,
+    // dropped after completion, or the runtime's, for a detached one) goes.
+    let drops = Arc::new(AtomicUsize::new(0));
+    let joined = {
+        let d = drops.clone();
+        stackful::spawn(move || DropCounter(d))
+    };
+    while !joined.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 0, "dropped while still held");
+    drop(joined);
+    // The worker may still hold its reference for a moment after completion.
+    let reaches = |n: usize, what: &str| {
+        let start = Instant::now();
+        while drops.load(Ordering::SeqCst) < n {
+            assert!(start.elapsed() < Duration::from_secs(20), "{what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    reaches(1, "an unjoined result was never dropped");
+    let d = drops.clone();
+    drop(stackful::spawn(move || DropCounter(d)));
+    reaches(2, "a detached green thread's result was never dropped");
+    // Taking the result moves it out: it drops once, with the caller's copy.
+    let d = drops.clone();
+    let value = stackful::spawn(move || DropCounter(d)).join().unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+    drop(value);
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+}
+
+#[test]
 fn a_panicking_task_reports_its_panic_to_join() {
     let h = stackful::spawn(|| -> u32 { panic!("task failed: {}", 42) });
     let err = h.join().unwrap_err();

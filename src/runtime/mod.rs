@@ -36,7 +36,7 @@ use stackful_arch::{MAX_STACK_SIZE, MIN_STACK_SIZE};
 
 use crate::blocking::BlockingPool;
 use crate::debug;
-use crate::task::raw::{Header, LiveCount, Task, TaskRef};
+use crate::task::raw::{Header, LiveCount, Task, TaskRef, TypedTask};
 
 pub(crate) use worker::{Home, Injector};
 
@@ -608,11 +608,11 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
     );
     rt.live.add();
     group.live.add();
-    let task = Arc::new(Task::new(header, move || {
+    let task = TypedTask::new(Task::new(header, move || {
         let body = body; // the whole wrapper, which is Send, not its field
         (body.0)()
     }));
-    let main: TaskRef = task.clone();
+    let main: TaskRef = task.task().clone();
     let executor = worker::Worker::new(home, rt.clone(), parker, None);
     executor.enter(|| executor.run_main(main));
     // Shutdown: cancel what is left of this run's green threads and wait.
@@ -621,7 +621,7 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
         home.request_cancel(group.clone());
     }
     group.live.wait_zero();
-    let result = crate::task::raw::Joinable::take_result(&*task);
+    let result = task.take_result();
     match result {
         Some(Ok(())) => output.expect("the main green thread stored its result"),
         Some(Err(e)) if e.is_panic() => panic::resume_unwind(e.into_panic()),
@@ -655,7 +655,7 @@ pub(crate) fn spawn_task<F, T>(
     stack_size: usize,
     site: &'static panic::Location<'static>,
     f: F,
-) -> io::Result<Arc<Task<F, T>>>
+) -> io::Result<TypedTask<T>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -700,7 +700,7 @@ where
     if let Some(g) = &group {
         g.live.add();
     }
-    let task = Arc::new(Task::new(header, f));
-    worker::submit_new(rt, task.clone());
+    let task = TypedTask::new(Task::new(header, f));
+    worker::submit_new(rt, task.task().clone());
     Ok(task)
 }

@@ -38,7 +38,7 @@ use crate::runtime::{Group, RtShared};
 use crate::scopes::ScopeStack;
 use crate::task::JoinError;
 use crate::task::raw::{
-    self, COMPLETE, NOTIFIED, RUNNING, RawTask, SCHEDULED, STARTED, Suspend, TaskRef,
+    self, COMPLETE, Header, NOTIFIED, RUNNING, SCHEDULED, STARTED, Suspend, TaskRef,
 };
 
 static GREEN_THREAD: Owner = Owner {
@@ -388,7 +388,7 @@ thread_local! {
     /// The executor of this thread, if it is one.
     static WORKER: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
     /// The green thread this thread is running now, if any.
-    static CURRENT: Cell<Option<NonNull<dyn RawTask>>> = const { Cell::new(None) };
+    static CURRENT: Cell<Option<NonNull<Header>>> = const { Cell::new(None) };
 }
 
 /// Runs `f` with this thread's executor, if it has one.
@@ -402,11 +402,15 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Worker>) -> R) -> R {
 /// Runs `f` with the green thread running on this thread, if any, without
 /// touching its reference count.
 #[inline]
-pub(crate) fn with_current_task<R>(f: impl FnOnce(Option<&dyn RawTask>) -> R) -> R {
-    // SAFETY: CURRENT is set from a live TaskRef that the worker holds for
-    // the whole resume, and the green thread's own closure holds another, so
-    // the task outlives any use within this green thread's execution.
-    f(CURRENT.get().map(|p| unsafe { &*p.as_ptr() }))
+pub(crate) fn with_current_task<R>(f: impl FnOnce(Option<&TaskRef>) -> R) -> R {
+    match CURRENT.get() {
+        // SAFETY: CURRENT is set from a live TaskRef that the worker holds
+        // for the whole resume, and the green thread's own closure holds
+        // another, so the task outlives any use within this green thread's
+        // execution, which is where `f` runs.
+        Some(p) => f(Some(&*unsafe { TaskRef::borrow_raw(p) })),
+        None => f(None),
+    }
 }
 
 /// The scope stack of the green thread running on this thread, or null.
@@ -416,14 +420,7 @@ pub(crate) fn current_scopes() -> *mut ScopeStack {
 
 /// The green thread running on this thread, if any.
 pub(crate) fn current_task() -> Option<TaskRef> {
-    let p = CURRENT.get()?;
-    // SAFETY: CURRENT is set from a live TaskRef that the worker holds for
-    // the whole resume; bumping the count first makes `from_raw` produce a
-    // new owned reference.
-    unsafe {
-        std::sync::Arc::increment_strong_count(p.as_ptr());
-        Some(std::sync::Arc::from_raw(p.as_ptr()))
-    }
+    with_current_task(|t| t.cloned())
 }
 
 /// A hint to load the cache line at `p`. Never faults, whatever `p` is.
@@ -961,7 +958,7 @@ impl Worker {
                 .store(self.rt.nanos_since_start(), Ordering::Release);
         }
         self.prefetch_next();
-        CURRENT.set(NonNull::new(Arc::as_ptr(&task).cast_mut()));
+        CURRENT.set(Some(task.as_raw()));
         // SAFETY: this is the home thread (see `start`), and the green
         // thread's own code never touches `local.co`, only the other cells.
         let co = unsafe { (*h.local.co.get()).as_mut() }

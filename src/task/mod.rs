@@ -12,7 +12,6 @@ pub(crate) mod scope;
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::marker::PhantomData;
 use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,7 +21,7 @@ use stackful_arch::StackError;
 use crate::debug;
 use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, RtShared};
-use raw::{HANDLE, Header, JoinWaiter, Joinable, RawTask, TaskRef};
+use raw::{HANDLE, Header, JoinWaiter, TaskRef, TypedTask};
 
 pub use join::{AsCompleted, ReturnWhen, as_completed, gather, join_all, wait};
 pub use scope::{Scope, ScopedJoinHandle, scope};
@@ -214,26 +213,20 @@ impl std::error::Error for JoinError {}
 /// with std's and tokio's handles; the shutdown of its `run` still cancels
 /// it.
 pub struct JoinHandle<T> {
-    task: Arc<dyn Joinable<T>>,
-    /// Handles may move between threads even when the green thread's
-    /// result type is only `Send`.
-    _marker: PhantomData<fn() -> T>,
+    task: TypedTask<T>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: Arc<dyn Joinable<T>>) -> JoinHandle<T> {
-        JoinHandle {
-            task,
-            _marker: PhantomData,
-        }
+    pub(crate) fn new(task: TypedTask<T>) -> JoinHandle<T> {
+        JoinHandle { task }
     }
 
     pub(crate) fn header(&self) -> &Header {
         self.task.header()
     }
 
-    pub(crate) fn raw(&self) -> &dyn RawTask {
-        &*self.task
+    pub(crate) fn raw(&self) -> &TaskRef {
+        self.task.task()
     }
 
     /// Waits for the green thread to end and returns its value, or why there
@@ -260,7 +253,7 @@ impl<T> JoinHandle<T> {
                 h.describe()
             );
         }
-        wait_complete(self.raw(), None);
+        wait_complete(self.header(), None);
         self.take()
     }
 
@@ -281,8 +274,7 @@ impl<T> JoinHandle<T> {
     /// A green thread that completes before it reaches a suspension point
     /// keeps its value.
     pub fn cancel(&self) {
-        let task: TaskRef = self.task.clone().as_task();
-        raw::cancel(&task);
+        raw::cancel(self.task.task());
     }
 
     /// Whether the green thread has ended; [`join`](JoinHandle::join) then
@@ -306,7 +298,7 @@ impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         let h = self.header();
         h.state.fetch_and(!HANDLE, Ordering::AcqRel);
-        if debug::enabled() && h.is_complete() && self.task.is_panic() {
+        if debug::enabled() && h.is_complete() && self.task.task().is_panic() {
             debug::warn(format_args!(
                 "the handle of green thread {} (spawned at {}) was dropped without joining it, \
                  and it had panicked",
@@ -327,8 +319,7 @@ impl<T> fmt::Debug for JoinHandle<T> {
 
 /// Waits until `task` completes. With `tag`, the completion is also reported
 /// to a set (see `join.rs`). Cancellation point.
-pub(crate) fn wait_complete(task: &dyn RawTask, tag: Option<(Arc<raw::Completions>, usize)>) {
-    let h = task.header();
+pub(crate) fn wait_complete(h: &Header, tag: Option<(Arc<raw::Completions>, usize)>) {
     loop {
         if h.is_complete() {
             return;

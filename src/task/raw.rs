@@ -2,8 +2,11 @@
 //!
 //! A green thread is one heap allocation, `Task<F, T>`: a [`Header`] the
 //! scheduler works with, the body `F` until it starts, and the result `T`
-//! once it ends. The scheduler holds it as a [`TaskRef`] (`Arc<dyn RawTask>`),
-//! a [`JoinHandle`](crate::JoinHandle) as an `Arc<dyn Joinable<T>>`.
+//! once it ends. The scheduler holds it as a [`TaskRef`], a counted pointer
+//! to the header, one word wide; what depends on `F` and `T` is reached
+//! through a table of functions ([`Vtable`]) the header points to. A
+//! [`JoinHandle`](crate::JoinHandle) holds a [`TypedTask<T>`], a `TaskRef`
+//! that also knows the result type.
 //!
 //! # States
 //!
@@ -17,7 +20,9 @@
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe, Location};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -62,57 +67,208 @@ pub(crate) enum Suspend {
 
 pub(crate) type TaskCoroutine = Coroutine<(), Suspend, (), PooledStack>;
 
-/// The scheduler's handle on a green thread.
-pub(crate) type TaskRef = Arc<dyn RawTask>;
-
-/// A green thread as the scheduler sees it, whatever its body and result types.
-///
-/// `Task<F, T>` is the only implementor. It is `repr(C)` with the header as
-/// its first field, so the header of any `dyn RawTask` (or `dyn Joinable<T>`)
-/// sits at the start of the object, and [`header`](RawTask::header) finds it
-/// without a virtual call.
-pub(crate) trait RawTask: Send + Sync {
+/// The operations on a green thread that depend on its body and result
+/// types, one table per `Task<F, T>` type. Each function takes a pointer to
+/// the header of a live `Task<F, T>` of exactly the table's types: that is
+/// the contract of every entry, which [`TaskRef`] upholds by only ever
+/// pointing at a `Task` whose header holds that table.
+pub(crate) struct Vtable {
     /// Runs the body on the calling stack and stores its outcome. Called
     /// once, on the green thread's own stack, by whoever set `STARTED`.
-    fn run_body(&self);
+    run_body: unsafe fn(NonNull<Header>),
+    /// Drops the body without running it and stores `error`. Called once,
+    /// by whoever set `STARTED` together with `COMPLETE`.
+    fail: unsafe fn(NonNull<Header>, JoinError),
+    /// Whether the stored result is a panic, and whether it is an error
+    /// (both false once taken).
+    result_kind: unsafe fn(NonNull<Header>) -> (bool, bool),
+    /// Takes the panic payload out of the result, if it is an untaken panic.
+    take_panic: unsafe fn(NonNull<Header>) -> Option<Box<dyn Any + Send>>,
+    /// Drops the stored result, whatever it is.
+    discard_result: unsafe fn(NonNull<Header>),
+    /// Moves the result out to `out`, which points to an
+    /// `Option<Result<T, JoinError>>` for the task's own `T`.
+    take_result: unsafe fn(NonNull<Header>, out: *mut ()),
+    /// Drops the whole `Task` and frees its memory: the last reference went.
+    destroy: unsafe fn(NonNull<Header>),
+}
+
+/// The scheduler's handle on a green thread: a counted reference to its
+/// header, like an `Arc` but one pointer wide (an `Arc<dyn ..>` is two, and
+/// finding the header through one costs a look at the alignment in its
+/// vtable). The count is `Header::refs`.
+pub(crate) struct TaskRef {
+    ptr: NonNull<Header>,
+}
+
+// SAFETY: a TaskRef only ever points at a `Task<F, T>` with F: Send and
+// T: Send (see `TypedTask::new`), which is Send and Sync (see the impls on
+// Header and Task), and the count is atomic.
+unsafe impl Send for TaskRef {}
+// SAFETY: as for Send; `&TaskRef` gives only `&Header` and the vtable
+// operations, which synchronise through the header's state and mutexes.
+unsafe impl Sync for TaskRef {}
+
+impl TaskRef {
+    /// The green thread's header.
+    #[inline(always)]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the pointer is to the live header of the Task this
+        // reference keeps alive.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// The header's address, for identity checks and for `borrow_raw`.
+    #[inline(always)]
+    pub(crate) fn as_raw(&self) -> NonNull<Header> {
+        self.ptr
+    }
+
+    /// A `TaskRef` for `ptr` that does not own a count: it must not outlive
+    /// the reference `ptr` came from (see the safety contract), and is never
+    /// dropped, so the count is not touched.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must come from [`as_raw`](TaskRef::as_raw) of a `TaskRef` that
+    /// stays alive for as long as the returned value is used.
+    #[inline(always)]
+    pub(crate) unsafe fn borrow_raw(ptr: NonNull<Header>) -> std::mem::ManuallyDrop<TaskRef> {
+        std::mem::ManuallyDrop::new(TaskRef { ptr })
+    }
+
+    #[inline(always)]
+    fn vtable(&self) -> &'static Vtable {
+        self.header().vtable
+    }
+
+    /// Runs the body on the calling stack and stores its outcome. Called
+    /// once, on the green thread's own stack, by whoever set `STARTED`.
+    pub(crate) fn run_body(&self) {
+        // SAFETY: `ptr` is a live Task whose header holds this vtable.
+        unsafe { (self.vtable().run_body)(self.ptr) }
+    }
+
     /// Drops the body without running it and stores a cancellation. Called
     /// once, by whoever set `STARTED` together with `COMPLETE`.
-    fn abandon(&self);
+    pub(crate) fn abandon(&self) {
+        self.fail(JoinError::cancelled(self.header()));
+    }
+
     /// Drops the body without running it and stores `error` (no stack).
-    fn fail(&self, error: JoinError);
+    pub(crate) fn fail(&self, error: JoinError) {
+        // SAFETY: as in `run_body`.
+        unsafe { (self.vtable().fail)(self.ptr, error) }
+    }
+
     /// Whether the stored result is a panic (false once taken).
-    fn is_panic(&self) -> bool;
+    pub(crate) fn is_panic(&self) -> bool {
+        // SAFETY: as in `run_body`.
+        unsafe { (self.vtable().result_kind)(self.ptr) }.0
+    }
+
     /// Whether the stored result is an error (false once taken).
-    fn is_err(&self) -> bool;
+    pub(crate) fn is_err(&self) -> bool {
+        // SAFETY: as in `run_body`.
+        unsafe { (self.vtable().result_kind)(self.ptr) }.1
+    }
+
     /// Takes the panic payload out of the result, if it is an untaken panic.
-    fn take_panic(&self) -> Option<Box<dyn Any + Send>>;
+    pub(crate) fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
+        // SAFETY: as in `run_body`.
+        unsafe { (self.vtable().take_panic)(self.ptr) }
+    }
+
     /// Drops the stored result, whatever it is.
-    fn discard_result(&self);
-}
-
-impl<'a> dyn RawTask + 'a {
-    /// The green thread's header.
-    #[inline]
-    pub(crate) fn header(&self) -> &Header {
-        // SAFETY: the only implementor, Task<F, T>, is repr(C) with `header`
-        // first, so the object starts with a Header that lives as long as it.
-        unsafe { &*std::ptr::from_ref(self).cast::<Header>() }
+    pub(crate) fn discard_result(&self) {
+        // SAFETY: as in `run_body`.
+        unsafe { (self.vtable().discard_result)(self.ptr) }
     }
 }
 
-impl<'a, T> dyn Joinable<T> + 'a {
-    /// The green thread's header.
+impl Clone for TaskRef {
     #[inline]
-    pub(crate) fn header(&self) -> &Header {
-        // SAFETY: as for `dyn RawTask`: Task<F, T> is the only implementor.
-        unsafe { &*std::ptr::from_ref(self).cast::<Header>() }
+    fn clone(&self) -> TaskRef {
+        // Relaxed, as in Arc: a new reference is made from an existing one,
+        // which keeps the task alive meanwhile.
+        let old = self.header().refs.fetch_add(1, Ordering::Relaxed);
+        if old > isize::MAX as usize {
+            std::process::abort(); // leaked references wrapped the count
+        }
+        TaskRef { ptr: self.ptr }
     }
 }
 
-/// What a `JoinHandle<T>` needs from its green thread.
-pub(crate) trait Joinable<T>: RawTask {
-    fn take_result(&self) -> Option<Result<T, JoinError>>;
-    fn as_task(self: Arc<Self>) -> TaskRef;
+impl Drop for TaskRef {
+    #[inline]
+    fn drop(&mut self) {
+        // Release, then Acquire before destroying, as in Arc: every use of
+        // the task through other references happens before it is freed.
+        if self.header().refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: this was the last reference, so nothing else uses the task.
+        unsafe { (self.vtable().destroy)(self.ptr) }
+    }
+}
+
+impl fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.header().fmt(f)
+    }
+}
+
+/// A [`TaskRef`] that knows the green thread's result type, so it can take
+/// the result out: what join handles hold.
+pub(crate) struct TypedTask<T> {
+    task: TaskRef,
+    /// Handles may move between threads even when `T` is only `Send`.
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<T> TypedTask<T> {
+    /// Allocates the green thread.
+    pub(crate) fn new<F>(task: Task<F, T>) -> TypedTask<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let ptr = NonNull::from(Box::leak(Box::new(task))).cast::<Header>();
+        TypedTask {
+            task: TaskRef { ptr },
+            _marker: PhantomData,
+        }
+    }
+
+    pub(crate) fn task(&self) -> &TaskRef {
+        &self.task
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        self.task.header()
+    }
+
+    /// Takes the result out, once the green thread has completed (`None`
+    /// before, or once taken).
+    pub(crate) fn take_result(&self) -> Option<Result<T, JoinError>> {
+        let mut out: Option<Result<T, JoinError>> = None;
+        // SAFETY: `new` made this from a Task<F, T> with this very T, and the
+        // vtable entry writes an Option<Result<T, JoinError>> to `out`.
+        unsafe {
+            (self.task.vtable().take_result)(self.task.ptr, (&raw mut out).cast());
+        }
+        out
+    }
+}
+
+impl<T> Clone for TypedTask<T> {
+    fn clone(&self) -> Self {
+        TypedTask {
+            task: self.task.clone(),
+            _marker: PhantomData,
+        }
+    }
 }
 
 /// Who to wake when a green thread completes.
@@ -155,6 +311,10 @@ pub(crate) struct Local {
 pub(crate) struct Header {
     pub(crate) state: AtomicU32,
     pub(crate) local: Local,
+    /// The operations that depend on the body and result types.
+    vtable: &'static Vtable,
+    /// References ([`TaskRef`]s) to this green thread.
+    refs: AtomicUsize,
     pub(crate) id: u64,
     pub(crate) name: Option<Box<str>>,
     pub(crate) rt: Arc<RtShared>,
@@ -204,6 +364,8 @@ impl Header {
             waiters: Mutex::new(Vec::new()),
             stack_size,
             site,
+            vtable: &UNSET,
+            refs: AtomicUsize::new(1),
             local: Local {
                 co: UnsafeCell::new(None),
                 yielder: Cell::new(std::ptr::null()),
@@ -303,8 +465,37 @@ impl fmt::Debug for StateBits {
     }
 }
 
-/// A green thread with body `F` and result `T`. `repr(C)`: the header must
-/// come first (see [`RawTask`]).
+/// The vtable of a header that is not inside a `Task` yet: `Task::new`
+/// replaces it before any `TaskRef` exists, so none of these ever runs.
+static UNSET: Vtable = {
+    unsafe fn unset(_: NonNull<Header>) {
+        unreachable!("a green thread's header was used outside its Task")
+    }
+    unsafe fn unset_fail(_: NonNull<Header>, _: JoinError) {
+        unreachable!("a green thread's header was used outside its Task")
+    }
+    unsafe fn unset_kind(_: NonNull<Header>) -> (bool, bool) {
+        unreachable!("a green thread's header was used outside its Task")
+    }
+    unsafe fn unset_panic(_: NonNull<Header>) -> Option<Box<dyn Any + Send>> {
+        unreachable!("a green thread's header was used outside its Task")
+    }
+    unsafe fn unset_take(_: NonNull<Header>, _: *mut ()) {
+        unreachable!("a green thread's header was used outside its Task")
+    }
+    Vtable {
+        run_body: unset,
+        fail: unset_fail,
+        result_kind: unset_kind,
+        take_panic: unset_panic,
+        discard_result: unset,
+        take_result: unset_take,
+        destroy: unset,
+    }
+};
+
+/// A green thread with body `F` and result `T`. `repr(C)` with the header
+/// first, so a pointer to the task is a pointer to its header and back.
 #[repr(C)]
 pub(crate) struct Task<F, T> {
     pub(crate) header: Header,
@@ -320,10 +511,21 @@ unsafe impl<F: Send, T: Send> Sync for Task<F, T> {}
 
 impl<F, T> Task<F, T>
 where
-    F: FnOnce() -> T + Send,
-    T: Send,
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
 {
-    pub(crate) fn new(header: Header, body: F) -> Task<F, T> {
+    const VTABLE: Vtable = Vtable {
+        run_body: Self::run_body,
+        fail: Self::fail,
+        result_kind: Self::result_kind,
+        take_panic: Self::take_panic,
+        discard_result: Self::discard_result,
+        take_result: Self::take_result,
+        destroy: Self::destroy,
+    };
+
+    pub(crate) fn new(mut header: Header, body: F) -> Task<F, T> {
+        header.vtable = &Self::VTABLE;
         Task {
             header,
             body: UnsafeCell::new(Some(body)),
@@ -331,54 +533,63 @@ where
         }
     }
 
+    /// The task whose header `p` points to.
+    ///
+    /// # Safety
+    ///
+    /// `p` must point to the header of a live `Task<F, T>` (the contract of
+    /// every [`Vtable`] entry), and the task must stay alive for `'a`.
+    unsafe fn this<'a>(p: NonNull<Header>) -> &'a Self {
+        // SAFETY: per the contract; the header is the task's first field
+        // (repr(C)), and `p` came from the pointer to the whole task.
+        unsafe { p.cast::<Self>().as_ref() }
+    }
+
     fn take_body(&self) -> Option<F> {
         // SAFETY: only the thread that set STARTED calls this, once (see the
-        // callers in `RawTask`), so no other access to `body` exists.
+        // `run_body` and `fail` entries), so no other access to `body` exists.
         unsafe { (*self.body.get()).take() }
     }
 
     fn store(&self, result: Result<T, JoinError>) {
         *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
     }
-}
 
-impl<F, T> RawTask for Task<F, T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    fn run_body(&self) {
-        let Some(body) = self.take_body() else { return };
+    fn result(&self) -> std::sync::MutexGuard<'_, Option<Result<T, JoinError>>> {
+        self.result.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    unsafe fn run_body(p: NonNull<Header>) {
+        // SAFETY: the Vtable contract.
+        let this = unsafe { Self::this(p) };
+        let Some(body) = this.take_body() else { return };
         let result = match panic::catch_unwind(AssertUnwindSafe(body)) {
             Ok(value) => Ok(value),
-            Err(payload) if Cancelled::is(&*payload) => Err(JoinError::cancelled(&self.header)),
-            Err(payload) => Err(JoinError::panic(&self.header, payload)),
+            Err(payload) if Cancelled::is(&*payload) => Err(JoinError::cancelled(&this.header)),
+            Err(payload) => Err(JoinError::panic(&this.header, payload)),
         };
-        self.store(result);
+        this.store(result);
     }
 
-    fn abandon(&self) {
-        drop(self.take_body());
-        self.store(Err(JoinError::cancelled(&self.header)));
+    unsafe fn fail(p: NonNull<Header>, error: JoinError) {
+        // SAFETY: the Vtable contract.
+        let this = unsafe { Self::this(p) };
+        drop(this.take_body());
+        this.store(Err(error));
     }
 
-    fn fail(&self, error: JoinError) {
-        drop(self.take_body());
-        self.store(Err(error));
+    unsafe fn result_kind(p: NonNull<Header>) -> (bool, bool) {
+        // SAFETY: the Vtable contract.
+        let result = unsafe { Self::this(p) }.result();
+        match &*result {
+            Some(Err(e)) => (e.is_panic(), true),
+            _ => (false, false),
+        }
     }
 
-    fn is_panic(&self) -> bool {
-        let result = self.result.lock().unwrap_or_else(|e| e.into_inner());
-        matches!(&*result, Some(Err(e)) if e.is_panic())
-    }
-
-    fn is_err(&self) -> bool {
-        let result = self.result.lock().unwrap_or_else(|e| e.into_inner());
-        matches!(&*result, Some(Err(_)))
-    }
-
-    fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
-        let mut result = self.result.lock().unwrap_or_else(|e| e.into_inner());
+    unsafe fn take_panic(p: NonNull<Header>) -> Option<Box<dyn Any + Send>> {
+        // SAFETY: the Vtable contract.
+        let mut result = unsafe { Self::this(p) }.result();
         if matches!(&*result, Some(Err(e)) if e.is_panic()) {
             return result
                 .take()
@@ -388,23 +599,24 @@ where
         None
     }
 
-    fn discard_result(&self) {
-        let taken = self.result.lock().unwrap_or_else(|e| e.into_inner()).take();
+    unsafe fn discard_result(p: NonNull<Header>) {
+        // SAFETY: the Vtable contract.
+        let taken = unsafe { Self::this(p) }.result().take();
         drop(taken);
     }
-}
 
-impl<F, T> Joinable<T> for Task<F, T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    fn take_result(&self) -> Option<Result<T, JoinError>> {
-        self.result.lock().unwrap_or_else(|e| e.into_inner()).take()
+    unsafe fn take_result(p: NonNull<Header>, out: *mut ()) {
+        // SAFETY: the Vtable contract.
+        let taken = unsafe { Self::this(p) }.result().take();
+        // SAFETY: the caller passes an `Option<Result<T, JoinError>>` for
+        // this task's T (see `TypedTask::take_result`).
+        unsafe { *out.cast::<Option<Result<T, JoinError>>>() = taken };
     }
 
-    fn as_task(self: Arc<Self>) -> TaskRef {
-        self
+    unsafe fn destroy(p: NonNull<Header>) {
+        // SAFETY: `p` came from `Box::leak` of this very type in
+        // `TypedTask::new`, and the last reference is gone.
+        drop(unsafe { Box::from_raw(p.cast::<Self>().as_ptr()) });
     }
 }
 

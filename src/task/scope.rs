@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, Group, RtShared};
-use crate::task::raw::{self, Joinable, TaskRef};
+use crate::task::raw::{self, TaskRef, TypedTask};
 use crate::task::{Id, JoinError, wait_complete};
 
 /// What a scope and its children share.
@@ -223,7 +223,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
                 panic!("stackful: could not spawn a scoped green thread: {e}");
             }
         };
-        let task_ref: TaskRef = task.clone();
+        let task_ref: TaskRef = task.task().clone();
         self.shared
             .children
             .lock()
@@ -250,7 +250,7 @@ impl fmt::Debug for Scope<'_, '_> {
 
 /// A handle to join a green thread spawned on a [`Scope`].
 pub struct ScopedJoinHandle<'scope, T> {
-    task: Arc<dyn Joinable<()>>,
+    task: TypedTask<()>,
     slot: Arc<Mutex<Option<T>>>,
     _scope: PhantomData<&'scope ()>,
 }
@@ -259,7 +259,7 @@ impl<T> ScopedJoinHandle<'_, T> {
     /// Waits for the green thread and returns its value; as
     /// [`JoinHandle::join`](crate::JoinHandle::join).
     pub fn join(self) -> Result<T, JoinError> {
-        wait_complete(&*self.task, None);
+        wait_complete(self.task.header(), None);
         let outcome = self
             .task
             .take_result()
@@ -275,8 +275,7 @@ impl<T> ScopedJoinHandle<'_, T> {
 
     /// Requests cancellation; as [`JoinHandle::cancel`](crate::JoinHandle::cancel).
     pub fn cancel(&self) {
-        let task: TaskRef = self.task.clone().as_task();
-        raw::cancel(&task);
+        raw::cancel(self.task.task());
     }
 
     /// Whether the green thread has ended.
