@@ -194,13 +194,20 @@ pub(crate) fn yield_current() -> bool {
         if h.state.load(std::sync::atomic::Ordering::Relaxed) & raw::CANCELLED != 0
             || h.has_scopes()
         {
-            let cause = h
-                .cancel_cause()
-                .or_else(|| scopes::with(|s| s.evaluate(Instant::now(), None)).raise);
-            if let Some(cause) = cause {
-                Cancelled::raise(cause);
-            }
+            after_yield(h);
         }
         true
     })
+}
+
+/// Raises a cancellation pending after a `yield_now`, if any.
+#[cold]
+#[inline(never)]
+fn after_yield(h: &raw::Header) {
+    let cause = h
+        .cancel_cause()
+        .or_else(|| scopes::with(|s| s.evaluate(Instant::now(), None)).raise);
+    if let Some(cause) = cause {
+        Cancelled::raise(cause);
+    }
 }
