@@ -22,6 +22,7 @@ mod pool;
 mod registry;
 mod stack;
 
+pub use cpu::prefetch;
 pub use overflow::{Label, Owner};
 pub use pool::{
     IDLE_CAPACITY, LOCAL_CAPACITY, PoolStats, PooledStack, SHARED_CAPACITY, pool_stats, trim,

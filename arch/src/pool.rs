@@ -109,10 +109,15 @@ fn lock_shared() -> std::sync::MutexGuard<'static, Shared> {
     SHARED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Takes the most recently returned local stack of exactly `size` bytes.
+/// Takes the most recently returned local stack of exactly `size` bytes,
+/// and starts loading the top of the one the next take will likely get.
 fn take_local(stacks: &mut Vec<Stack>, size: usize) -> Option<Stack> {
     let i = stacks.iter().rposition(|s| s.size() == size)?;
-    Some(stacks.swap_remove(i))
+    let stack = stacks.swap_remove(i);
+    if let Some(next) = stacks.last() {
+        next.prefetch_top();
+    }
+    Some(stack)
 }
 
 impl Shared {

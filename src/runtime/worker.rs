@@ -30,7 +30,7 @@ use crossbeam_deque::{Steal, Worker as Deque};
 use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::{Parker, Unparker};
-use stackful_arch::{Label, Owner, PooledStack};
+use stackful_arch::{Label, Owner, PooledStack, prefetch};
 
 use crate::debug;
 use crate::runtime::ready::ReadyQueue;
@@ -421,19 +421,6 @@ pub(crate) fn current_scopes() -> *mut ScopeStack {
 /// The green thread running on this thread, if any.
 pub(crate) fn current_task() -> Option<TaskRef> {
     with_current_task(|t| t.cloned())
-}
-
-/// A hint to load the cache line at `p`. Never faults, whatever `p` is.
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetcht0` is a hint: it reads nothing architecturally and
-    // does not fault on any address, and SSE is part of the x86_64 baseline.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// Enqueues a woken, started green thread on its home worker.
@@ -986,12 +973,12 @@ impl Worker {
     fn prefetch_next(&self) {
         let (at, later) = self.ready.ahead(1, 2);
         if later != 0 {
-            prefetch(later as *const u8);
+            prefetch(later);
         }
         if at != 0 {
-            prefetch((at - 128) as *const u8);
-            prefetch((at - 64) as *const u8);
-            prefetch(at as *const u8);
+            prefetch(at - 128);
+            prefetch(at - 64);
+            prefetch(at);
         }
     }
 

@@ -12,3 +12,14 @@ pub(crate) unsafe fn fault_stack_pointer(ctx: *mut libc::c_void) -> usize {
     // SAFETY: the caller guarantees `ctx` points to the handler's `ucontext_t`.
     unsafe { (*uc).uc_mcontext.sp as usize }
 }
+
+/// Asks the CPU to load the cache line holding `addr`. A hint: it reads
+/// nothing architecturally and never faults, whatever the address.
+#[inline(always)]
+pub fn prefetch(addr: usize) {
+    // SAFETY: `prfm` is a hint that does not fault on any address and has
+    // no effect on program state.
+    unsafe {
+        std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) addr, options(nostack, preserves_flags, readonly))
+    };
+}

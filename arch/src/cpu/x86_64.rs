@@ -12,3 +12,14 @@ pub(crate) unsafe fn fault_stack_pointer(ctx: *mut libc::c_void) -> usize {
     // SAFETY: the caller guarantees `ctx` points to the handler's `ucontext_t`.
     unsafe { (*uc).uc_mcontext.gregs[libc::REG_RSP as usize] as usize }
 }
+
+/// Asks the CPU to load the cache line holding `addr`. A hint: it reads
+/// nothing architecturally and never faults, whatever the address.
+#[inline(always)]
+pub fn prefetch(addr: usize) {
+    // SAFETY: `prefetcht0` does not fault on any address and has no effect
+    // on program state; SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+}
