@@ -70,8 +70,11 @@ impl<T> Ring<T> {
             self.grow();
         }
         let i = self.tail & self.mask();
+        debug_assert!(
+            self.slots[i].is_none(),
+            "a free ready slot held a green thread"
+        );
         let old = self.slots[i].replace(task);
-        debug_assert!(old.is_none(), "a free ready slot held a green thread");
         std::mem::forget(old); // None: nothing to drop, and no drop runs here
         self.tail = self.tail.wrapping_add(1);
     }

@@ -382,6 +382,8 @@ pub(crate) struct Worker {
     peers: RefCell<Vec<(u64, Instant)>>,
     /// Counted in the runtime's `searching` workers (see `Idle`).
     searching: Cell<bool>,
+    /// The peer `find_fresh` tries to steal from first.
+    steal_from: Cell<usize>,
 }
 
 thread_local! {
@@ -490,6 +492,7 @@ impl Worker {
             tick: Cell::new(0),
             peers: RefCell::new(Vec::new()),
             searching: Cell::new(false),
+            steal_from: Cell::new(0),
         }
     }
 
@@ -565,7 +568,10 @@ impl Worker {
             return Some(t);
         }
         let n = self.rt.stealers.len();
-        let start = self.tick.get() as usize;
+        // Peers in turn, starting one further each time (the tick is a
+        // multiple of FRESH_EVERY on the periodic path, so it cannot serve).
+        let start = self.steal_from.get();
+        self.steal_from.set(start.wrapping_add(1));
         for k in 0..n {
             let i = (start + k) % n;
             if i == self.home.index {
@@ -883,18 +889,22 @@ impl Worker {
 
     /// Starts a green thread claimed by `run`: it becomes ours for good.
     /// Returns false if it completed instead (cancelled, or no stack).
+    /// `claim` set `STARTED`, so this worker owns the body: it runs it, or
+    /// drops it, exactly once.
     fn start(&self, task: &TaskRef) -> bool {
         let h = task.header();
         h.set_home(&self.home);
         if h.cancelled_before_start() {
-            raw::drop_unstarted(task);
+            // SAFETY: `claim` set STARTED for this worker (see above).
+            unsafe { raw::drop_unstarted(task) };
             self.finish_unstarted(task);
             return false;
         }
         let stack = match PooledStack::take(h.stack_size) {
             Ok(stack) => stack,
             Err(e) => {
-                task.fail(JoinError::no_stack(h, e));
+                // SAFETY: as for `drop_unstarted` above.
+                unsafe { task.fail(JoinError::no_stack(h, e)) };
                 self.finish_unstarted(task);
                 return false;
             }
@@ -912,7 +922,9 @@ impl Worker {
         let me = task.clone();
         let co = Coroutine::with_stack(stack, move |yielder: &Yielder<(), Suspend>, ()| {
             me.header().local.yielder.set(yielder);
-            me.run_body();
+            // SAFETY: `claim` set STARTED for this worker, which runs this
+            // closure once (a coroutine's body runs at most once).
+            unsafe { me.run_body() };
         });
         // SAFETY: `local` belongs to the home thread, which is this one from
         // now on; nothing else references these cells yet.

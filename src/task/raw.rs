@@ -77,7 +77,8 @@ pub(crate) struct Vtable {
     /// once, on the green thread's own stack, by whoever set `STARTED`.
     run_body: unsafe fn(NonNull<Header>),
     /// Drops the body without running it and stores `error`. Called once,
-    /// by whoever set `STARTED` together with `COMPLETE`.
+    /// instead of `run_body`, by whoever set `STARTED` (a cancellation
+    /// before the start, or a worker that found no stack for it).
     fail: unsafe fn(NonNull<Header>, JoinError),
     /// Whether the stored result is a panic, and whether it is an error
     /// (both false once taken).
@@ -142,21 +143,34 @@ impl TaskRef {
         self.header().vtable
     }
 
-    /// Runs the body on the calling stack and stores its outcome. Called
-    /// once, on the green thread's own stack, by whoever set `STARTED`.
-    pub(crate) fn run_body(&self) {
-        // SAFETY: `ptr` is a live Task whose header holds this vtable.
+    /// Runs the body on the calling stack and stores its outcome.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the one that set `STARTED` (so no other thread touches
+    /// the body), and calls this, `abandon` or `fail` at most once in all.
+    pub(crate) unsafe fn run_body(&self) {
+        // SAFETY: `ptr` is a live Task whose header holds this vtable; the
+        // caller owns the body (see above).
         unsafe { (self.vtable().run_body)(self.ptr) }
     }
 
-    /// Drops the body without running it and stores a cancellation. Called
-    /// once, by whoever set `STARTED` together with `COMPLETE`.
-    pub(crate) fn abandon(&self) {
-        self.fail(JoinError::cancelled(self.header()));
+    /// Drops the body without running it and stores a cancellation.
+    ///
+    /// # Safety
+    ///
+    /// As for [`run_body`](TaskRef::run_body).
+    pub(crate) unsafe fn abandon(&self) {
+        // SAFETY: the caller's contract is the same.
+        unsafe { self.fail(JoinError::cancelled(self.header())) }
     }
 
     /// Drops the body without running it and stores `error` (no stack).
-    pub(crate) fn fail(&self, error: JoinError) {
+    ///
+    /// # Safety
+    ///
+    /// As for [`run_body`](TaskRef::run_body).
+    pub(crate) unsafe fn fail(&self, error: JoinError) {
         // SAFETY: as in `run_body`.
         unsafe { (self.vtable().fail)(self.ptr, error) }
     }
@@ -228,12 +242,13 @@ pub(crate) struct TypedTask<T> {
 }
 
 impl<T> TypedTask<T> {
-    /// Allocates the green thread.
-    pub(crate) fn new<F>(task: Task<F, T>) -> TypedTask<T>
+    /// Allocates the green thread, with the vtable of its own types.
+    pub(crate) fn new<F>(mut task: Task<F, T>) -> TypedTask<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        task.header.vtable = &Task::<F, T>::VTABLE;
         let ptr = NonNull::from(Box::leak(Box::new(task))).cast::<Header>();
         TypedTask {
             task: TaskRef { ptr },
@@ -310,11 +325,12 @@ pub(crate) struct Local {
 #[repr(C)]
 pub(crate) struct Header {
     pub(crate) state: AtomicU32,
+    /// References ([`TaskRef`]s) to this green thread; next to `state`,
+    /// which the wake-ups that clone and drop them touch too.
+    refs: AtomicUsize,
     pub(crate) local: Local,
     /// The operations that depend on the body and result types.
     vtable: &'static Vtable,
-    /// References ([`TaskRef`]s) to this green thread.
-    refs: AtomicUsize,
     pub(crate) id: u64,
     pub(crate) name: Option<Box<str>>,
     pub(crate) rt: Arc<RtShared>,
@@ -339,7 +355,7 @@ pub(crate) struct Header {
 // that one thread (a started green thread is never resumed elsewhere).
 unsafe impl Sync for Header {}
 // SAFETY: as for Sync; the coroutine in `local` is created on, resumed on and
-// dropped on the home thread only, so moving the header's owner (an Arc)
+// dropped on the home thread only, so moving the header's owners (TaskRefs)
 // between threads never moves the coroutine's use.
 unsafe impl Send for Header {}
 
@@ -465,7 +481,7 @@ impl fmt::Debug for StateBits {
     }
 }
 
-/// The vtable of a header that is not inside a `Task` yet: `Task::new`
+/// The vtable of a header that is not allocated yet: `TypedTask::new`
 /// replaces it before any `TaskRef` exists, so none of these ever runs.
 static UNSET: Vtable = {
     unsafe fn unset(_: NonNull<Header>) {
@@ -498,7 +514,7 @@ static UNSET: Vtable = {
 /// first, so a pointer to the task is a pointer to its header and back.
 #[repr(C)]
 pub(crate) struct Task<F, T> {
-    pub(crate) header: Header,
+    header: Header,
     /// Taken by whoever sets `STARTED`.
     body: UnsafeCell<Option<F>>,
     result: Mutex<Option<Result<T, JoinError>>>,
@@ -524,8 +540,7 @@ where
         destroy: Self::destroy,
     };
 
-    pub(crate) fn new(mut header: Header, body: F) -> Task<F, T> {
-        header.vtable = &Self::VTABLE;
+    pub(crate) fn new(header: Header, body: F) -> Task<F, T> {
         Task {
             header,
             body: UnsafeCell::new(Some(body)),
@@ -688,14 +703,19 @@ pub(crate) fn abandon_unstarted(task: &TaskRef) -> bool {
             Err(actual) => s = actual,
         }
     }
-    drop_unstarted(task);
+    // SAFETY: the exchange above set STARTED.
+    unsafe { drop_unstarted(task) };
     finish(task);
     true
 }
 
 /// Drops the body of a claimed green thread that will never run, storing a
 /// cancellation (and saying so in debug mode).
-pub(crate) fn drop_unstarted(task: &TaskRef) {
+///
+/// # Safety
+///
+/// As for [`TaskRef::run_body`]: the caller set `STARTED`.
+pub(crate) unsafe fn drop_unstarted(task: &TaskRef) {
     let h = task.header();
     if debug::enabled() {
         debug::warn(format_args!(
@@ -704,7 +724,8 @@ pub(crate) fn drop_unstarted(task: &TaskRef) {
             h.site
         ));
     }
-    task.abandon();
+    // SAFETY: the caller set STARTED (this function's contract).
+    unsafe { task.abandon() };
 }
 
 /// The last step of every green thread, on whichever thread completed it:
