@@ -1,7 +1,7 @@
 //! Coroutine stacks: sizes, the pool and its statistics.
 //!
-//! Every generator (and, later, every green thread) runs on an `mmap`'d stack
-//! with a `PROT_NONE` guard page below it, taken from a bounded pool. These
+//! Every generator and green thread runs on an `mmap`'d stack with a guard
+//! page below it, taken from a bounded pool. These
 //! items come from the platform layer, `stackful-arch`; see its docs for the
 //! memory layout and the pool's levels.
 

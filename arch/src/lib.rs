@@ -1,6 +1,6 @@
 //! The platform layer of `stackful`: everything that touches the OS or the CPU.
 //!
-//! - [`Stack`]: an `mmap`'d coroutine stack with a `PROT_NONE` guard page below
+//! - [`Stack`]: an `mmap`'d coroutine stack with a guard page below
 //!   it, usable by corosensei through its [`corosensei::stack::Stack`] trait.
 //! - [`PooledStack`]: a [`Stack`] borrowed from the bounded stack pool; dropping
 //!   it hands the stack back instead of unmapping it.

@@ -1,8 +1,8 @@
 //! The bounded stack pool.
 //!
-//! Mapping a stack costs two system calls (`mmap`, `mprotect`) and unmapping
-//! one more (with a TLB shootdown across the process's threads), several
-//! microseconds in all, while a coroutine that runs briefly costs tens of
+//! Mapping a stack costs system calls (`mmap`, then a guard page) and a page
+//! fault at its first use, unmapping one more call (with a TLB shootdown
+//! across the process's threads), several microseconds in all, while a coroutine that runs briefly costs tens of
 //! nanoseconds. So finished coroutines hand their stack back, and new ones
 //! take a stack from here:
 //!
