@@ -19,6 +19,10 @@
 //! When both levels are empty, stacks are mapped eight at a time with one
 //! `mmap` (each still gets its own guard page), and the spare ones go to the
 //! thread's cache, so a burst that outgrows the pool pays fewer calls.
+//! Those stacks are counted, and [`grow_ahead`] maps as many again, with
+//! their top pages backed, into the shared pool: the runtime calls it from
+//! idle workers while the burst lasts, so a next, larger burst finds them
+//! ready instead of paying the page faults and system calls itself.
 //!
 //! Memory goes back to the kernel off the hot path. When the shared pool
 //! holds more than [`IDLE_CAPACITY`] stacks, a background trimmer thread
@@ -35,7 +39,7 @@ use std::collections::VecDeque;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::overflow;
@@ -56,6 +60,10 @@ pub const SHARED_CAPACITY: usize = 32_768;
 
 /// Stacks the shared pool keeps (with their pages released) once idle.
 pub const IDLE_CAPACITY: usize = 256;
+
+/// Stacks mapped on demand (the pool was empty) and not yet matched by
+/// stacks grown ahead: see [`grow_ahead`].
+static SHORTFALL: AtomicUsize = AtomicUsize::new(0);
 
 /// How long the pool must see no traffic before the trimmer trims it.
 const IDLE_AFTER: Duration = Duration::from_secs(1);
@@ -243,6 +251,34 @@ pub fn trim() -> usize {
     unmapped
 }
 
+/// Maps up to `max` stacks of `size` bytes ahead of demand, backs their top
+/// pages with memory, and puts them in the shared pool; returns how many.
+///
+/// A burst that runs the pool dry maps new stacks while it starts its
+/// coroutines, a page fault and a few system calls each, and the next, larger
+/// burst does so again for its extra ones. The runtime calls this from a
+/// worker with nothing to run while a burst is still alive, so that work is
+/// done in otherwise idle time instead: it grows the pool by as many stacks
+/// as were mapped on demand since the last call (each one counted once), in
+/// steps of `max` so the caller can look for work in between.
+pub fn grow_ahead(size: usize, max: usize) -> usize {
+    let Ok(before) = SHORTFALL.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        (n > 0).then(|| n - n.min(max))
+    }) else {
+        return 0;
+    };
+    let want = before.min(max);
+    let Ok(batch) = Stack::new_batch(size, want) else {
+        return 0; // at a limit: the on-demand path reports it when it matters
+    };
+    for stack in &batch {
+        stack.prefault_top();
+    }
+    let grown = batch.len();
+    put_shared_all(batch.into_iter());
+    grown
+}
+
 /// A stack on loan from the pool. Dropping it returns the stack to the pool
 /// (see the module docs); it derefs to the [`Stack`] itself.
 ///
@@ -311,6 +347,7 @@ impl PooledStack {
             }
             other => other?,
         };
+        SHORTFALL.fetch_add(batch.len(), Ordering::Relaxed);
         let first = batch.pop().expect("a batch holds at least one stack");
         // The rest go to this thread's cache (it missed, so it has room).
         let spare = LOCAL.try_with(|l| {
@@ -418,5 +455,28 @@ pub fn pool_stats() -> PoolStats {
         shared,
         released,
         local: LOCAL.try_with(|l| l.borrow().stacks.len()).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::MIN_STACK_SIZE;
+
+    #[test]
+    fn grow_ahead_adds_the_stacks_mapped_on_demand_once() {
+        // No other unit test takes pooled stacks, so the counts are ours.
+        assert_eq!(grow_ahead(MIN_STACK_SIZE, 64), 0, "nothing was owed yet");
+        let taken: Vec<PooledStack> = (0..100)
+            .map(|_| PooledStack::take(MIN_STACK_SIZE).unwrap())
+            .collect();
+        let owed = SHORTFALL.load(Ordering::Relaxed);
+        assert!(owed >= 100, "100 stacks from an empty pool, {owed} counted");
+        let shared = pool_stats().shared;
+        assert_eq!(grow_ahead(MIN_STACK_SIZE, 64), 64, "one step at a time");
+        assert_eq!(grow_ahead(MIN_STACK_SIZE, 10_000), owed - 64);
+        assert_eq!(grow_ahead(MIN_STACK_SIZE, 10_000), 0, "each counted once");
+        assert_eq!(pool_stats().shared, shared + owed);
+        drop(taken);
     }
 }

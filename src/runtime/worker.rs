@@ -50,6 +50,10 @@ static GREEN_THREAD: Owner = Owner {
 /// Turns spent spinning before a worker parks.
 const SPINS: u32 = 256;
 
+/// Stacks an idle worker maps ahead of demand at a time (see `idle`): a
+/// few hundred microseconds of work before it looks for work again.
+const GROW_STEP: usize = 32;
+
 /// A worker fires due timers every this many turns (and whenever it has
 /// nothing else to do). A power of two, so the check is a mask.
 const TIMERS_EVERY: u64 = 16;
@@ -783,6 +787,15 @@ impl Worker {
                 return;
             }
             std::hint::spin_loop();
+        }
+        // A burst that ran the stack pool dry is still alive here: grow the
+        // pool for the next one in this idle time, a step at a time, then
+        // look for work again.
+        if pool
+            && self.registry.borrow().live() > 0
+            && stackful_arch::grow_ahead(self.rt.config.stack_size, GROW_STEP) > 0
+        {
+            return;
         }
         let mut was_last = false;
         if pool {
