@@ -26,7 +26,7 @@ pub use cpu::prefetch;
 pub use overflow::{Label, Owner};
 pub use pool::{
     IDLE_CAPACITY, LOCAL_CAPACITY, PoolStats, PooledStack, SHARED_CAPACITY, grow_ahead, pool_stats,
-    trim,
+    prefetch_next, trim,
 };
 pub use stack::{
     DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, Stack, StackError, StackErrorKind,

@@ -117,15 +117,26 @@ fn lock_shared() -> std::sync::MutexGuard<'static, Shared> {
     SHARED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Takes the most recently returned local stack of exactly `size` bytes,
-/// and starts loading the top of the one the next take will likely get.
+/// Takes the most recently returned local stack of exactly `size` bytes.
 fn take_local(stacks: &mut Vec<Stack>, size: usize) -> Option<Stack> {
     let i = stacks.iter().rposition(|s| s.size() == size)?;
-    let stack = stacks.swap_remove(i);
-    if let Some(next) = stacks.last() {
-        next.prefetch_top();
-    }
-    Some(stack)
+    Some(stacks.swap_remove(i))
+}
+
+/// Starts loading the top of the stack that this thread's next
+/// [`PooledStack::take`] will likely return, if its cache holds one.
+///
+/// For a caller that starts many coroutines in a row on stacks that have
+/// gone cold (a burst of green threads, say): a cold stack's first touch is
+/// a TLB miss and a run of cache misses, which this overlaps with the
+/// current coroutine's work. A tight loop on warm stacks gains nothing.
+#[inline]
+pub fn prefetch_next() {
+    let _ = LOCAL.try_with(|l| {
+        if let Some(next) = l.borrow().stacks.last() {
+            next.prefetch_top();
+        }
+    });
 }
 
 impl Shared {

@@ -914,7 +914,11 @@ impl Worker {
             return false;
         }
         let stack = match PooledStack::take(h.stack_size) {
-            Ok(stack) => stack,
+            Ok(stack) => {
+                // The next start will likely take the next pooled stack.
+                stackful_arch::prefetch_next();
+                stack
+            }
             Err(e) => {
                 // SAFETY: as for `drop_unstarted` above.
                 unsafe { task.fail(JoinError::no_stack(h, e)) };
