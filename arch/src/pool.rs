@@ -272,13 +272,21 @@ pub fn trim() -> usize {
 /// done in otherwise idle time instead: it grows the pool by as many stacks
 /// as were mapped on demand since the last call (each one counted once), in
 /// steps of `max` so the caller can look for work in between.
+///
+/// The shared pool's capacity bounds it: a burst of a million green threads
+/// grows it by at most [`SHARED_CAPACITY`] stacks, not by a million.
 pub fn grow_ahead(size: usize, max: usize) -> usize {
+    if SHORTFALL.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    let room = SHARED_CAPACITY.saturating_sub(lock_shared().stacks.len());
+    let step = max.min(room);
     let Ok(before) = SHORTFALL.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-        (n > 0).then(|| n - n.min(max))
+        (n > 0 && step > 0).then(|| n - n.min(step))
     }) else {
         return 0;
     };
-    let want = before.min(max);
+    let want = before.min(step);
     let Ok(batch) = Stack::new_batch(size, want) else {
         return 0; // at a limit: the on-demand path reports it when it matters
     };
