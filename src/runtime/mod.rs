@@ -679,7 +679,7 @@ where
             io::ErrorKind::OutOfMemory,
             format!(
                 "cannot spawn another green thread: {live} have started and not finished, and \
-                 each holds a stack of 2 memory mappings, so the kernel's vm.max_map_count \
+                 each holds a stack, counted as 2 memory mappings, so the kernel's vm.max_map_count \
                  allows about {} of them. Raise it with `sysctl -w vm.max_map_count=<n>` as \
                  root, or keep fewer green threads alive",
                 *MAP_LIMIT
