@@ -19,10 +19,10 @@
 //! When both levels are empty, stacks are mapped eight at a time with one
 //! `mmap` (each still gets its own guard page), and the spare ones go to the
 //! thread's cache, so a burst that outgrows the pool pays fewer calls.
-//! Those stacks are counted, and [`grow_ahead`] maps as many again, with
-//! their top pages backed, into the shared pool: the runtime calls it from
-//! idle workers while the burst lasts, so a next, larger burst finds them
-//! ready instead of paying the page faults and system calls itself.
+//! Those stacks are counted, and [`grow_ahead`] maps as many again into the
+//! shared pool: the runtime calls it from idle workers while the burst
+//! lasts, so a next, larger burst finds them mapped instead of paying the
+//! system calls itself.
 //!
 //! Memory goes back to the kernel off the hot path. When the shared pool
 //! holds more than [`IDLE_CAPACITY`] stacks, a background trimmer thread
@@ -262,18 +262,21 @@ pub fn trim() -> usize {
     unmapped
 }
 
-/// Maps up to `max` stacks of `size` bytes ahead of demand, backs their top
-/// pages with memory, and puts them in the shared pool; returns how many.
+/// Maps up to `max` stacks of `size` bytes ahead of demand into the shared
+/// pool; returns how many.
 ///
 /// A burst that runs the pool dry maps new stacks while it starts its
-/// coroutines, a page fault and a few system calls each, and the next, larger
-/// burst does so again for its extra ones. The runtime calls this from a
+/// coroutines, a few system calls each, and the next, larger burst does so
+/// again for its extra ones. The runtime calls this from a
 /// worker with nothing to run while a burst is still alive, so that work is
 /// done in otherwise idle time instead: it grows the pool by as many stacks
 /// as were mapped on demand since the last call (each one counted once), in
 /// steps of `max` so the caller can look for work in between.
 ///
-/// The shared pool's capacity bounds it: a burst of a million green threads
+/// The new stacks cost address space and mappings, not memory: their pages
+/// are not touched (faulting them in ahead was no faster, and would double
+/// the memory of a burst of idle green threads until the trimmer ran). The
+/// shared pool's capacity bounds them: a burst of a million green threads
 /// grows it by at most [`SHARED_CAPACITY`] stacks, not by a million.
 pub fn grow_ahead(size: usize, max: usize) -> usize {
     if SHORTFALL.load(Ordering::Relaxed) == 0 {
@@ -290,9 +293,6 @@ pub fn grow_ahead(size: usize, max: usize) -> usize {
     let Ok(batch) = Stack::new_batch(size, want) else {
         return 0; // at a limit: the on-demand path reports it when it matters
     };
-    for stack in &batch {
-        stack.prefault_top();
-    }
     let grown = batch.len();
     put_shared_all(batch.into_iter());
     grown

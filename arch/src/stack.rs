@@ -467,15 +467,6 @@ impl Stack {
         }
     }
 
-    /// Backs the top page with memory now (a write fault), so that the
-    /// first coroutine to use the stack does not take the fault.
-    pub(crate) fn prefault_top(&self) {
-        // SAFETY: the address is in this stack's usable part, which is
-        // mapped readable and writable; the stack is not in use (only the
-        // pool calls this, on stacks it owns), so nothing reads the byte.
-        unsafe { ((self.start.get() - 1) as *mut u8).write_volatile(0) };
-    }
-
     /// Lowest usable address; the guard page sits just below it.
     pub fn guard_end(&self) -> usize {
         self.top() - self.size
