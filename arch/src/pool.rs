@@ -20,9 +20,9 @@
 //! `mmap` (each still gets its own guard page), and the spare ones go to the
 //! thread's cache, so a burst that outgrows the pool pays fewer calls.
 //! Those stacks are counted, and [`grow_ahead`] maps as many again into the
-//! shared pool: the runtime calls it from idle workers while the burst
-//! lasts, so a next, larger burst finds them mapped instead of paying the
-//! system calls itself.
+//! shared pool, within limits: the runtime calls it from an idle worker
+//! while green threads it started are alive, so a next, larger burst finds
+//! them mapped instead of paying the system calls itself.
 //!
 //! Memory goes back to the kernel off the hot path. When the shared pool
 //! holds more than [`IDLE_CAPACITY`] stacks, a background trimmer thread
@@ -39,7 +39,7 @@ use std::collections::VecDeque;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::overflow;
@@ -62,8 +62,31 @@ pub const SHARED_CAPACITY: usize = 32_768;
 pub const IDLE_CAPACITY: usize = 256;
 
 /// Stacks mapped on demand (the pool was empty) and not yet matched by
-/// stacks grown ahead: see [`grow_ahead`].
-static SHORTFALL: AtomicUsize = AtomicUsize::new(0);
+/// stacks grown ahead, see [`grow_ahead`]: the stack size in pages in the
+/// high 32 bits, the count in the low 32. Only the size of the latest miss
+/// is owed: a miss of another size starts the count again.
+static SHORTFALL: AtomicU64 = AtomicU64::new(0);
+
+fn shortfall_of(v: u64) -> (usize, usize) {
+    ((v >> 32) as usize, (v & u64::from(u32::MAX)) as usize)
+}
+
+fn shortfall(pages: usize, count: usize) -> u64 {
+    ((pages as u64) << 32) | count.min(SHARED_CAPACITY) as u64
+}
+
+/// Counts `n` stacks of `size` bytes mapped on demand.
+fn owe(size: usize, n: usize) {
+    let pages = size / crate::stack::page_size();
+    let _ = SHORTFALL.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        let (owed_pages, owed) = shortfall_of(v);
+        Some(if owed_pages == pages {
+            shortfall(pages, owed + n)
+        } else {
+            shortfall(pages, n)
+        })
+    });
+}
 
 /// How long the pool must see no traffic before the trimmer trims it.
 const IDLE_AFTER: Duration = Duration::from_secs(1);
@@ -233,6 +256,7 @@ fn start_trimmer() {
 /// assert!(stackful_arch::pool_stats().shared <= stackful_arch::IDLE_CAPACITY);
 /// ```
 pub fn trim() -> usize {
+    SHORTFALL.store(0, Ordering::Relaxed);
     let excess: Vec<Stack> = {
         let mut shared = lock_shared();
         let n = shared.stacks.len().saturating_sub(IDLE_CAPACITY);
@@ -267,31 +291,46 @@ pub fn trim() -> usize {
 ///
 /// A burst that runs the pool dry maps new stacks while it starts its
 /// coroutines, a few system calls each, and the next, larger burst does so
-/// again for its extra ones. The runtime calls this from a
-/// worker with nothing to run while a burst is still alive, so that work is
-/// done in otherwise idle time instead: it grows the pool by as many stacks
-/// as were mapped on demand since the last call (each one counted once), in
-/// steps of `max` so the caller can look for work in between.
+/// again for its extra ones. The runtime calls this from an idle worker
+/// while green threads it started are alive, so that this work is done in
+/// otherwise idle time instead: it grows the pool by as many stacks of
+/// `size` as were mapped on demand since (each one counted once), in steps
+/// of `max` so the caller can look for work in between.
 ///
 /// The new stacks cost address space and mappings, not memory: their pages
 /// are not touched (faulting them in ahead was no faster, and would double
-/// the memory of a burst of idle green threads until the trimmer ran). The
-/// shared pool's capacity bounds them: a burst of a million green threads
-/// grows it by at most [`SHARED_CAPACITY`] stacks, not by a million.
+/// the memory of a burst of idle green threads until the trimmer ran).
+/// Growth stops, and what is owed is forgotten, when the shared pool is full
+/// ([`SHARED_CAPACITY`]) or when it would take more than half the stacks
+/// still allowed under `vm.max_map_count`, so a burst of a million green
+/// threads grows the pool by at most that much, and mappings stay for
+/// demand. [`trim`] forgets it too.
 pub fn grow_ahead(size: usize, max: usize) -> usize {
-    if SHORTFALL.load(Ordering::Relaxed) == 0 {
+    let Ok(size) = Stack::checked_size(size) else {
+        return 0;
+    };
+    let pages = size / crate::stack::page_size();
+    let (owed_pages, owed) = shortfall_of(SHORTFALL.load(Ordering::Relaxed));
+    if owed == 0 || owed_pages != pages {
         return 0;
     }
     let room = SHARED_CAPACITY.saturating_sub(lock_shared().stacks.len());
-    let step = max.min(room);
-    let Ok(before) = SHORTFALL.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-        (n > 0 && step > 0).then(|| n - n.min(step))
+    let budget = crate::stack::stacks_that_fit(usize::MAX) / 2;
+    let step = max.min(room).min(budget);
+    if step == 0 {
+        SHORTFALL.store(0, Ordering::Relaxed);
+        return 0;
+    }
+    let Ok(before) = SHORTFALL.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        let (owed_pages, owed) = shortfall_of(v);
+        (owed_pages == pages && owed > 0).then(|| shortfall(pages, owed - owed.min(step)))
     }) else {
         return 0;
     };
-    let want = before.min(step);
+    let want = shortfall_of(before).1.min(step);
     let Ok(batch) = Stack::new_batch(size, want) else {
-        return 0; // at a limit: the on-demand path reports it when it matters
+        SHORTFALL.store(0, Ordering::Relaxed); // a limit: owe nothing more
+        return 0;
     };
     let grown = batch.len();
     put_shared_all(batch.into_iter());
@@ -366,7 +405,7 @@ impl PooledStack {
             }
             other => other?,
         };
-        SHORTFALL.fetch_add(batch.len(), Ordering::Relaxed);
+        owe(size, batch.len());
         let first = batch.pop().expect("a batch holds at least one stack");
         // The rest go to this thread's cache (it missed, so it has room).
         let spare = LOCAL.try_with(|l| {
@@ -489,13 +528,31 @@ mod tests {
         let taken: Vec<PooledStack> = (0..100)
             .map(|_| PooledStack::take(MIN_STACK_SIZE).unwrap())
             .collect();
-        let owed = SHORTFALL.load(Ordering::Relaxed);
+        let owed = shortfall_of(SHORTFALL.load(Ordering::Relaxed)).1;
         assert!(owed >= 100, "100 stacks from an empty pool, {owed} counted");
+        assert_eq!(
+            grow_ahead(2 * MIN_STACK_SIZE, 64),
+            0,
+            "a size nobody missed"
+        );
         let shared = pool_stats().shared;
         assert_eq!(grow_ahead(MIN_STACK_SIZE, 64), 64, "one step at a time");
         assert_eq!(grow_ahead(MIN_STACK_SIZE, 10_000), owed - 64);
         assert_eq!(grow_ahead(MIN_STACK_SIZE, 10_000), 0, "each counted once");
         assert_eq!(pool_stats().shared, shared + owed);
+        drop(taken);
+
+        // A miss of another size starts the count again, and trimming
+        // forgets it: a trimmed pool does not grow back on its own.
+        let other = 3 * MIN_STACK_SIZE;
+        let taken: Vec<PooledStack> = (0..20).map(|_| PooledStack::take(other).unwrap()).collect();
+        assert_eq!(
+            grow_ahead(MIN_STACK_SIZE, 64),
+            0,
+            "the old size is no longer owed"
+        );
+        trim();
+        assert_eq!(grow_ahead(other, 64), 0, "trim forgot what was owed");
         drop(taken);
     }
 }

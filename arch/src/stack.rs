@@ -32,7 +32,7 @@ use std::fmt;
 use std::io;
 use std::num::NonZeroUsize;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::overflow::{self, Label};
 use crate::registry::{self, Slot};
@@ -166,7 +166,7 @@ const MAP_RESERVE: u64 = 1024;
 /// reserve. The limit is read once, and again when it seems reached (it can
 /// be raised while the process runs), at most every 100 ms so that a stream
 /// of refused stacks does not read `/proc` each time.
-fn stacks_that_fit(n: usize) -> usize {
+pub(crate) fn stacks_that_fit(n: usize) -> usize {
     static LIMIT: AtomicU64 = AtomicU64::new(0);
     static READ_AT_MS: AtomicU64 = AtomicU64::new(0);
     let fit = |limit: u64| {
@@ -212,19 +212,50 @@ const MADV_GUARD_INSTALL: libc::c_int = 102;
 /// Where the kernel has guard regions (`MADV_GUARD_INSTALL`), those are
 /// used: the range faults like a `PROT_NONE` page, but the mapping is not
 /// split in two, which makes a new stack markedly cheaper to set up (no new
-/// mapping to allocate, no exclusive lock on the address space). Older
-/// kernels reject the advice with `EINVAL`, and from then on `mprotect` is
-/// used. Either way the overflow handler finds the guard by address.
+/// mapping to allocate, no exclusive lock on the address space). The first
+/// guard region is checked to really fault (an emulator may accept advice it
+/// ignores). Any refusal but `ENOMEM` (an older kernel's `EINVAL`, a seccomp
+/// filter's `EPERM`), or a check that fails, switches to `mprotect` for good.
+/// Either way the overflow handler finds the guard by address.
 fn install_guard(addr: usize, len: usize) -> bool {
-    static GUARD_REGIONS: AtomicBool = AtomicBool::new(true);
-    if GUARD_REGIONS.load(Ordering::Relaxed) {
+    const UNTESTED: u8 = 0;
+    const REGIONS: u8 = 1;
+    const PROTECT: u8 = 2;
+    static MODE: AtomicU8 = AtomicU8::new(UNTESTED);
+    let mode = MODE.load(Ordering::Relaxed);
+    if mode != PROTECT {
         match guard_region(addr, len) {
-            Ok(()) => return true,
-            Err(libc::EINVAL) => GUARD_REGIONS.store(false, Ordering::Relaxed),
-            Err(_) => return false,
+            Ok(()) if mode == REGIONS => return true,
+            Ok(()) if faults(addr) => {
+                MODE.store(REGIONS, Ordering::Relaxed);
+                return true;
+            }
+            Err(libc::ENOMEM) => return false,
+            // Accepted but not enforced, or refused: mprotect from now on.
+            Ok(()) | Err(_) => MODE.store(PROTECT, Ordering::Relaxed),
         }
     }
     guard_protect(addr, len)
+}
+
+/// Whether reading the byte at `addr` faults, asked of the kernel without
+/// touching it: `write` from there into a pipe fails with `EFAULT` if so.
+fn faults(addr: usize) -> bool {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return false; // cannot tell: take the safe side, mprotect
+    }
+    // SAFETY: `write` only reads from `addr`; an address it cannot read is
+    // reported as EFAULT, not a fault in this process. Both descriptors are
+    // ours and closed here.
+    unsafe {
+        let n = libc::write(fds[1], addr as *const libc::c_void, 1);
+        let errno = io::Error::last_os_error().raw_os_error();
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+        n < 0 && errno == Some(libc::EFAULT)
+    }
 }
 
 /// `install_guard` with a guard region; the error number if refused.
@@ -671,6 +702,12 @@ mod tests {
             let pid = libc::fork();
             assert!(pid >= 0, "fork failed");
             if pid == 0 {
+                // No core dump for the expected crash.
+                let none = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &none);
                 (addr as *mut u8).write_volatile(1);
                 libc::_exit(0);
             }
@@ -708,6 +745,8 @@ mod tests {
                 true
             };
             if installed {
+                assert!(faults(low), "the kernel does not see the guard");
+                assert!(!faults(low + page), "the kernel sees a guard above it");
                 assert!(
                     write_faults(low),
                     "the guard (region: {region}) did not fault"

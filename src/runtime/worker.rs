@@ -50,9 +50,9 @@ static GREEN_THREAD: Owner = Owner {
 /// Turns spent spinning before a worker parks.
 const SPINS: u32 = 256;
 
-/// Stacks an idle worker maps ahead of demand at a time (see `idle`): a
-/// few hundred microseconds of work before it looks for work again.
-const GROW_STEP: usize = 32;
+/// Stacks an idle worker maps ahead of demand at a time (see `idle`): some
+/// tens of microseconds of work before it looks for work again.
+const GROW_STEP: usize = 8;
 
 /// A worker fires due timers every this many turns (and whenever it has
 /// nothing else to do). A power of two, so the check is a mask.
@@ -788,10 +788,13 @@ impl Worker {
             }
             std::hint::spin_loop();
         }
-        // A burst that ran the stack pool dry is still alive here: grow the
-        // pool for the next one in this idle time, a step at a time, then
-        // look for work again.
+        // Green threads started here are alive, and a burst ran the stack
+        // pool dry: grow the pool for the next one in this idle time, a step
+        // at a time, then look for work again. A step is short (a searching
+        // worker, which spawners count on to find their work, looks again
+        // within tens of microseconds); none while stopping.
         if pool
+            && !self.rt.stopping.load(Ordering::Relaxed)
             && self.registry.borrow().live() > 0
             && stackful_arch::grow_ahead(self.rt.config.stack_size, GROW_STEP) > 0
         {
