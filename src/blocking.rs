@@ -160,6 +160,7 @@ fn pool_thread(inner: &PoolInner) {
     state.threads -= 1;
 }
 
+/// Where a blocking job leaves its outcome for the green thread that waits.
 struct Slot<R> {
     outcome: Mutex<Option<thread::Result<R>>>,
     done: AtomicBool,

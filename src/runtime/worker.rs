@@ -14,8 +14,9 @@
 //! ready, a new one from its deque, the runtime's injector, or another
 //! worker), followed by more ready ones in a burst while nothing else is
 //! due. With nothing to do it spins briefly (see `Idle` for who may spin on
-//! what), then parks until a wake-up or its next timer. The park is the one place a worker blocks; an epoll
-//! reactor will take its place, waiting with the next timer as its timeout.
+//! what), then parks until a wake-up or its next timer. The park is the one
+//! place a worker blocks; an epoll reactor will take its place, waiting with
+//! the next timer as its timeout.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -976,7 +977,7 @@ impl Worker {
                 .running_since
                 .store(self.rt.nanos_since_start(), Ordering::Release);
         }
-        self.prefetch_next();
+        self.prefetch_ahead();
         CURRENT.set(Some(task.as_raw()));
         // SAFETY: this is the home thread (see `start`), and the green
         // thread's own code never touches `local.co`, only the other cells.
@@ -1002,7 +1003,7 @@ impl Worker {
     /// With many green threads taking turns those are cache misses otherwise,
     /// and a resume or two is about the time a load from memory takes.
     #[inline]
-    fn prefetch_next(&self) {
+    fn prefetch_ahead(&self) {
         let (at, later) = self.ready.ahead(1, 2);
         if later != 0 {
             prefetch(later);

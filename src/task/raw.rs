@@ -277,15 +277,6 @@ impl<T> TypedTask<T> {
     }
 }
 
-impl<T> Clone for TypedTask<T> {
-    fn clone(&self) -> Self {
-        TypedTask {
-            task: self.task.clone(),
-            _marker: PhantomData,
-        }
-    }
-}
-
 /// Who to wake when a green thread completes.
 pub(crate) struct JoinWaiter {
     pub(crate) waker: crate::runtime::park::Waker,
