@@ -429,161 +429,166 @@ fn child(case: &str, runtime: &str) -> Option<f64> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
+/// The lines the table is asked for: every line, or those whose case
+/// contains `only`.
+struct Table<'a> {
+    only: Option<&'a str>,
+    lines: Vec<Line>,
+}
+
+impl Table<'_> {
+    fn wants(&self, case: &str) -> bool {
+        self.only.is_none_or(|o| case.contains(o))
+    }
+
+    /// A line from the medians of `runs` (stackful, tokio and, if given,
+    /// may), measured side by side over `rounds` rounds of `ops` operations.
+    fn timed(
+        &mut self,
+        case: &'static str,
+        unit: &'static str,
+        rounds: usize,
+        ops: u64,
+        runs: &mut [&mut dyn FnMut()],
+    ) {
+        if self.wants(case) {
+            let m = side_by_side(rounds, ops, runs);
+            self.lines.push(Line {
+                case,
+                unit,
+                stackful: m.first().copied(),
+                tokio: m.get(1).copied(),
+                may: m.get(2).copied(),
+            });
+        }
+    }
+
+    /// A line measured in a fresh child process per runtime (see `child`).
+    fn in_child(&mut self, case: &'static str, unit: &'static str, child_case: &str) {
+        if self.wants(case) {
+            self.lines.push(Line {
+                case,
+                unit,
+                stackful: child(child_case, "stackful"),
+                tokio: child(child_case, "tokio"),
+                may: child(child_case, "may"),
+            });
+        }
+    }
+}
+
 fn table(only: Option<&str>) {
-    let want = |case: &str| only.is_none_or(|o| case.contains(o));
     let srt = stackful_cases::runtime(WORKERS);
     let trt = tokio_cases::runtime();
     may_cases::configure();
-    let mut lines = Vec::new();
-    // One line from the medians of stackful, tokio and (if measured) may.
-    let timed = |case, unit, m: Vec<f64>| Line {
-        case,
-        unit,
-        stackful: m.first().copied(),
-        tokio: m.get(1).copied(),
-        may: m.get(2).copied(),
+    let mut t = Table {
+        only,
+        lines: Vec::new(),
     };
 
     const N: u64 = 100_000;
-    let case = "spawn_join (100 000 tasks)";
-    if want(case) {
-        let m = side_by_side(
-            7,
-            N,
-            &mut [
-                &mut || stackful_cases::spawn_join(&srt, N),
-                &mut || tokio_cases::spawn_join(&trt, N),
-                &mut || may_cases::spawn_join(N),
-            ],
-        );
-        lines.push(timed(case, "ns/task", m));
-    }
-    let case = "yield_many (1 000 x 1 000)";
-    if want(case) {
-        let m = side_by_side(
-            7,
-            1_000_000,
-            &mut [
-                &mut || stackful_cases::yield_many(&srt, 1_000, 1_000),
-                &mut || tokio_cases::yield_many(&trt, 1_000, 1_000),
-                &mut || may_cases::yield_many(1_000, 1_000),
-            ],
-        );
-        lines.push(timed(case, "ns/yield", m));
-    }
-    let case = "sleepers (25 000 x 10 ms), wall";
-    if want(case) {
-        // More rounds: stackful's stack pool grows over the first few (each
-        // round is faster, so more sleepers are alive at once); the median
-        // then reflects the steady state a long-running program sees.
-        let m = side_by_side(
-            11,
-            1_000_000,
-            &mut [
-                &mut || stackful_cases::sleepers(&srt, SLEEPERS, 10),
-                &mut || tokio_cases::sleepers(&trt, SLEEPERS, 10),
-                &mut || may_cases::sleepers(SLEEPERS, 10),
-            ],
-        );
-        lines.push(timed(case, "ms", m));
-    }
-    if want("sleepers (25 000 x 10 ms), peak RSS") {
-        lines.push(Line {
-            case: "sleepers (25 000 x 10 ms), peak RSS",
-            unit: "MiB",
-            stackful: child("sleepers_rss", "stackful"),
-            tokio: child("sleepers_rss", "tokio"),
-            may: child("sleepers_rss", "may"),
-        });
-    }
-    let case = "blocking (10 000 round trips)";
-    if want(case) {
-        // may has no blocking pool.
-        let m = side_by_side(
-            5,
-            10_000,
-            &mut [&mut || stackful_cases::blocking(&srt, 10_000), &mut || {
-                tokio_cases::blocking(&trt, 10_000)
-            }],
-        );
-        lines.push(timed(case, "ns/trip", m));
-    }
+    t.timed(
+        "spawn_join (100 000 tasks)",
+        "ns/task",
+        7,
+        N,
+        &mut [
+            &mut || stackful_cases::spawn_join(&srt, N),
+            &mut || tokio_cases::spawn_join(&trt, N),
+            &mut || may_cases::spawn_join(N),
+        ],
+    );
+    t.timed(
+        "yield_many (1 000 x 1 000)",
+        "ns/yield",
+        7,
+        1_000_000,
+        &mut [
+            &mut || stackful_cases::yield_many(&srt, 1_000, 1_000),
+            &mut || tokio_cases::yield_many(&trt, 1_000, 1_000),
+            &mut || may_cases::yield_many(1_000, 1_000),
+        ],
+    );
+    // More rounds: stackful's stack pool grows over the first few (each
+    // round is faster, so more sleepers are alive at once); the median then
+    // reflects the steady state a long-running program sees.
+    t.timed(
+        "sleepers (25 000 x 10 ms), wall",
+        "ms",
+        11,
+        1_000_000,
+        &mut [
+            &mut || stackful_cases::sleepers(&srt, SLEEPERS, 10),
+            &mut || tokio_cases::sleepers(&trt, SLEEPERS, 10),
+            &mut || may_cases::sleepers(SLEEPERS, 10),
+        ],
+    );
+    t.in_child("sleepers (25 000 x 10 ms), peak RSS", "MiB", "sleepers_rss");
+    // may has no blocking pool.
+    t.timed(
+        "blocking (10 000 round trips)",
+        "ns/trip",
+        5,
+        10_000,
+        &mut [&mut || stackful_cases::blocking(&srt, 10_000), &mut || {
+            tokio_cases::blocking(&trt, 10_000)
+        }],
+    );
     const PP: u64 = 100_000;
-    let case = "pingpong, partner spawned by its peer (100 000)";
-    if want(case) {
-        let m = side_by_side(
-            7,
-            PP,
-            &mut [
-                &mut || {
-                    stackful_cases::pingpong(&srt, PP, false);
-                },
-                &mut || tokio_cases::pingpong(&trt, PP),
-                &mut || may_cases::pingpong(PP),
-            ],
-        );
-        lines.push(timed(case, "ns/trip", m));
-    }
-    let case = "pingpong, pair forced onto two workers (20 000)";
-    if want(case) {
-        let m = side_by_side(
-            5,
-            20_000,
-            &mut [&mut || {
-                stackful_cases::pingpong(&srt, 20_000, true);
-            }],
-        );
-        lines.push(timed(case, "ns/trip", m));
-    }
+    t.timed(
+        "pingpong, partner spawned by its peer (100 000)",
+        "ns/trip",
+        7,
+        PP,
+        &mut [
+            &mut || {
+                stackful_cases::pingpong(&srt, PP, false);
+            },
+            &mut || tokio_cases::pingpong(&trt, PP),
+            &mut || may_cases::pingpong(PP),
+        ],
+    );
+    t.timed(
+        "pingpong, pair forced onto two workers (20 000)",
+        "ns/trip",
+        5,
+        20_000,
+        &mut [&mut || {
+            stackful_cases::pingpong(&srt, 20_000, true);
+        }],
+    );
     const MSGS: u64 = 1_000_000;
-    let case = "throughput 1 producer / 1 consumer (spawned by it), bounded(1024)";
-    if want(case) {
-        let m = side_by_side(
+    for n in [1, 4] {
+        let case = if n == 1 {
+            "throughput 1 producer / 1 consumer (spawned by it), bounded(1024)"
+        } else {
+            "throughput 4 producers / 4 consumers, bounded(1024)"
+        };
+        t.timed(
+            case,
+            "ns/msg",
             5,
             MSGS,
             &mut [
-                &mut || stackful_cases::throughput(&srt, 1, 1, MSGS),
-                &mut || tokio_cases::throughput(&trt, 1, 1, MSGS),
-                &mut || may_cases::throughput(1, 1, MSGS),
+                &mut || stackful_cases::throughput(&srt, n, n, MSGS),
+                &mut || tokio_cases::throughput(&trt, n, n, MSGS),
+                &mut || may_cases::throughput(n, n, MSGS),
             ],
         );
-        lines.push(timed(case, "ns/msg", m));
     }
-    let case = "throughput 4 producers / 4 consumers, bounded(1024)";
-    if want(case) {
-        let m = side_by_side(
-            5,
-            MSGS,
-            &mut [
-                &mut || stackful_cases::throughput(&srt, 4, 4, MSGS),
-                &mut || tokio_cases::throughput(&trt, 4, 4, MSGS),
-                &mut || may_cases::throughput(4, 4, MSGS),
-            ],
-        );
-        lines.push(timed(case, "ns/msg", m));
-    }
-    let case = "mutex, 100 tasks x 10 000 increments";
-    if want(case) {
-        let m = side_by_side(
-            5,
-            MSGS,
-            &mut [
-                &mut || stackful_cases::mutex(&srt, 100, 10_000),
-                &mut || tokio_cases::mutex(&trt, 100, 10_000),
-                &mut || may_cases::mutex(100, 10_000),
-            ],
-        );
-        lines.push(timed(case, "ns/incr", m));
-    }
-    if want("memory per idle task (20 000)") {
-        lines.push(Line {
-            case: "memory per idle task (20 000)",
-            unit: "bytes",
-            stackful: child("memory", "stackful"),
-            tokio: child("memory", "tokio"),
-            may: child("memory", "may"),
-        });
-    }
+    t.timed(
+        "mutex, 100 tasks x 10 000 increments",
+        "ns/incr",
+        5,
+        100 * 10_000,
+        &mut [
+            &mut || stackful_cases::mutex(&srt, 100, 10_000),
+            &mut || tokio_cases::mutex(&trt, 100, 10_000),
+            &mut || may_cases::mutex(100, 10_000),
+        ],
+    );
+    t.in_child("memory per idle task (20 000)", "bytes", "memory");
+    let lines = t.lines;
 
     println!(
         "\nstackful vs tokio (multi-thread) vs may, {WORKERS} workers each; medians; ratio = x / tokio"
