@@ -229,10 +229,8 @@ where
         .unwrap_or_else(|e| e.into_inner())
         .take();
     match outcome.expect("a finished blocking job left its outcome") {
-        Ok(value) => {
-            park::checkpoint(); // the return is a cancellation point
-            value
-        }
+        // The return is a cancellation point.
+        Ok(value) => park::checkpoint_with(value),
         Err(payload) => panic::resume_unwind(payload),
     }
 }

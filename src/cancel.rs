@@ -16,6 +16,21 @@
 //! hang: a cancelled green thread or an expired timeout is unwound again at its
 //! next suspension point, and a generator that yields while being closed gets
 //! a panic that says so.
+//!
+//! # Destructors may wait
+//!
+//! While one of these unwinds is on its way, the waits of the coroutine it
+//! unwinds are not cancelled again: they behave as if inside
+//! [`shield`](crate::shield). So a destructor can return a connection to a
+//! pool under a contended lock, send on a full channel, sleep or call
+//! [`spawn_blocking`](crate::spawn_blocking), as a `finally:` block can
+//! `await` after a cancellation in asyncio. (Cancelling it again there would
+//! start a second unwind inside a destructor that runs during the first,
+//! which aborts the process.) Such a wait lasts as long as what it waits for:
+//! a `timeout` opened inside the destructor still bounds it, and debug mode
+//! reports one that takes longer than the slow threshold (100 ms by
+//! default). The shield ends when the unwind is caught by whatever it was
+//! aimed at, or when a `catch_unwind` that swallowed it drops the payload.
 
 use std::any::Any;
 use std::fmt;
@@ -59,16 +74,19 @@ pub(crate) enum Cause {
 /// ```
 pub struct Cancelled {
     pub(crate) cause: Cause,
+    /// The [`Kind::Unwind`](crate::scopes::Kind::Unwind) shield this unwind
+    /// holds on the context it started in, closed when the payload is
+    /// dropped, so the waits in the destructors it runs are not cancelled
+    /// again (which would abort the process).
+    shield: u64,
 }
 
 impl Cancelled {
-    pub(crate) fn new(cause: Cause) -> Cancelled {
-        Cancelled { cause }
-    }
-
-    /// Starts this unwind.
+    /// Starts this unwind, shielding the destructors it runs.
+    #[cold]
     pub(crate) fn raise(cause: Cause) -> ! {
-        panic::resume_unwind(Box::new(Cancelled::new(cause)))
+        let shield = crate::scopes::open(crate::scopes::Kind::Unwind).0;
+        panic::resume_unwind(Box::new(Cancelled { cause, shield }))
     }
 
     /// Whether a panic payload is one of stackful's deliberate unwinds, which
@@ -80,6 +98,14 @@ impl Cancelled {
     /// The cause, if `payload` is one of stackful's deliberate unwinds.
     pub(crate) fn cause_of(payload: &(dyn Any + Send)) -> Option<Cause> {
         payload.downcast_ref::<Cancelled>().map(|c| c.cause)
+    }
+}
+
+/// Dropping the payload closes the unwind's shield (which applies only
+/// while the unwind is on its way; see the module docs).
+impl Drop for Cancelled {
+    fn drop(&mut self) {
+        crate::scopes::close(crate::scopes::Opened(self.shield));
     }
 }
 

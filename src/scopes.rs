@@ -10,17 +10,41 @@
 //! A generator can yield out of an open `timeout`: its frames, and the scope,
 //! stay suspended on the generator's stack while the caller runs on. The
 //! caller's frames are *not* inside that timeout, so it must not cancel them.
-//! So each scope records which stack it was opened on:
+//! So each scope records which stack it was opened on, told by the machine's
+//! stack pointer (not by the address of a local, which a sanitizer may move
+//! to the heap):
 //!
 //! - the context's own stack (the green thread's, or the OS thread's), or
 //! - a generator's stack, found through the per-thread registry of started
 //!   generators ([`GeneratorMeta`]).
 //!
-//! A generator scope is *active* only while that generator runs. The
-//! generator's `yield_` checks a counter of scopes open on its stack (one
-//! load, so a plain switch costs nothing extra) and, when it is non-zero,
-//! marks them inactive before suspending and active again, innermost in
-//! nesting order, when resumed.
+//! A generator's scopes travel with the generator. While it runs they sit in
+//! the scope stack of whichever context resumed it, innermost; when it
+//! yields, its `yield_` (which checks a counter of its open scopes: one load,
+//! so a plain switch costs nothing extra) moves them out into the generator
+//! itself, and the next resume, from whatever context, moves them back in. So
+//! an entry is in a context's stack only while its owner runs there: a
+//! generator suspended inside a timeout and then dropped or resumed by
+//! another green thread leaves nothing behind in the first one.
+//!
+//! # Deliberate unwinds shield their own cleanup
+//!
+//! A cancellation, an expired timeout and a generator's close unwind the
+//! stack, and destructors on the way may wait (return a connection to a pool
+//! under a lock, say). Raising the cancellation again at such a wait would
+//! start a second unwind inside a destructor that runs during the first,
+//! which aborts the process. So every deliberate unwind opens an
+//! [`Kind::Unwind`] shield on the stack it starts from, and the [`Cancelled`]
+//! payload closes it when it is dropped: when the unwind is caught by its
+//! catcher (the green thread's root, its `timeout`, the generator), or when
+//! user code swallows it. The shield applies only while the unwind is on its
+//! way, which `std::thread::panicking` tells (a `catch_unwind` that stops it
+//! ends that even if it keeps the payload). Meanwhile the waits in its
+//! destructors behave as if inside [`shield`](crate::shield): they take as
+//! long as what they wait for, and only a `timeout` opened inside the
+//! destructor can cut them short.
+//!
+//! [`Cancelled`]: crate::Cancelled
 //!
 //! # Nesting order
 //!
@@ -30,28 +54,33 @@
 //! that are not blocked, the earliest deadline wins, and a tie goes to the
 //! outer scope.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::ptr;
 use std::time::Instant;
 
 use crate::cancel::Cause;
 
 /// What a scope does.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// A timeout: unwind its body once this instant has passed.
     Deadline(Instant),
     /// A shield: defer every cancellation from outside it.
     Shield,
+    /// A shield held by a deliberate unwind in flight, from the moment it is
+    /// raised until its payload is dropped (see the module docs).
+    Unwind,
 }
 
 #[derive(Debug)]
 struct Entry {
     id: u64,
     order: u64,
-    /// The generator whose stack the scope is on; null for the context's own stack.
+    /// The generator whose stack the scope is on; null for the context's
+    /// own stack. A non-null owner is alive: its entries are in a context's
+    /// stack only while it runs there (see the module docs), and the last
+    /// of them is re-homed to the context when it finishes.
     owner: *const GeneratorMeta,
-    active: bool,
     kind: Kind,
 }
 
@@ -71,6 +100,9 @@ pub(crate) struct Verdict {
     pub(crate) raise: Option<Cause>,
     /// Wake up by this instant at the latest (the earliest live timeout).
     pub(crate) deadline: Option<Instant>,
+    /// A deliberate unwind is in flight: the wait runs in a destructor on
+    /// its way, shielded (debug mode times it).
+    pub(crate) unwinding: bool,
 }
 
 /// Scope ids are unique per process, so a payload can never match the wrong scope.
@@ -106,12 +138,13 @@ impl ScopeStack {
             id,
             order,
             owner,
-            active: true,
             kind,
         });
         id
     }
 
+    /// Closes the scope `id` if it is open in this context (it may not be:
+    /// the payload of an unwind can be dropped anywhere).
     fn close(&mut self, id: u64) {
         if let Some(i) = self.entries.iter().rposition(|e| e.id == id) {
             let entry = self.entries.remove(i);
@@ -126,14 +159,31 @@ impl ScopeStack {
         self.next_order
     }
 
-    fn set_active(&mut self, owner: *const GeneratorMeta, active: bool) {
-        for i in 0..self.entries.len() {
+    /// Moves the entries of a suspending generator out, in order.
+    fn take_owned(&mut self, owner: *const GeneratorMeta, into: &mut Vec<Entry>) {
+        let mut i = 0;
+        while i < self.entries.len() {
             if self.entries[i].owner == owner {
-                self.entries[i].active = active;
-                if active {
-                    // Resumed: its scopes are now the innermost ones.
-                    self.entries[i].order = self.bump();
-                }
+                into.push(self.entries.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Moves a resumed generator's entries in: they are now the innermost.
+    fn put_back(&mut self, entries: &mut Vec<Entry>) {
+        for mut entry in entries.drain(..) {
+            entry.order = self.bump();
+            self.entries.push(entry);
+        }
+    }
+
+    /// Hands the entries of a finishing generator to the context itself.
+    fn rehome(&mut self, owner: *const GeneratorMeta) {
+        for e in &mut self.entries {
+            if e.owner == owner {
+                e.owner = ptr::null();
             }
         }
     }
@@ -141,23 +191,40 @@ impl ScopeStack {
     /// Decides what a suspension point at `now` must do. `cancelled` says
     /// whether the green thread itself has been cancelled.
     pub(crate) fn evaluate(&self, now: Instant, cancelled: Option<Cause>) -> Verdict {
-        let active = || self.entries.iter().filter(|e| e.active);
-        let shield = active()
-            .filter(|e| matches!(e.kind, Kind::Shield))
-            .map(|e| e.order)
-            .max()
-            .unwrap_or(0);
+        let mut shield = 0;
+        let mut unwinding = false;
+        for e in &self.entries {
+            match e.kind {
+                Kind::Shield => shield = shield.max(e.order),
+                // Only while the unwind is still on its way: once a
+                // `catch_unwind` has stopped it (and kept the payload), it
+                // no longer shields anything. The panic count that tells is
+                // per OS thread, so another green thread of this worker
+                // suspended mid-unwind can keep this one shielded for a
+                // while (only if it kept a payload it caught).
+                Kind::Unwind if std::thread::panicking() => {
+                    shield = shield.max(e.order);
+                    unwinding = true;
+                }
+                Kind::Unwind => {}
+                Kind::Deadline(_) => {}
+            }
+        }
         if let Some(cause) = cancelled
             && shield == 0
         {
             return Verdict {
                 raise: Some(cause),
                 deadline: None,
+                unwinding,
             };
         }
-        let mut verdict = Verdict::default();
+        let mut verdict = Verdict {
+            unwinding,
+            ..Verdict::default()
+        };
         let mut expired: Option<(Instant, u64, u64)> = None;
-        for e in active() {
+        for e in &self.entries {
             let Kind::Deadline(at) = e.kind else { continue };
             if e.order < shield {
                 continue;
@@ -182,6 +249,8 @@ pub(crate) struct GeneratorMeta {
     /// Scopes open on this generator's stack. `Co::yield_` reads it on every
     /// yield and does the slow bookkeeping only when it is non-zero.
     pub(crate) open_scopes: Cell<u32>,
+    /// Its scopes while it is suspended (see the module docs).
+    parked: RefCell<Vec<Entry>>,
     /// Index in this thread's registry, for O(1) removal.
     index: Cell<usize>,
     /// The generator's stack, `(low, high)`.
@@ -192,6 +261,7 @@ impl GeneratorMeta {
     pub(crate) fn new(range: (usize, usize)) -> GeneratorMeta {
         GeneratorMeta {
             open_scopes: Cell::new(0),
+            parked: RefCell::new(Vec::new()),
             index: Cell::new(usize::MAX),
             range: Cell::new(range),
         }
@@ -199,10 +269,11 @@ impl GeneratorMeta {
 }
 
 fn ptr_ref<'a>(p: *const GeneratorMeta) -> Option<&'a GeneratorMeta> {
-    // SAFETY: registered metas stay alive until `unregister_generator`, which
-    // runs before their generator's stack frame ends; scope entries pointing
-    // to one are closed before that, since a scope's guard lives on the
-    // generator's stack above its Co.
+    // SAFETY: an entry's owner is alive while the entry is in a context's
+    // stack: the generator runs there (its frame holding the meta is live),
+    // its entries leave with it when it suspends, and `generator_finished`
+    // re-homes what is left before the frame ends. Registered metas stay
+    // alive until `unregister_generator`, which comes after that.
     unsafe { p.as_ref() }
 }
 
@@ -239,13 +310,13 @@ pub(crate) struct Opened(pub(crate) u64);
 /// Opens a scope in the current context, on the stack the caller runs on.
 /// The caller must call [`close`] with the id on every path, unwinding
 /// included.
+#[inline(never)]
 pub(crate) fn open(kind: Kind) -> Opened {
-    let marker = 0u8;
-    let sp = ptr::from_ref(&marker) as usize;
+    let sp = stackful_arch::stack_pointer();
     Opened(with(|s| s.open(kind, sp)))
 }
 
-/// Closes a scope opened with [`open`].
+/// Closes a scope opened with [`open`], if it is open in the current context.
 pub(crate) fn close(scope: Opened) {
     with(|s| s.close(scope.0));
 }
@@ -261,8 +332,14 @@ pub(crate) fn register_generator(meta: &GeneratorMeta) {
     });
 }
 
-/// Removes a generator registered with [`register_generator`].
+/// Removes a generator registered with [`register_generator`], whose body
+/// has ended: scopes it left open (only an unwind's shield can be, while its
+/// payload travels on) now belong to the context.
 pub(crate) fn unregister_generator(meta: &GeneratorMeta) {
+    if meta.open_scopes.get() != 0 {
+        with(|s| s.rehome(meta));
+        meta.open_scopes.set(0);
+    }
     GENERATORS.with(|g| {
         // SAFETY: as in `register_generator`.
         let list = unsafe { &mut *g.get() };
@@ -292,16 +369,19 @@ fn find_generator(sp: usize) -> *const GeneratorMeta {
 }
 
 /// The slow path of `Co::yield_` when scopes are open on the generator's
-/// stack: they stop applying while it is suspended.
+/// stack: they leave the context with it.
 #[cold]
 pub(crate) fn generator_suspending(meta: &GeneratorMeta) {
-    with(|s| s.set_active(meta, false));
+    let mut parked = meta.parked.borrow_mut();
+    with(|s| s.take_owned(meta, &mut parked));
 }
 
-/// The slow path of `Co::yield_` once the generator runs again.
+/// The slow path of `Co::yield_` once the generator runs again, in whatever
+/// context resumed it.
 #[cold]
 pub(crate) fn generator_resumed(meta: &GeneratorMeta) {
-    with(|s| s.set_active(meta, true));
+    let mut parked = meta.parked.borrow_mut();
+    with(|s| s.put_back(&mut parked));
 }
 
 #[cfg(test)]

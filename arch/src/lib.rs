@@ -22,7 +22,7 @@ mod pool;
 mod registry;
 mod stack;
 
-pub use cpu::prefetch;
+pub use cpu::{prefetch, stack_pointer};
 pub use overflow::{Label, Owner};
 pub use pool::{
     IDLE_CAPACITY, LOCAL_CAPACITY, PoolStats, PooledStack, SHARED_CAPACITY, grow_ahead, pool_stats,

@@ -14,6 +14,7 @@ use std::thread::{self, Thread};
 use std::time::Instant;
 
 use crate::cancel::{Cancelled, Cause};
+use crate::debug;
 use crate::runtime::worker;
 use crate::scopes;
 use crate::task::raw::{self, Suspend, TaskRef};
@@ -48,6 +49,33 @@ pub(crate) fn current_task() -> Option<TaskRef> {
     worker::current_task()
 }
 
+/// A process-unique id for the calling context: the green thread's id, or
+/// for a plain OS thread an id of its own with the top bit set (task ids
+/// never reach it). Never 0.
+pub(crate) fn context_id() -> u64 {
+    thread_local! {
+        static THREAD_ID: u64 = {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) | 1 << 63
+        };
+    }
+    worker::with_current_task(|t| match t {
+        Some(t) => t.header().id,
+        None => THREAD_ID.with(|id| *id),
+    })
+}
+
+/// `green thread #3 `name`` or `thread `main``, for messages.
+pub(crate) fn describe_context() -> String {
+    match current_task() {
+        Some(t) => format!("green thread {}", t.header().describe()),
+        None => format!(
+            "thread `{}`",
+            thread::current().name().unwrap_or("<unnamed>")
+        ),
+    }
+}
+
 /// A waker for the calling context.
 pub(crate) fn current_waker() -> Waker {
     match current_task() {
@@ -66,7 +94,7 @@ fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
     if empty {
         return scopes::Verdict {
             raise: cancelled,
-            deadline: None,
+            ..scopes::Verdict::default()
         };
     }
     let now = now.unwrap_or_else(Instant::now);
@@ -90,6 +118,17 @@ pub(crate) fn checkpoint() {
     if let Some(cause) = pending() {
         Cancelled::raise(cause);
     }
+}
+
+/// A cancellation point that hands `value` back, or drops it before it
+/// unwinds: dropped during the unwind, a panic in its destructor would abort
+/// the process.
+pub(crate) fn checkpoint_with<V>(value: V) -> V {
+    if let Some(cause) = pending() {
+        drop(value);
+        Cancelled::raise(cause);
+    }
+    value
 }
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -122,13 +161,21 @@ pub(crate) fn park_shielded(deadline: Option<Instant>) {
 fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
     let task = current_task();
     let mut wake_at = deadline;
+    let mut unwinding = false;
     if cancellable {
         let v = verdict(task.as_ref(), None);
         if let Some(cause) = v.raise {
             Cancelled::raise(cause);
         }
         wake_at = earliest(deadline, v.deadline);
+        unwinding = v.unwinding;
+    } else if debug::enabled() {
+        unwinding = verdict(task.as_ref(), None).unwinding;
     }
+    // Debug mode: time a wait in a destructor during a deliberate unwind.
+    let _slow = (unwinding && debug::enabled()).then(|| SlowUnwindWait {
+        since: Instant::now(),
+    });
     let fired = match &task {
         Some(task) => suspend(task, wake_at, Suspend::Wait),
         None => {
@@ -204,10 +251,34 @@ pub(crate) fn yield_current() -> bool {
 #[cold]
 #[inline(never)]
 fn after_yield(h: &raw::Header) {
-    let cause = h
-        .cancel_cause()
-        .or_else(|| scopes::with(|s| s.evaluate(Instant::now(), None)).raise);
+    let cause = if h.has_scopes() {
+        scopes::with(|s| s.evaluate(Instant::now(), h.cancel_cause())).raise
+    } else {
+        h.cancel_cause()
+    };
     if let Some(cause) = cause {
         Cancelled::raise(cause);
+    }
+}
+
+/// Debug mode: reports a wait in a destructor, during a deliberate unwind,
+/// that took longer than the slow threshold when it ends.
+struct SlowUnwindWait {
+    since: Instant,
+}
+
+impl Drop for SlowUnwindWait {
+    fn drop(&mut self) {
+        let took = self.since.elapsed();
+        if took < debug::slow_threshold() {
+            return;
+        }
+        let who = describe_context();
+        debug::warn(format_args!(
+            "{who} waited {} ms in a destructor while unwinding from a cancellation, timeout or \
+             generator close; such waits are shielded and last as long as what they wait for: \
+             bound them with `stackful::timeout` inside the destructor",
+            took.as_millis()
+        ));
     }
 }

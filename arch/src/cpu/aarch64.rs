@@ -23,3 +23,15 @@ pub fn prefetch(addr: usize) {
         std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) addr, options(nostack, preserves_flags, readonly))
     };
 }
+
+/// The stack pointer of the caller: the real machine register, not the
+/// address of a local (a compiler or sanitizer may keep locals elsewhere,
+/// as AddressSanitizer's fake stacks do).
+#[inline(always)]
+pub fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: copies `sp` into a register; reads no memory and changes no
+    // state.
+    unsafe { std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}

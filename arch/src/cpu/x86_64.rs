@@ -23,3 +23,17 @@ pub fn prefetch(addr: usize) {
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
     };
 }
+
+/// The stack pointer of the caller: the real machine register, not the
+/// address of a local (a compiler or sanitizer may keep locals elsewhere,
+/// as AddressSanitizer's fake stacks do).
+#[inline(always)]
+pub fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: copies `rsp` into a register; reads no memory and changes no
+    // state.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    sp
+}
