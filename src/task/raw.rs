@@ -49,12 +49,20 @@ pub(crate) const NOTIFIED: u32 = 1 << 2;
 /// Claimed: its body was taken, either by the worker that started it (which
 /// is now its home for good) or by a cancellation before it started.
 pub(crate) const STARTED: u32 = 1 << 3;
-/// Finished: the result is stored and the join waiters were woken. Final.
+/// Done running: the body has returned, unwound or been dropped, so no
+/// queue entry may run it any more (entries still queued are skipped). Final.
+/// Joiners wait for `FINISHED`, which comes after the result is stored.
 pub(crate) const COMPLETE: u32 = 1 << 4;
 /// Cancellation requested: the next suspension point unwinds.
 pub(crate) const CANCELLED: u32 = 1 << 5;
 /// A `JoinHandle` exists; used by debug mode to report panics nobody joins.
 pub(crate) const HANDLE: u32 = 1 << 6;
+/// The result is stored: set by [`finish`] (under the join waiters' lock,
+/// just before it wakes them), always after `COMPLETE`. Final. What
+/// `is_complete` and so every join looks at: a cancellation that drops an
+/// unstarted body sets `COMPLETE` first, to keep workers off it, and the
+/// body's destructor may take a while (it may even wait).
+pub(crate) const FINISHED: u32 = 1 << 7;
 
 /// What a green thread tells its worker when it suspends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +93,9 @@ pub(crate) struct Vtable {
     result_kind: unsafe fn(NonNull<Header>) -> (bool, bool),
     /// Takes the panic payload out of the result, if it is an untaken panic.
     take_panic: unsafe fn(NonNull<Header>) -> Option<Box<dyn Any + Send>>,
-    /// Drops the stored result, whatever it is.
-    discard_result: unsafe fn(NonNull<Header>),
+    /// Drops the stored result, whatever it is; returns the panic of its
+    /// destructor, if it panicked.
+    discard_result: unsafe fn(NonNull<Header>) -> Option<Box<dyn Any + Send>>,
     /// Moves the result out to `out`, which points to an
     /// `Option<Result<T, JoinError>>` for the task's own `T`.
     take_result: unsafe fn(NonNull<Header>, out: *mut ()),
@@ -193,8 +202,10 @@ impl TaskRef {
         unsafe { (self.vtable().take_panic)(self.ptr) }
     }
 
-    /// Drops the stored result, whatever it is.
-    pub(crate) fn discard_result(&self) {
+    /// Drops the stored result, whatever it is; returns the panic of its
+    /// destructor, if it panicked.
+    #[must_use = "a panic from the result's destructor must go somewhere"]
+    pub(crate) fn discard_result(&self) -> Option<Box<dyn Any + Send>> {
         // SAFETY: as in `run_body`.
         unsafe { (self.vtable().discard_result)(self.ptr) }
     }
@@ -401,8 +412,9 @@ impl Header {
         unsafe { self.home.load(Ordering::Acquire).as_ref() }
     }
 
+    /// Whether the green thread has finished and its result is stored.
     pub(crate) fn is_complete(&self) -> bool {
-        self.state.load(Ordering::Acquire) & COMPLETE != 0
+        self.state.load(Ordering::Acquire) & FINISHED != 0
     }
 
     /// The cancellation that applies to this green thread, if any. The
@@ -462,6 +474,7 @@ impl fmt::Debug for StateBits {
             (COMPLETE, "COMPLETE"),
             (CANCELLED, "CANCELLED"),
             (HANDLE, "HANDLE"),
+            (FINISHED, "FINISHED"),
         ];
         let set: Vec<_> = names
             .iter()
@@ -495,7 +508,7 @@ static UNSET: Vtable = {
         fail: unset_fail,
         result_kind: unset_kind,
         take_panic: unset_panic,
-        discard_result: unset,
+        discard_result: unset_panic,
         take_result: unset_take,
         destroy: unset,
     }
@@ -580,8 +593,15 @@ where
     unsafe fn fail(p: NonNull<Header>, error: JoinError) {
         // SAFETY: the Vtable contract.
         let this = unsafe { Self::this(p) };
-        drop(this.take_body());
-        this.store(Err(error));
+        // The body's destructor is user code: a panic there is the green
+        // thread's outcome, as a panic in the body would be.
+        let result = match drop_caught(this.take_body()) {
+            Some(payload) if !Cancelled::is(&*payload) => {
+                Err(JoinError::panic(&this.header, payload))
+            }
+            _ => Err(error),
+        };
+        this.store(result);
     }
 
     unsafe fn result_kind(p: NonNull<Header>) -> (bool, bool) {
@@ -605,10 +625,10 @@ where
         None
     }
 
-    unsafe fn discard_result(p: NonNull<Header>) {
+    unsafe fn discard_result(p: NonNull<Header>) -> Option<Box<dyn Any + Send>> {
         // SAFETY: the Vtable contract.
         let taken = unsafe { Self::this(p) }.result().take();
-        drop(taken);
+        drop_caught(taken)
     }
 
     unsafe fn take_result(p: NonNull<Header>, out: *mut ()) {
@@ -622,7 +642,31 @@ where
     unsafe fn destroy(p: NonNull<Header>) {
         // SAFETY: `p` came from `Box::leak` of this very type in
         // `TypedTask::new`, and the last reference is gone.
-        drop(unsafe { Box::from_raw(p.cast::<Self>().as_ptr()) });
+        let task = unsafe { Box::from_raw(p.cast::<Self>().as_ptr()) };
+        let Task {
+            header,
+            body,
+            result,
+        } = *task;
+        // The last reference may go on any thread, a worker's loop included:
+        // the user's values (a body that never ran, a result nobody took)
+        // are dropped under `catch_unwind`, so their destructors cannot
+        // unwind the scheduler. Nobody joins now, so a panic there goes where
+        // an unjoined panic goes: debug mode reports it (the panic hook has
+        // printed it already).
+        let user = (body.into_inner(), result.into_inner());
+        if let Some(payload) = drop_caught(user) {
+            if debug::enabled() && !Cancelled::is(&*payload) {
+                debug::warn(format_args!(
+                    "the result of green thread {} spawned at {}, which nobody joined, \
+                     panicked when it was dropped",
+                    header.describe(),
+                    header.site
+                ));
+            }
+            discard_payload(payload);
+        }
+        drop(header);
     }
 }
 
@@ -720,11 +764,19 @@ pub(crate) unsafe fn drop_unstarted(task: &TaskRef) {
 }
 
 /// The last step of every green thread, on whichever thread completed it:
-/// wake its joiners and release its place in its `run`, scope and runtime.
-/// `COMPLETE` must already be set.
+/// mark it `FINISHED`, wake its joiners and release its place in its `run`,
+/// scope and runtime. `COMPLETE` must already be set and the result stored.
+/// Runs no user code: a scope's cancellation of siblings drops their bodies
+/// under `catch_unwind` (see `fail`).
 pub(crate) fn finish(task: &TaskRef) {
     let h = task.header();
-    let waiters = std::mem::take(&mut *h.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+    let waiters = {
+        // Under the lock: a joiner registering now sees FINISHED and does
+        // not wait, or registered before and is woken below.
+        let mut waiters = h.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        h.state.fetch_or(FINISHED, Ordering::AcqRel);
+        std::mem::take(&mut *waiters)
+    };
     for w in waiters {
         if let Some((set, index)) = &w.tag {
             set.done
@@ -844,4 +896,29 @@ impl LiveCount {
             crate::runtime::park::park_shielded(None);
         }
     }
+}
+
+/// Drops `value` under `catch_unwind` and returns the panic payload if its
+/// destructor panicked. A destructor that waits in a cancelled green thread
+/// is cut short there by a [`Cancelled`] payload, which callers take for
+/// what it is (the cancellation is raised again at the next suspension
+/// point), not for a panic of the value.
+pub(crate) fn drop_caught<V>(value: V) -> Option<Box<dyn Any + Send>> {
+    if !std::mem::needs_drop::<V>() {
+        return None;
+    }
+    panic::catch_unwind(AssertUnwindSafe(move || drop(value))).err()
+}
+
+/// Drops a panic payload nobody will look at. Its own destructor may panic
+/// too, with another payload: a few rounds, then the rest is leaked.
+pub(crate) fn discard_payload(payload: Box<dyn Any + Send>) {
+    let mut next = Some(payload);
+    for _ in 0..8 {
+        match next.take() {
+            Some(p) => next = drop_caught(p),
+            None => return,
+        }
+    }
+    std::mem::forget(next);
 }

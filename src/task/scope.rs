@@ -13,6 +13,7 @@ use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::cancel::Cancelled;
 use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, Group, RtShared};
 use crate::task::raw::{self, TaskRef, TypedTask};
@@ -162,21 +163,34 @@ where
             .lock()
             .unwrap_or_else(|e| e.into_inner()),
     );
+    // A panic from a result's destructor counts as the child's panic; every
+    // payload but the one re-raised is dropped under `catch_unwind` too.
     let mut child_panic: Option<Box<dyn Any + Send>> = None;
+    let mut keep = |p: Box<dyn Any + Send>| match child_panic {
+        None if !Cancelled::is(&*p) => child_panic = Some(p),
+        _ => raw::discard_payload(p),
+    };
     for child in &children {
         if let Some(p) = child.take_panic() {
-            child_panic.get_or_insert(p);
+            keep(p);
         }
-        child.discard_result();
+        if let Some(p) = child.discard_result() {
+            keep(p);
+        }
     }
+    drop(children);
     match outcome {
-        Err(payload) => panic::resume_unwind(payload),
+        Err(payload) => {
+            if let Some(p) = child_panic {
+                raw::discard_payload(p);
+            }
+            panic::resume_unwind(payload)
+        }
         Ok(value) => {
             if let Some(p) = child_panic {
                 panic::resume_unwind(p);
             }
-            park::checkpoint(); // a cancellation that came while waiting
-            value
+            park::checkpoint_with(value) // a cancellation that came while waiting
         }
     }
 }
