@@ -8,14 +8,17 @@
 //! tokio's and parking_lot's locks. If an invariant could break midway,
 //! restore it in a destructor or catch the panic before the guard drops.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
 
 use super::semaphore::RawSemaphore;
+use crate::debug;
 use crate::runtime::park::{self, Waker};
 
 /// A mutual exclusion lock: `asyncio.Lock` with data inside, like
@@ -46,6 +49,11 @@ use crate::runtime::park::{self, Waker};
 /// ```
 pub struct Mutex<T: ?Sized> {
     sem: RawSemaphore,
+    /// Debug mode: the context holding the lock (see `park::context_id`),
+    /// 0 when free or not tracked, to catch a holder locking it again.
+    holder: AtomicU64,
+    /// Where the mutex was created, for that message.
+    site: &'static Location<'static>,
     data: UnsafeCell<T>,
 }
 
@@ -57,9 +65,12 @@ unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
 
 impl<T> Mutex<T> {
     /// A new unlocked mutex.
+    #[track_caller]
     pub const fn new(value: T) -> Mutex<T> {
         Mutex {
             sem: RawSemaphore::new(1),
+            holder: AtomicU64::new(0),
+            site: Location::caller(),
             data: UnsafeCell::new(value),
         }
     }
@@ -74,16 +85,57 @@ impl<T: ?Sized> Mutex<T> {
     /// Locks, waiting (suspending a green thread) while another holds it. A
     /// cancellation point while it waits; a lock handed to a cancelled
     /// waiter passes to the next one.
+    ///
+    /// # Panics
+    ///
+    /// In debug mode (`STACKFUL_DEBUG=1`), if the caller already holds the
+    /// lock, which would wait forever: the message names where the mutex
+    /// was created. (Debug mode takes the holder to be the green thread or
+    /// thread that locked it; a guard sent to another one and still alive
+    /// there counts as the locker's.) Outside debug mode such a lock hangs,
+    /// as a re-entrant `std::sync::Mutex::lock` may.
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        self.sem.acquire();
-        MutexGuard { mutex: self }
+        if !self.sem.try_acquire() {
+            self.lock_slow();
+        }
+        self.locked()
     }
 
     /// Locks if the lock is free now.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         // `then`, not `then_some`: a guard built eagerly would be dropped,
         // unlocking a lock never taken.
-        self.sem.try_acquire().then(|| MutexGuard { mutex: self })
+        self.sem.try_acquire().then(|| self.locked())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_slow(&self) {
+        if debug::enabled() {
+            let me = park::context_id();
+            if self.holder.load(Ordering::Relaxed) == me {
+                panic!(
+                    "{} tried to lock a `stackful::sync::Mutex` (created at {}) that it already \
+                     holds, which would wait forever: drop the guard first (the lock is not \
+                     re-entrant)",
+                    park::describe_context(),
+                    self.site
+                );
+            }
+        }
+        self.sem.acquire();
+    }
+
+    /// The guard of a lock just taken.
+    #[inline]
+    fn locked(&self) -> MutexGuard<'_, T> {
+        if debug::enabled() {
+            self.holder.store(park::context_id(), Ordering::Relaxed);
+        }
+        MutexGuard {
+            mutex: self,
+            _not_sync: PhantomData,
+        }
     }
 
     /// The data, through a unique borrow: no locking needed.
@@ -93,6 +145,7 @@ impl<T: ?Sized> Mutex<T> {
 }
 
 impl<T: Default> Default for Mutex<T> {
+    #[track_caller]
     fn default() -> Self {
         Mutex::new(T::default())
     }
@@ -111,10 +164,39 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
 }
 
 /// Holds a [`Mutex`] locked; unlocks when dropped.
+///
+/// Like std's, it is `Sync` only when `T` is: a shared guard hands out `&T`
+/// to every thread that can see it.
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<S: Sync>(_: &S) {}
+/// let m = stackful::sync::Mutex::new(std::cell::Cell::new(0u64));
+/// let guard = m.lock();
+/// assert_sync(&guard); // error: `Cell<u64>` cannot be shared between threads
+/// ```
+///
+/// So two threads cannot race on a `Cell` through one guard:
+///
+/// ```compile_fail,E0277
+/// let m = stackful::sync::Mutex::new(std::cell::Cell::new(0u64));
+/// let g = m.lock();
+/// std::thread::scope(|s| {
+///     for _ in 0..2 {
+///         s.spawn(|| g.set(g.get() + 1)); // error: `Cell<u64>` is not `Sync`
+///     }
+/// });
+/// ```
 #[must_use = "the lock is released at once if the guard is not kept"]
 pub struct MutexGuard<'a, T: ?Sized> {
     pub(crate) mutex: &'a Mutex<T>,
+    /// Makes the type `!Sync` (it stays `Send`): `Sync` is implemented
+    /// below for `T: Sync` only.
+    _not_sync: PhantomData<Cell<()>>,
 }
+
+// SAFETY: `&MutexGuard` gives only `&T` (Deref), so sharing the guard shares
+// `&T` between threads, which `T: Sync` allows; as for std's MutexGuard.
+unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
 
 impl<T: ?Sized> Deref for MutexGuard<'_, T> {
     type Target = T;
@@ -135,6 +217,9 @@ impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
 
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
+        if debug::enabled() {
+            self.mutex.holder.store(0, Ordering::Relaxed);
+        }
         self.mutex.sem.release();
     }
 }
@@ -189,6 +274,11 @@ pub struct RwLock<T: ?Sized> {
     /// Reader count in the low bits, plus `WRITER` and `QUEUED`.
     state: AtomicUsize,
     queue: StdMutex<VecDeque<Arc<RwWaiter>>>,
+    /// Debug mode: who holds the lock (see `park::context_id`), to catch a
+    /// holder waiting for itself. Empty when not tracked.
+    holders: StdMutex<Vec<u64>>,
+    /// Where the lock was created, for that message.
+    site: &'static Location<'static>,
     data: UnsafeCell<T>,
 }
 
@@ -200,10 +290,13 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 
 impl<T> RwLock<T> {
     /// A new unlocked lock.
+    #[track_caller]
     pub const fn new(value: T) -> RwLock<T> {
         RwLock {
             state: AtomicUsize::new(0),
             queue: StdMutex::new(VecDeque::new()),
+            holders: StdMutex::new(Vec::new()),
+            site: Location::caller(),
             data: UnsafeCell::new(value),
         }
     }
@@ -267,9 +360,63 @@ impl<T: ?Sized> RwLock<T> {
         }
     }
 
-    fn acquire(&self, write: bool) {
-        if self.try_take(write, false) {
-            return;
+    /// Takes the lock for `write` or reading, waiting in line; in debug
+    /// mode records the holder and returns its id (0 otherwise).
+    fn acquire(&self, write: bool) -> u64 {
+        if !self.try_take(write, false) {
+            self.acquire_slow(write);
+        }
+        self.held(write)
+    }
+
+    /// Debug mode: records the caller as a holder; returns its id, or 0.
+    #[inline]
+    fn held(&self, write: bool) -> u64 {
+        if !debug::enabled() {
+            return 0;
+        }
+        let me = park::context_id() << 1 | u64::from(write);
+        self.lock_holders().push(me);
+        me
+    }
+
+    fn lock_holders(&self) -> StdGuard<'_, Vec<u64>> {
+        self.holders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Debug mode: forgets a holder recorded by `held`.
+    fn unheld(&self, holder: u64) {
+        if holder != 0 {
+            let mut holders = self.lock_holders();
+            if let Some(i) = holders.iter().position(|&h| h == holder) {
+                holders.swap_remove(i);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(&self, write: bool) {
+        if debug::enabled() {
+            let me = park::context_id();
+            // About to wait: if we hold the lock in any way, we would wait
+            // for ourselves (a reader also waits behind a queued writer).
+            if let Some(&h) = self.lock_holders().iter().find(|&&h| h >> 1 == me) {
+                panic!(
+                    "{} tried to {} a `stackful::sync::RwLock` (created at {}) while it holds \
+                     it for {}, which would wait forever{}: drop the guard first (the lock is \
+                     not re-entrant, and a read guard cannot be upgraded)",
+                    park::describe_context(),
+                    if write { "write-lock" } else { "read-lock" },
+                    self.site,
+                    if h & 1 == 1 { "writing" } else { "reading" },
+                    if write || h & 1 == 1 {
+                        ""
+                    } else {
+                        " (a writer waits, and readers queue behind it)"
+                    },
+                );
+            }
         }
         let me = Arc::new(RwWaiter {
             write,
@@ -323,28 +470,43 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Locks for reading, waiting while a writer holds it or anyone waits.
     /// A cancellation point while it waits.
+    ///
+    /// # Panics
+    ///
+    /// In debug mode, if the caller must wait while it holds the lock
+    /// itself (for writing, or for reading while a writer waits): that wait
+    /// would never end. The message names where the lock was created.
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
-        self.acquire(false);
-        RwLockReadGuard { lock: self }
+        let holder = self.acquire(false);
+        RwLockReadGuard { lock: self, holder }
     }
 
     /// Locks for writing, waiting while anyone holds it. A cancellation
     /// point while it waits.
+    ///
+    /// # Panics
+    ///
+    /// In debug mode, if the caller holds the lock itself (a read guard
+    /// cannot be upgraded): that wait would never end.
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
-        self.acquire(true);
-        RwLockWriteGuard { lock: self }
+        let holder = self.acquire(true);
+        RwLockWriteGuard { lock: self, holder }
     }
 
     /// Locks for reading if that needs no waiting.
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
-        self.try_take(false, false)
-            .then(|| RwLockReadGuard { lock: self })
+        self.try_take(false, false).then(|| RwLockReadGuard {
+            lock: self,
+            holder: self.held(false),
+        })
     }
 
     /// Locks for writing if that needs no waiting.
     pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
-        self.try_take(true, false)
-            .then(|| RwLockWriteGuard { lock: self })
+        self.try_take(true, false).then(|| RwLockWriteGuard {
+            lock: self,
+            holder: self.held(true),
+        })
     }
 
     /// The data, through a unique borrow.
@@ -366,15 +528,38 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
 }
 
 /// Shared access to an [`RwLock`]'s data.
+///
+/// `Send` and `Sync` only when `T` is both, since an `RwLock` is shared
+/// only then: a read guard of a `Cell` cannot reach another thread.
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<S: Sync>(_: &S) {}
+/// let lock = stackful::sync::RwLock::new(std::cell::Cell::new(0u64));
+/// let guard = lock.read();
+/// assert_sync(&guard); // error: `Cell<u64>` cannot be shared between threads
+/// ```
 #[must_use = "the lock is released at once if the guard is not kept"]
 pub struct RwLockReadGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
+    /// Debug mode: the holder recorded for it, or 0.
+    holder: u64,
 }
 
 /// Exclusive access to an [`RwLock`]'s data.
+///
+/// `Sync` only when `T: Send + Sync` (what makes the lock `Sync`):
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<S: Sync>(_: &S) {}
+/// let lock = stackful::sync::RwLock::new(std::cell::Cell::new(0u64));
+/// let guard = lock.write();
+/// assert_sync(&guard); // error: `Cell<u64>` cannot be shared between threads
+/// ```
 #[must_use = "the lock is released at once if the guard is not kept"]
 pub struct RwLockWriteGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
+    /// Debug mode: the holder recorded for it, or 0.
+    holder: u64,
 }
 
 impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
@@ -405,12 +590,14 @@ impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
     fn drop(&mut self) {
+        self.lock.unheld(self.holder);
         self.lock.release(false);
     }
 }
 
 impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
+        self.lock.unheld(self.holder);
         self.lock.release(true);
     }
 }
