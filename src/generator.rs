@@ -56,8 +56,6 @@ enum Resume<S> {
     /// Close the generator: the pending `yield_` starts the close unwind,
     /// tagged with this token.
     Close(usize),
-    /// The body yielded while being closed; the pending `yield_` panics.
-    YieldedWhileClosing,
 }
 
 /// How the body ended, as the coroutine reports it to the caller.
@@ -94,10 +92,10 @@ impl<Y, S> Co<Y, S> {
     /// # Panics
     ///
     /// If the generator is closed while suspended here, this does not return:
-    /// it starts the close unwind (see [`Cancelled`]). If the body yields
+    /// it starts the close unwind (see [`Cancelled`]). A body that yields
     /// again while it is being closed (from a destructor, or after a
-    /// `catch_unwind` swallowed the unwind), this panics with a message
-    /// saying so.
+    /// `catch_unwind` swallowed the unwind) is never resumed: see
+    /// [`Generator::close`].
     ///
     /// # Examples
     ///
@@ -133,12 +131,6 @@ impl<Y, S> Co<Y, S> {
         match resumed {
             Resume::Value(s) => s,
             Resume::Close(token) => Cancelled::raise(Cause::Close(token)),
-            Resume::YieldedWhileClosing => panic!(
-                "a generator yielded while it was being closed: a body must not yield from a \
-                 destructor, and a `catch_unwind` in the body must re-raise stackful's close \
-                 unwind (check `stackful::Cancelled::is(&*payload)`, or use \
-                 `stackful::catch_unwind`)"
-            ),
         }
     }
 
@@ -200,6 +192,9 @@ struct Raw<Y, S, R> {
     name: Option<Box<str>>,
     /// Where the generator was created, for diagnostics.
     site: &'static Location<'static>,
+    /// A [`ScopedGenerator`]: its body borrows from the caller's frame, so
+    /// it may never be leaked (see `leak`).
+    scoped: bool,
 }
 
 impl<Y, S, R> Raw<Y, S, R> {
@@ -211,10 +206,15 @@ impl<Y, S, R> Raw<Y, S, R> {
     /// anything `body` borrows goes out of scope, and before the types `Y`,
     /// `S` and `R` stop being valid. `'static` bounds prove it for
     /// [`Generator`]; the closure scope of [`scoped`] proves it for
-    /// [`ScopedGenerator`].
+    /// [`ScopedGenerator`], which passes `scoped`: such a generator is never
+    /// leaked (the process aborts where a `'static` one would be leaked),
+    /// since leaking is sound only for a body that borrows nothing: code it
+    /// started (a thread inside a `std::thread::scope` on its stack, say)
+    /// could go on using the caller's frame after `scoped` returned.
     unsafe fn new_unchecked<F>(
         builder: Builder,
         site: &'static Location<'static>,
+        scoped: bool,
         body: F,
     ) -> Result<Self, StackError>
     where
@@ -259,6 +259,7 @@ impl<Y, S, R> Raw<Y, S, R> {
             token,
             name,
             site,
+            scoped,
         })
     }
 
@@ -285,7 +286,9 @@ impl<Y, S, R> Raw<Y, S, R> {
         self.core.as_ref().is_none_or(|core| core.done())
     }
 
-    fn close(&mut self) {
+    /// Closes the body; `in_drop` when called from `Drop`, which must not
+    /// panic for a body that ignores the close (it leaks it instead).
+    fn close(&mut self, in_drop: bool) {
         let Some(core) = &mut self.core else { return };
         if core.done() {
             return;
@@ -309,16 +312,55 @@ impl<Y, S, R> Raw<Y, S, R> {
             self.leak_under_abort();
             return;
         }
-        let mut message = Resume::Close(self.token);
-        loop {
-            match core.resume(message) {
-                CoroutineResult::Yield(_) => message = Resume::YieldedWhileClosing,
-                CoroutineResult::Return(Outcome::Returned(_) | Outcome::Closed) => return,
-                CoroutineResult::Return(Outcome::Panicked(payload)) => {
-                    panic::resume_unwind(payload)
+        // A body that yields while being closed (from a destructor, or after
+        // a `catch_unwind` swallowed the close unwind) ignores the close,
+        // like a Python generator that ignores `GeneratorExit`. It is not
+        // resumed again, so nothing loops, and it is not made to panic at
+        // that `yield_` either: inside a destructor that runs during the
+        // unwind, a panic would abort the process. It is leaked, and the
+        // caller of `close` gets the panic (`RuntimeError` in Python).
+        match core.resume(Resume::Close(self.token)) {
+            CoroutineResult::Yield(_) => {
+                let who = describe(self.name.as_deref(), self.site);
+                self.leak(&who);
+                if !in_drop {
+                    panic!(
+                        "{who} ignored `close`: it yielded while being closed, so its stack is \
+                         leaked with everything on it. A body must not yield from a destructor, \
+                         and a `catch_unwind` in the body must re-raise stackful's close unwind \
+                         (check `stackful::Cancelled::is(&*payload)`, or use \
+                         `stackful::catch_unwind`)"
+                    );
                 }
             }
+            CoroutineResult::Return(Outcome::Returned(_) | Outcome::Closed) => {}
+            CoroutineResult::Return(Outcome::Panicked(payload)) => {
+                if in_drop && std::thread::panicking() {
+                    // A second panic out of a destructor that runs during an
+                    // unwind would abort the process. The panic hook has
+                    // printed it; drop it (its own drop may panic too).
+                    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                    return;
+                }
+                panic::resume_unwind(payload)
+            }
         }
+    }
+
+    /// Gives up on a body that ignored `close`: its stack is leaked with
+    /// everything on it, as by `mem::forget`, so nothing on it is freed
+    /// while still borrowed, and it never runs again. Warns once.
+    #[cold]
+    fn leak(&mut self, who: &str) {
+        self.refuse_leak_if_scoped(who, "ignored `close` (it yielded while being closed)");
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            eprintln!(
+                "stackful: {who} ignored `close` (it yielded while being closed), so its stack \
+                 is leaked with everything on it and no destructor on it runs. (Shown once.)"
+            )
+        });
+        std::mem::forget(self.core.take());
     }
 
     /// Under `panic = "abort"` a suspended body cannot be unwound. Its stack
@@ -327,6 +369,10 @@ impl<Y, S, R> Raw<Y, S, R> {
     /// it is freed while still in use.
     #[cold]
     fn leak_under_abort(&mut self) {
+        self.refuse_leak_if_scoped(
+            &describe(self.name.as_deref(), self.site),
+            "was closed while suspended under panic = \"abort\", so it cannot be unwound",
+        );
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
             eprintln!(
@@ -340,9 +386,28 @@ impl<Y, S, R> Raw<Y, S, R> {
     }
 }
 
+impl<Y, S, R> Raw<Y, S, R> {
+    /// A scoped generator that cannot be unwound cannot be leaked either:
+    /// its body borrows from the caller's frame, and what it started (a
+    /// thread in a `std::thread::scope` on its stack, say) would go on using
+    /// that frame after `scoped` returned. The only sound way out is to stop
+    /// the process.
+    fn refuse_leak_if_scoped(&self, who: &str, why: &str) {
+        if self.scoped {
+            eprintln!(
+                "stackful: scoped {who} {why}. Its body borrows from the caller's frame, so its \
+                 stack cannot be leaked either: aborting. A body must not yield from a \
+                 destructor, and a `catch_unwind` in it must re-raise `stackful::Cancelled` \
+                 payloads (`stackful::catch_unwind` does)."
+            );
+            std::process::abort();
+        }
+    }
+}
+
 impl<Y, S, R> Drop for Raw<Y, S, R> {
     fn drop(&mut self) {
-        self.close();
+        self.close(true);
     }
 }
 
@@ -416,7 +481,7 @@ impl Builder {
     {
         // SAFETY: the body and Y, S, R are 'static, so nothing they borrow can
         // go out of scope while the generator exists.
-        let raw = unsafe { Raw::new_unchecked(self, Location::caller(), body)? };
+        let raw = unsafe { Raw::new_unchecked(self, Location::caller(), false, body)? };
         Ok(Generator {
             raw,
             _not_send: PhantomData,
@@ -440,8 +505,9 @@ impl Builder {
         // SAFETY: the generator lives in this frame and `f` only gets a
         // `&mut` to it, so it cannot be moved out or forgotten; it is dropped
         // (closing the body) when this function returns or unwinds, while
-        // everything the body borrows for 'env is still alive.
-        let raw = unsafe { Raw::new_unchecked(self, Location::caller(), body)? };
+        // everything the body borrows for 'env is still alive. `scoped`
+        // makes a close that cannot unwind the body abort instead of leak.
+        let raw = unsafe { Raw::new_unchecked(self, Location::caller(), true, body)? };
         let mut generator = ScopedGenerator {
             raw,
             _env: PhantomData,
@@ -533,22 +599,41 @@ macro_rules! protocol {
         /// body is dropped without running. Closing a done generator does
         /// nothing. Dropping a generator closes it.
         ///
-        /// A body that catches the close unwind and returns normally is done;
-        /// one that yields again instead gets a panic saying it must not,
-        /// and that panic propagates out of `close`.
+        /// A body that catches the close unwind and returns normally is done.
+        /// One that yields instead (from a destructor, or after a
+        /// `catch_unwind` swallowed the unwind) *ignores* the close, as a
+        /// Python generator that ignores `GeneratorExit`: it is never
+        /// resumed again, its stack is leaked with everything on it (no
+        /// further destructor runs, nothing borrowed is freed under it; a
+        /// one-time warning is printed), the generator counts as done, and
+        /// `close` panics. Dropping such a generator leaks it the same way,
+        /// without the panic. A [`ScopedGenerator`] cannot be leaked (its
+        /// body borrows from the caller's frame, and whatever it started
+        /// would outlive that), so there the process aborts with a message
+        /// instead. (A body left suspended in a destructor during
+        /// its unwind also leaves [`std::thread::panicking`] true on this
+        /// thread for good, since that unwind never ends.)
+        ///
+        /// A destructor that waits during the close unwind (a lock, a
+        /// channel, a sleep) is not cancelled there; see
+        /// [the `cancel` module](crate::cancel#destructors-may-wait).
         ///
         /// Under `panic = "abort"` the body cannot be unwound: its stack is
         /// leaked with everything on it (no destructor runs), and a one-time
-        /// warning is printed. Run generators to completion there.
+        /// warning is printed (a [`ScopedGenerator`] aborts). Run generators
+        /// to completion there.
         ///
         /// # Panics
         ///
-        /// If the body panics while it is being closed (after catching the
-        /// close unwind), the panic propagates out of `close`. A destructor
-        /// that panics *during* the close unwind aborts the process, as any
-        /// panic during unwinding does in Rust.
+        /// If the body ignores the close (above), with a message naming the
+        /// generator and where it was created: Python's `RuntimeError:
+        /// generator ignored GeneratorExit`. If the body panics while it is
+        /// being closed (after catching the close unwind), the panic
+        /// propagates out of `close`. A destructor that panics *during* the
+        /// close unwind aborts the process, as any panic during unwinding
+        /// does in Rust.
         pub fn close(&mut self) {
-            self.raw.close()
+            self.raw.close(false)
         }
     };
 }
@@ -647,6 +732,14 @@ fn next<Y, R>(raw: &mut Raw<Y, (), R>) -> Option<Y> {
     match raw.send(()) {
         GeneratorState::Yielded(y) => Some(y),
         GeneratorState::Complete(_) => None,
+    }
+}
+
+/// `generator `name` created at file:line:col`, for messages.
+fn describe(name: Option<&str>, site: &Location<'_>) -> String {
+    match name {
+        Some(n) => format!("generator `{n}` created at {site}"),
+        None => format!("generator created at {site}"),
     }
 }
 

@@ -62,12 +62,52 @@ fn run_case(case: &str) {
                     self.0.yield_(2);
                 }
             }
-            let mut g = Generator::new(|co: &Co<u32>, ()| {
-                let _guard = YieldsOnDrop(co);
-                co.yield_(1);
-            });
+            let make = || {
+                Builder::new()
+                    .name("stubborn")
+                    .build(|co: &Co<u32>, ()| {
+                        let _guard = YieldsOnDrop(co);
+                        co.yield_(1);
+                    })
+                    .unwrap()
+            };
+            // An explicit close panics in the caller, once, and the
+            // generator is done; a drop leaks the next one quietly.
+            let mut g = make();
             g.resume();
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.close()));
+            assert!(caught.is_err() && g.is_done());
             g.close();
+            drop(g);
+            let mut h = make();
+            h.resume();
+            drop(h);
+            eprintln!("survived");
+        }
+        "scoped_generator_that_ignores_close" => {
+            // Leaking it would let the scoped thread read `data` after it
+            // is freed (issue 9 review): the process must stop instead.
+            let data = vec![7u64; 64];
+            stackful::generator::scoped(
+                |co: &Co<()>, ()| {
+                    std::thread::scope(|s| {
+                        s.spawn(|| {
+                            while black_box(data[0]) == 7 {
+                                std::thread::yield_now();
+                            }
+                        });
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            co.yield_(())
+                        }));
+                        co.yield_(()); // ignores the close
+                    });
+                },
+                |g| {
+                    g.resume();
+                },
+            );
+            drop(data);
+            eprintln!("survived");
         }
         "mmap_failure_is_an_error" => {
             // Cap the address space so the next mapping fails with ENOMEM.
@@ -204,10 +244,26 @@ fn main() {
         &["stackful:", "survived"],
     );
     expect(
-        "yield_in_destructor_during_close",
+        "scoped_generator_that_ignores_close",
         Some(libc::SIGABRT),
-        &["a generator yielded while it was being closed"],
+        &[
+            "stackful: scoped generator created at tests/crash.rs:",
+            "ignored `close`",
+            "cannot be leaked either: aborting",
+        ],
         &["survived"],
+    );
+    // Python's "generator ignored GeneratorExit": no abort, no loop.
+    expect(
+        "yield_in_destructor_during_close",
+        None,
+        &[
+            "generator `stubborn` created at tests/crash.rs:",
+            "ignored `close`: it yielded while being closed",
+            "(Shown once.)",
+            "survived",
+        ],
+        &["panic in a destructor during cleanup"],
     );
 }
 

@@ -227,9 +227,42 @@ fn a_body_that_yields_while_being_closed_gets_a_clear_panic() {
     g.resume();
     let err = panic::catch_unwind(AssertUnwindSafe(|| g.close())).unwrap_err();
     let msg = panic_text(err);
-    assert!(msg.contains("yielded while it was being closed"), "{msg}");
+    assert!(
+        msg.contains("generator created at tests/generator.rs:"),
+        "{msg}"
+    );
+    assert!(msg.contains("ignored `close`"), "{msg}");
     assert!(msg.contains("stackful::catch_unwind"), "{msg}");
     assert!(g.is_done());
+    assert!(format!("{g:?}").contains("leaked"));
+    g.close(); // done: nothing happens
+}
+
+/// Issue 9, item 7: `close` looped forever on a body that swallows every
+/// close unwind and yields again.
+#[test]
+fn regression_close_of_a_body_that_ignores_every_close_does_not_loop() {
+    let yields = Rc::new(Cell::new(0));
+    let body = |yields: Rc<Cell<u32>>| {
+        move |co: &Co<u32>, ()| loop {
+            yields.set(yields.get() + 1);
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| co.yield_(1)));
+        }
+    };
+    let mut g = Builder::new()
+        .name("stubborn")
+        .build(body(yields.clone()))
+        .unwrap();
+    g.resume();
+    let msg = panic_text(panic::catch_unwind(AssertUnwindSafe(|| g.close())).unwrap_err());
+    assert!(msg.contains("generator `stubborn` created at"), "{msg}");
+    assert_eq!(yields.get(), 2, "resumed once by close, then never again");
+    drop(g);
+    // Dropped without an explicit close: leaked quietly, no loop either.
+    let mut h = Generator::new(body(yields.clone()));
+    h.resume();
+    drop(h);
+    assert_eq!(yields.get(), 4);
 }
 
 #[test]
