@@ -180,8 +180,27 @@ impl<'a> Select<'a> {
             !self.ops.is_empty() || deadline.is_some(),
             "Select::wait with no operations would wait forever; add a send or recv first"
         );
+        // The registrations of the last park, kept until the retry after it
+        // has shown which notification, if any, was used.
+        let mut parked: Option<(Vec<Registration<'a>>, Vec<Arc<Waiter>>)> = None;
         loop {
-            if let Some(op) = self.try_all() {
+            let done = self.try_all();
+            if let Some((registrations, waiters)) = parked.take() {
+                // The completed operation used its list's notification; any
+                // other list's is passed on (dropping a registration does
+                // that), or a plain receiver on that list would never hear
+                // of its message. With nothing completed, every notification
+                // we had was stale (someone else took the message).
+                let used = done.as_ref().map(SelectedOperation::index);
+                for (index, (registration, waiter)) in
+                    registrations.into_iter().zip(&waiters).enumerate()
+                {
+                    if waiter.is_notified() && (used.is_none() || used == Some(index)) {
+                        registration.consume();
+                    }
+                }
+            }
+            if let Some(op) = done {
                 return Some(op);
             }
             // One waiter per list, so each notification is accounted for on
@@ -197,7 +216,15 @@ impl<'a> Select<'a> {
             let recheck = (0..self.ops.len())
                 .find_map(|index| self.ops[index].try_complete().map(|result| (index, result)));
             if let Some((index, result)) = recheck {
-                drop(registrations); // notifications we did not use are passed on
+                // The notification of the list we used, if one came, is
+                // used; the others are passed on.
+                for (k, (registration, waiter)) in
+                    registrations.into_iter().zip(&waiters).enumerate()
+                {
+                    if k == index && waiter.is_notified() {
+                        registration.consume();
+                    }
+                }
                 let chan = self.ops[index].chan();
                 return Some(SelectedOperation {
                     index,
@@ -209,13 +236,7 @@ impl<'a> Select<'a> {
                 return None;
             }
             park::park(deadline);
-            // Whatever woke us is retried at the top of the loop; mark those
-            // notifications used so they are not passed on.
-            for (registration, waiter) in registrations.into_iter().zip(&waiters) {
-                if waiter.is_notified() {
-                    registration.consume();
-                }
-            }
+            parked = Some((registrations, waiters));
         }
     }
 }
@@ -355,7 +376,7 @@ macro_rules! __select_run {
         let mut __select = $crate::sync::Select::new();
         $( $crate::__select_register!(__select $arm); )*
         let __selected = $crate::__select_wait!(__select $mode);
-        drop(__select);
+        ::core::mem::drop(__select);
         $crate::__select_dispatch!(__selected 0usize, $mode, $($arm)*)
     }};
 }
@@ -389,7 +410,7 @@ macro_rules! __select_wait {
 #[macro_export]
 macro_rules! __select_dispatch {
     ($op:ident $i:expr, (block), ) => {
-        unreachable!("select! completed an operation it did not register")
+        ::core::unreachable!("select! completed an operation it did not register")
     };
     ($op:ident $i:expr, (now ($body:expr)), ) => {
         $body
