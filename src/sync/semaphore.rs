@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 use crate::runtime::park::{self, Waker};
 
+/// The most permits a semaphore holds, as in tokio: far more than any use
+/// needs, and far enough from `usize::MAX` that the count cannot wrap.
+pub(crate) const MAX_PERMITS: usize = usize::MAX >> 3;
+
 /// How long the front waiter may lose races for a permit before one is
 /// handed to it directly.
 pub(crate) const FAIR_AFTER: Duration = Duration::from_millis(1);
@@ -163,8 +167,11 @@ impl RawSemaphore {
             Some(front) if front.since.elapsed() >= FAIR_AFTER => {
                 let w = queue.pop_front().expect("checked non-empty");
                 self.queued.store(queue.len(), Ordering::SeqCst);
-                drop(queue);
+                // Granted before the queue lock goes: a waiter cancelled
+                // meanwhile that finds itself dequeued must find the permit
+                // too, to pass it on, or it would be lost.
                 w.granted.store(true, Ordering::Release);
+                drop(queue);
                 w.waker.wake();
             }
             Some(front) => {
@@ -177,9 +184,33 @@ impl RawSemaphore {
         }
     }
 
+    /// Adds `n` permits: one at a time while waiters queue (each may be
+    /// handed one), the rest at once.
+    ///
+    /// # Panics
+    ///
+    /// If the count would pass [`MAX_PERMITS`].
     pub(crate) fn add(&self, n: usize) {
-        for _ in 0..n {
+        let room = MAX_PERMITS - self.permits.load(Ordering::Acquire).min(MAX_PERMITS);
+        assert!(
+            n <= room,
+            "Semaphore::add_permits({n}) would take the semaphore past its maximum of {MAX_PERMITS} \
+             permits ({} are free)",
+            MAX_PERMITS - room
+        );
+        let mut left = n;
+        while left > 0 && self.queued.load(Ordering::SeqCst) != 0 {
             self.release();
+            left -= 1;
+        }
+        if left > 0 {
+            self.permits.fetch_add(left, Ordering::AcqRel);
+            fence(Ordering::SeqCst);
+            // A waiter that queued meanwhile re-checks after queueing, but
+            // may have parked already.
+            if self.queued.load(Ordering::SeqCst) != 0 {
+                self.wake_front();
+            }
         }
     }
 
@@ -219,8 +250,23 @@ pub struct Semaphore {
 }
 
 impl Semaphore {
+    /// The most permits a semaphore can hold: `usize::MAX >> 3`.
+    pub const MAX_PERMITS: usize = MAX_PERMITS;
+
     /// A semaphore with `permits` permits.
+    ///
+    /// # Panics
+    ///
+    /// If `permits` exceeds [`Semaphore::MAX_PERMITS`].
+    ///
+    /// ```should_panic
+    /// let _ = stackful::sync::Semaphore::new(usize::MAX); // panics: too many permits
+    /// ```
     pub const fn new(permits: usize) -> Semaphore {
+        assert!(
+            permits <= MAX_PERMITS,
+            "Semaphore::new: more permits than Semaphore::MAX_PERMITS (usize::MAX >> 3)"
+        );
         Semaphore {
             raw: RawSemaphore::new(permits),
         }
@@ -244,6 +290,10 @@ impl Semaphore {
     }
 
     /// Adds `n` permits.
+    ///
+    /// # Panics
+    ///
+    /// If the count of free permits would pass [`Semaphore::MAX_PERMITS`].
     pub fn add_permits(&self, n: usize) {
         self.raw.add(n);
     }
