@@ -164,9 +164,22 @@ impl Condvar {
             }
             park::park(deadline);
         }
-        let timed_out = !waiter.is_notified();
-        registration.consume();
-        (mutex.lock(), WaitTimeoutResult(timed_out))
+        // Whether we were notified is settled as we leave the list: a
+        // notification that comes after the deadline but before that counts.
+        let notified = registration.leave();
+        /// Passes a notification we got on if relocking unwinds (the caller
+        /// was cancelled or timed out there), so it is not lost (as Python
+        /// fixed in gh-112202).
+        struct PassOn<'a>(&'a WaitList);
+        impl Drop for PassOn<'_> {
+            fn drop(&mut self) {
+                self.0.notify_one();
+            }
+        }
+        let pass_on = notified.then(|| PassOn(&self.waiters));
+        let guard = mutex.lock();
+        std::mem::forget(pass_on);
+        (guard, WaitTimeoutResult(!notified))
     }
 
     /// Wakes one waiter.

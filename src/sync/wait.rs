@@ -103,14 +103,22 @@ impl WaitList {
         if self.len.load(Ordering::SeqCst) == 0 {
             return false;
         }
-        let mut queue = self.lock();
-        while let Some(w) = queue.pop_front() {
-            self.len.store(queue.len(), Ordering::SeqCst);
-            if w.notify() {
-                return true;
+        loop {
+            // Popped under the lock, woken and dropped after it: dropping a
+            // waiter may drop the last reference to a green thread, and
+            // nothing else should run under this lock.
+            let popped = {
+                let mut queue = self.lock();
+                let w = queue.pop_front();
+                self.len.store(queue.len(), Ordering::SeqCst);
+                w
+            };
+            match popped {
+                Some(w) if w.notify() => return true,
+                Some(_) => continue,
+                None => return false,
             }
         }
-        false
     }
 
     /// Wakes every waiter.
@@ -134,6 +142,8 @@ pub(crate) struct Registration<'a> {
     waiter: Arc<Waiter>,
     /// Whether the notification, if any, was used (the operation completed).
     consumed: bool,
+    /// Already left the list (`leave`): nothing left to do on drop.
+    left: bool,
 }
 
 impl<'a> Registration<'a> {
@@ -143,6 +153,7 @@ impl<'a> Registration<'a> {
             list,
             waiter: waiter.clone(),
             consumed: false,
+            left: false,
         }
     }
 
@@ -150,10 +161,22 @@ impl<'a> Registration<'a> {
     pub(crate) fn consume(mut self) {
         self.consumed = true;
     }
+
+    /// Leaves the list and returns whether a notification came, which is
+    /// now the caller's to use or pass on (`WaitList::notify_one`). Settled
+    /// under the list's lock, so a notification cannot slip in after the
+    /// answer and be lost.
+    pub(crate) fn leave(mut self) -> bool {
+        self.left = true;
+        self.list.unregister(&self.waiter)
+    }
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
+        if self.left {
+            return;
+        }
         let notified = self.list.unregister(&self.waiter);
         if notified && !self.consumed {
             self.list.notify_one();
