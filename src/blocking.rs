@@ -105,6 +105,11 @@ impl BlockingPool {
         }
     }
 
+    /// Whether the calling thread is one of this pool's.
+    pub(crate) fn is_own_thread(&self) -> bool {
+        POOL_THREAD.with(|p| std::ptr::eq(p.get(), Arc::as_ptr(&self.inner)))
+    }
+
     pub(crate) fn shut_down(&self) {
         self.inner
             .state
@@ -115,7 +120,14 @@ impl BlockingPool {
     }
 }
 
+thread_local! {
+    /// The pool this thread belongs to, if it is a pool thread.
+    static POOL_THREAD: std::cell::Cell<*const PoolInner> =
+        const { std::cell::Cell::new(std::ptr::null()) };
+}
+
 fn pool_thread(inner: &PoolInner) {
+    POOL_THREAD.with(|p| p.set(inner));
     let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
     let mut spun = false;
     loop {

@@ -525,30 +525,49 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         let rt = &self.shared;
         rt.closing.store(true, Ordering::Release);
-        let inside = park::current_task().is_some_and(|t| Arc::ptr_eq(&t.header().rt, rt));
+        // On one of its own threads (a green thread, a worker's loop, a
+        // blocking-pool thread), waiting would wait for ourselves.
+        let inside = park::current_task().is_some_and(|t| Arc::ptr_eq(&t.header().rt, rt))
+            || worker::with_current(|w| w.is_some_and(|w| Arc::ptr_eq(&w.rt, rt)))
+            || rt.blocking.is_own_thread();
         for home in &rt.homes {
             home.request_cancel_all();
         }
         if inside {
-            // Waiting here would wait for ourselves. The workers stop once
-            // the cancelled green threads are gone.
             debug::warn(format_args!(
-                "a Runtime was dropped inside one of its own green threads; its shutdown \
-                 continues in the background"
+                "a Runtime was dropped on one of its own threads; its shutdown continues in \
+                 the background"
             ));
+            let rt = rt.clone();
+            let spawned = thread::Builder::new()
+                .name("stackful-shutdown".into())
+                .spawn(move || finish_shutdown(&rt));
+            if spawned.is_err() {
+                // No thread for it: the workers stay, idle, until the
+                // process ends; nothing is freed while in use.
+                debug::warn(format_args!(
+                    "could not start a thread to finish a Runtime's shutdown; its threads stay"
+                ));
+            }
             return;
         }
-        rt.live.wait_zero();
-        rt.stopping.store(true, Ordering::Release);
-        for home in &rt.homes {
-            home.unpark();
-        }
-        let threads = std::mem::take(&mut *rt.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for t in threads {
-            let _ = t.join();
-        }
-        rt.blocking.shut_down();
+        finish_shutdown(rt);
     }
+}
+
+/// The second half of a runtime's shutdown: waits for its green threads to
+/// end, then stops and joins its workers and its blocking pool.
+fn finish_shutdown(rt: &Arc<RtShared>) {
+    rt.live.wait_zero();
+    rt.stopping.store(true, Ordering::Release);
+    for home in &rt.homes {
+        home.unpark();
+    }
+    let threads = std::mem::take(&mut *rt.threads.lock().unwrap_or_else(|e| e.into_inner()));
+    for t in threads {
+        let _ = t.join();
+    }
+    rt.blocking.shut_down();
 }
 
 /// Runs `f` as the main green thread of the global runtime; see [`Runtime::run`].

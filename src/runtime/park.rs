@@ -179,6 +179,9 @@ fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
     let fired = match &task {
         Some(task) => suspend(task, wake_at, Suspend::Wait),
         None => {
+            if worker::with_current(|w| w.is_some()) {
+                scheduler_wait();
+            }
             match wake_at {
                 Some(at) => thread::park_timeout(at.saturating_duration_since(Instant::now())),
                 None => thread::park(),
@@ -191,6 +194,24 @@ fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
     }
     // An earlier timeout's timer firing says nothing about `deadline`.
     fired && wake_at == deadline
+}
+
+/// A wait on a worker's (or a `run` thread's) own loop, outside any green
+/// thread: user code the scheduler runs there (the destructor of a green
+/// thread's closure, dropped because it was cancelled before it started)
+/// must not block the thread every green thread pinned to it depends on.
+/// The panic is caught where that code runs and becomes that green
+/// thread's outcome.
+#[cold]
+#[inline(never)]
+fn scheduler_wait() -> ! {
+    panic!(
+        "a destructor run by stackful's scheduler tried to wait (a stackful lock, channel, sleep \
+         or join): it drops the closure of a green thread cancelled before it started, on a \
+         worker's own loop, where waiting would stall every green thread of that worker. Do \
+         not wait in the destructors of what a green thread's closure captures; move that \
+         work into the closure's body"
+    )
 }
 
 /// Suspends the running green thread `task` until woken or `wake_at`.

@@ -41,6 +41,14 @@ struct Watch<T> {
     waker: Option<Waker>,
 }
 
+/// However the wait ends (returned, timed out, cancelled), no waiter of ours
+/// stays on a green thread to wake its context later for nothing.
+impl<T> Drop for Watch<T> {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}
+
 impl<T> Watch<T> {
     fn new(handles: impl IntoIterator<Item = JoinHandle<T>>) -> Watch<T> {
         let handles: Vec<_> = handles.into_iter().map(Some).collect();
@@ -98,7 +106,10 @@ impl<T> Watch<T> {
 
     /// Removes our waiters from the green threads still pending, so they do
     /// not wake us later for nothing.
-    fn disarm(&self) {
+    fn disarm(&mut self) {
+        if self.waker.take().is_none() {
+            return; // never armed, or disarmed already
+        }
         for h in self.handles.iter().flatten() {
             let mut waiters = h.header().waiters.lock().unwrap_or_else(|e| e.into_inner());
             waiters.retain(|w| {
@@ -138,7 +149,6 @@ where
             for h in self.0.handles.iter().flatten() {
                 h.cancel();
             }
-            self.0.disarm();
         }
     }
     let mut watch = CancelRest(Watch::new(handles));
@@ -206,7 +216,7 @@ where
     }
     watch.disarm();
     let (mut done, mut pending) = (Vec::new(), Vec::new());
-    for h in watch.handles.into_iter().flatten() {
+    for h in std::mem::take(&mut watch.handles).into_iter().flatten() {
         if h.is_finished() {
             done.push(h);
         } else {
@@ -271,12 +281,6 @@ impl<T> Iterator for AsCompleted<T> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         let n = self.watch.pending() + self.queue.len();
         (n, Some(n))
-    }
-}
-
-impl<T> Drop for AsCompleted<T> {
-    fn drop(&mut self) {
-        self.watch.disarm();
     }
 }
 

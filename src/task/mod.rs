@@ -21,7 +21,7 @@ use stackful_arch::StackError;
 use crate::debug;
 use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, RtShared};
-use raw::{HANDLE, Header, JoinWaiter, TaskRef, TypedTask};
+use raw::{HANDLE, Header, JoinWaiter, STORED, TaskRef, TypedTask};
 
 pub use join::{AsCompleted, ReturnWhen, as_completed, gather, join_all, wait};
 pub use scope::{Scope, ScopedJoinHandle, scope};
@@ -297,14 +297,23 @@ impl<T> JoinHandle<T> {
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         let h = self.header();
-        h.state.fetch_and(!HANDLE, Ordering::AcqRel);
-        if debug::enabled() && h.is_complete() && self.task.task().is_panic() {
+        let prev = h.state.fetch_and(!HANDLE, Ordering::AcqRel);
+        if prev & STORED == 0 {
+            return; // its green thread drops the result when it ends
+        }
+        // Stored already and never taken: it is ours to drop, here on the
+        // handle owner's thread rather than on whichever thread drops the
+        // last reference (a worker's loop, say).
+        if debug::enabled() && self.task.task().is_panic() {
             debug::warn(format_args!(
                 "the handle of green thread {} (spawned at {}) was dropped without joining it, \
                  and it had panicked",
                 h.describe(),
                 h.site
             ));
+        }
+        if let Some(result) = self.task.take_result() {
+            raw::drop_detached_result(h, result);
         }
     }
 }

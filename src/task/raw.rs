@@ -55,7 +55,8 @@ pub(crate) const STARTED: u32 = 1 << 3;
 pub(crate) const COMPLETE: u32 = 1 << 4;
 /// Cancellation requested: the next suspension point unwinds.
 pub(crate) const CANCELLED: u32 = 1 << 5;
-/// A `JoinHandle` exists; used by debug mode to report panics nobody joins.
+/// A `JoinHandle` exists (or a scope, or `run`, will take the result).
+/// Whoever clears it or sets `STORED` second drops the result; see `STORED`.
 pub(crate) const HANDLE: u32 = 1 << 6;
 /// The result is stored: set by [`finish`] (under the join waiters' lock,
 /// just before it wakes them), always after `COMPLETE`. Final. What
@@ -63,6 +64,15 @@ pub(crate) const HANDLE: u32 = 1 << 6;
 /// unstarted body sets `COMPLETE` first, to keep workers off it, and the
 /// body's destructor may take a while (it may even wait).
 pub(crate) const FINISHED: u32 = 1 << 7;
+/// The result is stored. Set right after storing it, by the thread that
+/// ran (or dropped) the body. With `HANDLE` it decides who drops a result
+/// nobody will take, so that it is dropped by user-facing code and never by
+/// a scheduler loop (where a destructor that waits would block a worker):
+/// the body's own green thread, if the handle was gone when the result was
+/// stored; else the handle's owner, when it drops the handle. Both sides
+/// change the state with one read-modify-write and look at what the other
+/// did, so exactly one of them sees the other's bit.
+pub(crate) const STORED: u32 = 1 << 8;
 
 /// What a green thread tells its worker when it suspends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,6 +485,7 @@ impl fmt::Debug for StateBits {
             (CANCELLED, "CANCELLED"),
             (HANDLE, "HANDLE"),
             (FINISHED, "FINISHED"),
+            (STORED, "STORED"),
         ];
         let set: Vec<_> = names
             .iter()
@@ -570,8 +581,23 @@ where
         unsafe { (*self.body.get()).take() }
     }
 
+    /// Stores the outcome; if no handle is left to take it, drops it here
+    /// (see `STORED`).
     fn store(&self, result: Result<T, JoinError>) {
         *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        let prev = self.header.state.fetch_or(STORED, Ordering::AcqRel);
+        if prev & HANDLE == 0 {
+            // Detached: nobody will take it. Debug mode reports a panic
+            // first (`finish` will find the result gone).
+            report_unjoined_panic(
+                &self.header,
+                || matches!(&*self.result(), Some(Err(e)) if e.is_panic()),
+            );
+            let taken = self.result().take();
+            if let Some(result) = taken {
+                drop_detached_result(&self.header, result);
+            }
+        }
     }
 
     fn result(&self) -> std::sync::MutexGuard<'_, Option<Result<T, JoinError>>> {
@@ -786,13 +812,7 @@ pub(crate) fn finish(task: &TaskRef) {
         }
         w.waker.wake();
     }
-    if debug::enabled() && h.state.load(Ordering::Acquire) & HANDLE == 0 && task.is_panic() {
-        debug::warn(format_args!(
-            "green thread {} spawned at {} panicked and nobody joined it",
-            h.describe(),
-            h.site
-        ));
-    }
+
     if let Some(scope) = &h.scope {
         scope.child_finished(task);
     }
@@ -921,4 +941,44 @@ pub(crate) fn discard_payload(payload: Box<dyn Any + Send>) {
         }
     }
     std::mem::forget(next);
+}
+
+/// Debug mode: reports a green thread that panicked and that nobody will
+/// join, if `is_panic` says its result is a panic.
+pub(crate) fn report_unjoined_panic(h: &Header, is_panic: impl FnOnce() -> bool) {
+    if debug::enabled() && is_panic() {
+        debug::warn(format_args!(
+            "green thread {} spawned at {} panicked and nobody joined it",
+            h.describe(),
+            h.site
+        ));
+    }
+}
+
+/// Drops the result of a green thread that nobody will join, on the
+/// calling context (its own green thread, or its handle's owner): under
+/// `catch_unwind`, so a panicking destructor reaches neither a worker nor
+/// the handle's owner (debug mode reports it), and in a shield, so a
+/// destructor that waits is not cut short by a cancellation.
+pub(crate) fn drop_detached_result<T>(h: &Header, result: Result<T, JoinError>) {
+    // Only a value with a destructor, or a panic payload, runs user code.
+    let panicked = match result {
+        Ok(value) if std::mem::needs_drop::<T>() => crate::time::shield(|| drop_caught(value)),
+        Ok(_) => None,
+        Err(e) => match e.try_into_panic() {
+            Ok(payload) => crate::time::shield(|| drop_caught(payload)),
+            Err(_) => None,
+        },
+    };
+    if let Some(payload) = panicked {
+        if debug::enabled() && !Cancelled::is(&*payload) {
+            debug::warn(format_args!(
+                "the result of green thread {} spawned at {}, which nobody joined, panicked \
+                 when it was dropped",
+                h.describe(),
+                h.site
+            ));
+        }
+        discard_payload(payload);
+    }
 }
