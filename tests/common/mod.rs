@@ -56,3 +56,19 @@ pub fn assert_mentions(case: &str, text: &str, has: &[&str], lacks: &[&str]) {
         );
     }
 }
+
+/// Runs `body` on a thread of its own and fails if it has not returned
+/// within `secs` seconds, so a bug that hangs fails the test instead of
+/// stalling the suite (the stuck thread ends with the process). A panic in
+/// `body` is re-raised here.
+pub fn within<R: Send + 'static>(secs: u64, body: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)));
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        Err(_) => panic!("hung: still running after {secs} s"),
+    }
+}
