@@ -451,3 +451,74 @@ fn channel_ends_and_primitives_are_send_and_sync() {
     assert_eq!(rx.recv(), Ok(3));
     t.join().unwrap().unwrap();
 }
+
+/// Found in review: after a park, `Select` marked every notification it had
+/// received as used, then completed an operation on another channel; a
+/// plain receiver waiting on the first channel never heard of its message.
+#[test]
+fn regression_select_passes_on_a_notification_it_did_not_use() {
+    let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+    for _ in 0..20 {
+        let (tx1, rx1) = unbounded::<u32>();
+        let (tx2, rx2) = unbounded::<u32>();
+        let (rx1a, rx2a) = (rx1.clone(), rx2.clone());
+        let selector = rt.spawn(move || {
+            let mut sel = Select::new();
+            sel.recv(&rx1a);
+            sel.recv(&rx2a);
+            let op = sel.wait();
+            match op.index() {
+                0 => op.recv(&rx1a).unwrap(),
+                _ => op.recv(&rx2a).unwrap(),
+            }
+        });
+        let plain = rt.spawn(move || {
+            let start = Instant::now();
+            let got = rx1.recv_timeout(Duration::from_secs(5));
+            // Woken by the message, not found at the deadline.
+            assert!(start.elapsed() < Duration::from_secs(4), "slept through it");
+            got
+        });
+        // Both wait now (one worker: they ran before this green thread).
+        let (tx1, _tx2) = rt
+            .spawn(move || {
+                tx1.send(10).unwrap();
+                tx2.send(20).unwrap(); // no switch between the two sends
+                (tx1, tx2)
+            })
+            .join()
+            .unwrap();
+        if selector.join().unwrap() == 10 {
+            tx1.send(30).unwrap(); // the plain receiver's turn
+            assert_eq!(plain.join().unwrap(), Ok(30));
+        } else {
+            // The select took the other channel: the plain receiver must
+            // have heard of the message on its own, not slept through it.
+            assert_eq!(
+                plain.join().unwrap(),
+                Ok(10),
+                "the plain receiver missed its message"
+            );
+        }
+        drop(rx2);
+    }
+}
+
+#[test]
+fn select_does_not_depend_on_the_names_in_scope() {
+    // A user's items named like the ones the macro uses must not change it.
+    #[allow(dead_code)]
+    fn drop(_: u8) {}
+    #[allow(unused_macros)]
+    macro_rules! unreachable {
+        () => {
+            0
+        };
+    }
+    let (tx, rx) = unbounded::<u32>();
+    tx.send(3).unwrap();
+    let got = stackful::select! {
+        recv(rx) -> v => v.unwrap(),
+    };
+    assert_eq!(got, 3);
+}

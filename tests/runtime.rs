@@ -374,3 +374,49 @@ fn spawns_pushed_while_a_worker_searches_still_wake_a_parked_worker() {
         assert!(ok, "round {round}: the second spawn never started");
     }
 }
+
+/// Found in review: a `Runtime` whose last owner was dropped on one of its
+/// own threads (a worker's loop, a blocking-pool thread) waited for itself
+/// or tried to join its own thread. Its shutdown now finishes on a thread
+/// of its own, and the dropping code goes on.
+#[test]
+fn regression_a_runtime_dropped_on_one_of_its_own_threads_shuts_down_in_the_background() {
+    common::within(30, || {
+        // The last owner is a detached green thread's result.
+        let rt = Arc::new(Runtime::builder().workers(2).build().unwrap());
+        let (rt2, gate) = (rt.clone(), Arc::new(stackful::sync::Event::new()));
+        let g = gate.clone();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        drop(rt.spawn(move || {
+            g.wait();
+            let _ = done_tx.send(());
+            rt2
+        }));
+        drop(rt);
+        gate.set();
+        done_rx.recv().unwrap();
+        // The last owner goes inside `spawn_blocking`, on a pool thread.
+        let rt = Arc::new(Runtime::builder().workers(2).build().unwrap());
+        let rt2 = rt.clone();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        drop(rt.spawn(move || {
+            // The green thread ends either way (the shutdown cancels it at
+            // the return of `spawn_blocking`): this tells when it has.
+            struct Ended(std::sync::mpsc::Sender<()>);
+            impl Drop for Ended {
+                fn drop(&mut self) {
+                    let _ = self.0.send(());
+                }
+            }
+            let _ended = Ended(done_tx);
+            stackful::spawn_blocking(move || {
+                rx.recv().unwrap();
+                drop(rt2); // the last owner
+            });
+        }));
+        drop(rt);
+        tx.send(()).unwrap();
+        done_rx.recv().unwrap(); // the drop returned and the green thread ended
+    });
+}

@@ -461,3 +461,54 @@ fn regression_waking_a_queued_green_thread_publishes_the_wakers_writes() {
         "a lost wake-up left the mutex stuck"
     );
 }
+
+/// Found in review (Python had the same bug, gh-112202): a `Condvar` waiter
+/// notified, then cancelled while it relocked the mutex, took the
+/// notification with it, and the other waiter slept through `notify_one`.
+#[test]
+fn regression_condvar_passes_on_a_notification_when_relocking_is_cancelled() {
+    let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+    rt.run(|| {
+        let pair = Arc::new((Mutex::new(()), Condvar::new()));
+        let p1 = pair.clone();
+        let first = spawn(move || {
+            stackful::timeout(Duration::from_millis(50), || {
+                let g = p1.0.lock();
+                drop(p1.1.wait(g));
+            })
+        });
+        sleep(Duration::from_millis(5));
+        let p2 = pair.clone();
+        let second = spawn(move || {
+            let g = p2.0.lock();
+            let (_g, r) = p2.1.wait_timeout(g, Duration::from_secs(20));
+            r.timed_out()
+        });
+        sleep(Duration::from_millis(5));
+        let guard = pair.0.lock();
+        pair.1.notify_one(); // wakes `first`, which then waits for the mutex...
+        sleep(Duration::from_millis(100)); // ...until its timeout cuts it off
+        drop(guard);
+        assert!(first.join().unwrap().is_err(), "first timed out relocking");
+        assert!(
+            !second.join().unwrap(),
+            "the notification passed on to the second waiter"
+        );
+    });
+}
+
+#[test]
+fn semaphore_counts_past_the_maximum_panic_with_a_message() {
+    let s = Semaphore::new(Semaphore::MAX_PERMITS);
+    let err = std::panic::catch_unwind(|| s.add_permits(1)).unwrap_err();
+    let text = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(text.contains("maximum"), "{text}");
+    assert_eq!(s.available_permits(), Semaphore::MAX_PERMITS);
+    assert!(std::panic::catch_unwind(|| Semaphore::new(usize::MAX)).is_err());
+    // Adding many permits at once is one step, not one per permit.
+    let s = Semaphore::new(0);
+    let start = Instant::now();
+    s.add_permits(1 << 40);
+    assert_eq!(s.available_permits(), 1 << 40);
+    assert!(start.elapsed() < Duration::from_secs(5));
+}

@@ -257,3 +257,57 @@ fn timers_fire_in_deadline_order_whatever_order_they_were_set_in() {
     });
     assert_eq!(*woke.lock().unwrap(), [20, 40, 60, 80, 120, 140]);
 }
+
+/// Issue 9, item 8: a generator suspended inside a timeout in green thread A
+/// was dropped by green thread B on the same worker; its timeout stayed in
+/// A's scopes, a later generator of A on the same pooled stack revived it,
+/// and A ended cancelled although nobody cancelled it.
+#[test]
+fn regression_a_generator_dropped_by_another_green_thread_leaves_no_timeout_behind() {
+    use std::cell::RefCell;
+    thread_local! {
+        static HANDED: RefCell<Option<Generator<u8>>> = const { RefCell::new(None) };
+    }
+    fn with_timeout_inside() -> Generator<u8> {
+        Generator::new(|co, ()| {
+            let _ = timeout(Duration::from_millis(1), || {
+                co.yield_(1);
+                sleep(Duration::from_millis(2)); // a suspension inside the timeout
+                co.yield_(2);
+            });
+        })
+    }
+    let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+    let handed = Arc::new(stackful::sync::Event::new());
+    let dropped = Arc::new(stackful::sync::Event::new());
+    let finished = Arc::new(stackful::sync::Event::new());
+    let (h1, d1, f1) = (handed.clone(), dropped.clone(), finished.clone());
+    let a = rt.spawn(move || {
+        let mut g = with_timeout_inside();
+        assert_eq!(g.resume(), GeneratorState::Yielded(1)); // suspended in its timeout
+        HANDED.with(|h| *h.borrow_mut() = Some(g)); // one worker: B sees it
+        h1.set();
+        d1.wait();
+        sleep(Duration::from_millis(5)); // the old timeout's deadline passes
+        // A new generator on the same pooled stack, with a timeout of its own
+        // that suspends: it must not revive the old entry.
+        let mut g2 = with_timeout_inside();
+        let mut states = vec![g2.resume()];
+        states.push(g2.resume());
+        sleep(Duration::from_millis(1));
+        f1.set();
+        states
+    });
+    let (h2, d2, f2) = (handed.clone(), dropped.clone(), finished.clone());
+    let b = rt.spawn(move || {
+        h2.wait();
+        drop(HANDED.with(|h| h.borrow_mut().take())); // closed here, in B
+        d2.set();
+        // B stays alive meanwhile, so the stack the dropped generator gave
+        // back is the next one taken (by A's second generator).
+        f2.wait();
+    });
+    let states = a.join().expect("A was cancelled by a stale timeout");
+    assert_eq!(states[0], GeneratorState::Yielded(1));
+    b.join().unwrap();
+}

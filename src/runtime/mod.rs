@@ -534,10 +534,12 @@ impl Drop for Runtime {
             home.request_cancel_all();
         }
         if inside {
-            debug::warn(format_args!(
-                "a Runtime was dropped on one of its own threads; its shutdown continues in \
-                 the background"
-            ));
+            if debug::enabled() {
+                debug::warn(format_args!(
+                    "a Runtime was dropped on one of its own threads; its shutdown continues \
+                     in the background"
+                ));
+            }
             let rt = rt.clone();
             let spawned = thread::Builder::new()
                 .name("stackful-shutdown".into())
