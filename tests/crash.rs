@@ -166,10 +166,9 @@ fn run_case(case: &str) {
 
 /// Runs `case` in a child and returns (signal, stderr).
 fn child(case: &str) -> (Option<i32>, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env(CASE, case)
-        .output()
-        .expect("could not start the child");
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env(CASE, case);
+    let out = common::output_within_a_minute(cmd, case);
     (
         out.status.signal(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

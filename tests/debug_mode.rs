@@ -78,6 +78,61 @@ fn run_case(case: &str) {
             let rt = Runtime::builder().workers(1).build().unwrap();
             rt.run(|| std::thread::sleep(Duration::from_millis(150)));
         }
+        "relock" => {
+            // Each second lock would wait forever; debug mode says so.
+            let rt = Runtime::builder().workers(1).debug(true).build().unwrap();
+            let caught = |what: &str, f: &mut dyn FnMut()| {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+                eprintln!(
+                    "{what}: {}",
+                    if r.is_err() { "caught" } else { "NOT CAUGHT" }
+                );
+            };
+            rt.run(|| {
+                let m = stackful::sync::Mutex::new(0);
+                let _g = m.lock();
+                caught("green mutex", &mut || drop(m.lock()));
+                let l = stackful::sync::RwLock::new(0);
+                let r = l.read();
+                caught("read then write", &mut || drop(l.write()));
+                drop(r);
+                let w = l.write();
+                caught("write then read", &mut || drop(l.read()));
+                drop(w);
+            });
+            let m = stackful::sync::Mutex::new(0);
+            let g = m.lock();
+            caught("thread mutex", &mut || drop(m.lock()));
+            drop(g);
+            drop(m.lock()); // free again: no false alarm
+            eprintln!("survived");
+        }
+        "slow_unwind_wait" => {
+            struct SlowDrop;
+            impl Drop for SlowDrop {
+                fn drop(&mut self) {
+                    stackful::sleep(Duration::from_millis(150));
+                }
+            }
+            let rt = Runtime::builder()
+                .workers(1)
+                .debug(true)
+                .slow_threshold(Duration::from_millis(30))
+                .build()
+                .unwrap();
+            rt.run(|| {
+                let h = stackful::task::Builder::new()
+                    .name("cleaner")
+                    .spawn(|| {
+                        let _g = SlowDrop;
+                        stackful::sleep(Duration::from_secs(3600));
+                    })
+                    .unwrap();
+                stackful::sleep(Duration::from_millis(5));
+                h.cancel();
+                assert!(h.join().unwrap_err().is_cancelled());
+            });
+        }
         other => panic!("unknown case {other}"),
     }
 }
@@ -88,7 +143,7 @@ fn child(case: &str, debug_env: bool) -> String {
     if debug_env {
         cmd.env("STACKFUL_DEBUG", "1");
     }
-    let out = cmd.output().expect("could not start the child");
+    let out = common::output_within_a_minute(cmd, case);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{case}: the child failed:\n{stderr}");
     stderr
@@ -137,4 +192,35 @@ fn main() {
         &[],
     );
     expect("quiet_without_debug", false, &[], &["stackful debug"]);
+    // Issue 9, item 10: a lock's holder locking it again hung silently.
+    expect(
+        "relock",
+        false,
+        &[
+            "green thread #",
+            "tried to lock a `stackful::sync::Mutex` (created at tests/debug_mode.rs:",
+            "that it already holds, which would wait forever",
+            "green mutex: caught",
+            "tried to write-lock a `stackful::sync::RwLock` (created at tests/debug_mode.rs:",
+            "while it holds it for reading",
+            "read then write: caught",
+            "tried to read-lock",
+            "while it holds it for writing",
+            "write then read: caught",
+            "thread `main` tried to lock",
+            "thread mutex: caught",
+            "survived",
+        ],
+        &["NOT CAUGHT"],
+    );
+    expect(
+        "slow_unwind_wait",
+        false,
+        &[
+            "stackful debug: green thread #",
+            "`cleaner` waited",
+            "ms in a destructor while unwinding from a cancellation",
+        ],
+        &[],
+    );
 }

@@ -72,3 +72,44 @@ pub fn within<R: Send + 'static>(secs: u64, body: impl FnOnce() -> R + Send + 's
         Err(_) => panic!("hung: still running after {secs} s"),
     }
 }
+
+/// Runs `cmd` to completion with its stderr captured, killing it and failing
+/// if it takes longer than 60 s (a child that hangs must fail the test, not
+/// stall the suite).
+pub fn output_within_a_minute(mut cmd: std::process::Command, case: &str) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("could not start the child");
+    // Read stderr on a thread, so a chatty child cannot fill the pipe and block.
+    let mut pipe = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut pipe, &mut text);
+        text
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("could not wait for the child") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = reader.join().unwrap_or_default();
+            panic!(
+                "{case}: the child hung (killed after 60 s); stderr:\n{}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stderr = reader.join().unwrap_or_default();
+    std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr,
+    }
+}
