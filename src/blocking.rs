@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::cancel::AbortOnUnwind;
 use crate::runtime::park::{self, Waker};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -231,10 +232,12 @@ where
     // after `f` and its captures are gone. The wait below cannot be cut short:
     // `park_shielded` never unwinds, and the pool always runs a job it accepts.
     let job: Job = unsafe { std::mem::transmute(job) };
+    let no_unwind = AbortOnUnwind("stackful::spawn_blocking");
     task.header().rt.blocking.submit(job);
     while !slot.done.load(Ordering::Acquire) {
         park::park_shielded(None);
     }
+    no_unwind.disarm();
     let outcome = slot
         .outcome
         .lock()

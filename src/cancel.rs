@@ -140,3 +140,28 @@ pub fn catch_unwind<F: FnOnce() -> R + UnwindSafe, R>(f: F) -> std::thread::Resu
         other => other,
     }
 }
+
+/// Stops the process if it is dropped: put in a frame that must not unwind
+/// (a wait that lifetime-erased borrows depend on) and `mem::forget` it once
+/// the frame is past the danger. Only a bug in stackful itself can unwind
+/// there, and aborting is then the sound way out: unwinding would free what
+/// other threads still borrow.
+pub(crate) struct AbortOnUnwind(pub(crate) &'static str);
+
+impl AbortOnUnwind {
+    /// The frame is past the danger.
+    pub(crate) fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        crate::debug::note(format_args!(
+            "internal error: unwinding out of {} while what it borrows is still in use; \
+             aborting (please report this)",
+            self.0
+        ));
+        std::process::abort();
+    }
+}

@@ -51,7 +51,17 @@ pub(crate) fn slow_threshold() -> Duration {
     Duration::from_micros(SLOW_MICROS.load(Ordering::Relaxed))
 }
 
-/// Prints one warning line.
+/// Prints one warning line. A closed or failing stderr is ignored: the
+/// warnings are printed from places that must not panic.
 pub(crate) fn warn(message: fmt::Arguments<'_>) {
-    eprintln!("stackful debug: {message}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "stackful debug: {message}");
+}
+
+/// Prints one line on stderr whether or not debug mode is on, for what
+/// must never pass silently (a leaked stack, an abort). Ignores a failing
+/// stderr, as [`warn`] does.
+pub(crate) fn note(message: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "stackful: {message}");
 }

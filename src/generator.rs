@@ -355,10 +355,10 @@ impl<Y, S, R> Raw<Y, S, R> {
         self.refuse_leak_if_scoped(who, "ignored `close` (it yielded while being closed)");
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
-            eprintln!(
-                "stackful: {who} ignored `close` (it yielded while being closed), so its stack \
-                 is leaked with everything on it and no destructor on it runs. (Shown once.)"
-            )
+            debug::note(format_args!(
+                "{who} ignored `close` (it yielded while being closed), so its stack is leaked \
+                 with everything on it and no destructor on it runs. (Shown once.)"
+            ))
         });
         std::mem::forget(self.core.take());
     }
@@ -375,12 +375,11 @@ impl<Y, S, R> Raw<Y, S, R> {
         );
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
-            eprintln!(
-                "stackful: a suspended generator was closed or dropped under panic = \"abort\", \
-                 so its body cannot be unwound: its destructors do not run and its stack is \
-                 leaked. Run generators to completion, or build with panic = \"unwind\". \
-                 (Shown once.)"
-            )
+            debug::note(format_args!(
+                "a suspended generator was closed or dropped under panic = \"abort\", so its \
+                 body cannot be unwound: its destructors do not run and its stack is leaked. \
+                 Run generators to completion, or build with panic = \"unwind\". (Shown once.)"
+            ))
         });
         std::mem::forget(self.core.take());
     }
@@ -394,12 +393,12 @@ impl<Y, S, R> Raw<Y, S, R> {
     /// the process.
     fn refuse_leak_if_scoped(&self, who: &str, why: &str) {
         if self.scoped {
-            eprintln!(
-                "stackful: scoped {who} {why}. Its body borrows from the caller's frame, so its \
-                 stack cannot be leaked either: aborting. A body must not yield from a \
-                 destructor, and a `catch_unwind` in it must re-raise `stackful::Cancelled` \
-                 payloads (`stackful::catch_unwind` does)."
-            );
+            debug::note(format_args!(
+                "scoped {who} {why}. Its body borrows from the caller's frame, so its stack \
+                 cannot be leaked either: aborting. A body must not yield from a destructor, and \
+                 a `catch_unwind` in it must re-raise `stackful::Cancelled` payloads \
+                 (`stackful::catch_unwind` does)."
+            ));
             std::process::abort();
         }
     }

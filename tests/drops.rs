@@ -504,3 +504,53 @@ fn a_cancellation_caught_and_kept_is_raised_again_at_the_next_wait() {
     });
     assert!(again);
 }
+
+#[test]
+fn a_destructor_the_scheduler_runs_may_not_wait_and_is_told_why() {
+    // A scope's failing child cancels an unstarted sibling on the worker's
+    // own loop, outside any green thread, which drops the sibling's closure
+    // there: a wait in that destructor would stall the worker, so it panics
+    // with a message (caught: it becomes the sibling's outcome), and so do
+    // `scope` and `run`, before they lend anything out.
+    struct WaitsWhenDropped(Arc<std::sync::Mutex<Vec<String>>>);
+    impl Drop for WaitsWhenDropped {
+        fn drop(&mut self) {
+            let mut seen = Vec::new();
+            for what in 0..3 {
+                let r = panic::catch_unwind(|| match what {
+                    0 => stackful::sleep(Duration::from_millis(1)),
+                    1 => stackful::scope(|_| {}),
+                    _ => stackful::run(|| {}),
+                });
+                seen.push(r.map_or_else(panic_text, |()| "waited".to_string()));
+            }
+            self.0.lock().unwrap().extend(seen);
+        }
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let outcome = within(20, move || {
+        let rt = one_worker();
+        rt.run(move || {
+            panic::catch_unwind(AssertUnwindSafe(|| {
+                stackful::scope(|s| {
+                    s.spawn(|| panic!("first child fails"));
+                    let w = WaitsWhenDropped(s2);
+                    s.spawn(move || {
+                        let _keep = &w;
+                    });
+                })
+            }))
+            .map_err(panic_text)
+        })
+    });
+    assert_eq!(outcome, Err("first child fails".to_string()));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for text in seen.iter() {
+        assert!(
+            text.contains("a destructor run by stackful's scheduler tried to wait"),
+            "{text}"
+        );
+    }
+}

@@ -35,6 +35,7 @@ use crossbeam_utils::sync::Parker;
 use stackful_arch::{MAX_STACK_SIZE, MIN_STACK_SIZE};
 
 use crate::blocking::BlockingPool;
+use crate::cancel::AbortOnUnwind;
 use crate::debug;
 use crate::task::raw::{Header, LiveCount, Task, TaskRef, TypedTask};
 
@@ -607,6 +608,7 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
              worker until it returned. Spawn the work with `stackful::spawn` and `join` it instead"
         );
     }
+    park::refuse_scheduler_loop();
     let parker = Parker::new();
     let home = Arc::new(Home::new(usize::MAX, parker.unparker().clone()));
     let group = Arc::new(Group::new(home.clone()));
@@ -634,6 +636,11 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
         (body.0)()
     }));
     let main: TaskRef = task.task().clone();
+    // From here until every green thread of this run has ended, `run_on`
+    // must not unwind: the main body borrows from the caller's frame, and so
+    // may scoped green threads on other workers. No user code runs on this
+    // thread outside a green thread's catch_unwind; only a bug could.
+    let no_unwind = AbortOnUnwind("stackful::run");
     let executor = worker::Worker::new(home, rt.clone(), parker, None);
     executor.enter(|| executor.run_main(main));
     // Shutdown: cancel what is left of this run's green threads and wait.
@@ -642,6 +649,7 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
         home.request_cancel(group.clone());
     }
     group.live.wait_zero();
+    no_unwind.disarm();
     let result = task.take_result();
     match result {
         Some(Ok(())) => output.expect("the main green thread stored its result"),

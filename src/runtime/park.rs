@@ -206,12 +206,21 @@ fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
 #[inline(never)]
 fn scheduler_wait() -> ! {
     panic!(
-        "a destructor run by stackful's scheduler tried to wait (a stackful lock, channel, sleep \
-         or join): it drops the closure of a green thread cancelled before it started, on a \
-         worker's own loop, where waiting would stall every green thread of that worker. Do \
-         not wait in the destructors of what a green thread's closure captures; move that \
-         work into the closure's body"
+        "a destructor run by stackful's scheduler tried to wait (a stackful lock, channel, sleep, \
+         join, scope or run): it drops the closure of a green thread cancelled before it \
+         started, on a worker's own loop, where waiting would stall every green thread of that \
+         worker. Do not wait in the destructors of what a green thread's closure captures; \
+         move that work into the closure's body"
     )
+}
+
+/// Panics (see `scheduler_wait`) if the caller runs on a scheduler's loop
+/// outside any green thread: for `scope` and `run`, which must find out
+/// before they lend anything out, since they may not unwind while they wait.
+pub(crate) fn refuse_scheduler_loop() {
+    if current_task().is_none() && worker::with_current(|w| w.is_some()) {
+        scheduler_wait();
+    }
 }
 
 /// Suspends the running green thread `task` until woken or `wake_at`.

@@ -13,7 +13,7 @@ use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::cancel::Cancelled;
+use crate::cancel::{AbortOnUnwind, Cancelled};
 use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, Group, RtShared};
 use crate::task::raw::{self, TaskRef, TypedTask};
@@ -111,6 +111,7 @@ pub fn scope<'env, F, T>(f: F) -> T
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
 {
+    park::refuse_scheduler_loop();
     let (rt, group) = match park::current_task() {
         Some(t) => (t.header().rt.clone(), t.header().group.clone()),
         None => (runtime::global().clone(), None),
@@ -128,6 +129,10 @@ where
         env: PhantomData,
     };
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(&scope)));
+    // Until every child has ended, `scope` must not unwind: they borrow from
+    // the caller's frame. The user code below (closures of unstarted
+    // children, dropped when they are cancelled) runs under catch_unwind.
+    let no_unwind = AbortOnUnwind("stackful::scope");
     let mut cancelled = outcome.is_err();
     if cancelled {
         scope.shared.cancel_children();
@@ -154,6 +159,7 @@ where
         };
         park::park_shielded(deadline);
     }
+    no_unwind.disarm();
     // Every child has ended and its body is gone; drop what results are left
     // (they may borrow from 'scope) and keep the first unclaimed panic.
     let children = std::mem::take(
