@@ -211,22 +211,35 @@ impl std::error::Error for JoinError {}
 ///
 /// Dropping the handle detaches the green thread, which keeps running, as
 /// with std's and tokio's handles; the shutdown of its `run` still cancels
-/// it.
+/// it. A result nobody takes is dropped by the green thread itself when it
+/// ends, or by `drop` here if it has ended already (never by a worker's
+/// scheduling loop); a panic in its destructor is caught there, and debug
+/// mode reports it.
 pub struct JoinHandle<T> {
-    task: TypedTask<T>,
+    /// `None` only once `take` has moved the result out, so that `Drop`
+    /// knows there is nothing left to do (one atomic and one lock less
+    /// per join).
+    task: Option<TypedTask<T>>,
 }
 
 impl<T> JoinHandle<T> {
     pub(crate) fn new(task: TypedTask<T>) -> JoinHandle<T> {
-        JoinHandle { task }
+        JoinHandle { task: Some(task) }
+    }
+
+    fn typed(&self) -> &TypedTask<T> {
+        match &self.task {
+            Some(task) => task,
+            None => unreachable!("a JoinHandle is used after its result was taken"),
+        }
     }
 
     pub(crate) fn header(&self) -> &Header {
-        self.task.header()
+        self.typed().header()
     }
 
     pub(crate) fn raw(&self) -> &TaskRef {
-        self.task.task()
+        self.typed().task()
     }
 
     /// Waits for the green thread to end and returns its value, or why there
@@ -258,23 +271,26 @@ impl<T> JoinHandle<T> {
     }
 
     /// Takes the result of a completed green thread.
-    pub(crate) fn take(self) -> Result<T, JoinError> {
-        self.task.take_result().unwrap_or_else(|| {
+    pub(crate) fn take(mut self) -> Result<T, JoinError> {
+        let task = self.task.take().expect("a JoinHandle is taken once");
+        task.take_result().unwrap_or_else(|| {
             panic!(
                 "stackful: the result of green thread {} was already taken",
-                self.header().describe()
+                task.header().describe()
             )
         })
     }
 
     /// Requests cancellation. A green thread that has not started is dropped
-    /// without running; a running one unwinds from its current or next
-    /// suspension point (destructors run), and [`join`](JoinHandle::join)
-    /// then returns an error with [`is_cancelled`](JoinError::is_cancelled).
-    /// A green thread that completes before it reaches a suspension point
-    /// keeps its value.
+    /// without running (its closure is dropped here; if that destructor
+    /// panics, the panic is its outcome); a running one unwinds from its
+    /// current or next suspension point (destructors run, and their waits
+    /// are not cancelled again: see [`crate::cancel`]), and
+    /// [`join`](JoinHandle::join) then returns an error with
+    /// [`is_cancelled`](JoinError::is_cancelled). A green thread that
+    /// completes before it reaches a suspension point keeps its value.
     pub fn cancel(&self) {
-        raw::cancel(self.task.task());
+        raw::cancel(self.raw());
     }
 
     /// Whether the green thread has ended; [`join`](JoinHandle::join) then
@@ -296,7 +312,10 @@ impl<T> JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        let h = self.header();
+        let Some(task) = &self.task else {
+            return; // joined: the result was taken
+        };
+        let h = task.header();
         let prev = h.state.fetch_and(!HANDLE, Ordering::AcqRel);
         if prev & STORED == 0 {
             return; // its green thread drops the result when it ends
@@ -304,7 +323,7 @@ impl<T> Drop for JoinHandle<T> {
         // Stored already and never taken: it is ours to drop, here on the
         // handle owner's thread rather than on whichever thread drops the
         // last reference (a worker's loop, say).
-        if debug::enabled() && self.task.task().is_panic() {
+        if debug::enabled() && task.task().is_panic() {
             debug::warn(format_args!(
                 "the handle of green thread {} (spawned at {}) was dropped without joining it, \
                  and it had panicked",
@@ -312,7 +331,7 @@ impl<T> Drop for JoinHandle<T> {
                 h.site
             ));
         }
-        if let Some(result) = self.task.take_result() {
+        if let Some(result) = task.take_result() {
             raw::drop_detached_result(h, result);
         }
     }

@@ -75,7 +75,16 @@ pub struct Scope<'scope, 'env: 'scope> {
 ///   with [`ScopedJoinHandle::join`]).
 /// - If `f` panics, or the caller is cancelled or times out while `scope`
 ///   runs, the children are cancelled and awaited first; only then does the
-///   unwind continue past `scope`. No child ever outlives what it borrows.
+///   unwind continue past `scope`. No child ever outlives what it borrows:
+///   a panic meanwhile (the destructor of a cancelled child's closure, say)
+///   is kept and re-raised once the last child has ended.
+///
+/// # Panics
+///
+/// Re-raises the panic of `f`, else the first unclaimed panic of a child
+/// (its body's, or its closure's or value's destructor's). Also panics,
+/// before calling `f`, when called from a destructor that the scheduler runs
+/// on a worker's own loop, where it could not wait.
 ///
 /// # Lifetimes
 ///
