@@ -6,8 +6,7 @@ mod common;
 use common::assert_mentions;
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use stackful::{Co, Generator, Runtime};
@@ -36,19 +35,8 @@ fn run_case(case: &str) {
             let g = Generator::new(|co: &Co<u8>, ()| co.yield_(1));
             drop(g);
             let rt = Runtime::builder().workers(1).debug(true).build().unwrap();
-            let gate = Arc::new(AtomicBool::new(false));
-            let running = Arc::new(AtomicBool::new(false));
-            let (g2, r2) = (gate.clone(), running.clone());
-            let busy = rt.spawn(move || {
-                r2.store(true, Ordering::SeqCst);
-                while !g2.load(Ordering::SeqCst) {
-                    std::hint::spin_loop();
-                }
-            });
-            // The only worker is now held, so the next spawn cannot start.
-            while !running.load(Ordering::SeqCst) {
-                std::thread::yield_now();
-            }
+            // The only worker is held, so the next spawn cannot start.
+            let (gate, busy) = common::hold_the_worker(&rt);
             let never = stackful::task::Builder::new()
                 .name("never-run")
                 .spawn(|| ())

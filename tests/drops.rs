@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{panic_text, within};
+use common::{hold_the_worker, panic_text, within};
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -36,25 +36,6 @@ fn assert_usable(rt: &Runtime) {
         assert_eq!(rt.spawn(move || i * 2).join().unwrap(), i * 2);
     }
     assert_eq!(rt.run(|| stackful::spawn(|| 5).join().unwrap()), 5);
-}
-
-/// Keeps the only worker of `rt` busy (spinning, never suspending) until the
-/// returned gate is opened, so green threads spawned meanwhile stay
-/// unstarted.
-fn hold_the_worker(rt: &Runtime) -> (Arc<AtomicBool>, stackful::JoinHandle<()>) {
-    let gate = Arc::new(AtomicBool::new(false));
-    let running = Arc::new(AtomicBool::new(false));
-    let (g, r) = (gate.clone(), running.clone());
-    let busy = rt.spawn(move || {
-        r.store(true, Ordering::SeqCst);
-        while !g.load(Ordering::SeqCst) {
-            std::hint::spin_loop();
-        }
-    });
-    while !running.load(Ordering::SeqCst) {
-        std::thread::yield_now();
-    }
-    (gate, busy)
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! Bounded in time for CI (a few seconds); `STACKFUL_STRESS_SECS` runs it
 //! longer, `STACKFUL_STRESS_SEED` repeats one run.
 
+mod common;
+
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -230,19 +232,11 @@ fn smoke() {
 
 #[test]
 fn random_cancellations_lose_nothing_and_run_every_destructor_once() {
-    let secs: u64 = std::env::var("STACKFUL_STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let seed: u64 = std::env::var("STACKFUL_STRESS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
+    let secs = common::env_u64("STACKFUL_STRESS_SECS", 3);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let seed = common::env_u64("STACKFUL_STRESS_SEED", now | 1);
     eprintln!("stress: seed {seed} (STACKFUL_STRESS_SEED={seed} repeats it), {secs} s");
     let rt = Runtime::builder().workers(2).build().unwrap();
     let start = Instant::now();
@@ -275,10 +269,7 @@ fn random_cancellations_lose_nothing_and_run_every_destructor_once() {
 /// this races the two for a while.
 #[test]
 fn a_lock_handed_to_a_waiter_being_cancelled_is_never_lost() {
-    let secs: u64 = std::env::var("STACKFUL_STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let secs = common::env_u64("STACKFUL_STRESS_SECS", 1);
     let rt = Runtime::builder().workers(2).build().unwrap();
     let start = Instant::now();
     let mut spin = 17u64;

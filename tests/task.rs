@@ -99,18 +99,7 @@ fn a_task_cancelled_before_it_starts_never_runs() {
     // One worker kept busy, so the new task cannot start before the cancel.
     let rt = stackful::Runtime::builder().workers(1).build().unwrap();
     let (r, guard) = (ran.clone(), DropCounter(drops.clone()));
-    let gate = Arc::new(AtomicBool::new(false));
-    let running = Arc::new(AtomicBool::new(false));
-    let (g, r2) = (gate.clone(), running.clone());
-    let busy = rt.spawn(move || {
-        r2.store(true, Ordering::SeqCst);
-        while !g.load(Ordering::SeqCst) {
-            std::hint::spin_loop();
-        }
-    });
-    while !running.load(Ordering::SeqCst) {
-        std::thread::yield_now(); // the only worker is held from here on
-    }
+    let (gate, busy) = common::hold_the_worker(&rt);
     let h = rt.spawn(move || {
         let _guard = guard;
         r.store(true, Ordering::SeqCst);

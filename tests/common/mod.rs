@@ -113,3 +113,33 @@ pub fn output_within_a_minute(mut cmd: std::process::Command, case: &str) -> std
         stderr,
     }
 }
+
+/// Keeps the only worker of a one-worker runtime busy (spinning, never
+/// suspending) until the returned gate is set, so that green threads
+/// spawned meanwhile stay unstarted. Join the handle after setting the gate.
+pub fn hold_the_worker(
+    rt: &stackful::Runtime,
+) -> (Arc<std::sync::atomic::AtomicBool>, stackful::JoinHandle<()>) {
+    use std::sync::atomic::AtomicBool;
+    let gate = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(AtomicBool::new(false));
+    let (g, r) = (gate.clone(), running.clone());
+    let busy = rt.spawn(move || {
+        r.store(true, Ordering::SeqCst);
+        while !g.load(Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
+    });
+    while !running.load(Ordering::SeqCst) {
+        std::thread::yield_now(); // the only worker is held from here on
+    }
+    (gate, busy)
+}
+
+/// A whole number from the environment variable `name`, or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
