@@ -313,6 +313,17 @@ impl fmt::Debug for Semaphore {
 }
 
 /// A permit from a [`Semaphore`]; dropping it gives the permit back.
+///
+/// It is `Send` and `Sync` whatever the semaphore guards, unlike a
+/// [`MutexGuard`](super::MutexGuard): it gives access to no data, only the
+/// count, which is atomic, so sharing or moving it between threads cannot
+/// race on anything.
+///
+/// ```
+/// fn assert_send_sync<P: Send + Sync>(_: &P) {}
+/// let s = stackful::sync::Semaphore::new(1);
+/// assert_send_sync(&s.acquire());
+/// ```
 #[must_use = "the permit is released at once if not kept"]
 pub struct SemaphorePermit<'a> {
     sem: &'a Semaphore,
