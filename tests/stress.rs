@@ -310,3 +310,49 @@ fn a_lock_handed_to_a_waiter_being_cancelled_is_never_lost() {
         );
     }
 }
+
+/// Found in review: a waiter leaving its wait list (cancelled) at the moment
+/// a sender woke it must pass the wake-up on, or the next waiter sleeps with
+/// a message in the channel. Races the two for a while.
+#[test]
+fn a_wake_up_is_never_lost_to_a_waiter_that_leaves_at_the_same_time() {
+    let secs = common::env_u64("STACKFUL_STRESS_SECS", 1);
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        let (tx, rx) = stackful::sync::unbounded::<u32>();
+        let rx2 = rx.clone();
+        let first = rt.spawn(move || rx.recv());
+        // Not for correctness: lets `first` queue before `second`.
+        std::thread::sleep(Duration::from_micros(200));
+        let second = rt.spawn(move || rx2.recv_timeout(Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_micros(200));
+        let go = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !go.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+                tx.send(1).unwrap();
+            });
+            s.spawn(|| {
+                while !go.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+                first.cancel();
+            });
+            go.store(true, Ordering::Release);
+        });
+        match first.join() {
+            Ok(got) => {
+                assert_eq!(got, Ok(1));
+                second.cancel();
+            }
+            Err(_) => assert_eq!(
+                second.join().unwrap(),
+                Ok(1),
+                "the message was sent, the first waiter left, and the second never heard"
+            ),
+        }
+    }
+}

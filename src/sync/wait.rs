@@ -103,22 +103,20 @@ impl WaitList {
         if self.len.load(Ordering::SeqCst) == 0 {
             return false;
         }
-        loop {
-            // Popped under the lock, woken and dropped after it: dropping a
-            // waiter may drop the last reference to a green thread, and
-            // nothing else should run under this lock.
-            let popped = {
-                let mut queue = self.lock();
-                let w = queue.pop_front();
-                self.len.store(queue.len(), Ordering::SeqCst);
-                w
-            };
-            match popped {
-                Some(w) if w.notify() => return true,
-                Some(_) => continue,
-                None => return false,
+        // Notified under the lock: a waiter that leaves (`unregister`) takes
+        // the lock too, so it either finds itself still queued or finds the
+        // notification, never neither (which would lose the wake-up). The
+        // one notified is dropped after the lock is released.
+        let mut queue = self.lock();
+        while let Some(w) = queue.pop_front() {
+            self.len.store(queue.len(), Ordering::SeqCst);
+            if w.notify() {
+                drop(queue);
+                drop(w);
+                return true;
             }
         }
+        false
     }
 
     /// Wakes every waiter.
