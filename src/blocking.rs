@@ -74,7 +74,7 @@ impl BlockingPool {
 
     /// Runs `job` on a pool thread. If no thread can be started and none is
     /// there, runs it on the caller instead: slower, but it never gets lost.
-    fn submit(&self, job: Job) {
+    pub(crate) fn submit(&self, job: Job) {
         let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
         state.queue.push_back(job);
         self.inner

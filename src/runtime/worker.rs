@@ -477,6 +477,16 @@ pub(crate) fn submit_new(rt: &Arc<RtShared>, task: TaskRef) {
     }
 }
 
+/// Marks a claimed green thread that never ran as complete, on whichever
+/// thread dropped its body.
+fn finish_unstarted(task: &TaskRef) {
+    let h = task.header();
+    h.state.fetch_or(COMPLETE, Ordering::AcqRel);
+    h.state
+        .fetch_and(!(RUNNING | NOTIFIED | SCHEDULED), Ordering::AcqRel);
+    raw::finish(task);
+}
+
 impl Worker {
     pub(crate) fn new(
         home: Arc<Home>,
@@ -911,12 +921,10 @@ impl Worker {
     fn start(&self, task: &TaskRef) -> bool {
         let h = task.header();
         h.set_home(&self.home);
-        if h.cancelled_before_start() {
-            // SAFETY: `claim` set STARTED for this worker (see above).
-            unsafe { raw::drop_unstarted(task) };
-            self.finish_unstarted(task);
-            return false;
-        }
+        // A green thread cancelled before it starts starts all the same: its
+        // body checks that first and drops itself on its own stack (see
+        // `Task::run_body`), since the destructors of what it captured are
+        // user code, which must not run on this loop.
         let stack = match PooledStack::take(h.stack_size) {
             Ok(stack) => {
                 // The next start will likely take the next pooled stack.
@@ -924,9 +932,16 @@ impl Worker {
                 stack
             }
             Err(e) => {
-                // SAFETY: as for `drop_unstarted` above.
-                unsafe { task.fail(JoinError::no_stack(h, e)) };
-                self.finish_unstarted(task);
+                // No stack to drop the body on: a blocking-pool thread drops
+                // it (it is `Send`), then finishes the green thread.
+                let error = JoinError::no_stack(h, e);
+                let task = task.clone();
+                self.rt.blocking.submit(Box::new(move || {
+                    // SAFETY: `claim` set STARTED for this worker, which hands
+                    // the body over to this job and never touches it again.
+                    unsafe { task.fail(error) };
+                    finish_unstarted(&task);
+                }));
                 return false;
             }
         };
@@ -957,15 +972,6 @@ impl Worker {
         h.local.slot.set(registry.insert(task.clone()));
         self.home.started.store(registry.live(), Ordering::Relaxed);
         true
-    }
-
-    /// Marks a claimed green thread that never ran as complete.
-    fn finish_unstarted(&self, task: &TaskRef) {
-        let h = task.header();
-        h.state.fetch_or(COMPLETE, Ordering::AcqRel);
-        h.state
-            .fetch_and(!(RUNNING | NOTIFIED | SCHEDULED), Ordering::AcqRel);
-        raw::finish(task);
     }
 
     fn resume(&self, task: TaskRef) {

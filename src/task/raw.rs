@@ -608,6 +608,19 @@ where
         // SAFETY: the Vtable contract.
         let this = unsafe { Self::this(p) };
         let Some(body) = this.take_body() else { return };
+        if this.header.cancelled_before_start() {
+            // Cancelled before it started (or its `run` is shutting down):
+            // the body is dropped here, on its own stack, where its
+            // destructors may wait like any green thread's code.
+            report_never_started(&this.header);
+            let error = match crate::time::shield(|| drop_caught(body)) {
+                Some(payload) if !Cancelled::is(&*payload) => {
+                    JoinError::panic(&this.header, payload)
+                }
+                _ => JoinError::cancelled(&this.header),
+            };
+            return this.store(Err(error));
+        }
         let result = match panic::catch_unwind(AssertUnwindSafe(body)) {
             Ok(value) => Ok(value),
             Err(payload) if Cancelled::is(&*payload) => Err(JoinError::cancelled(&this.header)),
@@ -621,7 +634,9 @@ where
         let this = unsafe { Self::this(p) };
         // The body's destructor is user code: a panic there is the green
         // thread's outcome, as a panic in the body would be.
-        let result = match drop_caught(this.take_body()) {
+        // In a shield: the canceller may be cancelled itself (a scope whose
+        // timeout expired), and a destructor's wait must not be cut short.
+        let result = match crate::time::shield(|| drop_caught(this.take_body())) {
             Some(payload) if !Cancelled::is(&*payload) => {
                 Err(JoinError::panic(&this.header, payload))
             }
@@ -777,7 +792,13 @@ pub(crate) fn abandon_unstarted(task: &TaskRef) -> bool {
 ///
 /// As for [`TaskRef::run_body`]: the caller set `STARTED`.
 pub(crate) unsafe fn drop_unstarted(task: &TaskRef) {
-    let h = task.header();
+    report_never_started(task.header());
+    // SAFETY: the caller set STARTED (this function's contract).
+    unsafe { task.abandon() };
+}
+
+/// Debug mode: says that a green thread was cancelled before it started.
+fn report_never_started(h: &Header) {
     if debug::enabled() {
         debug::warn(format_args!(
             "green thread {} spawned at {} was cancelled before it ever started",
@@ -785,8 +806,17 @@ pub(crate) unsafe fn drop_unstarted(task: &TaskRef) {
             h.site
         ));
     }
-    // SAFETY: the caller set STARTED (this function's contract).
-    unsafe { task.abandon() };
+}
+
+/// Requests cancellation from a scheduler's loop (a scope's failed child
+/// cancelling its siblings): like [`cancel`], but a green thread that has
+/// not started is not dropped here, where its closure's destructors (user
+/// code) must not run; it starts and drops its body itself.
+pub(crate) fn cancel_from_scheduler(task: &TaskRef) {
+    let prev = task.header().state.fetch_or(CANCELLED, Ordering::AcqRel);
+    if prev & COMPLETE == 0 {
+        wake(task);
+    }
 }
 
 /// The last step of every green thread, on whichever thread completed it:

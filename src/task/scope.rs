@@ -28,24 +28,31 @@ pub(crate) struct ScopeShared {
     owner: Mutex<Option<Waker>>,
     /// A child panicked: the others were cancelled.
     failed: AtomicBool,
+    /// The child whose panic set `failed`: the root cause, re-raised first.
+    first_panic: Mutex<Option<TaskRef>>,
 }
 
 impl ScopeShared {
-    fn cancel_children(&self) {
+    /// Cancels every child: `cancel` drops the unstarted ones here (the
+    /// scope's owner calls this), `cancel_from_scheduler` leaves them to
+    /// drop themselves (a worker's loop calls this).
+    fn cancel_children(&self, cancel: fn(&TaskRef)) {
         let children = self
             .children
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for child in &children {
-            raw::cancel(child);
+            cancel(child);
         }
     }
 
-    /// Called by the scheduler when a child completes.
+    /// Called by the scheduler when a child completes (often on a worker's
+    /// loop, where no user code may run).
     pub(crate) fn child_finished(&self, task: &TaskRef) {
         if task.is_panic() && !self.failed.swap(true, Ordering::AcqRel) {
-            self.cancel_children();
+            *self.first_panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.clone());
+            self.cancel_children(raw::cancel_from_scheduler);
         }
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             let owner = self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -131,6 +138,7 @@ where
             pending: AtomicUsize::new(0),
             owner: Mutex::new(None),
             failed: AtomicBool::new(false),
+            first_panic: Mutex::new(None),
         }),
         rt,
         group,
@@ -144,7 +152,7 @@ where
     let no_unwind = AbortOnUnwind("stackful::scope");
     let mut cancelled = outcome.is_err();
     if cancelled {
-        scope.shared.cancel_children();
+        scope.shared.cancel_children(raw::cancel);
     }
     // Wait for every child. The wait itself cannot be cancelled, but a
     // cancellation of the owner that arrives meanwhile cancels the children.
@@ -154,7 +162,7 @@ where
         }
         if !cancelled && park::pending().is_some() {
             cancelled = true;
-            scope.shared.cancel_children();
+            scope.shared.cancel_children(raw::cancel);
         }
         *scope.shared.owner.lock().unwrap_or_else(|e| e.into_inner()) = Some(park::current_waker());
         if scope.shared.pending.load(Ordering::Acquire) == 0 {
@@ -185,6 +193,17 @@ where
         None if !Cancelled::is(&*p) => child_panic = Some(p),
         _ => raw::discard_payload(p),
     };
+    // The panic that made the scope cancel the others comes first: later
+    // ones (a sibling's closure failing to drop, say) follow from it.
+    let root = scope
+        .shared
+        .first_panic
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(p) = root.and_then(|t| t.take_panic()) {
+        keep(p);
+    }
     for child in &children {
         if let Some(p) = child.take_panic() {
             keep(p);
