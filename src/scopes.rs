@@ -44,6 +44,12 @@
 //! long as what they wait for, and only a `timeout` opened inside the
 //! destructor can cut them short.
 //!
+//! The same holds for an unwind that no shield announces (a plain panic):
+//! while `std::thread::panicking` says one is on its way, nothing is raised
+//! but by a scope opened during it (`Entry::inner`); the cancellation is
+//! *deferred*, and the waiter looks again every millisecond, since the count
+//! is per OS thread and the unwind may be another green thread's.
+//!
 //! [`Cancelled`]: crate::Cancelled
 //!
 //! # Nesting order
@@ -82,6 +88,10 @@ struct Entry {
     /// of them is re-homed to the context when it finishes.
     owner: *const GeneratorMeta,
     kind: Kind,
+    /// Opened while an unwind was on its way (in a destructor, say): it may
+    /// fire during that unwind, since its own `timeout` catches it inside
+    /// the destructor. Older scopes wait for the unwind to end.
+    inner: bool,
 }
 
 /// The open scopes of one execution context.
@@ -103,6 +113,11 @@ pub(crate) struct Verdict {
     /// A deliberate unwind is in flight: the wait runs in a destructor on
     /// its way, shielded (debug mode times it).
     pub(crate) unwinding: bool,
+    /// A cancellation is due but held back because an unwind is on its way
+    /// on this thread: raising it would start a second unwind inside a
+    /// destructor, which aborts. The waiter looks again soon (the unwind
+    /// may be another green thread's: the panic count is per OS thread).
+    pub(crate) deferred: bool,
 }
 
 /// Scope ids are unique per process, so a payload can never match the wrong scope.
@@ -139,6 +154,7 @@ impl ScopeStack {
             order,
             owner,
             kind,
+            inner: std::thread::panicking(),
         });
         id
     }
@@ -189,8 +205,15 @@ impl ScopeStack {
     }
 
     /// Decides what a suspension point at `now` must do. `cancelled` says
-    /// whether the green thread itself has been cancelled.
-    pub(crate) fn evaluate(&self, now: Instant, cancelled: Option<Cause>) -> Verdict {
+    /// whether the green thread itself has been cancelled; `panicking`
+    /// whether an unwind is on its way on this thread
+    /// (`std::thread::panicking`).
+    pub(crate) fn evaluate(
+        &self,
+        now: Instant,
+        cancelled: Option<Cause>,
+        panicking: bool,
+    ) -> Verdict {
         let mut shield = 0;
         let mut unwinding = false;
         for e in &self.entries {
@@ -202,7 +225,7 @@ impl ScopeStack {
                 // per OS thread, so another green thread of this worker
                 // suspended mid-unwind can keep this one shielded for a
                 // while (only if it kept a payload it caught).
-                Kind::Unwind if std::thread::panicking() => {
+                Kind::Unwind if panicking => {
                     shield = shield.max(e.order);
                     unwinding = true;
                 }
@@ -210,31 +233,33 @@ impl ScopeStack {
                 Kind::Deadline(_) => {}
             }
         }
-        if let Some(cause) = cancelled
-            && shield == 0
-        {
-            return Verdict {
-                raise: Some(cause),
-                deadline: None,
-                unwinding,
-            };
-        }
         let mut verdict = Verdict {
             unwinding,
             ..Verdict::default()
         };
+        if let Some(cause) = cancelled
+            && shield == 0
+        {
+            if !panicking {
+                verdict.raise = Some(cause);
+                return verdict;
+            }
+            verdict.deferred = true;
+        }
         let mut expired: Option<(Instant, u64, u64)> = None;
         for e in &self.entries {
             let Kind::Deadline(at) = e.kind else { continue };
             if e.order < shield {
                 continue;
             }
-            if at <= now {
-                if expired.is_none_or(|(a, o, _)| (at, e.order) < (a, o)) {
-                    expired = Some((at, e.order, e.id));
+            if at > now {
+                if verdict.deadline.is_none_or(|d| at < d) {
+                    verdict.deadline = Some(at);
                 }
-            } else if verdict.deadline.is_none_or(|d| at < d) {
-                verdict.deadline = Some(at);
+            } else if panicking && !e.inner {
+                verdict.deferred = true; // opened before the unwind began
+            } else if expired.is_none_or(|(a, o, _)| (at, e.order) < (a, o)) {
+                expired = Some((at, e.order, e.id));
             }
         }
         verdict.raise = expired.map(|(_, _, id)| Cause::Scope(id));
@@ -395,23 +420,47 @@ mod tests {
         let mut s = ScopeStack::new((0, usize::MAX));
         let outer = s.open(Kind::Deadline(now - Duration::from_millis(5)), 1);
         let inner = s.open(Kind::Deadline(now - Duration::from_millis(9)), 1);
-        assert_eq!(s.evaluate(now, None).raise, Some(Cause::Scope(inner)));
+        assert_eq!(
+            s.evaluate(now, None, false).raise,
+            Some(Cause::Scope(inner))
+        );
         s.close(inner);
-        assert_eq!(s.evaluate(now, None).raise, Some(Cause::Scope(outer)));
+        assert_eq!(
+            s.evaluate(now, None, false).raise,
+            Some(Cause::Scope(outer))
+        );
         let shield = s.open(Kind::Shield, 1);
-        let v = s.evaluate(now, Some(Cause::Task(3)));
+        let v = s.evaluate(now, Some(Cause::Task(3)), false);
         assert_eq!(
             v.raise, None,
             "the shield defers both the task and the outer timeout"
         );
         let later = now + Duration::from_secs(1);
         let inside = s.open(Kind::Deadline(later), 1);
-        assert_eq!(s.evaluate(now, None).deadline, Some(later));
+        assert_eq!(s.evaluate(now, None, false).deadline, Some(later));
         s.close(inside);
         s.close(shield);
         assert_eq!(
-            s.evaluate(now, Some(Cause::Task(3))).raise,
+            s.evaluate(now, Some(Cause::Task(3)), false).raise,
             Some(Cause::Task(3))
+        );
+    }
+
+    #[test]
+    fn while_an_unwind_is_on_its_way_only_scopes_opened_during_it_fire() {
+        let now = Instant::now();
+        let past = now - Duration::from_millis(1);
+        let mut s = ScopeStack::new((0, usize::MAX));
+        let outer = s.open(Kind::Deadline(past), 1);
+        let v = s.evaluate(now, Some(Cause::Task(3)), true);
+        assert_eq!(v.raise, None, "neither the cancel nor an older timeout");
+        assert!(v.deferred);
+        s.entries.last_mut().unwrap().inner = true; // as if opened in a destructor
+        assert_eq!(s.evaluate(now, None, true).raise, Some(Cause::Scope(outer)));
+        assert_eq!(
+            s.evaluate(now, Some(Cause::Task(3)), false).raise,
+            Some(Cause::Task(3)),
+            "once the unwind is over, the cancellation is raised"
         );
     }
 }

@@ -592,3 +592,58 @@ fn scope_re_raises_the_panic_that_made_it_cancel_the_others() {
         .unwrap();
     assert_eq!(text, Err("root cause".to_string()));
 }
+
+/// Found in review: a wait in a destructor while a *panic* unwinds (not a
+/// cancellation) was still a cancellation point, so an expired timeout or a
+/// cancel raised there and aborted the process. Nothing is raised while an
+/// unwind is on its way, except by a timeout opened during it.
+#[test]
+fn a_destructor_that_waits_while_a_panic_unwinds_is_not_cancelled_there() {
+    struct LocksOnDrop(Arc<Mutex<()>>, Arc<AtomicUsize>);
+    impl Drop for LocksOnDrop {
+        fn drop(&mut self) {
+            drop(self.0.lock());
+            // A timeout opened here, during the unwind, still fires.
+            let inner = stackful::timeout(Duration::from_millis(5), || {
+                stackful::sleep(Duration::from_secs(3600))
+            });
+            assert!(inner.is_err());
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let lock = Arc::new(Mutex::new(()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let held = Arc::new(Event::new());
+    let (l, h) = (lock.clone(), held.clone());
+    let holder = std::thread::spawn(move || {
+        let _g = l.lock();
+        h.set();
+        std::thread::sleep(Duration::from_millis(60));
+    });
+    held.wait();
+    let (l, d) = (lock.clone(), done.clone());
+    let outcome = within(20, move || {
+        stackful::run(move || {
+            stackful::spawn(move || {
+                panic::catch_unwind(AssertUnwindSafe(|| {
+                    stackful::timeout(Duration::from_millis(10), || {
+                        let _g = LocksOnDrop(l, d);
+                        // Past the deadline without suspending, then a bug.
+                        std::thread::sleep(Duration::from_millis(20));
+                        panic!("a bug");
+                    })
+                }))
+                .map_err(panic_text)
+            })
+            .join()
+            .unwrap()
+        })
+    });
+    assert_eq!(
+        outcome,
+        Err("a bug".to_string()),
+        "the panic, not a timeout"
+    );
+    assert_eq!(done.load(Ordering::SeqCst), 1, "the destructor finished");
+    holder.join().unwrap();
+}

@@ -85,21 +85,32 @@ pub(crate) fn current_waker() -> Waker {
 }
 
 /// Evaluates the cancel scopes and the green thread's own cancellation.
+///
+/// Nothing is raised while an unwind is on its way on this thread (a panic's
+/// or another cancellation's), except by a timeout opened during it: a
+/// second unwind started inside a destructor that runs during the first one
+/// would abort the process. Such a cancellation is `deferred`.
 fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
     let cancelled = task.and_then(|t| t.header().cancel_cause());
+    let panicking = std::thread::panicking();
     let empty = match task {
         Some(t) => !t.header().has_scopes(),
         None => scopes::with(|s| s.is_empty()),
     };
     if empty {
         return scopes::Verdict {
-            raise: cancelled,
+            raise: cancelled.filter(|_| !panicking),
+            deferred: cancelled.is_some() && panicking,
             ..scopes::Verdict::default()
         };
     }
     let now = now.unwrap_or_else(Instant::now);
-    scopes::with(|s| s.evaluate(now, cancelled))
+    scopes::with(|s| s.evaluate(now, cancelled, panicking))
 }
+
+/// How soon a wait whose cancellation is deferred (see `verdict`) looks
+/// again, in case the unwind holding it back is another green thread's.
+const DEFERRED_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The cancellation pending for the caller, without raising it.
 pub(crate) fn pending() -> Option<Cause> {
@@ -168,7 +179,10 @@ fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
             Cancelled::raise(cause);
         }
         wake_at = earliest(deadline, v.deadline);
-        unwinding = v.unwinding;
+        if v.deferred {
+            wake_at = earliest(wake_at, Some(Instant::now() + DEFERRED_POLL));
+        }
+        unwinding = v.unwinding || v.deferred;
     } else if debug::enabled() {
         unwinding = verdict(task.as_ref(), None).unwinding;
     }
@@ -281,10 +295,11 @@ pub(crate) fn yield_current() -> bool {
 #[cold]
 #[inline(never)]
 fn after_yield(h: &raw::Header) {
+    let panicking = std::thread::panicking();
     let cause = if h.has_scopes() {
-        scopes::with(|s| s.evaluate(Instant::now(), h.cancel_cause())).raise
+        scopes::with(|s| s.evaluate(Instant::now(), h.cancel_cause(), panicking)).raise
     } else {
-        h.cancel_cause()
+        h.cancel_cause().filter(|_| !panicking)
     };
     if let Some(cause) = cause {
         Cancelled::raise(cause);
