@@ -39,8 +39,8 @@ use std::panic::{self, UnwindSafe};
 /// Who started the unwind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cause {
-    /// `Generator::close`; the token is the top of the generator's stack.
-    Close(usize),
+    /// `Generator::close`; the token is the generator's unique id.
+    Close(u64),
     /// `JoinHandle::cancel`, a failing sibling, or `run`'s shutdown; the id
     /// is the green thread's.
     Task(u64),

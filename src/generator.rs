@@ -55,7 +55,7 @@ enum Resume<S> {
     Value(S),
     /// Close the generator: the pending `yield_` starts the close unwind,
     /// tagged with this token.
-    Close(usize),
+    Close(u64),
 }
 
 /// How the body ended, as the coroutine reports it to the caller.
@@ -186,8 +186,8 @@ impl<Y, S> fmt::Debug for Co<Y, S> {
 struct Raw<Y, S, R> {
     /// `None` only after a close under `panic = "abort"` leaked it.
     core: Option<Core<Y, S, R>>,
-    /// Identity of this generator's close unwind: the top of its stack.
-    token: usize,
+    /// Identity of this generator's close unwind: its unique id.
+    token: u64,
     /// The name the stack's overflow label points into; dropped after `core`.
     name: Option<Box<str>>,
     /// Where the generator was created, for diagnostics.
@@ -221,8 +221,10 @@ impl<Y, S, R> Raw<Y, S, R> {
         F: FnOnce(&Co<Y, S>, S) -> R,
     {
         let stack = PooledStack::take(builder.stack_size)?;
-        let token = stack.base().get();
-        let range = (stack.guard_end(), token);
+        // A unique id, not the stack's address: a stack is reused, and a
+        // close payload kept from an earlier generator must not match.
+        let token = scopes::next_generator_id();
+        let range = (stack.guard_end(), stack.base().get());
         let name = builder.name.map(String::into_boxed_str);
         let label = Label {
             owner: &GENERATOR,
@@ -240,7 +242,7 @@ impl<Y, S, R> Raw<Y, S, R> {
             };
             let co = Co {
                 yielder,
-                meta: GeneratorMeta::new(range),
+                meta: GeneratorMeta::new(token, range),
             };
             scopes::register_generator(&co.meta);
             let outcome = match panic::catch_unwind(AssertUnwindSafe(|| body(&co, first))) {
@@ -312,6 +314,7 @@ impl<Y, S, R> Raw<Y, S, R> {
             self.leak_under_abort();
             return;
         }
+
         // A body that yields while being closed (from a destructor, or after
         // a `catch_unwind` swallowed the close unwind) ignores the close,
         // like a Python generator that ignores `GeneratorExit`. It is not
@@ -322,7 +325,7 @@ impl<Y, S, R> Raw<Y, S, R> {
         match core.resume(Resume::Close(self.token)) {
             CoroutineResult::Yield(_) => {
                 let who = describe(self.name.as_deref(), self.site);
-                self.leak(&who);
+                self.leak(&who, "ignored `close` (it yielded while being closed)");
                 if !in_drop {
                     panic!(
                         "{who} ignored `close`: it yielded while being closed, so its stack is \
@@ -351,13 +354,13 @@ impl<Y, S, R> Raw<Y, S, R> {
     /// everything on it, as by `mem::forget`, so nothing on it is freed
     /// while still borrowed, and it never runs again. Warns once.
     #[cold]
-    fn leak(&mut self, who: &str) {
-        self.refuse_leak_if_scoped(who, "ignored `close` (it yielded while being closed)");
+    fn leak(&mut self, who: &str, why: &str) {
+        self.refuse_leak_if_scoped(who, why);
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
             debug::note(format_args!(
-                "{who} ignored `close` (it yielded while being closed), so its stack is leaked \
-                 with everything on it and no destructor on it runs. (Shown once.)"
+                "{who} {why}, so its stack is leaked with everything on it and no destructor \
+                 on it runs. (Shown once.)"
             ))
         });
         std::mem::forget(self.core.take());
@@ -612,6 +615,12 @@ macro_rules! protocol {
         /// instead. (A body left suspended in a destructor during
         /// its unwind also leaves [`std::thread::panicking`] true on this
         /// thread for good, since that unwind never ends.)
+        ///
+        /// A body must not yield from a destructor. One that does so while
+        /// it unwinds from a panic is left suspended in the middle of that
+        /// unwind; closing it then raises the close unwind inside that
+        /// destructor, which aborts the process, as a panic during an
+        /// unwind does.
         ///
         /// A destructor that waits during the close unwind (a lock, a
         /// channel, a sleep) is not cancelled there; see

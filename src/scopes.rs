@@ -82,11 +82,11 @@ pub(crate) enum Kind {
 struct Entry {
     id: u64,
     order: u64,
-    /// The generator whose stack the scope is on; null for the context's
-    /// own stack. A non-null owner is alive: its entries are in a context's
-    /// stack only while it runs there (see the module docs), and the last
-    /// of them is re-homed to the context when it finishes.
-    owner: *const GeneratorMeta,
+    /// The id of the generator whose stack the scope is on; 0 for the
+    /// context's own stack. An id, not a pointer: an entry may outlive its
+    /// generator in odd cases (a parent's `Co` yielded from a nested body),
+    /// and is then only compared, never followed.
+    owner: u64,
     kind: Kind,
     /// Opened while an unwind was on its way (in a destructor, say): it may
     /// fire during that unwind, since its own `timeout` catches it inside
@@ -140,13 +140,17 @@ impl ScopeStack {
     /// Opens a scope on the stack holding `sp` and returns its id.
     fn open(&mut self, kind: Kind, sp: usize) -> u64 {
         let owner = if self.own.0 <= sp && sp < self.own.1 {
-            ptr::null()
+            0
         } else {
-            find_generator(sp)
+            with_generator(
+                |m| m.range.get().0 <= sp && sp < m.range.get().1,
+                |meta| {
+                    meta.open_scopes.set(meta.open_scopes.get() + 1);
+                    meta.id
+                },
+            )
+            .unwrap_or(0)
         };
-        if let Some(meta) = ptr_ref(owner) {
-            meta.open_scopes.set(meta.open_scopes.get() + 1);
-        }
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let order = self.bump();
         self.entries.push(Entry {
@@ -163,9 +167,15 @@ impl ScopeStack {
     /// the payload of an unwind can be dropped anywhere).
     fn close(&mut self, id: u64) {
         if let Some(i) = self.entries.iter().rposition(|e| e.id == id) {
-            let entry = self.entries.remove(i);
-            if let Some(meta) = ptr_ref(entry.owner) {
-                meta.open_scopes.set(meta.open_scopes.get() - 1);
+            let owner = self.entries.remove(i).owner;
+            if owner != 0 {
+                with_generator(
+                    |m| m.id == owner,
+                    |meta| {
+                        meta.open_scopes
+                            .set(meta.open_scopes.get().saturating_sub(1))
+                    },
+                );
             }
         }
     }
@@ -176,7 +186,7 @@ impl ScopeStack {
     }
 
     /// Moves the entries of a suspending generator out, in order.
-    fn take_owned(&mut self, owner: *const GeneratorMeta, into: &mut Vec<Entry>) {
+    fn take_owned(&mut self, owner: u64, into: &mut Vec<Entry>) {
         let mut i = 0;
         while i < self.entries.len() {
             if self.entries[i].owner == owner {
@@ -196,10 +206,10 @@ impl ScopeStack {
     }
 
     /// Hands the entries of a finishing generator to the context itself.
-    fn rehome(&mut self, owner: *const GeneratorMeta) {
+    fn rehome(&mut self, owner: u64) {
         for e in &mut self.entries {
             if e.owner == owner {
-                e.owner = ptr::null();
+                e.owner = 0;
             }
         }
     }
@@ -271,6 +281,8 @@ impl ScopeStack {
 /// generator's `Co`, on the generator's own stack.
 #[derive(Debug, Default)]
 pub(crate) struct GeneratorMeta {
+    /// The generator's id, unique in the process (also its close token).
+    pub(crate) id: u64,
     /// Scopes open on this generator's stack. `Co::yield_` reads it on every
     /// yield and does the slow bookkeeping only when it is non-zero.
     pub(crate) open_scopes: Cell<u32>,
@@ -283,8 +295,9 @@ pub(crate) struct GeneratorMeta {
 }
 
 impl GeneratorMeta {
-    pub(crate) fn new(range: (usize, usize)) -> GeneratorMeta {
+    pub(crate) fn new(id: u64, range: (usize, usize)) -> GeneratorMeta {
         GeneratorMeta {
+            id,
             open_scopes: Cell::new(0),
             parked: RefCell::new(Vec::new()),
             index: Cell::new(usize::MAX),
@@ -293,13 +306,21 @@ impl GeneratorMeta {
     }
 }
 
-fn ptr_ref<'a>(p: *const GeneratorMeta) -> Option<&'a GeneratorMeta> {
-    // SAFETY: an entry's owner is alive while the entry is in a context's
-    // stack: the generator runs there (its frame holding the meta is live),
-    // its entries leave with it when it suspends, and `generator_finished`
-    // re-homes what is left before the frame ends. Registered metas stay
-    // alive until `unregister_generator`, which comes after that.
-    unsafe { p.as_ref() }
+/// A process-unique generator id (never 0), taken in blocks per thread so
+/// that creating generators does not share a counter between threads.
+pub(crate) fn next_generator_id() -> u64 {
+    const BLOCK: u64 = 1024;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    thread_local! {
+        static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    let (mut next, mut end) = IDS.get();
+    if next == end {
+        next = NEXT.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
+        end = next + BLOCK;
+    }
+    IDS.set((next + 1, end));
+    next
 }
 
 thread_local! {
@@ -310,23 +331,55 @@ thread_local! {
 }
 
 /// Runs `f` on the current context's scope stack: the running green
-/// thread's, or else the OS thread's own.
-pub(crate) fn with<R>(f: impl FnOnce(&mut ScopeStack) -> R) -> R {
+/// thread's, or else the OS thread's own. `None` if the OS thread's is
+/// gone: code that runs in a thread-local's destructor at thread exit (a
+/// `Cancelled` payload kept in one, say) finds no scopes there.
+pub(crate) fn with<R>(f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R> {
     let current = crate::runtime::worker::current_scopes();
     if !current.is_null() {
         // SAFETY: `current_scopes` points at the running green thread's stack
         // of scopes, which only this thread touches while the green thread
         // runs; `f` never re-enters this module.
-        return f(unsafe { &mut *current });
+        return Some(f(unsafe { &mut *current }));
     }
-    THREAD.with(|t| {
-        // SAFETY: a thread-local only this thread touches; `f` never re-enters.
-        let slot = unsafe { &mut *t.get() };
-        let stack = slot.get_or_insert_with(|| {
-            ScopeStack::new(stackful_arch::thread_stack_range().unwrap_or((0, 0)))
-        });
-        f(stack)
-    })
+    THREAD
+        .try_with(|t| {
+            // SAFETY: a thread-local only this thread touches; `f` never
+            // re-enters.
+            let slot = unsafe { &mut *t.get() };
+            let stack = slot.get_or_insert_with(|| {
+                ScopeStack::new(stackful_arch::thread_stack_range().unwrap_or((0, 0)))
+            });
+            f(stack)
+        })
+        .ok()
+}
+
+/// Runs `f` on the registered generator that `which` picks, if any. Only
+/// registered generators are reached: they are alive (see
+/// `register_generator`).
+fn with_generator<R>(
+    which: impl Fn(&GeneratorMeta) -> bool,
+    f: impl FnOnce(&GeneratorMeta) -> R,
+) -> Option<R> {
+    GENERATORS
+        .try_with(|g| {
+            // SAFETY: thread-local, touched only by this thread; neither
+            // closure re-enters this module.
+            let list = unsafe { &*g.get() };
+            list.iter()
+                .map(|&m| {
+                    // SAFETY: a registered meta is alive: its generator's
+                    // wrapper registered it on its own stack and unregisters
+                    // it before that frame ends (a leaked generator's stack
+                    // is never freed).
+                    unsafe { &*m }
+                })
+                .find(|m| which(m))
+                .map(f)
+        })
+        .ok()
+        .flatten()
 }
 
 /// An open scope; closing it is the caller's job (see `open`).
@@ -338,7 +391,8 @@ pub(crate) struct Opened(pub(crate) u64);
 #[inline(never)]
 pub(crate) fn open(kind: Kind) -> Opened {
     let sp = stackful_arch::stack_pointer();
-    Opened(with(|s| s.open(kind, sp)))
+    // No scope stack (at thread exit): nothing can be cut off there.
+    Opened(with(|s| s.open(kind, sp)).unwrap_or(0))
 }
 
 /// Closes a scope opened with [`open`], if it is open in the current context.
@@ -349,7 +403,7 @@ pub(crate) fn close(scope: Opened) {
 /// Registers a generator that is starting on this thread, so scopes opened
 /// on its stack can be attributed to it.
 pub(crate) fn register_generator(meta: &GeneratorMeta) {
-    GENERATORS.with(|g| {
+    let _ = GENERATORS.try_with(|g| {
         // SAFETY: thread-local, touched only by this thread, no re-entry.
         let list = unsafe { &mut *g.get() };
         meta.index.set(list.len());
@@ -362,35 +416,21 @@ pub(crate) fn register_generator(meta: &GeneratorMeta) {
 /// payload travels on) now belong to the context.
 pub(crate) fn unregister_generator(meta: &GeneratorMeta) {
     if meta.open_scopes.get() != 0 {
-        with(|s| s.rehome(meta));
+        with(|s| s.rehome(meta.id));
         meta.open_scopes.set(0);
     }
-    GENERATORS.with(|g| {
+    let _ = GENERATORS.try_with(|g| {
         // SAFETY: as in `register_generator`.
         let list = unsafe { &mut *g.get() };
         let i = meta.index.get();
         if list.get(i).is_some_and(|&m| ptr::eq(m, meta)) {
             list.swap_remove(i);
-            if let Some(moved) = list.get(i).copied().and_then(ptr_ref) {
-                moved.index.set(i);
+            if let Some(&moved) = list.get(i) {
+                // SAFETY: registered, so alive (see `with_generator`).
+                unsafe { &*moved }.index.set(i);
             }
         }
     });
-}
-
-/// The registered generator whose stack holds `sp`, or null.
-fn find_generator(sp: usize) -> *const GeneratorMeta {
-    GENERATORS.with(|g| {
-        // SAFETY: as in `register_generator`.
-        let list = unsafe { &*g.get() };
-        list.iter()
-            .copied()
-            .find(|&m| {
-                let (lo, hi) = ptr_ref(m).map_or((0, 0), |m| m.range.get());
-                lo <= sp && sp < hi
-            })
-            .unwrap_or(ptr::null())
-    })
 }
 
 /// The slow path of `Co::yield_` when scopes are open on the generator's
@@ -398,7 +438,7 @@ fn find_generator(sp: usize) -> *const GeneratorMeta {
 #[cold]
 pub(crate) fn generator_suspending(meta: &GeneratorMeta) {
     let mut parked = meta.parked.borrow_mut();
-    with(|s| s.take_owned(meta, &mut parked));
+    with(|s| s.take_owned(meta.id, &mut parked));
 }
 
 /// The slow path of `Co::yield_` once the generator runs again, in whatever

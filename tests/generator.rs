@@ -561,3 +561,30 @@ fn generators_churn_through_the_pool() {
         assert_eq!(g.resume(), GeneratorState::Yielded(i));
     }
 }
+
+/// Found in review: a generator's close token was its stack's address, so
+/// a close payload kept by one generator and re-raised in the next one on
+/// the same pooled stack was taken for that one's own close.
+#[test]
+fn regression_a_close_payload_from_an_earlier_generator_is_not_taken_for_a_later_ones() {
+    use std::sync::Mutex;
+    static KEPT: Mutex<Option<Box<dyn std::any::Any + Send>>> = Mutex::new(None);
+    let mut g1 = Generator::new(|co: &Co<()>, ()| {
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| co.yield_(()))) {
+            *KEPT.lock().unwrap() = Some(p); // kept, and the body returns
+        }
+    });
+    g1.resume();
+    g1.close();
+    drop(g1);
+    let mut g2 = Generator::new(|_co: &Co<()>, ()| {
+        let p = KEPT.lock().unwrap().take().unwrap();
+        panic::resume_unwind(p);
+    });
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| g2.resume())).unwrap_err();
+    assert!(
+        Cancelled::is(&*caught),
+        "the payload comes out of g2 as it went in: {}",
+        panic_text(caught)
+    );
+}

@@ -311,3 +311,28 @@ fn regression_a_generator_dropped_by_another_green_thread_leaves_no_timeout_behi
     assert_eq!(states[0], GeneratorState::Yielded(1));
     b.join().unwrap();
 }
+
+/// Found in review: a `Cancelled` payload kept in a thread-local and dropped
+/// when its thread exits, after stackful's own thread-locals are gone,
+/// panicked in a thread-local destructor, which aborts the process.
+#[test]
+fn regression_a_cancelled_payload_dropped_at_thread_exit_is_harmless() {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST_ERROR: RefCell<Option<Box<dyn std::any::Any + Send>>> =
+            const { RefCell::new(None) };
+    }
+    let kept = std::thread::spawn(|| {
+        LAST_ERROR.with(|_| {}); // registered before stackful's, so dropped after
+        let r = timeout(Duration::from_millis(1), || {
+            if let Err(p) = std::panic::catch_unwind(|| sleep(Duration::from_secs(3600))) {
+                LAST_ERROR.with(|e| *e.borrow_mut() = Some(p));
+            }
+        });
+        assert_eq!(r, Ok(()), "the payload was swallowed, so the body returned");
+        LAST_ERROR.with(|e| e.borrow().is_some())
+    })
+    .join()
+    .expect("the thread exits cleanly");
+    assert!(kept);
+}

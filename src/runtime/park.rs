@@ -95,7 +95,7 @@ fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
     let panicking = std::thread::panicking();
     let empty = match task {
         Some(t) => !t.header().has_scopes(),
-        None => scopes::with(|s| s.is_empty()),
+        None => scopes::with(|s| s.is_empty()).unwrap_or(true),
     };
     if empty {
         return scopes::Verdict {
@@ -105,7 +105,7 @@ fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
         };
     }
     let now = now.unwrap_or_else(Instant::now);
-    scopes::with(|s| s.evaluate(now, cancelled, panicking))
+    scopes::with(|s| s.evaluate(now, cancelled, panicking)).unwrap_or_default()
 }
 
 /// How soon a wait whose cancellation is deferred (see `verdict`) looks
@@ -297,7 +297,8 @@ pub(crate) fn yield_current() -> bool {
 fn after_yield(h: &raw::Header) {
     let panicking = std::thread::panicking();
     let cause = if h.has_scopes() {
-        scopes::with(|s| s.evaluate(Instant::now(), h.cancel_cause(), panicking)).raise
+        scopes::with(|s| s.evaluate(Instant::now(), h.cancel_cause(), panicking))
+            .and_then(|v| v.raise)
     } else {
         h.cancel_cause().filter(|_| !panicking)
     };
