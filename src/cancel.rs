@@ -74,7 +74,7 @@ pub(crate) enum Cause {
 /// ```
 pub struct Cancelled {
     pub(crate) cause: Cause,
-    /// The [`Kind::Unwind`](crate::scopes::Kind::Unwind) shield this unwind
+    /// The `Kind::Unwind` shield this unwind
     /// holds on the context it started in, closed when the payload is
     /// dropped, so the waits in the destructors it runs are not cancelled
     /// again (which would abort the process).
@@ -85,7 +85,7 @@ impl Cancelled {
     /// Starts this unwind, shielding the destructors it runs.
     #[cold]
     pub(crate) fn raise(cause: Cause) -> ! {
-        let shield = crate::scopes::open(crate::scopes::Kind::Unwind).0;
+        let shield = crate::scopes::open(crate::scopes::Kind::Unwind(std::time::Instant::now())).0;
         panic::resume_unwind(Box::new(Cancelled { cause, shield }))
     }
 

@@ -74,8 +74,9 @@ pub(crate) enum Kind {
     /// A shield: defer every cancellation from outside it.
     Shield,
     /// A shield held by a deliberate unwind in flight, from the moment it is
-    /// raised until its payload is dropped (see the module docs).
-    Unwind,
+    /// raised (this instant) until its payload is dropped (see the module
+    /// docs).
+    Unwind(Instant),
 }
 
 #[derive(Debug)]
@@ -92,6 +93,8 @@ struct Entry {
     /// fire during that unwind, since its own `timeout` catches it inside
     /// the destructor. Older scopes wait for the unwind to end.
     inner: bool,
+    /// Debug mode has reported this unwind's slow destructors already.
+    reported: bool,
 }
 
 /// The open scopes of one execution context.
@@ -110,9 +113,9 @@ pub(crate) struct Verdict {
     pub(crate) raise: Option<Cause>,
     /// Wake up by this instant at the latest (the earliest live timeout).
     pub(crate) deadline: Option<Instant>,
-    /// A deliberate unwind is in flight: the wait runs in a destructor on
-    /// its way, shielded (debug mode times it).
-    pub(crate) unwinding: bool,
+    /// For debug mode: the innermost such unwind not reported yet, by its
+    /// shield's id, and when it began.
+    pub(crate) unreported: Option<(u64, Instant)>,
     /// A cancellation is due but held back because an unwind is on its way
     /// on this thread: raising it would start a second unwind inside a
     /// destructor, which aborts. The waiter looks again soon (the unwind
@@ -159,6 +162,7 @@ impl ScopeStack {
             owner,
             kind,
             inner: std::thread::panicking(),
+            reported: false,
         });
         id
     }
@@ -183,6 +187,14 @@ impl ScopeStack {
     fn bump(&mut self) -> u64 {
         self.next_order += 1;
         self.next_order
+    }
+
+    /// Debug mode: the slow destructors of the unwind whose shield is `id`
+    /// have been reported.
+    pub(crate) fn mark_reported(&mut self, id: u64) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
+            e.reported = true;
+        }
     }
 
     /// Moves the entries of a suspending generator out, in order.
@@ -225,7 +237,7 @@ impl ScopeStack {
         panicking: bool,
     ) -> Verdict {
         let mut shield = 0;
-        let mut unwinding = false;
+        let mut unreported = None;
         for e in &self.entries {
             match e.kind {
                 Kind::Shield => shield = shield.max(e.order),
@@ -235,16 +247,18 @@ impl ScopeStack {
                 // per OS thread, so another green thread of this worker
                 // suspended mid-unwind can keep this one shielded for a
                 // while (only if it kept a payload it caught).
-                Kind::Unwind if panicking => {
+                Kind::Unwind(since) if panicking => {
                     shield = shield.max(e.order);
-                    unwinding = true;
+                    if !e.reported {
+                        unreported = Some((e.id, since));
+                    }
                 }
-                Kind::Unwind => {}
+                Kind::Unwind(_) => {}
                 Kind::Deadline(_) => {}
             }
         }
         let mut verdict = Verdict {
-            unwinding,
+            unreported,
             ..Verdict::default()
         };
         if let Some(cause) = cancelled

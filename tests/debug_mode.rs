@@ -96,12 +96,22 @@ fn run_case(case: &str) {
             eprintln!("survived");
         }
         "slow_unwind_wait" => {
+            // Reported while it still waits: a wait that never ended would
+            // be reported all the same.
+            static RELEASE: std::sync::OnceLock<stackful::sync::Event> = std::sync::OnceLock::new();
             struct SlowDrop;
             impl Drop for SlowDrop {
                 fn drop(&mut self) {
-                    stackful::sleep(Duration::from_millis(150));
+                    RELEASE.get_or_init(stackful::sync::Event::new).wait();
                 }
             }
+            let release = || {
+                std::thread::spawn(|| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    RELEASE.get_or_init(stackful::sync::Event::new).set();
+                })
+            };
+            release();
             let rt = Runtime::builder()
                 .workers(1)
                 .debug(true)
@@ -119,6 +129,20 @@ fn run_case(case: &str) {
                 stackful::sleep(Duration::from_millis(5));
                 h.cancel();
                 assert!(h.join().unwrap_err().is_cancelled());
+            });
+            // The same destructor left to `run`'s shutdown, which says what
+            // it waits for.
+            RELEASE.get_or_init(stackful::sync::Event::new).clear();
+            let started = std::sync::Arc::new(stackful::sync::Event::new());
+            let s2 = started.clone();
+            rt.run(move || {
+                drop(stackful::spawn(move || {
+                    let _g = SlowDrop;
+                    s2.set();
+                    stackful::sleep(Duration::from_secs(3600));
+                }));
+                started.wait();
+                release();
             });
         }
         other => panic!("unknown case {other}"),
@@ -206,8 +230,10 @@ fn main() {
         false,
         &[
             "stackful debug: green thread #",
-            "`cleaner` waited",
-            "ms in a destructor while unwinding from a cancellation",
+            "`cleaner` has been unwinding from a cancellation, timeout or generator close for",
+            "waiting in a destructor",
+            "`run`'s shutdown has waited",
+            "for 1 green thread(s) to end",
         ],
         &[],
     );

@@ -561,7 +561,7 @@ impl Drop for Runtime {
 /// The second half of a runtime's shutdown: waits for its green threads to
 /// end, then stops and joins its workers and its blocking pool.
 fn finish_shutdown(rt: &Arc<RtShared>) {
-    rt.live.wait_zero();
+    rt.live.wait_zero("a Runtime's shutdown");
     rt.stopping.store(true, Ordering::Release);
     for home in &rt.homes {
         home.unpark();
@@ -648,7 +648,7 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
     for home in &rt.homes {
         home.request_cancel(group.clone());
     }
-    group.live.wait_zero();
+    group.live.wait_zero("`run`'s shutdown");
     no_unwind.disarm();
     let result = task.take_result();
     match result {

@@ -172,7 +172,7 @@ pub(crate) fn park_shielded(deadline: Option<Instant>) {
 fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
     let task = current_task();
     let mut wake_at = deadline;
-    let mut unwinding = false;
+    let mut unreported = None;
     if cancellable {
         let v = verdict(task.as_ref(), None);
         if let Some(cause) = v.raise {
@@ -182,14 +182,19 @@ fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
         if v.deferred {
             wake_at = earliest(wake_at, Some(Instant::now() + DEFERRED_POLL));
         }
-        unwinding = v.unwinding || v.deferred;
+        unreported = v.unreported;
     } else if debug::enabled() {
-        unwinding = verdict(task.as_ref(), None).unwinding;
+        unreported = verdict(task.as_ref(), None).unreported;
     }
-    // Debug mode: time a wait in a destructor during a deliberate unwind.
-    let _slow = (unwinding && debug::enabled()).then(|| SlowUnwindWait {
-        since: Instant::now(),
-    });
+    // Debug mode: a destructor that waits during a deliberate unwind is
+    // reported once it has taken longer than the slow threshold, even if the
+    // wait never ends (so a hang says where it is).
+    let report_at = unreported
+        .filter(|_| debug::enabled())
+        .map(|(id, since)| (id, since + debug::slow_threshold()));
+    if let Some((_, at)) = report_at {
+        wake_at = earliest(wake_at, Some(at));
+    }
     let fired = match &task {
         Some(task) => suspend(task, wake_at, Suspend::Wait),
         None => {
@@ -203,11 +208,30 @@ fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
             false
         }
     };
+    if let Some((id, at)) = report_at
+        && Instant::now() >= at
+    {
+        report_slow_unwind(id, at);
+    }
     if cancellable && let Some(cause) = verdict(task.as_ref(), None).raise {
         Cancelled::raise(cause);
     }
     // An earlier timeout's timer firing says nothing about `deadline`.
     fired && wake_at == deadline
+}
+
+/// Debug mode: a destructor is still waiting, or has waited, past the slow
+/// threshold during the unwind whose shield is `id`. Said once per unwind.
+#[cold]
+fn report_slow_unwind(id: u64, threshold_passed_at: Instant) {
+    let ms = (Instant::now() - threshold_passed_at + debug::slow_threshold()).as_millis();
+    debug::warn(format_args!(
+        "{} has been unwinding from a cancellation, timeout or generator close for {ms} ms, \
+         waiting in a destructor; such waits are shielded and last as long as what they wait \
+         for: bound them with `stackful::timeout` inside the destructor",
+        describe_context()
+    ));
+    scopes::with(|s| s.mark_reported(id));
 }
 
 /// A wait on a worker's (or a `run` thread's) own loop, outside any green
@@ -304,27 +328,5 @@ fn after_yield(h: &raw::Header) {
     };
     if let Some(cause) = cause {
         Cancelled::raise(cause);
-    }
-}
-
-/// Debug mode: reports a wait in a destructor, during a deliberate unwind,
-/// that took longer than the slow threshold when it ends.
-struct SlowUnwindWait {
-    since: Instant,
-}
-
-impl Drop for SlowUnwindWait {
-    fn drop(&mut self) {
-        let took = self.since.elapsed();
-        if took < debug::slow_threshold() {
-            return;
-        }
-        let who = describe_context();
-        debug::warn(format_args!(
-            "{who} waited {} ms in a destructor while unwinding from a cancellation, timeout or \
-             generator close; such waits are shielded and last as long as what they wait for: \
-             bound them with `stackful::timeout` inside the destructor",
-            took.as_millis()
-        ));
     }
 }

@@ -931,8 +931,11 @@ impl LiveCount {
         }
     }
 
-    /// Waits, uncancellably, until the count is zero.
-    pub(crate) fn wait_zero(&self) {
+    /// Waits, uncancellably, until the count is zero. In debug mode, a wait
+    /// longer than the slow threshold is reported once, naming `what` waits.
+    pub(crate) fn wait_zero(&self, what: &str) {
+        let start = std::time::Instant::now();
+        let mut report_at = debug::enabled().then(|| start + debug::slow_threshold());
         loop {
             if self.get() == 0 {
                 return;
@@ -940,10 +943,22 @@ impl LiveCount {
             *self.zero.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(crate::runtime::park::current_waker());
             self.waiting.store(true, Ordering::SeqCst);
-            if self.get() == 0 {
+            let left = self.get();
+            if left == 0 {
                 return;
             }
-            crate::runtime::park::park_shielded(None);
+            if let Some(at) = report_at
+                && std::time::Instant::now() >= at
+            {
+                report_at = None;
+                debug::warn(format_args!(
+                    "{what} has waited {} ms for {left} green thread(s) to end; they were \
+                     cancelled, so one may be waiting in a destructor or running without \
+                     suspending",
+                    start.elapsed().as_millis()
+                ));
+            }
+            crate::runtime::park::park_shielded(report_at);
         }
     }
 }
