@@ -158,8 +158,10 @@ impl AbortOnUnwind {
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
         crate::debug::note(format_args!(
-            "internal error: unwinding out of {} while what it borrows is still in use; \
-             aborting (please report this)",
+            "a panic tried to unwind out of {} while what it lent out is still in use; \
+             aborting, since unwinding would free it. The panic's message is above: it is a \
+             bug in stackful (please report it), or stackful code that ran where it cannot \
+             wait",
             self.0
         ));
         std::process::abort();

@@ -25,7 +25,12 @@
 //! itself, and the next resume, from whatever context, moves them back in. So
 //! an entry is in a context's stack only while its owner runs there: a
 //! generator suspended inside a timeout and then dropped or resumed by
-//! another green thread leaves nothing behind in the first one.
+//! another green thread leaves nothing behind in the first one. (One shape
+//! escapes this: a nested generator's body that yields an *outer*
+//! generator's `Co` from inside a scope it opened; the outer `yield_` does
+//! not know of that scope, which stays behind. Entries name their owner by
+//! id and are never followed to it, so this can end a wait early, but
+//! touches no freed memory.)
 //!
 //! # Deliberate unwinds shield their own cleanup
 //!

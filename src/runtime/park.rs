@@ -235,20 +235,17 @@ fn report_slow_unwind(id: u64, threshold_passed_at: Instant) {
 }
 
 /// A wait on a worker's (or a `run` thread's) own loop, outside any green
-/// thread: user code the scheduler runs there (the destructor of a green
-/// thread's closure, dropped because it was cancelled before it started)
-/// must not block the thread every green thread pinned to it depends on.
-/// The panic is caught where that code runs and becomes that green
-/// thread's outcome.
+/// thread. No user code should run there (destructors of green threads'
+/// closures and results run on green threads or their handles' owners), so
+/// this is a safety net: such a wait would block the thread every green
+/// thread pinned to it depends on.
 #[cold]
 #[inline(never)]
 fn scheduler_wait() -> ! {
     panic!(
-        "a destructor run by stackful's scheduler tried to wait (a stackful lock, channel, sleep, \
-         join, scope or run): it drops the closure of a green thread cancelled before it \
-         started, on a worker's own loop, where waiting would stall every green thread of that \
-         worker. Do not wait in the destructors of what a green thread's closure captures; \
-         move that work into the closure's body"
+        "code run by stackful's scheduler on a worker's own loop, outside any green thread, \
+         tried to wait (a stackful lock, channel, sleep, join, scope or run); waiting there \
+         would stall every green thread of that worker. Move the waiting into a green thread"
     )
 }
 

@@ -49,9 +49,11 @@ pub(crate) const NOTIFIED: u32 = 1 << 2;
 /// Claimed: its body was taken, either by the worker that started it (which
 /// is now its home for good) or by a cancellation before it started.
 pub(crate) const STARTED: u32 = 1 << 3;
-/// Done running: the body has returned, unwound or been dropped, so no
-/// queue entry may run it any more (entries still queued are skipped). Final.
-/// Joiners wait for `FINISHED`, which comes after the result is stored.
+/// Done running: the body has returned or unwound, or is being dropped
+/// unstarted (a cancellation sets this before it drops the body), so no
+/// queue entry may run it any more (entries still queued are skipped).
+/// Final. Joiners wait for `FINISHED`, which comes after the result is
+/// stored.
 pub(crate) const COMPLETE: u32 = 1 << 4;
 /// Cancellation requested: the next suspension point unwinds.
 pub(crate) const CANCELLED: u32 = 1 << 5;
