@@ -48,14 +48,20 @@ fn run_cancels_and_awaits_what_is_left_when_it_returns() {
                 let _g = DropCounter(d.clone());
                 s.fetch_add(1, Ordering::SeqCst);
                 // A grandchild: shutdown is transitive.
+                let s2 = s.clone();
                 drop(stackful::spawn(move || {
                     let _g = DropCounter(d);
+                    s2.fetch_add(1, Ordering::SeqCst);
                     sleep(Duration::from_secs(3600));
                 }));
                 sleep(Duration::from_secs(3600));
             }));
         }
-        eventually("the children to start", || s.load(Ordering::SeqCst) == 3);
+        // Children and grandchildren have all started (a green thread
+        // cancelled before it starts never builds its guard).
+        eventually("the green threads to start", || {
+            s.load(Ordering::SeqCst) == 6
+        });
     });
     assert_eq!(
         drops.load(Ordering::SeqCst),
