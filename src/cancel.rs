@@ -20,8 +20,9 @@
 //! # Destructors may wait
 //!
 //! While one of these unwinds is on its way, or a panic's, the waits of the
-//! coroutine it unwinds are not cancelled (again): they behave as if inside
-//! [`shield`](crate::shield). So a destructor can return a connection to a
+//! green thread (or thread) it unwinds are not cancelled (again): they
+//! behave as if inside [`shield`](crate::shield). Other green threads are
+//! not affected. So a destructor can return a connection to a
 //! pool under a contended lock, send on a full channel, sleep or call
 //! [`spawn_blocking`](crate::spawn_blocking), as a `finally:` block can
 //! `await` after a cancellation in asyncio. (Cancelling it again there would

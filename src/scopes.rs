@@ -50,10 +50,10 @@
 //! destructor can cut them short.
 //!
 //! The same holds for an unwind that no shield announces (a plain panic):
-//! while `std::thread::panicking` says one is on its way, nothing is raised
-//! but by a scope opened during it (`Entry::inner`); the cancellation is
-//! *deferred*, and the waiter looks again every millisecond, since the count
-//! is per OS thread and the unwind may be another green thread's.
+//! while the context is in the middle of one of its own
+//! (`worker::context_unwinding`, which tells a green thread's unwind from
+//! another's on the same worker), nothing is raised but by a scope opened
+//! during it (`Entry::inner`); the cancellation is *deferred*.
 //!
 //! [`Cancelled`]: crate::Cancelled
 //!
@@ -166,7 +166,7 @@ impl ScopeStack {
             order,
             owner,
             kind,
-            inner: std::thread::panicking(),
+            inner: crate::runtime::worker::context_unwinding(),
             reported: false,
         });
         id
@@ -233,8 +233,8 @@ impl ScopeStack {
 
     /// Decides what a suspension point at `now` must do. `cancelled` says
     /// whether the green thread itself has been cancelled; `panicking`
-    /// whether an unwind is on its way on this thread
-    /// (`std::thread::panicking`).
+    /// whether the context is in the middle of an unwind of its own (see
+    /// `worker::context_unwinding`).
     pub(crate) fn evaluate(
         &self,
         now: Instant,
@@ -248,11 +248,13 @@ impl ScopeStack {
                 Kind::Shield => shield = shield.max(e.order),
                 // Only while the unwind is still on its way: once a
                 // `catch_unwind` has stopped it (and kept the payload), it
-                // no longer shields anything. The panic count that tells is
-                // per OS thread, so another green thread of this worker
-                // suspended mid-unwind can keep this one shielded for a
-                // while (only if it kept a payload it caught).
-                Kind::Unwind(since) if panicking => {
+                // no longer shields anything.
+                // The thread's own panic count, not `panicking`: this
+                // context raised the unwind the entry stands for, so while
+                // the count is set, it is on its way (unless the payload was
+                // caught and kept while another green thread of the worker
+                // unwinds: shielded a while longer then).
+                Kind::Unwind(since) if std::thread::panicking() => {
                     shield = shield.max(e.order);
                     if !e.reported {
                         unreported = Some((e.id, since));

@@ -127,6 +127,40 @@ fn run_case(case: &str) {
             let mut g = Generator::new(|co: &Co<u8>, ()| co.yield_(7));
             assert_eq!(g.resume(), stackful::GeneratorState::Yielded(7));
         }
+        "run_without_a_stack" => {
+            // Found in review: `run`'s main green thread, finding no stack,
+            // was finished on a pool thread (its !Send body with it) and
+            // nothing woke the `run` thread. It fails on the caller's thread.
+            let rt = stackful::Runtime::builder()
+                .workers(1)
+                .stack_size(512 << 20)
+                .build()
+                .unwrap();
+            let cap = libc::rlimit {
+                rlim_cur: 256 << 20,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: setrlimit with a valid struct only lowers this process's limit.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &cap) }, 0);
+            let caller = std::thread::current().id();
+            struct NotSend(std::thread::ThreadId, std::marker::PhantomData<*const ()>);
+            impl Drop for NotSend {
+                fn drop(&mut self) {
+                    assert_eq!(std::thread::current().id(), self.0, "dropped elsewhere");
+                    eprintln!("dropped on the caller's thread");
+                }
+            }
+            let body = NotSend(caller, std::marker::PhantomData);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rt.run(move || {
+                    let _keep = &body;
+                })
+            }));
+            let text = r.unwrap_err();
+            let text = text.downcast_ref::<String>().cloned().unwrap_or_default();
+            eprintln!("run panicked: {text}");
+            eprintln!("survived");
+        }
         "max_map_count_reached" => {
             // Keep generators alive until the kernel's mapping limit stops us.
             let mut live = Vec::new();
@@ -241,6 +275,17 @@ fn main() {
         Some(libc::SIGSEGV),
         &[],
         &["stackful:", "survived"],
+    );
+    expect(
+        "run_without_a_stack",
+        None,
+        &[
+            "dropped on the caller's thread",
+            "run panicked: stackful: the main green thread ended without a result",
+            "could not start",
+            "survived",
+        ],
+        &[],
     );
     expect(
         "scoped_generator_that_ignores_close",

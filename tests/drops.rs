@@ -623,7 +623,11 @@ fn a_destructor_that_waits_while_a_panic_unwinds_is_not_cancelled_there() {
     held.wait();
     let (l, d) = (lock.clone(), done.clone());
     let outcome = within(20, move || {
-        stackful::run(move || {
+        // A runtime of its own: stackful tells a green thread's unwind from
+        // another's on its worker only when they do not overlap (see the
+        // README), and other tests unwind on the global runtime's workers.
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        rt.run(move || {
             stackful::spawn(move || {
                 panic::catch_unwind(AssertUnwindSafe(|| {
                     stackful::timeout(Duration::from_millis(10), || {
@@ -646,4 +650,125 @@ fn a_destructor_that_waits_while_a_panic_unwinds_is_not_cancelled_there() {
     );
     assert_eq!(done.load(Ordering::SeqCst), 1, "the destructor finished");
     holder.join().unwrap();
+}
+
+/// Found in review: the panic count std keeps is per OS thread, and while one
+/// green thread waited in a destructor mid-unwind, the cancellations of the
+/// others on its worker were held back too. A destructor that cancels and
+/// joins a helper (asyncio's "finally: cancel and await") then deadlocked.
+#[test]
+fn regression_a_destructor_can_cancel_and_join_a_helper_on_its_own_worker() {
+    struct CancelsHelper(Option<stackful::JoinHandle<()>>);
+    impl Drop for CancelsHelper {
+        fn drop(&mut self) {
+            let helper = self.0.take().unwrap();
+            helper.cancel();
+            assert!(helper.join().unwrap_err().is_cancelled());
+        }
+    }
+    for panics in [false, true] {
+        let outcome = within(20, move || {
+            let rt = one_worker();
+            rt.run(move || {
+                let a = stackful::spawn(move || {
+                    let helper = stackful::spawn(|| {
+                        loop {
+                            stackful::sleep(Duration::from_secs(1))
+                        }
+                    });
+                    let _g = CancelsHelper(Some(helper));
+                    stackful::sleep(Duration::from_millis(if panics { 10 } else { 3_600_000 }));
+                    panic!("a bug");
+                });
+                stackful::sleep(Duration::from_millis(5));
+                if !panics {
+                    a.cancel();
+                }
+                a.join().map_err(|e| e.is_cancelled())
+            })
+        });
+        assert_eq!(outcome, Err(!panics));
+    }
+}
+
+#[test]
+fn another_green_threads_unwind_does_not_hold_back_a_timeout_or_a_scope() {
+    struct SlowDrop;
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            stackful::sleep(Duration::from_millis(400));
+        }
+    }
+    let (timed, scoped) = within(20, || {
+        let rt = one_worker();
+        rt.run(|| {
+            // Mid-unwind, waiting in a destructor, from 5 ms to 405 ms.
+            let a = stackful::spawn(|| {
+                let _d = SlowDrop;
+                stackful::sleep(Duration::from_millis(5));
+                panic!("a bug");
+            });
+            stackful::sleep(Duration::from_millis(10));
+            let b = stackful::spawn(|| {
+                let start = Instant::now();
+                let r = stackful::timeout(Duration::from_millis(20), || {
+                    stackful::sleep(Duration::from_secs(3600))
+                });
+                assert!(r.is_err());
+                start.elapsed()
+            });
+            let o = stackful::spawn(|| {
+                let start = Instant::now();
+                let r = stackful::timeout(Duration::from_millis(20), || {
+                    stackful::scope(|s| {
+                        s.spawn(|| stackful::sleep(Duration::from_secs(3600)));
+                    })
+                });
+                assert!(r.is_err());
+                start.elapsed()
+            });
+            let timed = b.join().unwrap();
+            let scoped = o.join().unwrap();
+            assert!(a.join().unwrap_err().is_panic());
+            (timed, scoped)
+        })
+    });
+    // Both end at their own deadline, long before the other unwind does.
+    assert!(timed < Duration::from_millis(300), "timeout took {timed:?}");
+    assert!(scoped < Duration::from_millis(300), "scope took {scoped:?}");
+}
+
+#[test]
+fn after_a_generator_is_leaked_mid_unwind_its_worker_still_cancels() {
+    struct YieldsOnDrop<'a>(&'a Co<u32>);
+    impl Drop for YieldsOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.yield_(2);
+        }
+    }
+    let cancelled = within(20, || {
+        let rt = one_worker();
+        rt.run(|| {
+            stackful::spawn(|| {
+                let mut g = Generator::new(|co: &Co<u32>, ()| {
+                    let _y = YieldsOnDrop(co);
+                    co.yield_(1);
+                });
+                g.resume();
+                // It ignores the close: leaked, mid-unwind, for good.
+                assert!(panic::catch_unwind(AssertUnwindSafe(|| g.close())).is_err());
+            })
+            .join()
+            .unwrap();
+            let c = stackful::spawn(|| {
+                loop {
+                    stackful::sleep(Duration::from_secs(1))
+                }
+            });
+            stackful::sleep(Duration::from_millis(5));
+            c.cancel();
+            c.join().unwrap_err().is_cancelled()
+        })
+    });
+    assert!(cancelled);
 }

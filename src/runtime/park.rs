@@ -86,13 +86,14 @@ pub(crate) fn current_waker() -> Waker {
 
 /// Evaluates the cancel scopes and the green thread's own cancellation.
 ///
-/// Nothing is raised while an unwind is on its way on this thread (a panic's
-/// or another cancellation's), except by a timeout opened during it: a
-/// second unwind started inside a destructor that runs during the first one
-/// would abort the process. Such a cancellation is `deferred`.
+/// Nothing is raised while the calling context is in the middle of an
+/// unwind (a panic's or a cancellation's), except by a timeout opened
+/// during it: a second unwind started inside a destructor that runs during
+/// the first one would abort the process. Such a cancellation is
+/// `deferred`.
 fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
     let cancelled = task.and_then(|t| t.header().cancel_cause());
-    let panicking = std::thread::panicking();
+    let panicking = worker::context_unwinding();
     let empty = match task {
         Some(t) => !t.header().has_scopes(),
         None => scopes::with(|s| s.is_empty()).unwrap_or(true),
@@ -109,7 +110,9 @@ fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
 }
 
 /// How soon a wait whose cancellation is deferred (see `verdict`) looks
-/// again, in case the unwind holding it back is another green thread's.
+/// again: the unwind may end without this wait being woken (a flag left by
+/// an unwind caught while another green thread of the worker was also
+/// unwinding; see `worker::note_unwind`).
 const DEFERRED_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The cancellation pending for the caller, without raising it.
@@ -117,10 +120,15 @@ pub(crate) fn pending() -> Option<Cause> {
     verdict(current_task().as_ref(), None).raise
 }
 
-/// The earliest deadline of an enclosing timeout that has not expired yet,
-/// for shielded waits that must notice when one does.
+/// When a shielded wait must wake up to notice a cancellation it will act
+/// on: the earliest deadline of an enclosing timeout that has not expired,
+/// or soon if a cancellation is deferred (see `verdict`).
 pub(crate) fn next_deadline() -> Option<Instant> {
-    verdict(current_task().as_ref(), None).deadline
+    let v = verdict(current_task().as_ref(), None);
+    if v.deferred {
+        return earliest(v.deadline, Some(Instant::now() + DEFERRED_POLL));
+    }
+    v.deadline
 }
 
 /// A cancellation point that does not suspend: unwinds if the caller's green
@@ -316,7 +324,7 @@ pub(crate) fn yield_current() -> bool {
 #[cold]
 #[inline(never)]
 fn after_yield(h: &raw::Header) {
-    let panicking = std::thread::panicking();
+    let panicking = worker::context_unwinding();
     let cause = if h.has_scopes() {
         scopes::with(|s| s.evaluate(Instant::now(), h.cancel_cause(), panicking))
             .and_then(|v| v.raise)

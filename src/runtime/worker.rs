@@ -392,10 +392,49 @@ pub(crate) struct Worker {
 }
 
 thread_local! {
+    /// Whether this thread was panicking (`std::thread::panicking`) when the
+    /// running green thread was resumed: see `note_unwind`.
+    static SLICE_PANICKING: Cell<bool> = const { Cell::new(false) };
     /// The executor of this thread, if it is one.
     static WORKER: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
     /// The green thread this thread is running now, if any.
     static CURRENT: Cell<Option<NonNull<Header>>> = const { Cell::new(None) };
+}
+
+/// Tells which green thread an unwind on this thread belongs to, at each
+/// switch where one is on its way. The panic count behind
+/// `std::thread::panicking` is per OS thread, so a green thread suspended
+/// in a destructor in the middle of an unwind leaves it set for the others
+/// of its worker. A green thread that was resumed with the thread not
+/// panicking and suspends with it panicking started that unwind itself:
+/// it is flagged, until it suspends with the thread not panicking. Only
+/// the flagged one (or the running one, if the thread was not panicking
+/// when it was resumed) counts as unwinding; see `context_unwinding`. Two
+/// green threads of one worker mid-unwind at once blur this (the second
+/// is not flagged), as does a generator leaked mid-unwind, which keeps the
+/// count for good.
+#[cold]
+#[inline(never)]
+fn note_unwind(h: &Header) {
+    let now = std::thread::panicking();
+    if now && !SLICE_PANICKING.get() {
+        h.local.unwinding.set(true);
+    } else if !now {
+        h.local.unwinding.set(false);
+    }
+    SLICE_PANICKING.set(now);
+}
+
+/// Whether the calling context is in the middle of an unwind of its own:
+/// the running green thread (see `note_unwind`), or this OS thread.
+pub(crate) fn context_unwinding() -> bool {
+    if !std::thread::panicking() {
+        return false;
+    }
+    with_current_task(|t| match t {
+        Some(t) => t.header().local.unwinding.get() || !SLICE_PANICKING.get(),
+        None => true,
+    })
 }
 
 /// Runs `f` with this thread's executor, if it has one.
@@ -932,9 +971,18 @@ impl Worker {
                 stack
             }
             Err(e) => {
-                // No stack to drop the body on: a blocking-pool thread drops
-                // it (it is `Send`), then finishes the green thread.
                 let error = JoinError::no_stack(h, e);
+                if self.fresh.is_none() {
+                    // A `run` thread: the caller's own, where the main body
+                    // (which need not be `Send`) is dropped, as it is run.
+                    // SAFETY: `claim` set STARTED for this thread.
+                    unsafe { task.fail(error) };
+                    finish_unstarted(task);
+                    return false;
+                }
+                // No stack to drop the body on: a blocking-pool thread drops
+                // it (it is `Send`), then finishes the green thread. (Were
+                // no pool thread to be had, `submit` would run it here.)
                 let task = task.clone();
                 self.rt.blocking.submit(Box::new(move || {
                     // SAFETY: `claim` set STARTED for this worker, which hands
@@ -991,6 +1039,10 @@ impl Worker {
             .expect("a started green thread has a coroutine");
         let outcome = co.resume(());
         CURRENT.set(None);
+        // One load of a global that is 0 while nothing panics anywhere.
+        if std::thread::panicking() || SLICE_PANICKING.get() {
+            note_unwind(h);
+        }
         if debugging {
             self.home.running_since.store(0, Ordering::Release);
             *self.home.running.lock().unwrap_or_else(|e| e.into_inner()) = None;

@@ -108,15 +108,21 @@ impl WaitList {
         // notification, never neither (which would lose the wake-up). The
         // one notified is dropped after the lock is released.
         let mut queue = self.lock();
+        // Waiters notified already (through a select's other list): rare, so
+        // the vector allocates only when one shows up.
+        let mut stale = Vec::new();
+        let mut woken = None;
         while let Some(w) = queue.pop_front() {
             self.len.store(queue.len(), Ordering::SeqCst);
             if w.notify() {
-                drop(queue);
-                drop(w);
-                return true;
+                woken = Some(w);
+                break;
             }
+            stale.push(w);
         }
-        false
+        drop(queue);
+        drop(stale);
+        woken.is_some()
     }
 
     /// Wakes every waiter.

@@ -328,6 +328,9 @@ pub(crate) struct Local {
     pub(crate) timer: Cell<u64>,
     /// Index in the home worker's registry of started green threads.
     pub(crate) slot: Cell<usize>,
+    /// It suspended in the middle of an unwind of its own (see
+    /// `worker::note_unwind`); read only while the thread is panicking.
+    pub(crate) unwinding: Cell<bool>,
 }
 
 /// The non-generic part of a green thread.
@@ -403,6 +406,7 @@ impl Header {
                 scopes: UnsafeCell::new(ScopeStack::default()),
                 timer: Cell::new(0),
                 slot: Cell::new(usize::MAX),
+                unwinding: Cell::new(false),
             },
         }
     }
@@ -824,8 +828,8 @@ pub(crate) fn cancel_from_scheduler(task: &TaskRef) {
 /// The last step of every green thread, on whichever thread completed it:
 /// mark it `FINISHED`, wake its joiners and release its place in its `run`,
 /// scope and runtime. `COMPLETE` must already be set and the result stored.
-/// Runs no user code: a scope's cancellation of siblings drops their bodies
-/// under `catch_unwind` (see `fail`).
+/// Runs no user code: a scope's failed child only marks its siblings
+/// cancelled (`cancel_from_scheduler`); each drops its own body.
 pub(crate) fn finish(task: &TaskRef) {
     let h = task.header();
     let waiters = {
@@ -954,9 +958,9 @@ impl LiveCount {
             {
                 report_at = None;
                 debug::warn(format_args!(
-                    "{what} has waited {} ms for {left} green thread(s) to end; they were \
-                     cancelled, so one may be waiting in a destructor or running without \
-                     suspending",
+                    "{what} has waited {} ms for {left} green thread(s) to end; one may be \
+                     waiting in a destructor, running without suspending, or (outside a \
+                     `run`, which cancels) still at work",
                     start.elapsed().as_millis()
                 ));
             }
