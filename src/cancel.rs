@@ -103,7 +103,10 @@ impl Cancelled {
 }
 
 /// Dropping the payload closes the unwind's shield (which applies only
-/// while the unwind is on its way; see the module docs).
+/// while the unwind is on its way; see the module docs). Keep a caught
+/// payload only to re-raise it: while it is alive and another green thread
+/// of the same worker is unwinding, this one's cancellation waits for that
+/// unwind to end.
 impl Drop for Cancelled {
     fn drop(&mut self) {
         crate::scopes::close(crate::scopes::Opened(self.shield));

@@ -242,20 +242,22 @@ impl ScopeStack {
         panicking: bool,
     ) -> Verdict {
         let mut shield = 0;
+        let mut unwind_shield = 0;
         let mut unreported = None;
         for e in &self.entries {
             match e.kind {
                 Kind::Shield => shield = shield.max(e.order),
                 // Only while the unwind is still on its way: once a
-                // `catch_unwind` has stopped it (and kept the payload), it
-                // no longer shields anything.
-                // The thread's own panic count, not `panicking`: this
-                // context raised the unwind the entry stands for, so while
-                // the count is set, it is on its way (unless the payload was
+                // `catch_unwind` has stopped it and dropped the payload, the
+                // entry is gone. Judged by the thread's own panic count, not
+                // `panicking`: a green thread that starts its cancellation
+                // while another of its worker is mid-unwind is not told
+                // apart by `panicking`, and must stay shielded. A payload
                 // caught and kept while another green thread of the worker
-                // unwinds: shielded a while longer then).
+                // unwinds keeps it shielded a while longer (`deferred`
+                // below, so its waits look again).
                 Kind::Unwind(since) if std::thread::panicking() => {
-                    shield = shield.max(e.order);
+                    unwind_shield = unwind_shield.max(e.order);
                     if !e.reported {
                         unreported = Some((e.id, since));
                     }
@@ -264,23 +266,29 @@ impl ScopeStack {
                 Kind::Deadline(_) => {}
             }
         }
+        // Held back by an unwind this context may no longer be in: look again.
+        let doubtful = unwind_shield > shield && !panicking;
+        let shield = shield.max(unwind_shield);
         let mut verdict = Verdict {
             unreported,
             ..Verdict::default()
         };
-        if let Some(cause) = cancelled
-            && shield == 0
-        {
-            if !panicking {
-                verdict.raise = Some(cause);
-                return verdict;
+        if let Some(cause) = cancelled {
+            if shield == 0 {
+                if !panicking {
+                    verdict.raise = Some(cause);
+                    return verdict;
+                }
+                verdict.deferred = true;
+            } else if doubtful {
+                verdict.deferred = true;
             }
-            verdict.deferred = true;
         }
         let mut expired: Option<(Instant, u64, u64)> = None;
         for e in &self.entries {
             let Kind::Deadline(at) = e.kind else { continue };
             if e.order < shield {
+                verdict.deferred |= doubtful && at <= now;
                 continue;
             }
             if at > now {

@@ -469,8 +469,14 @@ fn a_timeout_opened_inside_a_destructor_still_bounds_its_wait() {
 fn a_cancellation_caught_and_kept_is_raised_again_at_the_next_wait() {
     // The shield of a deliberate unwind lasts only while it is on its way:
     // a body that catches the payload and keeps it is cancellable again.
-    let again = stackful::run(|| {
-        let h = stackful::spawn(|| {
+    // A runtime of its own: another test's green thread unwinding on the
+    // same worker would hold the kept payload's shield up meanwhile.
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let started = Arc::new(Event::new());
+    let again = rt.run(|| {
+        let st = started.clone();
+        let h = stackful::spawn(move || {
+            st.set();
             let first = panic::catch_unwind(|| stackful::sleep(Duration::from_secs(3600)));
             let payload = first.unwrap_err(); // kept alive below
             assert!(stackful::Cancelled::is(&*payload));
@@ -479,7 +485,7 @@ fn a_cancellation_caught_and_kept_is_raised_again_at_the_next_wait() {
             drop(payload);
             raised_again
         });
-        stackful::sleep(Duration::from_millis(2));
+        started.wait();
         h.cancel();
         h.join().unwrap()
     });
@@ -771,4 +777,52 @@ fn after_a_generator_is_leaked_mid_unwind_its_worker_still_cancels() {
         })
     });
     assert!(cancelled);
+}
+
+#[test]
+fn a_kept_cancellation_is_raised_again_once_another_unwind_on_the_worker_ends() {
+    struct SlowDrop(Arc<Event>);
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            self.0.set();
+            stackful::sleep(Duration::from_millis(300));
+        }
+    }
+    let took = within(20, || {
+        let rt = one_worker();
+        rt.run(|| {
+            // Y unwinds, waiting in a destructor for 300 ms.
+            let unwinding = Arc::new(Event::new());
+            let u = unwinding.clone();
+            let y = stackful::spawn(move || {
+                let _d = SlowDrop(u);
+                panic!("a bug");
+            });
+            unwinding.wait();
+            // X, on the same worker, catches its cancellation and keeps the
+            // payload meanwhile: its shield stays up while Y unwinds, but
+            // its next wait is cancelled once Y's unwind is over.
+            let started = Arc::new(Event::new());
+            let st = started.clone();
+            let x = stackful::spawn(move || {
+                st.set();
+                let first = panic::catch_unwind(|| stackful::sleep(Duration::from_secs(3600)));
+                let payload = first.unwrap_err(); // kept
+                let start = Instant::now();
+                let second = panic::catch_unwind(|| stackful::sleep(Duration::from_secs(3600)));
+                assert!(second.is_err_and(|p| stackful::Cancelled::is(&*p)));
+                drop(payload);
+                start.elapsed()
+            });
+            started.wait();
+            x.cancel();
+            let took = x.join().unwrap();
+            assert!(y.join().unwrap_err().is_panic());
+            took
+        })
+    });
+    assert!(
+        took < Duration::from_secs(10),
+        "raised again after {took:?}"
+    );
 }

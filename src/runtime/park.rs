@@ -113,7 +113,7 @@ fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
 /// again: the unwind may end without this wait being woken (a flag left by
 /// an unwind caught while another green thread of the worker was also
 /// unwinding; see `worker::note_unwind`).
-const DEFERRED_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+const DEFERRED_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The cancellation pending for the caller, without raising it.
 pub(crate) fn pending() -> Option<Cause> {
