@@ -184,7 +184,8 @@ impl<Y, S> fmt::Debug for Co<Y, S> {
 
 /// The machinery shared by [`Generator`] and [`ScopedGenerator`].
 struct Raw<Y, S, R> {
-    /// `None` only after a close under `panic = "abort"` leaked it.
+    /// `None` only once `leak` gave up on the body (an ignored close, or a
+    /// close under `panic = "abort"`).
     core: Option<Core<Y, S, R>>,
     /// Identity of this generator's close unwind: its unique id.
     token: u64,
@@ -311,7 +312,12 @@ impl<Y, S, R> Raw<Y, S, R> {
             return;
         }
         if cfg!(panic = "abort") {
-            self.leak_under_abort();
+            let who = describe(self.name.as_deref(), self.site);
+            self.leak(
+                &who,
+                "was closed while suspended under panic = \"abort\", so its body cannot be \
+                 unwound (run generators to completion, or build with panic = \"unwind\")",
+            );
             return;
         }
 
@@ -350,51 +356,15 @@ impl<Y, S, R> Raw<Y, S, R> {
         }
     }
 
-    /// Gives up on a body that ignored `close`: its stack is leaked with
-    /// everything on it, as by `mem::forget`, so nothing on it is freed
-    /// while still borrowed, and it never runs again. Warns once.
-    #[cold]
-    fn leak(&mut self, who: &str, why: &str) {
-        self.refuse_leak_if_scoped(who, why);
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| {
-            debug::note(format_args!(
-                "{who} {why}, so its stack is leaked with everything on it and no destructor \
-                 on it runs. (Shown once.)"
-            ))
-        });
-        std::mem::forget(self.core.take());
-    }
-
-    /// Under `panic = "abort"` a suspended body cannot be unwound. Its stack
-    /// and everything on it are leaked instead, as by `mem::forget`: the
-    /// destructors do not run, and the stack is never reused, so nothing on
-    /// it is freed while still in use.
-    #[cold]
-    fn leak_under_abort(&mut self) {
-        self.refuse_leak_if_scoped(
-            &describe(self.name.as_deref(), self.site),
-            "was closed while suspended under panic = \"abort\", so it cannot be unwound",
-        );
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| {
-            debug::note(format_args!(
-                "a suspended generator was closed or dropped under panic = \"abort\", so its \
-                 body cannot be unwound: its destructors do not run and its stack is leaked. \
-                 Run generators to completion, or build with panic = \"unwind\". (Shown once.)"
-            ))
-        });
-        std::mem::forget(self.core.take());
-    }
-}
-
-impl<Y, S, R> Raw<Y, S, R> {
-    /// A scoped generator that cannot be unwound cannot be leaked either:
+    /// Gives up on a body that cannot be unwound (it ignored `close`, or
+    /// `panic = "abort"`): its stack is leaked with everything on it, as by
+    /// `mem::forget`, so nothing on it is freed while still borrowed, and it
+    /// never runs again. Warns once. A scoped generator cannot be leaked:
     /// its body borrows from the caller's frame, and what it started (a
     /// thread in a `std::thread::scope` on its stack, say) would go on using
-    /// that frame after `scoped` returned. The only sound way out is to stop
-    /// the process.
-    fn refuse_leak_if_scoped(&self, who: &str, why: &str) {
+    /// that frame after `scoped` returned; the process stops instead.
+    #[cold]
+    fn leak(&mut self, who: &str, why: &str) {
         if self.scoped {
             debug::note(format_args!(
                 "scoped {who} {why}. Its body borrows from the caller's frame, so its stack \
@@ -404,6 +374,14 @@ impl<Y, S, R> Raw<Y, S, R> {
             ));
             std::process::abort();
         }
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            debug::note(format_args!(
+                "{who} {why}, so its stack is leaked with everything on it and no destructor \
+                 on it runs. (Shown once.)"
+            ))
+        });
+        std::mem::forget(self.core.take());
     }
 }
 

@@ -73,6 +73,7 @@ mod blocking;
 pub mod cancel;
 mod debug;
 pub mod generator;
+mod ids;
 pub mod runtime;
 mod scopes;
 pub mod stack;

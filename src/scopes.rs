@@ -42,9 +42,11 @@
 //! [`Kind::Unwind`] shield on the stack it starts from, and the [`Cancelled`]
 //! payload closes it when it is dropped: when the unwind is caught by its
 //! catcher (the green thread's root, its `timeout`, the generator), or when
-//! user code swallows it. The shield applies only while the unwind is on its
-//! way, which `std::thread::panicking` tells (a `catch_unwind` that stops it
-//! ends that even if it keeps the payload). Meanwhile the waits in its
+//! user code swallows it. The shield applies only while the thread's panic
+//! count (`std::thread::panicking`) is set: a `catch_unwind` that stops the
+//! unwind and keeps the payload ends it, unless another green thread of the
+//! worker is unwinding meanwhile (then its waits look again every few
+//! milliseconds until that ends). Meanwhile the waits in its
 //! destructors behave as if inside [`shield`](crate::shield): they take as
 //! long as what they wait for, and only a `timeout` opened inside the
 //! destructor can cut them short.
@@ -72,7 +74,7 @@ use std::time::Instant;
 use crate::cancel::Cause;
 
 /// What a scope does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {
     /// A timeout: unwind its body once this instant has passed.
     Deadline(Instant),
@@ -121,10 +123,11 @@ pub(crate) struct Verdict {
     /// For debug mode: the innermost such unwind not reported yet, by its
     /// shield's id, and when it began.
     pub(crate) unreported: Option<(u64, Instant)>,
-    /// A cancellation is due but held back because an unwind is on its way
-    /// on this thread: raising it would start a second unwind inside a
-    /// destructor, which aborts. The waiter looks again soon (the unwind
-    /// may be another green thread's: the panic count is per OS thread).
+    /// A cancellation is due but held back because this context is in the
+    /// middle of an unwind (raising it would start a second unwind inside a
+    /// destructor, which aborts), or may be (a caught payload kept while
+    /// another green thread of the worker unwinds). The waiter looks again
+    /// soon.
     pub(crate) deferred: bool,
 }
 
@@ -335,21 +338,13 @@ impl GeneratorMeta {
     }
 }
 
-/// A process-unique generator id (never 0), taken in blocks per thread so
-/// that creating generators does not share a counter between threads.
+/// A process-unique generator id (see `crate::ids`).
 pub(crate) fn next_generator_id() -> u64 {
-    const BLOCK: u64 = 1024;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     thread_local! {
         static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
     }
-    let (mut next, mut end) = IDS.get();
-    if next == end {
-        next = NEXT.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
-        end = next + BLOCK;
-    }
-    IDS.set((next + 1, end));
-    next
+    crate::ids::next(&NEXT, &IDS)
 }
 
 thread_local! {

@@ -699,39 +699,41 @@ fn regression_a_destructor_can_cancel_and_join_a_helper_on_its_own_worker() {
 
 #[test]
 fn another_green_threads_unwind_does_not_hold_back_a_timeout_or_a_scope() {
-    struct SlowDrop;
+    /// Waits a second in its destructor, then notes when that unwind ended.
+    struct SlowDrop(Arc<std::sync::Mutex<Option<Instant>>>);
     impl Drop for SlowDrop {
         fn drop(&mut self) {
-            stackful::sleep(Duration::from_millis(400));
+            stackful::sleep(Duration::from_secs(1));
+            *self.0.lock().unwrap() = Some(Instant::now());
         }
     }
-    let (timed, scoped) = within(20, || {
+    let unwound = Arc::new(std::sync::Mutex::new(None));
+    let u = unwound.clone();
+    let (timed, scoped) = within(20, move || {
         let rt = one_worker();
-        rt.run(|| {
-            // Mid-unwind, waiting in a destructor, from 5 ms to 405 ms.
-            let a = stackful::spawn(|| {
-                let _d = SlowDrop;
+        rt.run(move || {
+            // Mid-unwind, waiting in a destructor, for a second.
+            let a = stackful::spawn(move || {
+                let _d = SlowDrop(u);
                 stackful::sleep(Duration::from_millis(5));
                 panic!("a bug");
             });
             stackful::sleep(Duration::from_millis(10));
             let b = stackful::spawn(|| {
-                let start = Instant::now();
                 let r = stackful::timeout(Duration::from_millis(20), || {
                     stackful::sleep(Duration::from_secs(3600))
                 });
                 assert!(r.is_err());
-                start.elapsed()
+                Instant::now()
             });
             let o = stackful::spawn(|| {
-                let start = Instant::now();
                 let r = stackful::timeout(Duration::from_millis(20), || {
                     stackful::scope(|s| {
                         s.spawn(|| stackful::sleep(Duration::from_secs(3600)));
                     })
                 });
                 assert!(r.is_err());
-                start.elapsed()
+                Instant::now()
             });
             let timed = b.join().unwrap();
             let scoped = o.join().unwrap();
@@ -739,9 +741,10 @@ fn another_green_threads_unwind_does_not_hold_back_a_timeout_or_a_scope() {
             (timed, scoped)
         })
     });
-    // Both end at their own deadline, long before the other unwind does.
-    assert!(timed < Duration::from_millis(300), "timeout took {timed:?}");
-    assert!(scoped < Duration::from_millis(300), "scope took {scoped:?}");
+    // Both ended at their own deadline, before the other unwind did.
+    let unwound = unwound.lock().unwrap().expect("the destructor finished");
+    assert!(timed < unwound, "the timeout waited for another's unwind");
+    assert!(scoped < unwound, "the scope waited for another's unwind");
 }
 
 #[test]

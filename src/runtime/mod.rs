@@ -221,21 +221,12 @@ static MAP_LIMIT: LazyLock<usize> = LazyLock::new(|| {
 
 static NEXT_TASK_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// A fresh green thread id. Threads take ids in blocks of 1024, so spawners
-/// on different threads do not share a counter's cache line; ids are unique
-/// but only ordered within one spawning thread.
+/// A fresh green thread id (see `crate::ids`).
 fn next_task_id() -> u64 {
-    const BLOCK: u64 = 1024;
     thread_local! {
         static IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
     }
-    let (mut next, mut end) = IDS.get();
-    if next == end {
-        next = NEXT_TASK_ID.fetch_add(BLOCK, Ordering::Relaxed);
-        end = next + BLOCK;
-    }
-    IDS.set((next + 1, end));
-    next
+    crate::ids::next(&NEXT_TASK_ID, &IDS)
 }
 
 /// Builds a [`Runtime`].
@@ -548,7 +539,7 @@ impl Drop for Runtime {
             if spawned.is_err() {
                 // No thread for it: the workers stay, idle, until the
                 // process ends; nothing is freed while in use.
-                debug::warn(format_args!(
+                debug::note(format_args!(
                     "could not start a thread to finish a Runtime's shutdown; its threads stay"
                 ));
             }

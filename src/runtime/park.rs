@@ -134,9 +134,7 @@ pub(crate) fn next_deadline() -> Option<Instant> {
 /// A cancellation point that does not suspend: unwinds if the caller's green
 /// thread was cancelled or an enclosing timeout expired.
 pub(crate) fn checkpoint() {
-    if let Some(cause) = pending() {
-        Cancelled::raise(cause);
-    }
+    checkpoint_with(());
 }
 
 /// A cancellation point that hands `value` back, or drops it before it
@@ -206,9 +204,7 @@ fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
     let fired = match &task {
         Some(task) => suspend(task, wake_at, Suspend::Wait),
         None => {
-            if worker::with_current(|w| w.is_some()) {
-                scheduler_wait();
-            }
+            refuse_scheduler_loop();
             match wake_at {
                 Some(at) => thread::park_timeout(at.saturating_duration_since(Instant::now())),
                 None => thread::park(),
@@ -314,7 +310,7 @@ pub(crate) fn yield_current() -> bool {
         if h.state.load(std::sync::atomic::Ordering::Relaxed) & raw::CANCELLED != 0
             || h.has_scopes()
         {
-            after_yield(h);
+            after_yield(task);
         }
         true
     })
@@ -323,15 +319,8 @@ pub(crate) fn yield_current() -> bool {
 /// Raises a cancellation pending after a `yield_now`, if any.
 #[cold]
 #[inline(never)]
-fn after_yield(h: &raw::Header) {
-    let panicking = worker::context_unwinding();
-    let cause = if h.has_scopes() {
-        scopes::with(|s| s.evaluate(Instant::now(), h.cancel_cause(), panicking))
-            .and_then(|v| v.raise)
-    } else {
-        h.cancel_cause().filter(|_| !panicking)
-    };
-    if let Some(cause) = cause {
+fn after_yield(task: &TaskRef) {
+    if let Some(cause) = verdict(Some(task), None).raise {
         Cancelled::raise(cause);
     }
 }

@@ -186,19 +186,13 @@ impl<'a> Select<'a> {
         loop {
             let done = self.try_all();
             if let Some((registrations, waiters)) = parked.take() {
-                // The completed operation used its list's notification; any
-                // other list's is passed on (dropping a registration does
-                // that), or a plain receiver on that list would never hear
-                // of its message. With nothing completed, every notification
-                // we had was stale (someone else took the message).
-                let used = done.as_ref().map(SelectedOperation::index);
-                for (index, (registration, waiter)) in
-                    registrations.into_iter().zip(&waiters).enumerate()
-                {
-                    if waiter.is_notified() && (used.is_none() || used == Some(index)) {
-                        registration.consume();
-                    }
-                }
+                // With nothing completed, every notification we had was
+                // stale (someone else took the message).
+                settle(
+                    registrations,
+                    &waiters,
+                    done.as_ref().map(SelectedOperation::index),
+                );
             }
             if let Some(op) = done {
                 return Some(op);
@@ -216,15 +210,7 @@ impl<'a> Select<'a> {
             let recheck = (0..self.ops.len())
                 .find_map(|index| self.ops[index].try_complete().map(|result| (index, result)));
             if let Some((index, result)) = recheck {
-                // The notification of the list we used, if one came, is
-                // used; the others are passed on.
-                for (k, (registration, waiter)) in
-                    registrations.into_iter().zip(&waiters).enumerate()
-                {
-                    if k == index && waiter.is_notified() {
-                        registration.consume();
-                    }
-                }
+                settle(registrations, &waiters, Some(index));
                 let chan = self.ops[index].chan();
                 return Some(SelectedOperation {
                     index,
@@ -237,6 +223,19 @@ impl<'a> Select<'a> {
             }
             park::park(deadline);
             parked = Some((registrations, waiters));
+        }
+    }
+}
+
+/// Ends the registrations of one wait. The completed operation, `used`,
+/// used its list's notification, if one came; any other list's is passed on
+/// (dropping a registration does that), or a plain receiver on that list
+/// would never hear of its message. With no operation completed (`None`),
+/// the notifications are all used up.
+fn settle(registrations: Vec<Registration<'_>>, waiters: &[Arc<Waiter>], used: Option<usize>) {
+    for (index, (registration, waiter)) in registrations.into_iter().zip(waiters).enumerate() {
+        if waiter.is_notified() && used.is_none_or(|u| u == index) {
+            registration.consume();
         }
     }
 }

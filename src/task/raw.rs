@@ -60,10 +60,10 @@ pub(crate) const CANCELLED: u32 = 1 << 5;
 /// A `JoinHandle` exists (or a scope, or `run`, will take the result).
 /// Whoever clears it or sets `STORED` second drops the result; see `STORED`.
 pub(crate) const HANDLE: u32 = 1 << 6;
-/// The result is stored: set by [`finish`] (under the join waiters' lock,
-/// just before it wakes them), always after `COMPLETE`. Final. What
-/// `is_complete` and so every join looks at: a cancellation that drops an
-/// unstarted body sets `COMPLETE` first, to keep workers off it, and the
+/// Finished: set by [`finish`] (under the join waiters' lock, just before
+/// it wakes them), after `COMPLETE` and after the result is stored. Final.
+/// What `is_complete` and so every join looks at: a cancellation that drops
+/// an unstarted body sets `COMPLETE` first, to keep workers off it, and the
 /// body's destructor may take a while (it may even wait).
 pub(crate) const FINISHED: u32 = 1 << 7;
 /// The result is stored. Set right after storing it, by the thread that
@@ -619,12 +619,7 @@ where
             // the body is dropped here, on its own stack, where its
             // destructors may wait like any green thread's code.
             report_never_started(&this.header);
-            let error = match crate::time::shield(|| drop_caught(body)) {
-                Some(payload) if !Cancelled::is(&*payload) => {
-                    JoinError::panic(&this.header, payload)
-                }
-                _ => JoinError::cancelled(&this.header),
-            };
+            let error = drop_body(&this.header, body, JoinError::cancelled(&this.header));
             return this.store(Err(error));
         }
         let result = match panic::catch_unwind(AssertUnwindSafe(body)) {
@@ -638,17 +633,8 @@ where
     unsafe fn fail(p: NonNull<Header>, error: JoinError) {
         // SAFETY: the Vtable contract.
         let this = unsafe { Self::this(p) };
-        // The body's destructor is user code: a panic there is the green
-        // thread's outcome, as a panic in the body would be.
-        // In a shield: the canceller may be cancelled itself (a scope whose
-        // timeout expired), and a destructor's wait must not be cut short.
-        let result = match crate::time::shield(|| drop_caught(this.take_body())) {
-            Some(payload) if !Cancelled::is(&*payload) => {
-                Err(JoinError::panic(&this.header, payload))
-            }
-            _ => Err(error),
-        };
-        this.store(result);
+        let error = drop_body(&this.header, this.take_body(), error);
+        this.store(Err(error));
     }
 
     unsafe fn result_kind(p: NonNull<Header>) -> (bool, bool) {
@@ -703,15 +689,7 @@ where
         // printed it already).
         let user = (body.into_inner(), result.into_inner());
         if let Some(payload) = drop_caught(user) {
-            if debug::enabled() && !Cancelled::is(&*payload) {
-                debug::warn(format_args!(
-                    "the result of green thread {} spawned at {}, which nobody joined, \
-                     panicked when it was dropped",
-                    header.describe(),
-                    header.site
-                ));
-            }
-            discard_payload(payload);
+            report_result_drop_panic(&header, payload);
         }
         drop(header);
     }
@@ -848,7 +826,6 @@ pub(crate) fn finish(task: &TaskRef) {
         }
         w.waker.wake();
     }
-
     if let Some(scope) = &h.scope {
         scope.child_finished(task);
     }
@@ -1022,14 +999,33 @@ pub(crate) fn drop_detached_result<T>(h: &Header, result: Result<T, JoinError>) 
         },
     };
     if let Some(payload) = panicked {
-        if debug::enabled() && !Cancelled::is(&*payload) {
-            debug::warn(format_args!(
-                "the result of green thread {} spawned at {}, which nobody joined, panicked \
-                 when it was dropped",
-                h.describe(),
-                h.site
-            ));
-        }
-        discard_payload(payload);
+        report_result_drop_panic(h, payload);
+    }
+}
+
+/// A result nobody joined panicked when dropped: debug mode says so (the
+/// panic hook has printed the panic already), and the payload goes.
+fn report_result_drop_panic(h: &Header, payload: Box<dyn Any + Send>) {
+    if debug::enabled() && !Cancelled::is(&*payload) {
+        debug::warn(format_args!(
+            "the result of green thread {} spawned at {}, which nobody joined, panicked when it \
+             was dropped",
+            h.describe(),
+            h.site
+        ));
+    }
+    discard_payload(payload);
+}
+
+/// Drops the body of a green thread that will never run, under
+/// `catch_unwind` and in a shield (the canceller may be cancelled itself, a
+/// scope whose timeout expired say, and a destructor's wait must not be cut
+/// short there). Returns its outcome: `otherwise`, or the destructor's
+/// panic, which is the green thread's outcome as a panic of its body would
+/// be.
+fn drop_body<F>(h: &Header, body: F, otherwise: JoinError) -> JoinError {
+    match crate::time::shield(|| drop_caught(body)) {
+        Some(payload) if !Cancelled::is(&*payload) => JoinError::panic(h, payload),
+        _ => otherwise,
     }
 }
