@@ -274,9 +274,14 @@ fn join_all_returns_every_outcome_in_order() {
 
 #[test]
 fn wait_first_completed_then_the_rest() {
+    // The slow one waits for an event set only after the first `wait`
+    // returned, so the order does not depend on timing (an ASan run once
+    // started the fast one more than 60 ms late).
     stackful::run(|| {
-        let slow = stackful::spawn(|| {
-            stackful::sleep(Duration::from_millis(60));
+        let release = Arc::new(stackful::sync::Event::new());
+        let gate = release.clone();
+        let slow = stackful::spawn(move || {
+            gate.wait();
             "slow"
         });
         let fast = stackful::spawn(|| {
@@ -287,6 +292,7 @@ fn wait_first_completed_then_the_rest() {
         assert_eq!(done.len(), 1);
         assert_eq!(pending.len(), 1);
         assert_eq!(done.into_iter().next().unwrap().join().unwrap(), "fast");
+        release.set();
         let (done, pending) = stackful::wait(pending, ReturnWhen::AllCompleted);
         assert!(pending.is_empty());
         assert_eq!(done.into_iter().next().unwrap().join().unwrap(), "slow");
