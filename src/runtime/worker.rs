@@ -464,6 +464,12 @@ pub(crate) fn current_scopes() -> *mut ScopeStack {
     with_current_task(|t| t.map_or(std::ptr::null_mut(), |t| t.header().local.scopes.get()))
 }
 
+/// The task-locals slot of the green thread running on this thread, or null.
+#[inline]
+pub(crate) fn current_locals() -> *const crate::task::local::Slot {
+    with_current_task(|t| t.map_or(std::ptr::null(), |t| &t.header().local.locals as *const _))
+}
+
 /// The green thread running on this thread, if any.
 pub(crate) fn current_task() -> Option<TaskRef> {
     with_current_task(|t| t.cloned())

@@ -6,6 +6,7 @@
 //! blocks the thread, so library code works in both worlds.
 
 pub(crate) mod join;
+pub(crate) mod local;
 pub(crate) mod raw;
 pub(crate) mod scope;
 
@@ -23,6 +24,7 @@ use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, RtShared};
 use raw::{HANDLE, Header, JoinWaiter, STORED, TaskRef, TypedTask};
 
+pub use local::{AccessError, LocalKey};
 pub use join::{AsCompleted, ReturnWhen, as_completed, gather, join_all, wait};
 pub use scope::{Scope, ScopedJoinHandle, scope};
 

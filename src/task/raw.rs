@@ -331,6 +331,9 @@ pub(crate) struct Local {
     /// It suspended in the middle of an unwind of its own (see
     /// `worker::note_unwind`); read only while the thread is panicking.
     pub(crate) unwinding: Cell<bool>,
+    /// Its task-locals (one pointer, null until first used; see
+    /// `task::local`). Last: no switch touches it.
+    pub(crate) locals: crate::task::local::Slot,
 }
 
 /// The non-generic part of a green thread.
@@ -407,6 +410,7 @@ impl Header {
                 timer: Cell::new(0),
                 slot: Cell::new(usize::MAX),
                 unwinding: Cell::new(false),
+                locals: crate::task::local::Slot::new(),
             },
         }
     }
@@ -620,14 +624,14 @@ where
             // destructors may wait like any green thread's code.
             report_never_started(&this.header);
             let error = drop_body(&this.header, body, JoinError::cancelled(&this.header));
-            return this.store(Err(error));
+            return this.store(finish_locals(&this.header, Err(error)));
         }
         let result = match panic::catch_unwind(AssertUnwindSafe(body)) {
             Ok(value) => Ok(value),
             Err(payload) if Cancelled::is(&*payload) => Err(JoinError::cancelled(&this.header)),
             Err(payload) => Err(JoinError::panic(&this.header, payload)),
         };
-        this.store(result);
+        this.store(finish_locals(&this.header, result));
     }
 
     unsafe fn fail(p: NonNull<Header>, error: JoinError) {
@@ -692,6 +696,36 @@ where
             report_result_drop_panic(&header, payload);
         }
         drop(header);
+    }
+}
+
+/// Drops the task-locals of the green thread `h` as it ends, on its own
+/// stack, before its outcome is stored, so a `join` sees their destructors
+/// done. A destructor's panic becomes the outcome of a green thread that
+/// had succeeded; after a failure it is reported (debug mode) and dropped.
+fn finish_locals<T>(h: &Header, result: Result<T, JoinError>) -> Result<T, JoinError> {
+    let Some(payload) = crate::task::local::drop_current() else {
+        return result;
+    };
+    match result {
+        Ok(value) => {
+            if let Some(again) = crate::time::shield(|| drop_caught(value)) {
+                discard_payload(again);
+            }
+            Err(JoinError::panic(h, payload))
+        }
+        Err(e) => {
+            if debug::enabled() && !Cancelled::is(&*payload) {
+                debug::warn(format_args!(
+                    "a task-local of green thread {} spawned at {} panicked when it was dropped, \
+                     after the green thread had failed",
+                    h.describe(),
+                    h.site
+                ));
+            }
+            discard_payload(payload);
+            Err(e)
+        }
     }
 }
 

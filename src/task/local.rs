@@ -1,0 +1,456 @@
+//! Green-thread-local storage: [`task_local!`](crate::task_local) and
+//! [`LocalKey`].
+//!
+//! `thread_local!` is per OS thread, so every green thread of a worker
+//! shares one value. A task-local is per green thread: each one gets its own
+//! value, made on its first access and dropped when the green thread ends,
+//! on the green thread's own stack, before anyone joining it learns its
+//! outcome. Code on a plain OS thread gets a value per thread, as with
+//! `thread_local!`. A generator has no values of its own: it sees those of
+//! the context that resumes it, as a Python generator shares its caller's
+//! `contextvars`.
+//!
+//! # How it is stored
+//!
+//! Each key takes a process-unique index on its first use. A green thread's
+//! header holds one pointer, null until its first access; it then points to
+//! a table of values by index. A green thread that never touches a
+//! task-local pays nothing but that null pointer. A value is boxed once and
+//! never moves, so a reference handed to `with` stays valid while other keys
+//! are added. Only the green thread itself touches its table, on its home
+//! OS thread (a started green thread never leaves it), so values need not be
+//! `Send`.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Declares green-thread-local statics: `thread_local!`'s syntax, one value
+/// per green thread.
+///
+/// Each green thread that touches a key gets its own value, made by the
+/// initializer on its first access and dropped when the green thread ends
+/// (on the green thread, even when it was cancelled, and before a `join` or
+/// `gather` of it returns). On a plain OS thread the value is per thread. A
+/// generator sees the values of whichever green thread (or thread) resumes
+/// it. See [`LocalKey`] for the accessors.
+///
+/// # Examples
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::time::Duration;
+///
+/// stackful::task_local! {
+///     static REQUEST_ID: Cell<u64> = Cell::new(0);
+/// }
+///
+/// let seen = stackful::run(|| {
+///     let workers: Vec<_> = (1..=3)
+///         .map(|id| {
+///             stackful::spawn(move || {
+///                 REQUEST_ID.set(id);
+///                 stackful::sleep(Duration::from_millis(5)); // the others run
+///                 REQUEST_ID.get()
+///             })
+///         })
+///         .collect();
+///     stackful::gather(workers).unwrap()
+/// });
+/// assert_eq!(seen, [1, 2, 3]); // each kept its own
+/// ```
+#[macro_export]
+macro_rules! task_local {
+    () => {};
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr; $($rest:tt)*) => {
+        $crate::task_local!($(#[$attr])* $vis static $name: $t = $init);
+        $crate::task_local!($($rest)*);
+    };
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr) => {
+        $(#[$attr])*
+        $vis static $name: $crate::task::LocalKey<$t> = {
+            fn __stackful_task_local_init() -> $t {
+                $init
+            }
+            $crate::task::LocalKey::new(__stackful_task_local_init)
+        };
+    };
+}
+
+/// A key to a green-thread-local value, declared with
+/// [`task_local!`](crate::task_local).
+///
+/// [`with`](LocalKey::with) lends the calling green thread's value (or the
+/// OS thread's, outside green threads), making it first if need be. As with
+/// `thread_local!`, the value is shared only by reference: use a `Cell` or
+/// `RefCell` to change it, and the shortcuts below for those.
+pub struct LocalKey<T: 'static> {
+    init: fn() -> T,
+    /// The key's index in every table, plus one; 0 until first use.
+    index: AtomicUsize,
+}
+
+/// A task-local was accessed while the values of its green thread (or
+/// thread) were being dropped, from another one's destructor: there is no
+/// value to lend then. Returned by [`LocalKey::try_with`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AccessError;
+
+impl fmt::Debug for AccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessError")
+    }
+}
+
+impl fmt::Display for AccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("task-local value accessed while its green thread's task-locals are dropped")
+    }
+}
+
+impl std::error::Error for AccessError {}
+
+impl<T: 'static> LocalKey<T> {
+    /// A key whose values `init` makes. Use [`task_local!`](crate::task_local)
+    /// rather than calling this.
+    #[doc(hidden)]
+    pub const fn new(init: fn() -> T) -> LocalKey<T> {
+        LocalKey {
+            init,
+            index: AtomicUsize::new(0),
+        }
+    }
+
+    /// Lends the calling green thread's value to `f`, making it first if
+    /// this is its first access.
+    ///
+    /// # Panics
+    ///
+    /// If called from the destructor of another task-local while the green
+    /// thread's (or thread's) values are being dropped; use
+    /// [`try_with`](LocalKey::try_with) there.
+    #[track_caller]
+    pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
+        match self.try_with(f) {
+            Ok(r) => r,
+            Err(e) => panic!(
+                "{e}: a task-local destructor used another task-local; use `LocalKey::try_with` \
+                 there and handle the `AccessError`"
+            ),
+        }
+    }
+
+    /// Like [`with`](LocalKey::with), but returns an error instead of
+    /// panicking while the values are being dropped (and on a thread that
+    /// is exiting, after its own table is gone).
+    pub fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Result<R, AccessError> {
+        let index = self.index();
+        let value = with_table(|table| {
+            let table = table.ok_or(AccessError)?;
+            // SAFETY: the table belongs to the calling context and is
+            // touched only by it; nothing else borrows it now (see
+            // `Table::get_or_init`).
+            unsafe { table.get_or_init(index, self.init) }
+        })?;
+        // SAFETY: the slot at `index` holds a `T` (only this key, whose
+        // values are `T`s, uses the index), boxed, and it lives until the
+        // table is destroyed, which happens only once the context's code has
+        // finished: after every `with` on it has returned.
+        Ok(f(unsafe { &*value.cast::<T>() }))
+    }
+
+    #[inline]
+    fn index(&'static self) -> usize {
+        match self.index.load(Ordering::Relaxed) {
+            0 => self.assign_index(),
+            i => i - 1,
+        }
+    }
+
+    #[cold]
+    fn assign_index(&'static self) -> usize {
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        let mine = NEXT.fetch_add(1, Ordering::Relaxed);
+        match self
+            .index
+            .compare_exchange(0, mine, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => mine - 1,
+            Err(theirs) => theirs - 1, // another thread assigned it first
+        }
+    }
+}
+
+impl<T: 'static> LocalKey<Cell<T>> {
+    /// Sets the value (making it first, and then dropping it, if need be).
+    #[track_caller]
+    pub fn set(&'static self, value: T) {
+        self.with(|cell| cell.set(value));
+    }
+
+    /// A copy of the value.
+    #[track_caller]
+    pub fn get(&'static self) -> T
+    where
+        T: Copy,
+    {
+        self.with(Cell::get)
+    }
+
+    /// Takes the value, leaving `T::default()`.
+    #[track_caller]
+    pub fn take(&'static self) -> T
+    where
+        T: Default,
+    {
+        self.with(Cell::take)
+    }
+
+    /// Replaces the value, returning the old one.
+    #[track_caller]
+    pub fn replace(&'static self, value: T) -> T {
+        self.with(|cell| cell.replace(value))
+    }
+}
+
+impl<T: 'static> LocalKey<RefCell<T>> {
+    /// Lends the value by shared reference.
+    ///
+    /// # Panics
+    ///
+    /// If the value is mutably borrowed, as `RefCell::borrow` does.
+    #[track_caller]
+    pub fn with_borrow<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
+        self.with(|cell| f(&cell.borrow()))
+    }
+
+    /// Lends the value by mutable reference.
+    ///
+    /// # Panics
+    ///
+    /// If the value is borrowed, as `RefCell::borrow_mut` does.
+    #[track_caller]
+    pub fn with_borrow_mut<R>(&'static self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.with(|cell| f(&mut cell.borrow_mut()))
+    }
+
+    /// Sets the value.
+    #[track_caller]
+    pub fn set(&'static self, value: T) {
+        self.with_borrow_mut(|v| *v = value);
+    }
+
+    /// Takes the value, leaving `T::default()`.
+    #[track_caller]
+    pub fn take(&'static self) -> T
+    where
+        T: Default,
+    {
+        self.with_borrow_mut(std::mem::take)
+    }
+
+    /// Replaces the value, returning the old one.
+    #[track_caller]
+    pub fn replace(&'static self, value: T) -> T {
+        self.with_borrow_mut(|v| std::mem::replace(v, value))
+    }
+}
+
+impl<T: 'static> fmt::Debug for LocalKey<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalKey").finish_non_exhaustive()
+    }
+}
+
+/// One value: its box, erased, and how to drop it.
+#[derive(Clone, Copy)]
+struct Value {
+    ptr: *mut (),
+    drop: unsafe fn(*mut ()),
+}
+
+/// The values of one context, by key index.
+#[derive(Default)]
+struct Table {
+    values: Vec<Option<Value>>,
+    /// Being destroyed: no more values are lent or made.
+    dropping: bool,
+}
+
+impl Table {
+    /// The value at `index`, made with `init` if absent: a pointer to a
+    /// boxed `T`.
+    ///
+    /// # Safety
+    ///
+    /// `index` must belong to a key whose values are `T`s, and `self` must
+    /// not be borrowed elsewhere (`init` may re-enter through another key:
+    /// this borrow ends before it runs).
+    unsafe fn get_or_init<T>(&mut self, index: usize, init: fn() -> T) -> Result<*mut (), AccessError> {
+        if self.dropping {
+            return Err(AccessError);
+        }
+        if let Some(Some(v)) = self.values.get(index) {
+            return Ok(v.ptr);
+        }
+        let this: *mut Table = self;
+        // `init` is user code and may use other keys (or this one): it runs
+        // with no borrow of the table held.
+        let boxed = Box::into_raw(Box::new(init())).cast::<()>();
+        // SAFETY: the table outlives this call (the caller's borrow), and no
+        // other reference to it is live now that `init` has returned.
+        let table = unsafe { &mut *this };
+        if table.values.len() <= index {
+            table.values.resize(index + 1, None);
+        }
+        match table.values[index] {
+            // `init` made one for this key itself, through a nested access:
+            // keep that one, which a reference may have been lent to already.
+            Some(existing) => {
+                // SAFETY: `boxed` came from `Box::into_raw` above and was
+                // never shared.
+                drop(unsafe { Box::from_raw(boxed.cast::<T>()) });
+                Ok(existing.ptr)
+            }
+            None => {
+                table.values[index] = Some(Value {
+                    ptr: boxed,
+                    drop: drop_boxed::<T>,
+                });
+                Ok(boxed)
+            }
+        }
+    }
+
+    /// Drops every value, each under `catch_unwind`. Accesses from the
+    /// destructors get an `AccessError`. Returns the first panic.
+    fn destroy(&mut self) -> Option<Box<dyn Any + Send>> {
+        self.dropping = true;
+        let this: *mut Table = self;
+        let mut first = None;
+        let mut i = 0;
+        loop {
+            // SAFETY: no reference into the table is held across the drop
+            // below, which may re-enter `get_or_init` (it returns at once).
+            let table = unsafe { &mut *this };
+            let Some(slot) = table.values.get_mut(i) else { break };
+            i += 1;
+            let Some(value) = slot.take() else { continue };
+            // SAFETY: `value` was made by `get_or_init` with this drop
+            // function for its type, and was just taken out: dropped once.
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| unsafe { (value.drop)(value.ptr) }));
+            if let Err(payload) = outcome {
+                first.get_or_insert(payload);
+            }
+        }
+        first
+    }
+}
+
+/// Drops a `Box<T>` erased by `Table::get_or_init`.
+///
+/// # Safety
+///
+/// `ptr` must come from `Box::<T>::into_raw` and be dropped only once.
+unsafe fn drop_boxed<T>(ptr: *mut ()) {
+    // SAFETY: per the contract.
+    drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
+}
+
+/// A green thread's table: the one pointer its header holds for
+/// task-locals, null until the first access.
+pub(crate) struct Slot(UnsafeCell<Option<Box<Table>>>);
+
+impl Slot {
+    pub(crate) const fn new() -> Slot {
+        Slot(UnsafeCell::new(None))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // A green thread's values are dropped by the green thread as it ends
+        // (`drop_current`), which leaves an empty table behind. A table that
+        // still holds values belongs to a green thread that never finished
+        // on its stack: they may not be `Send`, and this may be another
+        // thread, so they are leaked, not dropped.
+        if let Some(table) = self.0.get_mut().take()
+            && table.values.iter().any(Option::is_some)
+        {
+            std::mem::forget(table);
+        }
+    }
+}
+
+thread_local! {
+    /// The values of this OS thread's own code, outside green threads.
+    static THREAD: ThreadTable = const { ThreadTable(UnsafeCell::new(None)) };
+}
+
+struct ThreadTable(UnsafeCell<Option<Box<Table>>>);
+
+impl Drop for ThreadTable {
+    fn drop(&mut self) {
+        if let Some(mut table) = self.0.get_mut().take() {
+            if let Some(payload) = table.destroy() {
+                crate::debug::warn(format_args!(
+                    "a task-local's destructor panicked at thread exit: {}",
+                    crate::task::panic_message(&*payload).unwrap_or("<non-string payload>")
+                ));
+                crate::task::raw::discard_payload(payload);
+            }
+        }
+    }
+}
+
+/// Runs `f` with the calling context's table (made if need be): the running
+/// green thread's, or the OS thread's. `None` while the OS thread exits.
+#[inline]
+fn with_table<R>(f: impl FnOnce(Option<&mut Table>) -> R) -> R {
+    let slot = crate::runtime::worker::current_locals();
+    if !slot.is_null() {
+        // SAFETY: `current_locals` points at the running green thread's slot,
+        // which only the green thread touches, on this thread; `f` does not
+        // keep the borrow past `get_or_init`'s own care (see there).
+        return f(Some(get_or_make(unsafe { &mut *(*slot).0.get() })));
+    }
+    let mut f = Some(f);
+    let done = THREAD.try_with(|t| {
+        // SAFETY: a thread-local only this thread touches; see above.
+        let table = get_or_make(unsafe { &mut *t.0.get() });
+        (f.take().expect("called once"))(Some(table))
+    });
+    match done {
+        Ok(r) => r,
+        Err(_) => (f.take().expect("not called"))(None),
+    }
+}
+
+fn get_or_make(slot: &mut Option<Box<Table>>) -> &mut Table {
+    slot.get_or_insert_with(Box::default)
+}
+
+/// Drops the task-locals of the green thread running now, as it ends, on
+/// its own stack: called by its root frame after its body returned or
+/// unwound, before its outcome is stored. Inside a shield, so destructors
+/// that wait are not cut short by the green thread's cancellation. Returns
+/// the first panic of a destructor.
+pub(crate) fn drop_current() -> Option<Box<dyn Any + Send>> {
+    let slot = crate::runtime::worker::current_locals();
+    // SAFETY: as in `with_table`: the running green thread's slot, touched
+    // only by it; this borrow ends at once.
+    if slot.is_null() || unsafe { (*(*slot).0.get()).is_none() } {
+        return None;
+    }
+    crate::time::shield(|| {
+        // SAFETY: as above. The table stays in its slot, marked as being
+        // dropped, so accesses from the destructors find it and get an
+        // `AccessError` (and nothing made after this is lost: there is
+        // nothing to make). `destroy` holds no borrow across user code.
+        let table = unsafe { (*(*slot).0.get()).as_deref_mut() }.expect("checked above");
+        table.destroy()
+    })
+}
