@@ -50,6 +50,18 @@ fn main() {
             name: "mutex, 100 x 10 000 increments: ns per increment",
             ns: median_ns_rounds(5, 1_000_000, || cases::mutex(&rt, 100, 10_000)),
         },
+        Row {
+            name: "task_local! with: ns per Cell increment (10 000 000)",
+            ns: median_ns_rounds(7, 10_000_000, || {
+                std::hint::black_box(cases::local_with(&rt, 10_000_000, true));
+            }),
+        },
+        Row {
+            name: "thread_local! with, for scale: ns per Cell increment (10 000 000)",
+            ns: median_ns_rounds(7, 10_000_000, || {
+                std::hint::black_box(cases::local_with(&rt, 10_000_000, false));
+            }),
+        },
     ];
     print_table(
         "runtime (2 workers)",

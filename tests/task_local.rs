@@ -95,7 +95,11 @@ fn values_are_dropped_on_their_green_thread_before_join_returns() {
             stackful::task::current().unwrap().id().as_u64()
         });
         let id = h.join().unwrap();
-        assert_eq!(*log.lock().unwrap(), [Some(id)], "dropped on the green thread, before join returned");
+        assert_eq!(
+            *log.lock().unwrap(),
+            [Some(id)],
+            "dropped on the green thread, before join returned"
+        );
     });
 }
 
@@ -126,7 +130,11 @@ fn a_cancelled_green_thread_drops_its_values_and_their_destructors_may_wait() {
         ready.wait();
         h.cancel();
         assert!(h.join().unwrap_err().is_cancelled());
-        assert_eq!(dropped.load(Ordering::SeqCst), 1, "dropped before join returned");
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            1,
+            "dropped before join returned"
+        );
     });
 }
 
@@ -144,18 +152,27 @@ fn the_main_green_thread_drops_its_values_before_run_returns() {
 #[test]
 fn plain_threads_get_a_value_each_dropped_at_thread_exit() {
     let log = Arc::new(Mutex::new(Vec::new()));
-    std::thread::scope(|s| {
-        for id in 1..=2 {
+    // `std::thread::scope` may return before its threads' thread-locals are
+    // dropped; `join` waits for the whole thread.
+    let threads: Vec<_> = (1..=2)
+        .map(|id| {
             let log = log.clone();
-            s.spawn(move || {
+            std::thread::spawn(move || {
                 ID.set(id);
                 RECORDER.set(Some(Recorder(log)));
                 std::thread::yield_now();
                 assert_eq!(ID.get(), id);
-            });
-        }
-    });
-    assert_eq!(*log.lock().unwrap(), [None, None], "both dropped at thread exit");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(
+        *log.lock().unwrap(),
+        [None, None],
+        "both dropped at thread exit"
+    );
 }
 
 #[test]
@@ -166,8 +183,10 @@ fn a_generator_sees_the_values_of_whoever_resumes_it() {
         let handles: Vec<_> = (1..=2u64)
             .map(|id| {
                 stackful::spawn(move || {
-                    let mut g = Generator::new(|co, ()| loop {
-                        co.yield_(ID.get());
+                    let mut g = Generator::new(|co, ()| {
+                        loop {
+                            co.yield_(ID.get());
+                        }
                     });
                     ID.set(id);
                     let first = g.resume();
@@ -185,7 +204,10 @@ fn a_generator_sees_the_values_of_whoever_resumes_it() {
         stackful::gather(handles).unwrap()
     });
     use GeneratorState::Yielded;
-    assert_eq!(seen, [(Yielded(1), Yielded(10), 10), (Yielded(2), Yielded(20), 20)]);
+    assert_eq!(
+        seen,
+        [(Yielded(1), Yielded(10), 10), (Yielded(2), Yielded(20), 20)]
+    );
     // Outside green threads, the thread's own value.
     ID.set(9);
     let mut g = Generator::new(|co, ()| co.yield_(ID.get()));

@@ -205,3 +205,30 @@ pub fn mutex(rt: &Runtime, tasks: u64, each: u64) {
     });
     assert_eq!(*counter.lock(), tasks * each);
 }
+
+stackful::task_local! {
+    static TASK_COUNTER: std::cell::Cell<u64> = std::cell::Cell::new(0);
+}
+
+thread_local! {
+    static THREAD_COUNTER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// `n` increments of a `task_local!` `Cell` from run's body, or of a
+/// `thread_local!` one (`task == false`), for the cost of `with`.
+pub fn local_with(rt: &Runtime, n: u64, task: bool) -> u64 {
+    rt.run(|| {
+        for _ in 0..n {
+            if std::hint::black_box(task) {
+                TASK_COUNTER.with(|c| c.set(c.get() + 1));
+            } else {
+                THREAD_COUNTER.with(|c| c.set(c.get() + 1));
+            }
+        }
+        if task {
+            TASK_COUNTER.get()
+        } else {
+            THREAD_COUNTER.with(|c| c.get())
+        }
+    })
+}

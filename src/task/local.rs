@@ -88,7 +88,7 @@ macro_rules! task_local {
 /// `RefCell` to change it, and the shortcuts below for those.
 pub struct LocalKey<T: 'static> {
     init: fn() -> T,
-    /// The key's index in every table, plus one; 0 until first use.
+    /// The key's index in every table; `UNASSIGNED` until first use.
     index: AtomicUsize,
 }
 
@@ -120,7 +120,7 @@ impl<T: 'static> LocalKey<T> {
     pub const fn new(init: fn() -> T) -> LocalKey<T> {
         LocalKey {
             init,
-            index: AtomicUsize::new(0),
+            index: AtomicUsize::new(UNASSIGNED),
         }
     }
 
@@ -133,6 +133,7 @@ impl<T: 'static> LocalKey<T> {
     /// thread's (or thread's) values are being dropped; use
     /// [`try_with`](LocalKey::try_with) there.
     #[track_caller]
+    #[inline]
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
         match self.try_with(f) {
             Ok(r) => r,
@@ -146,15 +147,13 @@ impl<T: 'static> LocalKey<T> {
     /// Like [`with`](LocalKey::with), but returns an error instead of
     /// panicking while the values are being dropped (and on a thread that
     /// is exiting, after its own table is gone).
+    #[inline]
     pub fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Result<R, AccessError> {
         let index = self.index();
-        let value = with_table(|table| {
-            let table = table.ok_or(AccessError)?;
-            // SAFETY: the table belongs to the calling context and is
-            // touched only by it; nothing else borrows it now (see
-            // `Table::get_or_init`).
-            unsafe { table.get_or_init(index, self.init) }
-        })?;
+        let value = match lookup(index) {
+            Some(value) => value,
+            None => self.make(index)?,
+        };
         // SAFETY: the slot at `index` holds a `T` (only this key, whose
         // values are `T`s, uses the index), boxed, and it lives until the
         // table is destroyed, which happens only once the context's code has
@@ -162,27 +161,56 @@ impl<T: 'static> LocalKey<T> {
         Ok(f(unsafe { &*value.cast::<T>() }))
     }
 
+    /// The slow path of `try_with`: makes the value. The initializer is
+    /// user code that may use other keys, or this one: no borrow of the
+    /// table is held while it runs.
+    #[cold]
+    #[inline(never)]
+    fn make(&'static self, index: usize) -> Result<*mut (), AccessError> {
+        with_table(|table| match table {
+            Some(table) if !table.dropping => Ok(()),
+            _ => Err(AccessError),
+        })?;
+        let boxed = Box::into_raw(Box::new((self.init)())).cast::<()>();
+        let stored = with_table(|table| {
+            // SAFETY: `index` is this key's, whose values are `T`s, and
+            // `boxed` was made just above and is ours.
+            table.map(|table| unsafe { table.insert::<T>(index, boxed) })
+        });
+        // The thread is exiting and its table went meanwhile: the value
+        // goes too.
+        stored.ok_or_else(|| {
+            // SAFETY: `boxed` was not stored, so it is still ours alone.
+            drop(unsafe { Box::from_raw(boxed.cast::<T>()) });
+            AccessError
+        })
+    }
+
     #[inline]
     fn index(&'static self) -> usize {
         match self.index.load(Ordering::Relaxed) {
-            0 => self.assign_index(),
-            i => i - 1,
+            UNASSIGNED => self.assign_index(),
+            i => i,
         }
     }
 
     #[cold]
     fn assign_index(&'static self) -> usize {
-        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let mine = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(mine < UNASSIGNED / 2, "too many task-local keys");
         match self
             .index
-            .compare_exchange(0, mine, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(UNASSIGNED, mine, Ordering::Relaxed, Ordering::Relaxed)
         {
-            Ok(_) => mine - 1,
-            Err(theirs) => theirs - 1, // another thread assigned it first
+            Ok(_) => mine,
+            Err(theirs) => theirs, // another thread assigned it first
         }
     }
 }
+
+/// `LocalKey::index` before the key's first use.
+const UNASSIGNED: usize = usize::MAX;
 
 impl<T: 'static> LocalKey<Cell<T>> {
     /// Sets the value (making it first, and then dropping it, if need be).
@@ -265,83 +293,75 @@ impl<T: 'static> fmt::Debug for LocalKey<T> {
     }
 }
 
-/// One value: its box, erased, and how to drop it.
-#[derive(Clone, Copy)]
-struct Value {
-    ptr: *mut (),
-    drop: unsafe fn(*mut ()),
-}
-
 /// The values of one context, by key index.
 #[derive(Default)]
 struct Table {
-    values: Vec<Option<Value>>,
+    /// Each value's box, erased; null where none was made. Lookups read
+    /// only this.
+    ptrs: Vec<*mut ()>,
+    /// How to drop each value, by the same index.
+    drops: Vec<Option<unsafe fn(*mut ())>>,
     /// Being destroyed: no more values are lent or made.
     dropping: bool,
 }
 
 impl Table {
-    /// The value at `index`, made with `init` if absent: a pointer to a
-    /// boxed `T`.
+    /// Stores `boxed`, a `Box<T>` erased, at `index`, unless a value is
+    /// there already (made by a nested access from the initializer): then
+    /// drops `boxed` and returns that one, which may be lent already.
     ///
     /// # Safety
     ///
-    /// `index` must belong to a key whose values are `T`s, and `self` must
-    /// not be borrowed elsewhere (`init` may re-enter through another key:
-    /// this borrow ends before it runs).
-    unsafe fn get_or_init<T>(&mut self, index: usize, init: fn() -> T) -> Result<*mut (), AccessError> {
-        if self.dropping {
-            return Err(AccessError);
+    /// `index` must belong to a key whose values are `T`s, and `boxed` must
+    /// come from `Box::<T>::into_raw`, owned by the caller.
+    unsafe fn insert<T>(&mut self, index: usize, boxed: *mut ()) -> *mut () {
+        if self.ptrs.len() <= index {
+            self.ptrs.resize(index + 1, std::ptr::null_mut());
+            self.drops.resize(index + 1, None);
         }
-        if let Some(Some(v)) = self.values.get(index) {
-            return Ok(v.ptr);
+        let existing = self.ptrs[index];
+        if !existing.is_null() {
+            // SAFETY: per the contract, the caller's box, never shared.
+            drop(unsafe { Box::from_raw(boxed.cast::<T>()) });
+            return existing;
         }
-        let this: *mut Table = self;
-        // `init` is user code and may use other keys (or this one): it runs
-        // with no borrow of the table held.
-        let boxed = Box::into_raw(Box::new(init())).cast::<()>();
-        // SAFETY: the table outlives this call (the caller's borrow), and no
-        // other reference to it is live now that `init` has returned.
-        let table = unsafe { &mut *this };
-        if table.values.len() <= index {
-            table.values.resize(index + 1, None);
-        }
-        match table.values[index] {
-            // `init` made one for this key itself, through a nested access:
-            // keep that one, which a reference may have been lent to already.
-            Some(existing) => {
-                // SAFETY: `boxed` came from `Box::into_raw` above and was
-                // never shared.
-                drop(unsafe { Box::from_raw(boxed.cast::<T>()) });
-                Ok(existing.ptr)
-            }
-            None => {
-                table.values[index] = Some(Value {
-                    ptr: boxed,
-                    drop: drop_boxed::<T>,
-                });
-                Ok(boxed)
-            }
-        }
+        self.ptrs[index] = boxed;
+        self.drops[index] = Some(drop_boxed::<T>);
+        boxed
     }
 
-    /// Drops every value, each under `catch_unwind`. Accesses from the
-    /// destructors get an `AccessError`. Returns the first panic.
-    fn destroy(&mut self) -> Option<Box<dyn Any + Send>> {
+    /// Marks the table as being destroyed and takes its values out, for
+    /// [`drop_values`]: lookups (which do not check `dropping`) find nothing
+    /// from here on, and `make` refuses.
+    fn take_for_drop(&mut self) -> Values {
         self.dropping = true;
-        let this: *mut Table = self;
+        Values {
+            ptrs: std::mem::take(&mut self.ptrs),
+            drops: std::mem::take(&mut self.drops),
+        }
+    }
+}
+
+/// A table's values, taken out to be dropped.
+struct Values {
+    ptrs: Vec<*mut ()>,
+    drops: Vec<Option<unsafe fn(*mut ())>>,
+}
+
+impl Values {
+    /// Drops every value, each under `catch_unwind`, with no borrow of the
+    /// table held (destructors may look keys up: they get an
+    /// `AccessError`). Returns the first panic.
+    fn drop_all(self) -> Option<Box<dyn Any + Send>> {
         let mut first = None;
-        let mut i = 0;
-        loop {
-            // SAFETY: no reference into the table is held across the drop
-            // below, which may re-enter `get_or_init` (it returns at once).
-            let table = unsafe { &mut *this };
-            let Some(slot) = table.values.get_mut(i) else { break };
-            i += 1;
-            let Some(value) = slot.take() else { continue };
-            // SAFETY: `value` was made by `get_or_init` with this drop
-            // function for its type, and was just taken out: dropped once.
-            let outcome = panic::catch_unwind(AssertUnwindSafe(|| unsafe { (value.drop)(value.ptr) }));
+        for (ptr, drop) in self.ptrs.into_iter().zip(self.drops) {
+            let Some(drop) = drop.filter(|_| !ptr.is_null()) else {
+                continue;
+            };
+            // SAFETY: `ptr` was stored by `insert` with this drop function
+            // for its type, and is dropped once: the vectors that held it
+            // are consumed.
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| unsafe { drop(ptr) }));
             if let Err(payload) = outcome {
                 first.get_or_insert(payload);
             }
@@ -350,7 +370,7 @@ impl Table {
     }
 }
 
-/// Drops a `Box<T>` erased by `Table::get_or_init`.
+/// Drops a `Box<T>` erased by `Table::insert`.
 ///
 /// # Safety
 ///
@@ -378,7 +398,7 @@ impl Drop for Slot {
         // on its stack: they may not be `Send`, and this may be another
         // thread, so they are leaked, not dropped.
         if let Some(table) = self.0.get_mut().take()
-            && table.values.iter().any(Option::is_some)
+            && table.ptrs.iter().any(|p| !p.is_null())
         {
             std::mem::forget(table);
         }
@@ -394,14 +414,14 @@ struct ThreadTable(UnsafeCell<Option<Box<Table>>>);
 
 impl Drop for ThreadTable {
     fn drop(&mut self) {
-        if let Some(mut table) = self.0.get_mut().take() {
-            if let Some(payload) = table.destroy() {
-                crate::debug::warn(format_args!(
-                    "a task-local's destructor panicked at thread exit: {}",
-                    crate::task::panic_message(&*payload).unwrap_or("<non-string payload>")
-                ));
-                crate::task::raw::discard_payload(payload);
-            }
+        if let Some(mut table) = self.0.get_mut().take()
+            && let Some(payload) = table.take_for_drop().drop_all()
+        {
+            crate::debug::warn(format_args!(
+                "a task-local's destructor panicked at thread exit: {}",
+                crate::task::panic_message(&*payload).unwrap_or("<non-string payload>")
+            ));
+            crate::task::raw::discard_payload(payload);
         }
     }
 }
@@ -414,7 +434,7 @@ fn with_table<R>(f: impl FnOnce(Option<&mut Table>) -> R) -> R {
     if !slot.is_null() {
         // SAFETY: `current_locals` points at the running green thread's slot,
         // which only the green thread touches, on this thread; `f` does not
-        // keep the borrow past `get_or_init`'s own care (see there).
+        // keep the borrow: it ends before any user code runs (see `make`).
         return f(Some(get_or_make(unsafe { &mut *(*slot).0.get() })));
     }
     let mut f = Some(f);
@@ -427,6 +447,28 @@ fn with_table<R>(f: impl FnOnce(Option<&mut Table>) -> R) -> R {
         Ok(r) => r,
         Err(_) => (f.take().expect("not called"))(None),
     }
+}
+
+/// The fast path of `try_with`: the calling context's value at `index`,
+/// if it has been made.
+#[inline]
+fn lookup(index: usize) -> Option<*mut ()> {
+    let slot = crate::runtime::worker::current_locals();
+    let find = |table: &Option<Box<Table>>| {
+        let ptr = *table.as_ref()?.ptrs.get(index)?;
+        (!ptr.is_null()).then_some(ptr)
+    };
+    if !slot.is_null() {
+        // SAFETY: `current_locals` points at the running green thread's
+        // slot, which only the green thread touches, on this thread; the
+        // borrow ends here.
+        return find(unsafe { &*(*slot).0.get() });
+    }
+    // SAFETY: a thread-local only this thread touches; the borrow ends here.
+    THREAD
+        .try_with(|t| find(unsafe { &*t.0.get() }))
+        .ok()
+        .flatten()
 }
 
 fn get_or_make(slot: &mut Option<Box<Table>>) -> &mut Table {
@@ -445,12 +487,11 @@ pub(crate) fn drop_current() -> Option<Box<dyn Any + Send>> {
     if slot.is_null() || unsafe { (*(*slot).0.get()).is_none() } {
         return None;
     }
-    crate::time::shield(|| {
-        // SAFETY: as above. The table stays in its slot, marked as being
-        // dropped, so accesses from the destructors find it and get an
-        // `AccessError` (and nothing made after this is lost: there is
-        // nothing to make). `destroy` holds no borrow across user code.
-        let table = unsafe { (*(*slot).0.get()).as_deref_mut() }.expect("checked above");
-        table.destroy()
-    })
+    // SAFETY: as above. The table stays in its slot, marked as being
+    // dropped, so accesses from the destructors find it and get an
+    // `AccessError`. The borrow ends before any destructor runs.
+    let values = unsafe { (*(*slot).0.get()).as_deref_mut() }
+        .expect("checked above")
+        .take_for_drop();
+    crate::time::shield(|| values.drop_all())
 }

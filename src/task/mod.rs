@@ -24,8 +24,8 @@ use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, RtShared};
 use raw::{HANDLE, Header, JoinWaiter, STORED, TaskRef, TypedTask};
 
-pub use local::{AccessError, LocalKey};
 pub use join::{AsCompleted, ReturnWhen, as_completed, gather, join_all, wait};
+pub use local::{AccessError, LocalKey};
 pub use scope::{Scope, ScopedJoinHandle, scope};
 
 /// The identity of a green thread, unique within the process. Ids taken on
