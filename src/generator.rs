@@ -126,7 +126,7 @@ impl<Y, S> Co<Y, S> {
         match self.suspend(value) {
             Resume::Value(s) => s,
             Resume::Close(token) => Cancelled::raise(Cause::Close(token)),
-            Resume::Throw(payload) => raise_thrown(payload),
+            Resume::Throw(payload) => raise_thrown(*payload),
         }
     }
 
@@ -204,8 +204,8 @@ impl<Y, S> Co<Y, S> {
 /// Raises a payload thrown in by [`Generator::throw`] at the `yield_` (or
 /// the start of the body) where the body is.
 #[cold]
-fn raise_thrown(payload: Box<Box<dyn Any + Send>>) -> ! {
-    panic::resume_unwind(*payload)
+fn raise_thrown(payload: Box<dyn Any + Send>) -> ! {
+    panic::resume_unwind(payload)
 }
 
 impl<Y, S> fmt::Debug for Co<Y, S> {

@@ -37,6 +37,28 @@ fn run_case(case: &str) {
             let mut g = Generator::new(|co: &Co<u64>, ()| co.yield_(recurse(0)));
             g.resume();
         }
+        "main_green_thread_overflow" => {
+            // The global `run`'s main green thread: its 256 KiB stack is
+            // raised through the global runtime, not `task::Builder`.
+            stackful::run(|| recurse(0));
+        }
+        "runtime_run_main_overflow" => {
+            let rt = stackful::Runtime::builder()
+                .workers(1)
+                .stack_size(64 * 1024)
+                .build()
+                .unwrap();
+            rt.run(|| recurse(0));
+        }
+        "spawned_green_thread_overflow" => {
+            stackful::run(|| {
+                let _ = stackful::task::Builder::new()
+                    .name("digger")
+                    .spawn(|| recurse(0))
+                    .unwrap()
+                    .join();
+            });
+        }
         "thread_overflow_after_install" => {
             // Install stackful's handler first, then overflow a plain thread.
             Generator::new(|co: &Co<()>, ()| co.yield_(())).resume();
@@ -201,7 +223,9 @@ fn run_case(case: &str) {
 /// Runs `case` in a child and returns (signal, stderr).
 fn child(case: &str) -> (Option<i32>, String) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.env(CASE, case);
+    cmd.env(CASE, case)
+        .env_remove("STACKFUL_STACK_SIZE")
+        .env_remove("STACKFUL_WORKERS");
     let out = common::output_within_a_minute(cmd, case);
     (
         out.status.signal(),
@@ -241,6 +265,37 @@ fn main() {
             "256 KiB",
         ],
         &["survived"],
+    );
+    expect(
+        "main_green_thread_overflow",
+        Some(libc::SIGABRT),
+        &[
+            "stackful: coroutine `main` (a main green thread of `run` created at tests/crash.rs:",
+            "overflowed its 256 KiB stack; raise its stack with \
+             `Runtime::builder().stack_size(bytes).build_global()` before the first \
+             `stackful::run`",
+            "STACKFUL_STACK_SIZE=<bytes>",
+        ],
+        &["task::Builder::stack_size", "src/runtime", "survived"],
+    );
+    expect(
+        "runtime_run_main_overflow",
+        Some(libc::SIGABRT),
+        &[
+            "stackful: coroutine `main` (a main green thread of `run` created at tests/crash.rs:",
+            "overflowed its 64 KiB stack",
+            "(`.build()` for a `Runtime::run`)",
+        ],
+        &["task::Builder::stack_size", "src/runtime", "survived"],
+    );
+    expect(
+        "spawned_green_thread_overflow",
+        Some(libc::SIGABRT),
+        &[
+            "stackful: coroutine `digger` (a green thread created at tests/crash.rs:",
+            "`stackful::task::Builder::stack_size`",
+        ],
+        &["build_global", "survived"],
     );
     expect(
         "thread_overflow_after_install",
