@@ -214,6 +214,55 @@ fn run_case(case: &str) {
                 outcome.0, outcome.1
             );
         }
+        "burst_of_spawns_fails_at_start" => {
+            // A burst beyond the mapping limit, spawned while the only
+            // worker is held so that none starts: every spawn is accepted.
+            // Then they start; those that find no stack fail at start, and
+            // their join says which limit refused.
+            use std::sync::Arc;
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            let limit = stackful::stack::MapLimit::current().expect("no vm.max_map_count");
+            let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+            let (gate, busy) = common::hold_the_worker(&rt);
+            let event = Arc::new(stackful::sync::Event::new());
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let burst = limit.stacks + 300;
+            let handles: Vec<_> = (0..burst)
+                .map(|_| {
+                    let (event, waiting) = (event.clone(), waiting.clone());
+                    // Panics if the spawn is refused.
+                    rt.spawn(move || {
+                        waiting.fetch_add(1, Ordering::SeqCst);
+                        event.wait();
+                    })
+                })
+                .collect();
+            eprintln!("all {burst} spawns accepted");
+            gate.store(true, Ordering::SeqCst);
+            busy.join().unwrap();
+            // Until each has started and waits, or failed.
+            loop {
+                let failed = handles.iter().filter(|h| h.is_finished()).count();
+                if failed + waiting.load(Ordering::SeqCst) == burst {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            event.set();
+            let mut errors = Vec::new();
+            for h in handles {
+                if let Err(e) = h.join() {
+                    errors.push(e);
+                }
+            }
+            assert_eq!(errors.len() + waiting.load(Ordering::SeqCst), burst);
+            assert!(!errors.is_empty(), "no green thread failed at start");
+            eprintln!(
+                "{} of the burst failed at start; the first: {}",
+                errors.len(),
+                errors[0]
+            );
+        }
         other => panic!("unknown crash case {other}"),
     }
     eprintln!("case {case} survived");
@@ -307,8 +356,9 @@ fn main() {
         "mmap_failure_is_an_error",
         None,
         &[
-            "could not create a 524288 KiB coroutine stack: mmap failed",
-            "vm.max_map_count",
+            "could not create a 524288 KiB coroutine stack: the kernel refused it (mmap failed: \
+             Cannot allocate memory (os error 12))",
+            "the mapping limit is not reached",
             "survived",
         ],
         &[],
@@ -322,8 +372,9 @@ fn main() {
     if limit > 200_000 {
         println!("test max_map_count_reached ... skipped (vm.max_map_count is {limit})");
         println!("test green_thread_map_limit ... skipped (vm.max_map_count is {limit})");
+        println!("test burst_of_spawns_fails_at_start ... skipped (vm.max_map_count is {limit})");
     } else {
-        map_limit_cases();
+        map_limit_cases(limit);
     }
     expect(
         "wild_fault_after_install",
@@ -366,25 +417,39 @@ fn main() {
     );
 }
 
-fn map_limit_cases() {
+fn map_limit_cases(max_map_count: u64) {
+    // Every message gives the same figure: 2 mappings a stack, 1024 kept.
+    let figure = format!(
+        "vm.max_map_count = {max_map_count} lets stackful map at most {} stacks",
+        (max_map_count - 1024) / 2
+    );
     expect(
         "max_map_count_reached",
         None,
         &[
-            "reached the kernel's limit on memory mappings",
-            "vm.max_map_count",
+            "refused by stackful's own limit, before asking the kernel",
+            &figure,
             "survived",
         ],
-        &[],
+        &["os error"],
     );
     expect(
         "green_thread_map_limit",
         None,
+        &["cannot spawn another green thread", &figure, "survived"],
+        &[],
+    );
+    expect(
+        "burst_of_spawns_fails_at_start",
+        None,
         &[
-            "cannot spawn another green thread",
-            "vm.max_map_count",
+            "spawns accepted",
+            "failed at start; the first: green thread #",
+            "could not start: could not create a 256 KiB coroutine stack: refused by stackful's \
+             own limit",
+            &figure,
             "survived",
         ],
-        &[],
+        &["os error"],
     );
 }

@@ -27,13 +27,13 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::panic::{self, Location};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Stealer, Worker as Deque};
 use crossbeam_utils::sync::Parker;
-use stackful_arch::{MAX_STACK_SIZE, MIN_STACK_SIZE, Owner};
+use stackful_arch::{MAX_STACK_SIZE, MIN_STACK_SIZE, MapLimit, Owner};
 
 use crate::blocking::BlockingPool;
 use crate::cancel::AbortOnUnwind;
@@ -182,10 +182,12 @@ impl RtShared {
     }
 
     /// Every 64th spawn on a thread: the number of started, unfinished green
-    /// threads (each holds a stack) if it has reached the mapping limit.
-    /// Unstarted ones hold no stack and do not count, so a burst of spawns
-    /// far beyond the limit is fine as long as few of them live at once.
-    fn stacks_over_limit(&self) -> Option<usize> {
+    /// threads (each holds a stack) and the limit, if that number has come
+    /// within [`SPAWN_HEADROOM`] of the mapping limit. Unstarted ones hold no
+    /// stack and do not count, so a burst of spawns far beyond the limit is
+    /// accepted; those that find no stack when they start fail then (see
+    /// `spawn`'s docs).
+    fn stacks_over_limit(&self) -> Option<(usize, MapLimit)> {
         thread_local! {
             static SPAWNS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
         }
@@ -194,8 +196,9 @@ impl RtShared {
         if !n.is_multiple_of(64) {
             return None;
         }
+        let limit = MapLimit::current()?;
         let started: usize = self.homes.iter().map(|h| h.started()).sum();
-        (started >= *MAP_LIMIT).then_some(started)
+        (started >= limit.stacks.saturating_sub(SPAWN_HEADROOM)).then_some((started, limit))
     }
 
     pub(crate) fn notify_idle(&self) {
@@ -210,15 +213,21 @@ impl RtShared {
     }
 }
 
-/// How many live green threads fit under `vm.max_map_count` (two mappings
-/// each, with some room left for the rest of the process).
-static MAP_LIMIT: LazyLock<usize> = LazyLock::new(|| {
-    let limit: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(65530);
-    limit.saturating_sub(2048) / 2
-});
+/// Spawns are refused once the started green threads come within this many
+/// stacks of [`MapLimit::stacks`]: room for generators, pooled stacks and
+/// the green threads spawned meanwhile, so that a steady stream of spawns
+/// meets a spawn error rather than green threads that fail at start.
+const SPAWN_HEADROOM: usize = 512;
+
+/// The error of a spawn refused by `stacks_over_limit`.
+fn too_many_started(live: usize, limit: MapLimit) -> String {
+    format!(
+        "cannot spawn another green thread: {live} have started and not finished, each holding \
+         a stack, and {limit}; spawns are refused {SPAWN_HEADROOM} stacks short of that, so \
+         that what is already spawned still finds stacks. Raise the limit with `sysctl -w \
+         vm.max_map_count=<n>` as root, or keep fewer green threads alive"
+    )
+}
 
 static NEXT_TASK_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -1015,16 +1024,10 @@ where
              down; green threads spawned under `run` may not outlive it",
         ));
     }
-    if let Some(live) = rt.stacks_over_limit() {
+    if let Some((live, limit)) = rt.stacks_over_limit() {
         return Err(io::Error::new(
             io::ErrorKind::OutOfMemory,
-            format!(
-                "cannot spawn another green thread: {live} have started and not finished, and \
-                 each holds a stack, counted as 2 memory mappings, so the kernel's vm.max_map_count \
-                 allows about {} of them. Raise it with `sysctl -w vm.max_map_count=<n>` as \
-                 root, or keep fewer green threads alive",
-                *MAP_LIMIT
-            ),
+            too_many_started(live, limit),
         ));
     }
     check_stack_size(stack_size)?;
@@ -1075,6 +1078,25 @@ mod tests {
         // No overflow on absurd numbers.
         assert!(parse_stack_size("99999999999999999999999G").is_err());
         assert!(parse_stack_size("18014398509481984G").is_err());
+    }
+
+    #[test]
+    fn a_refused_spawn_gives_the_stack_limit_of_the_platform_layer() {
+        let limit = MapLimit::for_max_map_count(65530);
+        let msg = too_many_started(31741, limit);
+        assert!(
+            msg.starts_with(
+                "cannot spawn another green thread: 31741 have started and not finished"
+            ),
+            "{msg}"
+        );
+        // The figure of stackful-arch's own refusals, from the same function.
+        assert!(msg.contains(&limit.to_string()), "{msg}");
+        assert!(
+            msg.contains("vm.max_map_count = 65530 lets stackful map at most 32253 stacks"),
+            "{msg}"
+        );
+        assert!(msg.contains("refused 512 stacks short of that"), "{msg}");
     }
 
     #[test]
