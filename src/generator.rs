@@ -664,7 +664,9 @@ macro_rules! protocol {
         /// out of the body, into an unstarted body, or into a done
         /// generator. Also if the body panics with another payload while
         /// handling it. Under `panic = "abort"` any throw aborts the
-        /// process, as any panic does.
+        /// process, as any panic does; so does a throw into a body left
+        /// suspended in a destructor during an unwind (which a body must not
+        /// do; see `close`), as a panic during an unwind does.
         ///
         /// # Examples
         ///

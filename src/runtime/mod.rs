@@ -3,8 +3,10 @@
 //! A [`Runtime`] owns N worker threads (by default one per available CPU),
 //! an elastic pool of threads for [`spawn_blocking`](crate::spawn_blocking),
 //! and the queues between them. A global one starts lazily the first time
-//! [`run`] or [`spawn`](crate::spawn) needs it; [`Runtime::builder`] makes
-//! explicit ones.
+//! [`run`] or [`spawn`](crate::spawn) needs it, with the settings of
+//! [`Builder::new`] (which reads `STACKFUL_WORKERS` and
+//! `STACKFUL_STACK_SIZE`) unless [`Builder::build_global`] configured it
+//! first; [`Runtime::builder`] makes explicit ones.
 //!
 //! # The soundness rule
 //!
