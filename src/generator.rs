@@ -15,12 +15,14 @@
 //! | `next(g)`, `for v in g` | `g.resume()`, `for v in g` (when `S = ()`) |
 //! | `return r` / `StopIteration(r)` | the body returns `r` → `Complete(r)` |
 //! | `g.close()` / `GeneratorExit` | `g.close()`: unwinds the body, destructors run |
+//! | `g.throw(exc)` | `g.throw(Box::new(exc))`: a panic at the body's `yield_` |
 //! | `r = yield from sub` | `let r = co.yield_from(sub, first);` |
 //!
 //! # Lifecycle
 //!
 //! A generator is *unstarted* until the first `send`, *suspended* in a
-//! `yield_` after that, and *done* once the body returns, panics or is
+//! `yield_` after that, and *done* once the body returns, panics (a
+//! [thrown](Generator::throw) payload it lets through included) or is
 //! closed. Dropping it closes it. Its stack comes from the stack pool and
 //! goes back there when it is done, so creating generators in a loop is
 //! cheap (see the benchmarks in the README).
@@ -56,6 +58,10 @@ enum Resume<S> {
     /// Close the generator: the pending `yield_` starts the close unwind,
     /// tagged with this token.
     Close(u64),
+    /// Raise this payload at the pending `yield_` (or at the body's start).
+    /// Boxed once more so that `Resume` stays as small as it was (a thin
+    /// pointer): every switch moves one, and a throw is rare.
+    Throw(Box<Box<dyn Any + Send>>),
 }
 
 /// How the body ended, as the coroutine reports it to the caller.
@@ -91,7 +97,9 @@ impl<Y, S> Co<Y, S> {
     ///
     /// # Panics
     ///
-    /// If the generator is closed while suspended here, this does not return:
+    /// If a payload is [thrown](Generator::throw) in while suspended here,
+    /// this raises it, as `resume_unwind` does. If the generator is closed
+    /// while suspended here, this does not return:
     /// it starts the close unwind (see [`Cancelled`]). A body that yields
     /// again while it is being closed (from a destructor, or after a
     /// `catch_unwind` swallowed the unwind) is never resumed: see
@@ -115,6 +123,16 @@ impl<Y, S> Co<Y, S> {
     #[inline]
     #[track_caller]
     pub fn yield_(&self, value: Y) -> S {
+        match self.suspend(value) {
+            Resume::Value(s) => s,
+            Resume::Close(token) => Cancelled::raise(Cause::Close(token)),
+            Resume::Throw(payload) => raise_thrown(*payload),
+        }
+    }
+
+    /// Suspends the body and returns what the caller resumed it with.
+    #[inline]
+    fn suspend(&self, value: Y) -> Resume<S> {
         // Timeouts and shields opened on this stack stop applying while the
         // generator is suspended (PEP 789); one load when there are none.
         let scoped = self.meta.open_scopes.get() != 0;
@@ -125,22 +143,23 @@ impl<Y, S> Co<Y, S> {
         // reference corosensei passed it, and the body (the only place a
         // `&Co` exists) runs inside that closure's call.
         let resumed = unsafe { &*self.yielder }.suspend(value);
+        // Back in the context that resumed it before anything is raised, so
+        // a close or a throw unwinds through its scopes where they now are.
         if scoped {
             scopes::generator_resumed(&self.meta);
         }
-        match resumed {
-            Resume::Value(s) => s,
-            Resume::Close(token) => Cancelled::raise(Cause::Close(token)),
-        }
+        resumed
     }
 
     /// Runs the sub-generator `sub` to completion inside this one and returns
     /// its return value: Python's `r = yield from sub`.
     ///
     /// `sub` is started with `first`. Each value it yields is yielded out of
-    /// this generator, and each value sent in is passed on to it. If this
-    /// generator is closed meanwhile, `sub` is closed too (it is dropped
-    /// during the unwind).
+    /// this generator, and each value sent in is passed on to it, as is a
+    /// payload [thrown](Generator::throw) in (PEP 380): `sub` sees it at its
+    /// own `yield_`, and only if it lets it propagate does it reach this
+    /// body, out of `yield_from`. If this generator is closed meanwhile,
+    /// `sub` is closed too (it is dropped during the unwind).
     ///
     /// # Panics
     ///
@@ -169,11 +188,24 @@ impl<Y, S> Co<Y, S> {
         let mut state = sub.send(first);
         loop {
             match state {
-                GeneratorState::Yielded(y) => state = sub.send(self.yield_(y)),
+                GeneratorState::Yielded(y) => {
+                    state = match self.suspend(y) {
+                        Resume::Value(s) => sub.send(s),
+                        Resume::Throw(payload) => sub.throw(*payload),
+                        Resume::Close(token) => Cancelled::raise(Cause::Close(token)),
+                    }
+                }
                 GeneratorState::Complete(r) => return r,
             }
         }
     }
+}
+
+/// Raises a payload thrown in by [`Generator::throw`] at the `yield_` (or
+/// the start of the body) where the body is.
+#[cold]
+fn raise_thrown(payload: Box<dyn Any + Send>) -> ! {
+    panic::resume_unwind(payload)
 }
 
 impl<Y, S> fmt::Debug for Co<Y, S> {
@@ -238,8 +270,14 @@ impl<Y, S, R> Raw<Y, S, R> {
         // methods, while the name is alive.
         unsafe { stack.set_label(label) };
         let wrapper = move |yielder: &Yielder<Resume<S>, Y>, first: Resume<S>| {
-            let Resume::Value(first) = first else {
-                return Outcome::Closed; // closed before it started: `body` is dropped
+            let first = match first {
+                Resume::Value(first) => first,
+                // Closed before it started: `body` is dropped unrun.
+                Resume::Close(_) => return Outcome::Closed,
+                // Thrown into before it started: raised at the start of the
+                // body, where nothing can catch it (Python's throw into a
+                // just-created generator). `body` is dropped unrun.
+                Resume::Throw(payload) => return Outcome::Panicked(*payload),
             };
             let co = Co {
                 yielder,
@@ -275,13 +313,15 @@ impl<Y, S, R> Raw<Y, S, R> {
                  was closed); check `is_done()` first, a generator cannot be restarted"
             ),
         };
-        match core.resume(Resume::Value(value)) {
-            CoroutineResult::Yield(y) => GeneratorState::Yielded(y),
-            CoroutineResult::Return(Outcome::Returned(r)) => GeneratorState::Complete(r),
-            CoroutineResult::Return(Outcome::Panicked(payload)) => panic::resume_unwind(payload),
-            CoroutineResult::Return(Outcome::Closed) => {
-                unreachable!("a generator reported a close it was never asked for")
-            }
+        state(core.resume(Resume::Value(value)))
+    }
+
+    fn throw(&mut self, payload: Box<dyn Any + Send>) -> GeneratorState<Y, R> {
+        match &mut self.core {
+            Some(core) if !core.done() => state(core.resume(Resume::Throw(Box::new(payload)))),
+            // Python re-raises an exception thrown into an exhausted
+            // generator in the caller; so does this.
+            _ => panic::resume_unwind(payload),
         }
     }
 
@@ -382,6 +422,22 @@ impl<Y, S, R> Raw<Y, S, R> {
             ))
         });
         std::mem::forget(self.core.take());
+    }
+}
+
+/// What `send` or `throw` returns, given how the resumed body stopped.
+#[inline]
+fn state<Y, R>(result: CoroutineResult<Y, Outcome<R>>) -> GeneratorState<Y, R> {
+    match result {
+        CoroutineResult::Yield(y) => GeneratorState::Yielded(y),
+        CoroutineResult::Return(Outcome::Returned(r)) => GeneratorState::Complete(r),
+        CoroutineResult::Return(Outcome::Panicked(payload)) => panic::resume_unwind(payload),
+        // Only `close` resumes with this generator's close token, and a close
+        // payload that escapes a body (a `catch_unwind` that kept it) can
+        // only be thrown back once that close is over and the generator done.
+        CoroutineResult::Return(Outcome::Closed) => {
+            unreachable!("a generator reported a close it was never asked for")
+        }
     }
 }
 
@@ -566,6 +622,104 @@ macro_rules! protocol {
         #[inline]
         pub fn send(&mut self, value: S) -> GeneratorState<Y, R> {
             self.raw.send(value)
+        }
+
+        /// Raises `payload` as a panic inside the body, at the `yield_` where
+        /// it is suspended, and runs the body on: Python's `g.throw(exc)`.
+        /// The payload is `resume_unwind`'s, so any `Box<dyn Any + Send>`.
+        ///
+        /// The `yield_` unwinds with the payload (no panic message is
+        /// printed): destructors run, and the body may catch it with
+        /// `catch_unwind` (Python's `except`). If the body then yields
+        /// again, `throw` returns [`Yielded`](GeneratorState::Yielded) with
+        /// that value; if it returns, [`Complete`](GeneratorState::Complete).
+        /// If the panic propagates out of the body, `throw` re-raises it
+        /// here with [`std::panic::resume_unwind`], the same payload, and
+        /// the generator is done.
+        ///
+        /// - Unstarted: the payload is raised at the start of the body,
+        ///   before its first statement, where nothing can catch it, as in
+        ///   Python. The body is dropped unrun, the payload propagates out
+        ///   of `throw`, and the generator is done.
+        /// - Done: the payload is re-raised in the caller at once, as Python
+        ///   does for an exhausted generator.
+        /// - Inside [`Co::yield_from`]: the payload goes to the innermost
+        ///   sub-generator first, as Python's `yield from` forwards `throw`.
+        /// - A [`Cancelled`] payload (one caught from a cancellation, a
+        ///   timeout or another generator's close) acts as it did where it
+        ///   was caught: [`stackful::catch_unwind`](crate::catch_unwind) in
+        ///   the body lets it pass, and once out of the body `throw`
+        ///   re-raises it, so its own catcher (the green thread, the
+        ///   `timeout`) takes it as before. A throw never counts as a
+        ///   [`close`](Self::close) of this generator; closing is `close`'s
+        ///   (and drop's) alone.
+        ///
+        /// Timeouts and shields the body opened are back in force in the
+        /// caller's context while the payload unwinds through them, as after
+        /// a `send`.
+        ///
+        /// # Panics
+        ///
+        /// With `payload` itself (not a new panic) whenever it propagates:
+        /// out of the body, into an unstarted body, or into a done
+        /// generator. Also if the body panics with another payload while
+        /// handling it. Under `panic = "abort"` any throw aborts the
+        /// process, as any panic does; so does a throw into a body left
+        /// suspended in a destructor during an unwind (which a body must not
+        /// do; see `close`), as a panic during an unwind does.
+        ///
+        /// # Examples
+        ///
+        /// Python's
+        ///
+        /// ```python
+        /// def reader():
+        ///     count = 0
+        ///     try:
+        ///         while True:
+        ///             yield count
+        ///             count += 1
+        ///     except Stop as e:
+        ///         return f"stopped at {count}: {e.why}"
+        /// ```
+        ///
+        /// with `g.throw(Stop("bad input"))`:
+        ///
+        /// ```
+        /// use std::panic::{self, AssertUnwindSafe};
+        /// use stackful::{Generator, GeneratorState};
+        ///
+        /// struct Stop(&'static str);
+        ///
+        /// let mut reader = Generator::new(|co, ()| {
+        ///     let mut count = 0;
+        ///     let caught: std::thread::Result<()> =
+        ///         // stackful's catch_unwind lets a close of the generator pass.
+        ///         stackful::catch_unwind(AssertUnwindSafe(|| loop {
+        ///             co.yield_(count);
+        ///             count += 1;
+        ///         }));
+        ///     match caught.unwrap_err().downcast::<Stop>() {
+        ///         Ok(stop) => format!("stopped at {count}: {}", stop.0),
+        ///         Err(other) => panic::resume_unwind(other), // not ours: re-raise
+        ///     }
+        /// });
+        /// assert_eq!(reader.resume(), GeneratorState::Yielded(0));
+        /// assert_eq!(reader.resume(), GeneratorState::Yielded(1));
+        /// assert_eq!(
+        ///     reader.throw(Box::new(Stop("bad input"))),
+        ///     GeneratorState::Complete("stopped at 1: bad input".to_string())
+        /// );
+        ///
+        /// // A payload the body does not catch comes back out of `throw`.
+        /// let mut g = Generator::new(|co, ()| co.yield_(1));
+        /// g.resume();
+        /// let out = panic::catch_unwind(AssertUnwindSafe(|| g.throw(Box::new(404_u16))));
+        /// assert_eq!(out.unwrap_err().downcast_ref::<u16>(), Some(&404));
+        /// assert!(g.is_done());
+        /// ```
+        pub fn throw(&mut self, payload: Box<dyn Any + Send>) -> GeneratorState<Y, R> {
+            self.raw.throw(payload)
         }
 
         /// Whether the body has returned, panicked or been closed.

@@ -6,6 +6,7 @@
 //! memory layout and the pool's levels.
 
 pub use stackful_arch::{
-    DEFAULT_STACK_SIZE, IDLE_CAPACITY, LOCAL_CAPACITY, MAX_STACK_SIZE, MIN_STACK_SIZE, PoolStats,
-    SHARED_CAPACITY, StackError, StackErrorKind, pool_stats, trim as trim_pool,
+    DEFAULT_STACK_SIZE, IDLE_CAPACITY, LOCAL_CAPACITY, MAP_RESERVE, MAX_STACK_SIZE, MIN_STACK_SIZE,
+    MapLimit, PoolStats, SHARED_CAPACITY, StackError, StackErrorKind, mapped_stacks, pool_stats,
+    trim as trim_pool,
 };

@@ -37,6 +37,28 @@ fn run_case(case: &str) {
             let mut g = Generator::new(|co: &Co<u64>, ()| co.yield_(recurse(0)));
             g.resume();
         }
+        "main_green_thread_overflow" => {
+            // The global `run`'s main green thread: its 256 KiB stack is
+            // raised through the global runtime, not `task::Builder`.
+            stackful::run(|| recurse(0));
+        }
+        "runtime_run_main_overflow" => {
+            let rt = stackful::Runtime::builder()
+                .workers(1)
+                .stack_size(64 * 1024)
+                .build()
+                .unwrap();
+            rt.run(|| recurse(0));
+        }
+        "spawned_green_thread_overflow" => {
+            stackful::run(|| {
+                let _ = stackful::task::Builder::new()
+                    .name("digger")
+                    .spawn(|| recurse(0))
+                    .unwrap()
+                    .join();
+            });
+        }
         "thread_overflow_after_install" => {
             // Install stackful's handler first, then overflow a plain thread.
             Generator::new(|co: &Co<()>, ()| co.yield_(())).resume();
@@ -192,6 +214,55 @@ fn run_case(case: &str) {
                 outcome.0, outcome.1
             );
         }
+        "burst_of_spawns_fails_at_start" => {
+            // A burst beyond the mapping limit, spawned while the only
+            // worker is held so that none starts: every spawn is accepted.
+            // Then they start; those that find no stack fail at start, and
+            // their join says which limit refused.
+            use std::sync::Arc;
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            let limit = stackful::stack::MapLimit::current().expect("no vm.max_map_count");
+            let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+            let (gate, busy) = common::hold_the_worker(&rt);
+            let event = Arc::new(stackful::sync::Event::new());
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let burst = limit.stacks + 300;
+            let handles: Vec<_> = (0..burst)
+                .map(|_| {
+                    let (event, waiting) = (event.clone(), waiting.clone());
+                    // Panics if the spawn is refused.
+                    rt.spawn(move || {
+                        waiting.fetch_add(1, Ordering::SeqCst);
+                        event.wait();
+                    })
+                })
+                .collect();
+            eprintln!("all {burst} spawns accepted");
+            gate.store(true, Ordering::SeqCst);
+            busy.join().unwrap();
+            // Until each has started and waits, or failed.
+            loop {
+                let failed = handles.iter().filter(|h| h.is_finished()).count();
+                if failed + waiting.load(Ordering::SeqCst) == burst {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            event.set();
+            let mut errors = Vec::new();
+            for h in handles {
+                if let Err(e) = h.join() {
+                    errors.push(e);
+                }
+            }
+            assert_eq!(errors.len() + waiting.load(Ordering::SeqCst), burst);
+            assert!(!errors.is_empty(), "no green thread failed at start");
+            eprintln!(
+                "{} of the burst failed at start; the first: {}",
+                errors.len(),
+                errors[0]
+            );
+        }
         other => panic!("unknown crash case {other}"),
     }
     eprintln!("case {case} survived");
@@ -201,7 +272,9 @@ fn run_case(case: &str) {
 /// Runs `case` in a child and returns (signal, stderr).
 fn child(case: &str) -> (Option<i32>, String) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.env(CASE, case);
+    cmd.env(CASE, case)
+        .env_remove("STACKFUL_STACK_SIZE")
+        .env_remove("STACKFUL_WORKERS");
     let out = common::output_within_a_minute(cmd, case);
     (
         out.status.signal(),
@@ -243,6 +316,37 @@ fn main() {
         &["survived"],
     );
     expect(
+        "main_green_thread_overflow",
+        Some(libc::SIGABRT),
+        &[
+            "stackful: coroutine `main` (a main green thread of `run` created at tests/crash.rs:",
+            "overflowed its 256 KiB stack; raise its stack with \
+             `Runtime::builder().stack_size(bytes).build_global()` before the first \
+             `stackful::run`",
+            "STACKFUL_STACK_SIZE=<bytes>",
+        ],
+        &["task::Builder::stack_size", "src/runtime", "survived"],
+    );
+    expect(
+        "runtime_run_main_overflow",
+        Some(libc::SIGABRT),
+        &[
+            "stackful: coroutine `main` (a main green thread of `run` created at tests/crash.rs:",
+            "overflowed its 64 KiB stack",
+            "(`.build()` for a `Runtime::run`)",
+        ],
+        &["task::Builder::stack_size", "src/runtime", "survived"],
+    );
+    expect(
+        "spawned_green_thread_overflow",
+        Some(libc::SIGABRT),
+        &[
+            "stackful: coroutine `digger` (a green thread created at tests/crash.rs:",
+            "`stackful::task::Builder::stack_size`",
+        ],
+        &["build_global", "survived"],
+    );
+    expect(
         "thread_overflow_after_install",
         Some(libc::SIGABRT),
         &["thread 'plain'", "has overflowed its stack"],
@@ -252,8 +356,9 @@ fn main() {
         "mmap_failure_is_an_error",
         None,
         &[
-            "could not create a 524288 KiB coroutine stack: mmap failed",
-            "vm.max_map_count",
+            "could not create a 524288 KiB coroutine stack: the kernel refused it (mmap failed: \
+             Cannot allocate memory (os error 12))",
+            "the mapping limit is not reached",
             "survived",
         ],
         &[],
@@ -267,8 +372,9 @@ fn main() {
     if limit > 200_000 {
         println!("test max_map_count_reached ... skipped (vm.max_map_count is {limit})");
         println!("test green_thread_map_limit ... skipped (vm.max_map_count is {limit})");
+        println!("test burst_of_spawns_fails_at_start ... skipped (vm.max_map_count is {limit})");
     } else {
-        map_limit_cases();
+        map_limit_cases(limit);
     }
     expect(
         "wild_fault_after_install",
@@ -311,25 +417,39 @@ fn main() {
     );
 }
 
-fn map_limit_cases() {
+fn map_limit_cases(max_map_count: u64) {
+    // Every message gives the same figure: 2 mappings a stack, 1024 kept.
+    let figure = format!(
+        "vm.max_map_count = {max_map_count} lets stackful map at most {} stacks",
+        (max_map_count - 1024) / 2
+    );
     expect(
         "max_map_count_reached",
         None,
         &[
-            "reached the kernel's limit on memory mappings",
-            "vm.max_map_count",
+            "refused by stackful's own limit, before asking the kernel",
+            &figure,
             "survived",
         ],
-        &[],
+        &["os error"],
     );
     expect(
         "green_thread_map_limit",
         None,
+        &["cannot spawn another green thread", &figure, "survived"],
+        &[],
+    );
+    expect(
+        "burst_of_spawns_fails_at_start",
+        None,
         &[
-            "cannot spawn another green thread",
-            "vm.max_map_count",
+            "spawns accepted",
+            "failed at start; the first: green thread #",
+            "could not start: could not create a 256 KiB coroutine stack: refused by stackful's \
+             own limit",
+            &figure,
             "survived",
         ],
-        &[],
+        &["os error"],
     );
 }

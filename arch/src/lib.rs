@@ -29,6 +29,6 @@ pub use pool::{
     prefetch_next, trim,
 };
 pub use stack::{
-    DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, Stack, StackError, StackErrorKind,
-    page_size, thread_stack_range,
+    DEFAULT_STACK_SIZE, MAP_RESERVE, MAX_STACK_SIZE, MIN_STACK_SIZE, MapLimit, Stack, StackError,
+    StackErrorKind, mapped_stacks, page_size, thread_stack_range,
 };

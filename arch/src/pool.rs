@@ -389,7 +389,7 @@ impl PooledStack {
             return Ok(stack);
         }
         let mut batch = match Stack::new_batch(size, MAP_BATCH) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
+            Err(e) if e.is_out_of_mappings() => {
                 // Pooled stacks of other sizes hold mappings: give them up
                 // and try once more.
                 let pooled = {

@@ -91,8 +91,15 @@ pub fn page_size() -> usize {
 pub enum StackErrorKind {
     /// The requested size is below [`MIN_STACK_SIZE`] or above [`MAX_STACK_SIZE`].
     InvalidSize,
-    /// `mmap` refused to reserve the stack.
+    /// The kernel's `mmap` refused to reserve the stack (the OS error says
+    /// why: usually `ENOMEM`, at the kernel's mapping limit or out of
+    /// address space).
     Map,
+    /// This crate's own limit refused the stack before the kernel was
+    /// asked: mapping it would leave fewer than [`MAP_RESERVE`] mappings
+    /// under `vm.max_map_count` for the rest of the process (see
+    /// [`MapLimit`]). No system call failed, so there is no OS error.
+    MapLimit,
     /// The kernel refused to turn the lowest page into a guard page
     /// (`madvise(MADV_GUARD_INSTALL)`, or `mprotect` before Linux 6.13).
     Protect,
@@ -100,10 +107,13 @@ pub enum StackErrorKind {
 
 /// A stack could not be created.
 ///
-/// The message says why and what to do. A failure to map is most often the
-/// kernel's limit on memory mappings per process, `vm.max_map_count`: each
-/// stack takes two mappings, so the default limit of 65530 allows about
-/// 32 000 live stacks.
+/// The message says why, which limit refused it, and what to do. A failure
+/// to map is most often the limit on memory mappings per process,
+/// `vm.max_map_count`: each stack counts as two mappings, so the default
+/// limit of 65530 allows 32 253 live stacks (see [`MapLimit`]). This crate
+/// refuses a stack beyond that itself ([`StackErrorKind::MapLimit`]), before
+/// the kernel would ([`StackErrorKind::Map`], `ENOMEM`), so that the rest of
+/// the process keeps some mappings.
 #[derive(Debug, Clone)]
 pub struct StackError {
     kind: StackErrorKind,
@@ -120,13 +130,12 @@ impl StackError {
         }
     }
 
-    /// The mapping limit is reached (see `MAP_RESERVE`): reported like the
-    /// kernel's own refusal.
+    /// This crate's own mapping limit is reached (see [`MapLimit`]).
     fn map_limit(requested: usize) -> Self {
         StackError {
-            kind: StackErrorKind::Map,
+            kind: StackErrorKind::MapLimit,
             requested,
-            errno: Some(libc::ENOMEM),
+            errno: None,
         }
     }
 
@@ -148,9 +157,16 @@ impl StackError {
         self.requested
     }
 
-    /// The OS error code, when a system call failed.
+    /// The OS error code, when a system call failed (never for
+    /// [`StackErrorKind::MapLimit`] or [`StackErrorKind::InvalidSize`]).
     pub fn raw_os_error(&self) -> Option<i32> {
         self.errno
+    }
+
+    /// Whether a limit on memory refused the stack: this crate's own
+    /// ([`StackErrorKind::MapLimit`]) or the kernel's (`ENOMEM`).
+    pub(crate) fn is_out_of_mappings(&self) -> bool {
+        self.kind == StackErrorKind::MapLimit || self.errno == Some(libc::ENOMEM)
     }
 }
 
@@ -159,19 +175,111 @@ impl StackError {
 /// use at most the limit minus this many. Without it, coroutines could take
 /// the last mappings and the next `malloc` would abort the process. (A
 /// process that needs more than this for other things still meets the
-/// kernel's own refusal, which is reported the same way.)
-const MAP_RESERVE: u64 = 1024;
+/// kernel's own refusal, [`StackErrorKind::Map`] with `ENOMEM`.)
+pub const MAP_RESERVE: u64 = 1024;
 
-/// How many of `n` more stacks fit under `vm.max_map_count` minus the
-/// reserve. The limit is read once, and again when it seems reached (it can
-/// be raised while the process runs), at most every 100 ms so that a stream
-/// of refused stacks does not read `/proc` each time.
+/// How many stacks may be mapped at once under the kernel's limit on memory
+/// mappings, `vm.max_map_count`: the one computation behind every figure
+/// that stackful's messages give for it.
+///
+/// Each stack counts as 2 mappings (its usable part and its guard page,
+/// which `mprotect` splits off; a kernel with guard regions does not split
+/// it, but the count stays on the safe side), and [`MAP_RESERVE`] mappings
+/// are kept for the rest of the process. A stack beyond
+/// [`stacks`](MapLimit::stacks) is refused with
+/// [`StackErrorKind::MapLimit`].
+///
+/// # Examples
+///
+/// ```
+/// use stackful_arch::MapLimit;
+///
+/// // The kernel's default vm.max_map_count.
+/// let limit = MapLimit::for_max_map_count(65530);
+/// assert_eq!(limit.stacks, 32253);
+/// assert_eq!(
+///     limit.to_string(),
+///     "the kernel's vm.max_map_count = 65530 lets stackful map at most 32253 stacks (2 \
+///      mappings each, 1024 kept for the rest of the process)"
+/// );
+/// if let Some(now) = MapLimit::current() {
+///     assert!(now.stacks > 0);
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MapLimit {
+    /// `vm.max_map_count`: the kernel's limit on memory mappings per
+    /// process (65530 by default).
+    pub max_map_count: u64,
+    /// The stacks that may be mapped at once:
+    /// `(max_map_count - MAP_RESERVE) / 2`.
+    pub stacks: usize,
+}
+
+impl MapLimit {
+    /// The limit for a given `vm.max_map_count`.
+    pub fn for_max_map_count(max_map_count: u64) -> MapLimit {
+        MapLimit {
+            max_map_count,
+            stacks: usize::try_from(max_map_count.saturating_sub(MAP_RESERVE) / 2)
+                .unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The limit now, from `vm.max_map_count` as last read (it is read
+    /// again, at most every 100 ms, when the limit seems reached, since it
+    /// can be raised while the process runs); `None` if
+    /// `/proc/sys/vm/max_map_count` cannot be read, and no limit is known.
+    pub fn current() -> Option<MapLimit> {
+        let limit = cached_max_map_count();
+        (limit != u64::MAX).then(|| MapLimit::for_max_map_count(limit))
+    }
+}
+
+impl fmt::Display for MapLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the kernel's vm.max_map_count = {} lets stackful map at most {} stacks (2 mappings \
+             each, {MAP_RESERVE} kept for the rest of the process)",
+            self.max_map_count, self.stacks
+        )
+    }
+}
+
+/// The number of stacks this process has mapped now, pooled or in use.
+pub fn mapped_stacks() -> usize {
+    MAPPED.load(Ordering::Relaxed)
+}
+
+/// `vm.max_map_count` as last read, `u64::MAX` if unreadable.
+static LIMIT: AtomicU64 = AtomicU64::new(0);
+/// When `LIMIT` was last read, in `pool::millis_since_start`.
+static READ_AT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// `vm.max_map_count`, read on first use; `u64::MAX` if unreadable.
+fn cached_max_map_count() -> u64 {
+    match LIMIT.load(Ordering::Relaxed) {
+        0 => read_max_map_count(),
+        limit => limit,
+    }
+}
+
+fn read_max_map_count() -> u64 {
+    let limit = max_map_count().unwrap_or(u64::MAX);
+    LIMIT.store(limit, Ordering::Relaxed);
+    limit
+}
+
+/// How many of `n` more stacks fit under [`MapLimit::stacks`]. The limit is
+/// read once, and again when it seems reached (it can be raised while the
+/// process runs), at most every 100 ms so that a stream of refused stacks
+/// does not read `/proc` each time.
 pub(crate) fn stacks_that_fit(n: usize) -> usize {
-    static LIMIT: AtomicU64 = AtomicU64::new(0);
-    static READ_AT_MS: AtomicU64 = AtomicU64::new(0);
     let fit = |limit: u64| {
-        let used = 2 * MAPPED.load(Ordering::Relaxed) as u64 + MAP_RESERVE;
-        (limit.saturating_sub(used) / 2).min(n as u64) as usize
+        let stacks = MapLimit::for_max_map_count(limit).stacks;
+        stacks.saturating_sub(MAPPED.load(Ordering::Relaxed)).min(n)
     };
     let cached = LIMIT.load(Ordering::Relaxed);
     if cached != 0 {
@@ -182,9 +290,7 @@ pub(crate) fn stacks_that_fit(n: usize) -> usize {
         }
         READ_AT_MS.store(now_ms, Ordering::Relaxed);
     }
-    let limit = max_map_count().unwrap_or(u64::MAX);
-    LIMIT.store(limit, Ordering::Relaxed);
-    fit(limit)
+    fit(read_max_map_count())
 }
 
 /// Counts this process's memory mappings, if `/proc` is there.
@@ -280,6 +386,14 @@ fn guard_protect(addr: usize, len: usize) -> bool {
 impl fmt::Display for StackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kib = self.requested / 1024;
+        let mapped = MAPPED.load(Ordering::Relaxed);
+        let limit = MapLimit::current();
+        let limit_text = limit.map_or_else(
+            || "vm.max_map_count could not be read".to_string(),
+            |l| l.to_string(),
+        );
+        let advice = "Raise the limit with `sysctl -w vm.max_map_count=<n>` as root, or keep \
+                      fewer coroutines alive";
         match self.kind {
             StackErrorKind::InvalidSize => write!(
                 f,
@@ -288,6 +402,11 @@ impl fmt::Display for StackError {
                 self.requested,
                 MIN_STACK_SIZE / 1024,
                 MAX_STACK_SIZE >> 20
+            ),
+            StackErrorKind::MapLimit => write!(
+                f,
+                "could not create a {kib} KiB coroutine stack: refused by stackful's own limit, \
+                 before asking the kernel: {mapped} stacks are mapped, and {limit_text}. {advice}"
             ),
             StackErrorKind::Map | StackErrorKind::Protect => {
                 let call = if self.kind == StackErrorKind::Map {
@@ -298,37 +417,31 @@ impl fmt::Display for StackError {
                 let os = io::Error::from_raw_os_error(self.errno.unwrap_or(0));
                 write!(
                     f,
-                    "could not create a {kib} KiB coroutine stack: {call} failed: {os}"
+                    "could not create a {kib} KiB coroutine stack: the kernel refused it \
+                     ({call} failed: {os})"
                 )?;
                 if self.errno == Some(libc::ENOMEM) {
-                    let limit = max_map_count().unwrap_or(65530);
                     let in_use = mappings_in_use();
+                    let max = limit.map_or(u64::MAX, |l| l.max_map_count);
                     // mprotect fails with ENOMEM when splitting the mapping
                     // would pass the limit, and /proc may be unreadable then.
-                    let ours = 2 * MAPPED.load(Ordering::Relaxed) as u64;
                     let at_limit = self.kind == StackErrorKind::Protect
-                        || ours + 1024 >= limit
-                        || in_use.is_some_and(|n| n + 2 > limit);
+                        || limit.is_some_and(|l| mapped >= l.stacks)
+                        || in_use.is_some_and(|n| n + 2 > max);
+                    let in_use = in_use.map_or_else(|| "?".to_string(), |n| n.to_string());
                     if at_limit {
                         write!(
                             f,
-                            ". The process has reached the kernel's limit on memory mappings, \
-                             vm.max_map_count = {limit}: every stack takes 2 mappings, so about \
-                             {} stacks fit ({} stacks mapped now). Raise it with \
-                             `sysctl -w vm.max_map_count=<n>` as root, or keep fewer coroutines \
-                             alive",
-                            limit / 2,
-                            MAPPED.load(Ordering::Relaxed)
+                            ". The process has reached the kernel's limit on memory mappings \
+                             ({in_use} in use, {mapped} stacks among them): {limit_text}. \
+                             {advice}"
                         )?;
                     } else {
                         write!(
                             f,
                             ". The kernel is out of memory or address space for this process \
-                             (check `ulimit -v`). With many coroutines alive the usual limit is \
-                             vm.max_map_count = {limit}, which allows about {} stacks \
-                             ({} mappings in use now)",
-                            limit / 2,
-                            in_use.map_or_else(|| "?".to_string(), |n| n.to_string())
+                             (check `ulimit -v`); the mapping limit is not reached ({in_use} \
+                             mappings in use, {mapped} stacks mapped): {limit_text}"
                         )?;
                     }
                 }
@@ -375,9 +488,10 @@ impl Stack {
     /// # Errors
     ///
     /// [`StackErrorKind::InvalidSize`] if `size` is outside
-    /// [`MIN_STACK_SIZE`]`..=`[`MAX_STACK_SIZE`]; [`StackErrorKind::Map`] or
-    /// [`StackErrorKind::Protect`] if the kernel refuses, most often because of
-    /// `vm.max_map_count`.
+    /// [`MIN_STACK_SIZE`]`..=`[`MAX_STACK_SIZE`];
+    /// [`StackErrorKind::MapLimit`] if [`MapLimit::stacks`] stacks are mapped
+    /// already; [`StackErrorKind::Map`] or [`StackErrorKind::Protect`] if the
+    /// kernel refuses, most often because of `vm.max_map_count`.
     ///
     /// # Examples
     ///
@@ -770,7 +884,69 @@ mod tests {
         };
         let msg = err.to_string();
         assert!(msg.contains("vm.max_map_count"), "{msg}");
-        assert!(msg.contains("256 KiB"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "could not create a 256 KiB coroutine stack: the kernel refused it (mmap failed: "
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("(os error 12)"), "{msg}");
+        assert!(!msg.contains("stackful's own limit"), "{msg}");
+        assert!(err.is_out_of_mappings());
         assert_eq!(io::Error::from(err).kind(), io::ErrorKind::OutOfMemory);
+    }
+
+    #[test]
+    fn the_limit_is_computed_once_for_every_message() {
+        assert_eq!(MapLimit::for_max_map_count(65530).stacks, 32253);
+        assert_eq!(MapLimit::for_max_map_count(1_000_000).stacks, 499_488);
+        assert_eq!(
+            MapLimit::for_max_map_count(100).stacks,
+            0,
+            "below the reserve"
+        );
+        let Some(now) = MapLimit::current() else {
+            return; // no /proc here: nothing to compare
+        };
+        let figure = format!("at most {} stacks", now.stacks);
+        // The refusal by stackful's own limit says so, with the figure, and
+        // carries no OS error: no system call failed.
+        let own = StackError::map_limit(DEFAULT_STACK_SIZE);
+        let msg = own.to_string();
+        assert_eq!(own.kind(), StackErrorKind::MapLimit);
+        assert_eq!(own.raw_os_error(), None);
+        assert!(own.is_out_of_mappings());
+        assert!(
+            msg.starts_with(
+                "could not create a 256 KiB coroutine stack: refused by stackful's own limit, \
+                 before asking the kernel: "
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains(&figure), "{msg}");
+        assert!(
+            msg.contains(&format!("vm.max_map_count = {}", now.max_map_count)),
+            "{msg}"
+        );
+        assert!(!msg.contains("os error"), "{msg}");
+        assert_eq!(io::Error::from(own).kind(), io::ErrorKind::OutOfMemory);
+        // The kernel's refusal gives the same figure.
+        let kernel = StackError {
+            kind: StackErrorKind::Protect,
+            requested: DEFAULT_STACK_SIZE,
+            errno: Some(libc::ENOMEM),
+        };
+        let msg = kernel.to_string();
+        assert!(msg.contains("the kernel refused it (setting its guard page failed"));
+        assert!(msg.contains("reached the kernel's limit on memory mappings"));
+        assert!(msg.contains(&figure), "{msg}");
+        // Another errno is not about mappings.
+        let other = StackError {
+            kind: StackErrorKind::Map,
+            requested: DEFAULT_STACK_SIZE,
+            errno: Some(libc::EPERM),
+        };
+        assert!(!other.is_out_of_mappings());
+        assert!(!other.to_string().contains("vm.max_map_count"));
     }
 }

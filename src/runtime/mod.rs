@@ -3,8 +3,10 @@
 //! A [`Runtime`] owns N worker threads (by default one per available CPU),
 //! an elastic pool of threads for [`spawn_blocking`](crate::spawn_blocking),
 //! and the queues between them. A global one starts lazily the first time
-//! [`run`] or [`spawn`](crate::spawn) needs it; [`Runtime::builder`] makes
-//! explicit ones.
+//! [`run`] or [`spawn`](crate::spawn) needs it, with the settings of
+//! [`Builder::new`] (which reads `STACKFUL_WORKERS` and
+//! `STACKFUL_STACK_SIZE`) unless [`Builder::build_global`] configured it
+//! first; [`Runtime::builder`] makes explicit ones.
 //!
 //! # The soundness rule
 //!
@@ -22,17 +24,18 @@ pub(crate) mod park;
 mod ready;
 pub(crate) mod worker;
 
+use std::fmt;
 use std::io;
 use std::num::NonZeroUsize;
-use std::panic;
+use std::panic::{self, Location};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Stealer, Worker as Deque};
 use crossbeam_utils::sync::Parker;
-use stackful_arch::{MAX_STACK_SIZE, MIN_STACK_SIZE};
+use stackful_arch::{MAX_STACK_SIZE, MIN_STACK_SIZE, MapLimit, Owner};
 
 use crate::blocking::BlockingPool;
 use crate::cancel::AbortOnUnwind;
@@ -181,10 +184,12 @@ impl RtShared {
     }
 
     /// Every 64th spawn on a thread: the number of started, unfinished green
-    /// threads (each holds a stack) if it has reached the mapping limit.
-    /// Unstarted ones hold no stack and do not count, so a burst of spawns
-    /// far beyond the limit is fine as long as few of them live at once.
-    fn stacks_over_limit(&self) -> Option<usize> {
+    /// threads (each holds a stack) and the limit, if that number has come
+    /// within [`SPAWN_HEADROOM`] of the mapping limit. Unstarted ones hold no
+    /// stack and do not count, so a burst of spawns far beyond the limit is
+    /// accepted; those that find no stack when they start fail then (see
+    /// `spawn`'s docs).
+    fn stacks_over_limit(&self) -> Option<(usize, MapLimit)> {
         thread_local! {
             static SPAWNS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
         }
@@ -193,8 +198,9 @@ impl RtShared {
         if !n.is_multiple_of(64) {
             return None;
         }
+        let limit = MapLimit::current()?;
         let started: usize = self.homes.iter().map(|h| h.started()).sum();
-        (started >= *MAP_LIMIT).then_some(started)
+        (started >= limit.stacks.saturating_sub(SPAWN_HEADROOM)).then_some((started, limit))
     }
 
     pub(crate) fn notify_idle(&self) {
@@ -209,15 +215,21 @@ impl RtShared {
     }
 }
 
-/// How many live green threads fit under `vm.max_map_count` (two mappings
-/// each, with some room left for the rest of the process).
-static MAP_LIMIT: LazyLock<usize> = LazyLock::new(|| {
-    let limit: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(65530);
-    limit.saturating_sub(2048) / 2
-});
+/// Spawns are refused once the started green threads come within this many
+/// stacks of [`MapLimit::stacks`]: room for generators, pooled stacks and
+/// the green threads spawned meanwhile, so that a steady stream of spawns
+/// meets a spawn error rather than green threads that fail at start.
+const SPAWN_HEADROOM: usize = 512;
+
+/// The error of a spawn refused by `stacks_over_limit`.
+fn too_many_started(live: usize, limit: MapLimit) -> String {
+    format!(
+        "cannot spawn another green thread: {live} have started and not finished, each holding \
+         a stack, and {limit}; spawns are refused {SPAWN_HEADROOM} stacks short of that, so \
+         that what is already spawned still finds stacks. Raise the limit with `sysctl -w \
+         vm.max_map_count=<n>` as root, or keep fewer green threads alive"
+    )
+}
 
 static NEXT_TASK_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -229,7 +241,23 @@ fn next_task_id() -> u64 {
     crate::ids::next(&NEXT_TASK_ID, &IDS)
 }
 
-/// Builds a [`Runtime`].
+/// Builds a [`Runtime`], or configures the global one
+/// ([`build_global`](Builder::build_global)).
+///
+/// Two settings take their defaults from the environment, so a program can
+/// be tuned without a rebuild:
+///
+/// | Variable | Setting | Accepted values |
+/// |---|---|---|
+/// | `STACKFUL_WORKERS` | [`workers`](Builder::workers) | a whole number, at least 1 |
+/// | `STACKFUL_STACK_SIZE` | [`stack_size`](Builder::stack_size) | bytes, optionally with a `K`, `M` or `G` suffix (powers of 1024): `262144`, `256K`, `8M`; 16 KiB to 1 GiB |
+///
+/// An empty variable counts as unset. Calling the setter overrides the
+/// variable. A variable with a bad value makes [`build`](Builder::build)
+/// and [`build_global`](Builder::build_global) fail with a message that
+/// names it, its value and what is accepted (and the first use of a global
+/// runtime that was not built explicitly panics with that message), unless
+/// its setter was called.
 ///
 /// # Examples
 ///
@@ -249,6 +277,11 @@ fn next_task_id() -> u64 {
 pub struct Builder {
     workers: Option<usize>,
     stack_size: usize,
+    /// Why `STACKFUL_WORKERS` could not be used, if it was set to a bad
+    /// value; cleared by [`Builder::workers`].
+    workers_env_error: Option<String>,
+    /// Likewise for `STACKFUL_STACK_SIZE`; cleared by [`Builder::stack_size`].
+    stack_size_env_error: Option<String>,
     debug: bool,
     slow: Duration,
     max_blocking: usize,
@@ -263,13 +296,18 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The defaults: one worker per available CPU, 256 KiB stacks, up to 512
-    /// blocking threads that exit after 10 s idle, debug mode off unless
-    /// `STACKFUL_DEBUG=1`.
+    /// The defaults: one worker per available CPU (or `STACKFUL_WORKERS`),
+    /// 256 KiB stacks (or `STACKFUL_STACK_SIZE`), up to 512 blocking threads
+    /// that exit after 10 s idle, debug mode off unless `STACKFUL_DEBUG=1`.
+    /// See [`Builder`] for the variables.
     pub fn new() -> Builder {
+        let (workers, workers_env_error) = from_env(WORKERS_VAR, parse_workers);
+        let (stack_size, stack_size_env_error) = from_env(STACK_SIZE_VAR, parse_stack_size);
         Builder {
-            workers: None,
-            stack_size: stackful_arch::DEFAULT_STACK_SIZE,
+            workers,
+            stack_size: stack_size.unwrap_or(stackful_arch::DEFAULT_STACK_SIZE),
+            workers_env_error,
+            stack_size_env_error,
             debug: false,
             slow: Duration::from_millis(100),
             max_blocking: 512,
@@ -278,15 +316,24 @@ impl Builder {
         }
     }
 
-    /// Number of worker threads; at least 1.
+    /// Number of worker threads; at least 1. Overrides `STACKFUL_WORKERS`.
     pub fn workers(mut self, n: usize) -> Builder {
         self.workers = Some(n);
+        self.workers_env_error = None;
         self
     }
 
-    /// Default stack size of green threads, in bytes (16 KiB to 1 GiB).
+    /// Stack size of the green threads, in bytes (16 KiB to 1 GiB): of the
+    /// main green thread of [`Runtime::run`] (or, for the global runtime,
+    /// of [`stackful::run`](run)), and the default of every green thread
+    /// spawned on the runtime ([`task::Builder::stack_size`] sets one
+    /// green thread's). 256 KiB unless `STACKFUL_STACK_SIZE` says
+    /// otherwise; this overrides it.
+    ///
+    /// [`task::Builder::stack_size`]: crate::task::Builder::stack_size
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = bytes;
+        self.stack_size_env_error = None;
         self
     }
 
@@ -327,10 +374,15 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for zero workers, zero blocking threads or a stack size
-    /// outside 16 KiB..=1 GiB; the OS error if a worker thread cannot start.
+    /// `InvalidInput` for zero workers, zero blocking threads, a stack size
+    /// outside 16 KiB..=1 GiB, or a bad `STACKFUL_WORKERS` or
+    /// `STACKFUL_STACK_SIZE` whose setter was not called; the OS error if a
+    /// worker thread cannot start.
     pub fn build(self) -> io::Result<Runtime> {
         let invalid = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+        if let Some(msg) = self.workers_env_error.or(self.stack_size_env_error) {
+            return invalid(msg);
+        }
         let workers = match self.workers {
             Some(0) => {
                 return invalid(
@@ -398,6 +450,208 @@ impl Builder {
         }
         Ok(rt)
     }
+
+    /// Builds the runtime and makes it the global one: the runtime of
+    /// [`stackful::run`](run), and of [`spawn`](crate::spawn) and
+    /// [`scope`](crate::scope) called from a plain OS thread. Rayon's
+    /// `ThreadPoolBuilder::build_global`.
+    ///
+    /// The global runtime is built once per process. Without this call it
+    /// starts with [`Builder::new`]'s settings (so with `STACKFUL_WORKERS`
+    /// and `STACKFUL_STACK_SIZE`) the first time something uses it. Call
+    /// this first thing in `main`, before any such use; it is the way to
+    /// give `stackful::run`'s main green thread a larger stack for deep
+    /// recursion.
+    ///
+    /// # Errors
+    ///
+    /// If the global runtime exists already, built by an earlier
+    /// `build_global` or started by a first use (the error says which, and
+    /// where: [`BuildGlobalError::is_already_built`]); the global runtime is
+    /// left as it is. Otherwise the errors of [`build`](Builder::build);
+    /// the global runtime is then still unbuilt, and a later
+    /// `build_global` may try again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stackful::Runtime;
+    ///
+    /// fn depth(n: u64) -> u64 {
+    ///     let frame = std::hint::black_box([0u8; 512]);
+    ///     if n == 0 { u64::from(frame[0]) } else { 1 + depth(n - 1) }
+    /// }
+    ///
+    /// // First thing in `main`: 64 MiB stacks for the green threads.
+    /// Runtime::builder().stack_size(64 << 20).build_global().unwrap();
+    /// assert_eq!(stackful::run(|| depth(10_000)), 10_000); // about 5 MiB deep
+    ///
+    /// // Once built (or used), the global runtime cannot be rebuilt.
+    /// let err = Runtime::builder().workers(1).build_global().unwrap_err();
+    /// assert!(err.is_already_built());
+    /// assert!(err.to_string().contains("already built"));
+    /// ```
+    #[track_caller]
+    pub fn build_global(self) -> Result<(), BuildGlobalError> {
+        let site = Location::caller();
+        let _init = GLOBAL_INIT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(global) = GLOBAL.get() {
+            return Err(BuildGlobalError {
+                repr: GlobalRepr::AlreadyBuilt(global.origin),
+            });
+        }
+        let rt = self.build().map_err(|e| BuildGlobalError {
+            repr: GlobalRepr::Build(e),
+        })?;
+        let installed = GLOBAL.set(Global {
+            rt,
+            origin: Origin::BuildGlobal(site),
+        });
+        // Only set under GLOBAL_INIT, which this holds, and unset above.
+        assert!(installed.is_ok(), "the global runtime was set twice");
+        Ok(())
+    }
+}
+
+const WORKERS_VAR: &str = "STACKFUL_WORKERS";
+const STACK_SIZE_VAR: &str = "STACKFUL_STACK_SIZE";
+
+/// A setting's default from the environment variable `var`: the value, or
+/// the message of a bad one. Unset or empty: neither.
+fn from_env<T>(
+    var: &str,
+    parse: fn(&str) -> Result<T, &'static str>,
+) -> (Option<T>, Option<String>) {
+    let Some(raw) = std::env::var_os(var) else {
+        return (None, None);
+    };
+    let text = raw.to_string_lossy();
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return (None, None);
+    }
+    match raw
+        .to_str()
+        .ok_or("it is not UTF-8")
+        .and_then(|_| parse(trimmed))
+    {
+        Ok(value) => (Some(value), None),
+        Err(accepted) => (
+            None,
+            Some(format!(
+                "the environment variable {var}={text:?} is not valid: {accepted}. Fix or unset \
+                 it, or set this value in code (`Runtime::builder()`'s setter overrides it)"
+            )),
+        ),
+    }
+}
+
+/// `STACKFUL_WORKERS`: a whole number, at least 1.
+fn parse_workers(text: &str) -> Result<usize, &'static str> {
+    const ACCEPTED: &str = "give the number of worker threads, a whole number of at least 1 \
+                            (for example STACKFUL_WORKERS=4)";
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(ACCEPTED),
+    }
+}
+
+/// `STACKFUL_STACK_SIZE`: bytes, with an optional `K`, `M` or `G` suffix
+/// (also `KiB`, `MiB`, `GiB`, any case; powers of 1024), in 16 KiB..=1 GiB.
+fn parse_stack_size(text: &str) -> Result<usize, &'static str> {
+    const ACCEPTED: &str = "give a stack size between 16 KiB and 1 GiB, in bytes or with a K, M \
+                            or G suffix (powers of 1024), for example STACKFUL_STACK_SIZE=8M or \
+                            STACKFUL_STACK_SIZE=262144";
+    let lower = text.to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (number, suffix) = lower.split_at(digits_end);
+    let unit: usize = match suffix.trim_start() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(ACCEPTED),
+    };
+    let bytes = number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or(ACCEPTED)?;
+    if (MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(ACCEPTED)
+    }
+}
+
+/// Why [`Builder::build_global`] failed.
+///
+/// # Examples
+///
+/// ```
+/// use stackful::Runtime;
+///
+/// stackful::run(|| ()); // the first use starts the global runtime
+/// let err = Runtime::builder().build_global().unwrap_err();
+/// assert!(err.is_already_built());
+/// println!("{err}"); // says where it was started, and what to do instead
+/// ```
+pub struct BuildGlobalError {
+    repr: GlobalRepr,
+}
+
+enum GlobalRepr {
+    AlreadyBuilt(Origin),
+    Build(io::Error),
+}
+
+impl BuildGlobalError {
+    /// Whether the global runtime existed already (built by an earlier
+    /// `build_global`, or started by a first use), rather than failing to
+    /// build. It is then left as it was.
+    pub fn is_already_built(&self) -> bool {
+        matches!(self.repr, GlobalRepr::AlreadyBuilt(_))
+    }
+}
+
+impl fmt::Display for BuildGlobalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            GlobalRepr::AlreadyBuilt(Origin::BuildGlobal(site)) => write!(
+                f,
+                "the global runtime was already built by `build_global` at {site}; it can be \
+                 built only once per process"
+            ),
+            GlobalRepr::AlreadyBuilt(Origin::FirstUse(site)) => write!(
+                f,
+                "the global runtime was already built, with the default settings, when the \
+                 call at {site} first used it (`stackful::run`, or `spawn` or `scope` outside a \
+                 green thread); call `Runtime::builder()...build_global()` before any of them, \
+                 first thing in `main`"
+            ),
+            GlobalRepr::Build(e) => write!(f, "could not build the global runtime: {e}"),
+        }
+    }
+}
+
+impl fmt::Debug for BuildGlobalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuildGlobalError")
+            .field("already_built", &self.is_already_built())
+            .field("message", &self.to_string())
+            .finish()
+    }
+}
+
+impl std::error::Error for BuildGlobalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.repr {
+            GlobalRepr::Build(e) => Some(e),
+            GlobalRepr::AlreadyBuilt(_) => None,
+        }
+    }
 }
 
 /// Debug mode: warns about green threads that run too long without suspending.
@@ -460,22 +714,66 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-static GLOBAL: OnceLock<Runtime> = OnceLock::new();
+/// The global runtime and how it came to be.
+struct Global {
+    rt: Runtime,
+    origin: Origin,
+}
+
+/// Who built the global runtime, for `build_global`'s error.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// `build_global`, called here.
+    BuildGlobal(&'static Location<'static>),
+    /// The first use, with the default settings, by the call here.
+    FirstUse(&'static Location<'static>),
+}
+
+static GLOBAL: OnceLock<Global> = OnceLock::new();
+/// Held while the global runtime is being built, by either path, so that
+/// `build_global` can fail without building it twice.
+static GLOBAL_INIT: Mutex<()> = Mutex::new(());
 
 /// The global runtime, started on first use.
+#[inline]
+#[track_caller]
 pub(crate) fn global() -> &'static Arc<RtShared> {
-    &GLOBAL
-        .get_or_init(|| {
-            let mut builder = Builder::new();
-            if debug::enabled() {
-                builder = builder.debug(true);
-            }
-            builder
-                .build()
-                .unwrap_or_else(|e| panic!("stackful: could not start the global runtime: {e}"))
-        })
-        .shared
+    match GLOBAL.get() {
+        Some(global) => &global.rt.shared,
+        None => start_global(),
+    }
 }
+
+/// Builds the global runtime with the default settings, on its first use.
+#[cold]
+#[track_caller]
+fn start_global() -> &'static Arc<RtShared> {
+    let site = Location::caller();
+    let _init = GLOBAL_INIT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(global) = GLOBAL.get() {
+        return &global.rt.shared; // built meanwhile
+    }
+    let mut builder = Builder::new();
+    if debug::enabled() {
+        builder = builder.debug(true);
+    }
+    let rt = builder
+        .build()
+        .unwrap_or_else(|e| panic!("stackful: could not start the global runtime: {e}"));
+    let global = GLOBAL.get_or_init(|| Global {
+        rt,
+        origin: Origin::FirstUse(site),
+    });
+    &global.rt.shared
+}
+
+/// What a main green thread's stack overflow says: raise `run`'s stack.
+pub(crate) static MAIN_GREEN_THREAD: Owner = Owner {
+    kind: "main green thread of `run`",
+    hint: "raise its stack with `Runtime::builder().stack_size(bytes).build_global()` before the \
+           first `stackful::run` (`.build()` for a `Runtime::run`), or with \
+           STACKFUL_STACK_SIZE=<bytes> (`8M`, say) in the environment",
+};
 
 impl Runtime {
     /// A builder for a runtime with custom settings.
@@ -491,11 +789,28 @@ impl Runtime {
     /// `f` may borrow from the caller and need not be `Send`: it never leaves
     /// the calling thread.
     ///
+    /// The main green thread has the runtime's stack size
+    /// ([`Builder::stack_size`], 256 KiB by default); if it overflows, the
+    /// message names this call.
+    ///
     /// # Panics
     ///
     /// If called from inside a green thread (it would block that green
     /// thread's worker: spawn and join instead). If `f` panics, the panic
     /// propagates after the shutdown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+    /// let data = vec![1, 2, 3];
+    /// let sum = rt.run(|| {
+    ///     let h = stackful::spawn(|| 10);
+    ///     data.iter().sum::<i32>() + h.join().unwrap()
+    /// });
+    /// assert_eq!(sum, 16);
+    /// ```
+    #[track_caller]
     pub fn run<F: FnOnce() -> T, T>(&self, f: F) -> T {
         run_on(&self.shared, f)
     }
@@ -566,6 +881,21 @@ fn finish_shutdown(rt: &Arc<RtShared>) {
 
 /// Runs `f` as the main green thread of the global runtime; see [`Runtime::run`].
 ///
+/// The global runtime starts on first use with the default settings: one
+/// worker per CPU and 256 KiB stacks, for the main green thread too, or
+/// what `STACKFUL_WORKERS` and `STACKFUL_STACK_SIZE` say. Code that
+/// recursed deeply on the main thread's 8 MiB may need more: configure the
+/// global runtime once, before its first use, with
+/// [`Runtime::builder()`](Runtime::builder)`.stack_size(..).`[`build_global()`](Builder::build_global),
+/// or set `STACKFUL_STACK_SIZE=8M`. A stack overflow of the main green
+/// thread names this call and says so.
+///
+/// # Panics
+///
+/// As [`Runtime::run`]; also on first use if the global runtime cannot
+/// start (a bad `STACKFUL_WORKERS` or `STACKFUL_STACK_SIZE`, say), with
+/// the reason.
+///
 /// # Examples
 ///
 /// ```
@@ -579,6 +909,7 @@ fn finish_shutdown(rt: &Arc<RtShared>) {
 /// });
 /// assert_eq!(n, 42);
 /// ```
+#[track_caller]
 pub fn run<F: FnOnce() -> T, T>(f: F) -> T {
     run_on(global(), f)
 }
@@ -592,6 +923,7 @@ struct MainBody(Box<dyn FnOnce()>);
 // starts, so the body never crosses threads.
 unsafe impl Send for MainBody {}
 
+#[track_caller]
 fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
     if park::current_task().is_some() {
         panic!(
@@ -618,7 +950,7 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
         Some(group.clone()),
         None,
         rt.config.stack_size,
-        panic::Location::caller(),
+        Location::caller(), // the user's `run` (track_caller): overflows name it
     );
     rt.live.add();
     group.live.add();
@@ -694,16 +1026,10 @@ where
              down; green threads spawned under `run` may not outlive it",
         ));
     }
-    if let Some(live) = rt.stacks_over_limit() {
+    if let Some((live, limit)) = rt.stacks_over_limit() {
         return Err(io::Error::new(
             io::ErrorKind::OutOfMemory,
-            format!(
-                "cannot spawn another green thread: {live} have started and not finished, and \
-                 each holds a stack, counted as 2 memory mappings, so the kernel's vm.max_map_count \
-                 allows about {} of them. Raise it with `sysctl -w vm.max_map_count=<n>` as \
-                 root, or keep fewer green threads alive",
-                *MAP_LIMIT
-            ),
+            too_many_started(live, limit),
         ));
     }
     check_stack_size(stack_size)?;
@@ -723,4 +1049,65 @@ where
     let task = TypedTask::new(Task::new(header, f));
     worker::submit_new(rt, task.task().clone());
     Ok(task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_sizes_from_the_environment_take_bytes_or_binary_suffixes() {
+        for (text, bytes) in [
+            ("262144", 256 << 10),
+            ("262144b", 256 << 10),
+            ("256K", 256 << 10),
+            ("256k", 256 << 10),
+            ("256KiB", 256 << 10),
+            ("256 kb", 256 << 10),
+            ("16K", MIN_STACK_SIZE),
+            ("8M", 8 << 20),
+            ("8mib", 8 << 20),
+            ("1G", MAX_STACK_SIZE),
+        ] {
+            assert_eq!(parse_stack_size(text), Ok(bytes), "{text}");
+        }
+        for bad in [
+            "", "K", "-1", "1.5M", "8K", "16383", "2G", "1T", "256 KB B", "0x1000", "huge",
+        ] {
+            let err = parse_stack_size(bad).unwrap_err();
+            assert!(err.contains("between 16 KiB and 1 GiB"), "{bad}: {err}");
+        }
+        // No overflow on absurd numbers.
+        assert!(parse_stack_size("99999999999999999999999G").is_err());
+        assert!(parse_stack_size("18014398509481984G").is_err());
+    }
+
+    #[test]
+    fn a_refused_spawn_gives_the_stack_limit_of_the_platform_layer() {
+        let limit = MapLimit::for_max_map_count(65530);
+        let msg = too_many_started(31741, limit);
+        assert!(
+            msg.starts_with(
+                "cannot spawn another green thread: 31741 have started and not finished"
+            ),
+            "{msg}"
+        );
+        // The figure of stackful-arch's own refusals, from the same function.
+        assert!(msg.contains(&limit.to_string()), "{msg}");
+        assert!(
+            msg.contains("vm.max_map_count = 65530 lets stackful map at most 32253 stacks"),
+            "{msg}"
+        );
+        assert!(msg.contains("refused 512 stacks short of that"), "{msg}");
+    }
+
+    #[test]
+    fn worker_counts_from_the_environment_are_at_least_one() {
+        assert_eq!(parse_workers("1"), Ok(1));
+        assert_eq!(parse_workers("64"), Ok(64));
+        for bad in ["0", "-2", "two", "1.5", "4 workers"] {
+            let err = parse_workers(bad).unwrap_err();
+            assert!(err.contains("at least 1"), "{bad}: {err}");
+        }
+    }
 }

@@ -1000,7 +1000,13 @@ impl Worker {
             }
         };
         let label = Label {
-            owner: &GREEN_THREAD,
+            // A `run` thread starts only its main green thread, whose stack
+            // is raised differently from a spawned one's.
+            owner: if self.fresh.is_none() {
+                &crate::runtime::MAIN_GREEN_THREAD
+            } else {
+                &GREEN_THREAD
+            },
             name: h.name.as_deref(),
             site: Some(h.site),
         };

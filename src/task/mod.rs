@@ -430,12 +430,24 @@ impl Builder {
     /// # Errors
     ///
     /// An invalid stack size, a runtime or `run` that is shutting down, or
-    /// too many live green threads for the kernel's `vm.max_map_count`; each
-    /// message says which and what to do. Only started green threads hold a
-    /// stack, so the last check counts those (every 64th spawn of a thread):
-    /// a burst of spawns may run past it, and a green thread that then finds
-    /// no stack when it starts ends without running, its [`JoinHandle::join`]
-    /// returning an error that names the limit.
+    /// too many *started* green threads for the kernel's `vm.max_map_count`;
+    /// each message says which and what to do.
+    ///
+    /// # A burst of spawns is accepted, and may fail at start
+    ///
+    /// A green thread gets its stack when it starts, not when it is spawned,
+    /// so the limit is checked against the green threads that have started
+    /// (every 64th spawn of a thread). A fast burst of spawns is therefore
+    /// accepted, every call returning `Ok`, even beyond the number of stacks
+    /// that fit: 32 253 under the default `vm.max_map_count` of 65530 (see
+    /// [`MapLimit`](crate::stack::MapLimit)). The green threads of the burst
+    /// that find no stack when they start end without running (their
+    /// closure is dropped), and their [`JoinHandle::join`] returns an error
+    /// that says it "could not start" and which limit refused the stack:
+    /// stackful's own, which keeps some mappings for the rest of the
+    /// process, or the kernel's `mmap`. To run more green threads at once,
+    /// raise `vm.max_map_count`; to stay under it, bound how many are alive
+    /// at once (with a [`Semaphore`](crate::sync::Semaphore), say).
     #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
@@ -481,10 +493,18 @@ impl Builder {
 /// or on the global runtime when called from a plain OS thread. The handle
 /// joins or cancels it; dropping the handle detaches it.
 ///
+/// The green thread gets its stack when it starts. So a fast burst of
+/// spawns is accepted even beyond the number of stacks that fit under the
+/// kernel's `vm.max_map_count` (32 253 by default), and the green threads
+/// of the burst that find no stack fail at start: they never run, and
+/// their `join` returns the error, which says which limit refused the
+/// stack. See [`task::Builder::spawn`](Builder::spawn) for more.
+///
 /// # Panics
 ///
 /// When [`task::Builder::spawn`](Builder::spawn) would return an error, with
-/// its message.
+/// its message: an invalid default stack size, a runtime or `run` that is
+/// shutting down, or too many started green threads for the mapping limit.
 ///
 /// # Examples
 ///
