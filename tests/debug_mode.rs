@@ -180,6 +180,7 @@ fn main() {
             "`hog` has run for",
             "without suspending on worker 0",
             "stackful::spawn_blocking",
+            "`std::sync` lock held by another across a suspension point",
         ],
         &[],
     );

@@ -463,6 +463,8 @@ fn builder_names_sizes_and_rejects_bad_sizes() {
             err.to_string().contains("between 16 KiB and 1024 MiB"),
             "{err}"
         );
+        let unit = if bad == 1 { " byte:" } else { " bytes:" };
+        assert!(err.to_string().contains(&format!("{bad}{unit}")), "{err}");
     }
 }
 

@@ -174,8 +174,10 @@ fn spawning_during_shutdown_is_an_error() {
 
 #[test]
 fn builder_rejects_bad_input_with_clear_messages() {
-    let cases: [(stackful::runtime::Builder, &str); 4] = [
+    let cases: [(stackful::runtime::Builder, &str); 6] = [
         (Runtime::builder().workers(0), "at least 1 worker"),
+        (Runtime::builder().stack_size(1), "size of 1 byte:"),
+        (Runtime::builder().stack_size(2), "size of 2 bytes:"),
         (
             Runtime::builder().stack_size(0),
             "invalid green thread stack size",

@@ -397,9 +397,10 @@ impl fmt::Display for StackError {
         match self.kind {
             StackErrorKind::InvalidSize => write!(
                 f,
-                "invalid coroutine stack size of {} bytes: it must be between {} KiB and {} MiB \
+                "invalid coroutine stack size of {} byte{}: it must be between {} KiB and {} MiB \
                  (the size is in bytes; 256 KiB is `256 << 10`)",
                 self.requested,
+                if self.requested == 1 { "" } else { "s" },
                 MIN_STACK_SIZE / 1024,
                 MAX_STACK_SIZE >> 20
             ),

@@ -19,6 +19,19 @@
 //! without suspending delays the others pinned to its worker. Move such work
 //! into [`spawn_blocking`](crate::spawn_blocking), or call
 //! [`yield_now`](crate::yield_now) in long loops; debug mode warns about it.
+//!
+//! # Holding a `std::sync` lock across a suspension point
+//!
+//! Soundness does not forbid keeping a `std::sync::MutexGuard` across a
+//! suspension point (a sleep, a channel operation, a `join`), but it is the
+//! usual cause of a stalled worker: another green thread that then calls
+//! `lock()` on that mutex blocks its whole OS thread, and if it shares the
+//! holder's worker, the holder never runs again to release it: a deadlock
+//! that debug mode reports only as a hog. No lint catches this for
+//! blocking-style code (clippy's `await_holding_lock` looks at `.await`
+//! only), so follow its advice by hand: drop a std guard before anything
+//! that may suspend, or use [`stackful::sync::Mutex`](crate::sync::Mutex),
+//! whose `lock` suspends the green thread instead.
 
 pub(crate) mod park;
 mod ready;
@@ -688,7 +701,10 @@ fn start_watchdog(rt: std::sync::Weak<RtShared>) {
                         "green thread {who} has run for {} ms without suspending on worker {i}, \
                          delaying the green threads pinned there; move blocking or CPU-heavy \
                          work into `stackful::spawn_blocking`, or call `stackful::yield_now()` \
-                         in long loops",
+                         in long loops. A green thread that waits on a `std::sync` lock held by \
+                         another across a suspension point (a sleep, a channel, a join) blocks \
+                         its worker this way too: use `stackful::sync::Mutex` there, or release \
+                         the std guard before suspending",
                         ran.as_millis()
                     ));
                 }
@@ -990,8 +1006,9 @@ fn check_stack_size(bytes: usize) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
         format!(
-            "invalid green thread stack size of {bytes} bytes: it must be between {} KiB and {} \
+            "invalid green thread stack size of {bytes} byte{}: it must be between {} KiB and {} \
              MiB (the size is in bytes; 256 KiB is `256 << 10`)",
+            if bytes == 1 { "" } else { "s" },
             MIN_STACK_SIZE / 1024,
             MAX_STACK_SIZE >> 20
         ),
