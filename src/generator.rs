@@ -43,6 +43,29 @@ use crate::scopes::{self, GeneratorMeta};
 
 /// What [`Generator::send`] returns: the next yielded value, or the body's
 /// return value once it completes.
+///
+/// # Examples
+///
+/// ```
+/// use stackful::{Generator, GeneratorState};
+///
+/// // Yields running totals; returns how many numbers it was sent.
+/// let mut totals = Generator::new(|co, first: u32| {
+///     let (mut sum, mut next, mut count) = (0, first, 0);
+///     while next != 0 {
+///         sum += next;
+///         count += 1;
+///         next = co.yield_(sum);
+///     }
+///     count
+/// });
+/// assert_eq!(totals.send(3), GeneratorState::Yielded(3));
+/// assert_eq!(totals.send(4), GeneratorState::Yielded(7));
+/// match totals.send(0) {
+///     GeneratorState::Yielded(sum) => panic!("still running at {sum}"),
+///     GeneratorState::Complete(count) => assert_eq!(count, 2),
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GeneratorState<Y, R> {
     /// The body yielded this value and is suspended.

@@ -715,8 +715,34 @@ fn start_watchdog(rt: std::sync::Weak<RtShared>) {
 
 /// An M:N runtime: worker threads running green threads.
 ///
-/// Dropping it cancels the green threads still running on it, waits for
-/// them, and stops its threads.
+/// Most programs use the global one through [`run`]; build one of your own
+/// for settings of its own (workers, stack size, debug mode) or to keep a
+/// library's green threads apart. Dropping it cancels the green threads
+/// still running on it, waits for them, and stops its threads.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use stackful::Runtime;
+///
+/// let rt = Runtime::builder()
+///     .workers(2)
+///     .stack_size(512 << 10) // for the main green thread and spawned ones
+///     .build()
+///     .unwrap();
+/// let total = rt.run(|| {
+///     let handles: Vec<_> = (1..=3u64)
+///         .map(|n| stackful::spawn(move || {
+///             stackful::sleep(Duration::from_millis(n));
+///             n * 10
+///         }))
+///         .collect();
+///     stackful::gather(handles).unwrap().iter().sum::<u64>()
+/// });
+/// assert_eq!(total, 60);
+/// drop(rt); // stops its workers
+/// ```
 pub struct Runtime {
     shared: Arc<RtShared>,
 }
