@@ -58,6 +58,15 @@ pub(crate) mod sealed {
 /// });
 /// assert_eq!(lengths.unwrap(), [5, 7]);
 /// ```
+///
+/// A scoped handle cannot leave its scope through them:
+///
+/// ```compile_fail
+/// let pending = stackful::scope(|s| {
+///     let (_, pending) = stackful::wait([s.spawn(|| 1)], stackful::ReturnWhen::FirstCompleted);
+///     pending // error: the handles borrow the scope
+/// });
+/// ```
 pub trait Joinable: sealed::Sealed<Value = <Self as Joinable>::Output> {
     /// The value its green thread returns.
     type Output;
