@@ -95,13 +95,15 @@ fn try_gather_returns_the_first_err_and_cancels_the_rest() {
         let started = Arc::new(Event::new());
         let gates = gates(2);
         let sleeper = spawn_sleeper(&drops, &started);
+        // Each fails once its gate is set. Only the second one's is: a
+        // gather that took failures in input order would wait forever for
+        // the first (`within` fails it); the first is cancelled instead.
         let failing = |i: usize| {
             let gates = gates.clone();
+            let guard = DropCounter(drops.clone());
             stackful::spawn(move || {
+                let _guard = guard;
                 gates[i].wait();
-                if i == 1 {
-                    gates[0].set(); // ends first, then lets the other end
-                }
                 Err::<u32, Error>(Error::Failed(i as u32))
             })
         };
@@ -112,9 +114,10 @@ fn try_gather_returns_the_first_err_and_cancels_the_rest() {
             Err(Error::Failed(1)) => {}
             other => panic!("expected the first failure in completion order, got {other:?}"),
         }
-        eventually("the sleeper to be cancelled", || {
-            drops.load(Ordering::SeqCst) == 1
+        eventually("the others to be cancelled and the failure to end", || {
+            drops.load(Ordering::SeqCst) == 3
         });
+        assert!(!gates[0].is_set());
     };
     within(30, check);
     within(30, move || stackful::run(check));
@@ -351,7 +354,7 @@ fn the_combinators_take_abort_on_drop_guards() {
 #[test]
 fn gather_takes_scoped_handles_that_borrow_a_local() {
     let check = || {
-        let words = vec![
+        let words = [
             "green".to_string(),
             "threads".to_string(),
             "borrow".to_string(),

@@ -164,31 +164,32 @@ fn thousands_are_joined_once_each() {
 
 #[test]
 fn join_all_returns_completion_order() {
-    let order = within(30, || {
-        stackful::run(|| {
-            let gates = gates(3);
-            let mut set = JoinSet::new();
-            for i in 0..3 {
-                let gates = gates.clone();
-                set.spawn(move || {
-                    gates[i].wait();
-                    // Each releases the next in the order 1, 2, 0.
-                    if i == 1 {
-                        gates[2].set();
-                    } else if i == 2 {
-                        gates[0].set();
-                    }
-                    i
-                });
-            }
-            gates[1].set();
-            set.join_all()
-                .into_iter()
-                .map(Result::unwrap)
-                .collect::<Vec<_>>()
-        })
+    // One worker: a member that sets the next one's gate ends before that
+    // one runs, since it does not suspend in between.
+    let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+    let owner = rt.spawn(|| {
+        let gates = gates(3);
+        let mut set = JoinSet::new();
+        for i in 0..3 {
+            let gates = gates.clone();
+            set.spawn(move || {
+                gates[i].wait();
+                // Each releases the next in the order 1, 2, 0.
+                if i == 1 {
+                    gates[2].set();
+                } else if i == 2 {
+                    gates[0].set();
+                }
+                i
+            });
+        }
+        gates[1].set();
+        set.join_all()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
     });
-    assert_eq!(order, [1, 2, 0]);
+    assert_eq!(within(30, move || owner.join().unwrap()), [1, 2, 0]);
 }
 
 #[test]
@@ -310,28 +311,53 @@ fn a_cancelled_join_next_loses_nothing() {
 
 #[test]
 fn a_member_that_ends_while_join_next_is_cancelled_stays_in_the_set() {
-    // One worker: the member spins (never suspends) past the owner's
-    // deadline, so it ends and reports while the owner is still parked, and
-    // the owner resumes to find its timeout expired.
+    // One worker: the owner waits in `join_next` under a timeout; the member
+    // runs (the owner is parked), spins until the test lets it go, which is
+    // after the owner's deadline, and ends. The owner then resumes with its
+    // timeout expired and the member's report unread: it must stay.
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
     let rt = stackful::Runtime::builder().workers(1).build().unwrap();
-    let owner = rt.spawn(|| {
+    let started = Arc::new(AtomicBool::new(false));
+    let go = Arc::new(AtomicBool::new(false));
+    let deadline: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let (s, g, d) = (started.clone(), go.clone(), deadline.clone());
+    let owner = rt.spawn(move || {
         let mut set = JoinSet::new();
-        set.spawn(|| {
-            let start = std::time::Instant::now();
-            while start.elapsed() < Duration::from_millis(50) {
-                std::hint::spin_loop();
+        let started = s.clone();
+        set.spawn(move || {
+            started.store(true, Ordering::SeqCst);
+            while !g.load(Ordering::SeqCst) {
+                std::hint::spin_loop(); // holds the only worker
             }
             "ended meanwhile"
         });
-        let waited = timeout(Duration::from_millis(5), || set.join_next());
-        assert!(
-            waited.is_err(),
-            "the timeout fires before the owner runs again"
-        );
+        loop {
+            let until = Instant::now() + Duration::from_millis(5);
+            *d.lock().unwrap() = Some(until);
+            let waited = stackful::timeout_at(until, || set.join_next());
+            assert!(waited.is_err(), "the member ends only after the deadline");
+            if s.load(Ordering::SeqCst) {
+                break; // it ran while this attempt waited
+            }
+        }
         assert_eq!(set.len(), 1);
-        set.try_join_next().expect("the member ended").unwrap()
+        set.try_join_next()
+            .expect("the member ended while join_next waited")
+            .unwrap()
     });
-    assert_eq!(within(30, move || owner.join().unwrap()), "ended meanwhile");
+    let value = within(30, move || {
+        while !started.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let until = deadline.lock().unwrap().expect("published before waiting");
+        while Instant::now() < until + Duration::from_millis(1) {
+            std::thread::yield_now();
+        }
+        go.store(true, Ordering::SeqCst);
+        owner.join().unwrap()
+    });
+    assert_eq!(value, "ended meanwhile");
 }
 
 #[test]
@@ -643,6 +669,48 @@ fn a_stale_report_for_a_reused_slot_takes_nothing_unfinished() {
             gate.set();
             assert_eq!(set.join_next().unwrap().unwrap(), 2);
             assert!(set.is_empty());
+        })
+        .join()
+        .unwrap();
+    });
+    within(30, move || owner.join().unwrap());
+}
+
+#[test]
+fn a_report_behind_a_stale_one_is_not_missed() {
+    // One worker. After a move to another green thread, the first member's
+    // completion is reported twice and one report stays unread. The second
+    // member then ends, and its wake-up is spent before the owner asks
+    // again: that report must still be read.
+    let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+    let owner = rt.spawn(|| {
+        let ended = Arc::new(AtomicUsize::new(0));
+        let gates = gates(2);
+        let mut set = JoinSet::new();
+        for i in 0..3 {
+            let (ended, gates) = (ended.clone(), gates.clone());
+            set.spawn(move || {
+                if i > 0 {
+                    gates[i - 1].wait(); // the third waits for good
+                }
+                ended.fetch_add(1, Ordering::SeqCst);
+                i
+            });
+        }
+        assert!(set.try_join_next().is_none(), "none has run yet");
+        while ended.load(Ordering::SeqCst) < 1 {
+            stackful::yield_now();
+        }
+        stackful::spawn(move || {
+            assert_eq!(set.join_next().unwrap().unwrap(), 0);
+            gates[0].set();
+            while ended.load(Ordering::SeqCst) < 2 {
+                stackful::yield_now();
+            }
+            // Not for timing: a sleep spends any wake-up delivered already.
+            sleep(Duration::from_millis(1));
+            assert_eq!(set.join_next().unwrap().unwrap(), 1);
+            assert_eq!(set.len(), 1); // the third is cancelled with the set
         })
         .join()
         .unwrap();

@@ -236,10 +236,16 @@ impl<T> JoinSet<T> {
                 return None;
             }
             self.arm();
-            if self.ready.is_empty() {
-                let mut done = self.set.done.lock().unwrap_or_else(|e| e.into_inner());
-                self.ready.extend(done.drain(..));
-            }
+            // Every time, not only when `ready` is empty: it may hold only
+            // stale reports, and a wake-up that came with a report still in
+            // `done` has been spent.
+            self.ready.extend(
+                self.set
+                    .done
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .drain(..),
+            );
             while let Some(slot) = self.ready.pop_front() {
                 // A report says "look here" (see the module docs).
                 if let Some(handle) = self.slots[slot].take_if(|h| h.is_finished()) {
