@@ -20,10 +20,9 @@ use std::sync::Arc;
 
 use crate::debug;
 use crate::runtime::park::{self, Waker};
-use crate::runtime::worker;
 use crate::task::join::unregister;
 use crate::task::raw::{self, Completions};
-use crate::task::{Id, JoinError, JoinHandle, register};
+use crate::task::{Id, JoinError, JoinHandle, cancel_from_anywhere, on_scheduler_loop, register};
 
 /// A set of green threads that can grow while they run, joined in the order
 /// they end: Python's `asyncio.TaskGroup` without the scope, or tokio's
@@ -425,13 +424,12 @@ impl<T> Drop for JoinSet<T> {
         };
         for handle in slots.iter().flatten() {
             if !is_me(handle) {
-                handle.cancel();
+                cancel_from_anywhere(handle.raw());
             }
         }
         // On a scheduler's own loop (a result holding a set, dropped there)
         // nothing may wait: they are cancelled and left to end.
-        let on_scheduler_loop = me.is_none() && worker::with_current(|w| w.is_some());
-        if on_scheduler_loop {
+        if on_scheduler_loop() {
             if debug::enabled() {
                 debug::warn(format_args!(
                     "a JoinSet dropped on a worker's own loop could not wait for its {} green \

@@ -481,7 +481,7 @@ impl<T> Drop for AbortOnDrop<T> {
         // in a shield (its panic becomes the green thread's outcome), so
         // this is safe in an unwind too; the handle then detaches.
         if let Some(handle) = self.handle.take() {
-            handle.cancel();
+            cancel_from_anywhere(handle.raw());
         }
     }
 }
@@ -508,6 +508,23 @@ impl<T> join::sealed::Sealed for AbortOnDrop<T> {
 
 impl<T> Joinable for AbortOnDrop<T> {
     type Output = T;
+}
+
+/// Whether the caller runs on a scheduler's own loop, outside any green
+/// thread (a destructor of a value the scheduler drops there), where no
+/// user code may run and nothing may wait.
+pub(crate) fn on_scheduler_loop() -> bool {
+    park::current_task().is_none() && runtime::worker::with_current(|w| w.is_some())
+}
+
+/// Cancels `task` from a destructor, which may run on a scheduler's loop:
+/// there, an unstarted green thread is left to drop its own closure.
+pub(crate) fn cancel_from_anywhere(task: &TaskRef) {
+    if on_scheduler_loop() {
+        raw::cancel_from_scheduler(task);
+    } else {
+        raw::cancel(task);
+    }
 }
 
 /// Waits until `task` completes. With `tag`, the completion is also reported
