@@ -4,6 +4,10 @@
 //! [`JoinHandle`]; [`JoinHandle::join`] waits for its result. Inside a green
 //! thread, waiting suspends only the green thread; on a plain OS thread it
 //! blocks the thread, so library code works in both worlds.
+//!
+//! [`gather`], [`try_gather`], [`join_all`], [`wait`] and [`as_completed`]
+//! wait on several handles at once (a [`scope`]'s too; see [`Joinable`]),
+//! and a [`JoinSet`] holds a set that grows while it runs.
 
 pub(crate) mod join;
 pub(crate) mod join_set;
@@ -477,9 +481,10 @@ impl<T> AbortOnDrop<T> {
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
-        // A cancel drops an unstarted closure here, under `catch_unwind` and
-        // in a shield (its panic becomes the green thread's outcome), so
-        // this is safe in an unwind too; the handle then detaches.
+        // A cancel drops an unstarted closure here (on a scheduler's loop it
+        // leaves that to the green thread), under `catch_unwind` and in a
+        // shield: its panic becomes the green thread's outcome, so this is
+        // safe in an unwind too. The handle then detaches.
         if let Some(handle) = self.handle.take() {
             cancel_from_anywhere(handle.raw());
         }
