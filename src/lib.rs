@@ -86,6 +86,7 @@ pub use cancel::{Cancelled, catch_unwind};
 pub use generator::{Co, Generator, GeneratorState};
 pub use runtime::{Runtime, run};
 pub use task::{
-    JoinError, JoinHandle, ReturnWhen, as_completed, gather, join_all, scope, spawn, wait,
+    JoinError, JoinHandle, JoinSet, ReturnWhen, as_completed, gather, join_all, scope, spawn,
+    try_gather, wait,
 };
 pub use time::{Elapsed, shield, sleep, sleep_until, timeout, timeout_at, yield_now};

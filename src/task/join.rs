@@ -6,14 +6,110 @@
 //! costs O(n) in all, not O(n) per completion.
 
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::runtime::park::{self, Waker};
-use crate::task::raw::Completions;
-use crate::task::{JoinError, JoinHandle, register};
+use crate::task::raw::{Completions, TaskRef};
+use crate::task::{JoinError, JoinHandle, refuse_self_join, register, wait_complete};
+
+pub(crate) mod sealed {
+    use crate::task::JoinError;
+    use crate::task::raw::TaskRef;
+
+    /// The green thread behind a handle: only the crate can look inside.
+    pub struct Task<'a>(pub(crate) &'a TaskRef);
+
+    /// What every [`Joinable`](super::Joinable) handle does, out of the
+    /// users' reach: they can neither implement it nor call it.
+    pub trait Sealed {
+        /// The value its green thread returns.
+        type Value;
+
+        /// The green thread.
+        fn task(&self) -> Task<'_>;
+
+        /// Takes the result of a green thread that has completed.
+        fn take_completed(self) -> Result<Self::Value, JoinError>;
+    }
+}
+
+/// A handle that [`gather`], [`try_gather`], [`join_all`], [`wait`] and
+/// [`as_completed`] can wait on: a [`JoinHandle`], an
+/// [`AbortOnDrop`](crate::task::AbortOnDrop) guard, or a
+/// [`ScopedJoinHandle`](crate::task::ScopedJoinHandle) from
+/// [`Scope::spawn`](crate::task::Scope::spawn). It is sealed: only those
+/// types implement it.
+///
+/// A scoped handle borrows its scope, so whatever the functions return that
+/// holds one (the `done` and `pending` of [`wait`], an [`AsCompleted`]) ends
+/// with the scope too, and the values they hand out are those of
+/// [`ScopedJoinHandle::join`](crate::task::ScopedJoinHandle::join).
+///
+/// # Examples
+///
+/// Gathering a scope's children, which borrow a local:
+///
+/// ```
+/// let words = vec!["green".to_string(), "threads".to_string()];
+/// let lengths = stackful::scope(|s| {
+///     let handles = words.iter().map(|w| s.spawn(move || w.len()));
+///     stackful::gather(handles.collect::<Vec<_>>())
+/// });
+/// assert_eq!(lengths.unwrap(), [5, 7]);
+/// ```
+///
+/// A scoped handle cannot leave its scope through them:
+///
+/// ```compile_fail
+/// let pending = stackful::scope(|s| {
+///     let (_, pending) = stackful::wait([s.spawn(|| 1)], stackful::ReturnWhen::FirstCompleted);
+///     pending // error: the handles borrow the scope
+/// });
+/// ```
+pub trait Joinable: sealed::Sealed<Value = <Self as Joinable>::Output> {
+    /// The value its green thread returns.
+    type Output;
+}
+
+/// The green thread behind a handle.
+fn task_of<H: Joinable>(h: &H) -> &TaskRef {
+    h.task().0
+}
+
+impl<T> sealed::Sealed for JoinHandle<T> {
+    type Value = T;
+
+    fn task(&self) -> sealed::Task<'_> {
+        sealed::Task(self.raw())
+    }
+
+    fn take_completed(self) -> Result<T, JoinError> {
+        self.take()
+    }
+}
+
+impl<T> Joinable for JoinHandle<T> {
+    type Output = T;
+}
+
+/// Waits for one green thread and takes its result, as `JoinHandle::join`
+/// does.
+#[track_caller]
+fn join_one<H: Joinable>(handle: H) -> Result<H::Output, JoinError> {
+    let h = task_of(&handle).header();
+    refuse_self_join(h);
+    wait_complete(h, None);
+    handle.take_completed()
+}
 
 /// Joins every handle in order and returns every outcome:
-/// `asyncio.gather(..., return_exceptions=True)`.
+/// `asyncio.gather(..., return_exceptions=True)`. The handles may be
+/// [`JoinHandle`]s or any other [`Joinable`] handles.
+///
+/// # Panics
+///
+/// If a green thread is among the handles it joins, which would wait forever.
 ///
 /// # Examples
 ///
@@ -22,16 +118,23 @@ use crate::task::{JoinError, JoinHandle, register};
 /// let results = stackful::join_all(handles);
 /// assert_eq!(results.into_iter().map(Result::unwrap).collect::<Vec<_>>(), [0, 10, 20]);
 /// ```
+#[track_caller]
 pub fn join_all<T, I>(handles: I) -> Vec<Result<T, JoinError>>
 where
-    I: IntoIterator<Item = JoinHandle<T>>,
+    I: IntoIterator,
+    I::Item: Joinable<Output = T>,
 {
-    handles.into_iter().map(JoinHandle::join).collect()
+    let handles = handles.into_iter();
+    let mut results = Vec::with_capacity(handles.size_hint().0);
+    for h in handles {
+        results.push(join_one(h)); // a loop, for `#[track_caller]` to reach
+    }
+    results
 }
 
 /// Handles being waited on, with the set their completions report to.
-struct Watch<T> {
-    handles: Vec<Option<JoinHandle<T>>>,
+struct Watch<H: Joinable> {
+    handles: Vec<Option<H>>,
     /// Which completions `next_batch` has already returned.
     reported: Vec<bool>,
     /// How many are not reported yet.
@@ -43,14 +146,14 @@ struct Watch<T> {
 
 /// However the wait ends (returned, timed out, cancelled), no waiter of ours
 /// stays on a green thread to wake its context later for nothing.
-impl<T> Drop for Watch<T> {
+impl<H: Joinable> Drop for Watch<H> {
     fn drop(&mut self) {
         self.disarm();
     }
 }
 
-impl<T> Watch<T> {
-    fn new(handles: impl IntoIterator<Item = JoinHandle<T>>) -> Watch<T> {
+impl<H: Joinable> Watch<H> {
+    fn new(handles: impl IntoIterator<Item = H>) -> Watch<H> {
         let handles: Vec<_> = handles.into_iter().map(Some).collect();
         Watch {
             reported: vec![false; handles.len()],
@@ -72,7 +175,11 @@ impl<T> Watch<T> {
         for (i, h) in self.handles.iter().enumerate() {
             if let Some(h) = h
                 && !self.reported[i]
-                && !register(h.header(), waker.clone(), Some((self.set.clone(), i)))
+                && !register(
+                    task_of(h).header(),
+                    waker.clone(),
+                    Some((self.set.clone(), i)),
+                )
             {
                 self.set
                     .done
@@ -111,20 +218,63 @@ impl<T> Watch<T> {
             return; // never armed, or disarmed already
         }
         for h in self.handles.iter().flatten() {
-            let mut waiters = h.header().waiters.lock().unwrap_or_else(|e| e.into_inner());
-            waiters.retain(|w| {
-                !w.tag
-                    .as_ref()
-                    .is_some_and(|(s, _)| Arc::ptr_eq(s, &self.set))
-            });
+            unregister(task_of(h), &self.set);
         }
     }
 }
 
+/// Removes the waiters that report to `set` from a green thread.
+pub(crate) fn unregister(task: &TaskRef, set: &Arc<Completions>) {
+    let mut waiters = task
+        .header()
+        .waiters
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    waiters.retain(|w| !w.tag.as_ref().is_some_and(|(s, _)| Arc::ptr_eq(s, set)));
+}
+
+/// Waits for every green thread and turns each result into a value with
+/// `settle`, in input order; the first error (in completion order) cancels
+/// the others and is returned.
+fn gather_with<H, V, E>(
+    handles: impl IntoIterator<Item = H>,
+    mut settle: impl FnMut(Result<H::Output, JoinError>) -> Result<V, E>,
+) -> Result<Vec<V>, E>
+where
+    H: Joinable,
+{
+    /// Cancels whatever is still pending when the gather leaves early.
+    struct CancelRest<H: Joinable>(Watch<H>);
+    impl<H: Joinable> Drop for CancelRest<H> {
+        fn drop(&mut self) {
+            for h in self.0.handles.iter().flatten() {
+                crate::task::raw::cancel(task_of(h));
+            }
+        }
+    }
+    let mut watch = CancelRest(Watch::new(handles));
+    let mut values: Vec<Option<V>> = watch.0.handles.iter().map(|_| None).collect();
+    while watch.0.pending() > 0 {
+        for i in watch.0.next_batch() {
+            let handle = watch.0.handles[i]
+                .take()
+                .expect("each completion is reported once");
+            values[i] = Some(settle(handle.take_completed())?);
+        }
+    }
+    Ok(values
+        .into_iter()
+        .map(|v| v.expect("every green thread completed"))
+        .collect())
+}
+
 /// Waits for all the green threads and returns their values in input order:
 /// `asyncio.gather`. The first failure (in completion order) cancels the
-/// others and is returned. If the caller is cancelled while waiting, the
-/// green threads are cancelled too, as asyncio does.
+/// others and is returned at once, without waiting for them to end (a
+/// [`scope`](crate::scope) still waits for its children). If the caller is
+/// cancelled while waiting, the green threads are cancelled too, as asyncio
+/// does. The handles may be [`JoinHandle`]s or any other [`Joinable`]
+/// handles, a scope's among them.
 ///
 /// # Examples
 ///
@@ -140,31 +290,53 @@ impl<T> Watch<T> {
 /// ```
 pub fn gather<T, I>(handles: I) -> Result<Vec<T>, JoinError>
 where
-    I: IntoIterator<Item = JoinHandle<T>>,
+    I: IntoIterator,
+    I::Item: Joinable<Output = T>,
 {
-    /// Cancels whatever is still pending when `gather` leaves early.
-    struct CancelRest<T>(Watch<T>);
-    impl<T> Drop for CancelRest<T> {
-        fn drop(&mut self) {
-            for h in self.0.handles.iter().flatten() {
-                h.cancel();
-            }
-        }
-    }
-    let mut watch = CancelRest(Watch::new(handles));
-    let mut values: Vec<Option<T>> = watch.0.handles.iter().map(|_| None).collect();
-    while watch.0.pending() > 0 {
-        for i in watch.0.next_batch() {
-            let handle = watch.0.handles[i]
-                .take()
-                .expect("each completion is reported once");
-            values[i] = Some(handle.take()?);
-        }
-    }
-    Ok(values
-        .into_iter()
-        .map(|v| v.expect("every green thread completed"))
-        .collect())
+    gather_with(handles, |r| r)
+}
+
+/// [`gather`] for green threads that return a `Result`: their values in
+/// input order, or the first failure in completion order, which cancels the
+/// others (without waiting for them to end, as [`gather`] does). A failure
+/// is a returned `Err`, or a panic or cancellation turned into `E` with
+/// `From<JoinError>`. If the caller is cancelled while waiting, the green
+/// threads are cancelled too.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// #[derive(Debug)]
+/// enum Error { NotFound(u32), Crashed(stackful::JoinError) }
+///
+/// impl From<stackful::JoinError> for Error {
+///     fn from(e: stackful::JoinError) -> Error { Error::Crashed(e) }
+/// }
+///
+/// let fetch = |id: u32| stackful::spawn(move || match id {
+///     0 => Err(Error::NotFound(id)),
+///     13 => panic!("unlucky"),
+///     _ => { stackful::sleep(Duration::from_millis(5)); Ok(id * 10) }
+/// });
+/// let found = stackful::run(|| stackful::task::try_gather([fetch(1), fetch(2)]));
+/// assert_eq!(found.unwrap(), [10, 20]);
+/// let missing = stackful::run(|| stackful::task::try_gather([fetch(1), fetch(0)]));
+/// assert!(matches!(missing, Err(Error::NotFound(0))));
+/// let crashed = stackful::run(|| stackful::task::try_gather([fetch(1), fetch(13)]));
+/// assert!(matches!(crashed, Err(Error::Crashed(e)) if e.is_panic()));
+/// ```
+pub fn try_gather<T, E, I>(handles: I) -> Result<Vec<T>, E>
+where
+    I: IntoIterator,
+    I::Item: Joinable<Output = Result<T, E>>,
+    E: From<JoinError>,
+{
+    gather_with(handles, |r| match r {
+        Ok(returned) => returned,
+        Err(e) => Err(E::from(e)),
+    })
 }
 
 /// When [`wait`] returns, like asyncio's `return_when`.
@@ -180,7 +352,9 @@ pub enum ReturnWhen {
 
 /// Waits until the condition `when` holds and returns `(done, pending)`,
 /// each in input order: `asyncio.wait`. Nothing is cancelled; the pending
-/// handles can be waited on again.
+/// handles can be waited on again. The handles may be [`JoinHandle`]s or
+/// any other [`Joinable`] handles. An error here is a panic or a
+/// cancellation: a green thread that returns an `Err` value has succeeded.
 ///
 /// # Examples
 ///
@@ -196,9 +370,10 @@ pub enum ReturnWhen {
 ///     pending.iter().for_each(|h| h.cancel());
 /// });
 /// ```
-pub fn wait<T, I>(handles: I, when: ReturnWhen) -> (Vec<JoinHandle<T>>, Vec<JoinHandle<T>>)
+pub fn wait<T, I>(handles: I, when: ReturnWhen) -> (Vec<I::Item>, Vec<I::Item>)
 where
-    I: IntoIterator<Item = JoinHandle<T>>,
+    I: IntoIterator,
+    I::Item: Joinable<Output = T>,
 {
     let mut watch = Watch::new(handles);
     let total = watch.handles.len();
@@ -211,13 +386,15 @@ where
     while !satisfied(count, failed) {
         for i in watch.next_batch() {
             count += 1;
-            failed |= watch.handles[i].as_ref().is_some_and(|h| h.raw().is_err());
+            failed |= watch.handles[i]
+                .as_ref()
+                .is_some_and(|h| task_of(h).is_err());
         }
     }
     watch.disarm();
     let (mut done, mut pending) = (Vec::new(), Vec::new());
     for h in std::mem::take(&mut watch.handles).into_iter().flatten() {
-        if h.is_finished() {
+        if task_of(&h).header().is_complete() {
             done.push(h);
         } else {
             pending.push(h);
@@ -227,6 +404,7 @@ where
 }
 
 /// Yields results in the order the green threads end: `asyncio.as_completed`.
+/// The handles may be [`JoinHandle`]s or any other [`Joinable`] handles.
 ///
 /// # Examples
 ///
@@ -242,25 +420,29 @@ where
 /// });
 /// assert_eq!(order, [10, 20, 30]);
 /// ```
-pub fn as_completed<T, I>(handles: I) -> AsCompleted<T>
+pub fn as_completed<T, I>(handles: I) -> AsCompleted<T, I::Item>
 where
-    I: IntoIterator<Item = JoinHandle<T>>,
+    I: IntoIterator,
+    I::Item: Joinable<Output = T>,
 {
     AsCompleted {
         watch: Watch::new(handles),
         queue: VecDeque::new(),
+        _value: PhantomData,
     }
 }
 
-/// The iterator returned by [`as_completed`]. Each `next` waits (a
-/// cancellation point) for the next green thread to end. Dropping it
-/// detaches the ones not yet yielded.
-pub struct AsCompleted<T> {
-    watch: Watch<T>,
+/// The iterator returned by [`as_completed`], over the values `T` of
+/// handles of type `H`. Each `next` waits (a cancellation point) for the
+/// next green thread to end. Dropping it drops the handles not yet yielded:
+/// [`JoinHandle`]s detach their green threads.
+pub struct AsCompleted<T, H: Joinable<Output = T> = JoinHandle<T>> {
+    watch: Watch<H>,
     queue: VecDeque<usize>,
+    _value: PhantomData<fn() -> T>,
 }
 
-impl<T> Iterator for AsCompleted<T> {
+impl<T, H: Joinable<Output = T>> Iterator for AsCompleted<T, H> {
     type Item = Result<T, JoinError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -269,7 +451,7 @@ impl<T> Iterator for AsCompleted<T> {
                 let handle = self.watch.handles[i]
                     .take()
                     .expect("each completion is reported once");
-                return Some(handle.take());
+                return Some(handle.take_completed());
             }
             if self.watch.pending() == 0 {
                 return None;
@@ -284,7 +466,7 @@ impl<T> Iterator for AsCompleted<T> {
     }
 }
 
-impl<T> std::fmt::Debug for AsCompleted<T> {
+impl<T, H: Joinable<Output = T>> std::fmt::Debug for AsCompleted<T, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsCompleted")
             .field("remaining", &self.size_hint().0)

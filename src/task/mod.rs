@@ -4,8 +4,16 @@
 //! [`JoinHandle`]; [`JoinHandle::join`] waits for its result. Inside a green
 //! thread, waiting suspends only the green thread; on a plain OS thread it
 //! blocks the thread, so library code works in both worlds.
+//!
+//! [`gather`], [`try_gather`], [`join_all`], [`wait`] and [`as_completed`]
+//! wait on several handles at once (a [`scope`]'s too; see [`Joinable`]),
+//! and a [`JoinSet`] holds a set that grows while it runs.
+//!
+//! [`task_local!`](crate::task_local) declares values that each green thread
+//! has its own of ([`LocalKey`]).
 
 pub(crate) mod join;
+pub(crate) mod join_set;
 pub(crate) mod local;
 pub(crate) mod raw;
 pub(crate) mod scope;
@@ -24,7 +32,10 @@ use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, RtShared};
 use raw::{HANDLE, Header, JoinWaiter, STORED, TaskRef, TypedTask};
 
-pub use join::{AsCompleted, ReturnWhen, as_completed, gather, join_all, wait};
+pub use join::{
+    AsCompleted, Joinable, ReturnWhen, as_completed, gather, join_all, try_gather, wait,
+};
+pub use join_set::JoinSet;
 pub use local::{AccessError, LocalKey};
 pub use scope::{Scope, ScopedJoinHandle, scope};
 
@@ -258,16 +269,9 @@ impl<T> JoinHandle<T> {
     /// let h = stackful::spawn(|| 6 * 7);
     /// assert_eq!(h.join().unwrap(), 42);
     /// ```
+    #[track_caller]
     pub fn join(self) -> Result<T, JoinError> {
-        let h = self.header();
-        if let Some(me) = park::current_task()
-            && std::ptr::addr_eq(me.header(), h)
-        {
-            panic!(
-                "green thread {} tried to join itself, which would wait forever",
-                h.describe()
-            );
-        }
+        refuse_self_join(self.header());
         wait_complete(self.header(), None);
         self.take()
     }
@@ -344,6 +348,192 @@ impl<T> fmt::Debug for JoinHandle<T> {
         f.debug_struct("JoinHandle")
             .field("task", self.header())
             .finish()
+    }
+}
+
+/// Panics if the caller is the green thread `h`, which would wait for itself
+/// forever.
+#[track_caller]
+pub(crate) fn refuse_self_join(h: &Header) {
+    if let Some(me) = park::current_task()
+        && std::ptr::addr_eq(me.header(), h)
+    {
+        panic!(
+            "green thread {} tried to join itself, which would wait forever",
+            h.describe()
+        );
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// Turns the handle into a guard that cancels the green thread when it
+    /// is dropped, for the places where detaching it would be wrong: a
+    /// green thread that serves only the code holding the guard, and must
+    /// not outlive it when that code returns early, panics or is cancelled.
+    ///
+    /// Dropping the guard requests the cancellation and returns: it does
+    /// not wait for the green thread to unwind (a [`JoinSet`] does).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stackful::sync::channel;
+    ///
+    /// stackful::run(|| {
+    ///     let (alive, watch) = channel::<()>(1);
+    ///     let heartbeat = stackful::spawn(move || {
+    ///         let _alive = alive; // dropped when the loop unwinds
+    ///         loop {
+    ///             stackful::sleep(Duration::from_millis(10)); // ping a peer, say
+    ///         }
+    ///     })
+    ///     .abort_on_drop();
+    ///     drop(heartbeat); // a plain JoinHandle would leave the loop running
+    ///     assert!(watch.recv().is_err()); // cancelled: its sender is gone
+    /// });
+    /// ```
+    pub fn abort_on_drop(self) -> AbortOnDrop<T> {
+        AbortOnDrop { handle: Some(self) }
+    }
+}
+
+/// A [`JoinHandle`] that cancels its green thread when dropped, instead of
+/// detaching it; made by [`JoinHandle::abort_on_drop`].
+///
+/// Dropping it requests the cancellation as [`JoinHandle::cancel`] does and
+/// returns at once, without waiting for the green thread to unwind. It can
+/// still be joined, and [`into_handle`](AbortOnDrop::into_handle) gives the
+/// plain handle back. The functions that wait on several green threads
+/// ([`gather`], [`wait`], ...) accept it too: see [`Joinable`].
+pub struct AbortOnDrop<T> {
+    /// `None` only once `join`, `into_handle` or a combinator moved the
+    /// handle out, so that `Drop` cancels nothing.
+    handle: Option<JoinHandle<T>>,
+}
+
+impl<T> AbortOnDrop<T> {
+    fn handle(&self) -> &JoinHandle<T> {
+        match &self.handle {
+            Some(handle) => handle,
+            None => unreachable!("an AbortOnDrop is used after its handle was moved out"),
+        }
+    }
+
+    fn into_inner(mut self) -> JoinHandle<T> {
+        self.handle
+            .take()
+            .expect("an AbortOnDrop gives its handle away once")
+    }
+
+    /// Waits for the green thread to end and returns its value, or why there
+    /// is none, as [`JoinHandle::join`]. If the caller is cancelled while it
+    /// waits, the guard is dropped as the caller unwinds, and cancels the
+    /// green thread.
+    ///
+    /// # Panics
+    ///
+    /// If a green thread tries to join itself, which would wait forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = stackful::spawn(|| 6 * 7).abort_on_drop();
+    /// assert_eq!(h.join().unwrap(), 42);
+    /// ```
+    #[track_caller]
+    pub fn join(self) -> Result<T, JoinError> {
+        let h = self.handle().header();
+        refuse_self_join(h);
+        wait_complete(h, None); // unwinding from here drops `self`: a cancel
+        self.into_inner().take()
+    }
+
+    /// Requests cancellation now, as [`JoinHandle::cancel`].
+    pub fn cancel(&self) {
+        self.handle().cancel();
+    }
+
+    /// Whether the green thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.handle().is_finished()
+    }
+
+    /// The green thread's id.
+    pub fn id(&self) -> Id {
+        self.handle().id()
+    }
+
+    /// The green thread's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.handle().name()
+    }
+
+    /// The plain [`JoinHandle`] back: dropping that one detaches the green
+    /// thread rather than cancel it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let guard = stackful::spawn(|| "left to run").abort_on_drop();
+    /// let handle = guard.into_handle(); // nothing is cancelled
+    /// assert_eq!(handle.join().unwrap(), "left to run");
+    /// ```
+    pub fn into_handle(self) -> JoinHandle<T> {
+        self.into_inner()
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        // A cancel drops an unstarted closure here (on a scheduler's loop it
+        // leaves that to the green thread), under `catch_unwind` and in a
+        // shield: its panic becomes the green thread's outcome, so this is
+        // safe in an unwind too. The handle then detaches.
+        if let Some(handle) = self.handle.take() {
+            cancel_from_anywhere(handle.raw());
+        }
+    }
+}
+
+impl<T> fmt::Debug for AbortOnDrop<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortOnDrop")
+            .field("task", self.handle().header())
+            .finish()
+    }
+}
+
+impl<T> join::sealed::Sealed for AbortOnDrop<T> {
+    type Value = T;
+
+    fn task(&self) -> join::sealed::Task<'_> {
+        join::sealed::Task(self.handle().raw())
+    }
+
+    fn take_completed(self) -> Result<T, JoinError> {
+        self.into_inner().take()
+    }
+}
+
+impl<T> Joinable for AbortOnDrop<T> {
+    type Output = T;
+}
+
+/// Whether the caller runs on a scheduler's own loop, outside any green
+/// thread (a destructor of a value the scheduler drops there), where no
+/// user code may run and nothing may wait.
+pub(crate) fn on_scheduler_loop() -> bool {
+    park::current_task().is_none() && runtime::worker::with_current(|w| w.is_some())
+}
+
+/// Cancels `task` from a destructor, which may run on a scheduler's loop:
+/// there, an unstarted green thread is left to drop its own closure.
+pub(crate) fn cancel_from_anywhere(task: &TaskRef) {
+    if on_scheduler_loop() {
+        raw::cancel_from_scheduler(task);
+    } else {
+        raw::cancel(task);
     }
 }
 

@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use crate::cancel::{AbortOnUnwind, Cancelled};
 use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, Group, RtShared};
+use crate::task::join::sealed::{self, Sealed};
 use crate::task::raw::{self, TaskRef, TypedTask};
-use crate::task::{Id, JoinError, wait_complete};
+use crate::task::{Id, JoinError, Joinable, refuse_self_join, wait_complete};
 
 /// What a scope and its children share.
 pub(crate) struct ScopeShared {
@@ -306,19 +307,15 @@ pub struct ScopedJoinHandle<'scope, T> {
 impl<T> ScopedJoinHandle<'_, T> {
     /// Waits for the green thread and returns its value; as
     /// [`JoinHandle::join`](crate::JoinHandle::join).
+    ///
+    /// # Panics
+    ///
+    /// If a green thread tries to join itself, which would wait forever.
+    #[track_caller]
     pub fn join(self) -> Result<T, JoinError> {
+        refuse_self_join(self.task.header());
         wait_complete(self.task.header(), None);
-        let outcome = self
-            .task
-            .take_result()
-            .expect("the scoped result is taken once");
-        outcome.map(|()| {
-            self.slot
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-                .expect("a green thread that returned stored its value")
-        })
+        self.take_completed()
     }
 
     /// Requests cancellation; as [`JoinHandle::cancel`](crate::JoinHandle::cancel).
@@ -335,6 +332,34 @@ impl<T> ScopedJoinHandle<'_, T> {
     pub fn id(&self) -> Id {
         Id(self.task.header().id)
     }
+}
+
+impl<T> Sealed for ScopedJoinHandle<'_, T> {
+    type Value = T;
+
+    fn task(&self) -> sealed::Task<'_> {
+        sealed::Task(self.task.task())
+    }
+
+    fn take_completed(self) -> Result<T, JoinError> {
+        let outcome = self
+            .task
+            .take_result()
+            .expect("the scoped result is taken once");
+        outcome.map(|()| {
+            self.slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .expect("a green thread that returned stored its value")
+        })
+    }
+}
+
+/// Scoped handles can be gathered, waited on and so on; the `'scope`
+/// lifetime keeps whatever holds them inside the scope.
+impl<T> Joinable for ScopedJoinHandle<'_, T> {
+    type Output = T;
 }
 
 impl<T> fmt::Debug for ScopedJoinHandle<'_, T> {
