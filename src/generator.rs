@@ -328,6 +328,7 @@ impl<Y, S, R> Raw<Y, S, R> {
     }
 
     #[inline]
+    #[track_caller]
     fn send(&mut self, value: S) -> GeneratorState<Y, R> {
         let core = match &mut self.core {
             Some(core) if !core.done() => core,
@@ -643,6 +644,7 @@ macro_rules! protocol {
         /// body panics, the panic propagates out of `send`, and the generator
         /// is done.
         #[inline]
+        #[track_caller]
         pub fn send(&mut self, value: S) -> GeneratorState<Y, R> {
             self.raw.send(value)
         }
@@ -795,6 +797,7 @@ macro_rules! protocol {
         /// propagates out of `close`. A destructor that panics *during* the
         /// close unwind aborts the process, as any panic during unwinding
         /// does in Rust.
+        #[track_caller]
         pub fn close(&mut self) {
             self.raw.close(false)
         }
@@ -808,6 +811,7 @@ impl<Y, S, R> Generator<Y, S, R> {
 impl<Y, R> Generator<Y, (), R> {
     /// [`send`](Generator::send) for generators that receive nothing: Python's `next(g)`.
     #[inline]
+    #[track_caller]
     pub fn resume(&mut self) -> GeneratorState<Y, R> {
         self.send(())
     }
@@ -867,6 +871,7 @@ impl<Y, S, R> ScopedGenerator<'_, Y, S, R> {
 impl<Y, R> ScopedGenerator<'_, Y, (), R> {
     /// [`send`](ScopedGenerator::send) for generators that receive nothing.
     #[inline]
+    #[track_caller]
     pub fn resume(&mut self) -> GeneratorState<Y, R> {
         self.send(())
     }

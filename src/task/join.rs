@@ -153,8 +153,14 @@ impl<H: Joinable> Drop for Watch<H> {
 }
 
 impl<H: Joinable> Watch<H> {
+    /// Panics if the caller is among the green threads: waiting for itself
+    /// would wait forever.
+    #[track_caller]
     fn new(handles: impl IntoIterator<Item = H>) -> Watch<H> {
         let handles: Vec<_> = handles.into_iter().map(Some).collect();
+        for h in handles.iter().flatten() {
+            refuse_self_join(task_of(h).header());
+        }
         Watch {
             reported: vec![false; handles.len()],
             unreported: handles.len(),
@@ -236,6 +242,7 @@ pub(crate) fn unregister(task: &TaskRef, set: &Arc<Completions>) {
 /// Waits for every green thread and turns each result into a value with
 /// `settle`, in input order; the first error (in completion order) cancels
 /// the others and is returned.
+#[track_caller]
 fn gather_with<H, V, E>(
     handles: impl IntoIterator<Item = H>,
     mut settle: impl FnMut(Result<H::Output, JoinError>) -> Result<V, E>,
@@ -288,6 +295,7 @@ where
 /// });
 /// assert_eq!(values.unwrap(), ["slow", "fast"]); // input order, not completion order
 /// ```
+#[track_caller]
 pub fn gather<T, I>(handles: I) -> Result<Vec<T>, JoinError>
 where
     I: IntoIterator,
@@ -327,6 +335,7 @@ where
 /// let crashed = stackful::run(|| stackful::task::try_gather([fetch(1), fetch(13)]));
 /// assert!(matches!(crashed, Err(Error::Crashed(e)) if e.is_panic()));
 /// ```
+#[track_caller]
 pub fn try_gather<T, E, I>(handles: I) -> Result<Vec<T>, E>
 where
     I: IntoIterator,
@@ -370,6 +379,7 @@ pub enum ReturnWhen {
 ///     pending.iter().for_each(|h| h.cancel());
 /// });
 /// ```
+#[track_caller]
 pub fn wait<T, I>(handles: I, when: ReturnWhen) -> (Vec<I::Item>, Vec<I::Item>)
 where
     I: IntoIterator,
@@ -420,6 +430,7 @@ where
 /// });
 /// assert_eq!(order, [10, 20, 30]);
 /// ```
+#[track_caller]
 pub fn as_completed<T, I>(handles: I) -> AsCompleted<T, I::Item>
 where
     I: IntoIterator,
