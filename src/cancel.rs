@@ -6,16 +6,16 @@
 //! destructor on it runs, like Python's `GeneratorExit` and `CancelledError`
 //! or a dropped future. The unwind carries a [`Cancelled`] payload tagged with
 //! the identity of whatever started it (a generator, a green thread, a timeout
-//! scope), so nested coroutines and nested timeouts never take each other's
-//! unwind for their own. It is started with [`std::panic::resume_unwind`], so
+//! or token scope), so nested coroutines and nested scopes never take each
+//! other's unwind for their own. It is started with [`std::panic::resume_unwind`], so
 //! the panic hook prints nothing.
 //!
 //! A `catch_unwind` inside coroutine code catches these unwinds like any
 //! panic. Let them go on: check the payload with [`Cancelled::is`] and
 //! re-raise it, or use [`catch_unwind`], which does that
 //! for you. Code that swallows one anyway causes no undefined behaviour and no
-//! hang: a cancelled green thread or an expired timeout is unwound again at its
-//! next suspension point, and a generator that yields while being closed gets
+//! hang: a cancelled green thread, an expired timeout or a fired token is
+//! unwound again at its next suspension point, and a generator that yields while being closed gets
 //! a panic that says so.
 //!
 //! # Destructors may wait
