@@ -1,9 +1,12 @@
-//! Cancel scopes: the bookkeeping behind `timeout` and `shield`.
+//! Cancel scopes: the bookkeeping behind `timeout`, `shield` and
+//! `CancellationToken::run`.
 //!
 //! Every execution context (a green thread, or a plain OS thread) has a
-//! [`ScopeStack`]: the timeouts and shields open in it. At each suspension
-//! point the context evaluates it to learn the deadline to wake up at and
-//! whether to unwind now.
+//! [`ScopeStack`]: the timeouts, token scopes and shields open in it. At
+//! each suspension point the context evaluates it to learn the deadline to
+//! wake up at and whether to unwind now. A token scope also keeps the
+//! context's waker in its token, so that cancelling the token, which has no
+//! deadline to wait for, wakes the context to evaluate again.
 //!
 //! # Scopes belong to the stack they were opened on (PEP 789)
 //!
@@ -65,7 +68,8 @@
 //! blocks cancellation from everything outside it: the green thread's own
 //! cancellation and every scope with a smaller order. Among expired timeouts
 //! that are not blocked, the earliest deadline wins, and a tie goes to the
-//! outer scope.
+//! outer scope. A fired token's scope counts as a timeout whose deadline is
+//! the moment the token fired.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::ptr;
@@ -74,10 +78,16 @@ use std::time::Instant;
 use crate::cancel::Cause;
 
 /// What a scope does.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) enum Kind {
     /// A timeout: unwind its body once this instant has passed.
     Deadline(Instant),
+    /// A `CancellationToken::run`: unwind its body once the token has fired,
+    /// as if it were a timeout whose deadline is the moment it fired. The
+    /// token holds the waker of the context the scope is in (updated when a
+    /// generator carries the scope to another context), to wake it when it
+    /// fires.
+    Token(crate::cancel::Enrolled),
     /// A shield: defer every cancellation from outside it.
     Shield,
     /// A shield held by a deliberate unwind in flight, from the moment it is
@@ -218,9 +228,13 @@ impl ScopeStack {
     }
 
     /// Moves a resumed generator's entries in: they are now the innermost.
+    /// Tokens learn whom to wake now.
     fn put_back(&mut self, entries: &mut Vec<Entry>) {
         for mut entry in entries.drain(..) {
             entry.order = self.bump();
+            if let Kind::Token(token) = &entry.kind {
+                token.moved_here();
+            }
             self.entries.push(entry);
         }
     }
@@ -266,7 +280,7 @@ impl ScopeStack {
                     }
                 }
                 Kind::Unwind(_) => {}
-                Kind::Deadline(_) => {}
+                Kind::Deadline(_) | Kind::Token(_) => {}
             }
         }
         // Held back by an unwind this context may no longer be in: look again.
@@ -287,24 +301,32 @@ impl ScopeStack {
                 verdict.deferred = true;
             }
         }
-        let mut expired: Option<(Instant, u64, u64)> = None;
+        // A fired token counts as a timeout that expired when it fired.
+        let mut expired: Option<(Instant, u64, Cause)> = None;
         for e in &self.entries {
-            let Kind::Deadline(at) = e.kind else { continue };
+            let (at, due, cause) = match &e.kind {
+                Kind::Deadline(at) => (*at, *at <= now, Cause::Scope(e.id)),
+                Kind::Token(token) => match token.fired_at() {
+                    Some(at) => (at, true, Cause::Token(e.id)),
+                    None => continue,
+                },
+                Kind::Shield | Kind::Unwind(_) => continue,
+            };
             if e.order < shield {
-                verdict.deferred |= doubtful && at <= now;
+                verdict.deferred |= doubtful && due;
                 continue;
             }
-            if at > now {
+            if !due {
                 if verdict.deadline.is_none_or(|d| at < d) {
                     verdict.deadline = Some(at);
                 }
             } else if panicking && !e.inner {
                 verdict.deferred = true; // opened before the unwind began
             } else if expired.is_none_or(|(a, o, _)| (at, e.order) < (a, o)) {
-                expired = Some((at, e.order, e.id));
+                expired = Some((at, e.order, cause));
             }
         }
-        verdict.raise = expired.map(|(_, _, id)| Cause::Scope(id));
+        verdict.raise = expired.map(|(_, _, cause)| cause);
         verdict
     }
 }
@@ -508,6 +530,44 @@ mod tests {
             s.evaluate(now, Some(Cause::Task(3)), false).raise,
             Some(Cause::Task(3))
         );
+    }
+
+    #[test]
+    fn a_fired_token_counts_as_a_timeout_that_expired_when_it_fired() {
+        use crate::cancel::CancellationToken;
+        let (early, late) = (CancellationToken::new(), CancellationToken::new());
+        let mut s = ScopeStack::new((0, usize::MAX));
+        let outer = s.open(Kind::Token(late.enroll()), 1);
+        let inner = s.open(Kind::Token(early.enroll()), 1);
+        let far = Instant::now() + Duration::from_secs(3600);
+        let timeout = s.open(Kind::Deadline(far), 1);
+        let v = s.evaluate(Instant::now(), None, false);
+        assert_eq!((v.raise, v.deadline), (None, Some(far)), "not fired yet");
+        early.cancel();
+        std::thread::sleep(Duration::from_millis(2));
+        late.cancel();
+        let now = Instant::now();
+        assert_eq!(
+            s.evaluate(now, None, false).raise,
+            Some(Cause::Token(inner))
+        );
+        s.close(inner);
+        assert_eq!(
+            s.evaluate(now, None, false).raise,
+            Some(Cause::Token(outer))
+        );
+        let shield = s.open(Kind::Shield, 1);
+        let v = s.evaluate(now, Some(Cause::Task(3)), false);
+        assert_eq!(v.raise, None, "a shield defers a fired token too");
+        s.close(shield);
+        assert_eq!(
+            s.evaluate(now, None, true).raise,
+            None,
+            "deferred while an unwind is on its way"
+        );
+        s.close(timeout);
+        s.close(outer);
+        assert!(s.is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Time: sleeping, yielding, timeouts and shields.
+//! Time: sleeping, yielding, intervals, timeouts and shields.
 //!
 //! Inside a green thread these suspend only the green thread. On a plain OS
 //! thread they behave as their blocking equivalents (`sleep` sleeps the
@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use crate::cancel::{Cancelled, Cause};
 use crate::runtime::park;
 use crate::scopes::{self, Kind};
+
+mod interval;
+
+pub use interval::{Interval, MissedTickBehavior, interval, interval_at};
 
 /// Suspends the caller for at least `duration`: `asyncio.sleep`.
 ///
@@ -75,8 +79,19 @@ fn yield_thread() {
 }
 
 /// The error of a [`timeout`] whose deadline passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// It prints as `deadline has elapsed`, and debug-prints as
+/// `Elapsed(deadline has elapsed)`.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Elapsed(());
+
+impl fmt::Debug for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Elapsed")
+            .field(&format_args!("{self}"))
+            .finish()
+    }
+}
 
 impl fmt::Display for Elapsed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -186,5 +201,23 @@ impl Drop for Open {
         if let Some(scope) = self.0.take() {
             scopes::close(scope);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elapsed_reads_like_its_message() {
+        assert_eq!(Elapsed::new().to_string(), "deadline has elapsed");
+        assert_eq!(
+            format!("{:?}", Elapsed::new()),
+            "Elapsed(deadline has elapsed)"
+        );
+        assert_eq!(
+            format!("{:?}", Err::<(), _>(Elapsed::new())),
+            "Err(Elapsed(deadline has elapsed))"
+        );
     }
 }
