@@ -51,8 +51,11 @@
 //! ```
 //!
 //! See [`generator`] for the generator protocol, [`runtime`] for the green
-//! thread runtime and its soundness rule, [`task`] for spawning and joining,
-//! [`time`] for sleeps and timeouts, and [`stack`] for stack sizes.
+//! thread runtime and its soundness rule, [`task`] for spawning, joining,
+//! [`JoinSet`] and green-thread-locals ([`task_local!`]), [`time`] for
+//! sleeps, intervals and timeouts, [`sync`] for channels, `select!` and
+//! locks that suspend green threads, [`cancel`] for cancellation and
+//! [`CancellationToken`], and [`stack`] for stack sizes.
 //!
 //! # Cancellation
 //!
@@ -81,12 +84,27 @@ pub mod sync;
 pub mod task;
 pub mod time;
 
+// Inlined, so the crate root documents them in full rather than as
+// re-export lines.
+#[doc(inline)]
 pub use blocking::spawn_blocking;
-pub use cancel::{Cancelled, catch_unwind};
+#[doc(inline)]
+pub use cancel::{CancellationToken, Cancelled, catch_unwind};
+#[doc(inline)]
 pub use generator::{Co, Generator, GeneratorState};
+#[doc(inline)]
 pub use runtime::{Runtime, run};
+// `task::scope` names the function only: the module of that name is private
+// (a plain `task::scope` import would name both).
+#[doc(inline)]
+pub use task::scope::scope;
+#[doc(inline)]
 pub use task::{
-    JoinError, JoinHandle, JoinSet, ReturnWhen, as_completed, gather, join_all, scope, spawn,
-    try_gather, wait,
+    JoinError, JoinHandle, JoinSet, ReturnWhen, as_completed, gather, join_all, spawn, try_gather,
+    wait,
 };
-pub use time::{Elapsed, shield, sleep, sleep_until, timeout, timeout_at, yield_now};
+#[doc(inline)]
+pub use time::{
+    Elapsed, Interval, MissedTickBehavior, interval, interval_at, shield, sleep, sleep_until,
+    timeout, timeout_at, yield_now,
+};

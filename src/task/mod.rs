@@ -354,7 +354,6 @@ impl<T> fmt::Debug for JoinHandle<T> {
 /// Panics if the caller is the green thread `h`, which would wait for itself
 /// forever.
 #[track_caller]
-#[track_caller]
 pub(crate) fn refuse_self_join(h: &Header) {
     if let Some(me) = park::current_task()
         && std::ptr::addr_eq(me.header(), h)
