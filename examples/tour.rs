@@ -22,6 +22,8 @@ mod timeout;
 #[path = "wait_first.rs"]
 mod wait_first;
 
+use std::time::Duration;
+
 use stackful::generator::{Builder, scoped};
 use stackful::{Co, Generator, GeneratorState};
 
@@ -130,6 +132,68 @@ fn scoped_generator() {
     println!("total length of {words:?}: {total}");
 }
 
+stackful::task_local! {
+    /// Python's `contextvars.ContextVar`: one value per green thread.
+    static REQUEST: std::cell::Cell<u32> = std::cell::Cell::new(0);
+}
+
+/// Each green thread keeps its own request id across its suspensions.
+fn task_locals() {
+    section("green-thread-locals (contextvars)");
+    let seen = stackful::run(|| {
+        let handlers: Vec<_> = (1..=3)
+            .map(|id| {
+                stackful::spawn(move || {
+                    REQUEST.set(id);
+                    stackful::sleep(Duration::from_millis(5)); // the others run meanwhile
+                    format!("request {} handled", REQUEST.get())
+                })
+            })
+            .collect();
+        stackful::gather(handlers).unwrap()
+    });
+    println!("{seen:?}");
+}
+
+/// A set that grows while it runs, joined in completion order.
+fn join_set() {
+    section("a JoinSet joined in completion order (tokio's JoinSet)");
+    stackful::run(|| {
+        let mut set = stackful::JoinSet::new();
+        for ms in [30, 10, 20] {
+            set.spawn(move || {
+                stackful::sleep(Duration::from_millis(ms));
+                ms
+            });
+        }
+        while let Some(done) = set.join_next() {
+            println!("finished after {} ms", done.unwrap());
+        }
+    });
+}
+
+/// A token that another green thread fires unwinds blocking-style code.
+fn cancellation_token() {
+    section("a cancellation token stops a worker loop (tokio-util's CancellationToken)");
+    stackful::run(|| {
+        let token = stackful::CancellationToken::new();
+        let stop = token.clone();
+        stackful::spawn(move || {
+            stackful::sleep(Duration::from_millis(25));
+            stop.cancel();
+        });
+        let mut ticks = 0;
+        let outcome = token.run(|| {
+            let mut every = stackful::interval(Duration::from_millis(10));
+            loop {
+                every.tick(); // a suspension point: the cancel lands here
+                ticks += 1;
+            }
+        });
+        println!("worker loop: {outcome:?} after {ticks} ticks");
+    });
+}
+
 fn main() {
     generator_protocol();
     yield_from();
@@ -152,4 +216,7 @@ fn main() {
     crawler::demo();
     section("a pipeline over bounded channels, fed by an OS thread");
     pipeline::demo();
+    task_locals();
+    join_set();
+    cancellation_token();
 }
