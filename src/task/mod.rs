@@ -100,7 +100,25 @@ pub fn current() -> Option<TaskInfo> {
     })
 }
 
-/// Why a green thread produced no value.
+/// Why a green thread produced no value: it panicked, it was cancelled, or
+/// it could not start (no stack could be mapped for it).
+///
+/// # Examples
+///
+/// ```
+/// stackful::run(|| {
+///     let crashed = stackful::spawn(|| -> u32 { panic!("disk full") });
+///     let err = crashed.join().unwrap_err();
+///     assert!(err.is_panic());
+///     println!("{err}"); // names the green thread and the panic message
+///     let payload = err.into_panic(); // re-raise with `resume_unwind` if wanted
+///     assert_eq!(payload.downcast_ref::<&str>(), Some(&"disk full"));
+///
+///     let sleeper = stackful::spawn(|| stackful::sleep(std::time::Duration::from_secs(3600)));
+///     sleeper.cancel();
+///     assert!(sleeper.join().unwrap_err().is_cancelled());
+/// });
+/// ```
 pub struct JoinError {
     id: u64,
     name: Option<Box<str>>,

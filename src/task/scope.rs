@@ -65,6 +65,22 @@ impl ScopeShared {
 }
 
 /// A scope to spawn borrowing green threads in; see [`scope`].
+///
+/// # Examples
+///
+/// ```
+/// let mut totals = [0u64; 2];
+/// let data = vec![1u64, 2, 3, 4];
+/// stackful::run(|| {
+///     stackful::scope(|s| {
+///         let (left, right) = totals.split_at_mut(1);
+///         // Children borrow `data` and write into `totals`: no `Arc` needed.
+///         s.spawn(|| left[0] = data[..2].iter().sum());
+///         s.spawn(|| right[0] = data[2..].iter().sum());
+///     }); // every child has finished here
+/// });
+/// assert_eq!(totals, [3, 7]);
+/// ```
 pub struct Scope<'scope, 'env: 'scope> {
     shared: Arc<ScopeShared>,
     rt: Arc<RtShared>,

@@ -44,7 +44,26 @@ pub fn sleep(duration: Duration) {
     }
 }
 
-/// Suspends the caller until `deadline`; see [`sleep`].
+/// Suspends the caller until `deadline`; see [`sleep`]. A deadline in the
+/// past returns after a [`yield_now`].
+///
+/// # Examples
+///
+/// Steps at a steady pace, whatever each step costs (see also
+/// [`interval`]):
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// stackful::run(|| {
+///     let start = Instant::now();
+///     for step in 1..=3 {
+///         // ... some work ...
+///         stackful::sleep_until(start + Duration::from_millis(5 * step));
+///     }
+///     assert!(start.elapsed() >= Duration::from_millis(15));
+/// });
+/// ```
 pub fn sleep_until(deadline: Instant) {
     if Instant::now() >= deadline {
         return yield_now();
@@ -134,7 +153,23 @@ pub fn timeout<F: FnOnce() -> R, R>(duration: Duration, body: F) -> Result<R, El
     }
 }
 
-/// [`timeout`] with an absolute deadline.
+/// [`timeout`] with an absolute deadline: several steps can share one
+/// budget.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// stackful::run(|| {
+///     let deadline = Instant::now() + Duration::from_millis(50);
+///     let first = stackful::timeout_at(deadline, || "quick step");
+///     assert_eq!(first, Ok("quick step"));
+///     // The second step gets what is left of the same 50 ms.
+///     let second = stackful::timeout_at(deadline, || stackful::sleep(Duration::from_secs(3600)));
+///     assert!(second.is_err());
+/// });
+/// ```
 pub fn timeout_at<F: FnOnce() -> R, R>(deadline: Instant, body: F) -> Result<R, Elapsed> {
     let scope = Open(Some(scopes::open(Kind::Deadline(deadline))));
     let id = scope.id();
