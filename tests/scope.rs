@@ -187,6 +187,41 @@ fn a_timeout_around_a_scope_cancels_the_children() {
     assert!(start.elapsed() < Duration::from_secs(20));
 }
 
+/// Found by the stress test (a hang, once in thousands of rounds): a scope
+/// whose body had returned asked whether its timeout had expired, then, a
+/// moment later, for the deadline to wake up at. A timeout that expired
+/// between the two questions was neither raised nor waited for, so the
+/// scope waited with no deadline for a child that only that timeout would
+/// have cancelled. This ends the body ever closer to the deadline, so that
+/// it expires in that window in some rounds (within about 50 rounds here,
+/// before the fix).
+#[test]
+fn a_timeout_expiring_as_the_scope_body_returns_still_cancels_the_children() {
+    common::within(60, || {
+        let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+        rt.run(|| {
+            let start = Instant::now();
+            let mut rounds = 0u64;
+            // Sweeps the lead a few times, bounded in time.
+            while rounds < 1000 || (rounds < 10_000 && start.elapsed() < Duration::from_secs(1)) {
+                // 0 to 4 µs before the deadline, in steps of 20 ns.
+                let lead = Duration::from_nanos(rounds % 200 * 20);
+                let deadline = Instant::now() + Duration::from_micros(100);
+                let r = stackful::timeout_at(deadline, || {
+                    stackful::scope(|s| {
+                        s.spawn(|| sleep(Duration::from_secs(3600)));
+                        while Instant::now() + lead < deadline {
+                            std::hint::spin_loop();
+                        }
+                    })
+                });
+                assert_eq!(r, Err(Elapsed::new()), "round {rounds}");
+                rounds += 1;
+            }
+        });
+    });
+}
+
 #[test]
 fn scoped_handles_cancel_and_report_state() {
     stackful::scope(|s| {

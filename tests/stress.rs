@@ -4,7 +4,8 @@
 //! cancelled, timed out and shut down at random moments. Afterwards every
 //! destructor has run exactly once, and no message, permit or lock is lost.
 //! Bounded in time for CI (a few seconds); `STACKFUL_STRESS_SECS` runs it
-//! longer, `STACKFUL_STRESS_SEED` repeats one run.
+//! longer, `STACKFUL_STRESS_SEED` repeats one run, and
+//! `STACKFUL_STRESS_ROUND` repeats one round (by its round seed) throughout.
 
 mod common;
 
@@ -230,6 +231,36 @@ fn smoke() {
     }
 }
 
+/// The round running now and since when, watched by a thread that turns a
+/// hung round into a failure naming its seed: it aborts the process when a
+/// round (milliseconds, normally) has run for a minute. The thread ends once
+/// the returned handle is dropped.
+fn watchdog() -> std::sync::Arc<std::sync::Mutex<Option<(u64, Instant)>>> {
+    use std::io::Write as _;
+    let current = std::sync::Arc::new(std::sync::Mutex::new(None::<(u64, Instant)>));
+    let watched = std::sync::Arc::downgrade(&current);
+    std::thread::spawn(move || {
+        while let Some(current) = watched.upgrade() {
+            let round = *current.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((seed, since)) = round
+                && since.elapsed() > Duration::from_secs(60)
+            {
+                // Straight to stderr: the harness would swallow a captured
+                // `eprintln!` with the process.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "stress: round seed {seed} hung (still running after 60 s); \
+                     STACKFUL_STRESS_ROUND={seed} repeats it, STACKFUL_DEBUG=1 reports slow waits"
+                );
+                std::process::abort();
+            }
+            drop(current);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    current
+}
+
 #[test]
 fn random_cancellations_lose_nothing_and_run_every_destructor_once() {
     let secs = common::env_u64("STACKFUL_STRESS_SECS", 3);
@@ -242,13 +273,19 @@ fn random_cancellations_lose_nothing_and_run_every_destructor_once() {
     let start = Instant::now();
     let mut rounds = 0;
     let mut rng = Rng(seed);
+    let watched = watchdog();
     while start.elapsed() < Duration::from_secs(secs) {
         let books = Books {
             drops: (0..2000).map(|_| AtomicU8::new(0)).collect(),
             ..Books::default()
         };
-        let round_seed = rng.next() | 1;
+        let round_seed = match common::env_u64("STACKFUL_STRESS_ROUND", 0) {
+            0 => rng.next() | 1,
+            fixed => fixed,
+        };
+        *watched.lock().unwrap() = Some((round_seed, Instant::now()));
         round(&rt, round_seed, &books);
+        *watched.lock().unwrap() = None;
         let made = books.next_id.load(Ordering::SeqCst);
         for (id, d) in books.drops[..made].iter().enumerate() {
             assert_eq!(

@@ -120,15 +120,23 @@ pub(crate) fn pending() -> Option<Cause> {
     verdict(current_task().as_ref(), None).raise
 }
 
-/// When a shielded wait must wake up to notice a cancellation it will act
-/// on: the earliest deadline of an enclosing timeout that has not expired,
-/// or soon if a cancellation is deferred (see `verdict`).
-pub(crate) fn next_deadline() -> Option<Instant> {
+/// For a shielded wait that acts on the caller's cancellation (a scope
+/// waiting for its children): the cancellation pending now, or else when to
+/// wake up to notice the next one, that is the earliest deadline of an
+/// enclosing timeout that has not expired, or soon if a cancellation is
+/// deferred (see `verdict`). Both answers come from one evaluation at one
+/// instant: asked apart, a timeout that expired between the two questions
+/// was neither pending at the first nor a deadline at the second, and the
+/// wait went on with no deadline.
+pub(crate) fn pending_or_deadline() -> Result<Option<Instant>, Cause> {
     let v = verdict(current_task().as_ref(), None);
-    if v.deferred {
-        return earliest(v.deadline, Some(Instant::now() + DEFERRED_POLL));
+    if let Some(cause) = v.raise {
+        return Err(cause);
     }
-    v.deadline
+    if v.deferred {
+        return Ok(earliest(v.deadline, Some(Instant::now() + DEFERRED_POLL)));
+    }
+    Ok(v.deadline)
 }
 
 /// A cancellation point that does not suspend: unwinds if the caller's green

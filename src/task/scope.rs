@@ -177,20 +177,25 @@ where
         if scope.shared.pending.load(Ordering::Acquire) == 0 {
             break;
         }
-        if !cancelled && park::pending().is_some() {
-            cancelled = true;
-            scope.shared.cancel_children(raw::cancel);
-        }
+        // Wake up for an enclosing timeout too, to cancel the children then.
+        // One evaluation gives both answers: a timeout that expires after
+        // it is among the deadlines waited for.
+        let deadline = if cancelled {
+            None
+        } else {
+            match park::pending_or_deadline() {
+                Ok(deadline) => deadline,
+                Err(_) => {
+                    cancelled = true;
+                    scope.shared.cancel_children(raw::cancel);
+                    None
+                }
+            }
+        };
         *scope.shared.owner.lock().unwrap_or_else(|e| e.into_inner()) = Some(park::current_waker());
         if scope.shared.pending.load(Ordering::Acquire) == 0 {
             break;
         }
-        // Wake up for an enclosing timeout too, to cancel the children then.
-        let deadline = if cancelled {
-            None
-        } else {
-            park::next_deadline()
-        };
         park::park_shielded(deadline);
     }
     no_unwind.disarm();
