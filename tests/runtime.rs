@@ -162,14 +162,45 @@ fn spawning_during_shutdown_is_an_error() {
             s.store(true, Ordering::SeqCst);
             // Swallow the shutdown's cancellation (don't do this at home)...
             let _ = panic::catch_unwind(|| sleep(Duration::from_secs(3600)));
-            // ...and try to spawn while the run shuts down.
-            let err = stackful::task::Builder::new().spawn(|| ()).unwrap_err();
+            // ...and try to spawn while the run shuts down, shielded, so the
+            // cancellation is not raised again there.
+            let err = stackful::shield(|| stackful::task::Builder::new().spawn(|| ())).unwrap_err();
             *r.lock().unwrap() = Some(err.to_string());
         }));
         eventually("the child to start", || started.load(Ordering::SeqCst));
     });
     let text = report.lock().unwrap().take().expect("the child reported");
     assert!(text.contains("shutting down"), "{text}");
+}
+
+/// Issue 13, item 11: a green thread still running (not suspended) when its
+/// `run` shuts down, which then spawns, unwinds with the pending
+/// cancellation rather than panicking with a spawn error.
+#[test]
+fn regression_a_spawn_during_shutdown_raises_the_pending_cancellation() {
+    let seen = Arc::new(Mutex::new(None::<bool>));
+    let s = seen.clone();
+    let started = Arc::new(AtomicBool::new(false));
+    let st = started.clone();
+    stackful::run(move || {
+        drop(stackful::spawn(move || {
+            st.store(true, Ordering::SeqCst);
+            // Never suspends: spawns until the shutdown stops it.
+            loop {
+                let outcome = panic::catch_unwind(|| drop(stackful::spawn(|| ())));
+                if let Err(payload) = outcome {
+                    *s.lock().unwrap() = Some(stackful::Cancelled::is(&*payload));
+                    panic::resume_unwind(payload);
+                }
+            }
+        }));
+        eventually("the spawner to start", || started.load(Ordering::SeqCst));
+    });
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(true),
+        "the spawn raised the cancellation, not a panic of its own"
+    );
 }
 
 #[test]

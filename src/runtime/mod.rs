@@ -1041,6 +1041,27 @@ fn check_stack_size(bytes: usize) -> io::Result<()> {
     ))
 }
 
+/// A spawn found its runtime or `run` shutting down. If the caller is one
+/// of the green threads being shut down, it is cancelled (its worker may
+/// not have got to it yet, if it has been running all along) and the
+/// cancellation is raised here, as a suspension point would: it unwinds as
+/// cancelled instead of failing with an error it would report as a panic.
+/// Inside a shield nothing is raised, and the spawn fails with its error.
+fn cancel_if_shut_down(rt: &Arc<RtShared>, group: Option<&Arc<Group>>) {
+    let Some(me) = park::current_task() else {
+        return;
+    };
+    let h = me.header();
+    let mine = match group {
+        Some(g) => h.group.as_ref().is_some_and(|mine| Arc::ptr_eq(mine, g)),
+        None => Arc::ptr_eq(&h.rt, rt),
+    };
+    if mine {
+        crate::task::raw::cancel(&me);
+    }
+    park::checkpoint();
+}
+
 /// Creates and places a green thread; the common path of every spawn.
 pub(crate) fn spawn_task<F, T>(
     rt: &Arc<RtShared>,
@@ -1055,6 +1076,13 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let shutting_down = rt.closing.load(Ordering::Acquire)
+        || group
+            .as_ref()
+            .is_some_and(|g| g.cancelled.load(Ordering::Acquire));
+    if shutting_down {
+        cancel_if_shut_down(rt, group.as_ref());
+    }
     if rt.closing.load(Ordering::Acquire) {
         return Err(io::Error::other(
             "cannot spawn a green thread: its runtime is shutting down (being dropped)",
