@@ -182,15 +182,15 @@ fn cancellation_token() {
             stackful::sleep(Duration::from_millis(25));
             stop.cancel();
         });
-        let mut ticks = 0;
+        let ticks = std::cell::Cell::new(0);
         let outcome = token.run(|| {
             let mut every = stackful::interval(Duration::from_millis(10));
             loop {
                 every.tick(); // a suspension point: the cancel lands here
-                ticks += 1;
+                ticks.set(ticks.get() + 1);
             }
         });
-        println!("worker loop: {outcome:?} after {ticks} ticks");
+        println!("worker loop: {outcome:?} after {} ticks", ticks.get());
     });
 }
 

@@ -72,6 +72,7 @@
 //! the moment the token fired.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
+use std::mem::ManuallyDrop;
 use std::ptr;
 use std::time::Instant;
 
@@ -370,16 +371,25 @@ pub(crate) fn next_generator_id() -> u64 {
 }
 
 thread_local! {
-    /// The scope stack of this OS thread itself, for code outside green threads.
-    static THREAD: UnsafeCell<Option<ScopeStack>> = const { UnsafeCell::new(None) };
+    /// The scope stack of this OS thread itself, for code outside green
+    /// threads. `ManuallyDrop`, so the thread-local itself has no destructor
+    /// and stays usable to the very end of the thread: a timeout in another
+    /// thread-local's destructor still works at thread exit. [`FreeAtExit`]
+    /// frees what it holds.
+    static THREAD: UnsafeCell<ManuallyDrop<Option<ScopeStack>>> =
+        const { UnsafeCell::new(ManuallyDrop::new(None)) };
+    /// Frees `THREAD`'s contents at thread exit. Scopes opened by
+    /// destructors that run after it start a fresh, empty stack, whose few
+    /// bytes are then leaked.
+    static FREE_AT_EXIT: FreeAtExit = const { FreeAtExit };
     /// Generators started on this thread and not yet finished.
     static GENERATORS: UnsafeCell<Vec<*const GeneratorMeta>> = const { UnsafeCell::new(Vec::new()) };
 }
 
 /// Runs `f` on the current context's scope stack: the running green
-/// thread's, or else the OS thread's own. `None` if the OS thread's is
-/// gone: code that runs in a thread-local's destructor at thread exit (a
-/// `Cancelled` payload kept in one, say) finds no scopes there.
+/// thread's, or else the OS thread's own (which lasts to the very end of
+/// the thread: see `THREAD`). `None` only where thread-locals cannot be
+/// reached at all.
 pub(crate) fn with<R>(f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R> {
     let current = crate::runtime::worker::current_scopes();
     if !current.is_null() {
@@ -394,11 +404,27 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R> {
             // re-enters.
             let slot = unsafe { &mut *t.get() };
             let stack = slot.get_or_insert_with(|| {
+                // Arrange for it to be freed (a no-op once that has run).
+                let _ = FREE_AT_EXIT.try_with(|_| ());
                 ScopeStack::new(stackful_arch::thread_stack_range().unwrap_or((0, 0)))
             });
             f(stack)
         })
         .ok()
+}
+
+/// See `FREE_AT_EXIT`.
+struct FreeAtExit;
+
+impl Drop for FreeAtExit {
+    fn drop(&mut self) {
+        let _ = THREAD.try_with(|t| {
+            // SAFETY: as in `with`; nothing else borrows it while a
+            // thread-local destructor runs.
+            let taken = unsafe { (*t.get()).take() };
+            drop(taken);
+        });
+    }
 }
 
 /// Runs `f` on the registered generator that `which` picks, if any. Only
