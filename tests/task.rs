@@ -305,11 +305,15 @@ fn wait_first_exception_returns_at_the_failure() {
         let sleeper = stackful::spawn(|| {
             stackful::sleep(Duration::from_secs(3600));
         });
-        let failing = stackful::spawn(|| {
-            stackful::sleep(Duration::from_millis(5));
+        // The failure comes after `ok` has finished: ordered by an event, not
+        // by a sleep (an ASan run once started `ok` more than 5 ms late).
+        let ok_done = Arc::new(stackful::sync::Event::new());
+        let after_ok = ok_done.clone();
+        let failing = stackful::spawn(move || {
+            after_ok.wait();
             panic!("first exception");
         });
-        let ok = stackful::spawn(|| {});
+        let ok = stackful::spawn(move || ok_done.set());
         let (done, pending) = stackful::wait([sleeper, failing, ok], ReturnWhen::FirstException);
         assert_eq!(pending.len(), 1, "the sleeper is still pending");
         assert!(done.iter().any(|h| h.is_finished()));
