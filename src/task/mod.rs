@@ -423,7 +423,9 @@ impl<T> JoinHandle<T> {
 /// returns at once, without waiting for the green thread to unwind. It can
 /// still be joined, and [`into_handle`](AbortOnDrop::into_handle) gives the
 /// plain handle back. The functions that wait on several green threads
-/// ([`gather`], [`wait`], ...) accept it too: see [`Joinable`].
+/// ([`gather`], [`wait`], ...) accept it too: see [`Joinable`]. A guard
+/// dropped by the very green thread it guards only detaches, as a
+/// [`JoinSet`] does with its own member.
 pub struct AbortOnDrop<T> {
     /// `None` only once `join`, `into_handle` or a combinator moved the
     /// handle out, so that `Drop` cancels nothing.
@@ -509,7 +511,13 @@ impl<T> Drop for AbortOnDrop<T> {
         // shield: its panic becomes the green thread's outcome, so this is
         // safe in an unwind too. The handle then detaches.
         if let Some(handle) = self.handle.take() {
-            cancel_from_anywhere(handle.raw());
+            // Never the caller itself (a guard that reached its own green
+            // thread, say, and whose refused self-join is unwinding): as a
+            // `JoinSet` does, the guard then only detaches.
+            let me = park::current_task();
+            if !me.is_some_and(|t| std::ptr::addr_eq(t.header(), handle.header())) {
+                cancel_from_anywhere(handle.raw());
+            }
         }
     }
 }
