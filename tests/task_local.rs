@@ -328,3 +328,90 @@ fn scoped_children_have_their_own_values() {
         assert_eq!(ID.get(), 100);
     });
 }
+
+/// Review of issue 12: a generator that yields inside `with` keeps the `&T`
+/// lent by its resumer's context. Here that context (the main green thread)
+/// ends, and the generator is resumed on the plain thread afterwards: the
+/// value must still be there, and is dropped when that last loan ends.
+#[test]
+fn regression_a_generator_holding_a_loan_past_its_lenders_end_keeps_the_value_alive() {
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    struct Tracked(String);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    stackful::task_local! {
+        static V: RefCell<Tracked> = RefCell::new(Tracked("hello, world".repeat(4)));
+    }
+    let mut g = stackful::run(|| {
+        let mut g = Generator::new(|co, ()| {
+            V.with(|v| {
+                co.yield_(());
+                v.borrow().0.len() // read after the lender ended (ASan checks it)
+            })
+        });
+        g.resume();
+        g // `run`'s result need not be `Send`
+    });
+    assert_eq!(
+        DROPPED.load(Ordering::SeqCst),
+        0,
+        "still lent to the generator"
+    );
+    assert_eq!(g.resume(), GeneratorState::Complete(48));
+    assert_eq!(
+        DROPPED.load(Ordering::SeqCst),
+        1,
+        "dropped when the loan ended"
+    );
+}
+
+/// Review of issue 12: the same loan without leaving the green thread: a
+/// generator kept in a task-local yields inside another key's `with`. When
+/// the green thread ends, that key's value is let go before the generator
+/// is closed, and the close runs a destructor that still reads it.
+#[test]
+fn regression_a_generator_kept_in_a_task_local_reads_a_value_let_go_before_it() {
+    static VAL_DROPPED: AtomicUsize = AtomicUsize::new(0);
+    static SEEN_DROPPED: AtomicUsize = AtomicUsize::new(usize::MAX);
+    struct Val(String);
+    impl Drop for Val {
+        fn drop(&mut self) {
+            VAL_DROPPED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    stackful::task_local! {
+        static VAL: RefCell<Val> = RefCell::new(Val("task-local value".repeat(3)));
+        static GEN: RefCell<Option<Generator<(), (), ()>>> = const { RefCell::new(None) };
+    }
+    struct Guard<'a>(&'a RefCell<Val>);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            SEEN_DROPPED.store(VAL_DROPPED.load(Ordering::SeqCst), Ordering::SeqCst);
+            std::hint::black_box(self.0.borrow().0.len()); // ASan checks it
+        }
+    }
+    stackful::run(|| {
+        stackful::spawn(|| {
+            VAL.with(|_| ()); // VAL gets the lower index: let go first
+            let mut g = Generator::new(|co, ()| {
+                VAL.with(|v| {
+                    let _guard = Guard(v);
+                    co.yield_(());
+                })
+            });
+            g.resume();
+            GEN.with(|slot| *slot.borrow_mut() = Some(g));
+        })
+        .join()
+        .unwrap();
+    });
+    assert_eq!(
+        SEEN_DROPPED.load(Ordering::SeqCst),
+        0,
+        "read before the drop"
+    );
+    assert_eq!(VAL_DROPPED.load(Ordering::SeqCst), 1, "then dropped once");
+}

@@ -17,7 +17,10 @@
 //! a table of values by index. A green thread that never touches a
 //! task-local pays nothing but that null pointer. A value is boxed once and
 //! never moves, so a reference handed to `with` stays valid while other keys
-//! are added. Only the green thread itself touches its table, on its home
+//! are added. `with` counts its loan of the value: a generator may yield
+//! inside `with` and keep the reference past the end of the context that
+//! lent it, so a value still lent when its table is dropped is dropped by
+//! its last loan instead (see `Value`). Only the green thread itself touches its table, on its home
 //! OS thread (a started green thread never leaves it), so values need not be
 //! `Send`.
 
@@ -149,16 +152,22 @@ impl<T: 'static> LocalKey<T> {
     /// is exiting, after its own table is gone).
     #[inline]
     pub fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Result<R, AccessError> {
-        let index = self.index();
-        let value = match lookup(index) {
+        // Before its first use a key's index is `UNASSIGNED`, past the end
+        // of every table: the lookup misses and `make` assigns one.
+        let value = match lookup(self.index.load(Ordering::Relaxed)) {
             Some(value) => value,
-            None => self.make(index)?,
+            None => self.make(self.index())?,
         };
-        // SAFETY: the slot at `index` holds a `T` (only this key, whose
-        // values are `T`s, uses the index), boxed, and it lives until the
-        // table is destroyed, which happens only once the context's code has
-        // finished: after every `with` on it has returned.
-        Ok(f(unsafe { &*value.cast::<T>() }))
+        // SAFETY: the slot at `index` holds a boxed `Value<T>` (only this
+        // key, whose values are `T`s, uses the index). The box lives while
+        // its table does, and past that while it is lent (see `Value`): the
+        // guard below counts this loan until `f` returns or unwinds.
+        let value = unsafe { &*value.cast::<Value<T>>() };
+        value.lent.set(value.lent.get() + 1);
+        let loan = Loan(value);
+        let r = f(&value.value);
+        drop(loan);
+        Ok(r)
     }
 
     /// The slow path of `try_with`: makes the value. The initializer is
@@ -171,22 +180,35 @@ impl<T: 'static> LocalKey<T> {
             Some(table) if !table.dropping => Ok(()),
             _ => Err(AccessError),
         })?;
-        let boxed = Box::into_raw(Box::new((self.init)())).cast::<()>();
+        let boxed = Box::into_raw(Box::new(Value {
+            lent: Cell::new(0),
+            value: (self.init)(),
+        }))
+        .cast::<()>();
         let stored = with_table(|table| {
             // SAFETY: `index` is this key's, whose values are `T`s, and
             // `boxed` was made just above and is ours.
             table.map(|table| unsafe { table.insert::<T>(index, boxed) })
         });
-        // The thread is exiting and its table went meanwhile: the value
-        // goes too.
-        stored.ok_or_else(|| {
-            // SAFETY: `boxed` was not stored, so it is still ours alone.
-            drop(unsafe { Box::from_raw(boxed.cast::<T>()) });
-            AccessError
-        })
+        match stored {
+            Some((value, None)) => Ok(value),
+            // `init` made one for this key itself, through a nested access:
+            // that one stays (it may be lent already), and ours goes, now
+            // that no borrow of the table is held.
+            Some((value, Some(spare))) => {
+                // SAFETY: `spare` is `boxed`, never shared.
+                drop(unsafe { Box::from_raw(spare.cast::<Value<T>>()) });
+                Ok(value)
+            }
+            // The thread is exiting and its table went meanwhile.
+            None => {
+                // SAFETY: `boxed` was not stored, so it is still ours alone.
+                drop(unsafe { Box::from_raw(boxed.cast::<Value<T>>()) });
+                Err(AccessError)
+            }
+        }
     }
 
-    #[inline]
     fn index(&'static self) -> usize {
         match self.index.load(Ordering::Relaxed) {
             UNASSIGNED => self.assign_index(),
@@ -306,28 +328,27 @@ struct Table {
 }
 
 impl Table {
-    /// Stores `boxed`, a `Box<T>` erased, at `index`, unless a value is
-    /// there already (made by a nested access from the initializer): then
-    /// drops `boxed` and returns that one, which may be lent already.
+    /// Stores `boxed`, a `Box<Value<T>>` erased, at `index`, and returns
+    /// it; unless a value is there already (made by a nested access from
+    /// the initializer): then returns that one, and `boxed` back for the
+    /// caller to drop once it holds no borrow of the table.
     ///
     /// # Safety
     ///
     /// `index` must belong to a key whose values are `T`s, and `boxed` must
-    /// come from `Box::<T>::into_raw`, owned by the caller.
-    unsafe fn insert<T>(&mut self, index: usize, boxed: *mut ()) -> *mut () {
+    /// come from `Box::<Value<T>>::into_raw`.
+    unsafe fn insert<T>(&mut self, index: usize, boxed: *mut ()) -> (*mut (), Option<*mut ()>) {
         if self.ptrs.len() <= index {
             self.ptrs.resize(index + 1, std::ptr::null_mut());
             self.drops.resize(index + 1, None);
         }
         let existing = self.ptrs[index];
         if !existing.is_null() {
-            // SAFETY: per the contract, the caller's box, never shared.
-            drop(unsafe { Box::from_raw(boxed.cast::<T>()) });
-            return existing;
+            return (existing, Some(boxed));
         }
         self.ptrs[index] = boxed;
-        self.drops[index] = Some(drop_boxed::<T>);
-        boxed
+        self.drops[index] = Some(drop_value::<T>);
+        (boxed, None)
     }
 
     /// Marks the table as being destroyed and takes its values out, for
@@ -359,7 +380,7 @@ impl Values {
                 continue;
             };
             // SAFETY: `ptr` was stored by `insert` with this drop function
-            // for its type, and is dropped once: the vectors that held it
+            // for its type, and is let go once: the vectors that held it
             // are consumed.
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| unsafe { drop(ptr) }));
             if let Err(payload) = outcome {
@@ -370,14 +391,82 @@ impl Values {
     }
 }
 
-/// Drops a `Box<T>` erased by `Table::insert`.
+/// A value and its loans. `with` lends it; a generator that yields inside
+/// `with` keeps the loan (and its `&T`) on its own stack, and may be resumed
+/// after the context that made the value has ended and dropped its table.
+/// So a value still lent when its table goes is only marked [`ORPHANED`],
+/// and the last loan to end drops it. Generators are not `Send`, so that
+/// happens on the value's own OS thread; a generator leaked while it holds
+/// a loan leaks the value.
+struct Value<T> {
+    /// The number of loans, plus [`ORPHANED`] once its table let it go:
+    /// one word, so a loan costs one increment and one decrement.
+    lent: Cell<usize>,
+    value: T,
+}
+
+/// In `Value::lent`: its table has let it go.
+const ORPHANED: usize = 1 << (usize::BITS - 1);
+
+/// One `with`'s loan of a value; see [`Value`].
+struct Loan<'a, T>(&'a Value<T>);
+
+impl<T> Drop for Loan<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        let left = self.0.lent.get() - 1;
+        self.0.lent.set(left);
+        if left == ORPHANED {
+            // SAFETY: its table has let it go (`ORPHANED`) and this was its
+            // last loan, so nothing else refers to it: it is ours to drop.
+            unsafe { drop_orphan(std::ptr::from_ref(self.0).cast_mut()) };
+        }
+    }
+}
+
+/// Drops a value whose last loan ended after its table went.
 ///
 /// # Safety
 ///
-/// `ptr` must come from `Box::<T>::into_raw` and be dropped only once.
-unsafe fn drop_boxed<T>(ptr: *mut ()) {
-    // SAFETY: per the contract.
-    drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
+/// `value` must be an orphaned `Box<Value<T>>` with no loan left.
+#[cold]
+#[inline(never)]
+unsafe fn drop_orphan<T>(value: *mut Value<T>) {
+    // A panic in its destructor cannot go where the table's would have
+    // gone (that context has ended): debug mode reports it. (During an
+    // unwind it aborts, as a panic in any destructor does then.)
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: per the contract.
+        drop(unsafe { Box::from_raw(value) });
+    }));
+    if let Err(payload) = outcome {
+        crate::debug::warn(format_args!(
+            "a task-local value, dropped late because a generator held it past the end of its \
+             green thread or thread, panicked in its destructor: {}",
+            crate::task::panic_message(&*payload).unwrap_or("<non-string payload>")
+        ));
+        crate::task::raw::discard_payload(payload);
+    }
+}
+
+/// Drops a `Box<Value<T>>` erased by `Table::insert`, or, while it is lent,
+/// leaves that to its last loan (see [`Value`]).
+///
+/// # Safety
+///
+/// `ptr` must come from `Box::<Value<T>>::into_raw`, and its table must let
+/// it go by this call (once).
+unsafe fn drop_value<T>(ptr: *mut ()) {
+    let value = ptr.cast::<Value<T>>();
+    // SAFETY: per the contract, alive until dropped here or by its last loan.
+    let lent = unsafe { &*value }.lent.get();
+    if lent > 0 {
+        // SAFETY: as above.
+        unsafe { &*value }.lent.set(lent | ORPHANED);
+        return;
+    }
+    // SAFETY: per the contract, and not lent: ours alone.
+    drop(unsafe { Box::from_raw(value) });
 }
 
 /// A green thread's table: the one pointer its header holds for
