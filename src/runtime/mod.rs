@@ -213,7 +213,10 @@ impl RtShared {
         }
         let limit = MapLimit::current()?;
         let started: usize = self.homes.iter().map(|h| h.started()).sum();
-        (started >= limit.stacks.saturating_sub(SPAWN_HEADROOM)).then_some((started, limit))
+        // At most half the figure as headroom: a tiny `vm.max_map_count`
+        // must not refuse every spawn.
+        let headroom = SPAWN_HEADROOM.min(limit.stacks / 2);
+        (started >= limit.stacks - headroom).then_some((started, limit))
     }
 
     pub(crate) fn notify_idle(&self) {

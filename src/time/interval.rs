@@ -44,7 +44,9 @@ pub enum MissedTickBehavior {
     Burst,
     /// Start the schedule again from the late tick: the next tick is one
     /// period after the overdue one completed, and every later one a period
-    /// after that. No two ticks are ever less than a period apart.
+    /// after that. No two ticks are *scheduled* less than a period apart
+    /// (a tick completed up to 5 ms late keeps its schedule, so completions
+    /// can be that much closer).
     Delay,
     /// Drop the missed ticks: the next tick is the first instant of the
     /// original schedule (a whole number of periods from the start) that
