@@ -213,10 +213,7 @@ impl RtShared {
         }
         let limit = MapLimit::current()?;
         let started: usize = self.homes.iter().map(|h| h.started()).sum();
-        // At most half the figure as headroom: a tiny `vm.max_map_count`
-        // must not refuse every spawn.
-        let headroom = SPAWN_HEADROOM.min(limit.stacks / 2);
-        (started >= limit.stacks - headroom).then_some((started, limit))
+        (started >= limit.stacks - headroom(limit)).then_some((started, limit))
     }
 
     pub(crate) fn notify_idle(&self) {
@@ -237,13 +234,21 @@ impl RtShared {
 /// meets a spawn error rather than green threads that fail at start.
 const SPAWN_HEADROOM: usize = 512;
 
+/// How far short of the limit spawns are refused: [`SPAWN_HEADROOM`], or
+/// half the figure under a tiny `vm.max_map_count`, which must not refuse
+/// every spawn.
+fn headroom(limit: MapLimit) -> usize {
+    SPAWN_HEADROOM.min(limit.stacks / 2)
+}
+
 /// The error of a spawn refused by `stacks_over_limit`.
 fn too_many_started(live: usize, limit: MapLimit) -> String {
     format!(
         "cannot spawn another green thread: {live} have started and not finished, each holding \
-         a stack, and {limit}; spawns are refused {SPAWN_HEADROOM} stacks short of that, so \
+         a stack, and {limit}; spawns are refused {} stacks short of that, so \
          that what is already spawned still finds stacks. Raise the limit with `sysctl -w \
-         vm.max_map_count=<n>` as root, or keep fewer green threads alive"
+         vm.max_map_count=<n>` as root, or keep fewer green threads alive",
+        headroom(limit)
     )
 }
 
