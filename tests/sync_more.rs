@@ -54,20 +54,33 @@ impl<T> Handle<T> {
 }
 
 /// Runs `body` on a green thread of a one-worker runtime, then of a
-/// two-worker runtime, then on a plain OS thread.
-fn each_mode(body: impl Fn(Mode)) {
-    each_green(&body);
+/// two-worker runtime, then on a plain OS thread: the same assertions hold
+/// in every mode.
+fn each_mode(body: impl Fn(Mode) + Send + Sync + 'static) {
+    let body = Arc::new(body);
+    let b = body.clone();
+    each_green(move |mode| b(mode));
     body(Mode::Os);
 }
 
-/// As [`each_mode`], green threads only (for cancellation by handle).
-fn each_green(body: impl Fn(Mode)) {
+/// As [`each_mode`], green threads only (for cancellation by handle). The
+/// body runs on a worker (not on `run`'s own thread), so with one worker
+/// it and every helper it spawns share that one thread.
+fn each_green(body: impl Fn(Mode) + Send + Sync + 'static) {
+    let body = Arc::new(body);
     for workers in [1, 2] {
         let rt = stackful::Runtime::builder()
             .workers(workers)
             .build()
             .unwrap();
-        rt.run(|| body(Mode::Green(workers)));
+        let b = body.clone();
+        match rt.spawn(move || b(Mode::Green(workers))).join() {
+            Ok(()) => {}
+            Err(e) => match e.try_into_panic() {
+                Ok(payload) => std::panic::resume_unwind(payload),
+                Err(e) => panic!("the test body did not finish: {e:?}"),
+            },
+        }
     }
 }
 
