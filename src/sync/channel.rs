@@ -1717,3 +1717,248 @@ impl<T> IntoIterator for Receiver<T> {
         IntoIter { rx: self }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::Try;
+    use super::array::Array;
+    use super::list::List;
+
+    /// The operations both queues share, for tests over either.
+    trait Queue<T>: Send + Sync {
+        fn push(&self, v: T) -> Try;
+        fn pop(&self) -> Option<T>;
+        fn len(&self) -> usize;
+        fn close(&self);
+    }
+
+    macro_rules! queue {
+        ($q:ident) => {
+            impl<T: Send> Queue<T> for $q<T> {
+                fn push(&self, v: T) -> Try {
+                    let v = std::mem::ManuallyDrop::new(v);
+                    // SAFETY: `v` is ours; on `Done` its bytes moved and it
+                    // stays forgotten, else it is dropped here.
+                    let outcome = unsafe { $q::push(self, &raw const *v) };
+                    if outcome != Try::Done {
+                        drop(std::mem::ManuallyDrop::into_inner(v));
+                    }
+                    outcome
+                }
+                fn pop(&self) -> Option<T> {
+                    let mut slot = std::mem::MaybeUninit::uninit();
+                    // SAFETY: `slot` is ours; on true it holds a message.
+                    unsafe { $q::pop(self, slot.as_mut_ptr()).then(|| slot.assume_init()) }
+                }
+                fn len(&self) -> usize {
+                    $q::len(self)
+                }
+                fn close(&self) {
+                    $q::close(self)
+                }
+            }
+        };
+    }
+    queue!(Array);
+    queue!(List);
+
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn array_wraps_around_many_laps_in_order_and_reports_full() {
+        for cap in [1, 2, 3, 7, 8] {
+            let q = Array::new(cap);
+            let mut next_in = 0u64;
+            let mut next_out = 0u64;
+            for round in 0..100 {
+                let n = 1 + round % cap;
+                for _ in 0..n {
+                    assert_eq!(Queue::push(&q, next_in), Try::Done);
+                    next_in += 1;
+                }
+                assert_eq!(Queue::len(&q), n, "cap {cap}");
+                if n == cap {
+                    assert_eq!(Queue::push(&q, u64::MAX), Try::NotReady, "cap {cap}: full");
+                }
+                for _ in 0..n {
+                    assert_eq!(Queue::pop(&q), Some(next_out), "cap {cap}");
+                    next_out += 1;
+                }
+                assert_eq!(Queue::pop(&q), None);
+                assert_eq!(Queue::len(&q), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn list_crosses_blocks_in_order_with_the_right_len() {
+        let q = List::new();
+        for i in 0..200u64 {
+            assert_eq!(Queue::push(&q, i), Try::Done);
+            assert_eq!(Queue::len(&q), i as usize + 1);
+        }
+        for i in 0..200u64 {
+            assert_eq!(Queue::pop(&q), Some(i));
+            assert_eq!(Queue::len(&q), 199 - i as usize);
+        }
+        assert_eq!(Queue::pop(&q), None);
+        // Interleaved, so head and tail meet at block boundaries.
+        for i in 0..500u64 {
+            assert_eq!(Queue::push(&q, i), Try::Done);
+            assert_eq!(Queue::pop(&q), Some(i));
+            assert_eq!(Queue::len(&q), 0);
+        }
+    }
+
+    #[test]
+    fn closed_queues_refuse_pushes_but_give_up_what_they_hold() {
+        let array = Array::new(4);
+        let list = List::new();
+        let queues: [&dyn Queue<u64>; 2] = [&array, &list];
+        for q in queues {
+            assert_eq!(q.push(1), Try::Done);
+            q.close();
+            assert_eq!(q.push(2), Try::Disconnected);
+            assert_eq!(q.len(), 1);
+            assert_eq!(q.pop(), Some(1));
+            assert_eq!(q.pop(), None);
+        }
+    }
+
+    #[test]
+    fn dropping_a_queue_drops_what_it_holds_once() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        {
+            let array = Array::new(5);
+            let list = List::new();
+            for _ in 0..3 {
+                // A few laps in, so the held slots wrap around.
+                for _ in 0..4 {
+                    Queue::push(&array, Counted(dropped.clone()));
+                    drop(Queue::pop(&array));
+                }
+                Queue::push(&array, Counted(dropped.clone()));
+            }
+            for _ in 0..70 {
+                Queue::push(&list, Counted(dropped.clone()));
+            }
+            for _ in 0..40 {
+                drop(Queue::pop(&list)); // the first block is freed meanwhile
+            }
+        }
+        assert_eq!(dropped.load(Ordering::SeqCst), 12 + 3 + 70);
+    }
+
+    #[test]
+    fn zero_sized_messages() {
+        let array = Array::new(2);
+        let list = List::new();
+        let queues: [&dyn Queue<()>; 2] = [&array, &list];
+        for q in queues {
+            for _ in 0..100 {
+                assert_eq!(q.push(()), Try::Done);
+                assert_eq!(q.pop(), Some(()));
+            }
+        }
+    }
+
+    /// Producers and consumers on OS threads: each message arrives once,
+    /// and each consumer sees each producer's messages in order.
+    fn mpmc(q: Arc<dyn Queue<u64>>) {
+        const PER: u64 = 20_000;
+        let producers: Vec<_> = (0..3u64)
+            .map(|p| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER {
+                        while q.push(p << 32 | i) != Try::Done {
+                            std::hint::spin_loop(); // full
+                        }
+                    }
+                })
+            })
+            .collect();
+        let taken = Arc::new(AtomicUsize::new(0));
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let (q, taken) = (q.clone(), taken.clone());
+                std::thread::spawn(move || {
+                    let mut last = [None::<u64>; 3];
+                    let mut sum = 0u64;
+                    while taken.load(Ordering::SeqCst) < 3 * PER as usize {
+                        if let Some(v) = q.pop() {
+                            taken.fetch_add(1, Ordering::SeqCst);
+                            let (p, i) = ((v >> 32) as usize, v & 0xffff_ffff);
+                            assert!(last[p].is_none_or(|l| l < i), "out of order");
+                            last[p] = Some(i);
+                            sum += i;
+                        }
+                    }
+                    sum
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        let sum: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+        assert_eq!(sum, 3 * (PER * (PER - 1) / 2));
+        assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn array_mpmc() {
+        mpmc(Arc::new(Array::<u64>::new(3)));
+        mpmc(Arc::new(Array::<u64>::new(64)));
+    }
+
+    #[test]
+    fn list_mpmc() {
+        mpmc(Arc::new(List::<u64>::new()));
+    }
+
+    /// A close races with pushes: every push that succeeded is popped
+    /// afterwards, and none that failed.
+    #[test]
+    fn close_races_with_pushes() {
+        for round in 0..20 {
+            let array = Arc::new(Array::<u64>::new(1 << 12));
+            let list = Arc::new(List::<u64>::new());
+            let queues: [Arc<dyn Queue<u64>>; 2] = [array, list];
+            for q in queues {
+                let pushers: Vec<_> = (0..2)
+                    .map(|_| {
+                        let q = q.clone();
+                        std::thread::spawn(move || {
+                            let mut n = 0u64;
+                            while q.push(n) == Try::Done {
+                                n += 1;
+                                if n == 1 << 11 {
+                                    break;
+                                }
+                            }
+                            n
+                        })
+                    })
+                    .collect();
+                std::thread::sleep(std::time::Duration::from_micros(50 * round));
+                q.close();
+                let pushed: u64 = pushers.into_iter().map(|p| p.join().unwrap()).sum();
+                let mut popped = 0;
+                while q.pop().is_some() {
+                    popped += 1;
+                }
+                assert_eq!(popped, pushed);
+            }
+        }
+    }
+}

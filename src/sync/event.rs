@@ -162,6 +162,12 @@ impl Condvar {
 
     /// Unlocks, waits for a notification (or a spurious wake-up), relocks.
     /// A cancellation point; if cancelled, the mutex stays unlocked.
+    ///
+    /// A notification is never lost to a waiter cut short: one that
+    /// reached it but that it could not use (it was cancelled, or its
+    /// [`timeout`](crate::timeout) expired, while it waited for the
+    /// notification or while it relocked the mutex) passes on to the next
+    /// waiter, as asyncio's `Condition` does since Python 3.13.
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         self.wait_deadline(guard, None).0
     }
