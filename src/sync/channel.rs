@@ -1217,6 +1217,13 @@ impl<T> Zero<T> {
 /// while stackful::timeout(Duration::from_millis(10), || tx.send(7)).is_err() {}
 /// assert_eq!(receiver.join().unwrap(), Ok(7));
 /// ```
+///
+/// Both ends are `Send` and `Sync` only for messages that are `Send`:
+///
+/// ```compile_fail,E0277
+/// let (tx, _rx) = stackful::sync::unbounded::<std::rc::Rc<u8>>();
+/// std::thread::spawn(move || drop(tx)); // error: `Rc` cannot be sent between threads
+/// ```
 pub struct Sender<T> {
     pub(crate) chan: Arc<Chan<T>>,
 }

@@ -18,6 +18,8 @@ use crate::runtime::park;
 /// generation; a waiter remembers the one it started in.) A wait that
 /// begins after such a `set` and `clear` waits for the next `set`.
 ///
+/// Its `Debug` output shows the flag and how many wait now.
+///
 /// # Examples
 ///
 /// ```
@@ -32,22 +34,6 @@ use crate::runtime::park;
 /// ready.set();
 /// assert_eq!(waiter.join().unwrap(), "saw it");
 /// assert!(ready.is_set());
-/// ```
-///
-/// A pulse: `set` and `clear` at once still releases every waiter.
-///
-/// ```
-/// use std::sync::Arc;
-/// use std::time::Duration;
-/// use stackful::sync::Event;
-///
-/// let pulse = Arc::new(Event::new());
-/// let p = pulse.clone();
-/// let waiter = stackful::spawn(move || p.wait_timeout(Duration::from_secs(10)));
-/// stackful::sleep(Duration::from_millis(10)); // the waiter waits by now
-/// pulse.set();
-/// pulse.clear();
-/// assert!(waiter.join().unwrap(), "released by the set it waited for");
 /// ```
 #[derive(Default)]
 pub struct Event {
@@ -120,7 +106,8 @@ impl fmt::Debug for Event {
 ///
 /// `wait` unlocks the mutex, waits for a notification, and locks it again.
 /// Wake-ups may be spurious, so wait in a loop on the condition, or use
-/// [`wait_while`](Condvar::wait_while).
+/// [`wait_while`](Condvar::wait_while). Its `Debug` output shows how many
+/// wait now.
 ///
 /// # Examples
 ///
