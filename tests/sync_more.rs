@@ -281,12 +281,14 @@ fn a_lock_granted_to_a_timed_out_waiter_is_passed_on() {
                 stackful::timeout(Duration::from_millis(1), || *m1.lock() += 1).is_ok()
             });
             let m2 = m.clone();
-            let patient = mode.spawn(move || *m2.lock() += 10);
+            let patient = mode.spawn(move || {
+                stackful::timeout(Duration::from_secs(20), || *m2.lock() += 10).is_ok()
+            });
             stackful::sleep(Duration::from_millis(1)); // both queue up
             spin_for(Duration::from_millis(3)); // the hurried one's deadline passes
             drop(guard);
             let hurried_got_it = hurried.join();
-            patient.join();
+            assert!(patient.join(), "{mode:?} round {round}: the lock was lost");
             let expect = if hurried_got_it { 11 } else { 10 };
             assert_eq!(*m.lock(), expect, "{mode:?} round {round}");
             assert!(
@@ -308,17 +310,13 @@ fn an_rwlock_granted_to_a_timed_out_waiter_is_passed_on() {
                     let l = l.clone();
                     mode.spawn(move || {
                         let t = Duration::from_millis(1);
+                        let patience = Duration::from_secs(20);
                         match k {
                             0 => stackful::timeout(t, || *l.write() += 1).is_ok(),
                             1 => stackful::timeout(t, || drop(l.read())).is_ok(),
-                            2 => {
-                                *l.write() += 100;
-                                true
-                            }
-                            _ => {
-                                drop(l.read());
-                                true
-                            }
+                            // These two must get it, or the grant was lost.
+                            2 => stackful::timeout(patience, || *l.write() += 100).is_ok(),
+                            _ => stackful::timeout(patience, || drop(l.read())).is_ok(),
                         }
                     })
                 })
@@ -327,7 +325,10 @@ fn an_rwlock_granted_to_a_timed_out_waiter_is_passed_on() {
             spin_for(Duration::from_millis(3)); // the hurried ones' deadlines pass
             drop(guard);
             let done: Vec<bool> = waiters.into_iter().map(Handle::join).collect();
-            assert!(done[2] && done[3]);
+            assert!(
+                done[2] && done[3],
+                "{mode:?} round {round}: a grant was lost"
+            );
             let v = *l.read();
             assert_eq!(v, 100 + u32::from(done[0]), "{mode:?} round {round}");
             assert!(
@@ -349,20 +350,27 @@ fn a_permit_granted_to_a_cancelled_waiter_is_passed_on() {
                 let _p = s1.acquire();
                 stackful::sleep(Duration::from_secs(3600));
             });
+            stackful::sleep(Duration::from_millis(1)); // `doomed` queues first
             let s2 = s.clone();
             let acquired = Arc::new(AtomicUsize::new(0));
             let a2 = acquired.clone();
             let patient = stackful::spawn(move || {
-                let _p = s2.acquire();
-                a2.fetch_add(1, Ordering::SeqCst);
+                let _ = stackful::timeout(Duration::from_secs(20), || {
+                    let _p = s2.acquire();
+                    a2.fetch_add(1, Ordering::SeqCst);
+                });
             });
-            stackful::yield_now();
+            stackful::sleep(Duration::from_millis(1)); // then `patient`
             spin_for(Duration::from_millis(2)); // past the fairness threshold: direct hand-off
             drop(permit); // to `doomed`, first in line
             doomed.cancel();
             assert!(doomed.join().unwrap_err().is_cancelled());
             patient.join().unwrap();
-            assert_eq!(acquired.load(Ordering::SeqCst), 1);
+            assert_eq!(
+                acquired.load(Ordering::SeqCst),
+                1,
+                "{mode:?} round {round}: lost"
+            );
             assert_eq!(
                 s.available_permits(),
                 1,
