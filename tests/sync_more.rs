@@ -84,13 +84,21 @@ fn each_green(body: impl Fn(Mode) + Send + Sync + 'static) {
     }
 }
 
-/// Waits until `what`'s `Debug` output shows `n` waiters: they have
-/// registered, so a notification from now on reaches them.
+/// How many wait on `what`, as its `Debug` output shows.
+fn waiters(what: &impl std::fmt::Debug) -> usize {
+    let text = format!("{what:?}");
+    let at = text.find("waiters: ").expect("`Debug` shows the waiters") + "waiters: ".len();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// Waits until `n` wait on `what`: they have registered, so a
+/// notification from now on reaches them.
 fn until_waiting(what: &impl std::fmt::Debug, n: usize) {
-    let needle = format!("waiters: {n}");
-    eventually(&format!("{n} waiters"), || {
-        format!("{what:?}").contains(&needle)
-    });
+    eventually(&format!("{n} waiters"), || waiters(what) == n);
 }
 
 /// Spins, without suspending, for `d`.
@@ -195,33 +203,51 @@ fn a_cancelled_event_waiter_leaves_and_others_still_wake() {
 fn a_notification_passes_on_when_the_woken_waiter_is_cancelled_relocking() {
     each_green(|mode| {
         for by_timeout in [false, true] {
-            for round in 0..20 {
+            let mut exercised = 0;
+            for round in 0..if by_timeout { 6 } else { 20 } {
+                // With a timeout, A's deadline passes while the notifier
+                // holds the mutex, below.
+                let deadline = Instant::now() + Duration::from_millis(150);
                 let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
-                let p = pair.clone();
+                let a_done = Arc::new(AtomicBool::new(false));
+                let (p, done) = (pair.clone(), a_done.clone());
                 let a = stackful::spawn(move || {
                     let body = || {
                         let g = p.0.lock();
                         drop(p.1.wait(g));
                     };
                     if by_timeout {
-                        let _ = stackful::timeout(Duration::from_millis(30), body);
+                        let _ = stackful::timeout_at(deadline, body);
                     } else {
                         body();
                     }
+                    done.store(true, Ordering::SeqCst);
                 });
-                until_waiting(&pair.1, 1);
+                eventually("A to wait", || {
+                    waiters(&pair.1) == 1 || a_done.load(Ordering::SeqCst)
+                });
                 let p = pair.clone();
                 let b = stackful::spawn(move || {
                     let g = p.0.lock();
                     let (_g, r) = p.1.wait_timeout(g, Duration::from_secs(20));
                     !r.timed_out()
                 });
-                until_waiting(&pair.1, 2);
+                eventually("B to wait", || {
+                    waiters(&pair.1) == 2 || a_done.load(Ordering::SeqCst)
+                });
+                if a_done.load(Ordering::SeqCst) {
+                    // A's deadline passed before the notification (a slow
+                    // machine): not the case under test.
+                    pair.1.notify_all();
+                    assert!(b.join().unwrap());
+                    continue;
+                }
                 let guard = pair.0.lock();
                 pair.1.notify_one(); // A, first in line
                 if by_timeout {
-                    // A wakes, waits for the mutex, and its deadline passes.
-                    stackful::sleep(Duration::from_millis(40));
+                    // A wakes and waits for the mutex until its deadline.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    stackful::sleep(left + Duration::from_millis(10));
                 } else {
                     stackful::yield_now(); // on one worker, A waits for the mutex now
                     a.cancel();
@@ -232,7 +258,12 @@ fn a_notification_passes_on_when_the_woken_waiter_is_cancelled_relocking() {
                     b.join().unwrap(),
                     "{mode:?} round {round} (timeout: {by_timeout}): B was never notified"
                 );
+                exercised += 1;
             }
+            assert!(
+                exercised > 0,
+                "{mode:?}: the machine was too slow every time"
+            );
         }
     });
 }
@@ -241,27 +272,47 @@ fn a_notification_passes_on_when_the_woken_waiter_is_cancelled_relocking() {
 /// while relocking passes its notification on.
 #[test]
 fn a_notification_passes_on_when_a_timed_out_os_thread_relocks() {
-    let pair = Arc::new((Mutex::new(()), Condvar::new()));
-    let p = pair.clone();
-    let a = std::thread::spawn(move || {
-        let _ = stackful::timeout(Duration::from_millis(20), || {
-            let g = p.0.lock();
-            drop(p.1.wait(g));
+    for _attempt in 0..5 {
+        let deadline = Instant::now() + Duration::from_millis(150);
+        let pair = Arc::new((Mutex::new(()), Condvar::new()));
+        let a_done = Arc::new(AtomicBool::new(false));
+        let (p, done) = (pair.clone(), a_done.clone());
+        let a = std::thread::spawn(move || {
+            let _ = stackful::timeout_at(deadline, || {
+                let g = p.0.lock();
+                drop(p.1.wait(g));
+            });
+            done.store(true, Ordering::SeqCst);
         });
-    });
-    until_waiting(&pair.1, 1);
-    let p = pair.clone();
-    let b = std::thread::spawn(move || {
-        let g = p.0.lock();
-        !p.1.wait_timeout(g, Duration::from_secs(20)).1.timed_out()
-    });
-    until_waiting(&pair.1, 2);
-    let guard = pair.0.lock();
-    pair.1.notify_one();
-    std::thread::sleep(Duration::from_millis(60)); // A's timeout expires while it relocks
-    drop(guard);
-    a.join().unwrap();
-    assert!(b.join().unwrap(), "B was never notified");
+        eventually("A to wait", || {
+            waiters(&pair.1) == 1 || a_done.load(Ordering::SeqCst)
+        });
+        let p = pair.clone();
+        let b = std::thread::spawn(move || {
+            let g = p.0.lock();
+            !p.1.wait_timeout(g, Duration::from_secs(20)).1.timed_out()
+        });
+        eventually("B to wait", || {
+            waiters(&pair.1) == 2 || a_done.load(Ordering::SeqCst)
+        });
+        if a_done.load(Ordering::SeqCst) {
+            pair.1.notify_all(); // too slow: A timed out early; again
+            a.join().unwrap();
+            assert!(b.join().unwrap());
+            continue;
+        }
+        let guard = pair.0.lock();
+        pair.1.notify_one();
+        // A's deadline passes while it waits to relock.
+        std::thread::sleep(
+            deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(10),
+        );
+        drop(guard);
+        a.join().unwrap();
+        assert!(b.join().unwrap(), "B was never notified");
+        return;
+    }
+    panic!("the machine was too slow every time");
 }
 
 // ---------------------------------------------------------------------------
