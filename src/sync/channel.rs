@@ -22,14 +22,16 @@
 //! # Large messages
 //!
 //! A message is moved once, by pointer, into its slot (or, for a
-//! rendezvous, into the receiver's frame), and once out of it: the layers
-//! between pass a pointer and a small status, never the message. So a
-//! message of a sizeable fraction of a green thread's stack can be sent and
-//! received, in debug builds too, where every by-value move is a copy on
-//! the stack: the public functions hold at most two copies (the caller's
-//! argument, or the receiver's slot and the value returned), and the
-//! branches that build an error with the message in it live in functions
-//! of their own, so their frames exist only when they run.
+//! rendezvous, straight into the receiver's frame), and once out of it:
+//! the layers between pass a pointer and a small status, never the
+//! message. So a message of a sizeable fraction of a green thread's stack
+//! can be sent and received, in debug builds too, where every by-value
+//! move is a copy on the stack. Beyond the caller's own argument or
+//! result, a send holds one more copy on the stack in a debug build (the
+//! `mem::forget` of its argument) and none in a release build; a receive
+//! holds two (its slot, and the value it returns) and one. The branches
+//! that build an error holding the message live in functions of their own,
+//! whose frames exist only when they run.
 //!
 //! # Cancellation
 //!
