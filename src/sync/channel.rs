@@ -3,11 +3,13 @@
 //! Three flavors sit behind one [`Sender`]/[`Receiver`] API, as in
 //! crossbeam-channel:
 //!
-//! - **array** (`channel(cap)`, `cap > 0`): a lock-free bounded ring
-//!   (crossbeam's `ArrayQueue`);
-//! - **list** (`unbounded()`): a lock-free unbounded list (`SegQueue`);
+//! - **array** (`channel(cap)`, `cap > 0`): a lock-free bounded ring of
+//!   slots, each with a stamp saying whose turn it is (D. Vyukov's bounded
+//!   queue);
+//! - **list** (`unbounded()`): a lock-free linked list of blocks of slots;
 //! - **zero** (`channel(0)`): a rendezvous; a sender waits until a receiver
-//!   takes its value, handed over directly.
+//!   takes its value, copied straight from the sender's frame into the
+//!   receiver's.
 //!
 //! The uncontended paths take no lock and make no system call: a push or pop
 //! on the lock-free queue, then one load to see that nobody waits. Waiting
@@ -17,27 +19,56 @@
 //! hand-off), which keeps throughput high; under contention every waiter is
 //! woken in turn, so none is passed over forever.
 //!
-//! Cancellation loses nothing. A receiver cancelled after being woken passes
-//! the wake-up on, and the message stays in the channel. A rendezvous
-//! receiver cancelled after a value was handed to it gives the value to the
-//! next waiting receiver, or keeps it at the front of the channel.
+//! # Large messages
+//!
+//! A message is moved once, by pointer, into its slot (or, for a
+//! rendezvous, straight into the receiver's frame), and once out of it:
+//! the layers between pass a pointer and a small status, never the
+//! message. So a message of a sizeable fraction of a green thread's stack
+//! can be sent and received, in debug builds too, where every by-value
+//! move is a copy on the stack. Beyond the caller's own argument or
+//! result, a send holds one more copy on the stack in a debug build (the
+//! `mem::forget` of its argument) and none in a release build; a receive
+//! holds two (its slot, and the value it returns) and one. The branches
+//! that build an error holding the message live in functions of their own,
+//! whose frames exist only when they run.
+//!
+//! # Cancellation
+//!
+//! Cancellation loses nothing and duplicates nothing. A blocking operation
+//! cut short (by a timeout or a cancellation) either completed before that,
+//! and then it reports success, or did nothing. A receiver cancelled after
+//! being woken passes the wake-up on, and the message stays in the channel.
+//! A rendezvous exchange completes for both sides at once, when the
+//! receiver copies the value: from then on the send returns `Ok` and the
+//! receive returns the value, whatever happens to their timeouts; a
+//! cancellation that arrives then is raised at the next suspension point.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
+use std::marker::PhantomData;
+use std::mem::{MaybeUninit, align_of, size_of};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use crossbeam_queue::{ArrayQueue, SegQueue};
 
 use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use super::wait::{TimedOut, WaitList, wait_until};
+use crate::cancel::{AbortOnUnwind, Cancelled};
 use crate::runtime::park::{self, Waker};
 
 /// Creates a bounded channel holding up to `cap` messages; `cap = 0` makes a
 /// rendezvous channel, where each `send` waits for a `recv`.
+///
+/// # Panics
+///
+/// If `cap` is so large that the ring's positions would not fit a `usize`
+/// (over `usize::MAX / 4`); a ring that large could not be allocated anyway.
 ///
 /// # Examples
 ///
@@ -51,11 +82,12 @@ use crate::runtime::park::{self, Waker};
 /// assert_eq!(rx.iter().collect::<Vec<_>>(), [0, 1, 2]); // ends when `tx` is dropped
 /// producer.join().unwrap();
 /// ```
+#[track_caller]
 pub fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
     let flavor = if cap == 0 {
         Flavor::Zero(Zero::default())
     } else {
-        Flavor::Array(ArrayQueue::new(cap))
+        Flavor::Array(array::Array::new(cap))
     };
     Chan::pair(flavor)
 }
@@ -70,13 +102,32 @@ pub fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
 /// assert_eq!(rx.recv(), Ok("hello"));
 /// ```
 pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
-    Chan::pair(Flavor::List(SegQueue::new()))
+    Chan::pair(Flavor::List(list::List::new()))
 }
 
 enum Flavor<T> {
-    Array(ArrayQueue<T>),
-    List(SegQueue<T>),
+    Array(array::Array<T>),
+    List(list::List<T>),
     Zero(Zero<T>),
+}
+
+/// The outcome of an operation that does not wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Try {
+    /// Done: the message moved.
+    Done,
+    /// Not possible now: the channel is full (sending) or empty
+    /// (receiving), or no partner waits at a rendezvous.
+    NotReady,
+    /// The other side is gone (and, receiving, the channel is empty).
+    Disconnected,
+}
+
+/// Why a blocking send failed; the message is still the caller's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendFail {
+    Timeout,
+    Disconnected,
 }
 
 pub(crate) struct Chan<T> {
@@ -109,90 +160,137 @@ impl<T> Chan<T> {
         self.receivers.load(Ordering::Acquire) == 0
     }
 
-    pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+    /// Sends the message at `src` if that needs no waiting.
+    ///
+    /// # Safety
+    ///
+    /// `src` points to a live `T` that the caller owns. On [`Try::Done`] its
+    /// bytes have moved into the channel (or to a receiver): the caller must
+    /// forget it, neither using nor dropping it again. Otherwise it is
+    /// untouched. Nothing here unwinds after the move.
+    pub(crate) unsafe fn try_send_raw(&self, src: *const T) -> Try {
         if self.receivers_gone() {
-            return Err(TrySendError::Disconnected(value));
+            return Try::Disconnected;
         }
         let pushed = match &self.flavor {
-            Flavor::Array(q) => q.push(value).map_err(TrySendError::Full),
-            Flavor::List(q) => {
-                q.push(value);
-                Ok(())
-            }
-            Flavor::Zero(z) => return z.try_send(value),
+            // SAFETY: as this function's contract.
+            Flavor::Array(q) => unsafe { q.push(src) },
+            // SAFETY: as this function's contract.
+            Flavor::List(q) => unsafe { q.push(src) },
+            // SAFETY: as this function's contract.
+            Flavor::Zero(z) => return unsafe { z.try_send(src) },
         };
-        if pushed.is_ok() {
+        if pushed == Try::Done {
             self.recv_wait.notify_one();
         }
         pushed
     }
 
-    pub(crate) fn try_recv(&self) -> Result<T, TryRecvError> {
-        let popped = match &self.flavor {
-            Flavor::Array(q) => q.pop(),
-            Flavor::List(q) => q.pop(),
-            Flavor::Zero(z) => return z.try_recv(self.senders_gone()),
-        };
-        match popped {
-            Some(v) => {
-                self.send_wait.notify_one();
-                Ok(v)
-            }
-            // Seen after the last sender left, a still-empty queue is final.
-            None if self.senders_gone() => match &self.flavor {
-                Flavor::Array(q) => q.pop().ok_or(TryRecvError::Disconnected),
-                Flavor::List(q) => q.pop().ok_or(TryRecvError::Disconnected),
-                Flavor::Zero(_) => Err(TryRecvError::Disconnected),
-            },
-            None => Err(TryRecvError::Empty),
+    /// Receives into `dst` if that needs no waiting.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for a write of a `T`. On [`Try::Done`] it holds a
+    /// message, which the caller owns; otherwise it is untouched.
+    pub(crate) unsafe fn try_recv_raw(&self, dst: *mut T) -> Try {
+        if let Flavor::Zero(z) = &self.flavor {
+            // SAFETY: `dst` as this function's contract.
+            return unsafe { z.try_recv(dst, self.senders_gone()) };
+        }
+        // SAFETY: `dst` as this function's contract.
+        if unsafe { self.pop(dst) } {
+            self.send_wait.notify_one();
+            return Try::Done;
+        }
+        if !self.senders_gone() {
+            return Try::NotReady;
+        }
+        // Seen after the last sender left, a still-empty queue is final.
+        // SAFETY: as above; the first pop wrote nothing.
+        if unsafe { self.pop(dst) } {
+            Try::Done
+        } else {
+            Try::Disconnected
         }
     }
 
-    fn send_deadline(
-        &self,
-        value: T,
-        deadline: Option<Instant>,
-    ) -> Result<(), SendTimeoutError<T>> {
-        if let Flavor::Zero(z) = &self.flavor {
-            return z.send(self, value, deadline);
+    /// Pops the queue's first message into `dst`; false if there is none
+    /// (a rendezvous holds none).
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for a write of a `T`; on true it holds a message.
+    unsafe fn pop(&self, dst: *mut T) -> bool {
+        match &self.flavor {
+            // SAFETY: as this function's contract.
+            Flavor::Array(q) => unsafe { q.pop(dst) },
+            // SAFETY: as this function's contract.
+            Flavor::List(q) => unsafe { q.pop(dst) },
+            Flavor::Zero(_) => false,
         }
-        let mut slot = Some(value);
+    }
+
+    /// Sends the message at `src`, waiting until `deadline` at the latest.
+    ///
+    /// # Safety
+    ///
+    /// As [`try_send_raw`](Chan::try_send_raw): `Ok` means the message
+    /// moved. It may unwind (a cancellation), and then did not move it.
+    unsafe fn send_raw(&self, src: *const T, deadline: Option<Instant>) -> Result<(), SendFail> {
+        if let Flavor::Zero(z) = &self.flavor {
+            // SAFETY: as this function's contract.
+            return unsafe { z.send(self, src, deadline) };
+        }
+        // An attempt that moves the message returns at once, and
+        // `wait_until` returns it without waiting again.
         let outcome = wait_until(&self.send_wait, deadline, || {
-            match self.try_send(slot.take().expect("the value is put back on failure")) {
-                Ok(()) => Some(Ok(())),
-                Err(TrySendError::Full(v)) => {
-                    slot = Some(v);
-                    None
-                }
-                Err(TrySendError::Disconnected(v)) => Some(Err(v)),
+            // SAFETY: as this function's contract.
+            match unsafe { self.try_send_raw(src) } {
+                Try::Done => Some(Ok(())),
+                Try::NotReady => None,
+                Try::Disconnected => Some(Err(SendFail::Disconnected)),
             }
         });
         match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(v)) => Err(SendTimeoutError::Disconnected(v)),
-            Err(TimedOut) => Err(SendTimeoutError::Timeout(
-                slot.take().expect("kept on timeout"),
-            )),
+            Ok(done) => done,
+            Err(TimedOut) => Err(SendFail::Timeout),
         }
     }
 
-    fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+    /// Receives into `dst`, waiting until `deadline` at the latest.
+    ///
+    /// # Safety
+    ///
+    /// As [`try_recv_raw`](Chan::try_recv_raw): `Ok` means `dst` holds a
+    /// message. It may unwind (a cancellation), and then wrote nothing.
+    unsafe fn recv_raw(
+        &self,
+        dst: *mut T,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecvTimeoutError> {
         if let Flavor::Zero(z) = &self.flavor {
-            return z.recv(self, deadline);
+            // SAFETY: as this function's contract.
+            return unsafe { z.recv(self, dst, deadline) };
         }
-        let outcome = wait_until(&self.recv_wait, deadline, || match self.try_recv() {
-            Ok(v) => Some(Ok(v)),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
+        let outcome = wait_until(&self.recv_wait, deadline, || {
+            // SAFETY: as this function's contract.
+            match unsafe { self.try_recv_raw(dst) } {
+                Try::Done => Some(Ok(())),
+                Try::NotReady => None,
+                Try::Disconnected => Some(Err(RecvTimeoutError::Disconnected)),
+            }
         });
-        outcome.unwrap_or(Err(RecvTimeoutError::Timeout))
+        match outcome {
+            Ok(done) => done,
+            Err(TimedOut) => Err(RecvTimeoutError::Timeout),
+        }
     }
 
     fn len(&self) -> usize {
         match &self.flavor {
             Flavor::Array(q) => q.len(),
             Flavor::List(q) => q.len(),
-            Flavor::Zero(z) => z.lock().leftover.len(),
+            Flavor::Zero(_) => 0,
         }
     }
 
@@ -213,50 +311,657 @@ impl<T> Chan<T> {
             z.wake_all();
         }
     }
+
+    /// The last receiver left: close the queue to sends, wake the senders
+    /// (they get their messages back), and drop what is queued.
+    fn disconnect_receivers(&self) {
+        match &self.flavor {
+            Flavor::Array(q) => q.close(),
+            Flavor::List(q) => q.close(),
+            Flavor::Zero(_) => {}
+        }
+        self.disconnect();
+        self.discard_all();
+    }
+
+    /// Drops every queued message, here and now. A destructor that panics
+    /// does not stop the others (as for a `Vec`); the first panic is raised
+    /// again once all are dropped, unless this context is unwinding already
+    /// (a second unwind from a destructor would abort the process, and
+    /// with it every green thread): then it goes, like any later one.
+    fn discard_all(&self) {
+        let mut first: Option<Box<dyn Any + Send>> = None;
+        let mut slot = MaybeUninit::<T>::uninit();
+        loop {
+            let dst = slot.as_mut_ptr();
+            // SAFETY: `dst` is our own slot, empty at each turn.
+            if !unsafe { self.pop(dst) } {
+                break;
+            }
+            let dropped = panic::catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: `pop` wrote a message there, which is ours; it is
+                // dropped once (whether or not its destructor panics), and
+                // the slot is overwritten only by the next pop.
+                unsafe { ptr::drop_in_place(dst) }
+            }));
+            if let Err(payload) = dropped {
+                match first {
+                    None => first = Some(payload),
+                    Some(_) => crate::task::raw::discard_payload(payload),
+                }
+            }
+        }
+        if let Some(payload) = first {
+            if crate::runtime::worker::context_unwinding() {
+                crate::task::raw::discard_payload(payload);
+            } else {
+                panic::resume_unwind(payload);
+            }
+        }
+    }
 }
 
-/// A value waiting in a rendezvous, or a receiver waiting for one.
+/// The bounded ring behind `channel(cap)`, `cap > 0`.
+mod array {
+    use std::cell::UnsafeCell;
+    use std::mem::MaybeUninit;
+    use std::ptr;
+    use std::sync::atomic::{AtomicUsize, Ordering, fence};
+
+    use crossbeam_utils::{Backoff, CachePadded};
+
+    use super::Try;
+
+    /// One place in the ring. Its stamp says whose turn it is: the stamp
+    /// equals the tail position that may write it (empty), or one past
+    /// the head position that may read it (full).
+    struct Slot<T> {
+        stamp: AtomicUsize,
+        value: UnsafeCell<MaybeUninit<T>>,
+    }
+
+    /// A bounded multi-producer multi-consumer ring. A position is
+    /// `lap | index`: the index of a slot in its low bits, below `mark`,
+    /// and the lap, counted in multiples of `one_lap`, above it. The tail's
+    /// `mark` bit closes the ring to pushes (the receivers are gone).
+    pub(super) struct Array<T> {
+        head: CachePadded<AtomicUsize>,
+        tail: CachePadded<AtomicUsize>,
+        slots: Box<[Slot<T>]>,
+        mark: usize,
+        one_lap: usize,
+    }
+
+    // SAFETY: the ring moves `T`s between threads (so `T: Send`); a slot's
+    // value is touched only by the one thread whose position the stamp
+    // admits, so sharing the ring shares no `&T`.
+    unsafe impl<T: Send> Send for Array<T> {}
+    // SAFETY: as above.
+    unsafe impl<T: Send> Sync for Array<T> {}
+
+    impl<T> Array<T> {
+        #[track_caller]
+        pub(super) fn new(cap: usize) -> Array<T> {
+            assert!(cap > 0, "a ring needs a capacity of at least 1");
+            let mark = cap
+                .checked_add(1)
+                .and_then(usize::checked_next_power_of_two)
+                .filter(|m| m.checked_mul(2).is_some())
+                .unwrap_or_else(|| {
+                    panic!("stackful::sync::channel({cap}): the capacity is too large")
+                });
+            // Built in place on the heap: slots of a large `T` must not
+            // pass through the stack.
+            let mut slots = Box::<[Slot<T>]>::new_uninit_slice(cap);
+            for (i, slot) in slots.iter_mut().enumerate() {
+                // SAFETY: writes the stamp of a slot we own; its value stays
+                // uninitialized, which `MaybeUninit` allows.
+                unsafe { (&raw mut (*slot.as_mut_ptr()).stamp).write(AtomicUsize::new(i)) };
+            }
+            Array {
+                head: CachePadded::new(AtomicUsize::new(0)),
+                tail: CachePadded::new(AtomicUsize::new(0)),
+                // SAFETY: every stamp was written just now, and the values
+                // need no initialization.
+                slots: unsafe { slots.assume_init() },
+                mark,
+                one_lap: mark * 2,
+            }
+        }
+
+        pub(super) fn capacity(&self) -> usize {
+            self.slots.len()
+        }
+
+        /// The position after `pos`.
+        fn next(&self, pos: usize) -> usize {
+            let index = pos & (self.mark - 1);
+            if index + 1 < self.slots.len() {
+                pos + 1
+            } else {
+                (pos & !(self.one_lap - 1)).wrapping_add(self.one_lap)
+            }
+        }
+
+        /// Moves the message at `src` into the ring.
+        ///
+        /// # Safety
+        ///
+        /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
+        pub(super) unsafe fn push(&self, src: *const T) -> Try {
+            let backoff = Backoff::new();
+            let mut tail = self.tail.load(Ordering::Relaxed);
+            loop {
+                if tail & self.mark != 0 {
+                    return Try::Disconnected;
+                }
+                let index = tail & (self.mark - 1);
+                // SAFETY: `index < cap` by construction of positions.
+                let slot = unsafe { self.slots.get_unchecked(index) };
+                let stamp = slot.stamp.load(Ordering::Acquire);
+                if stamp == tail {
+                    // Our turn, if we claim the position first.
+                    let next = self.next(tail);
+                    match self.tail.compare_exchange_weak(
+                        tail,
+                        next,
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => {
+                            // SAFETY: the claimed slot is ours until the
+                            // stamp store; `src` is a live `T` (contract).
+                            unsafe {
+                                ptr::copy_nonoverlapping(src, slot.value.get().cast::<T>(), 1)
+                            };
+                            slot.stamp.store(tail + 1, Ordering::Release);
+                            return Try::Done;
+                        }
+                        Err(t) => {
+                            tail = t;
+                            backoff.spin();
+                        }
+                    }
+                } else if stamp.wrapping_add(self.one_lap) == tail + 1 {
+                    // The slot still holds last lap's message: full, unless
+                    // a pop of it is under way.
+                    fence(Ordering::SeqCst);
+                    let head = self.head.load(Ordering::Relaxed);
+                    if head.wrapping_add(self.one_lap) == tail {
+                        return Try::NotReady;
+                    }
+                    backoff.spin();
+                    tail = self.tail.load(Ordering::Relaxed);
+                } else {
+                    // Another push has claimed it and not written yet.
+                    backoff.snooze();
+                    tail = self.tail.load(Ordering::Relaxed);
+                }
+            }
+        }
+
+        /// Moves the first message into `dst`; false if the ring is empty.
+        ///
+        /// # Safety
+        ///
+        /// `dst` is valid for a write of a `T`; on true it holds a message.
+        pub(super) unsafe fn pop(&self, dst: *mut T) -> bool {
+            let backoff = Backoff::new();
+            let mut head = self.head.load(Ordering::Relaxed);
+            loop {
+                let index = head & (self.mark - 1);
+                // SAFETY: `index < cap` by construction of positions.
+                let slot = unsafe { self.slots.get_unchecked(index) };
+                let stamp = slot.stamp.load(Ordering::Acquire);
+                if stamp == head + 1 {
+                    let next = self.next(head);
+                    match self.head.compare_exchange_weak(
+                        head,
+                        next,
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => {
+                            // SAFETY: the claimed slot holds a message (its
+                            // stamp says so, with Acquire) and is ours until
+                            // the stamp store; `dst` per the contract.
+                            unsafe {
+                                ptr::copy_nonoverlapping(slot.value.get().cast::<T>(), dst, 1)
+                            };
+                            slot.stamp
+                                .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                            return true;
+                        }
+                        Err(h) => {
+                            head = h;
+                            backoff.spin();
+                        }
+                    }
+                } else if stamp == head {
+                    // Not written this lap: empty, unless a push is under way.
+                    fence(Ordering::SeqCst);
+                    let tail = self.tail.load(Ordering::Relaxed);
+                    if tail & !self.mark == head {
+                        return false;
+                    }
+                    backoff.spin();
+                    head = self.head.load(Ordering::Relaxed);
+                } else {
+                    backoff.snooze();
+                    head = self.head.load(Ordering::Relaxed);
+                }
+            }
+        }
+
+        /// Closes the ring to pushes.
+        pub(super) fn close(&self) {
+            self.tail.fetch_or(self.mark, Ordering::SeqCst);
+        }
+
+        /// Messages between `head` and `tail` (without the mark).
+        fn count(&self, head: usize, tail: usize) -> usize {
+            let cap = self.slots.len();
+            let hix = head & (self.mark - 1);
+            let tix = tail & (self.mark - 1);
+            if hix < tix {
+                tix - hix
+            } else if hix > tix {
+                cap - hix + tix
+            } else if tail == head {
+                0
+            } else {
+                cap
+            }
+        }
+
+        pub(super) fn len(&self) -> usize {
+            loop {
+                let tail = self.tail.load(Ordering::SeqCst);
+                let head = self.head.load(Ordering::SeqCst);
+                if self.tail.load(Ordering::SeqCst) == tail {
+                    return self.count(head, tail & !self.mark);
+                }
+            }
+        }
+    }
+
+    impl<T> Drop for Array<T> {
+        fn drop(&mut self) {
+            if !std::mem::needs_drop::<T>() {
+                return;
+            }
+            let head = *self.head.get_mut();
+            let tail = *self.tail.get_mut() & !self.mark;
+            let cap = self.slots.len();
+            let hix = head & (self.mark - 1);
+            for i in 0..self.count(head, tail) {
+                let index = if hix + i < cap {
+                    hix + i
+                } else {
+                    hix + i - cap
+                };
+                // SAFETY: with `&mut self` no push or pop is under way, and
+                // the slots from head to tail hold messages, dropped once.
+                unsafe { ptr::drop_in_place(self.slots[index].value.get().cast::<T>()) };
+            }
+        }
+    }
+}
+
+/// The unbounded list behind `unbounded()`.
+mod list {
+    use std::alloc::{self, Layout};
+    use std::cell::UnsafeCell;
+    use std::mem::MaybeUninit;
+    use std::ptr;
+    use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering, fence};
+
+    use crossbeam_utils::{Backoff, CachePadded};
+
+    use super::Try;
+
+    /// Positions per block; the last one of each is a boundary, not a slot.
+    const LAP: usize = 32;
+    /// Slots per block.
+    const BLOCK_CAP: usize = LAP - 1;
+    /// Positions are counted in the bits above this shift; the low bit is
+    /// a flag: in the tail, the list is closed (receivers gone); in the
+    /// head, its block has a successor already (so a pop need not look at
+    /// the tail).
+    const SHIFT: usize = 1;
+    const FLAG: usize = 1;
+
+    /// Slot states.
+    const WRITTEN: usize = 1;
+    const READ: usize = 2;
+    /// The reader of the block's last slot found this slot still being
+    /// read: its reader frees the block.
+    const DESTROY: usize = 4;
+
+    struct Slot<T> {
+        value: UnsafeCell<MaybeUninit<T>>,
+        state: AtomicUsize,
+    }
+
+    /// A block of slots. All zeroes is a valid empty block, so blocks are
+    /// allocated zeroed, straight on the heap (never through the stack).
+    struct Block<T> {
+        next: AtomicPtr<Block<T>>,
+        slots: [Slot<T>; BLOCK_CAP],
+    }
+
+    impl<T> Block<T> {
+        fn alloc() -> *mut Block<T> {
+            let layout = Layout::new::<Block<T>>();
+            // SAFETY: the layout is not zero-sized (it holds `next`).
+            let p = unsafe { alloc::alloc_zeroed(layout) }.cast::<Block<T>>();
+            if p.is_null() {
+                alloc::handle_alloc_error(layout);
+            }
+            p
+        }
+
+        /// # Safety
+        ///
+        /// `p` came from `alloc` and is freed once, with no message left
+        /// in it to drop.
+        unsafe fn free(p: *mut Block<T>) {
+            // SAFETY: per the contract.
+            unsafe { alloc::dealloc(p.cast(), Layout::new::<Block<T>>()) };
+        }
+
+        /// The next block, once the push that fills this one has linked it.
+        fn wait_next(&self) -> *mut Block<T> {
+            let backoff = Backoff::new();
+            loop {
+                let next = self.next.load(Ordering::Acquire);
+                if !next.is_null() {
+                    return next;
+                }
+                backoff.snooze();
+            }
+        }
+
+        /// Frees the block once every slot from `start` on has been read;
+        /// a slot still being read gets `DESTROY`, and its reader carries on.
+        ///
+        /// # Safety
+        ///
+        /// Called by the reader of the last slot (`start = 0`), or by one
+        /// whose slot had `DESTROY` (`start` just past it).
+        unsafe fn destroy(this: *mut Block<T>, start: usize) {
+            // The last slot is skipped: its reader is the one who started.
+            for i in start..BLOCK_CAP - 1 {
+                // SAFETY: the block lives until this loop frees it.
+                let slot = unsafe { (*this).slots.get_unchecked(i) };
+                if slot.state.load(Ordering::Acquire) & READ == 0
+                    && slot.state.fetch_or(DESTROY, Ordering::AcqRel) & READ == 0
+                {
+                    return;
+                }
+            }
+            // SAFETY: every slot is read, and nothing else points here.
+            unsafe { Block::free(this) };
+        }
+    }
+
+    struct Position<T> {
+        index: AtomicUsize,
+        block: AtomicPtr<Block<T>>,
+    }
+
+    /// An unbounded multi-producer multi-consumer list of blocks.
+    pub(super) struct List<T> {
+        head: CachePadded<Position<T>>,
+        tail: CachePadded<Position<T>>,
+    }
+
+    // SAFETY: the list moves `T`s between threads (so `T: Send`); a slot is
+    // touched only by the one pusher and the one popper whose positions
+    // claimed it, so sharing the list shares no `&T`.
+    unsafe impl<T: Send> Send for List<T> {}
+    // SAFETY: as above.
+    unsafe impl<T: Send> Sync for List<T> {}
+
+    impl<T> List<T> {
+        pub(super) fn new() -> List<T> {
+            let first = Block::<T>::alloc();
+            List {
+                head: CachePadded::new(Position {
+                    index: AtomicUsize::new(0),
+                    block: AtomicPtr::new(first),
+                }),
+                tail: CachePadded::new(Position {
+                    index: AtomicUsize::new(0),
+                    block: AtomicPtr::new(first),
+                }),
+            }
+        }
+
+        /// Moves the message at `src` onto the list.
+        ///
+        /// # Safety
+        ///
+        /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
+        pub(super) unsafe fn push(&self, src: *const T) -> Try {
+            let backoff = Backoff::new();
+            let mut tail = self.tail.index.load(Ordering::Acquire);
+            let mut block = self.tail.block.load(Ordering::Acquire);
+            let mut next_block: *mut Block<T> = ptr::null_mut();
+            let done = loop {
+                if tail & FLAG != 0 {
+                    break Try::Disconnected;
+                }
+                let offset = (tail >> SHIFT) % LAP;
+                if offset == BLOCK_CAP {
+                    // The block is full and its successor being linked.
+                    backoff.snooze();
+                    tail = self.tail.index.load(Ordering::Acquire);
+                    block = self.tail.block.load(Ordering::Acquire);
+                    continue;
+                }
+                // About to fill the block: have its successor ready, so
+                // the others wait as briefly as possible.
+                if offset + 1 == BLOCK_CAP && next_block.is_null() {
+                    next_block = Block::alloc();
+                }
+                let new_tail = tail + (1 << SHIFT);
+                match self.tail.index.compare_exchange_weak(
+                    tail,
+                    new_tail,
+                    Ordering::SeqCst,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        if offset + 1 == BLOCK_CAP {
+                            let next = std::mem::replace(&mut next_block, ptr::null_mut());
+                            self.tail.block.store(next, Ordering::Release);
+                            // Past the boundary; an add, not a store, keeps
+                            // a close (the flag) that came meanwhile.
+                            self.tail.index.fetch_add(1 << SHIFT, Ordering::Release);
+                            // SAFETY: the block lives until all its slots are
+                            // read, ours included.
+                            unsafe { (*block).next.store(next, Ordering::Release) };
+                        }
+                        // SAFETY: our claimed slot in a live block; `src` is
+                        // a live `T` (contract).
+                        unsafe {
+                            let slot = (*block).slots.get_unchecked(offset);
+                            ptr::copy_nonoverlapping(src, slot.value.get().cast::<T>(), 1);
+                            slot.state.fetch_or(WRITTEN, Ordering::Release);
+                        }
+                        break Try::Done;
+                    }
+                    Err(t) => {
+                        tail = t;
+                        block = self.tail.block.load(Ordering::Acquire);
+                        backoff.spin();
+                    }
+                }
+            };
+            if !next_block.is_null() {
+                // SAFETY: allocated above and never published.
+                unsafe { Block::free(next_block) };
+            }
+            done
+        }
+
+        /// Moves the first message into `dst`; false if the list is empty.
+        ///
+        /// # Safety
+        ///
+        /// `dst` is valid for a write of a `T`; on true it holds a message.
+        pub(super) unsafe fn pop(&self, dst: *mut T) -> bool {
+            let backoff = Backoff::new();
+            let mut head = self.head.index.load(Ordering::Acquire);
+            let mut block = self.head.block.load(Ordering::Acquire);
+            loop {
+                let offset = (head >> SHIFT) % LAP;
+                if offset == BLOCK_CAP {
+                    // The head moves to the next block.
+                    backoff.snooze();
+                    head = self.head.index.load(Ordering::Acquire);
+                    block = self.head.block.load(Ordering::Acquire);
+                    continue;
+                }
+                let mut new_head = head + (1 << SHIFT);
+                if new_head & FLAG == 0 {
+                    fence(Ordering::SeqCst);
+                    let tail = self.tail.index.load(Ordering::Relaxed);
+                    if head >> SHIFT == tail >> SHIFT {
+                        return false;
+                    }
+                    // The tail is in a later block: this one has a successor.
+                    if (head >> SHIFT) / LAP != (tail >> SHIFT) / LAP {
+                        new_head |= FLAG;
+                    }
+                }
+                match self.head.index.compare_exchange_weak(
+                    head,
+                    new_head,
+                    Ordering::SeqCst,
+                    Ordering::Acquire,
+                ) {
+                    // SAFETY: a successful claim of `head` means `block` is
+                    // the head block (it is stored before the index moves
+                    // into it), alive until its slots are all read.
+                    Ok(_) => unsafe {
+                        if offset + 1 == BLOCK_CAP {
+                            let next = (*block).wait_next();
+                            let mut next_index = (new_head & !FLAG).wrapping_add(1 << SHIFT);
+                            if !(*next).next.load(Ordering::Relaxed).is_null() {
+                                next_index |= FLAG;
+                            }
+                            self.head.block.store(next, Ordering::Release);
+                            self.head.index.store(next_index, Ordering::Release);
+                        }
+                        let slot = (*block).slots.get_unchecked(offset);
+                        let backoff = Backoff::new();
+                        while slot.state.load(Ordering::Acquire) & WRITTEN == 0 {
+                            backoff.snooze(); // its push claimed it, writes now
+                        }
+                        ptr::copy_nonoverlapping(slot.value.get().cast::<T>(), dst, 1);
+                        if offset + 1 == BLOCK_CAP {
+                            Block::destroy(block, 0);
+                        } else if slot.state.fetch_or(READ, Ordering::AcqRel) & DESTROY != 0 {
+                            Block::destroy(block, offset + 1);
+                        }
+                        return true;
+                    },
+                    Err(h) => {
+                        head = h;
+                        block = self.head.block.load(Ordering::Acquire);
+                        backoff.spin();
+                    }
+                }
+            }
+        }
+
+        /// Closes the list to pushes.
+        pub(super) fn close(&self) {
+            self.tail.index.fetch_or(FLAG, Ordering::SeqCst);
+        }
+
+        pub(super) fn len(&self) -> usize {
+            /// Slots before position `pos` (each lap has one boundary).
+            fn slots_before(index: usize) -> usize {
+                let pos = index >> SHIFT;
+                pos - pos / LAP
+            }
+            loop {
+                let tail = self.tail.index.load(Ordering::SeqCst);
+                let head = self.head.index.load(Ordering::SeqCst);
+                if self.tail.index.load(Ordering::SeqCst) == tail {
+                    return slots_before(tail) - slots_before(head);
+                }
+            }
+        }
+    }
+
+    impl<T> Drop for List<T> {
+        fn drop(&mut self) {
+            let mut head = *self.head.index.get_mut() & !FLAG;
+            let tail = *self.tail.index.get_mut() & !FLAG;
+            let mut block = *self.head.block.get_mut();
+            // SAFETY: with `&mut self` no push or pop is under way; the
+            // slots from head to tail hold messages, each dropped once, and
+            // each block is freed once, after its last slot.
+            unsafe {
+                while head != tail {
+                    let offset = (head >> SHIFT) % LAP;
+                    if offset < BLOCK_CAP {
+                        let slot = (*block).slots.get_unchecked(offset);
+                        ptr::drop_in_place(slot.value.get().cast::<T>());
+                    } else {
+                        let next = *(*block).next.get_mut();
+                        Block::free(block);
+                        block = next;
+                    }
+                    head = head.wrapping_add(1 << SHIFT);
+                }
+                Block::free(block);
+            }
+        }
+    }
+}
+
+/// A sender or receiver waiting at a rendezvous.
 struct Packet<T> {
-    value: Mutex<Option<T>>,
+    /// The waiter's message (a sender's) or room for one (a receiver's), in
+    /// its own frame. Touched by the partner only under the rendezvous
+    /// lock, while the packet is queued: the waiter leaves the queue under
+    /// that lock before its frame can go.
+    slot: *mut T,
     /// The exchange happened: the value was taken (a sender's packet) or
-    /// delivered (a receiver's packet).
+    /// delivered (a receiver's packet). Set under the lock, after the copy.
     done: AtomicBool,
     waker: Waker,
 }
 
+// SAFETY: `slot` is dereferenced only under the rendezvous lock, by the
+// partner, while the owner waits for the exchange (see `slot`); the `T`
+// moves between threads, hence `T: Send`.
+unsafe impl<T: Send> Send for Packet<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Packet<T> {}
+
 impl<T> Packet<T> {
-    fn new(value: Option<T>) -> Arc<Packet<T>> {
+    fn new(slot: *mut T) -> Arc<Packet<T>> {
         Arc::new(Packet {
-            value: Mutex::new(value),
+            slot,
             done: AtomicBool::new(false),
             waker: park::current_waker(),
         })
     }
 
-    fn take(&self) -> Option<T> {
-        self.value.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    fn put(&self, v: T) {
-        *self.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
-    }
-
     fn is_done(&self) -> bool {
         self.done.load(Ordering::Acquire)
-    }
-
-    fn complete(&self) {
-        self.done.store(true, Ordering::Release);
-        self.waker.wake();
     }
 }
 
 struct ZeroState<T> {
     senders: VecDeque<Arc<Packet<T>>>,
     receivers: VecDeque<Arc<Packet<T>>>,
-    /// Values handed to receivers that were cancelled before taking them,
-    /// oldest first; the next receive takes them before anything else.
-    leftover: VecDeque<T>,
 }
 
 struct Zero<T> {
@@ -269,7 +974,6 @@ impl<T> Default for Zero<T> {
             state: Mutex::new(ZeroState {
                 senders: VecDeque::new(),
                 receivers: VecDeque::new(),
-                leftover: VecDeque::new(),
             }),
         }
     }
@@ -286,40 +990,56 @@ fn remove<T>(queue: &mut VecDeque<Arc<Packet<T>>>, p: &Arc<Packet<T>>) -> bool {
     }
 }
 
+/// Why a rendezvous wait ended without an exchange.
+enum Withdrawn {
+    Cancelled(crate::cancel::Cause),
+    Timeout,
+    Disconnected,
+}
+
 impl<T> Zero<T> {
     fn lock(&self) -> MutexGuard<'_, ZeroState<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+    /// Hands the message at `src` to the first waiting receiver, if any.
+    ///
+    /// # Safety
+    ///
+    /// As `Chan::try_send_raw`.
+    unsafe fn try_send(&self, src: *const T) -> Try {
         let mut state = self.lock();
-        match state.receivers.pop_front() {
-            Some(receiver) => {
-                // Put the value under the lock: a receiver that leaves checks
-                // its packet under the lock too, so it cannot miss it.
-                receiver.put(value);
-                drop(state);
-                receiver.complete();
-                Ok(())
-            }
-            None => Err(TrySendError::Full(value)),
-        }
+        let Some(receiver) = state.receivers.pop_front() else {
+            return Try::NotReady;
+        };
+        // SAFETY: a queued receiver's slot is room for a `T` in its frame,
+        // alive while it is queued, and we hold the lock (see `Packet`).
+        unsafe { ptr::copy_nonoverlapping(src, receiver.slot, 1) };
+        receiver.done.store(true, Ordering::Release);
+        drop(state);
+        receiver.waker.wake();
+        Try::Done
     }
 
-    fn try_recv(&self, senders_gone: bool) -> Result<T, TryRecvError> {
+    /// Takes the message of the first waiting sender, if any.
+    ///
+    /// # Safety
+    ///
+    /// As `Chan::try_recv_raw`.
+    unsafe fn try_recv(&self, dst: *mut T, senders_gone: bool) -> Try {
         let mut state = self.lock();
-        if let Some(v) = state.leftover.pop_front() {
-            return Ok(v);
-        }
         match state.senders.pop_front() {
             Some(sender) => {
-                let v = sender.take().expect("a waiting sender holds its value");
+                // SAFETY: a queued sender's slot is its live message, which
+                // it gives up once `done` is set; we hold the lock.
+                unsafe { ptr::copy_nonoverlapping(sender.slot, dst, 1) };
+                sender.done.store(true, Ordering::Release);
                 drop(state);
-                sender.complete();
-                Ok(v)
+                sender.waker.wake();
+                Try::Done
             }
-            None if senders_gone => Err(TryRecvError::Disconnected),
-            None => Err(TryRecvError::Empty),
+            None if senders_gone => Try::Disconnected,
+            None => Try::NotReady,
         }
     }
 
@@ -330,149 +1050,344 @@ impl<T> Zero<T> {
         }
     }
 
-    fn send(
+    /// Waits until the partner completes the exchange of `packet`, queued
+    /// in the queue `queue` picks, or until the wait is cut short (by the
+    /// deadline, `gone()` or a cancellation): then withdraws the packet,
+    /// unless the exchange happened meanwhile, which wins. Never unwinds:
+    /// a cancellation is returned, for the caller to raise once its frame
+    /// is no longer lent out.
+    fn wait_exchange(
+        &self,
+        packet: &Arc<Packet<T>>,
+        queue: fn(&mut ZeroState<T>) -> &mut VecDeque<Arc<Packet<T>>>,
+        deadline: Option<Instant>,
+        gone: impl Fn() -> bool,
+    ) -> Result<(), Withdrawn> {
+        loop {
+            if packet.is_done() {
+                return Ok(());
+            }
+            let cancelled = park::pending();
+            let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+            if cancelled.is_some() || timed_out || gone() {
+                if !remove(queue(&mut self.lock()), packet) {
+                    // Taken off the queue by the partner, which completed
+                    // the exchange under the lock we just held.
+                    debug_assert!(packet.is_done());
+                    return Ok(());
+                }
+                return Err(match cancelled {
+                    Some(cause) => Withdrawn::Cancelled(cause),
+                    None if timed_out => Withdrawn::Timeout,
+                    None => Withdrawn::Disconnected,
+                });
+            }
+            // Shielded, so a cancellation wakes us instead of unwinding
+            // from here; it is seen at the top of the loop.
+            let wake_at = match (deadline, park::next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            park::park_shielded(wake_at);
+        }
+    }
+
+    /// Sends the message at `src`, waiting for a receiver to take it.
+    ///
+    /// # Safety
+    ///
+    /// As `Chan::send_raw`. The message stays in the caller's frame while
+    /// it waits; a receiver copies it from there.
+    unsafe fn send(
         &self,
         chan: &Chan<T>,
-        value: T,
+        src: *const T,
         deadline: Option<Instant>,
-    ) -> Result<(), SendTimeoutError<T>> {
+    ) -> Result<(), SendFail> {
         if chan.receivers_gone() {
-            return Err(SendTimeoutError::Disconnected(value));
+            return Err(SendFail::Disconnected);
         }
+        // A wait on a scheduler's loop panics; find out before lending.
+        park::refuse_scheduler_loop();
         // Hand over to a waiting receiver, or queue up: in one critical
         // section, so a receiver cannot queue up between the two.
         let packet = {
             let mut state = self.lock();
             if let Some(receiver) = state.receivers.pop_front() {
-                receiver.put(value);
+                // SAFETY: as in `try_send`.
+                unsafe { ptr::copy_nonoverlapping(src, receiver.slot, 1) };
+                receiver.done.store(true, Ordering::Release);
                 drop(state);
-                receiver.complete();
+                receiver.waker.wake();
                 return Ok(());
             }
-            let packet = Packet::new(Some(value));
+            let packet = Packet::new(src.cast_mut());
             state.senders.push_back(packet.clone());
             packet
         };
         chan.recv_wait.notify_one(); // a receiver in `Select` may want it
-        /// Takes the packet back if the sender leaves before the exchange.
-        struct Withdraw<'a, T>(&'a Zero<T>, &'a Arc<Packet<T>>);
-        impl<T> Drop for Withdraw<'_, T> {
-            fn drop(&mut self) {
-                remove(&mut self.0.lock().senders, self.1);
-            }
-        }
-        let withdraw = Withdraw(self, &packet);
-        loop {
-            if packet.is_done() {
-                std::mem::forget(withdraw);
-                return Ok(());
-            }
-            let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
-            if timed_out || chan.receivers_gone() {
-                let withdrawn = remove(&mut self.lock().senders, &packet);
-                std::mem::forget(withdraw);
-                if !withdrawn {
-                    return Ok(()); // taken just now
-                }
-                let v = packet.take().expect("an untaken packet holds its value");
-                return Err(if timed_out {
-                    SendTimeoutError::Timeout(v)
-                } else {
-                    SendTimeoutError::Disconnected(v)
-                });
-            }
-            park::park(deadline);
+        // The caller's frame is lent out until the packet leaves the queue;
+        // nothing below unwinds before that (see `wait_exchange`).
+        let lent = AbortOnUnwind("a rendezvous send");
+        let outcome = self.wait_exchange(
+            &packet,
+            |s| &mut s.senders,
+            deadline,
+            || chan.receivers_gone(),
+        );
+        lent.disarm();
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(Withdrawn::Cancelled(cause)) => Cancelled::raise(cause),
+            Err(Withdrawn::Timeout) => Err(SendFail::Timeout),
+            Err(Withdrawn::Disconnected) => Err(SendFail::Disconnected),
         }
     }
 
-    fn recv(&self, chan: &Chan<T>, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        // Take a waiting value, or queue up, in one critical section.
+    /// Receives into `dst`, waiting for a sender.
+    ///
+    /// # Safety
+    ///
+    /// As `Chan::recv_raw`. A sender copies its message into `dst` while
+    /// the caller waits.
+    unsafe fn recv(
+        &self,
+        chan: &Chan<T>,
+        dst: *mut T,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecvTimeoutError> {
+        park::refuse_scheduler_loop();
+        // Take a waiting message, or queue up, in one critical section.
         let packet = {
             let mut state = self.lock();
-            if let Some(v) = state.leftover.pop_front() {
-                return Ok(v);
-            }
             if let Some(sender) = state.senders.pop_front() {
-                let v = sender.take().expect("a waiting sender holds its value");
+                // SAFETY: as in `try_recv`.
+                unsafe { ptr::copy_nonoverlapping(sender.slot, dst, 1) };
+                sender.done.store(true, Ordering::Release);
                 drop(state);
-                sender.complete();
-                return Ok(v);
+                sender.waker.wake();
+                return Ok(());
             }
             if chan.senders_gone() {
                 return Err(RecvTimeoutError::Disconnected);
             }
-            let packet = Packet::new(None);
+            let packet = Packet::new(dst);
             state.receivers.push_back(packet.clone());
             packet
         };
         chan.send_wait.notify_one(); // a sender in `Select` may want us
-        /// Leaves the queue; a value delivered to a receiver that leaves
-        /// anyway goes to the next receiver, or stays in the channel.
-        struct Leave<'a, T>(&'a Zero<T>, &'a Arc<Packet<T>>);
-        impl<T> Drop for Leave<'_, T> {
-            fn drop(&mut self) {
-                let mut state = self.0.lock();
-                if remove(&mut state.receivers, self.1) {
-                    return; // nothing was delivered
-                }
-                if let Some(v) = self.1.take() {
-                    match state.receivers.pop_front() {
-                        Some(next) => {
-                            next.put(v);
-                            drop(state);
-                            next.complete();
-                        }
-                        None => state.leftover.push_front(v),
-                    }
-                }
-            }
-        }
-        let leave = Leave(self, &packet);
-        loop {
-            if packet.is_done()
-                && let Some(v) = packet.take()
-            {
-                std::mem::forget(leave);
-                return Ok(v);
-            }
-            if chan.senders_gone() {
-                drop(leave); // keeps a value delivered meanwhile in the channel
-                return self
-                    .try_recv(true)
-                    .map_err(|_| RecvTimeoutError::Disconnected);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                drop(leave);
-                return Err(RecvTimeoutError::Timeout);
-            }
-            park::park(deadline);
+        let lent = AbortOnUnwind("a rendezvous receive");
+        let outcome = self.wait_exchange(
+            &packet,
+            |s| &mut s.receivers,
+            deadline,
+            || chan.senders_gone(),
+        );
+        lent.disarm();
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(Withdrawn::Cancelled(cause)) => Cancelled::raise(cause),
+            Err(Withdrawn::Timeout) => Err(RecvTimeoutError::Timeout),
+            Err(Withdrawn::Disconnected) => Err(RecvTimeoutError::Disconnected),
         }
     }
 }
 
 /// The sending half of a channel. Clone it for more producers; the channel
 /// disconnects for receivers when the last one is dropped.
+///
+/// # Cancellation
+///
+/// A blocking send is a cancellation point while it waits. Cut short (by a
+/// [`timeout`](crate::timeout) or a cancellation), it sent nothing, and the
+/// message is dropped with the unwind ([`send_timeout`](Sender::send_timeout)
+/// hands it back instead). A send whose message was taken returns `Ok`,
+/// whatever happens to the timeout after that; for a rendezvous channel
+/// that is the moment the receiver copies it. A cancellation that arrives
+/// then is raised at the next suspension point. So after
+/// `timeout(t, || tx.send(v))` returns `Err(Elapsed)`, `v` was not
+/// delivered, and sending it again does not deliver it twice.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let (tx, rx) = stackful::sync::channel::<u32>(0);
+/// let receiver = stackful::spawn(move || rx.recv());
+/// // Retrying after a timeout never delivers twice.
+/// while stackful::timeout(Duration::from_millis(10), || tx.send(7)).is_err() {}
+/// assert_eq!(receiver.join().unwrap(), Ok(7));
+/// ```
+///
+/// Both ends are `Send` and `Sync` only for messages that are `Send`:
+///
+/// ```compile_fail,E0277
+/// let (tx, _rx) = stackful::sync::unbounded::<std::rc::Rc<u8>>();
+/// std::thread::spawn(move || drop(tx)); // error: `Rc` cannot be sent between threads
+/// ```
 pub struct Sender<T> {
     pub(crate) chan: Arc<Chan<T>>,
 }
 
 /// The receiving half of a channel. Clone it for more consumers; the
 /// channel disconnects for senders when the last one is dropped.
+///
+/// # Cancellation
+///
+/// A blocking receive is a cancellation point while it waits. Cut short,
+/// it received nothing, and every message stays in the channel for the
+/// next receiver. A rendezvous receive that was handed a message returns
+/// it, whatever happens to its timeout after that; a cancellation that
+/// arrives then is raised at the next suspension point.
+///
+/// # Dropping the last receiver
+///
+/// The channel then disconnects for senders, and the messages still queued
+/// are dropped at once, on the dropping thread: a value with a destructor
+/// does not outlive every reader. Senders waiting for room wake up with
+/// [`SendError`] and their message back, as does every later send. If a
+/// message's destructor panics, the others are dropped all the same and
+/// the first panic then continues from the drop of the receiver (later
+/// ones are discarded, where a `Vec` would abort); if the dropping thread
+/// is already unwinding, all of them are discarded, since a second unwind
+/// would abort the process.
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// let (tx, rx) = stackful::sync::unbounded();
+/// let shared = Rc::new(());
+/// tx.send(shared.clone()).unwrap();
+/// assert_eq!(Rc::strong_count(&shared), 2);
+/// drop(rx); // the queued clone goes too
+/// assert_eq!(Rc::strong_count(&shared), 1);
+/// assert!(tx.send(shared.clone()).is_err());
+/// ```
 pub struct Receiver<T> {
     pub(crate) chan: Arc<Chan<T>>,
 }
 
+/// `Ok` with the message at `p`, read out. A frame of its own, so that the
+/// caller's holds no second copy (see the module docs).
+///
+/// # Safety
+///
+/// `p` holds a message the caller owns and will not use again.
+#[inline(never)]
+unsafe fn read_ok<T, E>(p: *const T) -> Result<T, E> {
+    // SAFETY: per the contract.
+    Ok(unsafe { p.read() })
+}
+
+/// `Some` with the message at `p`, read out; as [`read_ok`].
+///
+/// # Safety
+///
+/// As [`read_ok`].
+#[inline(never)]
+unsafe fn read_some<T>(p: *const T) -> Option<T> {
+    // SAFETY: per the contract.
+    Some(unsafe { p.read() })
+}
+
+/// The bytes of a message that failed to send, set aside so that the
+/// caller's `value` can be forgotten before the error that returns the
+/// message is built (in a frame of its own): with a by-value parameter,
+/// each call that consumes it costs a copy on the stack in a debug build,
+/// so `send` consumes its `value` at one call only, `mem::forget`. Small
+/// messages are kept inline; large ones go to the heap (on failure only).
+#[allow(clippy::large_enum_variant)] // inline on purpose: no allocation for small messages
+enum Spill<T> {
+    Inline(SpillBuf, PhantomData<T>),
+    Boxed(Box<T>),
+}
+
+/// Room for a small message.
+#[repr(C, align(16))]
+struct SpillBuf([MaybeUninit<u8>; 256]);
+
+impl<T> Spill<T> {
+    const INLINE: bool =
+        size_of::<T>() <= size_of::<SpillBuf>() && align_of::<T>() <= align_of::<SpillBuf>();
+
+    /// Copies the message at `p`, which the caller then forgets.
+    ///
+    /// # Safety
+    ///
+    /// `p` holds a message the caller owns; it must forget it (the copy
+    /// owns the message now) without unwinding before that.
+    unsafe fn copy_of(p: *const T) -> Spill<T> {
+        if Self::INLINE {
+            let mut buf = SpillBuf([MaybeUninit::uninit(); 256]);
+            // SAFETY: `buf` has room for a `T`, aligned (`INLINE`).
+            unsafe { ptr::copy_nonoverlapping(p, buf.0.as_mut_ptr().cast::<T>(), 1) };
+            Spill::Inline(buf, PhantomData)
+        } else {
+            let mut boxed = Box::<T>::new_uninit();
+            // SAFETY: the box has room for a `T`, and now holds one.
+            unsafe {
+                ptr::copy_nonoverlapping(p, boxed.as_mut_ptr(), 1);
+                Spill::Boxed(boxed.assume_init())
+            }
+        }
+    }
+
+    fn into_inner(self) -> T {
+        match self {
+            // SAFETY: `copy_of` put a message there, read out once.
+            Spill::Inline(buf, _) => unsafe { buf.0.as_ptr().cast::<T>().read() },
+            Spill::Boxed(boxed) => *boxed,
+        }
+    }
+}
+
+/// The errors that hand a message back, built in frames of their own (see
+/// the module docs).
+#[cold]
+#[inline(never)]
+fn send_error<T>(back: Spill<T>) -> Result<(), SendError<T>> {
+    Err(SendError(back.into_inner()))
+}
+
+#[cold]
+#[inline(never)]
+fn try_send_error<T>(back: Spill<T>, outcome: Try) -> Result<(), TrySendError<T>> {
+    let value = back.into_inner();
+    Err(match outcome {
+        Try::Disconnected => TrySendError::Disconnected(value),
+        _ => TrySendError::Full(value),
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn send_timeout_error<T>(back: Spill<T>, fail: SendFail) -> Result<(), SendTimeoutError<T>> {
+    let value = back.into_inner();
+    Err(match fail {
+        SendFail::Timeout => SendTimeoutError::Timeout(value),
+        SendFail::Disconnected => SendTimeoutError::Disconnected(value),
+    })
+}
+
 impl<T> Sender<T> {
     /// Sends `value`, waiting while the channel is full (for a rendezvous
-    /// channel, until a receiver takes it). A cancellation point.
+    /// channel, until a receiver takes it). A cancellation point; see
+    /// [Cancellation](Sender#cancellation).
     ///
     /// # Errors
     ///
     /// [`SendError`] with the value if every receiver is gone.
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.chan
-            .send_deadline(value, None)
-            .map_err(|e| SendError(e.into_inner()))
+        // SAFETY: `value` is ours, and forgotten at once (see `send_or_spill`).
+        let back = unsafe { self.send_or_spill(&raw const value, None) };
+        std::mem::forget(value);
+        match back {
+            None => Ok(()),
+            Some((back, _)) => send_error(back),
+        }
     }
 
     /// Sends without waiting.
@@ -483,7 +1398,20 @@ impl<T> Sender<T> {
     /// a rendezvous channel), [`TrySendError::Disconnected`] if every receiver
     /// is gone; both hand the value back.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.chan.try_send(value)
+        // SAFETY: `value` is ours; on `Done` its bytes moved into the
+        // channel, otherwise into `back`; either way it is forgotten just
+        // after, with nothing that unwinds between (see `Spill`).
+        let outcome = unsafe { self.chan.try_send_raw(&raw const value) };
+        let back = match outcome {
+            Try::Done => None,
+            // SAFETY: not sent, so still ours; forgotten just below.
+            _ => Some(unsafe { Spill::copy_of(&raw const value) }),
+        };
+        std::mem::forget(value);
+        match back {
+            None => Ok(()),
+            Some(back) => try_send_error(back, outcome),
+        }
     }
 
     /// Sends, waiting at most `timeout`.
@@ -493,7 +1421,14 @@ impl<T> Sender<T> {
     /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`],
     /// with the value.
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(value, Instant::now().checked_add(timeout))
+        let deadline = Instant::now().checked_add(timeout);
+        // SAFETY: as in `send`.
+        let back = unsafe { self.send_or_spill(&raw const value, deadline) };
+        std::mem::forget(value);
+        match back {
+            None => Ok(()),
+            Some((back, fail)) => send_timeout_error(back, fail),
+        }
     }
 
     /// Sends, waiting until `deadline` at the latest (`None`: no deadline).
@@ -506,7 +1441,37 @@ impl<T> Sender<T> {
         value: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        self.chan.send_deadline(value, deadline)
+        // SAFETY: as in `send`.
+        let back = unsafe { self.send_or_spill(&raw const value, deadline) };
+        std::mem::forget(value);
+        match back {
+            None => Ok(()),
+            Some((back, fail)) => send_timeout_error(back, fail),
+        }
+    }
+
+    /// Sends the message at `p`, waiting until `deadline` at the latest;
+    /// on failure returns its bytes, set aside. Either way the message is
+    /// no longer at `p`, and the caller forgets it there, at once. (The
+    /// public functions share this, not each other: passing the message on
+    /// by value would cost a copy on the stack in a debug build.)
+    ///
+    /// # Safety
+    ///
+    /// `p` holds a message the caller owns. If this unwinds (a
+    /// cancellation), the message is still the caller's.
+    unsafe fn send_or_spill(
+        &self,
+        p: *const T,
+        deadline: Option<Instant>,
+    ) -> Option<(Spill<T>, SendFail)> {
+        // SAFETY: per the contract: on `Ok` the message moved into the
+        // channel; otherwise it is still at `p`.
+        match unsafe { self.chan.send_raw(p, deadline) } {
+            Ok(()) => None,
+            // SAFETY: not sent, so still the caller's, who forgets it.
+            Err(fail) => Some((unsafe { Spill::copy_of(p) }, fail)),
+        }
     }
 
     /// Messages in the channel now.
@@ -523,16 +1488,37 @@ impl<T> Sender<T> {
     pub fn capacity(&self) -> Option<usize> {
         self.chan.capacity()
     }
+
+    /// Whether `self` and `other` send into the same channel.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, _rx) = stackful::sync::unbounded::<i32>();
+    /// let (other, _other_rx) = stackful::sync::unbounded::<i32>();
+    /// assert!(tx.same_channel(&tx.clone()));
+    /// assert!(!tx.same_channel(&other));
+    /// ```
+    pub fn same_channel(&self, other: &Sender<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
+    }
 }
 
 impl<T> Receiver<T> {
-    /// Receives a message, waiting until one arrives. A cancellation point.
+    /// Receives a message, waiting until one arrives. A cancellation point;
+    /// see [Cancellation](Receiver#cancellation).
     ///
     /// # Errors
     ///
     /// [`RecvError`] once the channel is empty and every sender is gone.
     pub fn recv(&self) -> Result<T, RecvError> {
-        self.chan.recv_deadline(None).map_err(|_| RecvError)
+        let mut slot = MaybeUninit::<T>::uninit();
+        // SAFETY: `slot` is ours to write.
+        match unsafe { self.chan.recv_raw(slot.as_mut_ptr(), None) } {
+            // SAFETY: `Ok`: `slot` holds a message, read out once.
+            Ok(()) => unsafe { read_ok(slot.as_ptr()) },
+            Err(_) => Err(RecvError),
+        }
     }
 
     /// Receives without waiting.
@@ -541,7 +1527,14 @@ impl<T> Receiver<T> {
     ///
     /// [`TryRecvError::Empty`] or [`TryRecvError::Disconnected`].
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.chan.try_recv()
+        let mut slot = MaybeUninit::<T>::uninit();
+        // SAFETY: as in `recv`.
+        match unsafe { self.chan.try_recv_raw(slot.as_mut_ptr()) } {
+            // SAFETY: `Done`: `slot` holds a message, read out once.
+            Try::Done => unsafe { read_ok(slot.as_ptr()) },
+            Try::NotReady => Err(TryRecvError::Empty),
+            Try::Disconnected => Err(TryRecvError::Disconnected),
+        }
     }
 
     /// Receives, waiting at most `timeout`.
@@ -550,7 +1543,7 @@ impl<T> Receiver<T> {
     ///
     /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.chan.recv_deadline(Instant::now().checked_add(timeout))
+        self.recv_until(Instant::now().checked_add(timeout))
     }
 
     /// Receives, waiting until `deadline` at the latest.
@@ -559,7 +1552,28 @@ impl<T> Receiver<T> {
     ///
     /// As [`recv_timeout`](Receiver::recv_timeout).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
-        self.chan.recv_deadline(Some(deadline))
+        self.recv_until(Some(deadline))
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let mut slot = MaybeUninit::<T>::uninit();
+        // SAFETY: as in `recv`.
+        match unsafe { self.chan.recv_raw(slot.as_mut_ptr(), deadline) } {
+            // SAFETY: `Ok`: `slot` holds a message, read out once.
+            Ok(()) => unsafe { read_ok(slot.as_ptr()) },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next message for the iterators: `None` once disconnected.
+    fn next_message(&self) -> Option<T> {
+        let mut slot = MaybeUninit::<T>::uninit();
+        // SAFETY: as in `recv`.
+        match unsafe { self.chan.recv_raw(slot.as_mut_ptr(), None) } {
+            // SAFETY: `Ok`: `slot` holds a message, read out once.
+            Ok(()) => unsafe { read_some(slot.as_ptr()) },
+            Err(_) => None,
+        }
     }
 
     /// Messages in the channel now.
@@ -575,6 +1589,20 @@ impl<T> Receiver<T> {
     /// The capacity: `None` for an unbounded channel, `Some(0)` for a rendezvous.
     pub fn capacity(&self) -> Option<usize> {
         self.chan.capacity()
+    }
+
+    /// Whether `self` and `other` receive from the same channel.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_tx, rx) = stackful::sync::channel::<i32>(1);
+    /// let (_other_tx, other) = stackful::sync::channel::<i32>(1);
+    /// assert!(rx.same_channel(&rx.clone()));
+    /// assert!(!rx.same_channel(&other));
+    /// ```
+    pub fn same_channel(&self, other: &Receiver<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
     }
 
     /// An iterator that waits for each message and ends when the channel is
@@ -618,7 +1646,7 @@ impl<T> Drop for Sender<T> {
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         if self.chan.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.chan.disconnect();
+            self.chan.disconnect_receivers();
         }
     }
 }
@@ -649,7 +1677,7 @@ impl<T> Iterator for Iter<'_, T> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        self.rx.recv().ok()
+        self.rx.next_message()
     }
 }
 
@@ -686,7 +1714,7 @@ impl<T> Iterator for IntoIter<T> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        self.rx.recv().ok()
+        self.rx.next_message()
     }
 }
 
@@ -696,5 +1724,250 @@ impl<T> IntoIterator for Receiver<T> {
 
     fn into_iter(self) -> IntoIter<T> {
         IntoIter { rx: self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::Try;
+    use super::array::Array;
+    use super::list::List;
+
+    /// The operations both queues share, for tests over either.
+    trait Queue<T>: Send + Sync {
+        fn push(&self, v: T) -> Try;
+        fn pop(&self) -> Option<T>;
+        fn len(&self) -> usize;
+        fn close(&self);
+    }
+
+    macro_rules! queue {
+        ($q:ident) => {
+            impl<T: Send> Queue<T> for $q<T> {
+                fn push(&self, v: T) -> Try {
+                    let v = std::mem::ManuallyDrop::new(v);
+                    // SAFETY: `v` is ours; on `Done` its bytes moved and it
+                    // stays forgotten, else it is dropped here.
+                    let outcome = unsafe { $q::push(self, &raw const *v) };
+                    if outcome != Try::Done {
+                        drop(std::mem::ManuallyDrop::into_inner(v));
+                    }
+                    outcome
+                }
+                fn pop(&self) -> Option<T> {
+                    let mut slot = std::mem::MaybeUninit::uninit();
+                    // SAFETY: `slot` is ours; on true it holds a message.
+                    unsafe { $q::pop(self, slot.as_mut_ptr()).then(|| slot.assume_init()) }
+                }
+                fn len(&self) -> usize {
+                    $q::len(self)
+                }
+                fn close(&self) {
+                    $q::close(self)
+                }
+            }
+        };
+    }
+    queue!(Array);
+    queue!(List);
+
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn array_wraps_around_many_laps_in_order_and_reports_full() {
+        for cap in [1, 2, 3, 7, 8] {
+            let q = Array::new(cap);
+            let mut next_in = 0u64;
+            let mut next_out = 0u64;
+            for round in 0..100 {
+                let n = 1 + round % cap;
+                for _ in 0..n {
+                    assert_eq!(Queue::push(&q, next_in), Try::Done);
+                    next_in += 1;
+                }
+                assert_eq!(Queue::len(&q), n, "cap {cap}");
+                if n == cap {
+                    assert_eq!(Queue::push(&q, u64::MAX), Try::NotReady, "cap {cap}: full");
+                }
+                for _ in 0..n {
+                    assert_eq!(Queue::pop(&q), Some(next_out), "cap {cap}");
+                    next_out += 1;
+                }
+                assert_eq!(Queue::pop(&q), None);
+                assert_eq!(Queue::len(&q), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn list_crosses_blocks_in_order_with_the_right_len() {
+        let q = List::new();
+        for i in 0..200u64 {
+            assert_eq!(Queue::push(&q, i), Try::Done);
+            assert_eq!(Queue::len(&q), i as usize + 1);
+        }
+        for i in 0..200u64 {
+            assert_eq!(Queue::pop(&q), Some(i));
+            assert_eq!(Queue::len(&q), 199 - i as usize);
+        }
+        assert_eq!(Queue::pop(&q), None);
+        // Interleaved, so head and tail meet at block boundaries.
+        for i in 0..500u64 {
+            assert_eq!(Queue::push(&q, i), Try::Done);
+            assert_eq!(Queue::pop(&q), Some(i));
+            assert_eq!(Queue::len(&q), 0);
+        }
+    }
+
+    #[test]
+    fn closed_queues_refuse_pushes_but_give_up_what_they_hold() {
+        let array = Array::new(4);
+        let list = List::new();
+        let queues: [&dyn Queue<u64>; 2] = [&array, &list];
+        for q in queues {
+            assert_eq!(q.push(1), Try::Done);
+            q.close();
+            assert_eq!(q.push(2), Try::Disconnected);
+            assert_eq!(q.len(), 1);
+            assert_eq!(q.pop(), Some(1));
+            assert_eq!(q.pop(), None);
+        }
+    }
+
+    #[test]
+    fn dropping_a_queue_drops_what_it_holds_once() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        {
+            let array = Array::new(5);
+            let list = List::new();
+            for _ in 0..3 {
+                // A few laps in, so the held slots wrap around.
+                for _ in 0..4 {
+                    Queue::push(&array, Counted(dropped.clone()));
+                    drop(Queue::pop(&array));
+                }
+                Queue::push(&array, Counted(dropped.clone()));
+            }
+            for _ in 0..70 {
+                Queue::push(&list, Counted(dropped.clone()));
+            }
+            for _ in 0..40 {
+                drop(Queue::pop(&list)); // the first block is freed meanwhile
+            }
+        }
+        assert_eq!(dropped.load(Ordering::SeqCst), 12 + 3 + 70);
+    }
+
+    #[test]
+    fn zero_sized_messages() {
+        let array = Array::new(2);
+        let list = List::new();
+        let queues: [&dyn Queue<()>; 2] = [&array, &list];
+        for q in queues {
+            for _ in 0..100 {
+                assert_eq!(q.push(()), Try::Done);
+                assert_eq!(q.pop(), Some(()));
+            }
+        }
+    }
+
+    /// Producers and consumers on OS threads: each message arrives once,
+    /// and each consumer sees each producer's messages in order.
+    fn mpmc(q: Arc<dyn Queue<u64>>) {
+        const PER: u64 = 20_000;
+        let producers: Vec<_> = (0..3u64)
+            .map(|p| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER {
+                        while q.push(p << 32 | i) != Try::Done {
+                            std::hint::spin_loop(); // full
+                        }
+                    }
+                })
+            })
+            .collect();
+        let taken = Arc::new(AtomicUsize::new(0));
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let (q, taken) = (q.clone(), taken.clone());
+                std::thread::spawn(move || {
+                    let mut last = [None::<u64>; 3];
+                    let mut sum = 0u64;
+                    while taken.load(Ordering::SeqCst) < 3 * PER as usize {
+                        if let Some(v) = q.pop() {
+                            taken.fetch_add(1, Ordering::SeqCst);
+                            let (p, i) = ((v >> 32) as usize, v & 0xffff_ffff);
+                            assert!(last[p].is_none_or(|l| l < i), "out of order");
+                            last[p] = Some(i);
+                            sum += i;
+                        }
+                    }
+                    sum
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        let sum: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+        assert_eq!(sum, 3 * (PER * (PER - 1) / 2));
+        assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn array_mpmc() {
+        mpmc(Arc::new(Array::<u64>::new(3)));
+        mpmc(Arc::new(Array::<u64>::new(64)));
+    }
+
+    #[test]
+    fn list_mpmc() {
+        mpmc(Arc::new(List::<u64>::new()));
+    }
+
+    /// A close races with pushes: every push that succeeded is popped
+    /// afterwards, and none that failed.
+    #[test]
+    fn close_races_with_pushes() {
+        for round in 0..20 {
+            let array = Arc::new(Array::<u64>::new(1 << 12));
+            let list = Arc::new(List::<u64>::new());
+            let queues: [Arc<dyn Queue<u64>>; 2] = [array, list];
+            for q in queues {
+                let pushers: Vec<_> = (0..2)
+                    .map(|_| {
+                        let q = q.clone();
+                        std::thread::spawn(move || {
+                            let mut n = 0u64;
+                            while q.push(n) == Try::Done {
+                                n += 1;
+                                if n == 1 << 11 {
+                                    break;
+                                }
+                            }
+                            n
+                        })
+                    })
+                    .collect();
+                std::thread::sleep(std::time::Duration::from_micros(50 * round));
+                q.close();
+                let pushed: u64 = pushers.into_iter().map(|p| p.join().unwrap()).sum();
+                let mut popped = 0;
+                while q.pop().is_some() {
+                    popped += 1;
+                }
+                assert_eq!(popped, pushed);
+            }
+        }
     }
 }

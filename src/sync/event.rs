@@ -1,7 +1,7 @@
 //! `Event`, `Condvar`, `Barrier` and `WaitGroup`: waiting for a condition.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,15 @@ use super::wait::{Registration, WaitList, Waiter, wait_until};
 use crate::runtime::park;
 
 /// A flag that green threads and threads can wait for: `asyncio.Event`.
+///
+/// [`set`](Event::set) releases everyone waiting at that moment, even if
+/// [`clear`](Event::clear) follows at once: a waiter returns when the flag
+/// is set, or when it was set at some moment during the wait, as with
+/// `asyncio.Event` and `threading.Event`. (Each `set` starts a new
+/// generation; a waiter remembers the one it started in.) A wait that
+/// begins after such a `set` and `clear` waits for the next `set`.
+///
+/// Its `Debug` output shows the flag and how many wait now.
 ///
 /// # Examples
 ///
@@ -28,7 +37,8 @@ use crate::runtime::park;
 /// ```
 #[derive(Default)]
 pub struct Event {
-    flag: AtomicBool,
+    /// The flag in bit 0; the number of `set` calls (the generation) above.
+    state: AtomicU64,
     waiters: WaitList,
 }
 
@@ -40,34 +50,46 @@ impl Event {
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
-        self.flag.store(true, Ordering::SeqCst);
+        // The flag, and the next generation: bit 0 set, plus 2.
+        let next = |s: u64| Some((s | 1).wrapping_add(2));
+        let _ = self
+            .state
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, next);
         self.waiters.notify_all();
     }
 
-    /// Clears the flag.
+    /// Clears the flag. Waiters released by an earlier [`set`](Event::set)
+    /// return all the same.
     pub fn clear(&self) {
-        self.flag.store(false, Ordering::SeqCst);
+        self.state.fetch_and(!1, Ordering::SeqCst);
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+        self.state.load(Ordering::SeqCst) & 1 == 1
     }
 
-    /// Waits until the flag is set; returns at once if it is. A
-    /// cancellation point.
+    /// Waits until the flag is set, or is set and cleared again meanwhile;
+    /// returns at once if it is set. A cancellation point.
     pub fn wait(&self) {
         let _ = self.wait_deadline(None);
     }
 
-    /// Waits at most `timeout`; returns whether the flag is set.
+    /// Waits at most `timeout`; returns whether the flag was set during
+    /// the wait (it may be cleared again by now), or is set.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_deadline(Instant::now().checked_add(timeout))
     }
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
-        let set = wait_until(&self.waiters, deadline, || self.is_set().then_some(()));
-        set.is_ok()
+        let start = self.state.load(Ordering::SeqCst);
+        if start & 1 == 1 {
+            return true;
+        }
+        // Any change but a `clear` is a `set`: the flag, or a generation
+        // that moved on.
+        let released = || (self.state.load(Ordering::SeqCst) != start).then_some(());
+        wait_until(&self.waiters, deadline, released).is_ok()
     }
 }
 
@@ -75,6 +97,7 @@ impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
             .field("is_set", &self.is_set())
+            .field("waiters", &self.waiters.len())
             .finish()
     }
 }
@@ -83,7 +106,8 @@ impl fmt::Debug for Event {
 ///
 /// `wait` unlocks the mutex, waits for a notification, and locks it again.
 /// Wake-ups may be spurious, so wait in a loop on the condition, or use
-/// [`wait_while`](Condvar::wait_while).
+/// [`wait_while`](Condvar::wait_while). Its `Debug` output shows how many
+/// wait now.
 ///
 /// # Examples
 ///
@@ -125,6 +149,12 @@ impl Condvar {
 
     /// Unlocks, waits for a notification (or a spurious wake-up), relocks.
     /// A cancellation point; if cancelled, the mutex stays unlocked.
+    ///
+    /// A notification is never lost to a waiter cut short: one that
+    /// reached it but that it could not use (it was cancelled, or its
+    /// [`timeout`](crate::timeout) expired, while it waited for the
+    /// notification or while it relocked the mutex) passes on to the next
+    /// waiter, as asyncio's `Condition` does since Python 3.13.
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         self.wait_deadline(guard, None).0
     }
@@ -195,7 +225,9 @@ impl Condvar {
 
 impl fmt::Debug for Condvar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Condvar").finish_non_exhaustive()
+        f.debug_struct("Condvar")
+            .field("waiters", &self.waiters.len())
+            .finish()
     }
 }
 

@@ -258,6 +258,10 @@ const QUEUED: usize = 1 << (usize::BITS - 2);
 /// starves). Uncontended, reading and writing are one atomic operation each
 /// way. Not poisoned; see the module docs.
 ///
+/// A waiter cut short (by a [`timeout`](crate::timeout) or a cancellation)
+/// leaves the line; if the lock was granted to it meanwhile, it passes the
+/// grant on to the next in line, so a lock is never left held by nobody.
+///
 /// # Examples
 ///
 /// ```
@@ -469,7 +473,8 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Locks for reading, waiting while a writer holds it or anyone waits.
-    /// A cancellation point while it waits.
+    /// A cancellation point while it waits; a grant that reaches a waiter
+    /// cut short there passes on.
     ///
     /// # Panics
     ///
@@ -482,7 +487,8 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Locks for writing, waiting while anyone holds it. A cancellation
-    /// point while it waits.
+    /// point while it waits; a grant that reaches a waiter cut short there
+    /// passes on.
     ///
     /// # Panics
     ///

@@ -2,12 +2,15 @@
 
 use std::any::Any;
 use std::fmt;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::channel::{Chan, Receiver, Sender};
-use super::error::{RecvError, SendError, TryRecvError, TrySendError};
+use super::channel::{Chan, Receiver, Sender, Try};
+use super::error::{RecvError, SendError};
 use super::wait::{Registration, WaitList, Waiter};
 use crate::runtime::park;
 
@@ -21,17 +24,48 @@ trait Operation<'a> {
     fn chan(&self) -> *const ();
 }
 
+/// The result of a completed receive: the message (`ok`), or the
+/// disconnection. Received straight into this heap box, so a large message
+/// does not pass through the stack.
+struct Received<T> {
+    value: MaybeUninit<T>,
+    ok: bool,
+}
+
+impl<T> Drop for Received<T> {
+    fn drop(&mut self) {
+        if self.ok {
+            // SAFETY: `ok` says `value` holds a message, not yet moved out.
+            unsafe { self.value.assume_init_drop() };
+        }
+    }
+}
+
 struct RecvOp<'a, T> {
     chan: &'a Chan<T>,
+    /// Room for the result, kept across attempts that find nothing.
+    room: Option<Box<MaybeUninit<Received<T>>>>,
 }
 
 impl<'a, T: 'static> Operation<'a> for RecvOp<'a, T> {
     fn try_complete(&mut self) -> Option<Box<dyn Any>> {
-        match self.chan.try_recv() {
-            Ok(v) => Some(Box::new(Ok::<T, RecvError>(v))),
-            Err(TryRecvError::Disconnected) => Some(Box::new(Err::<T, RecvError>(RecvError))),
-            Err(TryRecvError::Empty) => None,
-        }
+        let room = self.room.get_or_insert_with(Box::new_uninit);
+        let p = room.as_mut_ptr();
+        // SAFETY: `p` points to our uninitialized box; the message, if
+        // any, is written into its `value` field.
+        let outcome = unsafe { self.chan.try_recv_raw((&raw mut (*p).value).cast::<T>()) };
+        let ok = match outcome {
+            Try::Done => true,
+            Try::Disconnected => false,
+            Try::NotReady => return None,
+        };
+        // SAFETY: `value` is written if `ok` (and may stay uninitialized
+        // otherwise); `ok` is written now, so the box is initialized.
+        let result = unsafe {
+            (&raw mut (*p).ok).write(ok);
+            self.room.take().expect("filled above").assume_init()
+        };
+        Some(result)
     }
 
     fn list(&self) -> &'a WaitList {
@@ -43,21 +77,53 @@ impl<'a, T: 'static> Operation<'a> for RecvOp<'a, T> {
     }
 }
 
+/// The result of a completed send: sent, or the message back, boxed.
+enum Sent<T> {
+    Yes(PhantomData<T>),
+    Disconnected(Box<T>),
+}
+
+/// A send operation, its message in the same heap box as the operation.
 struct SendOp<'a, T> {
     chan: &'a Chan<T>,
-    value: Option<T>,
+    value: MaybeUninit<T>,
+    /// `value` holds the message (not sent or handed back yet).
+    full: bool,
+}
+
+impl<T> Drop for SendOp<'_, T> {
+    fn drop(&mut self) {
+        if self.full {
+            // SAFETY: `full` says the message is still here.
+            unsafe { self.value.assume_init_drop() };
+        }
+    }
 }
 
 impl<'a, T: 'static> Operation<'a> for SendOp<'a, T> {
     fn try_complete(&mut self) -> Option<Box<dyn Any>> {
-        let value = self.value.take()?;
-        match self.chan.try_send(value) {
-            Ok(()) => Some(Box::new(Ok::<(), SendError<T>>(()))),
-            Err(TrySendError::Disconnected(v)) => Some(Box::new(Err::<(), _>(SendError(v)))),
-            Err(TrySendError::Full(v)) => {
-                self.value = Some(v);
-                None
+        if !self.full {
+            return None;
+        }
+        // SAFETY: `full`: the message is here; on `Done` it moved, and
+        // `full` is cleared so that it is not dropped here again.
+        match unsafe { self.chan.try_send_raw(self.value.as_ptr()) } {
+            Try::Done => {
+                self.full = false;
+                Some(Box::new(Sent::<T>::Yes(PhantomData)))
             }
+            Try::Disconnected => {
+                let mut back = Box::<T>::new_uninit();
+                self.full = false;
+                // SAFETY: moves the message, which `full` no longer claims,
+                // into a box of its own.
+                let back = unsafe {
+                    ptr::copy_nonoverlapping(self.value.as_ptr(), back.as_mut_ptr(), 1);
+                    back.assume_init()
+                };
+                Some(Box::new(Sent::Disconnected(back)))
+            }
+            Try::NotReady => None,
         }
     }
 
@@ -121,16 +187,29 @@ impl<'a> Select<'a> {
 
     /// Adds a receive operation; returns its index.
     pub fn recv<T: 'static>(&mut self, rx: &'a Receiver<T>) -> usize {
-        self.ops.push(Box::new(RecvOp { chan: &rx.chan }));
+        self.ops.push(Box::new(RecvOp {
+            chan: &rx.chan,
+            room: None,
+        }));
         self.ops.len() - 1
     }
 
     /// Adds a send operation of `value`; returns its index.
     pub fn send<T: 'static>(&mut self, tx: &'a Sender<T>, value: T) -> usize {
-        self.ops.push(Box::new(SendOp {
-            chan: &tx.chan,
-            value: Some(value),
-        }));
+        // Built in place on the heap, so a large message is not copied on
+        // the stack on its way in.
+        let mut op = Box::<SendOp<'a, T>>::new_uninit();
+        let p = op.as_mut_ptr();
+        // SAFETY: every field of the box is written; the message's bytes
+        // move into it, and `value` is forgotten below.
+        let op = unsafe {
+            (&raw mut (*p).chan).write(&tx.chan);
+            (&raw mut (*p).full).write(true);
+            ptr::copy_nonoverlapping(&raw const value, (&raw mut (*p).value).cast::<T>(), 1);
+            op.assume_init()
+        };
+        std::mem::forget(value);
+        self.ops.push(op);
         self.ops.len() - 1
     }
 
@@ -264,10 +343,16 @@ impl SelectedOperation {
             std::ptr::eq(self.chan, std::ptr::from_ref(&*rx.chan).cast()),
             "SelectedOperation::recv called with another channel than the selected operation's"
         );
-        *self
+        let mut received = self
             .result
-            .downcast::<Result<T, RecvError>>()
-            .unwrap_or_else(|_| panic!("SelectedOperation::recv called on a send operation"))
+            .downcast::<Received<T>>()
+            .unwrap_or_else(|_| panic!("SelectedOperation::recv called on a send operation"));
+        if !received.ok {
+            return Err(RecvError);
+        }
+        received.ok = false; // moved out below
+        // SAFETY: `ok` said the message is there; it is read out once.
+        Ok(unsafe { received.value.as_ptr().read() })
     }
 
     /// The result of a completed send on `tx`; an error hands the value back.
@@ -280,11 +365,24 @@ impl SelectedOperation {
             std::ptr::eq(self.chan, std::ptr::from_ref(&*tx.chan).cast()),
             "SelectedOperation::send called with another channel than the selected operation's"
         );
-        *self
+        let sent = self
             .result
-            .downcast::<Result<(), SendError<T>>>()
-            .unwrap_or_else(|_| panic!("SelectedOperation::send called on a receive operation"))
+            .downcast::<Sent<T>>()
+            .unwrap_or_else(|_| panic!("SelectedOperation::send called on a receive operation"));
+        match *sent {
+            Sent::Yes(_) => Ok(()),
+            Sent::Disconnected(back) => unbox_send_error(back),
+        }
     }
+}
+
+/// The message of a failed send, back: a frame of its own, so that a
+/// successful send's holds no room for a copy of the message.
+#[cold]
+#[inline(never)]
+#[allow(clippy::boxed_local)] // the box kept the message off the stack
+fn unbox_send_error<T>(back: Box<T>) -> Result<(), SendError<T>> {
+    Err(SendError(*back))
 }
 
 impl fmt::Debug for SelectedOperation {

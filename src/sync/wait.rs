@@ -71,6 +71,11 @@ impl WaitList {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many wait now (a snapshot, for `Debug` output).
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::SeqCst)
+    }
+
     /// Appends `waiter`. The fence pairs with the one in `notify_one`: after
     /// it, a notifier either sees this waiter or the caller's re-check sees
     /// the notifier's change.
