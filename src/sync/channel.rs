@@ -1067,7 +1067,13 @@ impl<T> Zero<T> {
             if packet.is_done() {
                 return Ok(());
             }
-            let cancelled = park::pending();
+            // One evaluation answers both questions: asked apart, a timeout
+            // expiring between them would be neither pending nor a deadline
+            // to wake at (see `park::pending_or_deadline`).
+            let (cancelled, scope_deadline) = match park::pending_or_deadline() {
+                Err(cause) => (Some(cause), None),
+                Ok(at) => (None, at),
+            };
             let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
             if cancelled.is_some() || timed_out || gone() {
                 if !remove(queue(&mut self.lock()), packet) {
@@ -1084,7 +1090,7 @@ impl<T> Zero<T> {
             }
             // Shielded, so a cancellation wakes us instead of unwinding
             // from here; it is seen at the top of the loop.
-            let wake_at = match (deadline, park::next_deadline()) {
+            let wake_at = match (deadline, scope_deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
