@@ -64,3 +64,35 @@ fn gathering_its_own_handle_names_the_caller_instead_of_waiting_forever() {
     assert_eq!(site, format!("tests/track_caller.rs:{line}"));
     assert!(text.contains("tried to join itself"), "{text}");
 }
+
+#[test]
+fn sync_misuse_names_the_caller() {
+    let sem = stackful::sync::Semaphore::new(1);
+    let line = line!() + 1;
+    let (site, text) = panic_site(|| sem.add_permits(usize::MAX));
+    assert_eq!(site, format!("tests/track_caller.rs:{line}"));
+    assert!(text.contains("add_permits"), "{text}");
+
+    let line = line!() + 1;
+    let (site, text) = panic_site(|| drop(stackful::sync::Select::new().wait()));
+    assert_eq!(site, format!("tests/track_caller.rs:{line}"));
+    assert!(text.contains("no operations"), "{text}");
+
+    let line = line!() + 1;
+    let (site, text) = panic_site(|| drop(channel::<u8>(usize::MAX)));
+    assert_eq!(site, format!("tests/track_caller.rs:{line}"));
+    assert!(text.contains("too large"), "{text}");
+
+    let (tx, rx) = channel::<u8>(1);
+    let (_tx2, rx2) = channel::<u8>(1);
+    tx.send(1).unwrap();
+    let mut sel = stackful::sync::Select::new();
+    sel.recv(&rx);
+    let op = sel.wait();
+    let line = line!() + 2;
+    let (site, text) = panic_site(|| {
+        let _ = op.recv(&rx2);
+    });
+    assert_eq!(site, format!("tests/track_caller.rs:{line}"));
+    assert!(text.contains("another channel"), "{text}");
+}

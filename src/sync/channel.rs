@@ -406,10 +406,16 @@ mod array {
             let mark = cap
                 .checked_add(1)
                 .and_then(usize::checked_next_power_of_two)
-                .filter(|m| m.checked_mul(2).is_some())
-                .unwrap_or_else(|| {
-                    panic!("stackful::sync::channel({cap}): the capacity is too large")
-                });
+                .filter(|m| m.checked_mul(2).is_some());
+            // A `match`, not a closure: `#[track_caller]` does not reach
+            // into closures, and the message should name the caller.
+            let mark = match mark {
+                Some(mark) => mark,
+                None => panic!(
+                    "stackful::sync::channel({cap}): the capacity is too large; use `unbounded()` \
+                     for a channel without a bound"
+                ),
+            };
             // Built in place on the heap: slots of a large `T` must not
             // pass through the stack.
             let mut slots = Box::<[Slot<T>]>::new_uninit_slice(cap);

@@ -94,6 +94,7 @@ impl<T: ?Sized> Mutex<T> {
     /// thread that locked it; a guard sent to another one and still alive
     /// there counts as the locker's.) Outside debug mode such a lock hangs,
     /// as a re-entrant `std::sync::Mutex::lock` may.
+    #[track_caller]
     pub fn lock(&self) -> MutexGuard<'_, T> {
         if !self.sem.try_acquire() {
             self.lock_slow();
@@ -110,6 +111,7 @@ impl<T: ?Sized> Mutex<T> {
 
     #[cold]
     #[inline(never)]
+    #[track_caller]
     fn lock_slow(&self) {
         if debug::enabled() {
             let me = park::context_id();
@@ -366,6 +368,7 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Takes the lock for `write` or reading, waiting in line; in debug
     /// mode records the holder and returns its id (0 otherwise).
+    #[track_caller]
     fn acquire(&self, write: bool) -> u64 {
         if !self.try_take(write, false) {
             self.acquire_slow(write);
@@ -400,6 +403,7 @@ impl<T: ?Sized> RwLock<T> {
 
     #[cold]
     #[inline(never)]
+    #[track_caller]
     fn acquire_slow(&self, write: bool) {
         if debug::enabled() {
             let me = park::context_id();
@@ -481,6 +485,7 @@ impl<T: ?Sized> RwLock<T> {
     /// In debug mode, if the caller must wait while it holds the lock
     /// itself (for writing, or for reading while a writer waits): that wait
     /// would never end. The message names where the lock was created.
+    #[track_caller]
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
         let holder = self.acquire(false);
         RwLockReadGuard { lock: self, holder }
@@ -494,6 +499,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// In debug mode, if the caller holds the lock itself (a read guard
     /// cannot be upgraded): that wait would never end.
+    #[track_caller]
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
         let holder = self.acquire(true);
         RwLockWriteGuard { lock: self, holder }

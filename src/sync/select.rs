@@ -240,6 +240,7 @@ impl<'a> Select<'a> {
     /// # Panics
     ///
     /// If no operation was added: that would wait forever.
+    #[track_caller]
     pub fn wait(&mut self) -> SelectedOperation {
         self.wait_deadline(None).expect("no deadline")
     }
@@ -254,6 +255,7 @@ impl<'a> Select<'a> {
     /// # Panics
     ///
     /// If no operation was added and there is no deadline.
+    #[track_caller]
     pub fn wait_deadline(&mut self, deadline: Option<Instant>) -> Option<SelectedOperation> {
         assert!(
             !self.ops.is_empty() || deadline.is_some(),
@@ -338,15 +340,16 @@ impl SelectedOperation {
     /// # Panics
     ///
     /// If the selected operation was not a receive on `rx`.
+    #[track_caller]
     pub fn recv<T: 'static>(self, rx: &Receiver<T>) -> Result<T, RecvError> {
         assert!(
             std::ptr::eq(self.chan, std::ptr::from_ref(&*rx.chan).cast()),
             "SelectedOperation::recv called with another channel than the selected operation's"
         );
-        let mut received = self
-            .result
-            .downcast::<Received<T>>()
-            .unwrap_or_else(|_| panic!("SelectedOperation::recv called on a send operation"));
+        let mut received = match self.result.downcast::<Received<T>>() {
+            Ok(received) => received,
+            Err(_) => panic!("SelectedOperation::recv called on a send operation"),
+        };
         if !received.ok {
             return Err(RecvError);
         }
@@ -360,15 +363,16 @@ impl SelectedOperation {
     /// # Panics
     ///
     /// If the selected operation was not a send on `tx`.
+    #[track_caller]
     pub fn send<T: 'static>(self, tx: &Sender<T>) -> Result<(), SendError<T>> {
         assert!(
             std::ptr::eq(self.chan, std::ptr::from_ref(&*tx.chan).cast()),
             "SelectedOperation::send called with another channel than the selected operation's"
         );
-        let sent = self
-            .result
-            .downcast::<Sent<T>>()
-            .unwrap_or_else(|_| panic!("SelectedOperation::send called on a receive operation"));
+        let sent = match self.result.downcast::<Sent<T>>() {
+            Ok(sent) => sent,
+            Err(_) => panic!("SelectedOperation::send called on a receive operation"),
+        };
         match *sent {
             Sent::Yes(_) => Ok(()),
             Sent::Disconnected(back) => unbox_send_error(back),

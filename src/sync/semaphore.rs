@@ -190,6 +190,7 @@ impl RawSemaphore {
     /// # Panics
     ///
     /// If the count would pass [`MAX_PERMITS`].
+    #[track_caller]
     pub(crate) fn add(&self, n: usize) {
         let room = MAX_PERMITS - self.permits.load(Ordering::Acquire).min(MAX_PERMITS);
         assert!(
@@ -262,6 +263,7 @@ impl Semaphore {
     /// ```should_panic
     /// let _ = stackful::sync::Semaphore::new(usize::MAX); // panics: too many permits
     /// ```
+    #[track_caller]
     pub const fn new(permits: usize) -> Semaphore {
         assert!(
             permits <= MAX_PERMITS,
@@ -294,6 +296,7 @@ impl Semaphore {
     /// # Panics
     ///
     /// If the count of free permits would pass [`Semaphore::MAX_PERMITS`].
+    #[track_caller]
     pub fn add_permits(&self, n: usize) {
         self.raw.add(n);
     }
