@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use stackful::{sleep, spawn_blocking};
+use stackful::spawn_blocking;
 
 #[test]
 fn smoke() {
