@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use stackful::{sleep, spawn_blocking};
+use stackful::spawn_blocking;
 
 #[test]
 fn smoke() {
@@ -50,10 +50,19 @@ fn cancelling_the_caller_waits_for_the_function_to_return() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
     stackful::run(move || {
+        // The cancel comes while the job runs, and the job goes on for a
+        // while after it: ordered by events, not by sleeps.
+        let running = Arc::new(stackful::sync::Event::new());
+        let cancelled = Arc::new(stackful::sync::Event::new());
+        let (r, c) = (running.clone(), cancelled.clone());
         let h = stackful::spawn(move || {
             let local = String::from("borrowed by the blocking job");
             let l2 = l.clone();
             spawn_blocking(|| {
+                r.set();
+                c.wait();
+                // Still running well after the cancel: a join that did not
+                // wait for it would return first.
                 std::thread::sleep(Duration::from_millis(60));
                 l2.lock()
                     .unwrap()
@@ -61,8 +70,9 @@ fn cancelling_the_caller_waits_for_the_function_to_return() {
             });
             l.lock().unwrap().push("after spawn_blocking".to_string()); // not reached
         });
-        sleep(Duration::from_millis(10));
+        running.wait();
         h.cancel();
+        cancelled.set();
         assert!(h.join().unwrap_err().is_cancelled());
     });
     assert_eq!(*log.lock().unwrap(), ["job done with 28"]);
@@ -73,6 +83,11 @@ fn many_blocking_calls_run_in_parallel() {
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
+    // Each job lasts until three have run at once, or until 10 s after the
+    // start (a fixed 50 ms each did not always overlap three on a loaded
+    // machine). Jobs run one or two at a time never get there, and fail
+    // below after those 10 s.
+    let until = start + Duration::from_secs(10);
     stackful::run(|| {
         let handles: Vec<_> = (0..16)
             .map(|_| {
@@ -81,7 +96,9 @@ fn many_blocking_calls_run_in_parallel() {
                     spawn_blocking(|| {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         peak.fetch_max(now, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_millis(50));
+                        while peak.load(Ordering::SeqCst) <= 2 && Instant::now() < until {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
                         running.fetch_sub(1, Ordering::SeqCst);
                     })
                 })

@@ -98,20 +98,25 @@ fn run_case(case: &str) {
         "slow_unwind_wait" => {
             // Reported while it still waits: a wait that never ended would
             // be reported all the same.
+            static WAITING: std::sync::OnceLock<stackful::sync::Event> = std::sync::OnceLock::new();
             static RELEASE: std::sync::OnceLock<stackful::sync::Event> = std::sync::OnceLock::new();
             struct SlowDrop;
             impl Drop for SlowDrop {
                 fn drop(&mut self) {
+                    WAITING.get_or_init(stackful::sync::Event::new).set();
                     RELEASE.get_or_init(stackful::sync::Event::new).wait();
                 }
             }
+            // Releases the destructor 300 ms (ten times the threshold) after
+            // it has started waiting: timed from that event, not from
+            // before the runtime was even built.
             let release = || {
                 std::thread::spawn(|| {
+                    WAITING.get_or_init(stackful::sync::Event::new).wait();
                     std::thread::sleep(Duration::from_millis(300));
                     RELEASE.get_or_init(stackful::sync::Event::new).set();
                 })
             };
-            release();
             let rt = Runtime::builder()
                 .workers(1)
                 .debug(true)
@@ -119,19 +124,26 @@ fn run_case(case: &str) {
                 .build()
                 .unwrap();
             rt.run(|| {
+                // Cancelled once it holds its guard (one cancelled before it
+                // starts never makes it), ordered by an event.
+                let started = std::sync::Arc::new(stackful::sync::Event::new());
+                let s1 = started.clone();
                 let h = stackful::task::Builder::new()
                     .name("cleaner")
-                    .spawn(|| {
+                    .spawn(move || {
                         let _g = SlowDrop;
+                        s1.set();
                         stackful::sleep(Duration::from_secs(3600));
                     })
                     .unwrap();
-                stackful::sleep(Duration::from_millis(5));
+                started.wait();
+                release();
                 h.cancel();
                 assert!(h.join().unwrap_err().is_cancelled());
             });
             // The same destructor left to `run`'s shutdown, which says what
             // it waits for.
+            WAITING.get_or_init(stackful::sync::Event::new).clear();
             RELEASE.get_or_init(stackful::sync::Event::new).clear();
             let started = std::sync::Arc::new(stackful::sync::Event::new());
             let s2 = started.clone();

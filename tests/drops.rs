@@ -154,7 +154,11 @@ fn scope_waits_for_a_started_child_when_an_unstarted_ones_drop_panics(body_panic
                         }
                         fin.store(true, Ordering::SeqCst);
                     });
-                    started.wait();
+                    // Shielded: on a loaded machine the child may start
+                    // after the 30 ms, and a wait cut off here would end the
+                    // scope before the case is set up. The timeout is then
+                    // raised when the scope waits, as in the normal case.
+                    stackful::shield(|| started.wait());
                     let bomb = PanicOnDrop;
                     s.spawn(move || drop(bomb)); // still queued
                     if body_panics {
@@ -453,11 +457,16 @@ fn a_timeout_opened_inside_a_destructor_still_bounds_its_wait() {
     let b = bounded.clone();
     let start = Instant::now();
     stackful::run(|| {
+        // Cancelled once it holds its guard (one cancelled before it starts
+        // never makes it), ordered by an event.
+        let guarded = Arc::new(Event::new());
+        let g = guarded.clone();
         let h = stackful::spawn(move || {
             let _g = BoundedWait(b);
+            g.set();
             stackful::sleep(Duration::from_secs(3600));
         });
-        stackful::sleep(Duration::from_millis(2));
+        guarded.wait();
         h.cancel();
         assert!(h.join().unwrap_err().is_cancelled());
     });
@@ -676,6 +685,10 @@ fn regression_a_destructor_can_cancel_and_join_a_helper_on_its_own_worker() {
         let outcome = within(20, move || {
             let rt = one_worker();
             rt.run(move || {
+                // Cancelled once it holds its guard (one cancelled before it
+                // starts never makes it), ordered by an event.
+                let guarded = Arc::new(Event::new());
+                let g = guarded.clone();
                 let a = stackful::spawn(move || {
                     let helper = stackful::spawn(|| {
                         loop {
@@ -683,10 +696,11 @@ fn regression_a_destructor_can_cancel_and_join_a_helper_on_its_own_worker() {
                         }
                     });
                     let _g = CancelsHelper(Some(helper));
+                    g.set();
                     stackful::sleep(Duration::from_millis(if panics { 10 } else { 3_600_000 }));
                     panic!("a bug");
                 });
-                stackful::sleep(Duration::from_millis(5));
+                guarded.wait();
                 if !panics {
                     a.cancel();
                 }
@@ -699,26 +713,43 @@ fn regression_a_destructor_can_cancel_and_join_a_helper_on_its_own_worker() {
 
 #[test]
 fn another_green_threads_unwind_does_not_hold_back_a_timeout_or_a_scope() {
-    /// Waits a second in its destructor, then notes when that unwind ended.
-    struct SlowDrop(Arc<std::sync::Mutex<Option<Instant>>>);
+    /// Says when its destructor starts, waits there (in short sleeps) until
+    /// released or for 10 s, then notes when that unwind ended.
+    struct SlowDrop {
+        unwinding: Arc<Event>,
+        release: Arc<Event>,
+        ended: Arc<std::sync::Mutex<Option<Instant>>>,
+    }
     impl Drop for SlowDrop {
         fn drop(&mut self) {
-            stackful::sleep(Duration::from_secs(1));
-            *self.0.lock().unwrap() = Some(Instant::now());
+            self.unwinding.set();
+            let start = Instant::now();
+            while !self.release.is_set() && start.elapsed() < Duration::from_secs(10) {
+                stackful::sleep(Duration::from_millis(1));
+            }
+            *self.ended.lock().unwrap() = Some(Instant::now());
         }
     }
     let unwound = Arc::new(std::sync::Mutex::new(None));
     let u = unwound.clone();
-    let (timed, scoped) = within(20, move || {
+    let (timed, scoped) = within(40, move || {
         let rt = one_worker();
         rt.run(move || {
-            // Mid-unwind, waiting in a destructor, for a second.
+            // Mid-unwind, waiting in a destructor, until `b` and `o` have
+            // ended (ordered by events, not by a one-second sleep); had
+            // their timeouts waited for this unwind, it would end first,
+            // after its 10 s.
+            let (unwinding, release) = (Arc::new(Event::new()), Arc::new(Event::new()));
+            let d = SlowDrop {
+                unwinding: unwinding.clone(),
+                release: release.clone(),
+                ended: u,
+            };
             let a = stackful::spawn(move || {
-                let _d = SlowDrop(u);
-                stackful::sleep(Duration::from_millis(5));
+                let _d = d;
                 panic!("a bug");
             });
-            stackful::sleep(Duration::from_millis(10));
+            unwinding.wait();
             let b = stackful::spawn(|| {
                 let r = stackful::timeout(Duration::from_millis(20), || {
                     stackful::sleep(Duration::from_secs(3600))
@@ -737,6 +768,7 @@ fn another_green_threads_unwind_does_not_hold_back_a_timeout_or_a_scope() {
             });
             let timed = b.join().unwrap();
             let scoped = o.join().unwrap();
+            release.set();
             assert!(a.join().unwrap_err().is_panic());
             (timed, scoped)
         })
@@ -769,12 +801,17 @@ fn after_a_generator_is_leaked_mid_unwind_its_worker_still_cancels() {
             })
             .join()
             .unwrap();
-            let c = stackful::spawn(|| {
+            // Cancelled once started (one cancelled before it starts is
+            // never run), ordered by an event.
+            let started = Arc::new(Event::new());
+            let s = started.clone();
+            let c = stackful::spawn(move || {
+                s.set();
                 loop {
                     stackful::sleep(Duration::from_secs(1))
                 }
             });
-            stackful::sleep(Duration::from_millis(5));
+            started.wait();
             c.cancel();
             c.join().unwrap_err().is_cancelled()
         })

@@ -77,11 +77,16 @@ fn a_panic_in_run_propagates_after_the_shutdown() {
     let d = drops.clone();
     let caught = panic::catch_unwind(AssertUnwindSafe(|| {
         stackful::run(move || {
+            // The panic comes once the child holds its guard (one cancelled
+            // before it starts never makes it): ordered by an event.
+            let guarded = Arc::new(stackful::sync::Event::new());
+            let g = guarded.clone();
             drop(stackful::spawn(move || {
                 let _g = DropCounter(d);
+                g.set();
                 sleep(Duration::from_secs(3600));
             }));
-            sleep(Duration::from_millis(5));
+            guarded.wait();
             panic!("main failed");
         })
     }));
@@ -232,16 +237,21 @@ fn builder_rejects_bad_input_with_clear_messages() {
 #[test]
 fn dropping_a_runtime_cancels_its_green_threads() {
     let drops = Arc::new(AtomicUsize::new(0));
+    let guarded = Arc::new(AtomicUsize::new(0));
     let rt = Runtime::builder().workers(2).build().unwrap();
     for _ in 0..4 {
-        let d = drops.clone();
+        let (d, g) = (drops.clone(), guarded.clone());
         drop(rt.spawn(move || {
             let _g = DropCounter(d);
+            g.fetch_add(1, Ordering::SeqCst);
             sleep(Duration::from_secs(3600));
         }));
     }
     let h = rt.spawn(|| sleep(Duration::from_secs(3600)));
-    std::thread::sleep(Duration::from_millis(20));
+    // Each holds its guard (one cancelled before it starts never makes it).
+    eventually("the green threads to start", || {
+        guarded.load(Ordering::SeqCst) == 4
+    });
     drop(rt);
     assert_eq!(drops.load(Ordering::SeqCst), 4);
     assert!(h.join().unwrap_err().is_cancelled());
@@ -313,7 +323,19 @@ fn a_blocking_call_does_not_stop_a_ticker_on_the_same_worker() {
         let t = ticks.clone();
         let blocker = stackful::spawn(move || {
             let before = t.load(Ordering::SeqCst);
-            stackful::spawn_blocking(|| std::thread::sleep(Duration::from_millis(200)));
+            // The blocking call lasts until the ticker has ticked 5 times,
+            // or 10 s (a count in a fixed 200 ms window fell short on a
+            // loaded machine). A ticker stopped by the call makes it last
+            // the 10 s and tick no more.
+            let t2 = t.clone();
+            stackful::spawn_blocking(move || {
+                let start = Instant::now();
+                while t2.load(Ordering::SeqCst) - before < 5
+                    && start.elapsed() < Duration::from_secs(10)
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
             t.load(Ordering::SeqCst) - before
         });
         let during = blocker.join().unwrap();
@@ -321,7 +343,6 @@ fn a_blocking_call_does_not_stop_a_ticker_on_the_same_worker() {
         ticker.join().unwrap();
         during
     });
-    // 200 ms at one tick per 10 ms is 20; allow a noisy machine a lot of slack.
     assert!(
         during >= 5,
         "the ticker ticked only {during} times during the blocking call"
@@ -333,16 +354,24 @@ fn a_worker_keeps_other_green_threads_going_while_one_waits() {
     let rt = Runtime::builder().workers(1).build().unwrap();
     let order = rt.run(|| {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let l1 = log.clone();
+        // `a` sleeps (in short naps) until `b` has run, and `b` runs once
+        // `a` has started: ordered by events, not by sleeps of different
+        // lengths. A sleep that held the worker would keep `b` from
+        // running and fail `eventually`.
+        let a_started = Arc::new(stackful::sync::Event::new());
+        let b_done = Arc::new(stackful::sync::Event::new());
+        let (l1, started, done) = (log.clone(), a_started.clone(), b_done.clone());
         let a = stackful::spawn(move || {
             l1.lock().unwrap().push("a start");
-            sleep(Duration::from_millis(30));
+            started.set();
+            eventually("b to run while a sleeps", || done.is_set());
             l1.lock().unwrap().push("a end");
         });
-        let l2 = log.clone();
+        let (l2, started, done) = (log.clone(), a_started.clone(), b_done.clone());
         let b = stackful::spawn(move || {
-            sleep(Duration::from_millis(5));
+            started.wait();
             l2.lock().unwrap().push("b");
+            done.set();
         });
         a.join().unwrap();
         b.join().unwrap();

@@ -79,14 +79,18 @@ fn unjoined_children_are_joined_even_if_their_handles_are_forgotten() {
 #[test]
 fn a_child_panic_cancels_the_siblings_and_is_re_raised() {
     let sibling_drops = AtomicUsize::new(0);
+    // The failure comes once the sibling holds its guard (one cancelled
+    // before it starts never makes it): ordered by an event.
+    let guarded = stackful::sync::Event::new();
     let caught = panic::catch_unwind(AssertUnwindSafe(|| {
         stackful::scope(|s| {
             s.spawn(|| {
                 let _g = DropCounter(&sibling_drops);
+                guarded.set();
                 sleep(Duration::from_secs(3600));
             });
             s.spawn(|| {
-                sleep(Duration::from_millis(5));
+                guarded.wait();
                 panic!("child failed");
             });
         })
@@ -108,6 +112,8 @@ fn a_child_panic_taken_by_join_is_not_re_raised() {
 fn a_panicking_scope_body_cancels_and_awaits_its_children_first() {
     let child_unwound = AtomicBool::new(false);
     let order = Mutex::new(Vec::new());
+    // The body fails once the child holds its flag, ordered by an event.
+    let flagged = stackful::sync::Event::new();
     let caught = panic::catch_unwind(AssertUnwindSafe(|| {
         stackful::scope(|s| {
             s.spawn(|| {
@@ -119,9 +125,10 @@ fn a_panicking_scope_body_cancels_and_awaits_its_children_first() {
                     }
                 }
                 let _f = Flag(&child_unwound, &order);
+                flagged.set();
                 sleep(Duration::from_secs(3600));
             });
-            sleep(Duration::from_millis(5));
+            flagged.wait();
             panic!("body failed");
         })
     }));
@@ -136,6 +143,10 @@ fn cancelling_the_owner_cancels_and_awaits_the_children_before_unwinding() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
     stackful::run(move || {
+        // The owner is cancelled once its child has started, ordered by an
+        // event.
+        let child_started = Arc::new(stackful::sync::Event::new());
+        let started = child_started.clone();
         let owner = stackful::spawn(move || {
             let borrowed = String::from("owner's local");
             struct Note(Arc<Mutex<Vec<String>>>, &'static str);
@@ -151,12 +162,13 @@ fn cancelling_the_owner_cancels_and_awaits_the_children_before_unwinding() {
                 s.spawn(move || {
                     let _n = Note(l2, "child unwound");
                     assert_eq!(b, "owner's local"); // borrows the owner's frame
+                    started.set();
                     sleep(Duration::from_secs(3600));
                 });
                 sleep(Duration::from_secs(3600));
             });
         });
-        sleep(Duration::from_millis(20));
+        child_started.wait();
         owner.cancel();
         assert!(owner.join().unwrap_err().is_cancelled());
     });
@@ -170,15 +182,22 @@ fn cancelling_the_owner_cancels_and_awaits_the_children_before_unwinding() {
 fn a_timeout_around_a_scope_cancels_the_children() {
     let drops = AtomicUsize::new(0);
     let start = Instant::now();
+    // The body returns once the children hold their guards (one cancelled
+    // before it starts never makes it). Its wait is shielded: on a slow
+    // start, the timeout is raised after it instead, when the scope waits
+    // for the children.
+    let guarded = stackful::sync::Barrier::new(4);
     let r = stackful::run(|| {
         timeout(Duration::from_millis(20), || {
             stackful::scope(|s| {
                 for _ in 0..3 {
                     s.spawn(|| {
                         let _g = DropCounter(&drops);
+                        guarded.wait();
                         sleep(Duration::from_secs(3600));
                     });
                 }
+                stackful::shield(|| guarded.wait());
             })
         })
     });

@@ -149,7 +149,12 @@ fn a_swallowed_cancellation_is_raised_again_at_the_next_suspension() {
     let caught = Arc::new(AtomicUsize::new(0));
     let c = caught.clone();
     stackful::run(move || {
+        // Cancelled once it has started: one cancelled before it starts
+        // never runs, and would catch nothing.
+        let started = Arc::new(stackful::sync::Event::new());
+        let s = started.clone();
         let h = stackful::spawn(move || {
+            s.set();
             let first = panic::catch_unwind(|| stackful::sleep(Duration::from_secs(3600)));
             let payload = first.unwrap_err();
             assert!(stackful::Cancelled::is(&*payload));
@@ -158,7 +163,7 @@ fn a_swallowed_cancellation_is_raised_again_at_the_next_suspension() {
             stackful::sleep(Duration::from_secs(3600));
             unreachable!("a cancelled task slept on");
         });
-        stackful::sleep(Duration::from_millis(10));
+        started.wait();
         h.cancel();
         assert!(h.join().unwrap_err().is_cancelled());
     });
@@ -242,13 +247,18 @@ fn gather_returns_the_first_failure_and_cancels_the_rest() {
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
     stackful::run(move || {
+        // The failure comes once the sleeper holds its guard (one cancelled
+        // before it starts never makes it): ordered by an event.
+        let guarded = Arc::new(stackful::sync::Event::new());
+        let g = guarded.clone();
         let sleeper = stackful::spawn(move || {
             let _g = DropCounter(d);
+            g.set();
             stackful::sleep(Duration::from_secs(3600));
             1
         });
-        let failing = stackful::spawn(|| -> i32 {
-            stackful::sleep(Duration::from_millis(5));
+        let failing = stackful::spawn(move || -> i32 {
+            guarded.wait();
             panic!("gather member failed")
         });
         let err = stackful::gather([sleeper, failing]).unwrap_err();
@@ -335,19 +345,36 @@ fn wait_on_nothing_returns_at_once() {
 
 #[test]
 fn as_completed_yields_in_completion_order() {
-    let order: Vec<u64> = stackful::run(|| {
-        let handles: Vec<_> = [40u64, 5, 20]
-            .into_iter()
-            .map(|ms| {
-                stackful::spawn(move || {
-                    stackful::sleep(Duration::from_millis(ms));
-                    ms
+    // Each ends when its gate is set, and each gate is set only once the
+    // one before has been yielded, so they end in the order 5, 20, 40
+    // whatever the timing (sleeps of 40, 5 and 20 ms did not order them on
+    // a loaded machine). An `as_completed` that waited in input order would
+    // wait for good for the 40 (`within` fails it).
+    let order: Vec<u64> = common::within(60, || {
+        stackful::run(|| {
+            let gates: Arc<Vec<stackful::sync::Event>> =
+                Arc::new((0..3).map(|_| stackful::sync::Event::new()).collect());
+            let handles: Vec<_> = [40u64, 5, 20]
+                .into_iter()
+                .enumerate()
+                .map(|(i, ms)| {
+                    let gates = gates.clone();
+                    stackful::spawn(move || {
+                        gates[i].wait();
+                        ms
+                    })
                 })
-            })
-            .collect();
-        let it = stackful::as_completed(handles);
-        assert_eq!(it.size_hint(), (3, Some(3)));
-        it.map(Result::unwrap).collect()
+                .collect();
+            let mut it = stackful::as_completed(handles);
+            assert_eq!(it.size_hint(), (3, Some(3)));
+            let mut order = Vec::new();
+            for i in [1, 2, 0] {
+                gates[i].set();
+                order.push(it.next().unwrap().unwrap());
+            }
+            assert!(it.next().is_none());
+            order
+        })
     });
     assert_eq!(order, [5, 20, 40]);
 }
@@ -413,16 +440,20 @@ fn cancelling_a_task_suspended_inside_a_generator_unwinds_both_stacks() {
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
     stackful::run(move || {
+        // Cancelled once inside the generator, ordered by an event.
+        let inside = Arc::new(stackful::sync::Event::new());
+        let i = inside.clone();
         let h = stackful::spawn(move || {
             let _task_guard = DropCounter(d.clone());
             let mut g = Generator::new(move |co, ()| {
                 let _gen_guard = DropCounter(d);
+                i.set();
                 stackful::sleep(Duration::from_secs(3600));
                 co.yield_(1);
             });
             g.resume();
         });
-        stackful::sleep(Duration::from_millis(10));
+        inside.wait();
         h.cancel();
         assert!(h.join().unwrap_err().is_cancelled());
     });

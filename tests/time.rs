@@ -102,10 +102,17 @@ fn timeout_lets_other_panics_through() {
 #[test]
 fn cancellation_passes_through_a_timeout() {
     stackful::run(|| {
-        let h = stackful::spawn(|| {
-            timeout(Duration::from_secs(60), || sleep(Duration::from_secs(3600)))
+        // Cancelled once inside the timeout (one cancelled before it starts
+        // never reaches it), ordered by an event.
+        let inside = Arc::new(stackful::sync::Event::new());
+        let i = inside.clone();
+        let h = stackful::spawn(move || {
+            timeout(Duration::from_secs(60), || {
+                i.set();
+                sleep(Duration::from_secs(3600))
+            })
         });
-        sleep(Duration::from_millis(10));
+        inside.wait();
         h.cancel();
         assert!(
             h.join().unwrap_err().is_cancelled(),
@@ -119,16 +126,24 @@ fn shield_defers_cancellation_until_its_body_returns() {
     let progress = Arc::new(AtomicUsize::new(0));
     let p = progress.clone();
     stackful::run(move || {
+        // The cancel comes while the body is inside the shield, and the
+        // shielded work waits (a suspension point) until after it: ordered
+        // by events, not by sleeps.
+        let shielded = Arc::new(stackful::sync::Event::new());
+        let cancelled = Arc::new(stackful::sync::Event::new());
+        let (s, c) = (shielded.clone(), cancelled.clone());
         let h = stackful::spawn(move || {
             shield(|| {
-                sleep(Duration::from_millis(60));
+                s.set();
+                c.wait(); // not cut off
                 p.fetch_add(1, Ordering::SeqCst); // the shielded work completes
             });
             sleep(Duration::from_secs(3600)); // the cancellation lands here
             p.fetch_add(10, Ordering::SeqCst);
         });
-        sleep(Duration::from_millis(10));
+        shielded.wait();
         h.cancel();
+        cancelled.set();
         assert!(h.join().unwrap_err().is_cancelled());
     });
     assert_eq!(progress.load(Ordering::SeqCst), 1);
@@ -241,16 +256,27 @@ fn timers_fire_in_deadline_order_whatever_order_they_were_set_in() {
     let rt = stackful::Runtime::builder().workers(1).build().unwrap();
     let woke = Arc::new(std::sync::Mutex::new(Vec::new()));
     rt.run(|| {
+        // Deadlines from one instant, so a sleeper that starts late keeps
+        // its place (relative sleeps 20 ms apart did not, on a loaded
+        // machine), and far enough ahead that all have set their timers
+        // before the first is due.
+        let base = Instant::now() + Duration::from_millis(500);
+        let asleep = Arc::new(AtomicUsize::new(0));
         let mut handles = Vec::new();
         for ms in [60u64, 20, 100, 40, 120, 80, 140] {
-            let woke = woke.clone();
+            let (woke, asleep) = (woke.clone(), asleep.clone());
             handles.push(stackful::spawn(move || {
-                sleep(Duration::from_millis(ms));
+                asleep.fetch_add(1, Ordering::SeqCst);
+                stackful::sleep_until(base + Duration::from_millis(ms));
                 woke.lock().unwrap().push(ms);
             }));
         }
-        // Let every sleeper set its timer, then cancel the 100 ms one.
-        sleep(Duration::from_millis(5));
+        // Once every sleeper has set its timer (one worker: each one has
+        // suspended before the next counts itself), cancel the 100 ms one.
+        common::eventually("the sleepers to start", || {
+            asleep.load(Ordering::SeqCst) == 7
+        });
+        sleep(Duration::from_millis(1)); // not for correctness: the last one parks
         handles[2].cancel();
         let outcomes = stackful::join_all(handles);
         assert!(outcomes[2].as_ref().unwrap_err().is_cancelled());
