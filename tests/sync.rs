@@ -1,6 +1,8 @@
 //! Mutex, RwLock, Semaphore, Condvar, Event, Barrier and WaitGroup: mutual
 //! exclusion, fairness, cancellation, and mixed OS and green threads.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -125,17 +127,29 @@ fn mutex_under_cancellation_never_leaks_the_lock() {
 
 #[test]
 fn the_mutex_is_fair_first_come_first_served() {
-    let order = stackful::run(|| {
+    // One worker: a waiter that has said it started runs on until it parks
+    // in `lock`, before the next one can start there. So they queue in
+    // order, with no sleep to trust.
+    let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+    let order = rt.run(|| {
         let m = Arc::new(Mutex::new(Vec::new()));
         let guard = m.lock();
         let waiters: Vec<_> = (0..5)
             .map(|i| {
                 let m = m.clone();
-                let h = spawn(move || m.lock().push(i));
-                sleep(Duration::from_millis(3)); // queue them in order
+                let started = Arc::new(stackful::sync::Event::new());
+                let s = started.clone();
+                let h = spawn(move || {
+                    s.set();
+                    m.lock().push(i)
+                });
+                started.wait();
                 h
             })
             .collect();
+        // And the last one has parked too, once a green thread spawned
+        // after it has run on that one worker.
+        spawn(|| ()).join().unwrap();
         drop(guard);
         stackful::join_all(waiters);
         Arc::try_unwrap(m).unwrap().into_inner()
@@ -152,9 +166,13 @@ fn no_waiter_starves_under_contention() {
     let results = stackful::run(|| {
         let m = Arc::new(Mutex::new(()));
         let stop = Arc::new(AtomicBool::new(false));
+        // Runs until every one has had the lock 20 times (or 20 s pass, for
+        // the failure message): a fixed window could end before a loaded
+        // machine let them all in.
+        let reached = Arc::new(AtomicUsize::new(0));
         let workers: Vec<_> = (0..6)
             .map(|_| {
-                let (m, stop) = (m.clone(), stop.clone());
+                let (m, stop, reached) = (m.clone(), stop.clone(), reached.clone());
                 spawn(move || {
                     let (mut n, mut longest) = (0usize, Duration::ZERO);
                     while !stop.load(Ordering::Relaxed) {
@@ -162,20 +180,28 @@ fn no_waiter_starves_under_contention() {
                         let _g = m.lock();
                         longest = longest.max(asked.elapsed());
                         n += 1;
+                        if n == 20 {
+                            reached.fetch_add(1, Ordering::SeqCst);
+                        }
                         yield_now();
                     }
                     (n, longest)
                 })
             })
             .collect();
-        sleep(Duration::from_millis(200));
+        let start = Instant::now();
+        while reached.load(Ordering::SeqCst) < 6 && start.elapsed() < Duration::from_secs(20) {
+            sleep(Duration::from_millis(5));
+        }
         stop.store(true, Ordering::Relaxed);
         stackful::gather(workers).unwrap()
     });
     for (n, longest) in &results {
-        assert!(*n > 10, "a green thread barely got the lock: {results:?}");
+        assert!(*n >= 20, "a green thread barely got the lock: {results:?}");
+        // Starving would be unbounded; a second allows for a descheduled
+        // worker on a loaded machine.
         assert!(
-            *longest < Duration::from_millis(150),
+            *longest < Duration::from_secs(1),
             "a waiter starved: {results:?}"
         );
     }
@@ -493,19 +519,20 @@ fn regression_condvar_passes_on_a_notification_when_relocking_is_cancelled() {
                 drop(p1.1.wait(g));
             })
         });
-        sleep(Duration::from_millis(5));
+        let waiting = |n: usize| format!("{:?}", pair.1) == format!("Condvar {{ waiters: {n} }}");
+        common::eventually("the first waiter", || waiting(1));
         let p2 = pair.clone();
         let second = spawn(move || {
             let g = p2.0.lock();
             let (_g, r) = p2.1.wait_timeout(g, Duration::from_secs(20));
             r.timed_out()
         });
-        sleep(Duration::from_millis(5));
+        common::eventually("the second waiter", || waiting(2));
         let guard = pair.0.lock();
         pair.1.notify_one(); // wakes `first`, which then waits for the mutex...
-        sleep(Duration::from_millis(100)); // ...until its timeout cuts it off
-        drop(guard);
+        // ...until its timeout cuts it off, while the mutex is still held.
         assert!(first.join().unwrap().is_err(), "first timed out relocking");
+        drop(guard);
         assert!(
             !second.join().unwrap(),
             "the notification passed on to the second waiter"
