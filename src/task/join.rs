@@ -422,13 +422,13 @@ where
 /// use std::time::Duration;
 ///
 /// let order: Vec<u64> = stackful::run(|| {
-///     let handles = [30, 10, 20].map(|ms| stackful::spawn(move || {
+///     let handles = [300, 100, 200].map(|ms| stackful::spawn(move || {
 ///         stackful::sleep(Duration::from_millis(ms));
 ///         ms
 ///     }));
 ///     stackful::as_completed(handles).map(Result::unwrap).collect()
 /// });
-/// assert_eq!(order, [10, 20, 30]);
+/// assert_eq!(order, [100, 200, 300]);
 /// ```
 #[track_caller]
 pub fn as_completed<T, I>(handles: I) -> AsCompleted<T, I::Item>

@@ -183,7 +183,7 @@ impl<T> JoinSet<T> {
     ///
     /// let first = stackful::run(|| {
     ///     let mut set = stackful::task::JoinSet::new();
-    ///     set.spawn(|| { stackful::sleep(Duration::from_millis(50)); "slow" });
+    ///     set.spawn(|| { stackful::sleep(Duration::from_secs(3600)); "slow" });
     ///     set.spawn(|| "fast");
     ///     set.join_next().unwrap().unwrap() // the slow one is cancelled with the set
     /// });
@@ -334,7 +334,7 @@ impl<T> JoinSet<T> {
     ///
     /// let results = stackful::run(|| {
     ///     let mut set = stackful::task::JoinSet::new();
-    ///     set.spawn(|| { stackful::sleep(Duration::from_millis(20)); 2 });
+    ///     set.spawn(|| { stackful::sleep(Duration::from_millis(300)); 2 });
     ///     set.spawn(|| 1);
     ///     set.join_all()
     /// });
