@@ -264,8 +264,11 @@ fn scheduler_wait() -> ! {
 /// Panics (see `scheduler_wait`) if the caller runs on a scheduler's loop
 /// outside any green thread: for `scope` and `run`, which must find out
 /// before they lend anything out, since they may not unwind while they wait.
+#[inline]
 pub(crate) fn refuse_scheduler_loop() {
-    if current_task().is_none() && worker::with_current(|w| w.is_some()) {
+    // Borrowed, not `current_task()`: a clone and drop of the task's
+    // reference would cost two atomic operations on every rendezvous.
+    if worker::with_current_task(|t| t.is_none()) && worker::with_current(|w| w.is_some()) {
         scheduler_wait();
     }
 }
