@@ -1967,6 +1967,24 @@ impl<T> Sender<T> {
         self.chan.len() == 0
     }
 
+    /// Whether the channel is full now: a bounded channel at capacity, or
+    /// always for a rendezvous channel (which holds no message); never for
+    /// an unbounded one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = stackful::sync::channel::<u8>(1);
+    /// assert!(!tx.is_full());
+    /// tx.send(1).unwrap();
+    /// assert!(tx.is_full() && rx.is_full());
+    /// ```
+    pub fn is_full(&self) -> bool {
+        self.chan
+            .capacity()
+            .is_some_and(|cap| self.chan.len() >= cap)
+    }
+
     /// The capacity: `None` for an unbounded channel, `Some(0)` for a rendezvous.
     pub fn capacity(&self) -> Option<usize> {
         self.chan.capacity()
@@ -2067,6 +2085,24 @@ impl<T> Receiver<T> {
     /// Whether the channel holds no message now.
     pub fn is_empty(&self) -> bool {
         self.chan.len() == 0
+    }
+
+    /// Whether the channel is full now: a bounded channel at capacity, or
+    /// always for a rendezvous channel (which holds no message); never for
+    /// an unbounded one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = stackful::sync::channel::<u8>(1);
+    /// assert!(!tx.is_full());
+    /// tx.send(1).unwrap();
+    /// assert!(tx.is_full() && rx.is_full());
+    /// ```
+    pub fn is_full(&self) -> bool {
+        self.chan
+            .capacity()
+            .is_some_and(|cap| self.chan.len() >= cap)
     }
 
     /// The capacity: `None` for an unbounded channel, `Some(0)` for a rendezvous.
