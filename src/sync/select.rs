@@ -22,19 +22,6 @@
 //! tries every operation, and reads the counters again; only if nothing
 //! changed between the two reads was there an instant at which no
 //! operation could proceed. Otherwise it tries again.
-//!
-//! # crossbeam-channel's names
-//!
-//! | crossbeam-channel | stackful |
-//! |---|---|
-//! | `Select::select()` | [`Select::select`], or [`Select::wait`] |
-//! | `Select::try_select() -> Result<_, TrySelectError>` | [`Select::try_select`], or [`Select::try_wait`] (`Option`) |
-//! | `Select::select_timeout(d) -> Result<_, SelectTimeoutError>` | [`Select::select_timeout`], or [`Select::wait_timeout`] (`Option`) |
-//! | `Select::select_deadline(t)` | [`Select::select_deadline`], or [`Select::wait_deadline`] (`Option<Instant>`, `Option`) |
-//! | `Select::ready()`, `try_ready()`, `ready_timeout(d)`, `ready_deadline(t)` | the same |
-//! | `Select::send(&s)`, `SelectedOperation::send(s, msg)` | the same |
-//! | `select!`, `select_biased!`, `Select::new_biased()` | the same |
-//! | `Select::remove(i)` | not offered: build a new `Select` |
 
 use std::alloc::{self, Layout};
 use std::cell::Cell;
@@ -128,9 +115,15 @@ struct Op<'a> {
     send: bool,
 }
 
-/// Waits on several send and receive operations and completes exactly one
-/// (see the [module docs](self) for the protocol). Used directly or through
-/// [`select!`](crate::select).
+/// Waits on several send and receive operations and completes exactly one.
+/// Used directly or through [`select!`](crate::select).
+///
+/// It follows crossbeam-channel's scheme: try every operation (in a random
+/// order); if none can proceed, register all of them under one context
+/// that exactly one partner can win, look again, and wait. A rendezvous
+/// partner that wins the context is paired for good. Cancellation and
+/// timeouts lose and duplicate nothing: a select cut short either
+/// completed an operation (and returns it) or did nothing.
 ///
 /// When several operations are ready, one is chosen uniformly at random
 /// ([`new_biased`](Select::new_biased): the first added). A send is
@@ -139,6 +132,23 @@ struct Op<'a> {
 /// for the operation that proceeds. A rendezvous (capacity 0) operation
 /// pairs with a plain `send`/`recv` on the other side or with another
 /// `Select`'s operation. A `Select` may be used round after round.
+///
+/// A select that cannot wait ([`try_wait`](Select::try_wait), or a
+/// `select!` with `default`) reports "nothing ready" only if there was an
+/// instant at which no operation could proceed.
+///
+/// # crossbeam-channel's names
+///
+/// | crossbeam-channel | stackful |
+/// |---|---|
+/// | `Select::select()` | [`Select::select`], or [`Select::wait`] |
+/// | `Select::try_select() -> Result<_, TrySelectError>` | [`Select::try_select`], or [`Select::try_wait`] (`Option`) |
+/// | `Select::select_timeout(d) -> Result<_, SelectTimeoutError>` | [`Select::select_timeout`], or [`Select::wait_timeout`] (`Option`) |
+/// | `Select::select_deadline(t)` | [`Select::select_deadline`], or [`Select::wait_deadline`] (`Option<Instant>`, `Option`) |
+/// | `Select::ready()`, `try_ready()`, `ready_timeout(d)`, `ready_deadline(t)` | the same |
+/// | `Select::send(&s)`, `SelectedOperation::send(s, msg)` | the same |
+/// | `select!`, `select_biased!`, `Select::new_biased()` | the same |
+/// | `Select::remove(i)` | not offered: build a new `Select` |
 ///
 /// # Examples
 ///
