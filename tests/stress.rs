@@ -402,7 +402,8 @@ fn selects_on_both_rendezvous_ends_with_random_cancellation_deliver_each_message
     use stackful::sync::{Select, unbounded};
 
     const PER: u64 = 2_000;
-    fn body(spawn: &dyn Fn(Box<dyn FnOnce() + Send>) -> Box<dyn FnOnce()>) {
+    type Spawner<'a> = &'a dyn Fn(Box<dyn FnOnce() + Send>) -> Box<dyn FnOnce()>;
+    fn body(spawn: Spawner<'_>) {
         let (tx, rx) = channel::<u64>(0);
         let (tx2, rx2) = channel::<u64>(0);
         let (seen_tx, seen_rx) = unbounded::<u64>();
