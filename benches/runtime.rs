@@ -39,6 +39,22 @@ fn main() {
             }),
         },
         Row {
+            name: "recv from a ready channel: ns per recv (1 000 000)",
+            ns: median_ns_rounds(7, 1_000_000, || cases::ready_recv(&rt, 1_000_000, false)),
+        },
+        Row {
+            name: "select! over 2 ready channels: ns per select (1 000 000), goal <= 1.5x recv",
+            ns: median_ns_rounds(7, 1_000_000, || cases::ready_recv(&rt, 1_000_000, true)),
+        },
+        Row {
+            name: "plain rendezvous, pair spawned by its peer: ns per message (100 000)",
+            ns: median_ns_rounds(7, 100_000, || cases::rendezvous(&rt, 100_000, false)),
+        },
+        Row {
+            name: "select-to-select rendezvous, pair spawned by its peer: ns per message (100 000), goal <= 2x",
+            ns: median_ns_rounds(7, 100_000, || cases::rendezvous(&rt, 100_000, true)),
+        },
+        Row {
             name: "throughput 1/1, bounded(1024): ns per message (1 000 000)",
             ns: median_ns_rounds(5, 1_000_000, || cases::throughput(&rt, 1, 1, 1_000_000)),
         },

@@ -348,10 +348,10 @@ fn select_takes_the_ready_operation() {
 
         // A send arm proceeds when there is room; default when nothing can.
         let mut sel = Select::new();
-        let i = sel.send(&tx1, 5);
+        let i = sel.send(&tx1);
         let op = sel.wait();
         assert_eq!(op.index(), i);
-        assert_eq!(op.send(&tx1), Ok(()));
+        assert_eq!(op.send(&tx1, 5), Ok(()));
         let r = stackful::select! {
             send(tx1, 6) -> res => res.is_ok(),
             default => false,

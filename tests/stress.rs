@@ -393,3 +393,107 @@ fn a_wake_up_is_never_lost_to_a_waiter_that_leaves_at_the_same_time() {
         }
     }
 }
+
+/// Selects on both ends of rendezvous channels, cut short at random by
+/// `timeout` (a cancellation) and by their own deadlines: every message is
+/// delivered exactly once, on green threads and on OS threads.
+#[test]
+fn selects_on_both_rendezvous_ends_with_random_cancellation_deliver_each_message_once() {
+    use stackful::sync::{Select, unbounded};
+
+    const PER: u64 = 2_000;
+    type Spawner<'a> = &'a dyn Fn(Box<dyn FnOnce() + Send>) -> Box<dyn FnOnce()>;
+    fn body(spawn: Spawner<'_>) {
+        let (tx, rx) = channel::<u64>(0);
+        let (tx2, rx2) = channel::<u64>(0);
+        let (seen_tx, seen_rx) = unbounded::<u64>();
+        let mut senders = Vec::new();
+        for s in 0..2u64 {
+            let (tx, tx2) = (tx.clone(), tx2.clone());
+            senders.push(spawn(Box::new(move || {
+                let mut rng = Rng(s + 1);
+                let mut i = 0;
+                while i < PER {
+                    let v = s << 32 | i;
+                    let t = Duration::from_micros(rng.below(40));
+                    let sent = if rng.below(2) == 0 {
+                        stackful::timeout(t, || {
+                            stackful::select! {
+                                send(tx, v) -> r => r.unwrap(),
+                                send(tx2, v) -> r => r.unwrap(),
+                            }
+                        })
+                        .is_ok()
+                    } else {
+                        let mut sel = Select::new();
+                        sel.send(&tx);
+                        sel.send(&tx2);
+                        match sel.wait_timeout(t) {
+                            Some(op) => {
+                                let ch = if op.index() == 0 { &tx } else { &tx2 };
+                                op.send(ch, v).unwrap();
+                                true
+                            }
+                            None => false,
+                        }
+                    };
+                    if sent {
+                        i += 1;
+                    }
+                }
+            })));
+        }
+        drop((tx, tx2));
+        let receivers: Vec<_> = (0..2u64)
+            .map(|r| {
+                let (rx, rx2, seen_tx) = (rx.clone(), rx2.clone(), seen_tx.clone());
+                spawn(Box::new(move || {
+                    let mut rng = Rng(r + 7);
+                    loop {
+                        let t = Duration::from_micros(rng.below(40));
+                        let got = stackful::timeout(t, || {
+                            stackful::select! {
+                                recv(rx) -> v => v.ok(),
+                                recv(rx2) -> v => v.ok(),
+                            }
+                        });
+                        match got {
+                            Ok(Some(v)) => seen_tx.send(v).unwrap(),
+                            Ok(None) => return, // disconnected
+                            Err(_) => {}        // cancelled: nothing taken
+                        }
+                    }
+                }))
+            })
+            .collect();
+        drop(seen_tx);
+        for s in senders {
+            s();
+        }
+        drop((rx, rx2));
+        for r in receivers {
+            r();
+        }
+        let mut got: Vec<u64> = seen_rx.try_iter().collect();
+        got.sort_unstable();
+        let want: Vec<u64> = (0..2u64)
+            .flat_map(|s| (0..PER).map(move |i| s << 32 | i))
+            .collect();
+        assert_eq!(got.len(), want.len(), "lost or duplicated messages");
+        assert_eq!(got, want);
+    }
+    common::within(120, || {
+        stackful::run(|| {
+            body(&|f| {
+                let h = stackful::spawn(f);
+                Box::new(move || h.join().unwrap())
+            })
+        })
+    });
+    common::within(120, || {
+        body(&|f| {
+            let h = std::thread::spawn(f);
+            Box::new(move || h.join().unwrap())
+        })
+    });
+}

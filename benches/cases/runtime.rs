@@ -232,3 +232,69 @@ pub fn local_with(rt: &Runtime, n: u64, task: bool) -> u64 {
         }
     })
 }
+
+/// On one green thread, `n` receives from a channel that always holds a
+/// message: with `select`, a `select!` over it and a second ready channel;
+/// without, a plain `recv`. The ratio is the cost of a select over two.
+pub fn ready_recv(rt: &Runtime, n: u64, select: bool) {
+    use stackful::sync::unbounded;
+    rt.run(|| {
+        stackful::spawn(move || {
+            let (tx1, rx1) = unbounded::<u64>();
+            let (tx2, rx2) = unbounded::<u64>();
+            tx1.send(0).unwrap();
+            tx2.send(0).unwrap();
+            for i in 0..n {
+                if select {
+                    stackful::select! {
+                        recv(rx1) -> v => { black_box(v.unwrap()); tx1.send(i).unwrap(); }
+                        recv(rx2) -> v => { black_box(v.unwrap()); tx2.send(i).unwrap(); }
+                    }
+                } else {
+                    black_box(rx1.recv().unwrap());
+                    tx1.send(i).unwrap();
+                }
+            }
+        })
+        .join()
+        .unwrap();
+    });
+}
+
+/// `n` messages through a rendezvous channel between two green threads,
+/// the receiver spawned by the sender (so the LIFO slot starts it on the
+/// same worker): with `select`, both ends are `select!`s; without, plain
+/// `send` and `recv`.
+pub fn rendezvous(rt: &Runtime, n: u64, select: bool) {
+    use stackful::sync::channel;
+    rt.run(|| {
+        stackful::spawn(move || {
+            let (tx, rx) = channel::<u64>(0);
+            let receiver = stackful::spawn(move || {
+                let mut sum = 0u64;
+                loop {
+                    let v = if select {
+                        stackful::select! { recv(rx) -> v => v.ok() }
+                    } else {
+                        rx.recv().ok()
+                    };
+                    match v {
+                        Some(v) => sum += v,
+                        None => return sum,
+                    }
+                }
+            });
+            for i in 0..n {
+                if select {
+                    stackful::select! { send(tx, i) -> r => r.unwrap() }
+                } else {
+                    tx.send(i).unwrap();
+                }
+            }
+            drop(tx);
+            black_box(receiver.join().unwrap());
+        })
+        .join()
+        .unwrap();
+    });
+}

@@ -44,21 +44,23 @@
 //! receive returns the value, whatever happens to their timeouts; a
 //! cancellation that arrives then is raised at the next suspension point.
 
+use std::alloc::Layout;
 use std::any::Any;
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{MaybeUninit, align_of, size_of};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-use super::wait::{TimedOut, WaitList, wait_until};
+use super::wait::{Registration, TimedOut, WaitList, Waiter, wait_until};
 use crate::cancel::{AbortOnUnwind, Cancelled};
 use crate::runtime::park::{self, Waker};
 
@@ -125,7 +127,7 @@ pub(crate) enum Try {
 
 /// Why a blocking send failed; the message is still the caller's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SendFail {
+pub(crate) enum SendFail {
     Timeout,
     Disconnected,
 }
@@ -195,7 +197,7 @@ impl<T> Chan<T> {
     pub(crate) unsafe fn try_recv_raw(&self, dst: *mut T) -> Try {
         if let Flavor::Zero(z) = &self.flavor {
             // SAFETY: `dst` as this function's contract.
-            return unsafe { z.try_recv(dst, self.senders_gone()) };
+            return unsafe { z.try_recv(dst, || self.senders_gone()) };
         }
         // SAFETY: `dst` as this function's contract.
         if unsafe { self.pop(dst) } {
@@ -580,6 +582,13 @@ mod array {
             }
         }
 
+        /// The head and tail positions: every push and pop moves one of
+        /// them forward, and a close sets the tail's mark.
+        pub(super) fn positions(&self) -> (usize, usize) {
+            let head = self.head.load(Ordering::SeqCst);
+            (head, self.tail.load(Ordering::SeqCst))
+        }
+
         pub(super) fn len(&self) -> usize {
             loop {
                 let tail = self.tail.load(Ordering::SeqCst);
@@ -888,6 +897,13 @@ mod list {
             self.tail.index.fetch_or(FLAG, Ordering::SeqCst);
         }
 
+        /// The head and tail indices: every push and pop moves one of them
+        /// forward, and a close sets the tail's flag.
+        pub(super) fn positions(&self) -> (usize, usize) {
+            let head = self.head.index.load(Ordering::SeqCst) & !FLAG;
+            (head, self.tail.index.load(Ordering::SeqCst))
+        }
+
         pub(super) fn len(&self) -> usize {
             /// Slots before position `pos` (each lap has one boundary).
             fn slots_before(index: usize) -> usize {
@@ -931,47 +947,155 @@ mod list {
     }
 }
 
-/// A sender or receiver waiting at a rendezvous.
-struct Packet<T> {
-    /// The waiter's message (a sender's) or room for one (a receiver's), in
-    /// its own frame. Touched by the partner only under the rendezvous
-    /// lock, while the packet is queued: the waiter leaves the queue under
-    /// that lock before its frame can go.
-    slot: *mut T,
-    /// The exchange happened: the value was taken (a sender's packet) or
-    /// delivered (a receiver's packet). Set under the lock, after the copy.
-    done: AtomicBool,
-    waker: Waker,
+/// A packet's states.
+const WAITING: u8 = 0;
+/// Paired with a partner whose message is still on its way: a `Select`'s
+/// send that was selected and has not been given its message yet
+/// (`SelectedOperation::send` delivers it).
+const CLAIMED: u8 = 1;
+/// The exchange happened: the message moved.
+const DONE: u8 = 2;
+/// The pairing was undone: the `SelectedOperation` that was to deliver
+/// the message was dropped without it. The waiting side starts over.
+const ABANDONED: u8 = 3;
+
+/// A sender or receiver waiting at a rendezvous: a plain `send` or `recv`,
+/// or one operation of a waiting `Select` (then `select` names its context
+/// and operation, and a partner must win the context before pairing).
+pub(crate) struct Packet {
+    /// The message (a waiting sender's), or the room for one (a receiver's),
+    /// in the waiter's frame. For a `Select`'s send, which has no message
+    /// yet, null until a receiver pairs with it: then the receiver's room.
+    /// Written only at creation, or under the rendezvous lock by the
+    /// receiver that pairs with a `Select`'s send (before `CLAIMED`).
+    slot: UnsafeCell<*mut u8>,
+    /// Who waits for the message to arrive in `slot`: the packet's owner, or
+    /// for a `Select`'s send, the receiver that paired with it. Written as
+    /// `slot`.
+    waker: UnsafeCell<Option<Waker>>,
+    state: AtomicU8,
+    select: Option<(Arc<Waiter>, usize)>,
 }
 
-// SAFETY: `slot` is dereferenced only under the rendezvous lock, by the
-// partner, while the owner waits for the exchange (see `slot`); the `T`
-// moves between threads, hence `T: Send`.
-unsafe impl<T: Send> Send for Packet<T> {}
+// SAFETY: `slot` and `waker` are written only under the rendezvous lock
+// before the state that publishes them (see their docs), and read by the
+// one party the state admits; the message behind `slot` moves between
+// threads only through channels of `T: Send`.
+unsafe impl Send for Packet {}
 // SAFETY: as above.
-unsafe impl<T: Send> Sync for Packet<T> {}
+unsafe impl Sync for Packet {}
 
-impl<T> Packet<T> {
-    fn new(slot: *mut T) -> Arc<Packet<T>> {
+impl Packet {
+    fn new(slot: *mut u8, select: Option<(Arc<Waiter>, usize)>) -> Arc<Packet> {
         Arc::new(Packet {
-            slot,
-            done: AtomicBool::new(false),
-            waker: park::current_waker(),
+            slot: UnsafeCell::new(slot),
+            waker: UnsafeCell::new(Some(park::current_waker())),
+            state: AtomicU8::new(WAITING),
+            select,
         })
     }
 
-    fn is_done(&self) -> bool {
-        self.done.load(Ordering::Acquire)
+    fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Wins the packet for an exchange: always for a plain one (queued, so
+    /// waiting); for a `Select`'s, only if its context is still waiting.
+    /// Called under the rendezvous lock.
+    fn try_win(&self) -> bool {
+        match &self.select {
+            None => true,
+            Some((waiter, op)) => waiter.try_select(*op),
+        }
+    }
+
+    /// Whether a partner could pair with it now (not one of `own`'s).
+    fn available(&self, own: Option<&Arc<Waiter>>) -> bool {
+        match &self.select {
+            None => true,
+            Some((waiter, _)) => own.is_none_or(|o| !o.is(waiter)) && waiter.is_waiting(),
+        }
+    }
+
+    /// Wakes the one waiting for the message.
+    ///
+    /// # Safety
+    ///
+    /// `waker` is settled (see its docs).
+    unsafe fn wake(&self) {
+        // SAFETY: per the contract.
+        if let Some(w) = unsafe { &*self.waker.get() } {
+            w.wake();
+        }
+    }
+
+    /// Delivers the message at `src` into the packet's room, completing
+    /// an exchange the caller has won (the packet is off its queue).
+    ///
+    /// # Safety
+    ///
+    /// `slot` is settled and is room for a `T`, lent until `DONE`; `src`
+    /// holds a `T`, whose bytes move (the caller forgets it).
+    unsafe fn deliver<T>(&self, src: *const T) {
+        // SAFETY: per the contract; the waker is cloned before `DONE`, after
+        // which the owner may leave.
+        unsafe {
+            ptr::copy_nonoverlapping(src, (*self.slot.get()).cast::<T>(), 1);
+            let waker = (*self.waker.get()).clone();
+            self.state.store(DONE, Ordering::Release);
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+
+    /// Waits, not cancellably, until the message arrives (true) or the
+    /// pairing is abandoned (false). The caller's room is lent until then.
+    pub(crate) fn wait_delivered(&self) -> bool {
+        let lent = AbortOnUnwind("a rendezvous with a select");
+        let delivered = loop {
+            match self.state() {
+                DONE => break true,
+                ABANDONED => break false,
+                _ => park::park_shielded(None),
+            }
+        };
+        lent.disarm();
+        delivered
+    }
+
+    /// Undoes a `CLAIMED` pairing whose message will never come.
+    pub(crate) fn abandon(&self) {
+        // SAFETY: a claimed packet's waker is settled; it is cloned first.
+        let waker = unsafe { (*self.waker.get()).clone() };
+        self.state.store(ABANDONED, Ordering::Release);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Delivers `value` to a claimed packet (a `Select`'s send completing).
+    ///
+    /// # Safety
+    ///
+    /// The packet is `CLAIMED` by this send, and its room is for a `T`.
+    pub(crate) unsafe fn complete<T>(&self, value: *const T) {
+        // SAFETY: per the contract.
+        unsafe { self.deliver(value) }
     }
 }
 
-struct ZeroState<T> {
-    senders: VecDeque<Arc<Packet<T>>>,
-    receivers: VecDeque<Arc<Packet<T>>>,
+struct ZeroState {
+    senders: VecDeque<Arc<Packet>>,
+    receivers: VecDeque<Arc<Packet>>,
+    /// Counts every change of the queues, for a `Select` that must tell
+    /// whether nothing changed between two looks.
+    version: u64,
 }
 
 struct Zero<T> {
-    state: Mutex<ZeroState<T>>,
+    state: Mutex<ZeroState>,
+    _marker: PhantomData<T>,
 }
 
 impl<T> Default for Zero<T> {
@@ -980,13 +1104,15 @@ impl<T> Default for Zero<T> {
             state: Mutex::new(ZeroState {
                 senders: VecDeque::new(),
                 receivers: VecDeque::new(),
+                version: 0,
             }),
+            _marker: PhantomData,
         }
     }
 }
 
 /// Removes `p` from `queue`; true if it was there.
-fn remove<T>(queue: &mut VecDeque<Arc<Packet<T>>>, p: &Arc<Packet<T>>) -> bool {
+fn remove(queue: &mut VecDeque<Arc<Packet>>, p: &Arc<Packet>) -> bool {
     match queue.iter().position(|q| Arc::ptr_eq(q, p)) {
         Some(i) => {
             queue.remove(i);
@@ -1003,9 +1129,44 @@ enum Withdrawn {
     Disconnected,
 }
 
+/// What a receiver found at the front of the senders' queue.
+enum Taken<'s> {
+    /// The message moved into the room.
+    Done,
+    /// A `Select`'s send, now paired with us: its message comes later.
+    Claimed(Arc<Packet>),
+    /// Nobody there; the lock is still held.
+    Empty(MutexGuard<'s, ZeroState>),
+}
+
 impl<T> Zero<T> {
-    fn lock(&self) -> MutexGuard<'_, ZeroState<T>> {
+    fn lock(&self) -> MutexGuard<'_, ZeroState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands the message at `src` to the first receiver that can take it.
+    /// Called with the lock held; releases it.
+    ///
+    /// # Safety
+    ///
+    /// As `Chan::try_send_raw`.
+    unsafe fn send_locked<'s>(
+        &'s self,
+        mut state: MutexGuard<'s, ZeroState>,
+        src: *const T,
+    ) -> Option<MutexGuard<'s, ZeroState>> {
+        while let Some(receiver) = state.receivers.pop_front() {
+            state.version += 1;
+            if !receiver.try_win() {
+                continue; // a `Select` taken elsewhere meanwhile
+            }
+            drop(state);
+            // SAFETY: a queued receiver's room is lent until `DONE`, and we
+            // won it, off its queue; `src` as this function's contract.
+            unsafe { receiver.deliver(src) };
+            return None;
+        }
+        Some(state)
     }
 
     /// Hands the message at `src` to the first waiting receiver, if any.
@@ -1014,64 +1175,186 @@ impl<T> Zero<T> {
     ///
     /// As `Chan::try_send_raw`.
     unsafe fn try_send(&self, src: *const T) -> Try {
-        let mut state = self.lock();
-        let Some(receiver) = state.receivers.pop_front() else {
-            return Try::NotReady;
-        };
-        // SAFETY: a queued receiver's slot is room for a `T` in its frame,
-        // alive while it is queued, and we hold the lock (see `Packet`).
-        unsafe { ptr::copy_nonoverlapping(src, receiver.slot, 1) };
-        receiver.done.store(true, Ordering::Release);
-        drop(state);
-        receiver.waker.wake();
-        Try::Done
+        // SAFETY: as this function's contract.
+        match unsafe { self.send_locked(self.lock(), src) } {
+            None => Try::Done,
+            Some(_) => Try::NotReady,
+        }
     }
 
-    /// Takes the message of the first waiting sender, if any.
+    /// Takes the message of the first sender that can give one, into
+    /// `dst`. Called with the lock held; releases it.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is room for a `T`.
+    unsafe fn recv_locked<'s>(
+        &'s self,
+        mut state: MutexGuard<'s, ZeroState>,
+        dst: *mut T,
+    ) -> Taken<'s> {
+        while let Some(sender) = state.senders.pop_front() {
+            state.version += 1;
+            if !sender.try_win() {
+                continue;
+            }
+            if sender.select.is_none() {
+                // SAFETY: a queued sender's slot is its live message, which
+                // it gives up at `DONE`; we won it, under the lock.
+                unsafe {
+                    ptr::copy_nonoverlapping((*sender.slot.get()).cast::<T>(), dst, 1);
+                    let waker = (*sender.waker.get()).clone();
+                    sender.state.store(DONE, Ordering::Release);
+                    drop(state);
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                }
+                return Taken::Done;
+            }
+            // A `Select`'s send: it gets our room and our waker, and its
+            // owner reads them under the lock (when it leaves the queues).
+            // SAFETY: written under the lock, before `CLAIMED`.
+            unsafe {
+                *sender.slot.get() = dst.cast();
+                *sender.waker.get() = Some(park::current_waker());
+            }
+            sender.state.store(CLAIMED, Ordering::Release);
+            drop(state);
+            if let Some((waiter, _)) = &sender.select {
+                waiter.wake();
+            }
+            return Taken::Claimed(sender);
+        }
+        Taken::Empty(state)
+    }
+
+    /// Takes the message of the first waiting sender, if any. A sender in a
+    /// `Select` is paired with at once and its message awaited (it comes
+    /// as soon as the select's caller gives it).
     ///
     /// # Safety
     ///
     /// As `Chan::try_recv_raw`.
-    unsafe fn try_recv(&self, dst: *mut T, senders_gone: bool) -> Try {
-        let mut state = self.lock();
-        match state.senders.pop_front() {
-            Some(sender) => {
-                // SAFETY: a queued sender's slot is its live message, which
-                // it gives up once `done` is set; we hold the lock.
-                unsafe { ptr::copy_nonoverlapping(sender.slot, dst, 1) };
-                sender.done.store(true, Ordering::Release);
-                drop(state);
-                sender.waker.wake();
-                Try::Done
+    unsafe fn try_recv(&self, dst: *mut T, senders_gone: impl Fn() -> bool) -> Try {
+        loop {
+            // SAFETY: as this function's contract.
+            match unsafe { self.recv_locked(self.lock(), dst) } {
+                Taken::Done => return Try::Done,
+                Taken::Claimed(p) => {
+                    if p.wait_delivered() {
+                        return Try::Done;
+                    }
+                }
+                Taken::Empty(state) => {
+                    drop(state);
+                    return if senders_gone() {
+                        Try::Disconnected
+                    } else {
+                        Try::NotReady
+                    };
+                }
             }
-            None if senders_gone => Try::Disconnected,
-            None => Try::NotReady,
         }
+    }
+
+    /// Pairs a `Select`'s send (no message yet) with the first receiver
+    /// that can take one: its packet, claimed, comes back.
+    pub(crate) fn try_claim_receiver(&self) -> Option<Arc<Packet>> {
+        let mut state = self.lock();
+        while let Some(receiver) = state.receivers.pop_front() {
+            state.version += 1;
+            if receiver.try_win() {
+                receiver.state.store(CLAIMED, Ordering::Release);
+                return Some(receiver);
+            }
+        }
+        None
+    }
+
+    /// Queues an operation of a `Select`: a receive with room `room`, or a
+    /// send (`room` null).
+    fn register(&self, send: bool, waiter: &Arc<Waiter>, op: usize, room: *mut u8) -> Arc<Packet> {
+        let packet = Packet::new(room, Some((waiter.clone(), op)));
+        if send {
+            // SAFETY: not shared yet. A send's waker is its partner's.
+            unsafe { *packet.waker.get() = None };
+        }
+        let mut state = self.lock();
+        state.version += 1;
+        if send {
+            state.senders.push_back(packet.clone());
+        } else {
+            state.receivers.push_back(packet.clone());
+        }
+        packet
+    }
+
+    /// Takes a `Select`'s packet off its queue (if it is still there).
+    fn unregister(&self, send: bool, packet: &Arc<Packet>) {
+        let mut state = self.lock();
+        let queue = if send {
+            &mut state.senders
+        } else {
+            &mut state.receivers
+        };
+        if remove(queue, packet) {
+            state.version += 1;
+        }
+    }
+
+    /// Whether a partner waits for `own`'s operation on this side.
+    fn is_ready(&self, send: bool, own: Option<&Arc<Waiter>>) -> bool {
+        let state = self.lock();
+        let queue = if send {
+            &state.receivers
+        } else {
+            &state.senders
+        };
+        queue.iter().any(|p| p.available(own))
+    }
+
+    fn version(&self) -> u64 {
+        self.lock().version
     }
 
     fn wake_all(&self) {
         let state = self.lock();
         for p in state.senders.iter().chain(&state.receivers) {
-            p.waker.wake();
+            match &p.select {
+                Some((waiter, _)) => waiter.disconnect(),
+                // SAFETY: a plain packet's waker is set at creation.
+                None => unsafe { p.wake() },
+            }
         }
     }
 
     /// Waits until the partner completes the exchange of `packet`, queued
     /// in the queue `queue` picks, or until the wait is cut short (by the
     /// deadline, `gone()` or a cancellation): then withdraws the packet,
-    /// unless the exchange happened meanwhile, which wins. Never unwinds:
-    /// a cancellation is returned, for the caller to raise once its frame
-    /// is no longer lent out.
+    /// unless the exchange happened (or is under way) meanwhile, which
+    /// wins. Never unwinds: a cancellation is returned, for the caller to
+    /// raise once its frame is no longer lent out.
     fn wait_exchange(
         &self,
-        packet: &Arc<Packet<T>>,
-        queue: fn(&mut ZeroState<T>) -> &mut VecDeque<Arc<Packet<T>>>,
+        packet: &Arc<Packet>,
+        queue: fn(&mut ZeroState) -> &mut VecDeque<Arc<Packet>>,
         deadline: Option<Instant>,
         gone: impl Fn() -> bool,
     ) -> Result<(), Withdrawn> {
         loop {
-            if packet.is_done() {
-                return Ok(());
+            match packet.state() {
+                DONE => return Ok(()),
+                ABANDONED => {
+                    // A select paired with us and dropped its operation:
+                    // back to the front of the line.
+                    let mut state = self.lock();
+                    packet.state.store(WAITING, Ordering::Release);
+                    queue(&mut state).push_front(packet.clone());
+                    state.version += 1;
+                    continue;
+                }
+                _ => {}
             }
             // One evaluation answers both questions: asked apart, a timeout
             // expiring between them would be neither pending nor a deadline
@@ -1082,11 +1365,22 @@ impl<T> Zero<T> {
             };
             let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
             if cancelled.is_some() || timed_out || gone() {
-                if !remove(queue(&mut self.lock()), packet) {
-                    // Taken off the queue by the partner, which completed
-                    // the exchange under the lock we just held.
-                    debug_assert!(packet.is_done());
-                    return Ok(());
+                let removed = {
+                    let mut state = self.lock();
+                    let removed = remove(queue(&mut state), packet);
+                    if removed {
+                        state.version += 1;
+                    }
+                    removed
+                };
+                if !removed {
+                    // Taken off the queue by a partner, which completed the
+                    // exchange under the lock we just held, or paired with
+                    // us (a select whose message is on its way): that wins.
+                    if packet.wait_delivered() {
+                        return Ok(());
+                    }
+                    // Abandoned: nothing was exchanged, we may leave.
                 }
                 return Err(match cancelled {
                     Some(cause) => Withdrawn::Cancelled(cause),
@@ -1123,21 +1417,15 @@ impl<T> Zero<T> {
         park::refuse_scheduler_loop();
         // Hand over to a waiting receiver, or queue up: in one critical
         // section, so a receiver cannot queue up between the two.
-        let packet = {
-            let mut state = self.lock();
-            if let Some(receiver) = state.receivers.pop_front() {
-                // SAFETY: as in `try_send`.
-                unsafe { ptr::copy_nonoverlapping(src, receiver.slot, 1) };
-                receiver.done.store(true, Ordering::Release);
-                drop(state);
-                receiver.waker.wake();
-                return Ok(());
-            }
-            let packet = Packet::new(src.cast_mut());
-            state.senders.push_back(packet.clone());
-            packet
+        // SAFETY: as this function's contract.
+        let Some(mut state) = (unsafe { self.send_locked(self.lock(), src) }) else {
+            return Ok(());
         };
-        chan.recv_wait.notify_one(); // a receiver in `Select` may want it
+        let packet = Packet::new(src.cast_mut().cast(), None);
+        state.senders.push_back(packet.clone());
+        state.version += 1;
+        drop(state);
+        chan.recv_wait.notify_all(); // a `Select` may wait for readiness
         // The caller's frame is lent out until the packet leaves the queue;
         // nothing below unwinds before that (see `wait_exchange`).
         let lent = AbortOnUnwind("a rendezvous send");
@@ -1170,24 +1458,27 @@ impl<T> Zero<T> {
     ) -> Result<(), RecvTimeoutError> {
         park::refuse_scheduler_loop();
         // Take a waiting message, or queue up, in one critical section.
-        let packet = {
-            let mut state = self.lock();
-            if let Some(sender) = state.senders.pop_front() {
-                // SAFETY: as in `try_recv`.
-                unsafe { ptr::copy_nonoverlapping(sender.slot, dst, 1) };
-                sender.done.store(true, Ordering::Release);
-                drop(state);
-                sender.waker.wake();
-                return Ok(());
-            }
+        let packet = loop {
+            // SAFETY: as this function's contract.
+            let mut state = match unsafe { self.recv_locked(self.lock(), dst) } {
+                Taken::Done => return Ok(()),
+                Taken::Claimed(p) => {
+                    if p.wait_delivered() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Taken::Empty(state) => state,
+            };
             if chan.senders_gone() {
                 return Err(RecvTimeoutError::Disconnected);
             }
-            let packet = Packet::new(dst);
+            let packet = Packet::new(dst.cast(), None);
             state.receivers.push_back(packet.clone());
-            packet
+            state.version += 1;
+            break packet;
         };
-        chan.send_wait.notify_one(); // a sender in `Select` may want us
+        chan.send_wait.notify_all(); // a `Select` may wait for readiness
         let lent = AbortOnUnwind("a rendezvous receive");
         let outcome = self.wait_exchange(
             &packet,
@@ -1202,6 +1493,186 @@ impl<T> Zero<T> {
             Err(Withdrawn::Timeout) => Err(RecvTimeoutError::Timeout),
             Err(Withdrawn::Disconnected) => Err(RecvTimeoutError::Disconnected),
         }
+    }
+}
+
+/// What a `Select` got for a send operation it selected.
+pub(crate) enum SendToken {
+    /// A queue with room: `SelectedOperation::send` sends (waiting only if
+    /// another sender took the room meanwhile).
+    Room,
+    /// Every receiver is gone.
+    Disconnected,
+    /// A rendezvous partner, paired and waiting for the message.
+    Paired(Arc<Packet>),
+}
+
+/// A `Select`'s registration on one channel.
+pub(crate) enum Reg<'a> {
+    List(Registration<'a>),
+    Zero(Arc<Packet>),
+}
+
+/// The channel operations a `Select` needs, with the message type erased.
+pub(crate) trait SelectHandle {
+    /// The channel's identity.
+    fn addr(&self) -> *const ();
+    /// Room a received message needs.
+    fn msg_layout(&self) -> Layout;
+    /// Drops a received message at the pointer.
+    fn msg_drop(&self) -> unsafe fn(*mut u8);
+    /// Receives into `dst` if that needs no waiting (a rendezvous with a
+    /// select's send waits for its message, not cancellably).
+    ///
+    /// # Safety
+    ///
+    /// `dst` is room for a message, aligned; on `Done` it holds one.
+    unsafe fn sel_try_recv(&self, dst: *mut u8) -> Try;
+    /// Claims a send that can proceed now.
+    fn sel_try_send(&self) -> Option<SendToken>;
+    /// Registers operation `op` of `waiter`; `room` is where a rendezvous
+    /// receive's message goes, lent until the registration ends.
+    fn sel_register<'a>(
+        &'a self,
+        send: bool,
+        waiter: &Arc<Waiter>,
+        op: usize,
+        room: *mut u8,
+    ) -> Reg<'a>;
+    /// Ends a registration; true if a queue's notification came for it.
+    fn sel_unregister(&self, send: bool, reg: Reg<'_>) -> (bool, Option<Arc<Packet>>);
+    /// Whether the operation could proceed now (a rendezvous partner that
+    /// is not `own`'s).
+    fn sel_ready(&self, send: bool, own: Option<&Arc<Waiter>>) -> bool;
+    /// Counters that change whenever readiness may change.
+    fn sel_version(&self) -> [u64; 4];
+    /// The list that wakes a select waiting for readiness.
+    fn sel_watch(&self, send: bool) -> &WaitList;
+    /// The rendezvous flavor.
+    fn is_zero(&self) -> bool;
+}
+
+/// Drops the `T` at `p`.
+///
+/// # Safety
+///
+/// `p` holds a `T` the caller owns.
+unsafe fn drop_erased<T>(p: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe { ptr::drop_in_place(p.cast::<T>()) }
+}
+
+impl<T> SelectHandle for Chan<T> {
+    fn addr(&self) -> *const () {
+        ptr::from_ref(self).cast()
+    }
+
+    fn msg_layout(&self) -> Layout {
+        Layout::new::<T>()
+    }
+
+    fn msg_drop(&self) -> unsafe fn(*mut u8) {
+        drop_erased::<T>
+    }
+
+    unsafe fn sel_try_recv(&self, dst: *mut u8) -> Try {
+        // SAFETY: as this function's contract.
+        unsafe { self.try_recv_raw(dst.cast::<T>()) }
+    }
+
+    fn sel_try_send(&self) -> Option<SendToken> {
+        if self.receivers_gone() {
+            return Some(SendToken::Disconnected);
+        }
+        match &self.flavor {
+            Flavor::Array(q) => (q.len() < q.capacity()).then_some(SendToken::Room),
+            Flavor::List(_) => Some(SendToken::Room),
+            Flavor::Zero(z) => z.try_claim_receiver().map(SendToken::Paired),
+        }
+    }
+
+    fn sel_register<'a>(
+        &'a self,
+        send: bool,
+        waiter: &Arc<Waiter>,
+        op: usize,
+        room: *mut u8,
+    ) -> Reg<'a> {
+        match &self.flavor {
+            Flavor::Zero(z) => {
+                let packet = z.register(send, waiter, op, room);
+                // A select waiting for readiness on the other side.
+                if send {
+                    self.recv_wait.notify_all();
+                } else {
+                    self.send_wait.notify_all();
+                }
+                Reg::Zero(packet)
+            }
+            _ => {
+                let list = if send {
+                    &self.send_wait
+                } else {
+                    &self.recv_wait
+                };
+                Reg::List(Registration::for_op(list, waiter, op))
+            }
+        }
+    }
+
+    fn sel_unregister(&self, send: bool, reg: Reg<'_>) -> (bool, Option<Arc<Packet>>) {
+        match (reg, &self.flavor) {
+            (Reg::List(r), _) => (r.leave(), None),
+            (Reg::Zero(p), Flavor::Zero(z)) => {
+                z.unregister(send, &p);
+                (false, Some(p))
+            }
+            (Reg::Zero(_), _) => unreachable!("a rendezvous registration on a queue"),
+        }
+    }
+
+    fn sel_ready(&self, send: bool, own: Option<&Arc<Waiter>>) -> bool {
+        if send {
+            self.receivers_gone()
+                || match &self.flavor {
+                    Flavor::Array(q) => q.len() < q.capacity(),
+                    Flavor::List(_) => true,
+                    Flavor::Zero(z) => z.is_ready(true, own),
+                }
+        } else {
+            self.len() > 0
+                || self.senders_gone()
+                || match &self.flavor {
+                    Flavor::Zero(z) => z.is_ready(false, own),
+                    _ => false,
+                }
+        }
+    }
+
+    fn sel_version(&self) -> [u64; 4] {
+        let (a, b) = match &self.flavor {
+            Flavor::Array(q) => q.positions(),
+            Flavor::List(q) => q.positions(),
+            Flavor::Zero(z) => (z.version() as usize, 0),
+        };
+        [
+            a as u64,
+            b as u64,
+            self.senders.load(Ordering::SeqCst) as u64,
+            self.receivers.load(Ordering::SeqCst) as u64,
+        ]
+    }
+
+    fn sel_watch(&self, send: bool) -> &WaitList {
+        if send {
+            &self.send_wait
+        } else {
+            &self.recv_wait
+        }
+    }
+
+    fn is_zero(&self) -> bool {
+        matches!(self.flavor, Flavor::Zero(_))
     }
 }
 
@@ -1312,14 +1783,14 @@ unsafe fn read_some<T>(p: *const T) -> Option<T> {
 /// so `send` consumes its `value` at one call only, `mem::forget`. Small
 /// messages are kept inline; large ones go to the heap (on failure only).
 #[allow(clippy::large_enum_variant)] // inline on purpose: no allocation for small messages
-enum Spill<T> {
+pub(crate) enum Spill<T> {
     Inline(SpillBuf, PhantomData<T>),
     Boxed(Box<T>),
 }
 
 /// Room for a small message.
 #[repr(C, align(16))]
-struct SpillBuf([MaybeUninit<u8>; 256]);
+pub(crate) struct SpillBuf([MaybeUninit<u8>; 256]);
 
 impl<T> Spill<T> {
     const INLINE: bool =
@@ -1360,7 +1831,7 @@ impl<T> Spill<T> {
 /// the module docs).
 #[cold]
 #[inline(never)]
-fn send_error<T>(back: Spill<T>) -> Result<(), SendError<T>> {
+pub(crate) fn send_error<T>(back: Spill<T>) -> Result<(), SendError<T>> {
     Err(SendError(back.into_inner()))
 }
 
@@ -1472,7 +1943,7 @@ impl<T> Sender<T> {
     ///
     /// `p` holds a message the caller owns. If this unwinds (a
     /// cancellation), the message is still the caller's.
-    unsafe fn send_or_spill(
+    pub(crate) unsafe fn send_or_spill(
         &self,
         p: *const T,
         deadline: Option<Instant>,
@@ -1494,6 +1965,24 @@ impl<T> Sender<T> {
     /// Whether the channel holds no message now.
     pub fn is_empty(&self) -> bool {
         self.chan.len() == 0
+    }
+
+    /// Whether the channel is full now: a bounded channel at capacity, or
+    /// always for a rendezvous channel (which holds no message); never for
+    /// an unbounded one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = stackful::sync::channel::<u8>(1);
+    /// assert!(!tx.is_full());
+    /// tx.send(1).unwrap();
+    /// assert!(tx.is_full() && rx.is_full());
+    /// ```
+    pub fn is_full(&self) -> bool {
+        self.chan
+            .capacity()
+            .is_some_and(|cap| self.chan.len() >= cap)
     }
 
     /// The capacity: `None` for an unbounded channel, `Some(0)` for a rendezvous.
@@ -1596,6 +2085,24 @@ impl<T> Receiver<T> {
     /// Whether the channel holds no message now.
     pub fn is_empty(&self) -> bool {
         self.chan.len() == 0
+    }
+
+    /// Whether the channel is full now: a bounded channel at capacity, or
+    /// always for a rendezvous channel (which holds no message); never for
+    /// an unbounded one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = stackful::sync::channel::<u8>(1);
+    /// assert!(!tx.is_full());
+    /// tx.send(1).unwrap();
+    /// assert!(tx.is_full() && rx.is_full());
+    /// ```
+    pub fn is_full(&self) -> bool {
+        self.chan
+            .capacity()
+            .is_some_and(|cap| self.chan.len() >= cap)
     }
 
     /// The capacity: `None` for an unbounded channel, `Some(0)` for a rendezvous.

@@ -224,3 +224,52 @@ impl From<RecvError> for RecvTimeoutError {
         RecvTimeoutError::Disconnected
     }
 }
+
+/// [`Select::try_select`](super::Select::try_select) found no operation
+/// ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrySelectError;
+
+/// [`Select::select_timeout`](super::Select::select_timeout) completed no
+/// operation in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectTimeoutError;
+
+/// [`Select::try_ready`](super::Select::try_ready) found no operation
+/// ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TryReadyError;
+
+/// [`Select::ready_timeout`](super::Select::ready_timeout) saw no
+/// operation ready in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadyTimeoutError;
+
+impl fmt::Display for TrySelectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("all operations in select would block")
+    }
+}
+
+impl fmt::Display for SelectTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out waiting on select")
+    }
+}
+
+impl fmt::Display for TryReadyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no operation in select is ready")
+    }
+}
+
+impl fmt::Display for ReadyTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out waiting for an operation in select to be ready")
+    }
+}
+
+impl std::error::Error for TrySelectError {}
+impl std::error::Error for SelectTimeoutError {}
+impl std::error::Error for TryReadyError {}
+impl std::error::Error for ReadyTimeoutError {}

@@ -23,7 +23,8 @@ pub(crate) mod wait;
 
 pub use channel::{IntoIter, Iter, Receiver, Sender, TryIter, channel, unbounded};
 pub use error::{
-    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    ReadyTimeoutError, RecvError, RecvTimeoutError, SelectTimeoutError, SendError,
+    SendTimeoutError, TryReadyError, TryRecvError, TrySelectError, TrySendError,
 };
 pub use event::{Barrier, BarrierWaitResult, Condvar, Event, WaitGroup, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -1,151 +1,154 @@
 //! Waiting on several channel operations at once: Go's `select`.
+//!
+//! # The protocol
+//!
+//! A [`Select`] follows crossbeam-channel's scheme. It first *tries* its
+//! operations, in a random order (in order for a biased one), and completes
+//! the first that can proceed: a message in a queue, room in one, or a
+//! rendezvous partner waiting, which may be another `Select`. If none can,
+//! it *registers* every operation under one context (a [`Waiter`] whose
+//! state exactly one party wins with a compare-and-swap, naming the
+//! operation), looks again, since an operation may have become ready while
+//! it registered, and then waits. A rendezvous partner that wins the
+//! context is paired with it for good: the message moves through a packet
+//! at once, or, for a selected send, when its caller hands it over with
+//! [`SelectedOperation::send`]. A queue's notification only wakes the
+//! select, which then tries again, and passes a notification it did not
+//! use on to the next waiter.
+//!
+//! A select with a `default` arm ([`Select::try_wait`]) reports "nothing
+//! ready" only after a double collect: it reads every channel's counters
+//! (queue positions, the rendezvous queues' version, the ends' counts),
+//! tries every operation, and reads the counters again; only if nothing
+//! changed between the two reads was there an instant at which no
+//! operation could proceed. Otherwise it tries again.
 
-use std::any::Any;
+use std::alloc::{self, Layout};
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::channel::{Chan, Receiver, Sender, Try};
-use super::error::{RecvError, SendError};
-use super::wait::{Registration, WaitList, Waiter};
+use super::channel::{Packet, Receiver, Reg, SelectHandle, SendToken, Sender, Try, send_error};
+use super::error::{
+    ReadyTimeoutError, RecvError, SelectTimeoutError, SendError, TryReadyError, TrySelectError,
+};
+use super::wait::{Registration, Waiter};
+use crate::cancel::{AbortOnUnwind, Cancelled};
 use crate::runtime::park;
 
-/// One registered operation.
-trait Operation<'a> {
-    /// Tries to complete without waiting; on success returns the result.
-    fn try_complete(&mut self) -> Option<Box<dyn Any>>;
-    /// The list to wait on for this operation (it lives in the channel).
-    fn list(&self) -> &'a WaitList;
-    /// The channel, to check `SelectedOperation` is completed with the right one.
-    fn chan(&self) -> *const ();
+/// A random number below `n` (`n > 0`): a thread-local xorshift, for a
+/// fair choice among ready operations.
+fn random_below(n: usize) -> usize {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(park::context_id());
+            h.finish() | 1
+        });
+    }
+    let x = STATE
+        .try_with(|s| {
+            let mut x = s.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.set(x);
+            x
+        })
+        .unwrap_or(0);
+    ((x >> 32) as usize * n) >> 32
 }
 
-/// The result of a completed receive: the message (`ok`), or the
-/// disconnection. Received straight into this heap box, so a large message
-/// does not pass through the stack.
-struct Received<T> {
-    value: MaybeUninit<T>,
-    ok: bool,
+/// Room for one received message: inline if small, else on the heap (so
+/// a large message does not pass through the stack).
+struct Payload {
+    inline: Inline,
+    heap: Option<(NonNull<u8>, Layout)>,
 }
 
-impl<T> Drop for Received<T> {
+#[repr(C, align(16))]
+struct Inline([MaybeUninit<u8>; 64]);
+
+impl Payload {
+    fn new(layout: Layout) -> Payload {
+        let heap = (layout.size() > size_of::<Inline>() || layout.align() > align_of::<Inline>())
+            .then(|| {
+                // SAFETY: the size is not zero (it exceeds the inline room).
+                let p = unsafe { alloc::alloc(layout) };
+                match NonNull::new(p) {
+                    Some(p) => (p, layout),
+                    None => alloc::handle_alloc_error(layout),
+                }
+            });
+        Payload {
+            inline: Inline([MaybeUninit::uninit(); 64]),
+            heap,
+        }
+    }
+
+    fn ptr(&mut self) -> *mut u8 {
+        match self.heap {
+            Some((p, _)) => p.as_ptr(),
+            None => self.inline.0.as_mut_ptr().cast(),
+        }
+    }
+}
+
+impl Drop for Payload {
     fn drop(&mut self) {
-        if self.ok {
-            // SAFETY: `ok` says `value` holds a message, not yet moved out.
-            unsafe { self.value.assume_init_drop() };
+        if let Some((p, layout)) = self.heap {
+            // SAFETY: allocated in `new` with this layout; what it held, if
+            // anything, was moved out or dropped by its owner.
+            unsafe { alloc::dealloc(p.as_ptr(), layout) };
         }
     }
 }
 
-struct RecvOp<'a, T> {
-    chan: &'a Chan<T>,
-    /// Room for the result, kept across attempts that find nothing.
-    room: Option<Box<MaybeUninit<Received<T>>>>,
+#[derive(Clone, Copy)]
+struct Op<'a> {
+    handle: &'a (dyn SelectHandle + 'a),
+    send: bool,
 }
 
-impl<'a, T: 'static> Operation<'a> for RecvOp<'a, T> {
-    fn try_complete(&mut self) -> Option<Box<dyn Any>> {
-        let room = self.room.get_or_insert_with(Box::new_uninit);
-        let p = room.as_mut_ptr();
-        // SAFETY: `p` points to our uninitialized box; the message, if
-        // any, is written into its `value` field.
-        let outcome = unsafe { self.chan.try_recv_raw((&raw mut (*p).value).cast::<T>()) };
-        let ok = match outcome {
-            Try::Done => true,
-            Try::Disconnected => false,
-            Try::NotReady => return None,
-        };
-        // SAFETY: `value` is written if `ok` (and may stay uninitialized
-        // otherwise); `ok` is written now, so the box is initialized.
-        let result = unsafe {
-            (&raw mut (*p).ok).write(ok);
-            self.room.take().expect("filled above").assume_init()
-        };
-        Some(result)
-    }
-
-    fn list(&self) -> &'a WaitList {
-        &self.chan.recv_wait
-    }
-
-    fn chan(&self) -> *const () {
-        std::ptr::from_ref(self.chan).cast()
-    }
-}
-
-/// The result of a completed send: sent, or the message back, boxed.
-enum Sent<T> {
-    Yes(PhantomData<T>),
-    Disconnected(Box<T>),
-}
-
-/// A send operation, its message in the same heap box as the operation.
-struct SendOp<'a, T> {
-    chan: &'a Chan<T>,
-    value: MaybeUninit<T>,
-    /// `value` holds the message (not sent or handed back yet).
-    full: bool,
-}
-
-impl<T> Drop for SendOp<'_, T> {
-    fn drop(&mut self) {
-        if self.full {
-            // SAFETY: `full` says the message is still here.
-            unsafe { self.value.assume_init_drop() };
-        }
-    }
-}
-
-impl<'a, T: 'static> Operation<'a> for SendOp<'a, T> {
-    fn try_complete(&mut self) -> Option<Box<dyn Any>> {
-        if !self.full {
-            return None;
-        }
-        // SAFETY: `full`: the message is here; on `Done` it moved, and
-        // `full` is cleared so that it is not dropped here again.
-        match unsafe { self.chan.try_send_raw(self.value.as_ptr()) } {
-            Try::Done => {
-                self.full = false;
-                Some(Box::new(Sent::<T>::Yes(PhantomData)))
-            }
-            Try::Disconnected => {
-                let mut back = Box::<T>::new_uninit();
-                self.full = false;
-                // SAFETY: moves the message, which `full` no longer claims,
-                // into a box of its own.
-                let back = unsafe {
-                    ptr::copy_nonoverlapping(self.value.as_ptr(), back.as_mut_ptr(), 1);
-                    back.assume_init()
-                };
-                Some(Box::new(Sent::Disconnected(back)))
-            }
-            Try::NotReady => None,
-        }
-    }
-
-    fn list(&self) -> &'a WaitList {
-        &self.chan.send_wait
-    }
-
-    fn chan(&self) -> *const () {
-        std::ptr::from_ref(self.chan).cast()
-    }
-}
-
-/// Waits on several send and receive operations and completes exactly one:
-/// the first that can proceed. Used directly or through [`select!`](crate::select).
+/// Waits on several send and receive operations and completes exactly one.
+/// Used directly or through [`select!`](crate::select).
 ///
-/// Ready operations are tried starting from a rotating position, so one
-/// busy channel does not starve the others. The value of a send operation
-/// that is not selected is dropped with the `Select`.
+/// It follows crossbeam-channel's scheme: try every operation (in a random
+/// order); if none can proceed, register all of them under one context
+/// that exactly one partner can win, look again, and wait. A rendezvous
+/// partner that wins the context is paired for good. Cancellation and
+/// timeouts lose and duplicate nothing: a select cut short either
+/// completed an operation (and returns it) or did nothing.
 ///
-/// A rendezvous (capacity 0) operation is ready only when a plain `send` or
-/// `recv` waits on the other side; two `Select`s cannot rendezvous with each
-/// other.
+/// When several operations are ready, one is chosen uniformly at random
+/// ([`new_biased`](Select::new_biased): the first added). A send is
+/// registered without its message: once it is selected, the caller hands
+/// the message to [`SelectedOperation::send`], so a message is built only
+/// for the operation that proceeds. A rendezvous (capacity 0) operation
+/// pairs with a plain `send`/`recv` on the other side or with another
+/// `Select`'s operation. A `Select` may be used round after round.
+///
+/// A select that cannot wait ([`try_wait`](Select::try_wait), or a
+/// `select!` with `default`) reports "nothing ready" only if there was an
+/// instant at which no operation could proceed.
+///
+/// # crossbeam-channel's names
+///
+/// | crossbeam-channel | stackful |
+/// |---|---|
+/// | `Select::select()` | [`Select::select`], or [`Select::wait`] |
+/// | `Select::try_select() -> Result<_, TrySelectError>` | [`Select::try_select`], or [`Select::try_wait`] (`Option`) |
+/// | `Select::select_timeout(d) -> Result<_, SelectTimeoutError>` | [`Select::select_timeout`], or [`Select::wait_timeout`] (`Option`) |
+/// | `Select::select_deadline(t)` | [`Select::select_deadline`], or [`Select::wait_deadline`] (`Option<Instant>`, `Option`) |
+/// | `Select::ready()`, `try_ready()`, `ready_timeout(d)`, `ready_deadline(t)` | the same |
+/// | `Select::send(&s)`, `SelectedOperation::send(s, msg)` | the same |
+/// | `select!`, `select_biased!`, `Select::new_biased()` | the same |
+/// | `Select::remove(i)` | not offered: build a new `Select` |
 ///
 /// # Examples
 ///
@@ -158,81 +161,306 @@ impl<'a, T: 'static> Operation<'a> for SendOp<'a, T> {
 /// let mut sel = Select::new();
 /// let first = sel.recv(&rx1);
 /// let second = sel.recv(&rx2);
-/// let op = sel.wait();
+/// let op = sel.select();
 /// assert_eq!(op.index(), first);
 /// assert_ne!(op.index(), second);
 /// assert_eq!(op.recv(&rx1), Ok(7));
 /// ```
-#[derive(Default)]
 pub struct Select<'a> {
-    ops: Vec<Box<dyn Operation<'a> + 'a>>,
+    ops: Vec<Op<'a>>,
+    biased: bool,
+    order: Vec<usize>,
 }
 
-/// The operation a [`Select`] completed; read its result with
-/// [`recv`](SelectedOperation::recv) or [`send`](SelectedOperation::send).
-#[must_use = "the result of the selected operation should be read"]
-pub struct SelectedOperation {
+impl Default for Select<'_> {
+    fn default() -> Self {
+        Select::new()
+    }
+}
+
+/// What the try phase found.
+enum Found {
+    Recv(usize, bool),
+    Send(usize, SendToken),
+}
+
+/// The operation a [`Select`] selected: complete it with
+/// [`recv`](SelectedOperation::recv) or [`send`](SelectedOperation::send),
+/// with the channel it was added with.
+///
+/// # Panics
+///
+/// Dropped without being completed, it panics (unless the thread is
+/// unwinding already), as crossbeam-channel's does. What it held is
+/// released first: a received message is dropped, and a rendezvous
+/// receiver paired with a selected send goes back to waiting.
+#[must_use = "a selected operation must be completed with `recv` or `send`"]
+pub struct SelectedOperation<'a> {
     index: usize,
     chan: *const (),
-    result: Box<dyn Any>,
+    send: bool,
+    /// A receive got a message (in `payload`).
+    received: bool,
+    token: Option<SendToken>,
+    payload: Payload,
+    drop_msg: unsafe fn(*mut u8),
+    completed: bool,
+    _channels: PhantomData<&'a ()>,
 }
 
-static ROTATE: AtomicUsize = AtomicUsize::new(0);
+unsafe fn drop_nothing(_: *mut u8) {}
 
 impl<'a> Select<'a> {
-    /// An empty selection.
+    /// An empty selection that chooses fairly among ready operations.
     pub fn new() -> Select<'a> {
-        Select { ops: Vec::new() }
+        Select {
+            ops: Vec::new(),
+            biased: false,
+            order: Vec::new(),
+        }
+    }
+
+    /// An empty selection that prefers the operation added first among
+    /// those ready (for priority loops).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stackful::sync::{unbounded, Select};
+    ///
+    /// let (urgent_tx, urgent) = unbounded::<u32>();
+    /// let (normal_tx, normal) = unbounded::<u32>();
+    /// urgent_tx.send(1).unwrap();
+    /// normal_tx.send(2).unwrap();
+    /// let mut sel = Select::new_biased();
+    /// let u = sel.recv(&urgent);
+    /// sel.recv(&normal);
+    /// let op = sel.select();
+    /// assert_eq!(op.index(), u);
+    /// assert_eq!(op.recv(&urgent), Ok(1));
+    /// ```
+    pub fn new_biased() -> Select<'a> {
+        Select {
+            biased: true,
+            ..Select::new()
+        }
     }
 
     /// Adds a receive operation; returns its index.
-    pub fn recv<T: 'static>(&mut self, rx: &'a Receiver<T>) -> usize {
-        self.ops.push(Box::new(RecvOp {
-            chan: &rx.chan,
-            room: None,
-        }));
+    pub fn recv<T>(&mut self, rx: &'a Receiver<T>) -> usize {
+        self.ops.push(Op {
+            handle: &*rx.chan,
+            send: false,
+        });
         self.ops.len() - 1
     }
 
-    /// Adds a send operation of `value`; returns its index.
-    pub fn send<T: 'static>(&mut self, tx: &'a Sender<T>, value: T) -> usize {
-        // Built in place on the heap, so a large message is not copied on
-        // the stack on its way in.
-        let mut op = Box::<SendOp<'a, T>>::new_uninit();
-        let p = op.as_mut_ptr();
-        // SAFETY: every field of the box is written; the message's bytes
-        // move into it, and `value` is forgotten below.
-        let op = unsafe {
-            (&raw mut (*p).chan).write(&tx.chan);
-            (&raw mut (*p).full).write(true);
-            ptr::copy_nonoverlapping(&raw const value, (&raw mut (*p).value).cast::<T>(), 1);
-            op.assume_init()
-        };
-        std::mem::forget(value);
-        self.ops.push(op);
+    /// Adds a send operation, without its message (see
+    /// [`SelectedOperation::send`]); returns its index.
+    pub fn send<T>(&mut self, tx: &'a Sender<T>) -> usize {
+        self.ops.push(Op {
+            handle: &*tx.chan,
+            send: true,
+        });
         self.ops.len() - 1
     }
 
-    fn try_all(&mut self) -> Option<SelectedOperation> {
+    /// The order of the try phase: random, or as added if biased.
+    fn shuffle(&mut self) {
         let n = self.ops.len();
-        let start = ROTATE.fetch_add(1, Ordering::Relaxed);
-        for k in 0..n {
-            let index = (start + k) % n;
-            if let Some(result) = self.ops[index].try_complete() {
-                let chan = self.ops[index].chan();
-                return Some(SelectedOperation {
-                    index,
-                    chan,
-                    result,
-                });
+        self.order.clear();
+        self.order.extend(0..n);
+        if !self.biased {
+            for i in (1..n).rev() {
+                self.order.swap(i, random_below(i + 1));
+            }
+        }
+    }
+
+    /// Completes an operation that can proceed now, if one can.
+    fn try_phase(&mut self, payload: &mut Payload) -> Option<Found> {
+        self.shuffle();
+        for &i in &self.order {
+            let op = self.ops[i];
+            if op.send {
+                if let Some(token) = op.handle.sel_try_send() {
+                    return Some(Found::Send(i, token));
+                }
+            } else {
+                // SAFETY: `payload` has room for any of the receives' messages.
+                match unsafe { op.handle.sel_try_recv(payload.ptr()) } {
+                    Try::Done => return Some(Found::Recv(i, true)),
+                    Try::Disconnected => return Some(Found::Recv(i, false)),
+                    Try::NotReady => {}
+                }
             }
         }
         None
     }
 
-    /// Completes an operation that can proceed now, if any; never waits.
-    pub fn try_wait(&mut self) -> Option<SelectedOperation> {
-        self.try_all()
+    fn versions(&self) -> Vec<[u64; 4]> {
+        self.ops.iter().map(|op| op.handle.sel_version()).collect()
+    }
+
+    fn recv_layout(&self) -> Layout {
+        self.ops
+            .iter()
+            .filter(|op| !op.send)
+            .map(|op| op.handle.msg_layout())
+            .fold(Layout::new::<()>(), |a, b| {
+                Layout::from_size_align(a.size().max(b.size()), a.align().max(b.align()))
+                    .expect("a message's layout")
+            })
+    }
+
+    fn selected(&self, found: Found, payload: Payload) -> SelectedOperation<'a> {
+        let (index, received, token) = match found {
+            Found::Recv(i, ok) => (i, ok, None),
+            Found::Send(i, t) => (i, false, Some(t)),
+        };
+        let op = self.ops[index];
+        SelectedOperation {
+            index,
+            chan: op.handle.addr(),
+            send: op.send,
+            received,
+            token,
+            payload,
+            drop_msg: if received {
+                op.handle.msg_drop()
+            } else {
+                drop_nothing
+            },
+            completed: false,
+            _channels: PhantomData,
+        }
+    }
+
+    /// Whether ops `a` and `b` wait on the same queue.
+    fn same_queue(&self, a: usize, b: usize) -> bool {
+        let (a, b) = (self.ops[a], self.ops[b]);
+        a.send == b.send && ptr::eq(a.handle.addr(), b.handle.addr())
+    }
+
+    /// The heart of every `select` flavor (see the module docs). `now`:
+    /// never wait.
+    fn run(&mut self, deadline: Option<Instant>, now: bool) -> Option<SelectedOperation<'a>> {
+        let mut payload = Payload::new(self.recv_layout());
+        // A queue's notification that woke us, not used yet.
+        let mut notified: Option<usize> = None;
+        loop {
+            if let Some(found) = self.try_phase(&mut payload) {
+                let index = match found {
+                    Found::Recv(i, _) | Found::Send(i, _) => i,
+                };
+                if let Some(k) = notified.filter(|&k| !self.same_queue(k, index)) {
+                    self.ops[k].handle.sel_watch(self.ops[k].send).notify_one();
+                }
+                return Some(self.selected(found, payload));
+            }
+            // A notification found nothing: it was stale, and is used up.
+            notified = None;
+            if now || deadline.is_some_and(|d| Instant::now() >= d) {
+                // Linearizable "nothing ready": a double collect.
+                loop {
+                    let before = self.versions();
+                    if let Some(found) = self.try_phase(&mut payload) {
+                        return Some(self.selected(found, payload));
+                    }
+                    if self.versions() == before {
+                        return None;
+                    }
+                }
+            }
+            let waiter = Waiter::new();
+            // Rendezvous receives lend `payload` until they leave the queues.
+            let lent = AbortOnUnwind("a select's registration");
+            let room = payload.ptr();
+            let regs: Vec<Reg<'a>> = self
+                .ops
+                .iter()
+                .enumerate()
+                .map(|(i, op)| op.handle.sel_register(op.send, &waiter, i, room))
+                .collect();
+            let mut cancelled = None;
+            if self
+                .ops
+                .iter()
+                .any(|op| op.handle.sel_ready(op.send, Some(&waiter)))
+            {
+                // Ready meanwhile: leave, and try again (unless selected).
+                let _ = waiter.abort();
+            } else {
+                while waiter.is_waiting() {
+                    let (cause, scope_deadline) = match park::pending_or_deadline() {
+                        Err(cause) => (Some(cause), None),
+                        Ok(at) => (None, at),
+                    };
+                    let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+                    if cause.is_some() || timed_out {
+                        if waiter.abort().is_ok() {
+                            cancelled = cause;
+                        }
+                        break;
+                    }
+                    let wake_at = match (deadline, scope_deadline) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    park::park_shielded(wake_at);
+                }
+            }
+            let selected = waiter.selected();
+            let mut packets: Vec<Option<Arc<Packet>>> = Vec::with_capacity(regs.len());
+            for (op, reg) in self.ops.iter().zip(regs) {
+                let (_, packet) = op.handle.sel_unregister(op.send, reg);
+                packets.push(packet);
+            }
+            if let Some(k) = selected {
+                let op = self.ops[k];
+                if op.handle.is_zero() {
+                    let packet = packets[k].take().expect("a rendezvous registration");
+                    if op.send {
+                        // A receiver paired with our send: it waits for the
+                        // message, which our caller hands over.
+                        lent.disarm();
+                        return Some(
+                            self.selected(Found::Send(k, SendToken::Paired(packet)), payload),
+                        );
+                    }
+                    // A sender won our receive: its message is coming.
+                    let delivered = packet.wait_delivered();
+                    lent.disarm();
+                    if delivered {
+                        return Some(self.selected(Found::Recv(k, true), payload));
+                    }
+                    continue; // the pairing was abandoned: start over
+                }
+                notified = Some(k);
+            }
+            lent.disarm();
+            if let Some(cause) = cancelled {
+                Cancelled::raise(cause);
+            }
+        }
+    }
+
+    /// Completes an operation that can proceed now; `None` if none can
+    /// (linearizably: there was an instant at which none could).
+    pub fn try_wait(&mut self) -> Option<SelectedOperation<'a>> {
+        if self.ops.is_empty() {
+            return None;
+        }
+        self.run(None, true)
+    }
+
+    /// As [`try_wait`](Select::try_wait), with crossbeam's `Result`.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySelectError`] if no operation can proceed now.
+    pub fn try_select(&mut self) -> Result<SelectedOperation<'a>, TrySelectError> {
+        self.try_wait().ok_or(TrySelectError)
     }
 
     /// Waits until an operation completes. A cancellation point.
@@ -241,13 +469,48 @@ impl<'a> Select<'a> {
     ///
     /// If no operation was added: that would wait forever.
     #[track_caller]
-    pub fn wait(&mut self) -> SelectedOperation {
+    pub fn wait(&mut self) -> SelectedOperation<'a> {
+        self.wait_deadline(None).expect("no deadline")
+    }
+
+    /// Waits until an operation completes (crossbeam's name for
+    /// [`wait`](Select::wait)). A cancellation point.
+    ///
+    /// # Panics
+    ///
+    /// If no operation was added: that would wait forever.
+    #[track_caller]
+    pub fn select(&mut self) -> SelectedOperation<'a> {
         self.wait_deadline(None).expect("no deadline")
     }
 
     /// Waits at most `timeout`; `None` if nothing completed.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<SelectedOperation> {
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<SelectedOperation<'a>> {
         self.wait_deadline(Instant::now().checked_add(timeout))
+    }
+
+    /// As [`wait_timeout`](Select::wait_timeout), with crossbeam's `Result`.
+    ///
+    /// # Errors
+    ///
+    /// [`SelectTimeoutError`] if nothing completed in time.
+    pub fn select_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<SelectedOperation<'a>, SelectTimeoutError> {
+        self.wait_timeout(timeout).ok_or(SelectTimeoutError)
+    }
+
+    /// As [`wait_deadline`](Select::wait_deadline), with crossbeam's `Result`.
+    ///
+    /// # Errors
+    ///
+    /// [`SelectTimeoutError`] if nothing completed by `deadline`.
+    pub fn select_deadline(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<SelectedOperation<'a>, SelectTimeoutError> {
+        self.wait_deadline(Some(deadline)).ok_or(SelectTimeoutError)
     }
 
     /// Waits until `deadline` at the latest (`None`: no deadline).
@@ -256,68 +519,129 @@ impl<'a> Select<'a> {
     ///
     /// If no operation was added and there is no deadline.
     #[track_caller]
-    pub fn wait_deadline(&mut self, deadline: Option<Instant>) -> Option<SelectedOperation> {
+    pub fn wait_deadline(&mut self, deadline: Option<Instant>) -> Option<SelectedOperation<'a>> {
         assert!(
             !self.ops.is_empty() || deadline.is_some(),
             "Select::wait with no operations would wait forever; add a send or recv first"
         );
-        // The registrations of the last park, kept until the retry after it
-        // has shown which notification, if any, was used.
-        let mut parked: Option<(Vec<Registration<'a>>, Vec<Arc<Waiter>>)> = None;
+        if self.ops.is_empty() {
+            if let Some(deadline) = deadline {
+                crate::sleep_until(deadline);
+            }
+            return None;
+        }
+        self.run(deadline, false)
+    }
+
+    /// The ready-wait behind [`ready`](Select::ready) and its variants.
+    fn ready_run(&mut self, deadline: Option<Instant>, now: bool) -> Option<usize> {
         loop {
-            let done = self.try_all();
-            if let Some((registrations, waiters)) = parked.take() {
-                // With nothing completed, every notification we had was
-                // stale (someone else took the message).
-                settle(
-                    registrations,
-                    &waiters,
-                    done.as_ref().map(SelectedOperation::index),
-                );
+            self.shuffle();
+            let ready = |s: &Self| {
+                s.order
+                    .iter()
+                    .copied()
+                    .find(|&i| s.ops[i].handle.sel_ready(s.ops[i].send, None))
+            };
+            if let Some(i) = ready(self) {
+                return Some(i);
             }
-            if let Some(op) = done {
-                return Some(op);
+            if now || deadline.is_some_and(|d| Instant::now() >= d) {
+                loop {
+                    let before = self.versions();
+                    if let Some(i) = ready(self) {
+                        return Some(i);
+                    }
+                    if self.versions() == before {
+                        return None;
+                    }
+                }
             }
-            // One waiter per list, so each notification is accounted for on
-            // its own list.
-            let waiters: Vec<Arc<Waiter>> = self.ops.iter().map(|_| Waiter::new()).collect();
-            let registrations: Vec<Registration<'a>> = self
+            let waiter = Waiter::new();
+            let regs: Vec<Registration<'a>> = self
                 .ops
                 .iter()
-                .zip(&waiters)
-                .map(|(op, w)| Registration::new(op.list(), w))
+                .enumerate()
+                .map(|(i, op)| Registration::for_op(op.handle.sel_watch(op.send), &waiter, i))
                 .collect();
-            // Re-check after registering: a change before it is seen now.
-            let recheck = (0..self.ops.len())
-                .find_map(|index| self.ops[index].try_complete().map(|result| (index, result)));
-            if let Some((index, result)) = recheck {
-                settle(registrations, &waiters, Some(index));
-                let chan = self.ops[index].chan();
-                return Some(SelectedOperation {
-                    index,
-                    chan,
-                    result,
-                });
+            if ready(self).is_none() {
+                // A cancellation point: the registrations clean up.
+                park::park(deadline);
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return None;
+            // Readiness uses no notification: pass each on.
+            for (op, reg) in self.ops.iter().zip(regs) {
+                if reg.leave() {
+                    op.handle.sel_watch(op.send).notify_one();
+                }
             }
-            park::park(deadline);
-            parked = Some((registrations, waiters));
         }
     }
-}
 
-/// Ends the registrations of one wait. The completed operation, `used`,
-/// used its list's notification, if one came; any other list's is passed on
-/// (dropping a registration does that), or a plain receiver on that list
-/// would never hear of its message. With no operation completed (`None`),
-/// the notifications are all used up.
-fn settle(registrations: Vec<Registration<'_>>, waiters: &[Arc<Waiter>], used: Option<usize>) {
-    for (index, (registration, waiter)) in registrations.into_iter().zip(waiters).enumerate() {
-        if waiter.is_notified() && used.is_none_or(|u| u == index) {
-            registration.consume();
+    /// Waits until an operation is ready, without performing it; returns
+    /// its index. Another thread may take the message (or the room) before
+    /// the caller acts on it. A cancellation point.
+    ///
+    /// # Panics
+    ///
+    /// If no operation was added.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stackful::sync::{unbounded, Select};
+    ///
+    /// let (tx, rx) = unbounded::<u8>();
+    /// tx.send(1).unwrap();
+    /// let mut sel = Select::new();
+    /// let i = sel.recv(&rx);
+    /// assert_eq!(sel.ready(), i);
+    /// assert_eq!(rx.try_recv(), Ok(1)); // still there: `ready` took nothing
+    /// ```
+    #[track_caller]
+    pub fn ready(&mut self) -> usize {
+        assert!(
+            !self.ops.is_empty(),
+            "Select::ready with no operations would wait forever; add a send or recv first"
+        );
+        self.ready_run(None, false).expect("no deadline")
+    }
+
+    /// The index of an operation ready now, without performing it.
+    ///
+    /// # Errors
+    ///
+    /// [`TryReadyError`] if none is (linearizably, as `try_select`).
+    pub fn try_ready(&mut self) -> Result<usize, TryReadyError> {
+        if self.ops.is_empty() {
+            return Err(TryReadyError);
         }
+        self.ready_run(None, true).ok_or(TryReadyError)
+    }
+
+    /// Waits at most `timeout` for an operation to be ready.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadyTimeoutError`] if none was in time.
+    pub fn ready_timeout(&mut self, timeout: Duration) -> Result<usize, ReadyTimeoutError> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.ready_deadline(deadline),
+            None => Ok(self.ready()),
+        }
+    }
+
+    /// Waits until `deadline` at the latest for an operation to be ready.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadyTimeoutError`] if none was in time.
+    pub fn ready_deadline(&mut self, deadline: Instant) -> Result<usize, ReadyTimeoutError> {
+        if self.ops.is_empty() {
+            crate::sleep_until(deadline);
+            return Err(ReadyTimeoutError);
+        }
+        self.ready_run(Some(deadline), false)
+            .ok_or(ReadyTimeoutError)
     }
 }
 
@@ -325,71 +649,130 @@ impl fmt::Debug for Select<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Select")
             .field("operations", &self.ops.len())
+            .field("biased", &self.biased)
             .finish()
     }
 }
 
-impl SelectedOperation {
-    /// The index of the completed operation, as returned when it was added.
+impl SelectedOperation<'_> {
+    /// The index of the selected operation, as returned when it was added.
     pub fn index(&self) -> usize {
         self.index
     }
 
-    /// The result of a completed receive on `rx`.
+    /// Completes the selected receive on `rx`: its message, or
+    /// [`RecvError`] if the channel was empty and disconnected.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] for a disconnected channel.
     ///
     /// # Panics
     ///
     /// If the selected operation was not a receive on `rx`.
     #[track_caller]
-    pub fn recv<T: 'static>(self, rx: &Receiver<T>) -> Result<T, RecvError> {
+    pub fn recv<T>(mut self, rx: &Receiver<T>) -> Result<T, RecvError> {
         assert!(
-            std::ptr::eq(self.chan, std::ptr::from_ref(&*rx.chan).cast()),
-            "SelectedOperation::recv called with another channel than the selected operation's"
+            ptr::eq(self.chan, ptr::from_ref(&*rx.chan).cast()),
+            "SelectedOperation::recv called with another channel than the selected operation's; \
+             pass the receiver that was added at `index()`"
         );
-        let mut received = match self.result.downcast::<Received<T>>() {
-            Ok(received) => received,
-            Err(_) => panic!("SelectedOperation::recv called on a send operation"),
-        };
-        if !received.ok {
+        assert!(
+            !self.send,
+            "SelectedOperation::recv called on a send operation; complete it with `send`"
+        );
+        self.completed = true;
+        if !self.received {
             return Err(RecvError);
         }
-        received.ok = false; // moved out below
-        // SAFETY: `ok` said the message is there; it is read out once.
-        Ok(unsafe { received.value.as_ptr().read() })
+        self.received = false;
+        // SAFETY: the channel is `rx`'s, so the message in `payload` is a
+        // `T`; read out once (`received` is cleared).
+        Ok(unsafe { self.payload.ptr().cast::<T>().read() })
     }
 
-    /// The result of a completed send on `tx`; an error hands the value back.
+    /// Completes the selected send on `tx` with `msg`, built only now.
+    ///
+    /// On a queue with room, the message goes in at once; if another
+    /// sender took the room meanwhile, this waits for room like
+    /// [`Sender::send`] (a cancellation point then). On a rendezvous, the
+    /// paired receiver gets it at once.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] with the message if every receiver is gone.
     ///
     /// # Panics
     ///
     /// If the selected operation was not a send on `tx`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stackful::sync::{channel, Select};
+    ///
+    /// let (tx, rx) = channel::<String>(1);
+    /// let mut sel = Select::new();
+    /// let i = sel.send(&tx);
+    /// let op = sel.select();
+    /// assert_eq!(op.index(), i);
+    /// op.send(&tx, "built only now".to_string()).unwrap();
+    /// assert_eq!(rx.recv().unwrap(), "built only now");
+    /// ```
     #[track_caller]
-    pub fn send<T: 'static>(self, tx: &Sender<T>) -> Result<(), SendError<T>> {
+    pub fn send<T>(mut self, tx: &Sender<T>, msg: T) -> Result<(), SendError<T>> {
         assert!(
-            std::ptr::eq(self.chan, std::ptr::from_ref(&*tx.chan).cast()),
-            "SelectedOperation::send called with another channel than the selected operation's"
+            ptr::eq(self.chan, ptr::from_ref(&*tx.chan).cast()),
+            "SelectedOperation::send called with another channel than the selected operation's; \
+             pass the sender that was added at `index()`"
         );
-        let sent = match self.result.downcast::<Sent<T>>() {
-            Ok(sent) => sent,
-            Err(_) => panic!("SelectedOperation::send called on a receive operation"),
+        assert!(
+            self.send,
+            "SelectedOperation::send called on a receive operation; complete it with `recv`"
+        );
+        self.completed = true;
+        let back = match self.token.take().expect("a send's token") {
+            SendToken::Paired(packet) => {
+                // SAFETY: the packet is claimed by this send, its room is
+                // for a `T` (the channel is `tx`'s); `msg` moves, forgotten.
+                unsafe { packet.complete(&raw const msg) };
+                None
+            }
+            // SAFETY: `msg` is ours, forgotten at once (as in `Sender::send`).
+            SendToken::Room => unsafe { tx.send_or_spill(&raw const msg, None) },
+            // SAFETY: as above; the channel is disconnected.
+            SendToken::Disconnected => unsafe {
+                tx.send_or_spill(&raw const msg, Some(Instant::now()))
+            },
         };
-        match *sent {
-            Sent::Yes(_) => Ok(()),
-            Sent::Disconnected(back) => unbox_send_error(back),
+        std::mem::forget(msg);
+        match back {
+            None => Ok(()),
+            Some((back, _)) => send_error(back),
         }
     }
 }
 
-/// The message of a failed send, back: a frame of its own, so that a
-/// successful send's holds no room for a copy of the message.
-#[cold]
-#[inline(never)]
-#[allow(clippy::boxed_local)] // the box kept the message off the stack
-fn unbox_send_error<T>(back: Box<T>) -> Result<(), SendError<T>> {
-    Err(SendError(*back))
+impl Drop for SelectedOperation<'_> {
+    fn drop(&mut self) {
+        if self.received {
+            // SAFETY: `received`: `payload` holds a message not moved out.
+            unsafe { (self.drop_msg)(self.payload.ptr()) };
+        }
+        if let Some(SendToken::Paired(packet)) = self.token.take() {
+            packet.abandon(); // the receiver goes back to waiting
+        }
+        if !self.completed && !crate::runtime::worker::context_unwinding() {
+            panic!(
+                "a SelectedOperation (index {}) was dropped without completing its operation; \
+                 call `recv` or `send` on it with the channel it selected",
+                self.index
+            );
+        }
+    }
 }
 
-impl fmt::Debug for SelectedOperation {
+impl fmt::Debug for SelectedOperation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SelectedOperation")
             .field("index", &self.index)
@@ -397,8 +780,8 @@ impl fmt::Debug for SelectedOperation {
     }
 }
 
-/// Waits on several channel operations and runs the arm of the first that
-/// completes, like Go's `select`.
+/// Waits on several channel operations and runs the arm of the one that
+/// completes, like Go's `select` and crossbeam-channel's `select!`.
 ///
 /// ```text
 /// select! {
@@ -409,9 +792,19 @@ impl fmt::Debug for SelectedOperation {
 /// }
 /// ```
 ///
-/// Bodies are expressions followed by a comma, or blocks. The channel
-/// expressions are evaluated twice (to register and to read the result), so
-/// pass variables. A value of an unselected `send` arm is dropped.
+/// Bodies are expressions followed by a comma (optional after the last
+/// arm), or blocks, with or without a comma. Each channel expression (a
+/// `Receiver`, a `Sender`, or a reference to one) is evaluated once, in
+/// order, before waiting; a send's `value` is evaluated only if its arm is
+/// selected. When several operations are ready, one is chosen uniformly at
+/// random; [`select_biased!`](crate::select_biased) prefers the first. A
+/// `default` arm runs only if there was an instant at which no operation
+/// could proceed. See [`Select`](crate::sync::Select) for the protocol.
+///
+/// # Panics
+///
+/// Without a `default` arm and without operations, it would wait forever,
+/// and panics instead.
 ///
 /// # Examples
 ///
@@ -424,80 +817,181 @@ impl fmt::Debug for SelectedOperation {
 /// tx.send(5).unwrap();
 /// let got = stackful::select! {
 ///     recv(rx) -> msg => msg.unwrap(),
-///     recv(quit) -> _ => -1,
+///     recv(quit) -> _ => { -1 },
 ///     default(Duration::from_secs(1)) => 0,
 /// };
 /// assert_eq!(got, 5);
 /// ```
 #[macro_export]
 macro_rules! select {
-    ($($arms:tt)*) => {
-        $crate::__select_collect!([] $($arms)*)
+    ($($tokens:tt)*) => {
+        $crate::__select_parse!((fair) [] () $($tokens)*)
     };
 }
 
-/// Collects `select!` arms into a list; not public API.
+/// As [`select!`](crate::select), but when several operations are ready
+/// the first arm among them wins (crossbeam-channel's `select_biased!`),
+/// for priority loops.
+///
+/// # Examples
+///
+/// ```
+/// use stackful::sync::unbounded;
+///
+/// let (hi_tx, hi) = unbounded::<&str>();
+/// let (lo_tx, lo) = unbounded::<&str>();
+/// lo_tx.send("low").unwrap();
+/// hi_tx.send("high").unwrap();
+/// let first = stackful::select_biased! {
+///     recv(hi) -> m => m.unwrap(),
+///     recv(lo) -> m => m.unwrap(),
+/// };
+/// assert_eq!(first, "high");
+/// ```
+#[macro_export]
+macro_rules! select_biased {
+    ($($tokens:tt)*) => {
+        $crate::__select_parse!((biased) [] () $($tokens)*)
+    };
+}
+
+/// Parses `select!` arms into a list; not public API.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __select_collect {
-    ([$($done:tt)*] recv($rx:expr) -> $res:pat => $body:block $(,)? $($rest:tt)*) => {
-        $crate::__select_collect!([$($done)* (recv ($rx) ($res) ($body))] $($rest)*)
+macro_rules! __select_parse {
+    // recv
+    ($b:tt [$($arms:tt)*] $d:tt recv($rx:expr $(,)?) -> $res:pat => $body:block, $($rest:tt)*) => {
+        $crate::__select_parse!($b [$($arms)* (recv ($rx) ($res) ($body))] $d $($rest)*)
     };
-    ([$($done:tt)*] recv($rx:expr) -> $res:pat => $body:expr, $($rest:tt)*) => {
-        $crate::__select_collect!([$($done)* (recv ($rx) ($res) ($body))] $($rest)*)
+    ($b:tt [$($arms:tt)*] $d:tt recv($rx:expr $(,)?) -> $res:pat => $body:expr, $($rest:tt)*) => {
+        $crate::__select_parse!($b [$($arms)* (recv ($rx) ($res) ($body))] $d $($rest)*)
     };
-    ([$($done:tt)*] recv($rx:expr) -> $res:pat => $body:expr) => {
-        $crate::__select_collect!([$($done)* (recv ($rx) ($res) ($body))])
+    ($b:tt [$($arms:tt)*] $d:tt recv($rx:expr $(,)?) -> $res:pat => $body:block $($rest:tt)*) => {
+        $crate::__select_parse!($b [$($arms)* (recv ($rx) ($res) ($body))] $d $($rest)*)
     };
-    ([$($done:tt)*] send($tx:expr, $value:expr) -> $res:pat => $body:block $(,)? $($rest:tt)*) => {
-        $crate::__select_collect!([$($done)* (send ($tx, $value) ($res) ($body))] $($rest)*)
+    ($b:tt [$($arms:tt)*] $d:tt recv($rx:expr $(,)?) -> $res:pat => $body:expr) => {
+        $crate::__select_parse!($b [$($arms)* (recv ($rx) ($res) ($body))] $d)
     };
-    ([$($done:tt)*] send($tx:expr, $value:expr) -> $res:pat => $body:expr, $($rest:tt)*) => {
-        $crate::__select_collect!([$($done)* (send ($tx, $value) ($res) ($body))] $($rest)*)
+    // send
+    ($b:tt [$($arms:tt)*] $d:tt send($tx:expr, $v:expr $(,)?) -> $res:pat => $body:block, $($rest:tt)*) => {
+        $crate::__select_parse!($b [$($arms)* (send ($tx) ($v) ($res) ($body))] $d $($rest)*)
     };
-    ([$($done:tt)*] send($tx:expr, $value:expr) -> $res:pat => $body:expr) => {
-        $crate::__select_collect!([$($done)* (send ($tx, $value) ($res) ($body))])
+    ($b:tt [$($arms:tt)*] $d:tt send($tx:expr, $v:expr $(,)?) -> $res:pat => $body:expr, $($rest:tt)*) => {
+        $crate::__select_parse!($b [$($arms)* (send ($tx) ($v) ($res) ($body))] $d $($rest)*)
     };
-    ([$($done:tt)*] default($timeout:expr) => $body:expr $(,)?) => {
-        $crate::__select_run!([$($done)*] (timeout ($timeout) ($body)))
+    ($b:tt [$($arms:tt)*] $d:tt send($tx:expr, $v:expr $(,)?) -> $res:pat => $body:block $($rest:tt)*) => {
+        $crate::__select_parse!($b [$($arms)* (send ($tx) ($v) ($res) ($body))] $d $($rest)*)
     };
-    ([$($done:tt)*] default => $body:expr $(,)?) => {
-        $crate::__select_run!([$($done)*] (now ($body)))
+    ($b:tt [$($arms:tt)*] $d:tt send($tx:expr, $v:expr $(,)?) -> $res:pat => $body:expr) => {
+        $crate::__select_parse!($b [$($arms)* (send ($tx) ($v) ($res) ($body))] $d)
     };
-    ([$($done:tt)*]) => {
-        $crate::__select_run!([$($done)*] (block))
+    // default, at most one
+    ($b:tt $arms:tt () default => $body:block, $($rest:tt)*) => {
+        $crate::__select_parse!($b $arms (now ($body)) $($rest)*)
+    };
+    ($b:tt $arms:tt () default => $body:expr, $($rest:tt)*) => {
+        $crate::__select_parse!($b $arms (now ($body)) $($rest)*)
+    };
+    ($b:tt $arms:tt () default => $body:block $($rest:tt)*) => {
+        $crate::__select_parse!($b $arms (now ($body)) $($rest)*)
+    };
+    ($b:tt $arms:tt () default => $body:expr) => {
+        $crate::__select_parse!($b $arms (now ($body)))
+    };
+    ($b:tt $arms:tt () default($t:expr $(,)?) => $body:block, $($rest:tt)*) => {
+        $crate::__select_parse!($b $arms (timeout ($t) ($body)) $($rest)*)
+    };
+    ($b:tt $arms:tt () default($t:expr $(,)?) => $body:expr, $($rest:tt)*) => {
+        $crate::__select_parse!($b $arms (timeout ($t) ($body)) $($rest)*)
+    };
+    ($b:tt $arms:tt () default($t:expr $(,)?) => $body:block $($rest:tt)*) => {
+        $crate::__select_parse!($b $arms (timeout ($t) ($body)) $($rest)*)
+    };
+    ($b:tt $arms:tt () default($t:expr $(,)?) => $body:expr) => {
+        $crate::__select_parse!($b $arms (timeout ($t) ($body)))
+    };
+    ($b:tt $arms:tt ($($d:tt)+) default $($rest:tt)*) => {
+        ::core::compile_error!("select! takes at most one `default` arm")
+    };
+    // done
+    ($b:tt [$($arms:tt)*] $d:tt) => {
+        $crate::__select_bind!($b $d [] $($arms)*)
+    };
+    ($b:tt $arms:tt $d:tt $($rest:tt)+) => {
+        ::core::compile_error!(::core::concat!(
+            "select!: expected `recv(r) -> v => body`, `send(s, m) -> r => body`, ",
+            "`default => body` or `default(timeout) => body`, found: ",
+            ::core::stringify!($($rest)+)
+        ))
     };
 }
 
-/// Registers the collected arms, waits, and dispatches; not public API.
+/// Evaluates each channel expression once, binding a reference; not
+/// public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_bind {
+    ($b:tt $d:tt [$($bound:tt)*] (recv ($rx:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
+        match $rx {
+            ref __chan => {
+                let __chan: &$crate::sync::Receiver<_> = __chan;
+                $crate::__select_bind!($b $d [$($bound)* (recv __chan ($res) ($body))] $($rest)*)
+            }
+        }
+    };
+    ($b:tt $d:tt [$($bound:tt)*] (send ($tx:expr) ($v:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
+        match $tx {
+            ref __chan => {
+                let __chan: &$crate::sync::Sender<_> = __chan;
+                $crate::__select_bind!($b $d [$($bound)* (send __chan ($v) ($res) ($body))] $($rest)*)
+            }
+        }
+    };
+    ($b:tt $d:tt [$($bound:tt)*]) => {
+        $crate::__select_run!($b $d $($bound)*)
+    };
+}
+
+/// Registers the bound arms, waits, and dispatches; not public API.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_run {
-    ([$($arm:tt)*] $mode:tt) => {{
-        let mut __select = $crate::sync::Select::new();
+    ($b:tt $d:tt $($arm:tt)*) => {{
+        let mut __select = $crate::__select_new!($b);
         $( $crate::__select_register!(__select $arm); )*
-        let __selected = $crate::__select_wait!(__select $mode);
+        let __selected = $crate::__select_wait!(__select $d);
         ::core::mem::drop(__select);
-        $crate::__select_dispatch!(__selected 0usize, $mode, $($arm)*)
+        $crate::__select_dispatch!(__selected 0usize, $d, $($arm)*)
     }};
 }
 
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __select_register {
-    ($sel:ident (recv ($rx:expr) ($res:pat) ($body:expr))) => {
-        $sel.recv(&$rx);
+macro_rules! __select_new {
+    ((fair)) => {
+        $crate::sync::Select::new()
     };
-    ($sel:ident (send ($tx:expr, $value:expr) ($res:pat) ($body:expr))) => {
-        $sel.send(&$tx, $value);
+    ((biased)) => {
+        $crate::sync::Select::new_biased()
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_register {
+    ($sel:ident (recv $c:ident ($res:pat) ($body:expr))) => {
+        $sel.recv($c);
+    };
+    ($sel:ident (send $c:ident ($v:expr) ($res:pat) ($body:expr))) => {
+        $sel.send($c);
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_wait {
-    ($sel:ident (block)) => {
-        ::std::option::Option::Some($sel.wait())
+    ($sel:ident ()) => {
+        ::core::option::Option::Some($sel.select())
     };
     ($sel:ident (now ($body:expr))) => {
         $sel.try_wait()
@@ -510,7 +1004,7 @@ macro_rules! __select_wait {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_dispatch {
-    ($op:ident $i:expr, (block), ) => {
+    ($op:ident $i:expr, (), ) => {
         ::core::unreachable!("select! completed an operation it did not register")
     };
     ($op:ident $i:expr, (now ($body:expr)), ) => {
@@ -519,22 +1013,22 @@ macro_rules! __select_dispatch {
     ($op:ident $i:expr, (timeout ($t:expr) ($body:expr)), ) => {
         $body
     };
-    ($op:ident $i:expr, $mode:tt, (recv ($rx:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
+    ($op:ident $i:expr, $d:tt, (recv $c:ident ($res:pat) ($body:expr)) $($rest:tt)*) => {
         match $op {
-            ::std::option::Option::Some(__o) if __o.index() == $i => {
-                let $res = __o.recv(&$rx);
+            ::core::option::Option::Some(__o) if __o.index() == $i => {
+                let $res = __o.recv($c);
                 $body
             }
-            $op => $crate::__select_dispatch!($op $i + 1, $mode, $($rest)*),
+            $op => $crate::__select_dispatch!($op $i + 1, $d, $($rest)*),
         }
     };
-    ($op:ident $i:expr, $mode:tt, (send ($tx:expr, $value:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
+    ($op:ident $i:expr, $d:tt, (send $c:ident ($v:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
         match $op {
-            ::std::option::Option::Some(__o) if __o.index() == $i => {
-                let $res = __o.send(&$tx);
+            ::core::option::Option::Some(__o) if __o.index() == $i => {
+                let $res = __o.send($c, $v);
                 $body
             }
-            $op => $crate::__select_dispatch!($op $i + 1, $mode, $($rest)*),
+            $op => $crate::__select_dispatch!($op $i + 1, $d, $($rest)*),
         }
     };
 }

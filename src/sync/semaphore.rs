@@ -132,6 +132,12 @@ impl RawSemaphore {
                 if !was_queued {
                     // Granted at the same time: we hold two, give one back.
                     self.release();
+                } else {
+                    // Several releases may have woken only us (each wakes
+                    // the front, and we were it): pass the wake-up on while
+                    // permits remain, or the next waiter would sleep with
+                    // one free.
+                    self.wake_front();
                 }
                 break;
             }

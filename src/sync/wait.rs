@@ -13,40 +13,99 @@
 //! cancellation.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::runtime::park::{self, Waker};
 
-const WAITING: u8 = 0;
-const NOTIFIED: u8 = 1;
+/// A waiter's state: still waiting.
+const WAITING: usize = 0;
+/// It gave up (a select that found an operation ready on its own, or that
+/// is leaving): notifiers pass it by.
+const ABORTED: usize = 1;
+/// Woken because a channel disconnected; it just looks again.
+const DISCONNECTED: usize = 2;
+/// Selected: `SELECTED + op` names the operation it was notified for.
+const SELECTED: usize = 3;
 
-/// One registered wait.
+/// One registered wait: a context, crossbeam-channel's `Context`. A plain
+/// wait registers it on one list under operation 0; a `Select` registers
+/// the same waiter on several lists, each under its operation's index, and
+/// exactly one notifier wins it (one compare-and-swap on `state`), so a
+/// select is committed to one operation at most.
 pub(crate) struct Waiter {
     waker: Waker,
-    state: AtomicU8,
+    state: AtomicUsize,
 }
 
 impl Waiter {
     pub(crate) fn new() -> Arc<Waiter> {
         Arc::new(Waiter {
             waker: park::current_waker(),
-            state: AtomicU8::new(WAITING),
+            state: AtomicUsize::new(WAITING),
         })
     }
 
+    /// Notified for some operation.
     pub(crate) fn is_notified(&self) -> bool {
-        self.state.load(Ordering::Acquire) == NOTIFIED
+        self.state.load(Ordering::Acquire) >= SELECTED
     }
 
-    /// Marks the waiter notified and wakes it; false if it already was.
-    pub(crate) fn notify(&self) -> bool {
+    /// The operation it was selected for, if any.
+    pub(crate) fn selected(&self) -> Option<usize> {
+        self.state.load(Ordering::Acquire).checked_sub(SELECTED)
+    }
+
+    /// Still waiting (neither selected nor aborted).
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.state.load(Ordering::Acquire) == WAITING
+    }
+
+    /// Selects it for operation `op`, without waking it; false if it was
+    /// selected or aborted already. The winner wakes it (`wake`) once what
+    /// it hands over is in place.
+    pub(crate) fn try_select(&self, op: usize) -> bool {
+        self.state
+            .compare_exchange(WAITING, SELECTED + op, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Gives up waiting. `Err` with the operation if it was selected first.
+    pub(crate) fn abort(&self) -> Result<(), Option<usize>> {
+        match self
+            .state
+            .compare_exchange(WAITING, ABORTED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            Err(s) => Err(s.checked_sub(SELECTED)),
+        }
+    }
+
+    /// Wakes it for a disconnection, if it still waits.
+    pub(crate) fn disconnect(&self) {
         if self
             .state
-            .compare_exchange(WAITING, NOTIFIED, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(WAITING, DISCONNECTED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            self.waker.wake();
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
+    }
+
+    /// Whether `other` is this very waiter.
+    pub(crate) fn is(self: &Arc<Self>, other: &Arc<Waiter>) -> bool {
+        Arc::ptr_eq(self, other)
+    }
+
+    /// Marks the waiter notified for operation `op` and wakes it; false if
+    /// it was notified (or aborted) already.
+    pub(crate) fn notify(&self, op: usize) -> bool {
+        if self.try_select(op) {
             self.waker.wake();
             true
         } else {
@@ -58,7 +117,7 @@ impl Waiter {
 /// A FIFO queue of waiters.
 #[derive(Default)]
 pub(crate) struct WaitList {
-    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    queue: Mutex<VecDeque<(Arc<Waiter>, usize)>>,
     len: AtomicUsize,
 }
 
@@ -67,7 +126,7 @@ impl WaitList {
         WaitList::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Arc<Waiter>>> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(Arc<Waiter>, usize)>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -79,27 +138,31 @@ impl WaitList {
     /// Appends `waiter`. The fence pairs with the one in `notify_one`: after
     /// it, a notifier either sees this waiter or the caller's re-check sees
     /// the notifier's change.
-    pub(crate) fn register(&self, waiter: &Arc<Waiter>) {
+    pub(crate) fn register(&self, waiter: &Arc<Waiter>, op: usize) {
         let mut queue = self.lock();
-        queue.push_back(waiter.clone());
+        queue.push_back((waiter.clone(), op));
         self.len.store(queue.len(), Ordering::SeqCst);
         drop(queue);
         fence(Ordering::SeqCst);
     }
 
-    /// Removes `waiter` if it is still queued. Returns true if it had been
-    /// notified (and so already removed by the notifier).
-    pub(crate) fn unregister(&self, waiter: &Arc<Waiter>) -> bool {
-        if waiter.is_notified() {
+    /// Removes `waiter`'s entry for `op` if it is still queued. Returns
+    /// true if it had been notified for `op` (and so already removed by the
+    /// notifier).
+    pub(crate) fn unregister(&self, waiter: &Arc<Waiter>, op: usize) -> bool {
+        if waiter.selected() == Some(op) {
             return true;
         }
         let mut queue = self.lock();
-        if let Some(i) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+        if let Some(i) = queue
+            .iter()
+            .position(|(w, o)| Arc::ptr_eq(w, waiter) && *o == op)
+        {
             queue.remove(i);
             self.len.store(queue.len(), Ordering::SeqCst);
         }
         drop(queue);
-        waiter.is_notified()
+        waiter.selected() == Some(op)
     }
 
     /// Wakes the first waiter. One load when nobody waits.
@@ -117,9 +180,9 @@ impl WaitList {
         // the vector allocates only when one shows up.
         let mut stale = Vec::new();
         let mut woken = None;
-        while let Some(w) = queue.pop_front() {
+        while let Some((w, op)) = queue.pop_front() {
             self.len.store(queue.len(), Ordering::SeqCst);
-            if w.notify() {
+            if w.notify(op) {
                 woken = Some(w);
                 break;
             }
@@ -138,8 +201,8 @@ impl WaitList {
         }
         let waiters = std::mem::take(&mut *self.lock());
         self.len.store(0, Ordering::SeqCst);
-        for w in waiters {
-            w.notify();
+        for (w, op) in waiters {
+            w.notify(op);
         }
     }
 }
@@ -149,6 +212,7 @@ impl WaitList {
 pub(crate) struct Registration<'a> {
     list: &'a WaitList,
     waiter: Arc<Waiter>,
+    op: usize,
     /// Whether the notification, if any, was used (the operation completed).
     consumed: bool,
     /// Already left the list (`leave`): nothing left to do on drop.
@@ -156,11 +220,18 @@ pub(crate) struct Registration<'a> {
 }
 
 impl<'a> Registration<'a> {
+    /// Registers `waiter` on `list` for a plain wait (operation 0).
     pub(crate) fn new(list: &'a WaitList, waiter: &Arc<Waiter>) -> Registration<'a> {
-        list.register(waiter);
+        Registration::for_op(list, waiter, 0)
+    }
+
+    /// Registers `waiter` on `list` for operation `op` of a select.
+    pub(crate) fn for_op(list: &'a WaitList, waiter: &Arc<Waiter>, op: usize) -> Registration<'a> {
+        list.register(waiter, op);
         Registration {
             list,
             waiter: waiter.clone(),
+            op,
             consumed: false,
             left: false,
         }
@@ -177,7 +248,7 @@ impl<'a> Registration<'a> {
     /// answer and be lost.
     pub(crate) fn leave(mut self) -> bool {
         self.left = true;
-        self.list.unregister(&self.waiter)
+        self.list.unregister(&self.waiter, self.op)
     }
 }
 
@@ -186,7 +257,7 @@ impl Drop for Registration<'_> {
         if self.left {
             return;
         }
-        let notified = self.list.unregister(&self.waiter);
+        let notified = self.list.unregister(&self.waiter, self.op);
         if notified && !self.consumed {
             self.list.notify_one();
         }
