@@ -1867,6 +1867,7 @@ impl<T> Sender<T> {
         // SAFETY: `value` is ours, and forgotten at once (see `send_or_spill`).
         let back = unsafe { self.send_or_spill(&raw const value, None) };
         std::mem::forget(value);
+        let back = back.unwrap_or_else(|payload| panic::resume_unwind(payload));
         match back {
             None => Ok(()),
             Some((back, _)) => send_error(back),
@@ -1908,6 +1909,7 @@ impl<T> Sender<T> {
         // SAFETY: as in `send`.
         let back = unsafe { self.send_or_spill(&raw const value, deadline) };
         std::mem::forget(value);
+        let back = back.unwrap_or_else(|payload| panic::resume_unwind(payload));
         match back {
             None => Ok(()),
             Some((back, fail)) => send_timeout_error(back, fail),
@@ -1927,6 +1929,7 @@ impl<T> Sender<T> {
         // SAFETY: as in `send`.
         let back = unsafe { self.send_or_spill(&raw const value, deadline) };
         std::mem::forget(value);
+        let back = back.unwrap_or_else(|payload| panic::resume_unwind(payload));
         match back {
             None => Ok(()),
             Some((back, fail)) => send_timeout_error(back, fail),
@@ -1939,21 +1942,43 @@ impl<T> Sender<T> {
     /// public functions share this, not each other: passing the message on
     /// by value would cost a copy on the stack in a debug build.)
     ///
+    /// If the wait is cut short by an unwind (a cancellation), the message
+    /// is dropped here, in a shield and under `catch_unwind`, and the
+    /// unwind's payload is returned as `Err`: the caller forgets its copy
+    /// and then resumes the unwind. Dropped during the unwind instead, a
+    /// message whose destructor panics would abort the process.
+    ///
     /// # Safety
     ///
-    /// `p` holds a message the caller owns. If this unwinds (a
-    /// cancellation), the message is still the caller's.
+    /// `p` holds a message the caller owns, which the caller forgets when
+    /// this returns.
     pub(crate) unsafe fn send_or_spill(
         &self,
         p: *const T,
         deadline: Option<Instant>,
-    ) -> Option<(Spill<T>, SendFail)> {
+    ) -> Result<Option<(Spill<T>, SendFail)>, Box<dyn Any + Send>> {
         // SAFETY: per the contract: on `Ok` the message moved into the
-        // channel; otherwise it is still at `p`.
-        match unsafe { self.chan.send_raw(p, deadline) } {
-            Ok(()) => None,
+        // channel; otherwise (an error or an unwind) it is still at `p`.
+        let sent = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+            self.chan.send_raw(p, deadline)
+        }));
+        match sent {
+            Ok(Ok(())) => Ok(None),
             // SAFETY: not sent, so still the caller's, who forgets it.
-            Err(fail) => Some((unsafe { Spill::copy_of(p) }, fail)),
+            Ok(Err(fail)) => Ok(Some((unsafe { Spill::copy_of(p) }, fail))),
+            Err(payload) => {
+                let dropped = crate::time::shield(|| {
+                    // SAFETY: not sent, so still ours to drop, once: the
+                    // caller forgets it.
+                    panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+                        ptr::drop_in_place(p.cast_mut())
+                    }))
+                });
+                if let Err(again) = dropped {
+                    crate::task::raw::discard_payload(again);
+                }
+                Err(payload)
+            }
         }
     }
 

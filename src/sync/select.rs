@@ -736,7 +736,7 @@ impl SelectedOperation<'_> {
                 // SAFETY: the packet is claimed by this send, its room is
                 // for a `T` (the channel is `tx`'s); `msg` moves, forgotten.
                 unsafe { packet.complete(&raw const msg) };
-                None
+                Ok(None)
             }
             // SAFETY: `msg` is ours, forgotten at once (as in `Sender::send`).
             SendToken::Room => unsafe { tx.send_or_spill(&raw const msg, None) },
@@ -746,7 +746,7 @@ impl SelectedOperation<'_> {
             },
         };
         std::mem::forget(msg);
-        match back {
+        match back.unwrap_or_else(|payload| std::panic::resume_unwind(payload)) {
             None => Ok(()),
             Some((back, _)) => send_error(back),
         }
