@@ -1422,13 +1422,14 @@ impl<T> Zero<T> {
             return Ok(());
         };
         let packet = Packet::new(src.cast_mut().cast(), None);
+        // The caller's frame is lent out from the push below until the
+        // packet leaves the queue; nothing unwinds before that (see
+        // `wait_exchange`), and the guard makes sure of it from the start.
+        let lent = AbortOnUnwind("a rendezvous send");
         state.senders.push_back(packet.clone());
         state.version += 1;
         drop(state);
         chan.recv_wait.notify_all(); // a `Select` may wait for readiness
-        // The caller's frame is lent out until the packet leaves the queue;
-        // nothing below unwinds before that (see `wait_exchange`).
-        let lent = AbortOnUnwind("a rendezvous send");
         let outcome = self.wait_exchange(
             &packet,
             |s| &mut s.senders,
@@ -1458,6 +1459,7 @@ impl<T> Zero<T> {
     ) -> Result<(), RecvTimeoutError> {
         park::refuse_scheduler_loop();
         // Take a waiting message, or queue up, in one critical section.
+        let lent;
         let packet = loop {
             // SAFETY: as this function's contract.
             let mut state = match unsafe { self.recv_locked(self.lock(), dst) } {
@@ -1474,12 +1476,13 @@ impl<T> Zero<T> {
                 return Err(RecvTimeoutError::Disconnected);
             }
             let packet = Packet::new(dst.cast(), None);
+            // Armed before the frame is lent out by the push (see `send`).
+            lent = AbortOnUnwind("a rendezvous receive");
             state.receivers.push_back(packet.clone());
             state.version += 1;
             break packet;
         };
         chan.send_wait.notify_all(); // a `Select` may wait for readiness
-        let lent = AbortOnUnwind("a rendezvous receive");
         let outcome = self.wait_exchange(
             &packet,
             |s| &mut s.receivers,
@@ -1855,6 +1858,11 @@ fn send_timeout_error<T>(back: Spill<T>, fail: SendFail) -> Result<(), SendTimeo
     })
 }
 
+/// What [`Sender::send_or_spill`] did: `Ok(None)` sent; `Ok(Some(..))`
+/// failed, with the message set aside; `Err(payload)` was cut short by an
+/// unwind, which the caller resumes after forgetting its copy.
+pub(crate) type SendOutcome<T> = Result<Option<(Spill<T>, SendFail)>, Box<dyn Any + Send>>;
+
 impl<T> Sender<T> {
     /// Sends `value`, waiting while the channel is full (for a rendezvous
     /// channel, until a receiver takes it). A cancellation point; see
@@ -1937,7 +1945,7 @@ impl<T> Sender<T> {
     }
 
     /// Sends the message at `p`, waiting until `deadline` at the latest;
-    /// on failure returns its bytes, set aside. Either way the message is
+    /// on failure returns its bytes, set aside (see [`SendOutcome`]). Either way the message is
     /// no longer at `p`, and the caller forgets it there, at once. (The
     /// public functions share this, not each other: passing the message on
     /// by value would cost a copy on the stack in a debug build.)
@@ -1956,7 +1964,7 @@ impl<T> Sender<T> {
         &self,
         p: *const T,
         deadline: Option<Instant>,
-    ) -> Result<Option<(Spill<T>, SendFail)>, Box<dyn Any + Send>> {
+    ) -> SendOutcome<T> {
         // SAFETY: per the contract: on `Ok` the message moved into the
         // channel; otherwise (an error or an unwind) it is still at `p`.
         let sent = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
