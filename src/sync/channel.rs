@@ -640,7 +640,8 @@ mod array {
                     // the message if the queue takes it, and is forgotten
                     // if not, leaving `*src` the only one.
                     let value = unsafe { ptr::read(src) };
-                    self.ends.end_push(q.push(value).map_err(mem::forget).is_ok())
+                    self.ends
+                        .end_push(q.push(value).map_err(mem::forget).is_ok())
                 }
                 Ring::Boxed(q) => {
                     if q.is_full() {
@@ -661,7 +662,8 @@ mod array {
                         forget_box(value);
                         return Try::Disconnected;
                     }
-                    self.ends.end_push(q.push(value).map_err(forget_box).is_ok())
+                    self.ends
+                        .end_push(q.push(value).map_err(forget_box).is_ok())
                 }
             }
         }
