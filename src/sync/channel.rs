@@ -367,12 +367,12 @@ impl<T> Chan<T> {
 /// [`crossbeam_queue::ArrayQueue`] with the channel's extras (see
 /// [`array::Ends`] and [`array::boxed`]).
 mod array {
-    use std::alloc::Layout;
-    use std::mem::{self, MaybeUninit, size_of};
+    use std::alloc::{self, Layout};
+    use std::mem::{self, size_of};
     use std::ptr;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use crossbeam_queue::ArrayQueue;
+    use crossbeam_queue::{ArrayQueue, SegQueue};
     use crossbeam_utils::{Backoff, CachePadded};
 
     use super::Try;
@@ -398,12 +398,21 @@ mod array {
     /// of one value: the caller makes sure only one of them is ever used
     /// or dropped (see [`forget_box`]).
     pub(super) unsafe fn box_from<T>(src: *const T) -> Box<T> {
-        let mut b = Box::<T>::new_uninit();
-        // SAFETY: `src` is a live `T` (contract) and the fresh box is
-        // valid for a write of one; they do not overlap.
-        unsafe { ptr::copy_nonoverlapping(src, b.as_mut_ptr(), 1) };
-        // SAFETY: initialized just now.
-        unsafe { b.assume_init() }
+        // Allocated by hand: `Box::<T>::new_uninit`, instantiated in a
+        // debug build of this crate, puts a `T`'s worth on the stack.
+        let layout = Layout::new::<T>();
+        debug_assert!(layout.size() > 0, "only large messages are boxed");
+        // SAFETY: the layout is not zero-sized (a boxed `T` is large).
+        let raw = unsafe { alloc::alloc(layout) }.cast::<T>();
+        if raw.is_null() {
+            alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: `src` is a live `T` (contract) and `raw` a fresh block
+        // for one; they do not overlap.
+        unsafe { ptr::copy_nonoverlapping(src, raw, 1) };
+        // SAFETY: `raw` was allocated by the global allocator with the
+        // layout of `T`, as a `Box<T>` is, and holds a `T`.
+        unsafe { Box::from_raw(raw) }
     }
 
     /// Moves the boxed value into `dst` and frees the box without
@@ -417,19 +426,22 @@ mod array {
         // SAFETY: `raw` holds a live `T`, `dst` is writable (contract); a
         // heap block and the caller's slot do not overlap.
         unsafe { ptr::copy_nonoverlapping(raw, dst, 1) };
-        forget_box_raw(raw);
+        free_box_raw(raw);
     }
 
     /// Frees a box without dropping its value (whose other copy lives on).
     pub(super) fn forget_box<T>(b: Box<T>) {
-        forget_box_raw(Box::into_raw(b));
+        free_box_raw(Box::into_raw(b));
     }
 
-    fn forget_box_raw<T>(raw: *mut T) {
-        // SAFETY: `raw` came from `Box::into_raw` of a `Box<T>`, and
-        // `MaybeUninit<T>` has the layout of `T`: the same allocation,
-        // freed once, and `MaybeUninit` drops nothing.
-        drop(unsafe { Box::from_raw(raw.cast::<MaybeUninit<T>>()) });
+    fn free_box_raw<T>(raw: *mut T) {
+        let layout = Layout::new::<T>();
+        if layout.size() > 0 {
+            // SAFETY: `raw` came from `Box::into_raw` of a `Box<T>` of a
+            // sized `T`: a block of the global allocator with this layout,
+            // freed once, its value left alone.
+            unsafe { alloc::dealloc(raw.cast(), layout) };
+        }
     }
 
     /// In-flight operations, in the low bits of each word of [`Ends`].
@@ -576,6 +588,134 @@ mod array {
         }
     }
 
+    /// The crossbeam queues, as the wrappers use them.
+    pub(super) trait Queue<E> {
+        /// Adds `value` at the back, or hands it back if the queue is full.
+        fn put(&self, value: E) -> Result<(), E>;
+        /// Takes the value at the front.
+        fn take(&self) -> Option<E>;
+        fn is_empty(&self) -> bool;
+        fn is_full(&self) -> bool;
+    }
+
+    impl<E> Queue<E> for ArrayQueue<E> {
+        fn put(&self, value: E) -> Result<(), E> {
+            self.push(value)
+        }
+        fn take(&self) -> Option<E> {
+            self.pop()
+        }
+        fn is_empty(&self) -> bool {
+            ArrayQueue::is_empty(self)
+        }
+        fn is_full(&self) -> bool {
+            ArrayQueue::is_full(self)
+        }
+    }
+
+    impl<E> Queue<E> for SegQueue<E> {
+        fn put(&self, value: E) -> Result<(), E> {
+            self.push(value);
+            Ok(())
+        }
+        fn take(&self) -> Option<E> {
+            self.pop()
+        }
+        fn is_empty(&self) -> bool {
+            SegQueue::is_empty(self)
+        }
+        fn is_full(&self) -> bool {
+            false
+        }
+    }
+
+    // The by-value and the boxed paths are functions of their own: in a
+    // debug build a function's frame holds room for every local of every
+    // branch, so a by-value branch next to the boxed one would put a large
+    // `T` on the stack even where it never runs.
+
+    /// Pushes a copy of `*src` by value.
+    ///
+    /// # Safety
+    ///
+    /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
+    pub(super) unsafe fn push_inline<T>(q: &impl Queue<T>, ends: &Ends, src: *const T) -> Try {
+        if !ends.begin_push() {
+            return Try::Disconnected;
+        }
+        // SAFETY: `src` is a live `T` (contract); this copy is the message
+        // if the queue takes it, and is forgotten if not, leaving `*src`
+        // the only one.
+        let value = unsafe { ptr::read(src) };
+        ends.end_push(q.put(value).map_err(mem::forget).is_ok())
+    }
+
+    /// Pushes a boxed copy of `*src`.
+    ///
+    /// # Safety
+    ///
+    /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
+    pub(super) unsafe fn push_boxed<T>(q: &impl Queue<Box<T>>, ends: &Ends, src: *const T) -> Try {
+        if q.is_full() {
+            // Spares an allocation; a full queue is a valid outcome,
+            // whatever came first.
+            return if ends.begin_push() {
+                ends.end_push(false)
+            } else {
+                Try::Disconnected
+            };
+        }
+        // SAFETY: `src` is a live `T` (contract); the box is the message if
+        // the queue takes it, and is freed without its value if not,
+        // leaving `*src` the only copy.
+        let value = unsafe { box_from(src) };
+        if !ends.begin_push() {
+            forget_box(value);
+            return Try::Disconnected;
+        }
+        ends.end_push(q.put(value).map_err(forget_box).is_ok())
+    }
+
+    /// Pops a message stored by value into `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for a write of a `T`; on true it holds a message.
+    pub(super) unsafe fn pop_inline<T>(q: &impl Queue<T>, ends: &Ends, dst: *mut T) -> bool {
+        // An empty queue: the pop fails here, moving nothing, with no need
+        // to announce it.
+        if q.is_empty() {
+            return false;
+        }
+        ends.begin_pop();
+        let value = q.take();
+        let moved = value.is_some();
+        if let Some(value) = value {
+            // SAFETY: `dst` is writable (contract).
+            unsafe { dst.write(value) };
+        }
+        ends.end_pop(moved)
+    }
+
+    /// Pops a boxed message into `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for a write of a `T`; on true it holds a message.
+    pub(super) unsafe fn pop_boxed<T>(q: &impl Queue<Box<T>>, ends: &Ends, dst: *mut T) -> bool {
+        if q.is_empty() {
+            return false;
+        }
+        ends.begin_pop();
+        let value = q.take();
+        let moved = value.is_some();
+        if let Some(b) = value {
+            // SAFETY: `dst` is writable (contract).
+            unsafe { unbox_into(b, dst) };
+        }
+        ends.end_pop(moved)
+    }
+
     /// The queue itself: messages by value, or boxed (see [`boxed`]).
     enum Ring<T> {
         Inline(ArrayQueue<T>),
@@ -632,39 +772,10 @@ mod array {
         /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
         pub(super) unsafe fn push(&self, src: *const T) -> Try {
             match &self.ring {
-                Ring::Inline(q) => {
-                    if !self.ends.begin_push() {
-                        return Try::Disconnected;
-                    }
-                    // SAFETY: `src` is a live `T` (contract); this copy is
-                    // the message if the queue takes it, and is forgotten
-                    // if not, leaving `*src` the only one.
-                    let value = unsafe { ptr::read(src) };
-                    self.ends
-                        .end_push(q.push(value).map_err(mem::forget).is_ok())
-                }
-                Ring::Boxed(q) => {
-                    if q.is_full() {
-                        // Spares an allocation; a full queue is a valid
-                        // outcome, whatever came first.
-                        return if self.ends.begin_push() {
-                            self.ends.end_push(false)
-                        } else {
-                            Try::Disconnected
-                        };
-                    }
-                    // SAFETY: `src` is a live `T` (contract); the box is
-                    // the message if the queue takes it, and is freed
-                    // without its value if not, leaving `*src` the only
-                    // copy.
-                    let value = unsafe { box_from(src) };
-                    if !self.ends.begin_push() {
-                        forget_box(value);
-                        return Try::Disconnected;
-                    }
-                    self.ends
-                        .end_push(q.push(value).map_err(forget_box).is_ok())
-                }
+                // SAFETY: as this function's contract.
+                Ring::Inline(q) => unsafe { push_inline(q, &self.ends, src) },
+                // SAFETY: as this function's contract.
+                Ring::Boxed(q) => unsafe { push_boxed(q, &self.ends, src) },
             }
         }
 
@@ -674,30 +785,11 @@ mod array {
         ///
         /// `dst` is valid for a write of a `T`; on true it holds a message.
         pub(super) unsafe fn pop(&self, dst: *mut T) -> bool {
-            // An empty queue: the pop fails here, moving nothing, with no
-            // need to announce it.
             match &self.ring {
-                Ring::Inline(q) if !q.is_empty() => {
-                    self.ends.begin_pop();
-                    let value = q.pop();
-                    let moved = value.is_some();
-                    if let Some(value) = value {
-                        // SAFETY: `dst` is writable (contract).
-                        unsafe { dst.write(value) };
-                    }
-                    self.ends.end_pop(moved)
-                }
-                Ring::Boxed(q) if !q.is_empty() => {
-                    self.ends.begin_pop();
-                    let value = q.pop();
-                    let moved = value.is_some();
-                    if let Some(b) = value {
-                        // SAFETY: `dst` is writable (contract).
-                        unsafe { unbox_into(b, dst) };
-                    }
-                    self.ends.end_pop(moved)
-                }
-                _ => false,
+                // SAFETY: as this function's contract.
+                Ring::Inline(q) => unsafe { pop_inline(q, &self.ends, dst) },
+                // SAFETY: as this function's contract.
+                Ring::Boxed(q) => unsafe { pop_boxed(q, &self.ends, dst) },
             }
         }
 
@@ -726,12 +818,10 @@ mod array {
 /// The unbounded queue behind `unbounded()`: a
 /// [`crossbeam_queue::SegQueue`] with the same extras as the bounded one.
 mod list {
-    use std::ptr;
-
     use crossbeam_queue::SegQueue;
 
     use super::Try;
-    use super::array::{Ends, box_from, boxed, forget_box, unbox_into};
+    use super::array::{Ends, boxed, pop_boxed, pop_inline, push_boxed, push_inline};
 
     /// The queue itself: messages by value, or boxed (see [`boxed`]).
     enum Segs<T> {
@@ -766,27 +856,10 @@ mod list {
         /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
         pub(super) unsafe fn push(&self, src: *const T) -> Try {
             match &self.segs {
-                Segs::Inline(q) => {
-                    if !self.ends.begin_push() {
-                        return Try::Disconnected;
-                    }
-                    // SAFETY: `src` is a live `T` (contract); this copy
-                    // becomes the message, and the caller forgets `*src`.
-                    q.push(unsafe { ptr::read(src) });
-                    self.ends.end_push(true)
-                }
-                Segs::Boxed(q) => {
-                    // SAFETY: `src` is a live `T` (contract); the box
-                    // becomes the message, or is freed without its value
-                    // if the list is closed, leaving `*src` the only copy.
-                    let value = unsafe { box_from(src) };
-                    if !self.ends.begin_push() {
-                        forget_box(value);
-                        return Try::Disconnected;
-                    }
-                    q.push(value);
-                    self.ends.end_push(true)
-                }
+                // SAFETY: as this function's contract.
+                Segs::Inline(q) => unsafe { push_inline(q, &self.ends, src) },
+                // SAFETY: as this function's contract.
+                Segs::Boxed(q) => unsafe { push_boxed(q, &self.ends, src) },
             }
         }
 
@@ -796,30 +869,11 @@ mod list {
         ///
         /// `dst` is valid for a write of a `T`; on true it holds a message.
         pub(super) unsafe fn pop(&self, dst: *mut T) -> bool {
-            // An empty queue: the pop fails here, moving nothing, with no
-            // need to announce it.
             match &self.segs {
-                Segs::Inline(q) if !q.is_empty() => {
-                    self.ends.begin_pop();
-                    let value = q.pop();
-                    let moved = value.is_some();
-                    if let Some(value) = value {
-                        // SAFETY: `dst` is writable (contract).
-                        unsafe { dst.write(value) };
-                    }
-                    self.ends.end_pop(moved)
-                }
-                Segs::Boxed(q) if !q.is_empty() => {
-                    self.ends.begin_pop();
-                    let value = q.pop();
-                    let moved = value.is_some();
-                    if let Some(b) = value {
-                        // SAFETY: `dst` is writable (contract).
-                        unsafe { unbox_into(b, dst) };
-                    }
-                    self.ends.end_pop(moved)
-                }
-                _ => false,
+                // SAFETY: as this function's contract.
+                Segs::Inline(q) => unsafe { pop_inline(q, &self.ends, dst) },
+                // SAFETY: as this function's contract.
+                Segs::Boxed(q) => unsafe { pop_boxed(q, &self.ends, dst) },
             }
         }
 
