@@ -2205,6 +2205,7 @@ mod tests {
 
     use super::Try;
     use super::array::Array;
+    use super::array::{Ends, boxed};
     use super::list::List;
 
     /// The operations both queues share, for tests over either.
@@ -2213,6 +2214,8 @@ mod tests {
         fn pop(&self) -> Option<T>;
         fn len(&self) -> usize;
         fn close(&self);
+        fn positions(&self) -> (usize, usize);
+        fn capacity(&self) -> Option<usize>;
     }
 
     macro_rules! queue {
@@ -2239,11 +2242,29 @@ mod tests {
                 fn close(&self) {
                     $q::close(self)
                 }
+                fn positions(&self) -> (usize, usize) {
+                    $q::positions(self)
+                }
+                fn capacity(&self) -> Option<usize> {
+                    $q::bound(self)
+                }
             }
         };
     }
     queue!(Array);
     queue!(List);
+
+    impl<T> Array<T> {
+        fn bound(&self) -> Option<usize> {
+            Some(self.capacity())
+        }
+    }
+
+    impl<T> List<T> {
+        fn bound(&self) -> Option<usize> {
+            None
+        }
+    }
 
     struct Counted(Arc<AtomicUsize>);
 
@@ -2440,5 +2461,204 @@ mod tests {
                 assert_eq!(popped, pushed);
             }
         }
+    }
+
+    /// Large enough to travel boxed.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    struct Big([u64; 64]);
+
+    impl Big {
+        fn new(v: u64) -> Big {
+            Big([v; 64])
+        }
+
+        /// The value it was made from; panics if it arrived damaged.
+        fn value(&self) -> u64 {
+            assert!(self.0.iter().all(|&w| w == self.0[0]), "damaged");
+            self.0[0]
+        }
+    }
+
+    #[test]
+    fn large_messages_travel_boxed_whole_in_order_and_are_dropped_once() {
+        assert!(boxed::<Big>() && !boxed::<u64>() && !boxed::<()>());
+        let dropped = Arc::new(AtomicUsize::new(0));
+        {
+            let array = Array::new(3);
+            let list = List::new();
+            let queues: [&dyn Queue<(Big, Counted)>; 2] = [&array, &list];
+            for q in queues {
+                for i in 0..3 {
+                    assert_eq!(q.push((Big::new(i), Counted(dropped.clone()))), Try::Done);
+                }
+                assert_eq!(q.len(), 3);
+                for i in 0..2 {
+                    let (big, counted) = q.pop().expect("a message");
+                    assert_eq!(big.value(), i);
+                    drop(counted);
+                }
+                assert_eq!(q.len(), 1);
+            }
+            assert_eq!(dropped.load(Ordering::SeqCst), 4);
+            // A full ring and a closed queue hand the message back whole.
+            assert_eq!(
+                Queue::push(&array, (Big::new(7), Counted(dropped.clone()))),
+                Try::Done
+            );
+            assert_eq!(
+                Queue::push(&array, (Big::new(8), Counted(dropped.clone()))),
+                Try::Done
+            );
+            assert_eq!(
+                Queue::push(&array, (Big::new(9), Counted(dropped.clone()))),
+                Try::NotReady
+            );
+            assert_eq!(
+                dropped.load(Ordering::SeqCst),
+                5,
+                "refused: dropped by its owner"
+            );
+            Queue::close(&list);
+            assert_eq!(
+                Queue::push(&list, (Big::new(9), Counted(dropped.clone()))),
+                Try::Disconnected
+            );
+            assert_eq!(
+                dropped.load(Ordering::SeqCst),
+                6,
+                "refused: dropped by its owner"
+            );
+        }
+        // Left in the queues: 3 in the array, 1 in the list.
+        assert_eq!(dropped.load(Ordering::SeqCst), 10);
+    }
+
+    #[test]
+    fn large_messages_mpmc() {
+        const PER: u64 = 5_000;
+        let array = Arc::new(Array::<Big>::new(4));
+        let list = Arc::new(List::<Big>::new());
+        let queues: [Arc<dyn Queue<Big>>; 2] = [array, list];
+        for q in queues {
+            let producers: Vec<_> = (0..2)
+                .map(|_| {
+                    let q = q.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..PER {
+                            while q.push(Big::new(i)) != Try::Done {
+                                std::hint::spin_loop(); // full
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let taken = Arc::new(AtomicUsize::new(0));
+            let consumers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (q, taken) = (q.clone(), taken.clone());
+                    std::thread::spawn(move || {
+                        let mut sum = 0;
+                        while taken.load(Ordering::SeqCst) < 2 * PER as usize {
+                            if let Some(big) = q.pop() {
+                                taken.fetch_add(1, Ordering::SeqCst);
+                                sum += big.value();
+                            }
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            for p in producers {
+                p.join().unwrap();
+            }
+            let sum: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+            assert_eq!(sum, 2 * (PER * (PER - 1) / 2));
+            assert_eq!(q.pop(), None);
+        }
+    }
+
+    fn positions_of(q: &dyn Queue<u64>) -> (usize, usize) {
+        q.positions()
+    }
+
+    /// What `select`'s double collect relies on: every push and pop that
+    /// moved a message changes the positions (a push and a pop of the
+    /// same message too, though the contents end as they began), and so
+    /// does a close; attempts that moved nothing leave them alone.
+    #[test]
+    fn positions_change_with_every_move_and_the_close_only() {
+        let array = Array::new(1);
+        let list = List::new();
+        let queues: [&dyn Queue<u64>; 2] = [&array, &list];
+        for q in queues {
+            let empty = positions_of(q);
+            assert_eq!(q.pop(), None);
+            assert_eq!(positions_of(q), empty, "a failed pop");
+            assert_eq!(q.push(1), Try::Done);
+            let one = positions_of(q);
+            assert_ne!(one, empty, "a push");
+            assert_eq!(positions_of(q), one, "a reading alone");
+            assert_eq!(q.pop(), Some(1));
+            let popped = positions_of(q);
+            assert!(popped != one && popped != empty, "a pop");
+            assert_eq!(q.push(2), Try::Done);
+            assert_eq!(q.pop(), Some(2));
+            assert_ne!(positions_of(q), popped, "a push and a pop");
+            assert_eq!(q.push(3), Try::Done);
+            let before = positions_of(q);
+            if q.capacity() == Some(1) {
+                assert_eq!(q.push(4), Try::NotReady);
+                assert_eq!(positions_of(q), before, "a push into a full ring");
+            }
+            q.close();
+            let closed = positions_of(q);
+            assert_ne!(closed, before, "the close");
+            assert_eq!(q.push(5), Try::Disconnected);
+            assert_eq!(positions_of(q), closed, "a push after the close");
+            assert_eq!(q.pop(), Some(3));
+            assert_ne!(positions_of(q), closed, "a pop after the close");
+        }
+    }
+
+    /// Readings taken while an operation is in flight never match, so a
+    /// double collect cannot straddle an operation it could not place.
+    #[test]
+    fn positions_read_mid_operation_never_match() {
+        let ends = Ends::new();
+        let idle = ends.positions();
+        assert_eq!(ends.positions(), idle);
+        assert!(ends.begin_push());
+        assert_ne!(ends.positions(), ends.positions());
+        assert_eq!(ends.end_push(true), Try::Done);
+        let pushed = ends.positions();
+        assert_eq!(ends.positions(), pushed);
+        ends.begin_pop();
+        assert_ne!(ends.positions(), ends.positions());
+        assert!(!ends.end_pop(false));
+        assert_eq!(ends.positions(), pushed, "a pop that moved nothing");
+    }
+
+    /// `close` returns only once a push that found the queue open has
+    /// ended, so the closer's drain sees its message.
+    #[test]
+    fn close_waits_for_a_push_in_flight() {
+        let ends = Arc::new(Ends::new());
+        assert!(ends.begin_push());
+        let closed = Arc::new(AtomicUsize::new(0));
+        let closer = {
+            let (ends, closed) = (ends.clone(), closed.clone());
+            std::thread::spawn(move || {
+                ends.close();
+                closed.store(1, Ordering::SeqCst);
+            })
+        };
+        // A negative check: nothing to wait for but time. Long enough for
+        // a broken `close` to return on a loaded machine most of the time.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(closed.load(Ordering::SeqCst), 0, "close returned mid-push");
+        assert_eq!(ends.end_push(true), Try::Done);
+        closer.join().unwrap();
+        assert_eq!(closed.load(Ordering::SeqCst), 1);
+        assert!(!ends.begin_push(), "closed");
     }
 }
