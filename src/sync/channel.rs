@@ -398,8 +398,8 @@ mod array {
     /// of one value: the caller makes sure only one of them is ever used
     /// or dropped (see [`forget_box`]).
     pub(super) unsafe fn box_from<T>(src: *const T) -> Box<T> {
-        // Allocated by hand: `Box::<T>::new_uninit`, instantiated in a
-        // debug build of this crate, puts a `T`'s worth on the stack.
+        // Allocated by hand, so that no `T` is ever a local on the way,
+        // whatever a generic std helper instantiated in a debug build does.
         let layout = Layout::new::<T>();
         debug_assert!(layout.size() > 0, "only large messages are boxed");
         // SAFETY: the layout is not zero-sized (a boxed `T` is large).
