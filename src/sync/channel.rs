@@ -363,393 +363,489 @@ impl<T> Chan<T> {
     }
 }
 
-/// The bounded ring behind `channel(cap)`, `cap > 0`.
+/// The bounded queue behind `channel(cap)`, `cap > 0`: a
+/// [`crossbeam_queue::ArrayQueue`] with the channel's extras (see
+/// [`array::Ends`] and [`array::boxed`]).
 mod array {
-    use std::cell::UnsafeCell;
-    use std::mem::MaybeUninit;
+    use std::alloc::{self, Layout};
+    use std::mem::{self, size_of};
     use std::ptr;
-    use std::sync::atomic::{AtomicUsize, Ordering, fence};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use crossbeam_queue::{ArrayQueue, SegQueue};
     use crossbeam_utils::{Backoff, CachePadded};
 
     use super::Try;
 
-    /// One place in the ring. Its stamp says whose turn it is: the stamp
-    /// equals the tail position that may write it (empty), or one past
-    /// the head position that may read it (full).
-    struct Slot<T> {
-        stamp: AtomicUsize,
-        value: UnsafeCell<MaybeUninit<T>>,
+    /// Messages larger than this many bytes travel in a `Box` of their own.
+    const BOX_ABOVE: usize = 256;
+
+    /// Whether a `T` travels boxed. A queue takes its elements by value,
+    /// and in a debug build each layer of the call copies a by-value
+    /// argument on the stack: a 64 KiB message would be copied several
+    /// times on a green thread's small stack. A boxed message is written
+    /// straight from the sender's `src` into its box, and from the box
+    /// straight into the receiver's `dst`; only the pointer travels.
+    pub(super) const fn boxed<T>() -> bool {
+        size_of::<T>() > BOX_ABOVE
     }
 
-    /// A bounded multi-producer multi-consumer ring. A position is
-    /// `lap | index`: the index of a slot in its low bits, below `mark`,
-    /// and the lap, counted in multiples of `one_lap`, above it. The tail's
-    /// `mark` bit closes the ring to pushes (the receivers are gone).
+    /// A box holding a bitwise copy of `*src`, built in place on the heap.
+    ///
+    /// # Safety
+    ///
+    /// `src` points to a live `T`. The box and `*src` are then two copies
+    /// of one value: the caller makes sure only one of them is ever used
+    /// or dropped (see [`forget_box`]).
+    pub(super) unsafe fn box_from<T>(src: *const T) -> Box<T> {
+        // Allocated by hand, so that no `T` is ever a local on the way,
+        // whatever a generic std helper instantiated in a debug build does.
+        let layout = Layout::new::<T>();
+        debug_assert!(layout.size() > 0, "only large messages are boxed");
+        // SAFETY: the layout is not zero-sized (a boxed `T` is large).
+        let raw = unsafe { alloc::alloc(layout) }.cast::<T>();
+        if raw.is_null() {
+            alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: `src` is a live `T` (contract) and `raw` a fresh block
+        // for one; they do not overlap.
+        unsafe { ptr::copy_nonoverlapping(src, raw, 1) };
+        // SAFETY: `raw` was allocated by the global allocator with the
+        // layout of `T`, as a `Box<T>` is, and holds a `T`.
+        unsafe { Box::from_raw(raw) }
+    }
+
+    /// Moves the boxed value into `dst` and frees the box without
+    /// dropping the value.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for a write of a `T`; it then owns the value.
+    pub(super) unsafe fn unbox_into<T>(b: Box<T>, dst: *mut T) {
+        let raw = Box::into_raw(b);
+        // SAFETY: `raw` holds a live `T`, `dst` is writable (contract); a
+        // heap block and the caller's slot do not overlap.
+        unsafe { ptr::copy_nonoverlapping(raw, dst, 1) };
+        free_box_raw(raw);
+    }
+
+    /// Frees a box without dropping its value (whose other copy lives on).
+    pub(super) fn forget_box<T>(b: Box<T>) {
+        free_box_raw(Box::into_raw(b));
+    }
+
+    fn free_box_raw<T>(raw: *mut T) {
+        let layout = Layout::new::<T>();
+        if layout.size() > 0 {
+            // SAFETY: `raw` came from `Box::into_raw` of a `Box<T>` of a
+            // sized `T`: a block of the global allocator with this layout,
+            // freed once, its value left alone.
+            unsafe { alloc::dealloc(raw.cast(), layout) };
+        }
+    }
+
+    /// In-flight operations, in the low bits of each word of [`Ends`].
+    const BUSY_BITS: u32 = usize::BITS / 4;
+    const BUSY: usize = (1 << BUSY_BITS) - 1;
+    /// In the pushes word: the queue is closed to pushes.
+    const CLOSED: usize = 1 << BUSY_BITS;
+    /// One completed operation, counted in the bits above `CLOSED` (the
+    /// count wraps around, harmlessly: it is only compared for equality).
+    const DONE: usize = CLOSED << 1;
+
+    /// What the crossbeam queues do not give: a close that no push can
+    /// slip past, and positions for the linearizable "nothing ready" of
+    /// `select` (a double collect: read every channel's positions, try
+    /// every operation, read the positions again; equal readings mean
+    /// nothing happened in between).
+    ///
+    /// Each side has a word: the number of its operations in flight (low
+    /// bits), the number completed (high bits), and, in the pushes word,
+    /// the `CLOSED` bit. An operation adds one in flight before it
+    /// touches the queue and, after, either turns that into one completed
+    /// (it moved a message) or takes it back (it moved nothing). Every
+    /// access is `SeqCst`.
+    ///
+    /// # Why two equal readings prove that nothing moved
+    ///
+    /// Say a reader reads a word at `r1` and at `r2`, gets the same value
+    /// both times, and that value shows nothing in flight (`positions`
+    /// makes sure of that; see there). Take an operation that moved a
+    /// message, with its begin `b` and end `e` on the word (two RMWs, `b`
+    /// before `e` in the word's modification order, which is total).
+    /// - If `b` comes before the value read at `r1`, so does `e`, or the
+    ///   value would count the operation as in flight. `e` is a release
+    ///   (an RMW continuing the release sequence of every later value)
+    ///   and `r1` an acquire: the whole operation happens before `r1`, and
+    ///   so before anything the reader does next.
+    /// - Otherwise `b` comes after the value read at `r1`. If it came
+    ///   before the value read at `r2`, that value would show it (in flight,
+    ///   or one more completed): not equal. So `b` comes after the value
+    ///   read at `r2`, and, all being `SeqCst`, after `r2` in the single
+    ///   total order; the reader's probes between `r1` and `r2` cannot see
+    ///   its message (if one did, the operation's begin would happen before
+    ///   `r2`, and the total order agrees with happens-before).
+    ///
+    /// So no operation that moved a message overlaps `[r1, r2]`: every
+    /// completed push and pop (a push-and-pop pair included, whose net
+    /// effect on the contents is nil) changes the word, and the queue's
+    /// contents are the same all through the interval, as the probes saw
+    /// them. Failed attempts (full, empty, closed) take their in-flight
+    /// count back and leave the word as it was: they moved nothing.
+    pub(super) struct Ends {
+        pushes: CachePadded<AtomicUsize>,
+        pops: CachePadded<AtomicUsize>,
+    }
+
+    /// Stand-ins for positions read while an operation was in flight:
+    /// never equal to each other (until this wraps around) nor to a
+    /// pops word (they have a busy bit set, which a returned pops word
+    /// has not).
+    static NONCE: AtomicUsize = AtomicUsize::new(0);
+
+    impl Ends {
+        pub(super) fn new() -> Ends {
+            Ends {
+                pushes: CachePadded::new(AtomicUsize::new(0)),
+                pops: CachePadded::new(AtomicUsize::new(0)),
+            }
+        }
+
+        /// Announces a push, before it touches the queue; false (and
+        /// nothing announced) if the queue is closed. While announced, the
+        /// push must not unwind, and must end with [`Ends::end_push`].
+        pub(super) fn begin_push(&self) -> bool {
+            let before = self.pushes.fetch_add(1, Ordering::SeqCst);
+            if before & CLOSED != 0 {
+                self.pushes.fetch_sub(1, Ordering::SeqCst);
+                return false;
+            }
+            // Open when we announced ourselves: `close` waits for us to
+            // end, so a message pushed now is there for the closer's
+            // drain (`Chan::discard_all`), never stranded.
+            true
+        }
+
+        /// Ends an announced push, which `moved` the message or found the
+        /// queue full.
+        pub(super) fn end_push(&self, moved: bool) -> Try {
+            if moved {
+                self.pushes.fetch_add(DONE - 1, Ordering::SeqCst);
+                Try::Done
+            } else {
+                self.pushes.fetch_sub(1, Ordering::SeqCst);
+                Try::NotReady
+            }
+        }
+
+        /// Announces a pop, before it touches the queue. It must not
+        /// unwind, and must end with [`Ends::end_pop`].
+        pub(super) fn begin_pop(&self) {
+            self.pops.fetch_add(1, Ordering::SeqCst);
+        }
+
+        /// Ends an announced pop, which `moved` a message or found none.
+        pub(super) fn end_pop(&self, moved: bool) -> bool {
+            if moved {
+                self.pops.fetch_add(DONE - 1, Ordering::SeqCst);
+            } else {
+                self.pops.fetch_sub(1, Ordering::SeqCst);
+            }
+            moved
+        }
+
+        /// Closes to pushes, and returns once every push that found the
+        /// queue open has finished: from then on no message arrives.
+        ///
+        /// The wait is short: a push in flight is running on another OS
+        /// thread (it never suspends a green thread), between two atomic
+        /// operations around a lock-free push.
+        pub(super) fn close(&self) {
+            let backoff = Backoff::new();
+            // One modification order for the word: a push that announced
+            // itself before this is counted in `busy` and waited for; one
+            // that announces itself after sees `CLOSED`.
+            let mut word = self.pushes.fetch_or(CLOSED, Ordering::SeqCst);
+            while word & BUSY != 0 {
+                backoff.snooze();
+                word = self.pushes.load(Ordering::SeqCst);
+            }
+        }
+
+        /// Two words that change whenever a push or a pop completes, or
+        /// the queue closes. Read while an operation is in flight (whose
+        /// effect the argument above cannot place), they are replaced by a
+        /// stand-in that no other reading equals, so a double collect
+        /// around it fails and tries again.
+        pub(super) fn positions(&self) -> (usize, usize) {
+            let pushes = self.pushes.load(Ordering::SeqCst);
+            let pops = self.pops.load(Ordering::SeqCst);
+            if (pushes | pops) & BUSY == 0 {
+                (pushes, pops)
+            } else {
+                (pushes, NONCE.fetch_add(1, Ordering::Relaxed) << 1 | 1)
+            }
+        }
+    }
+
+    /// The crossbeam queues, as the wrappers use them.
+    pub(super) trait Queue<E> {
+        /// Adds `value` at the back, or hands it back if the queue is full.
+        fn put(&self, value: E) -> Result<(), E>;
+        /// Takes the value at the front.
+        fn take(&self) -> Option<E>;
+        fn is_empty(&self) -> bool;
+        fn is_full(&self) -> bool;
+    }
+
+    impl<E> Queue<E> for ArrayQueue<E> {
+        fn put(&self, value: E) -> Result<(), E> {
+            self.push(value)
+        }
+        fn take(&self) -> Option<E> {
+            self.pop()
+        }
+        fn is_empty(&self) -> bool {
+            ArrayQueue::is_empty(self)
+        }
+        fn is_full(&self) -> bool {
+            ArrayQueue::is_full(self)
+        }
+    }
+
+    impl<E> Queue<E> for SegQueue<E> {
+        fn put(&self, value: E) -> Result<(), E> {
+            self.push(value);
+            Ok(())
+        }
+        fn take(&self) -> Option<E> {
+            self.pop()
+        }
+        fn is_empty(&self) -> bool {
+            SegQueue::is_empty(self)
+        }
+        fn is_full(&self) -> bool {
+            false
+        }
+    }
+
+    // The by-value and the boxed paths are functions of their own: in a
+    // debug build a function's frame holds room for every local of every
+    // branch, so a by-value branch next to the boxed one would put a large
+    // `T` on the stack even where it never runs.
+
+    /// Pushes a copy of `*src` by value.
+    ///
+    /// # Safety
+    ///
+    /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
+    pub(super) unsafe fn push_inline<T>(q: &impl Queue<T>, ends: &Ends, src: *const T) -> Try {
+        if !ends.begin_push() {
+            return Try::Disconnected;
+        }
+        // SAFETY: `src` is a live `T` (contract); this copy is the message
+        // if the queue takes it, and is forgotten if not, leaving `*src`
+        // the only one.
+        let value = unsafe { ptr::read(src) };
+        ends.end_push(q.put(value).map_err(mem::forget).is_ok())
+    }
+
+    /// Pushes a boxed copy of `*src`.
+    ///
+    /// # Safety
+    ///
+    /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
+    pub(super) unsafe fn push_boxed<T>(q: &impl Queue<Box<T>>, ends: &Ends, src: *const T) -> Try {
+        if q.is_full() {
+            // Spares an allocation; a full queue is a valid outcome,
+            // whatever came first.
+            return if ends.begin_push() {
+                ends.end_push(false)
+            } else {
+                Try::Disconnected
+            };
+        }
+        // SAFETY: `src` is a live `T` (contract); the box is the message if
+        // the queue takes it, and is freed without its value if not,
+        // leaving `*src` the only copy.
+        let value = unsafe { box_from(src) };
+        if !ends.begin_push() {
+            forget_box(value);
+            return Try::Disconnected;
+        }
+        ends.end_push(q.put(value).map_err(forget_box).is_ok())
+    }
+
+    /// Pops a message stored by value into `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for a write of a `T`; on true it holds a message.
+    pub(super) unsafe fn pop_inline<T>(q: &impl Queue<T>, ends: &Ends, dst: *mut T) -> bool {
+        // An empty queue: the pop fails here, moving nothing, with no need
+        // to announce it.
+        if q.is_empty() {
+            return false;
+        }
+        ends.begin_pop();
+        let value = q.take();
+        let moved = value.is_some();
+        if let Some(value) = value {
+            // SAFETY: `dst` is writable (contract).
+            unsafe { dst.write(value) };
+        }
+        ends.end_pop(moved)
+    }
+
+    /// Pops a boxed message into `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for a write of a `T`; on true it holds a message.
+    pub(super) unsafe fn pop_boxed<T>(q: &impl Queue<Box<T>>, ends: &Ends, dst: *mut T) -> bool {
+        if q.is_empty() {
+            return false;
+        }
+        ends.begin_pop();
+        let value = q.take();
+        let moved = value.is_some();
+        if let Some(b) = value {
+            // SAFETY: `dst` is writable (contract).
+            unsafe { unbox_into(b, dst) };
+        }
+        ends.end_pop(moved)
+    }
+
+    /// The queue itself: messages by value, or boxed (see [`boxed`]).
+    enum Ring<T> {
+        Inline(ArrayQueue<T>),
+        Boxed(ArrayQueue<Box<T>>),
+    }
+
+    /// A bounded multi-producer multi-consumer queue. `Send` and `Sync`
+    /// when `T: Send`, as `ArrayQueue` is.
     pub(super) struct Array<T> {
-        head: CachePadded<AtomicUsize>,
-        tail: CachePadded<AtomicUsize>,
-        slots: Box<[Slot<T>]>,
-        mark: usize,
-        one_lap: usize,
+        ring: Ring<T>,
+        ends: Ends,
     }
-
-    // SAFETY: the ring moves `T`s between threads (so `T: Send`); a slot's
-    // value is touched only by the one thread whose position the stamp
-    // admits, so sharing the ring shares no `&T`.
-    unsafe impl<T: Send> Send for Array<T> {}
-    // SAFETY: as above.
-    unsafe impl<T: Send> Sync for Array<T> {}
 
     impl<T> Array<T> {
         #[track_caller]
         pub(super) fn new(cap: usize) -> Array<T> {
             assert!(cap > 0, "a ring needs a capacity of at least 1");
-            let mark = cap
-                .checked_add(1)
-                .and_then(usize::checked_next_power_of_two)
-                .filter(|m| m.checked_mul(2).is_some());
-            // A `match`, not a closure: `#[track_caller]` does not reach
-            // into closures, and the message should name the caller.
-            let mark = match mark {
-                Some(mark) => mark,
-                None => panic!(
+            // The size of the crossbeam ring's slots (a stamp and a
+            // value), checked before it is allocated: the capacity is the
+            // caller's, so is the message naming it.
+            let fits = if boxed::<T>() {
+                Layout::array::<(AtomicUsize, Box<T>)>(cap).is_ok()
+            } else {
+                Layout::array::<(AtomicUsize, T)>(cap).is_ok()
+            };
+            if !fits {
+                panic!(
                     "stackful::sync::channel({cap}): the capacity is too large; use `unbounded()` \
                      for a channel without a bound"
-                ),
-            };
-            // Built in place on the heap: slots of a large `T` must not
-            // pass through the stack.
-            let mut slots = Box::<[Slot<T>]>::new_uninit_slice(cap);
-            for (i, slot) in slots.iter_mut().enumerate() {
-                // SAFETY: writes the stamp of a slot we own; its value stays
-                // uninitialized, which `MaybeUninit` allows.
-                unsafe { (&raw mut (*slot.as_mut_ptr()).stamp).write(AtomicUsize::new(i)) };
+                );
             }
+            let ring = if boxed::<T>() {
+                Ring::Boxed(ArrayQueue::new(cap))
+            } else {
+                Ring::Inline(ArrayQueue::new(cap))
+            };
             Array {
-                head: CachePadded::new(AtomicUsize::new(0)),
-                tail: CachePadded::new(AtomicUsize::new(0)),
-                // SAFETY: every stamp was written just now, and the values
-                // need no initialization.
-                slots: unsafe { slots.assume_init() },
-                mark,
-                one_lap: mark * 2,
+                ring,
+                ends: Ends::new(),
             }
         }
 
         pub(super) fn capacity(&self) -> usize {
-            self.slots.len()
-        }
-
-        /// The position after `pos`.
-        fn next(&self, pos: usize) -> usize {
-            let index = pos & (self.mark - 1);
-            if index + 1 < self.slots.len() {
-                pos + 1
-            } else {
-                (pos & !(self.one_lap - 1)).wrapping_add(self.one_lap)
+            match &self.ring {
+                Ring::Inline(q) => q.capacity(),
+                Ring::Boxed(q) => q.capacity(),
             }
         }
 
-        /// Moves the message at `src` into the ring.
+        /// Moves the message at `src` into the queue.
         ///
         /// # Safety
         ///
         /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
         pub(super) unsafe fn push(&self, src: *const T) -> Try {
-            let backoff = Backoff::new();
-            let mut tail = self.tail.load(Ordering::Relaxed);
-            loop {
-                if tail & self.mark != 0 {
-                    return Try::Disconnected;
-                }
-                let index = tail & (self.mark - 1);
-                // SAFETY: `index < cap` by construction of positions.
-                let slot = unsafe { self.slots.get_unchecked(index) };
-                let stamp = slot.stamp.load(Ordering::Acquire);
-                if stamp == tail {
-                    // Our turn, if we claim the position first.
-                    let next = self.next(tail);
-                    match self.tail.compare_exchange_weak(
-                        tail,
-                        next,
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => {
-                            // SAFETY: the claimed slot is ours until the
-                            // stamp store; `src` is a live `T` (contract).
-                            unsafe {
-                                ptr::copy_nonoverlapping(src, slot.value.get().cast::<T>(), 1)
-                            };
-                            slot.stamp.store(tail + 1, Ordering::Release);
-                            return Try::Done;
-                        }
-                        Err(t) => {
-                            tail = t;
-                            backoff.spin();
-                        }
-                    }
-                } else if stamp.wrapping_add(self.one_lap) == tail + 1 {
-                    // The slot still holds last lap's message: full, unless
-                    // a pop of it is under way.
-                    fence(Ordering::SeqCst);
-                    let head = self.head.load(Ordering::Relaxed);
-                    if head.wrapping_add(self.one_lap) == tail {
-                        return Try::NotReady;
-                    }
-                    backoff.spin();
-                    tail = self.tail.load(Ordering::Relaxed);
-                } else {
-                    // Another push has claimed it and not written yet.
-                    backoff.snooze();
-                    tail = self.tail.load(Ordering::Relaxed);
-                }
+            match &self.ring {
+                // SAFETY: as this function's contract.
+                Ring::Inline(q) => unsafe { push_inline(q, &self.ends, src) },
+                // SAFETY: as this function's contract.
+                Ring::Boxed(q) => unsafe { push_boxed(q, &self.ends, src) },
             }
         }
 
-        /// Moves the first message into `dst`; false if the ring is empty.
+        /// Moves the first message into `dst`; false if there is none.
         ///
         /// # Safety
         ///
         /// `dst` is valid for a write of a `T`; on true it holds a message.
         pub(super) unsafe fn pop(&self, dst: *mut T) -> bool {
-            let backoff = Backoff::new();
-            let mut head = self.head.load(Ordering::Relaxed);
-            loop {
-                let index = head & (self.mark - 1);
-                // SAFETY: `index < cap` by construction of positions.
-                let slot = unsafe { self.slots.get_unchecked(index) };
-                let stamp = slot.stamp.load(Ordering::Acquire);
-                if stamp == head + 1 {
-                    let next = self.next(head);
-                    match self.head.compare_exchange_weak(
-                        head,
-                        next,
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => {
-                            // SAFETY: the claimed slot holds a message (its
-                            // stamp says so, with Acquire) and is ours until
-                            // the stamp store; `dst` per the contract.
-                            unsafe {
-                                ptr::copy_nonoverlapping(slot.value.get().cast::<T>(), dst, 1)
-                            };
-                            slot.stamp
-                                .store(head.wrapping_add(self.one_lap), Ordering::Release);
-                            return true;
-                        }
-                        Err(h) => {
-                            head = h;
-                            backoff.spin();
-                        }
-                    }
-                } else if stamp == head {
-                    // Not written this lap: empty, unless a push is under way.
-                    fence(Ordering::SeqCst);
-                    let tail = self.tail.load(Ordering::Relaxed);
-                    if tail & !self.mark == head {
-                        return false;
-                    }
-                    backoff.spin();
-                    head = self.head.load(Ordering::Relaxed);
-                } else {
-                    backoff.snooze();
-                    head = self.head.load(Ordering::Relaxed);
-                }
+            match &self.ring {
+                // SAFETY: as this function's contract.
+                Ring::Inline(q) => unsafe { pop_inline(q, &self.ends, dst) },
+                // SAFETY: as this function's contract.
+                Ring::Boxed(q) => unsafe { pop_boxed(q, &self.ends, dst) },
             }
         }
 
-        /// Closes the ring to pushes.
+        /// Closes the queue to pushes; what it holds can still be popped.
         pub(super) fn close(&self) {
-            self.tail.fetch_or(self.mark, Ordering::SeqCst);
+            self.ends.close();
         }
 
-        /// Messages between `head` and `tail` (without the mark).
-        fn count(&self, head: usize, tail: usize) -> usize {
-            let cap = self.slots.len();
-            let hix = head & (self.mark - 1);
-            let tix = tail & (self.mark - 1);
-            if hix < tix {
-                tix - hix
-            } else if hix > tix {
-                cap - hix + tix
-            } else if tail == head {
-                0
-            } else {
-                cap
-            }
-        }
-
-        /// The head and tail positions: every push and pop moves one of
-        /// them forward, and a close sets the tail's mark.
+        /// See [`Ends::positions`].
         pub(super) fn positions(&self) -> (usize, usize) {
-            let head = self.head.load(Ordering::SeqCst);
-            (head, self.tail.load(Ordering::SeqCst))
+            self.ends.positions()
         }
 
         pub(super) fn len(&self) -> usize {
-            loop {
-                let tail = self.tail.load(Ordering::SeqCst);
-                let head = self.head.load(Ordering::SeqCst);
-                if self.tail.load(Ordering::SeqCst) == tail {
-                    return self.count(head, tail & !self.mark);
-                }
+            match &self.ring {
+                Ring::Inline(q) => q.len(),
+                Ring::Boxed(q) => q.len(),
             }
         }
     }
 
-    impl<T> Drop for Array<T> {
-        fn drop(&mut self) {
-            if !std::mem::needs_drop::<T>() {
-                return;
-            }
-            let head = *self.head.get_mut();
-            let tail = *self.tail.get_mut() & !self.mark;
-            let cap = self.slots.len();
-            let hix = head & (self.mark - 1);
-            for i in 0..self.count(head, tail) {
-                let index = if hix + i < cap {
-                    hix + i
-                } else {
-                    hix + i - cap
-                };
-                // SAFETY: with `&mut self` no push or pop is under way, and
-                // the slots from head to tail hold messages, dropped once.
-                unsafe { ptr::drop_in_place(self.slots[index].value.get().cast::<T>()) };
-            }
-        }
-    }
+    // No `Drop`: dropping an `ArrayQueue` drops what it holds, boxed
+    // messages with their boxes.
 }
 
-/// The unbounded list behind `unbounded()`.
+/// The unbounded queue behind `unbounded()`: a
+/// [`crossbeam_queue::SegQueue`] with the same extras as the bounded one.
 mod list {
-    use std::alloc::{self, Layout};
-    use std::cell::UnsafeCell;
-    use std::mem::MaybeUninit;
-    use std::ptr;
-    use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering, fence};
-
-    use crossbeam_utils::{Backoff, CachePadded};
+    use crossbeam_queue::SegQueue;
 
     use super::Try;
+    use super::array::{Ends, boxed, pop_boxed, pop_inline, push_boxed, push_inline};
 
-    /// Positions per block; the last one of each is a boundary, not a slot.
-    const LAP: usize = 32;
-    /// Slots per block.
-    const BLOCK_CAP: usize = LAP - 1;
-    /// Positions are counted in the bits above this shift; the low bit is
-    /// a flag: in the tail, the list is closed (receivers gone); in the
-    /// head, its block has a successor already (so a pop need not look at
-    /// the tail).
-    const SHIFT: usize = 1;
-    const FLAG: usize = 1;
-
-    /// Slot states.
-    const WRITTEN: usize = 1;
-    const READ: usize = 2;
-    /// The reader of the block's last slot found this slot still being
-    /// read: its reader frees the block.
-    const DESTROY: usize = 4;
-
-    struct Slot<T> {
-        value: UnsafeCell<MaybeUninit<T>>,
-        state: AtomicUsize,
+    /// The queue itself: messages by value, or boxed (see [`boxed`]).
+    enum Segs<T> {
+        Inline(SegQueue<T>),
+        Boxed(SegQueue<Box<T>>),
     }
 
-    /// A block of slots. All zeroes is a valid empty block, so blocks are
-    /// allocated zeroed, straight on the heap (never through the stack).
-    struct Block<T> {
-        next: AtomicPtr<Block<T>>,
-        slots: [Slot<T>; BLOCK_CAP],
-    }
-
-    impl<T> Block<T> {
-        fn alloc() -> *mut Block<T> {
-            let layout = Layout::new::<Block<T>>();
-            // SAFETY: the layout is not zero-sized (it holds `next`).
-            let p = unsafe { alloc::alloc_zeroed(layout) }.cast::<Block<T>>();
-            if p.is_null() {
-                alloc::handle_alloc_error(layout);
-            }
-            p
-        }
-
-        /// # Safety
-        ///
-        /// `p` came from `alloc` and is freed once, with no message left
-        /// in it to drop.
-        unsafe fn free(p: *mut Block<T>) {
-            // SAFETY: per the contract.
-            unsafe { alloc::dealloc(p.cast(), Layout::new::<Block<T>>()) };
-        }
-
-        /// The next block, once the push that fills this one has linked it.
-        fn wait_next(&self) -> *mut Block<T> {
-            let backoff = Backoff::new();
-            loop {
-                let next = self.next.load(Ordering::Acquire);
-                if !next.is_null() {
-                    return next;
-                }
-                backoff.snooze();
-            }
-        }
-
-        /// Frees the block once every slot from `start` on has been read;
-        /// a slot still being read gets `DESTROY`, and its reader carries on.
-        ///
-        /// # Safety
-        ///
-        /// Called by the reader of the last slot (`start = 0`), or by one
-        /// whose slot had `DESTROY` (`start` just past it).
-        unsafe fn destroy(this: *mut Block<T>, start: usize) {
-            // The last slot is skipped: its reader is the one who started.
-            for i in start..BLOCK_CAP - 1 {
-                // SAFETY: the block lives until this loop frees it.
-                let slot = unsafe { (*this).slots.get_unchecked(i) };
-                if slot.state.load(Ordering::Acquire) & READ == 0
-                    && slot.state.fetch_or(DESTROY, Ordering::AcqRel) & READ == 0
-                {
-                    return;
-                }
-            }
-            // SAFETY: every slot is read, and nothing else points here.
-            unsafe { Block::free(this) };
-        }
-    }
-
-    struct Position<T> {
-        index: AtomicUsize,
-        block: AtomicPtr<Block<T>>,
-    }
-
-    /// An unbounded multi-producer multi-consumer list of blocks.
+    /// An unbounded multi-producer multi-consumer queue. `Send` and `Sync`
+    /// when `T: Send`, as `SegQueue` is.
     pub(super) struct List<T> {
-        head: CachePadded<Position<T>>,
-        tail: CachePadded<Position<T>>,
+        segs: Segs<T>,
+        ends: Ends,
     }
-
-    // SAFETY: the list moves `T`s between threads (so `T: Send`); a slot is
-    // touched only by the one pusher and the one popper whose positions
-    // claimed it, so sharing the list shares no `&T`.
-    unsafe impl<T: Send> Send for List<T> {}
-    // SAFETY: as above.
-    unsafe impl<T: Send> Sync for List<T> {}
 
     impl<T> List<T> {
         pub(super) fn new() -> List<T> {
-            let first = Block::<T>::alloc();
+            let segs = if boxed::<T>() {
+                Segs::Boxed(SegQueue::new())
+            } else {
+                Segs::Inline(SegQueue::new())
+            };
             List {
-                head: CachePadded::new(Position {
-                    index: AtomicUsize::new(0),
-                    block: AtomicPtr::new(first),
-                }),
-                tail: CachePadded::new(Position {
-                    index: AtomicUsize::new(0),
-                    block: AtomicPtr::new(first),
-                }),
+                segs,
+                ends: Ends::new(),
             }
         }
 
@@ -759,66 +855,12 @@ mod list {
         ///
         /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
         pub(super) unsafe fn push(&self, src: *const T) -> Try {
-            let backoff = Backoff::new();
-            let mut tail = self.tail.index.load(Ordering::Acquire);
-            let mut block = self.tail.block.load(Ordering::Acquire);
-            let mut next_block: *mut Block<T> = ptr::null_mut();
-            let done = loop {
-                if tail & FLAG != 0 {
-                    break Try::Disconnected;
-                }
-                let offset = (tail >> SHIFT) % LAP;
-                if offset == BLOCK_CAP {
-                    // The block is full and its successor being linked.
-                    backoff.snooze();
-                    tail = self.tail.index.load(Ordering::Acquire);
-                    block = self.tail.block.load(Ordering::Acquire);
-                    continue;
-                }
-                // About to fill the block: have its successor ready, so
-                // the others wait as briefly as possible.
-                if offset + 1 == BLOCK_CAP && next_block.is_null() {
-                    next_block = Block::alloc();
-                }
-                let new_tail = tail + (1 << SHIFT);
-                match self.tail.index.compare_exchange_weak(
-                    tail,
-                    new_tail,
-                    Ordering::SeqCst,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        if offset + 1 == BLOCK_CAP {
-                            let next = std::mem::replace(&mut next_block, ptr::null_mut());
-                            self.tail.block.store(next, Ordering::Release);
-                            // Past the boundary; an add, not a store, keeps
-                            // a close (the flag) that came meanwhile.
-                            self.tail.index.fetch_add(1 << SHIFT, Ordering::Release);
-                            // SAFETY: the block lives until all its slots are
-                            // read, ours included.
-                            unsafe { (*block).next.store(next, Ordering::Release) };
-                        }
-                        // SAFETY: our claimed slot in a live block; `src` is
-                        // a live `T` (contract).
-                        unsafe {
-                            let slot = (*block).slots.get_unchecked(offset);
-                            ptr::copy_nonoverlapping(src, slot.value.get().cast::<T>(), 1);
-                            slot.state.fetch_or(WRITTEN, Ordering::Release);
-                        }
-                        break Try::Done;
-                    }
-                    Err(t) => {
-                        tail = t;
-                        block = self.tail.block.load(Ordering::Acquire);
-                        backoff.spin();
-                    }
-                }
-            };
-            if !next_block.is_null() {
-                // SAFETY: allocated above and never published.
-                unsafe { Block::free(next_block) };
+            match &self.segs {
+                // SAFETY: as this function's contract.
+                Segs::Inline(q) => unsafe { push_inline(q, &self.ends, src) },
+                // SAFETY: as this function's contract.
+                Segs::Boxed(q) => unsafe { push_boxed(q, &self.ends, src) },
             }
-            done
         }
 
         /// Moves the first message into `dst`; false if the list is empty.
@@ -827,124 +869,34 @@ mod list {
         ///
         /// `dst` is valid for a write of a `T`; on true it holds a message.
         pub(super) unsafe fn pop(&self, dst: *mut T) -> bool {
-            let backoff = Backoff::new();
-            let mut head = self.head.index.load(Ordering::Acquire);
-            let mut block = self.head.block.load(Ordering::Acquire);
-            loop {
-                let offset = (head >> SHIFT) % LAP;
-                if offset == BLOCK_CAP {
-                    // The head moves to the next block.
-                    backoff.snooze();
-                    head = self.head.index.load(Ordering::Acquire);
-                    block = self.head.block.load(Ordering::Acquire);
-                    continue;
-                }
-                let mut new_head = head + (1 << SHIFT);
-                if new_head & FLAG == 0 {
-                    fence(Ordering::SeqCst);
-                    let tail = self.tail.index.load(Ordering::Relaxed);
-                    if head >> SHIFT == tail >> SHIFT {
-                        return false;
-                    }
-                    // The tail is in a later block: this one has a successor.
-                    if (head >> SHIFT) / LAP != (tail >> SHIFT) / LAP {
-                        new_head |= FLAG;
-                    }
-                }
-                match self.head.index.compare_exchange_weak(
-                    head,
-                    new_head,
-                    Ordering::SeqCst,
-                    Ordering::Acquire,
-                ) {
-                    // SAFETY: a successful claim of `head` means `block` is
-                    // the head block (it is stored before the index moves
-                    // into it), alive until its slots are all read.
-                    Ok(_) => unsafe {
-                        if offset + 1 == BLOCK_CAP {
-                            let next = (*block).wait_next();
-                            let mut next_index = (new_head & !FLAG).wrapping_add(1 << SHIFT);
-                            if !(*next).next.load(Ordering::Relaxed).is_null() {
-                                next_index |= FLAG;
-                            }
-                            self.head.block.store(next, Ordering::Release);
-                            self.head.index.store(next_index, Ordering::Release);
-                        }
-                        let slot = (*block).slots.get_unchecked(offset);
-                        let backoff = Backoff::new();
-                        while slot.state.load(Ordering::Acquire) & WRITTEN == 0 {
-                            backoff.snooze(); // its push claimed it, writes now
-                        }
-                        ptr::copy_nonoverlapping(slot.value.get().cast::<T>(), dst, 1);
-                        if offset + 1 == BLOCK_CAP {
-                            Block::destroy(block, 0);
-                        } else if slot.state.fetch_or(READ, Ordering::AcqRel) & DESTROY != 0 {
-                            Block::destroy(block, offset + 1);
-                        }
-                        return true;
-                    },
-                    Err(h) => {
-                        head = h;
-                        block = self.head.block.load(Ordering::Acquire);
-                        backoff.spin();
-                    }
-                }
+            match &self.segs {
+                // SAFETY: as this function's contract.
+                Segs::Inline(q) => unsafe { pop_inline(q, &self.ends, dst) },
+                // SAFETY: as this function's contract.
+                Segs::Boxed(q) => unsafe { pop_boxed(q, &self.ends, dst) },
             }
         }
 
-        /// Closes the list to pushes.
+        /// Closes the list to pushes; what it holds can still be popped.
         pub(super) fn close(&self) {
-            self.tail.index.fetch_or(FLAG, Ordering::SeqCst);
+            self.ends.close();
         }
 
-        /// The head and tail indices: every push and pop moves one of them
-        /// forward, and a close sets the tail's flag.
+        /// See [`Ends::positions`].
         pub(super) fn positions(&self) -> (usize, usize) {
-            let head = self.head.index.load(Ordering::SeqCst) & !FLAG;
-            (head, self.tail.index.load(Ordering::SeqCst))
+            self.ends.positions()
         }
 
         pub(super) fn len(&self) -> usize {
-            /// Slots before position `pos` (each lap has one boundary).
-            fn slots_before(index: usize) -> usize {
-                let pos = index >> SHIFT;
-                pos - pos / LAP
-            }
-            loop {
-                let tail = self.tail.index.load(Ordering::SeqCst);
-                let head = self.head.index.load(Ordering::SeqCst);
-                if self.tail.index.load(Ordering::SeqCst) == tail {
-                    return slots_before(tail) - slots_before(head);
-                }
+            match &self.segs {
+                Segs::Inline(q) => q.len(),
+                Segs::Boxed(q) => q.len(),
             }
         }
     }
 
-    impl<T> Drop for List<T> {
-        fn drop(&mut self) {
-            let mut head = *self.head.index.get_mut() & !FLAG;
-            let tail = *self.tail.index.get_mut() & !FLAG;
-            let mut block = *self.head.block.get_mut();
-            // SAFETY: with `&mut self` no push or pop is under way; the
-            // slots from head to tail hold messages, each dropped once, and
-            // each block is freed once, after its last slot.
-            unsafe {
-                while head != tail {
-                    let offset = (head >> SHIFT) % LAP;
-                    if offset < BLOCK_CAP {
-                        let slot = (*block).slots.get_unchecked(offset);
-                        ptr::drop_in_place(slot.value.get().cast::<T>());
-                    } else {
-                        let next = *(*block).next.get_mut();
-                        Block::free(block);
-                        block = next;
-                    }
-                    head = head.wrapping_add(1 << SHIFT);
-                }
-                Block::free(block);
-            }
-        }
-    }
+    // No `Drop`: dropping a `SegQueue` drops what it holds, boxed
+    // messages with their boxes.
 }
 
 /// A packet's states.
@@ -2286,6 +2238,7 @@ mod tests {
 
     use super::Try;
     use super::array::Array;
+    use super::array::{Ends, boxed};
     use super::list::List;
 
     /// The operations both queues share, for tests over either.
@@ -2294,6 +2247,8 @@ mod tests {
         fn pop(&self) -> Option<T>;
         fn len(&self) -> usize;
         fn close(&self);
+        fn positions(&self) -> (usize, usize);
+        fn capacity(&self) -> Option<usize>;
     }
 
     macro_rules! queue {
@@ -2320,11 +2275,29 @@ mod tests {
                 fn close(&self) {
                     $q::close(self)
                 }
+                fn positions(&self) -> (usize, usize) {
+                    $q::positions(self)
+                }
+                fn capacity(&self) -> Option<usize> {
+                    $q::bound(self)
+                }
             }
         };
     }
     queue!(Array);
     queue!(List);
+
+    impl<T> Array<T> {
+        fn bound(&self) -> Option<usize> {
+            Some(self.capacity())
+        }
+    }
+
+    impl<T> List<T> {
+        fn bound(&self) -> Option<usize> {
+            None
+        }
+    }
 
     struct Counted(Arc<AtomicUsize>);
 
@@ -2521,5 +2494,204 @@ mod tests {
                 assert_eq!(popped, pushed);
             }
         }
+    }
+
+    /// Large enough to travel boxed.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    struct Big([u64; 64]);
+
+    impl Big {
+        fn new(v: u64) -> Big {
+            Big([v; 64])
+        }
+
+        /// The value it was made from; panics if it arrived damaged.
+        fn value(&self) -> u64 {
+            assert!(self.0.iter().all(|&w| w == self.0[0]), "damaged");
+            self.0[0]
+        }
+    }
+
+    #[test]
+    fn large_messages_travel_boxed_whole_in_order_and_are_dropped_once() {
+        assert!(boxed::<Big>() && !boxed::<u64>() && !boxed::<()>());
+        let dropped = Arc::new(AtomicUsize::new(0));
+        {
+            let array = Array::new(3);
+            let list = List::new();
+            let queues: [&dyn Queue<(Big, Counted)>; 2] = [&array, &list];
+            for q in queues {
+                for i in 0..3 {
+                    assert_eq!(q.push((Big::new(i), Counted(dropped.clone()))), Try::Done);
+                }
+                assert_eq!(q.len(), 3);
+                for i in 0..2 {
+                    let (big, counted) = q.pop().expect("a message");
+                    assert_eq!(big.value(), i);
+                    drop(counted);
+                }
+                assert_eq!(q.len(), 1);
+            }
+            assert_eq!(dropped.load(Ordering::SeqCst), 4);
+            // A full ring and a closed queue hand the message back whole.
+            assert_eq!(
+                Queue::push(&array, (Big::new(7), Counted(dropped.clone()))),
+                Try::Done
+            );
+            assert_eq!(
+                Queue::push(&array, (Big::new(8), Counted(dropped.clone()))),
+                Try::Done
+            );
+            assert_eq!(
+                Queue::push(&array, (Big::new(9), Counted(dropped.clone()))),
+                Try::NotReady
+            );
+            assert_eq!(
+                dropped.load(Ordering::SeqCst),
+                5,
+                "refused: dropped by its owner"
+            );
+            Queue::close(&list);
+            assert_eq!(
+                Queue::push(&list, (Big::new(9), Counted(dropped.clone()))),
+                Try::Disconnected
+            );
+            assert_eq!(
+                dropped.load(Ordering::SeqCst),
+                6,
+                "refused: dropped by its owner"
+            );
+        }
+        // Left in the queues: 3 in the array, 1 in the list.
+        assert_eq!(dropped.load(Ordering::SeqCst), 10);
+    }
+
+    #[test]
+    fn large_messages_mpmc() {
+        const PER: u64 = 5_000;
+        let array = Arc::new(Array::<Big>::new(4));
+        let list = Arc::new(List::<Big>::new());
+        let queues: [Arc<dyn Queue<Big>>; 2] = [array, list];
+        for q in queues {
+            let producers: Vec<_> = (0..2)
+                .map(|_| {
+                    let q = q.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..PER {
+                            while q.push(Big::new(i)) != Try::Done {
+                                std::hint::spin_loop(); // full
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let taken = Arc::new(AtomicUsize::new(0));
+            let consumers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (q, taken) = (q.clone(), taken.clone());
+                    std::thread::spawn(move || {
+                        let mut sum = 0;
+                        while taken.load(Ordering::SeqCst) < 2 * PER as usize {
+                            if let Some(big) = q.pop() {
+                                taken.fetch_add(1, Ordering::SeqCst);
+                                sum += big.value();
+                            }
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            for p in producers {
+                p.join().unwrap();
+            }
+            let sum: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+            assert_eq!(sum, 2 * (PER * (PER - 1) / 2));
+            assert_eq!(q.pop(), None);
+        }
+    }
+
+    fn positions_of(q: &dyn Queue<u64>) -> (usize, usize) {
+        q.positions()
+    }
+
+    /// What `select`'s double collect relies on: every push and pop that
+    /// moved a message changes the positions (a push and a pop of the
+    /// same message too, though the contents end as they began), and so
+    /// does a close; attempts that moved nothing leave them alone.
+    #[test]
+    fn positions_change_with_every_move_and_the_close_only() {
+        let array = Array::new(1);
+        let list = List::new();
+        let queues: [&dyn Queue<u64>; 2] = [&array, &list];
+        for q in queues {
+            let empty = positions_of(q);
+            assert_eq!(q.pop(), None);
+            assert_eq!(positions_of(q), empty, "a failed pop");
+            assert_eq!(q.push(1), Try::Done);
+            let one = positions_of(q);
+            assert_ne!(one, empty, "a push");
+            assert_eq!(positions_of(q), one, "a reading alone");
+            assert_eq!(q.pop(), Some(1));
+            let popped = positions_of(q);
+            assert!(popped != one && popped != empty, "a pop");
+            assert_eq!(q.push(2), Try::Done);
+            assert_eq!(q.pop(), Some(2));
+            assert_ne!(positions_of(q), popped, "a push and a pop");
+            assert_eq!(q.push(3), Try::Done);
+            let before = positions_of(q);
+            if q.capacity() == Some(1) {
+                assert_eq!(q.push(4), Try::NotReady);
+                assert_eq!(positions_of(q), before, "a push into a full ring");
+            }
+            q.close();
+            let closed = positions_of(q);
+            assert_ne!(closed, before, "the close");
+            assert_eq!(q.push(5), Try::Disconnected);
+            assert_eq!(positions_of(q), closed, "a push after the close");
+            assert_eq!(q.pop(), Some(3));
+            assert_ne!(positions_of(q), closed, "a pop after the close");
+        }
+    }
+
+    /// Readings taken while an operation is in flight never match, so a
+    /// double collect cannot straddle an operation it could not place.
+    #[test]
+    fn positions_read_mid_operation_never_match() {
+        let ends = Ends::new();
+        let idle = ends.positions();
+        assert_eq!(ends.positions(), idle);
+        assert!(ends.begin_push());
+        assert_ne!(ends.positions(), ends.positions());
+        assert_eq!(ends.end_push(true), Try::Done);
+        let pushed = ends.positions();
+        assert_eq!(ends.positions(), pushed);
+        ends.begin_pop();
+        assert_ne!(ends.positions(), ends.positions());
+        assert!(!ends.end_pop(false));
+        assert_eq!(ends.positions(), pushed, "a pop that moved nothing");
+    }
+
+    /// `close` returns only once a push that found the queue open has
+    /// ended, so the closer's drain sees its message.
+    #[test]
+    fn close_waits_for_a_push_in_flight() {
+        let ends = Arc::new(Ends::new());
+        assert!(ends.begin_push());
+        let closed = Arc::new(AtomicUsize::new(0));
+        let closer = {
+            let (ends, closed) = (ends.clone(), closed.clone());
+            std::thread::spawn(move || {
+                ends.close();
+                closed.store(1, Ordering::SeqCst);
+            })
+        };
+        // A negative check: nothing to wait for but time. Long enough for
+        // a broken `close` to return on a loaded machine most of the time.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(closed.load(Ordering::SeqCst), 0, "close returned mid-push");
+        assert_eq!(ends.end_push(true), Try::Done);
+        closer.join().unwrap();
+        assert_eq!(closed.load(Ordering::SeqCst), 1);
+        assert!(!ends.begin_push(), "closed");
     }
 }
