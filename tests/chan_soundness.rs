@@ -612,13 +612,12 @@ fn failed_sends_hand_back_over_aligned_and_large_values_intact() {
 /// A capacity too large for the ring's positions panics with the channel's
 /// own message, naming the caller's line.
 ///
-/// Review finding (fails on HEAD): the panic names `src/sync/channel.rs`
+/// Review finding (fixed): the panic named `src/sync/channel.rs`
 /// (the `panic!` sits in a closure, which `#[track_caller]` does not
 /// reach), and `channel::<u64>(1 << 61)` passes the position check but
 /// panics in `Box::new_uninit_slice` with std's bare "capacity overflow".
 #[test]
-#[ignore = "review finding: fails on HEAD (run with --ignored)"]
-fn finding_absurd_capacities_panic_with_a_message() {
+fn regression_absurd_capacities_panic_with_a_message() {
     let location = Arc::new(Mutex::new(String::new()));
     let l = location.clone();
     let previous = std::panic::take_hook();

@@ -3,13 +3,18 @@
 //! Three flavors sit behind one [`Sender`]/[`Receiver`] API, as in
 //! crossbeam-channel:
 //!
-//! - **array** (`channel(cap)`, `cap > 0`): a lock-free bounded ring of
-//!   slots, each with a stamp saying whose turn it is (D. Vyukov's bounded
-//!   queue);
-//! - **list** (`unbounded()`): a lock-free linked list of blocks of slots;
+//! - **array** (`channel(cap)`, `cap > 0`): crossbeam-queue's lock-free
+//!   `ArrayQueue`;
+//! - **list** (`unbounded()`): crossbeam-queue's lock-free `SegQueue`;
 //! - **zero** (`channel(0)`): a rendezvous; a sender waits until a receiver
 //!   takes its value, copied straight from the sender's frame into the
 //!   receiver's.
+//!
+//! A message larger than 256 bytes is boxed on its way in, built in place
+//! from the sender's frame, so a large message is not copied many times on
+//! the stack. Each queue also counts its pushes and pops (in progress and
+//! completed), so that a `select` with `default` can tell that an instant
+//! came at which nothing was ready (see `Select::try_select`).
 //!
 //! The uncontended paths take no lock and make no system call: a push or pop
 //! on the lock-free queue, then one load to see that nobody waits. Waiting
@@ -69,8 +74,8 @@ use crate::runtime::park::{self, Waker};
 ///
 /// # Panics
 ///
-/// If `cap` is so large that the ring's positions would not fit a `usize`
-/// (over `usize::MAX / 4`); a ring that large could not be allocated anyway.
+/// If `cap` is too large to allocate (the message says so, and suggests
+/// `unbounded()`).
 ///
 /// # Examples
 ///
