@@ -6,7 +6,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use stackful::sync::{
@@ -303,27 +302,31 @@ fn select_struct_waits_and_readies_on_timers() {
 fn a_green_thread_waiting_on_a_timer_leaves_its_worker_free() {
     common::within(60, || {
         let rt = stackful::Runtime::builder().workers(1).build().unwrap();
-        let done = Arc::new(AtomicBool::new(false));
-        let d = done.clone();
-        let (_tx, silent) = unbounded::<u8>();
-        let waiter = rt.spawn(move || {
-            let by_recv = after(ms(500)).recv().unwrap();
-            let by_select = stackful::select! {
-                recv(silent) -> _ => panic!("nothing was sent"),
-                recv(after(ms(300))) -> at => at.unwrap(),
-            };
-            d.store(true, Ordering::SeqCst);
-            (by_recv, by_select)
-        });
-        // On the same single worker, this runs while the other waits.
-        let other = rt.spawn(|| 42);
-        assert_eq!(other.join().unwrap(), 42);
-        assert!(
-            !done.load(Ordering::SeqCst),
-            "the timer's wait held the worker"
-        );
-        let (a, b) = waiter.join().unwrap();
-        assert!(b >= a + ms(300));
+        for by_select in [false, true] {
+            let (started_tx, started) = std::sync::mpsc::channel();
+            let waiter = rt.spawn(move || {
+                let (_tx, silent) = unbounded::<u8>();
+                let timer = after(ms(400));
+                started_tx.send(()).unwrap();
+                if by_select {
+                    stackful::select! {
+                        recv(silent) -> _ => panic!("nothing was sent"),
+                        recv(timer) -> at => at.unwrap(),
+                    }
+                } else {
+                    timer.recv().unwrap()
+                }
+            });
+            started.recv().unwrap();
+            // On the same single worker, this runs while the other waits.
+            let other = rt.spawn(Instant::now);
+            let ran_at = other.join().unwrap();
+            let due = waiter.join().unwrap();
+            assert!(
+                ran_at < due,
+                "the timer's wait held the worker (by_select: {by_select})"
+            );
+        }
     });
 }
 
