@@ -321,8 +321,28 @@ impl<T> Chan<T> {
         }
     }
 
-    /// For the timer flavors: takes the message that is due, if any.
-    fn take_due(&self) -> Option<T> {
+    /// For the timer flavors: takes the message that is due, if any, into
+    /// `dst`. A frame of its own, which exists only for a timer: a
+    /// `T`-sized temporary here would grow every receive's frame (see the
+    /// module docs on large messages).
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for a write of a `T`; on true it holds a message.
+    #[inline(never)]
+    unsafe fn take_due(&self, dst: *mut T) -> bool {
+        let msg = match self.due_message() {
+            Some(msg) => msg,
+            None => return false,
+        };
+        // SAFETY: `dst` is valid for a write (the contract).
+        unsafe { dst.write(msg) };
+        true
+    }
+
+    /// The timer's message, if one is due: taken, so no other receiver
+    /// gets it.
+    fn due_message(&self) -> Option<T> {
         match &self.flavor {
             Flavor::At { due, taken, make } => {
                 let due = (*due)?;
@@ -362,15 +382,15 @@ impl<T> Chan<T> {
     /// # Safety
     ///
     /// As [`recv_raw`](Chan::recv_raw).
+    #[inline(never)]
     unsafe fn timer_recv(
         &self,
         dst: *mut T,
         deadline: Option<Instant>,
     ) -> Result<(), RecvTimeoutError> {
         loop {
-            if let Some(msg) = self.take_due() {
-                // SAFETY: `dst` is valid for a write (the contract).
-                unsafe { dst.write(msg) };
+            // SAFETY: `dst` as this function's contract.
+            if unsafe { self.take_due(dst) } {
                 return Ok(());
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -428,13 +448,11 @@ impl<T> Chan<T> {
     /// message, which the caller owns; otherwise it is untouched.
     pub(crate) unsafe fn try_recv_raw(&self, dst: *mut T) -> Try {
         if self.is_timer() {
-            return match self.take_due() {
-                Some(msg) => {
-                    // SAFETY: `dst` is valid for a write (the contract).
-                    unsafe { dst.write(msg) };
-                    Try::Done
-                }
-                None => Try::NotReady,
+            // SAFETY: `dst` as this function's contract.
+            return if unsafe { self.take_due(dst) } {
+                Try::Done
+            } else {
+                Try::NotReady
             };
         }
         if let Flavor::Zero(z) = &self.flavor {
