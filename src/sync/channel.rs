@@ -8,7 +8,11 @@
 //! - **list** (`unbounded()`): crossbeam-queue's lock-free `SegQueue`;
 //! - **zero** (`channel(0)`): a rendezvous; a sender waits until a receiver
 //!   takes its value, copied straight from the sender's frame into the
-//!   receiver's.
+//!   receiver's;
+//! - **timers** ([`after`], [`tick`], [`never`]): receivers with no sender,
+//!   whose message is computed from the clock when received. Nobody wakes
+//!   their waiters: a receive parks until the message is due, and a
+//!   `Select` parks no later than its earliest timer, then looks again.
 //!
 //! A message larger than 256 bytes is boxed on its way in, built in place
 //! from the sender's frame, so a large message is not copied many times on
