@@ -8,7 +8,11 @@
 //! - **list** (`unbounded()`): crossbeam-queue's lock-free `SegQueue`;
 //! - **zero** (`channel(0)`): a rendezvous; a sender waits until a receiver
 //!   takes its value, copied straight from the sender's frame into the
-//!   receiver's.
+//!   receiver's;
+//! - **timers** ([`after`], [`tick`], [`never`]): receivers with no sender,
+//!   whose message is computed from the clock when received. Nobody wakes
+//!   their waiters: a receive parks until the message is due, and a
+//!   `Select` parks no later than its earliest timer, then looks again.
 //!
 //! A message larger than 256 bytes is boxed on its way in, built in place
 //! from the sender's frame, so a large message is not copied many times on
@@ -58,7 +62,7 @@ use std::marker::PhantomData;
 use std::mem::{MaybeUninit, align_of, size_of};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -116,6 +120,138 @@ enum Flavor<T> {
     Array(array::Array<T>),
     List(list::List<T>),
     Zero(Zero<T>),
+    /// [`after`]: one message once `due` has passed (`None`: never, the
+    /// delay overflowing the clock). `make` builds the message; it is the
+    /// identity, `T` being `Instant`.
+    At {
+        due: Option<Instant>,
+        taken: AtomicBool,
+        make: fn(Instant) -> T,
+    },
+    /// [`tick`]: a message whenever `next` (nanoseconds after `base`;
+    /// `u64::MAX`: never) has passed; each receipt moves `next` to one
+    /// `period` after the receipt, so missed ticks are dropped.
+    Tick {
+        base: Instant,
+        period: Duration,
+        next: AtomicU64,
+        make: fn(Instant) -> T,
+    },
+    /// [`never`]: no message, ever.
+    Never,
+}
+
+/// The identity on `Instant`: the message maker of the timer flavors.
+fn same_instant(at: Instant) -> Instant {
+    at
+}
+
+/// Nanoseconds from `base` to `at`, saturating (`u64::MAX`: never).
+fn nanos_after(base: Instant, at: Option<Instant>) -> u64 {
+    at.map_or(u64::MAX, |at| {
+        u64::try_from(at.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
+    })
+}
+
+/// The instant `nanos` after `base` (`None`: never).
+fn instant_after(base: Instant, nanos: u64) -> Option<Instant> {
+    if nanos == u64::MAX {
+        return None;
+    }
+    base.checked_add(Duration::from_nanos(nanos))
+}
+
+/// Creates a receiver that delivers one message, the instant `delay` from
+/// now, once that instant has passed. The channel has capacity 1 and never
+/// disconnects: after its message it stays empty forever, so a second
+/// [`recv`](Receiver::recv) waits forever (or until its timeout).
+///
+/// Waiting for it costs no thread: a green thread parks on its worker's
+/// timers, an OS thread parks with a timeout. It is the timeout arm of
+/// [`select!`](crate::select!), as in crossbeam-channel.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// stackful::run(|| {
+///     let (_tx, rx) = stackful::sync::unbounded::<u32>();
+///     let start = Instant::now();
+///     let timer = stackful::sync::after(Duration::from_millis(20));
+///     let outcome = stackful::select! {
+///         recv(rx) -> msg => format!("got {msg:?}"),
+///         recv(timer) -> at => {
+///             assert!(at.unwrap() >= start + Duration::from_millis(20));
+///             "timed out".to_string()
+///         }
+///     };
+///     assert_eq!(outcome, "timed out");
+///     assert!(start.elapsed() >= Duration::from_millis(20));
+/// });
+/// ```
+pub fn after(delay: Duration) -> Receiver<Instant> {
+    Chan::timer(Flavor::At {
+        due: Instant::now().checked_add(delay),
+        taken: AtomicBool::new(false),
+        make: same_instant,
+    })
+}
+
+/// Creates a receiver that delivers a message every `period`: the instant
+/// the tick was due. The channel has capacity 1 and never disconnects; a
+/// tick not received in time is not queued: the next one is due one
+/// `period` after the late one was received.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// stackful::run(|| {
+///     let start = Instant::now();
+///     let ticker = stackful::sync::tick(Duration::from_millis(10));
+///     let ticks: Vec<Instant> = ticker.iter().take(3).collect();
+///     assert!(ticks[0] >= start + Duration::from_millis(10));
+///     assert!(ticks[1] >= ticks[0] + Duration::from_millis(10));
+///     assert!(ticks[2] >= ticks[1] + Duration::from_millis(10));
+/// });
+/// ```
+pub fn tick(period: Duration) -> Receiver<Instant> {
+    let base = Instant::now();
+    Chan::timer(Flavor::Tick {
+        base,
+        period,
+        next: AtomicU64::new(nanos_after(base, base.checked_add(period))),
+        make: same_instant,
+    })
+}
+
+/// Creates a receiver that never delivers a message and never
+/// disconnects; its capacity is 0. Useful as a select arm that is
+/// switched off, such as an optional timeout.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use stackful::sync::{after, never, Receiver};
+///
+/// stackful::run(|| {
+///     let limit: Option<Duration> = None;
+///     let timer: Receiver<std::time::Instant> = limit.map_or_else(never, after);
+///     let (tx, rx) = stackful::sync::unbounded();
+///     tx.send(5).unwrap();
+///     let got = stackful::select! {
+///         recv(rx) -> msg => msg.unwrap(),
+///         recv(timer) -> _ => unreachable!("`never` delivered"),
+///     };
+///     assert_eq!(got, 5);
+///     assert!(never::<u8>().recv_timeout(Duration::from_millis(5)).is_err());
+/// });
+/// ```
+pub fn never<T>() -> Receiver<T> {
+    Chan::timer(Flavor::Never)
 }
 
 /// The outcome of an operation that does not wait.
@@ -159,6 +295,119 @@ impl<T> Chan<T> {
         (Sender { chan: chan.clone() }, Receiver { chan })
     }
 
+    /// A receiver with no sender, for the timer flavors: they count one
+    /// sender that never leaves, so they never disconnect.
+    fn timer(flavor: Flavor<T>) -> Receiver<T> {
+        let chan = Arc::new(Chan {
+            flavor,
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+            recv_wait: WaitList::new(),
+            send_wait: WaitList::new(),
+        });
+        Receiver { chan }
+    }
+
+    fn is_timer(&self) -> bool {
+        matches!(
+            self.flavor,
+            Flavor::At { .. } | Flavor::Tick { .. } | Flavor::Never
+        )
+    }
+
+    /// For the timer flavors: when the next message is due, if it ever is
+    /// (`None` for the other flavors too).
+    pub(crate) fn due(&self) -> Option<Instant> {
+        match &self.flavor {
+            Flavor::At { due, taken, .. } => due.filter(|_| !taken.load(Ordering::Acquire)),
+            Flavor::Tick { base, next, .. } => instant_after(*base, next.load(Ordering::Acquire)),
+            _ => None,
+        }
+    }
+
+    /// For the timer flavors: takes the message that is due, if any, into
+    /// `dst`. A frame of its own, which exists only for a timer: a
+    /// `T`-sized temporary here would grow every receive's frame (see the
+    /// module docs on large messages).
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for a write of a `T`; on true it holds a message.
+    #[inline(never)]
+    unsafe fn take_due(&self, dst: *mut T) -> bool {
+        let msg = match self.due_message() {
+            Some(msg) => msg,
+            None => return false,
+        };
+        // SAFETY: `dst` is valid for a write (the contract).
+        unsafe { dst.write(msg) };
+        true
+    }
+
+    /// The timer's message, if one is due: taken, so no other receiver
+    /// gets it.
+    fn due_message(&self) -> Option<T> {
+        match &self.flavor {
+            Flavor::At { due, taken, make } => {
+                let due = (*due)?;
+                if Instant::now() < due || taken.swap(true, Ordering::AcqRel) {
+                    return None;
+                }
+                Some(make(due))
+            }
+            Flavor::Tick {
+                base,
+                period,
+                next,
+                make,
+            } => loop {
+                let current = next.load(Ordering::Acquire);
+                let at = instant_after(*base, current)?;
+                let now = Instant::now();
+                if now < at {
+                    return None;
+                }
+                let following = nanos_after(*base, now.checked_add(*period));
+                if next
+                    .compare_exchange(current, following, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Some(make(at));
+                }
+            },
+            _ => None,
+        }
+    }
+
+    /// For the timer flavors: receives into `dst`, waiting until `deadline`
+    /// at the latest. Nobody sends, so nobody wakes us: park until the
+    /// message is due (or the deadline), and look again.
+    ///
+    /// # Safety
+    ///
+    /// As [`recv_raw`](Chan::recv_raw).
+    #[inline(never)]
+    unsafe fn timer_recv(
+        &self,
+        dst: *mut T,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecvTimeoutError> {
+        loop {
+            // SAFETY: `dst` as this function's contract.
+            if unsafe { self.take_due(dst) } {
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            let wake_at = match (self.due(), deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            park::park(wake_at);
+        }
+    }
+
     fn senders_gone(&self) -> bool {
         self.senders.load(Ordering::Acquire) == 0
     }
@@ -186,6 +435,8 @@ impl<T> Chan<T> {
             Flavor::List(q) => unsafe { q.push(src) },
             // SAFETY: as this function's contract.
             Flavor::Zero(z) => return unsafe { z.try_send(src) },
+            // Only a `Sender` sends, and a timer has none.
+            _ => unreachable!("a send on a timer channel, which has no sender"),
         };
         if pushed == Try::Done {
             self.recv_wait.notify_one();
@@ -200,6 +451,14 @@ impl<T> Chan<T> {
     /// `dst` is valid for a write of a `T`. On [`Try::Done`] it holds a
     /// message, which the caller owns; otherwise it is untouched.
     pub(crate) unsafe fn try_recv_raw(&self, dst: *mut T) -> Try {
+        if self.is_timer() {
+            // SAFETY: `dst` as this function's contract.
+            return if unsafe { self.take_due(dst) } {
+                Try::Done
+            } else {
+                Try::NotReady
+            };
+        }
         if let Flavor::Zero(z) = &self.flavor {
             // SAFETY: `dst` as this function's contract.
             return unsafe { z.try_recv(dst, || self.senders_gone()) };
@@ -233,7 +492,7 @@ impl<T> Chan<T> {
             Flavor::Array(q) => unsafe { q.pop(dst) },
             // SAFETY: as this function's contract.
             Flavor::List(q) => unsafe { q.pop(dst) },
-            Flavor::Zero(_) => false,
+            _ => false,
         }
     }
 
@@ -275,6 +534,10 @@ impl<T> Chan<T> {
         dst: *mut T,
         deadline: Option<Instant>,
     ) -> Result<(), RecvTimeoutError> {
+        if self.is_timer() {
+            // SAFETY: as this function's contract.
+            return unsafe { self.timer_recv(dst, deadline) };
+        }
         if let Flavor::Zero(z) = &self.flavor {
             // SAFETY: as this function's contract.
             return unsafe { z.recv(self, dst, deadline) };
@@ -297,7 +560,10 @@ impl<T> Chan<T> {
         match &self.flavor {
             Flavor::Array(q) => q.len(),
             Flavor::List(q) => q.len(),
-            Flavor::Zero(_) => 0,
+            Flavor::Zero(_) | Flavor::Never => 0,
+            Flavor::At { .. } | Flavor::Tick { .. } => {
+                usize::from(self.due().is_some_and(|due| Instant::now() >= due))
+            }
         }
     }
 
@@ -305,7 +571,8 @@ impl<T> Chan<T> {
         match &self.flavor {
             Flavor::Array(q) => Some(q.capacity()),
             Flavor::List(_) => None,
-            Flavor::Zero(_) => Some(0),
+            Flavor::Zero(_) | Flavor::Never => Some(0),
+            Flavor::At { .. } | Flavor::Tick { .. } => Some(1),
         }
     }
 
@@ -325,7 +592,7 @@ impl<T> Chan<T> {
         match &self.flavor {
             Flavor::Array(q) => q.close(),
             Flavor::List(q) => q.close(),
-            Flavor::Zero(_) => {}
+            _ => {}
         }
         self.disconnect();
         self.discard_all();
@@ -1506,6 +1773,9 @@ pub(crate) trait SelectHandle {
     fn sel_ready(&self, send: bool, own: Option<&Arc<Waiter>>) -> bool;
     /// Counters that change whenever readiness may change.
     fn sel_version(&self) -> [u64; 4];
+    /// For a timer's receive: when its message is due (nobody wakes a
+    /// select for it; the select parks no later than that and looks again).
+    fn sel_due(&self, send: bool) -> Option<Instant>;
     /// The list that wakes a select waiting for readiness.
     fn sel_watch(&self, send: bool) -> &WaitList;
     /// The rendezvous flavor.
@@ -1548,6 +1818,8 @@ impl<T> SelectHandle for Chan<T> {
             Flavor::Array(q) => (q.len() < q.capacity()).then_some(SendToken::Room),
             Flavor::List(_) => Some(SendToken::Room),
             Flavor::Zero(z) => z.try_claim_receiver().map(SendToken::Paired),
+            // Nothing sends on a timer: it has no `Sender`.
+            _ => None,
         }
     }
 
@@ -1598,6 +1870,7 @@ impl<T> SelectHandle for Chan<T> {
                     Flavor::Array(q) => q.len() < q.capacity(),
                     Flavor::List(_) => true,
                     Flavor::Zero(z) => z.is_ready(true, own),
+                    _ => false,
                 }
         } else {
             self.len() > 0
@@ -1614,6 +1887,9 @@ impl<T> SelectHandle for Chan<T> {
             Flavor::Array(q) => q.positions(),
             Flavor::List(q) => q.positions(),
             Flavor::Zero(z) => (z.version() as usize, 0),
+            Flavor::At { taken, .. } => (usize::from(taken.load(Ordering::SeqCst)), 0),
+            Flavor::Tick { next, .. } => (next.load(Ordering::SeqCst) as usize, 0),
+            Flavor::Never => (0, 0),
         };
         [
             a as u64,
@@ -1621,6 +1897,10 @@ impl<T> SelectHandle for Chan<T> {
             self.senders.load(Ordering::SeqCst) as u64,
             self.receivers.load(Ordering::SeqCst) as u64,
         ]
+    }
+
+    fn sel_due(&self, send: bool) -> Option<Instant> {
+        if send { None } else { self.due() }
     }
 
     fn sel_watch(&self, send: bool) -> &WaitList {

@@ -21,7 +21,9 @@ mod select;
 mod semaphore;
 pub(crate) mod wait;
 
-pub use channel::{IntoIter, Iter, Receiver, Sender, TryIter, channel, unbounded};
+pub use channel::{
+    IntoIter, Iter, Receiver, Sender, TryIter, after, channel, never, tick, unbounded,
+};
 pub use error::{
     ReadyTimeoutError, RecvError, RecvTimeoutError, SelectTimeoutError, SendError,
     SendTimeoutError, TryReadyError, TryRecvError, TrySelectError, TrySendError,

@@ -42,6 +42,14 @@ use crate::runtime::park;
 
 /// A random number below `n` (`n > 0`): a thread-local xorshift, for a
 /// fair choice among ready operations.
+/// The earlier of two optional instants (`None`: never).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn random_below(n: usize) -> usize {
     thread_local! {
         static STATE: Cell<u64> = Cell::new({
@@ -337,6 +345,15 @@ impl<'a> Select<'a> {
     }
 
     /// Whether ops `a` and `b` wait on the same queue.
+    /// The earliest instant at which a timer's receive (`after`, `tick`)
+    /// becomes ready, if any.
+    fn timer_due(&self) -> Option<Instant> {
+        self.ops
+            .iter()
+            .filter_map(|op| op.handle.sel_due(op.send))
+            .min()
+    }
+
     fn same_queue(&self, a: usize, b: usize) -> bool {
         let (a, b) = (self.ops[a], self.ops[b]);
         a.send == b.send && ptr::eq(a.handle.addr(), b.handle.addr())
@@ -396,18 +413,19 @@ impl<'a> Select<'a> {
                         Err(cause) => (Some(cause), None),
                         Ok(at) => (None, at),
                     };
-                    let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
-                    if cause.is_some() || timed_out {
+                    let now = Instant::now();
+                    let timed_out = deadline.is_some_and(|d| now >= d);
+                    // A timer (`after`, `tick`) is due: nobody wakes us for
+                    // it, so leave and try again.
+                    let timer = self.timer_due();
+                    let timer_due = timer.is_some_and(|d| now >= d);
+                    if cause.is_some() || timed_out || timer_due {
                         if waiter.abort().is_ok() {
                             cancelled = cause;
                         }
                         break;
                     }
-                    let wake_at = match (deadline, scope_deadline) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    park::park_shielded(wake_at);
+                    park::park_shielded(earliest(earliest(deadline, scope_deadline), timer));
                 }
             }
             let selected = waiter.selected();
@@ -565,8 +583,9 @@ impl<'a> Select<'a> {
                 .map(|(i, op)| Registration::for_op(op.handle.sel_watch(op.send), &waiter, i))
                 .collect();
             if ready(self).is_none() {
-                // A cancellation point: the registrations clean up.
-                park::park(deadline);
+                // A cancellation point: the registrations clean up. A timer
+                // wakes nobody: park no later than it is due.
+                park::park(earliest(deadline, self.timer_due()));
             }
             // Readiness uses no notification: pass each on.
             for (op, reg) in self.ops.iter().zip(regs) {
