@@ -717,3 +717,28 @@ fn a_report_behind_a_stale_one_is_not_missed() {
     });
     within(30, move || owner.join().unwrap());
 }
+
+/// Found while closing issue 12: a member that calls `join_next` on its own
+/// set, once it is the only member left, would wait for itself forever. It
+/// panics instead, as a `join` of its own handle does, naming the caller.
+#[test]
+fn regression_the_last_member_waiting_on_its_own_set_panics_instead_of_hanging() {
+    let text = within(60, || {
+        stackful::run(|| {
+            let (set_tx, set_rx) = stackful::sync::channel::<JoinSet<()>>(1);
+            let (out_tx, out_rx) = stackful::sync::channel::<String>(1);
+            let mut set = JoinSet::new();
+            set.spawn(move || {
+                let mut own = set_rx.recv().unwrap();
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    own.join_next();
+                }));
+                let payload = caught.expect_err("waiting for itself must panic");
+                out_tx.send(panic_text(payload)).unwrap();
+            });
+            set_tx.send(set).unwrap();
+            out_rx.recv().unwrap()
+        })
+    });
+    assert!(text.contains("tried to join itself"), "{text}");
+}

@@ -176,6 +176,12 @@ impl<T> JoinSet<T> {
     /// on a plain OS thread it blocks. A cancelled `join_next` loses nothing:
     /// the green thread it would have returned stays in the set.
     ///
+    /// # Panics
+    ///
+    /// If the caller is the only member still running: it would wait for
+    /// itself forever (as [`JoinHandle::join`](crate::JoinHandle::join) on
+    /// itself does).
+    ///
     /// # Examples
     ///
     /// ```
@@ -189,6 +195,7 @@ impl<T> JoinSet<T> {
     /// });
     /// assert_eq!(first, "fast");
     /// ```
+    #[track_caller]
     pub fn join_next(&mut self) -> Option<Result<T, JoinError>> {
         self.next(true).map(|(_, result)| result)
     }
@@ -205,6 +212,7 @@ impl<T> JoinSet<T> {
     ///     assert_eq!(value.unwrap(), if id == ids[0] { 1 } else { 2 });
     /// }
     /// ```
+    #[track_caller]
     pub fn join_next_with_id(&mut self) -> Option<(Id, Result<T, JoinError>)> {
         self.next(true)
     }
@@ -229,6 +237,7 @@ impl<T> JoinSet<T> {
     }
 
     /// Takes the next member that has ended, waiting for one if `block`.
+    #[track_caller]
     fn next(&mut self, block: bool) -> Option<(Id, Result<T, JoinError>)> {
         loop {
             if self.len == 0 {
@@ -256,7 +265,19 @@ impl<T> JoinSet<T> {
             if !block {
                 return None;
             }
+            if self.len == 1 {
+                self.refuse_waiting_for_itself();
+            }
             park::park(None);
+        }
+    }
+
+    /// Panics if the one member left is the caller: it would wait for
+    /// itself forever (as `JoinHandle::join` on itself panics).
+    #[track_caller]
+    fn refuse_waiting_for_itself(&self) {
+        if let Some(last) = self.slots.iter().flatten().next() {
+            crate::task::refuse_self_join(last.header());
         }
     }
 
