@@ -1276,6 +1276,9 @@ impl Packet {
     /// Waits, not cancellably, until the message arrives (true) or the
     /// pairing is abandoned (false). The caller's room is lent until then.
     pub(crate) fn wait_delivered(&self) -> bool {
+        // A wait on a scheduler's loop panics with a message; find out
+        // before the guard, under which it would abort instead.
+        park::refuse_scheduler_loop();
         let lent = AbortOnUnwind("a rendezvous with a select");
         let delivered = loop {
             match self.state() {
@@ -1319,7 +1322,10 @@ struct ZeroState {
 
 struct Zero<T> {
     state: Mutex<ZeroState>,
-    _marker: PhantomData<T>,
+    /// `fn() -> T`: the flavor holds no `T` itself, so it does not make
+    /// the channel `Sync` only for `Sync` messages (the queue flavors
+    /// require `T: Send`, as std and crossbeam do).
+    _marker: PhantomData<fn() -> T>,
 }
 
 impl<T> Default for Zero<T> {
@@ -1351,6 +1357,10 @@ enum Withdrawn {
     Cancelled(crate::cancel::Cause),
     Timeout,
     Disconnected,
+    /// A select paired with the packet and then dropped its operation: the
+    /// packet is out of the queue, and the caller starts over (a partner
+    /// may have queued up meanwhile), at the front of the line.
+    Abandoned,
 }
 
 /// What a receiver found at the front of the senders' queue.
@@ -1569,15 +1579,10 @@ impl<T> Zero<T> {
         loop {
             match packet.state() {
                 DONE => return Ok(()),
-                ABANDONED => {
-                    // A select paired with us and dropped its operation:
-                    // back to the front of the line.
-                    let mut state = self.lock();
-                    packet.state.store(WAITING, Ordering::Release);
-                    queue(&mut state).push_front(packet.clone());
-                    state.version += 1;
-                    continue;
-                }
+                // A select paired with us and dropped its operation: the
+                // caller starts over, so as to meet a partner that queued
+                // up meanwhile (review: re-queueing here left both waiting).
+                ABANDONED => return Err(Withdrawn::Abandoned),
                 _ => {}
             }
             // One evaluation answers both questions: asked apart, a timeout
@@ -1639,33 +1644,44 @@ impl<T> Zero<T> {
         }
         // A wait on a scheduler's loop panics; find out before lending.
         park::refuse_scheduler_loop();
-        // Hand over to a waiting receiver, or queue up: in one critical
-        // section, so a receiver cannot queue up between the two.
-        // SAFETY: as this function's contract.
-        let Some(mut state) = (unsafe { self.send_locked(self.lock(), src) }) else {
-            return Ok(());
-        };
-        let packet = Packet::new(src.cast_mut().cast(), None);
-        // The caller's frame is lent out from the push below until the
-        // packet leaves the queue; nothing unwinds before that (see
-        // `wait_exchange`), and the guard makes sure of it from the start.
-        let lent = AbortOnUnwind("a rendezvous send");
-        state.senders.push_back(packet.clone());
-        state.version += 1;
-        drop(state);
-        chan.recv_wait.notify_all(); // a `Select` may wait for readiness
-        let outcome = self.wait_exchange(
-            &packet,
-            |s| &mut s.senders,
-            deadline,
-            || chan.receivers_gone(),
-        );
-        lent.disarm();
-        match outcome {
-            Ok(()) => Ok(()),
-            Err(Withdrawn::Cancelled(cause)) => Cancelled::raise(cause),
-            Err(Withdrawn::Timeout) => Err(SendFail::Timeout),
-            Err(Withdrawn::Disconnected) => Err(SendFail::Disconnected),
+        let mut again = false;
+        loop {
+            // Hand over to a waiting receiver, or queue up: in one critical
+            // section, so a receiver cannot queue up between the two.
+            // SAFETY: as this function's contract.
+            let Some(mut state) = (unsafe { self.send_locked(self.lock(), src) }) else {
+                return Ok(());
+            };
+            let packet = Packet::new(src.cast_mut().cast(), None);
+            // The caller's frame is lent out from the push below until the
+            // packet leaves the queue; nothing unwinds before that (see
+            // `wait_exchange`), and the guard makes sure of it from the start.
+            let lent = AbortOnUnwind("a rendezvous send");
+            if again {
+                state.senders.push_front(packet.clone()); // keeps its place
+            } else {
+                state.senders.push_back(packet.clone());
+            }
+            state.version += 1;
+            drop(state);
+            chan.recv_wait.notify_all(); // a `Select` may wait for readiness
+            let outcome = self.wait_exchange(
+                &packet,
+                |s| &mut s.senders,
+                deadline,
+                || chan.receivers_gone(),
+            );
+            lent.disarm();
+            return match outcome {
+                Ok(()) => Ok(()),
+                Err(Withdrawn::Cancelled(cause)) => Cancelled::raise(cause),
+                Err(Withdrawn::Timeout) => Err(SendFail::Timeout),
+                Err(Withdrawn::Disconnected) => Err(SendFail::Disconnected),
+                Err(Withdrawn::Abandoned) => {
+                    again = true;
+                    continue;
+                }
+            };
         }
     }
 
@@ -1682,43 +1698,54 @@ impl<T> Zero<T> {
         deadline: Option<Instant>,
     ) -> Result<(), RecvTimeoutError> {
         park::refuse_scheduler_loop();
-        // Take a waiting message, or queue up, in one critical section.
-        let lent;
-        let packet = loop {
-            // SAFETY: as this function's contract.
-            let mut state = match unsafe { self.recv_locked(self.lock(), dst) } {
-                Taken::Done => return Ok(()),
-                Taken::Claimed(p) => {
-                    if p.wait_delivered() {
-                        return Ok(());
+        let mut again = false;
+        loop {
+            // Take a waiting message, or queue up, in one critical section.
+            let lent;
+            let packet = loop {
+                // SAFETY: as this function's contract.
+                let mut state = match unsafe { self.recv_locked(self.lock(), dst) } {
+                    Taken::Done => return Ok(()),
+                    Taken::Claimed(p) => {
+                        if p.wait_delivered() {
+                            return Ok(());
+                        }
+                        continue;
                     }
+                    Taken::Empty(state) => state,
+                };
+                if chan.senders_gone() {
+                    return Err(RecvTimeoutError::Disconnected);
+                }
+                let packet = Packet::new(dst.cast(), None);
+                // Armed before the frame is lent out by the push (see `send`).
+                lent = AbortOnUnwind("a rendezvous receive");
+                if again {
+                    state.receivers.push_front(packet.clone()); // keeps its place
+                } else {
+                    state.receivers.push_back(packet.clone());
+                }
+                state.version += 1;
+                break packet;
+            };
+            chan.send_wait.notify_all(); // a `Select` may wait for readiness
+            let outcome = self.wait_exchange(
+                &packet,
+                |s| &mut s.receivers,
+                deadline,
+                || chan.senders_gone(),
+            );
+            lent.disarm();
+            return match outcome {
+                Ok(()) => Ok(()),
+                Err(Withdrawn::Cancelled(cause)) => Cancelled::raise(cause),
+                Err(Withdrawn::Timeout) => Err(RecvTimeoutError::Timeout),
+                Err(Withdrawn::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                Err(Withdrawn::Abandoned) => {
+                    again = true;
                     continue;
                 }
-                Taken::Empty(state) => state,
             };
-            if chan.senders_gone() {
-                return Err(RecvTimeoutError::Disconnected);
-            }
-            let packet = Packet::new(dst.cast(), None);
-            // Armed before the frame is lent out by the push (see `send`).
-            lent = AbortOnUnwind("a rendezvous receive");
-            state.receivers.push_back(packet.clone());
-            state.version += 1;
-            break packet;
-        };
-        chan.send_wait.notify_all(); // a `Select` may wait for readiness
-        let outcome = self.wait_exchange(
-            &packet,
-            |s| &mut s.receivers,
-            deadline,
-            || chan.senders_gone(),
-        );
-        lent.disarm();
-        match outcome {
-            Ok(()) => Ok(()),
-            Err(Withdrawn::Cancelled(cause)) => Cancelled::raise(cause),
-            Err(Withdrawn::Timeout) => Err(RecvTimeoutError::Timeout),
-            Err(Withdrawn::Disconnected) => Err(RecvTimeoutError::Disconnected),
         }
     }
 }

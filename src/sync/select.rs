@@ -390,6 +390,9 @@ impl<'a> Select<'a> {
                 }
             }
             let waiter = Waiter::new();
+            // A wait on a scheduler's loop panics with a message; find out
+            // before the guard, under which it would abort instead.
+            park::refuse_scheduler_loop();
             // Rendezvous receives lend `payload` until they leave the queues.
             let lent = AbortOnUnwind("a select's registration");
             let room = payload.ptr();
