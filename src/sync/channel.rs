@@ -113,12 +113,12 @@ pub fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
 /// assert_eq!(rx.recv(), Ok("hello"));
 /// ```
 pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
-    Chan::pair(Flavor::List(list::List::new()))
+    Chan::pair(Flavor::List(array::List::new()))
 }
 
 enum Flavor<T> {
     Array(array::Array<T>),
-    List(list::List<T>),
+    List(array::List<T>),
     Zero(Zero<T>),
     /// [`after`]: one message once `due` has passed (`None`: never, the
     /// delay overflowing the clock). `make` builds the message; it is the
@@ -635,9 +635,10 @@ impl<T> Chan<T> {
     }
 }
 
-/// The bounded queue behind `channel(cap)`, `cap > 0`: a
-/// [`crossbeam_queue::ArrayQueue`] with the channel's extras (see
-/// [`array::Ends`] and [`array::boxed`]).
+/// The queues behind `channel(cap)`, `cap > 0`, and `unbounded()`: a
+/// [`crossbeam_queue::ArrayQueue`] or [`crossbeam_queue::SegQueue`] with the
+/// channel's extras (see [`array::Ends`] and [`array::boxed`]), one wrapper
+/// for both.
 mod array {
     use std::alloc::{self, Layout};
     use std::mem::{self, size_of};
@@ -868,6 +869,7 @@ mod array {
         fn take(&self) -> Option<E>;
         fn is_empty(&self) -> bool;
         fn is_full(&self) -> bool;
+        fn len(&self) -> usize;
     }
 
     impl<E> Queue<E> for ArrayQueue<E> {
@@ -882,6 +884,9 @@ mod array {
         }
         fn is_full(&self) -> bool {
             ArrayQueue::is_full(self)
+        }
+        fn len(&self) -> usize {
+            ArrayQueue::len(self)
         }
     }
 
@@ -898,6 +903,9 @@ mod array {
         }
         fn is_full(&self) -> bool {
             false
+        }
+        fn len(&self) -> usize {
+            SegQueue::len(self)
         }
     }
 
@@ -989,16 +997,87 @@ mod array {
     }
 
     /// The queue itself: messages by value, or boxed (see [`boxed`]).
-    enum Ring<T> {
-        Inline(ArrayQueue<T>),
-        Boxed(ArrayQueue<Box<T>>),
+    enum Store<A, B> {
+        Inline(A),
+        Boxed(B),
     }
 
-    /// A bounded multi-producer multi-consumer queue. `Send` and `Sync`
-    /// when `T: Send`, as `ArrayQueue` is.
-    pub(super) struct Array<T> {
-        ring: Ring<T>,
+    /// A multi-producer multi-consumer queue of `T` over a crossbeam queue,
+    /// `A` by value or `B` boxed, with the counters of [`Ends`]. `Send` and
+    /// `Sync` when `T: Send`, as the crossbeam queues are. No `Drop`:
+    /// dropping a crossbeam queue drops what it holds, boxed messages with
+    /// their boxes.
+    pub(super) struct Queued<T, A, B> {
+        store: Store<A, B>,
         ends: Ends,
+        _message: std::marker::PhantomData<fn() -> T>,
+    }
+
+    /// The bounded queue behind `channel(cap)`, `cap > 0`.
+    pub(super) type Array<T> = Queued<T, ArrayQueue<T>, ArrayQueue<Box<T>>>;
+
+    /// The unbounded queue behind `unbounded()`.
+    pub(super) type List<T> = Queued<T, SegQueue<T>, SegQueue<Box<T>>>;
+
+    impl<T, A: Queue<T>, B: Queue<Box<T>>> Queued<T, A, B> {
+        /// A queue made by `inline` or `boxed`, as `T` travels.
+        fn with(inline: impl FnOnce() -> A, boxes: impl FnOnce() -> B) -> Self {
+            let store = if boxed::<T>() {
+                Store::Boxed(boxes())
+            } else {
+                Store::Inline(inline())
+            };
+            Queued {
+                store,
+                ends: Ends::new(),
+                _message: std::marker::PhantomData,
+            }
+        }
+
+        /// Moves the message at `src` into the queue.
+        ///
+        /// # Safety
+        ///
+        /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
+        pub(super) unsafe fn push(&self, src: *const T) -> Try {
+            match &self.store {
+                // SAFETY: as this function's contract.
+                Store::Inline(q) => unsafe { push_inline(q, &self.ends, src) },
+                // SAFETY: as this function's contract.
+                Store::Boxed(q) => unsafe { push_boxed(q, &self.ends, src) },
+            }
+        }
+
+        /// Moves the first message into `dst`; false if there is none.
+        ///
+        /// # Safety
+        ///
+        /// `dst` is valid for a write of a `T`; on true it holds a message.
+        pub(super) unsafe fn pop(&self, dst: *mut T) -> bool {
+            match &self.store {
+                // SAFETY: as this function's contract.
+                Store::Inline(q) => unsafe { pop_inline(q, &self.ends, dst) },
+                // SAFETY: as this function's contract.
+                Store::Boxed(q) => unsafe { pop_boxed(q, &self.ends, dst) },
+            }
+        }
+
+        /// Closes the queue to pushes; what it holds can still be popped.
+        pub(super) fn close(&self) {
+            self.ends.close();
+        }
+
+        /// See [`Ends::positions`].
+        pub(super) fn positions(&self) -> (usize, usize) {
+            self.ends.positions()
+        }
+
+        pub(super) fn len(&self) -> usize {
+            match &self.store {
+                Store::Inline(q) => q.len(),
+                Store::Boxed(q) => q.len(),
+            }
+        }
     }
 
     impl<T> Array<T> {
@@ -1019,156 +1098,22 @@ mod array {
                      for a channel without a bound"
                 );
             }
-            let ring = if boxed::<T>() {
-                Ring::Boxed(ArrayQueue::new(cap))
-            } else {
-                Ring::Inline(ArrayQueue::new(cap))
-            };
-            Array {
-                ring,
-                ends: Ends::new(),
-            }
+            Queued::with(|| ArrayQueue::new(cap), || ArrayQueue::new(cap))
         }
 
         pub(super) fn capacity(&self) -> usize {
-            match &self.ring {
-                Ring::Inline(q) => q.capacity(),
-                Ring::Boxed(q) => q.capacity(),
+            match &self.store {
+                Store::Inline(q) => q.capacity(),
+                Store::Boxed(q) => q.capacity(),
             }
         }
-
-        /// Moves the message at `src` into the queue.
-        ///
-        /// # Safety
-        ///
-        /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
-        pub(super) unsafe fn push(&self, src: *const T) -> Try {
-            match &self.ring {
-                // SAFETY: as this function's contract.
-                Ring::Inline(q) => unsafe { push_inline(q, &self.ends, src) },
-                // SAFETY: as this function's contract.
-                Ring::Boxed(q) => unsafe { push_boxed(q, &self.ends, src) },
-            }
-        }
-
-        /// Moves the first message into `dst`; false if there is none.
-        ///
-        /// # Safety
-        ///
-        /// `dst` is valid for a write of a `T`; on true it holds a message.
-        pub(super) unsafe fn pop(&self, dst: *mut T) -> bool {
-            match &self.ring {
-                // SAFETY: as this function's contract.
-                Ring::Inline(q) => unsafe { pop_inline(q, &self.ends, dst) },
-                // SAFETY: as this function's contract.
-                Ring::Boxed(q) => unsafe { pop_boxed(q, &self.ends, dst) },
-            }
-        }
-
-        /// Closes the queue to pushes; what it holds can still be popped.
-        pub(super) fn close(&self) {
-            self.ends.close();
-        }
-
-        /// See [`Ends::positions`].
-        pub(super) fn positions(&self) -> (usize, usize) {
-            self.ends.positions()
-        }
-
-        pub(super) fn len(&self) -> usize {
-            match &self.ring {
-                Ring::Inline(q) => q.len(),
-                Ring::Boxed(q) => q.len(),
-            }
-        }
-    }
-
-    // No `Drop`: dropping an `ArrayQueue` drops what it holds, boxed
-    // messages with their boxes.
-}
-
-/// The unbounded queue behind `unbounded()`: a
-/// [`crossbeam_queue::SegQueue`] with the same extras as the bounded one.
-mod list {
-    use crossbeam_queue::SegQueue;
-
-    use super::Try;
-    use super::array::{Ends, boxed, pop_boxed, pop_inline, push_boxed, push_inline};
-
-    /// The queue itself: messages by value, or boxed (see [`boxed`]).
-    enum Segs<T> {
-        Inline(SegQueue<T>),
-        Boxed(SegQueue<Box<T>>),
-    }
-
-    /// An unbounded multi-producer multi-consumer queue. `Send` and `Sync`
-    /// when `T: Send`, as `SegQueue` is.
-    pub(super) struct List<T> {
-        segs: Segs<T>,
-        ends: Ends,
     }
 
     impl<T> List<T> {
         pub(super) fn new() -> List<T> {
-            let segs = if boxed::<T>() {
-                Segs::Boxed(SegQueue::new())
-            } else {
-                Segs::Inline(SegQueue::new())
-            };
-            List {
-                segs,
-                ends: Ends::new(),
-            }
-        }
-
-        /// Moves the message at `src` onto the list.
-        ///
-        /// # Safety
-        ///
-        /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
-        pub(super) unsafe fn push(&self, src: *const T) -> Try {
-            match &self.segs {
-                // SAFETY: as this function's contract.
-                Segs::Inline(q) => unsafe { push_inline(q, &self.ends, src) },
-                // SAFETY: as this function's contract.
-                Segs::Boxed(q) => unsafe { push_boxed(q, &self.ends, src) },
-            }
-        }
-
-        /// Moves the first message into `dst`; false if the list is empty.
-        ///
-        /// # Safety
-        ///
-        /// `dst` is valid for a write of a `T`; on true it holds a message.
-        pub(super) unsafe fn pop(&self, dst: *mut T) -> bool {
-            match &self.segs {
-                // SAFETY: as this function's contract.
-                Segs::Inline(q) => unsafe { pop_inline(q, &self.ends, dst) },
-                // SAFETY: as this function's contract.
-                Segs::Boxed(q) => unsafe { pop_boxed(q, &self.ends, dst) },
-            }
-        }
-
-        /// Closes the list to pushes; what it holds can still be popped.
-        pub(super) fn close(&self) {
-            self.ends.close();
-        }
-
-        /// See [`Ends::positions`].
-        pub(super) fn positions(&self) -> (usize, usize) {
-            self.ends.positions()
-        }
-
-        pub(super) fn len(&self) -> usize {
-            match &self.segs {
-                Segs::Inline(q) => q.len(),
-                Segs::Boxed(q) => q.len(),
-            }
+            Queued::with(SegQueue::new, SegQueue::new)
         }
     }
-
-    // No `Drop`: dropping a `SegQueue` drops what it holds, boxed
-    // messages with their boxes.
 }
 
 /// A packet's states.
@@ -2549,9 +2494,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::Try;
-    use super::array::Array;
-    use super::array::{Ends, boxed};
-    use super::list::List;
+    use super::array::{Array, Ends, List, boxed};
 
     /// The operations both queues share, for tests over either.
     trait Queue<T>: Send + Sync {
