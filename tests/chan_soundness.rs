@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::{Handle, each_mode};
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,59 +25,6 @@ fn scale() -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
-}
-
-/// Where a body runs.
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    Green,
-    Os,
-}
-
-enum Handle<T> {
-    Green(stackful::JoinHandle<T>),
-    Os(std::thread::JoinHandle<T>),
-}
-
-impl Mode {
-    fn spawn<T: Send + 'static>(self, f: impl FnOnce() -> T + Send + 'static) -> Handle<T> {
-        match self {
-            Mode::Green => Handle::Green(stackful::spawn(f)),
-            Mode::Os => Handle::Os(std::thread::spawn(f)),
-        }
-    }
-}
-
-impl<T> Handle<T> {
-    fn join(self) -> T {
-        match self {
-            Handle::Green(h) => match h.join() {
-                Ok(v) => v,
-                Err(e) => match e.try_into_panic() {
-                    Ok(p) => std::panic::resume_unwind(p),
-                    Err(e) => panic!("green helper did not finish: {e:?}"),
-                },
-            },
-            Handle::Os(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-        }
-    }
-}
-
-/// Runs `body` on a green thread of a two-worker runtime, then on an OS
-/// thread.
-fn both(body: impl Fn(Mode) + Send + Sync + 'static) {
-    let body = Arc::new(body);
-    let b = body.clone();
-    let rt = stackful::Runtime::builder().workers(2).build().unwrap();
-    match rt.spawn(move || b(Mode::Green)).join() {
-        Ok(()) => {}
-        Err(e) => match e.try_into_panic() {
-            Ok(p) => std::panic::resume_unwind(p),
-            Err(e) => panic!("{e:?}"),
-        },
-    }
-    drop(rt);
-    body(Mode::Os);
 }
 
 /// Counts the drops of each message id; a second drop of one id is noted.
@@ -172,7 +121,7 @@ fn bounded_and_unbounded<T>() -> Vec<(&'static str, Sender<T>, Receiver<T>)> {
 /// freed while a slow reader still reads it is a use-after-free.
 #[test]
 fn mpmc_heap_messages_exactly_once_in_order() {
-    both(|mode| {
+    each_mode(|mode| {
         const P: usize = 4;
         let per = 6000 * scale();
         for (name, tx, rx) in bounded_and_unbounded::<Msg>() {
@@ -258,7 +207,7 @@ fn mpmc_heap_messages_exactly_once_in_order() {
 /// exactly once: by a receiver, by the discard, or as a send error.
 #[test]
 fn last_receiver_drop_races_with_pushes_and_pops() {
-    both(|mode| {
+    each_mode(|mode| {
         for round in 0..40 * scale() {
             for (name, tx, rx) in bounded_and_unbounded::<Msg>() {
                 const P: usize = 3;
@@ -498,7 +447,7 @@ fn message_destructors_reenter_the_channel_during_the_discard() {
             }
         }
     }
-    both(|_| {
+    each_mode(|_| {
         for make in [
             (|| channel::<Echo>(8)) as fn() -> (Sender<Echo>, Receiver<Echo>),
             || unbounded::<Echo>(),

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{Joiner, both};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,36 +14,6 @@ use stackful::sync::{
     Receiver, RecvError, Select, SendError, Sender, TryReadyError, TrySelectError, channel,
     unbounded,
 };
-
-/// Runs `body` once inside `stackful::run` (green threads) and once on a
-/// plain OS thread; `spawn` starts a peer of the same kind.
-fn both(body: impl Fn(&dyn Fn(Box<dyn FnOnce() + Send>) -> Joiner) + Send + Sync + 'static) {
-    let body = Arc::new(body);
-    let b = body.clone();
-    common::within(120, move || {
-        stackful::run(move || {
-            b(&|f| {
-                let h = stackful::spawn(f);
-                Joiner(Box::new(move || h.join().unwrap()))
-            })
-        })
-    });
-    common::within(120, move || {
-        body(&|f| {
-            let h = std::thread::spawn(f);
-            Joiner(Box::new(move || h.join().unwrap()))
-        })
-    });
-}
-
-/// Joins a peer started by `both`'s spawner.
-struct Joiner(Box<dyn FnOnce()>);
-
-impl Joiner {
-    fn join(self) {
-        (self.0)()
-    }
-}
 
 #[test]
 fn every_crossbeam_form_of_select_compiles_and_runs() {

@@ -11,78 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::eventually;
+use common::{Handle, each_green, each_mode, eventually};
 use stackful::sync::{Condvar, Event, Mutex, RwLock, Semaphore};
-
-/// Where a test body runs: on a green thread of a runtime with this many
-/// workers, or on a plain OS thread. Helpers it starts run the same way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    Green(usize),
-    Os,
-}
-
-/// A helper started by [`Mode::spawn`].
-enum Handle<T> {
-    Green(stackful::JoinHandle<T>),
-    Os(std::thread::JoinHandle<T>),
-}
-
-impl Mode {
-    fn spawn<T: Send + 'static>(self, f: impl FnOnce() -> T + Send + 'static) -> Handle<T> {
-        match self {
-            Mode::Green(_) => Handle::Green(stackful::spawn(f)),
-            Mode::Os => Handle::Os(std::thread::spawn(f)),
-        }
-    }
-}
-
-impl<T> Handle<T> {
-    /// The helper's result; its panic is re-raised.
-    fn join(self) -> T {
-        match self {
-            Handle::Green(h) => match h.join() {
-                Ok(v) => v,
-                Err(e) => match e.try_into_panic() {
-                    Ok(payload) => std::panic::resume_unwind(payload),
-                    Err(e) => panic!("a green helper did not finish: {e:?}"),
-                },
-            },
-            Handle::Os(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-        }
-    }
-}
-
-/// Runs `body` on a green thread of a one-worker runtime, then of a
-/// two-worker runtime, then on a plain OS thread: the same assertions hold
-/// in every mode.
-fn each_mode(body: impl Fn(Mode) + Send + Sync + 'static) {
-    let body = Arc::new(body);
-    let b = body.clone();
-    each_green(move |mode| b(mode));
-    body(Mode::Os);
-}
-
-/// As [`each_mode`], green threads only (for cancellation by handle). The
-/// body runs on a worker (not on `run`'s own thread), so with one worker
-/// it and every helper it spawns share that one thread.
-fn each_green(body: impl Fn(Mode) + Send + Sync + 'static) {
-    let body = Arc::new(body);
-    for workers in [1, 2] {
-        let rt = stackful::Runtime::builder()
-            .workers(workers)
-            .build()
-            .unwrap();
-        let b = body.clone();
-        match rt.spawn(move || b(Mode::Green(workers))).join() {
-            Ok(()) => {}
-            Err(e) => match e.try_into_panic() {
-                Ok(payload) => std::panic::resume_unwind(payload),
-                Err(e) => panic!("the test body did not finish: {e:?}"),
-            },
-        }
-    }
-}
 
 /// How many wait on `what`, as its `Debug` output shows.
 fn waiters(what: &impl std::fmt::Debug) -> usize {

@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::sync::Arc;
+use common::both;
+
 use std::time::{Duration, Instant};
 
 use stackful::sync::{
@@ -18,36 +19,6 @@ fn ms(n: u64) -> Duration {
 
 /// A bound for "soon": far above any honest delay, far below "never".
 const SLACK: Duration = Duration::from_secs(5);
-
-/// Runs `body` once inside `stackful::run` (green threads) and once on a
-/// plain OS thread; `spawn` starts a peer of the same kind.
-fn both(body: impl Fn(&dyn Fn(Box<dyn FnOnce() + Send>) -> Joiner) + Send + Sync + 'static) {
-    let body = Arc::new(body);
-    let b = body.clone();
-    common::within(120, move || {
-        stackful::run(move || {
-            b(&|f| {
-                let h = stackful::spawn(f);
-                Joiner(Box::new(move || h.join().unwrap()))
-            })
-        })
-    });
-    common::within(120, move || {
-        body(&|f| {
-            let h = std::thread::spawn(f);
-            Joiner(Box::new(move || h.join().unwrap()))
-        })
-    });
-}
-
-/// Joins a peer started by `both`'s spawner.
-struct Joiner(Box<dyn FnOnce()>);
-
-impl Joiner {
-    fn join(self) {
-        (self.0)()
-    }
-}
 
 #[test]
 fn after_delivers_its_deadline_once_not_before_it_and_never_disconnects() {

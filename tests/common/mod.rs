@@ -143,3 +143,103 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
 }
+
+/// Where a test body runs: on a green thread of a runtime with this many
+/// workers, or on a plain OS thread. Helpers it starts run the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Green(usize),
+    Os,
+}
+
+/// A helper started by [`Mode::spawn`].
+pub enum Handle<T> {
+    Green(stackful::JoinHandle<T>),
+    Os(std::thread::JoinHandle<T>),
+}
+
+impl Mode {
+    pub fn spawn<T: Send + 'static>(self, f: impl FnOnce() -> T + Send + 'static) -> Handle<T> {
+        match self {
+            Mode::Green(_) => Handle::Green(stackful::spawn(f)),
+            Mode::Os => Handle::Os(std::thread::spawn(f)),
+        }
+    }
+}
+
+impl<T> Handle<T> {
+    /// The helper's result; its panic is re-raised.
+    pub fn join(self) -> T {
+        match self {
+            Handle::Green(h) => match h.join() {
+                Ok(v) => v,
+                Err(e) => match e.try_into_panic() {
+                    Ok(payload) => std::panic::resume_unwind(payload),
+                    Err(e) => panic!("a green helper did not finish: {e:?}"),
+                },
+            },
+            Handle::Os(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        }
+    }
+}
+
+/// Runs `body` on a green thread of a one-worker runtime, then of a
+/// two-worker runtime, then on a plain OS thread: the same assertions hold
+/// in every mode.
+pub fn each_mode(body: impl Fn(Mode) + Send + Sync + 'static) {
+    let body = Arc::new(body);
+    let b = body.clone();
+    each_green(move |mode| b(mode));
+    body(Mode::Os);
+}
+
+/// As [`each_mode`], green threads only (for cancellation by handle). The
+/// body runs on a worker (not on `run`'s own thread), so with one worker
+/// it and every helper it spawns share that one thread.
+pub fn each_green(body: impl Fn(Mode) + Send + Sync + 'static) {
+    let body = Arc::new(body);
+    for workers in [1, 2] {
+        let rt = stackful::Runtime::builder()
+            .workers(workers)
+            .build()
+            .unwrap();
+        let b = body.clone();
+        match rt.spawn(move || b(Mode::Green(workers))).join() {
+            Ok(()) => {}
+            Err(e) => match e.try_into_panic() {
+                Ok(payload) => std::panic::resume_unwind(payload),
+                Err(e) => panic!("the test body did not finish: {e:?}"),
+            },
+        }
+    }
+}
+
+/// Runs `body` once inside `stackful::run` (green threads) and once on a
+/// plain OS thread; `spawn` starts a peer of the same kind.
+pub fn both(body: impl Fn(&dyn Fn(Box<dyn FnOnce() + Send>) -> Joiner) + Send + Sync + 'static) {
+    let body = Arc::new(body);
+    let b = body.clone();
+    within(120, move || {
+        stackful::run(move || {
+            b(&|f| {
+                let h = stackful::spawn(f);
+                Joiner(Box::new(move || h.join().unwrap()))
+            })
+        })
+    });
+    within(120, move || {
+        body(&|f| {
+            let h = std::thread::spawn(f);
+            Joiner(Box::new(move || h.join().unwrap()))
+        })
+    });
+}
+
+/// Joins a peer started by `both`'s spawner.
+pub struct Joiner(pub Box<dyn FnOnce()>);
+
+impl Joiner {
+    pub fn join(self) {
+        (self.0)()
+    }
+}
