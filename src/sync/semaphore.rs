@@ -118,10 +118,15 @@ impl RawSemaphore {
         let leave = Leave(self, &me);
         loop {
             if me.granted.load(Ordering::Acquire) {
+                // Handed a permit, perhaps after a release that left one
+                // free and woke only us (we were the front then): pass the
+                // wake-up on, as below.
+                self.wake_front();
                 break;
             }
             park::park(None);
             if me.granted.load(Ordering::Acquire) {
+                self.wake_front();
                 break;
             }
             if self.try_acquire() {
