@@ -17,6 +17,7 @@ mod channel;
 mod error;
 mod event;
 mod mutex;
+mod queue;
 mod select;
 mod semaphore;
 pub(crate) mod wait;
