@@ -446,6 +446,29 @@ impl<T> Chan<T> {
         pushed
     }
 
+    /// Completes a send that a `Select` selected with `SendToken::Room`:
+    /// into the room it reserved (a bounded channel) or the unbounded
+    /// queue, without waiting. `Done`, or `Disconnected` (the reservation
+    /// is given back).
+    ///
+    /// # Safety
+    ///
+    /// As [`try_send_raw`](Chan::try_send_raw); for a bounded channel, the
+    /// select's reservation is held, and this uses it up.
+    pub(crate) unsafe fn send_selected(&self, src: *const T) -> Try {
+        let pushed = match &self.flavor {
+            // SAFETY: as this function's contract.
+            Flavor::Array(q) => unsafe { q.push_reserved(src) },
+            // SAFETY: as this function's contract.
+            Flavor::List(q) => unsafe { q.push(src) },
+            _ => unreachable!("only a queue's send selects with room"),
+        };
+        if pushed == Try::Done {
+            self.recv_wait.notify_one();
+        }
+        pushed
+    }
+
     /// Receives into `dst` if that needs no waiting.
     ///
     /// # Safety
@@ -1218,8 +1241,8 @@ impl<T> Zero<T> {
 
 /// What a `Select` got for a send operation it selected.
 pub(crate) enum SendToken {
-    /// A queue with room: `SelectedOperation::send` sends (waiting only if
-    /// another sender took the room meanwhile).
+    /// A queue with room reserved for this send (see `queue::Ring`), or an
+    /// unbounded one: `SelectedOperation::send` sends without waiting.
     Room,
     /// Every receiver is gone.
     Disconnected,
@@ -1271,6 +1294,9 @@ pub(crate) trait SelectHandle {
     fn sel_due(&self, send: bool) -> Option<Instant>;
     /// The list that wakes a select waiting for readiness.
     fn sel_watch(&self, send: bool) -> &WaitList;
+    /// Gives back the room a selected send reserved (`SendToken::Room`)
+    /// and did not use.
+    fn sel_release(&self);
     /// The rendezvous flavor.
     fn is_zero(&self) -> bool;
 }
@@ -1308,7 +1334,11 @@ impl<T> SelectHandle for Chan<T> {
             return Some(SendToken::Disconnected);
         }
         match &self.flavor {
-            Flavor::Array(q) => (q.len() < q.capacity()).then_some(SendToken::Room),
+            Flavor::Array(q) => match q.reserve() {
+                Try::Done => Some(SendToken::Room),
+                Try::NotReady => None,
+                Try::Disconnected => Some(SendToken::Disconnected),
+            },
             Flavor::List(_) => Some(SendToken::Room),
             Flavor::Zero(z) => z.try_claim_receiver().map(SendToken::Paired),
             // Nothing sends on a timer: it has no `Sender`.
@@ -1360,7 +1390,7 @@ impl<T> SelectHandle for Chan<T> {
         if send {
             self.receivers_gone()
                 || match &self.flavor {
-                    Flavor::Array(q) => q.len() < q.capacity(),
+                    Flavor::Array(q) => q.has_room(),
                     Flavor::List(_) => true,
                     Flavor::Zero(z) => z.is_ready(true, own),
                     _ => false,
@@ -1401,6 +1431,14 @@ impl<T> SelectHandle for Chan<T> {
             &self.send_wait
         } else {
             &self.recv_wait
+        }
+    }
+
+    fn sel_release(&self) {
+        if let Flavor::Array(q) = &self.flavor {
+            q.release();
+            // Room a waiting sender may take.
+            self.send_wait.notify_one();
         }
     }
 

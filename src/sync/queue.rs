@@ -124,11 +124,32 @@ pub(super) trait Queue<E> {
     fn close(&self);
     /// See the module docs.
     fn positions(&self) -> (u64, u64);
+    /// Reserves room for one later [`Queue::put_reserved`]: `Done`,
+    /// `NotReady` (full) or `Disconnected` (closed). A queue without a
+    /// bound has room for all: it reserves nothing.
+    fn reserve(&self) -> Try {
+        self.refuses().unwrap_or(Try::Done)
+    }
+    /// Puts with a reservation, which it uses up: `Err` only when closed.
+    fn put_reserved(&self, value: E) -> Result<(), (E, Try)> {
+        self.put(value)
+    }
+    /// Gives back a reservation that will not be used.
+    fn release(&self) {}
 }
 
-/// In a ring's tail: the ring is closed to pushes. Positions stay far
-/// below it, and below 2^62, whose double a slot's sequence holds (2^62
-/// pushes would take centuries).
+/// A ring's tail word: the next position to push (the low [`POS_BITS`]
+/// bits), the sends a `Select` reserved room for ([`RESERVED`] counts
+/// them), and [`SHUT`] once closed. One word, so that a push claims its
+/// position and sees every reservation in one compare-and-swap.
+const POS_BITS: u32 = 55;
+const POS: u64 = (1 << POS_BITS) - 1;
+/// One reservation in a tail word.
+const RESERVED: u64 = 1 << POS_BITS;
+/// At most this many reservations at once on one ring; a select that
+/// would take one more sees the ring as full, and waits for room.
+const MAX_RESERVED: u64 = (1 << (63 - POS_BITS)) - 1;
+/// In a ring's tail: the ring is closed to pushes.
 const SHUT: u64 = 1 << 63;
 
 /// One slot of a [`Ring`].
@@ -146,12 +167,13 @@ struct Slot<E> {
 /// A bounded multi-producer multi-consumer ring, after Dmitry Vyukov's
 /// bounded MPMC queue.
 ///
-/// Every push and pop has a position, counted from 0 and never wrapping:
-/// a push claims the position in `tail` with a compare-and-swap, writes
-/// its slot (position modulo capacity), then publishes it through the
-/// slot's sequence number; a pop claims the position in `head` once the
-/// slot is published, reads it, and frees it for the next lap. The
-/// claiming compare-and-swap is the instant the operation takes effect.
+/// Every push and pop has a position, counted from 0 (2^55 positions, a
+/// decade of pushes at 10 ns each, before they would run out): a push
+/// claims the position in `tail` with a compare-and-swap, writes its slot
+/// (position modulo capacity), then publishes it through the slot's
+/// sequence number; a pop claims the position in `head` once the slot is
+/// published, reads it, and frees it for the next lap. The claiming
+/// compare-and-swap is the instant the operation takes effect.
 ///
 /// Vyukov's queue reports "empty" when the slot at `head` is not yet
 /// published, even though a later push may have completed, and "full"
@@ -163,13 +185,26 @@ struct Slot<E> {
 /// each hold at one instant, and `head` and `tail` change exactly when
 /// the contents do: they are the ring's positions (see the module docs).
 ///
+/// # Reservations
+///
+/// A `Select` that selects a send builds the message only afterwards, and
+/// must then not wait for room: it reserves room when it selects the send
+/// ([`Queue::reserve`]), and later pushes with the reservation
+/// ([`Queue::put_reserved`]) or gives it back ([`Queue::release`]). The
+/// reservations are counted in the tail word, and the ring keeps
+/// `messages + reservations <= cap` (messages being `tail - head`): a plain
+/// push that sees a reservation claims its position only if the sum stays
+/// within the capacity. A reserved push never finds the ring full: with a
+/// reservation counted, fewer than `cap` messages are in, so the pop a
+/// lap behind its position has at least claimed its slot.
+///
 /// A close sets [`SHUT`] in `tail`, which fails every later claim; a push
 /// that claimed its position before still publishes it, and the pops wait
 /// for it as above, so nothing pushed is stranded.
 pub(super) struct Ring<E> {
     /// The next position to pop.
     head: CachePadded<AtomicU64>,
-    /// The next position to push, with [`SHUT`] once closed.
+    /// The tail word: position, reservations, [`SHUT`].
     tail: CachePadded<AtomicU64>,
     slots: Box<[Slot<E>]>,
     cap: u64,
@@ -186,6 +221,14 @@ pub(super) struct Ring<E> {
 unsafe impl<E: Send> Send for Ring<E> {}
 // SAFETY: as for `Send`.
 unsafe impl<E: Send> Sync for Ring<E> {}
+
+/// What a push does with the tail word it read, before its claim.
+enum Claim {
+    /// Claim the position: compare-and-swap the word to this.
+    To(u64),
+    /// Refused: full (`NotReady`) or closed (`Disconnected`).
+    Refused(Try),
+}
 
 impl<E> Ring<E> {
     /// A ring of `cap` slots, or `None` if that many would not fit in
@@ -213,76 +256,157 @@ impl<E> Ring<E> {
         })
     }
 
-    fn slot(&self, pos: u64) -> &Slot<E> {
-        let i = if self.mask != u64::MAX {
+    fn index(&self, pos: u64) -> usize {
+        (if self.mask != u64::MAX {
             pos & self.mask
         } else {
             pos % self.cap
-        };
-        &self.slots[i as usize]
+        }) as usize
     }
 
     pub(super) fn capacity(&self) -> usize {
         self.cap as usize
     }
+
+    /// Messages plus reservations, for the tail word `tail` and a head
+    /// read after it (the sum is then at least what it was when `tail` was
+    /// read: the head only grows, and pops cannot pass pushes).
+    fn taken(&self, tail: u64) -> u64 {
+        let head = self.head.load(Ordering::SeqCst);
+        (tail & POS).saturating_sub(head) + (tail & !SHUT) / RESERVED
+    }
+
+    /// Pushes `value` once `claim` allows it: the claim loop shared by a
+    /// plain push and a reserved one. `claim` sees the tail word and
+    /// whether the slot at its position is free, and says what to do.
+    fn push_with(
+        &self,
+        value: E,
+        mut claim: impl FnMut(&Self, u64, bool) -> Claim,
+    ) -> Result<(), (E, Try)> {
+        let backoff = Backoff::new();
+        let mut tail = self.tail.load(Ordering::SeqCst);
+        loop {
+            let pos = tail & POS;
+            let slot = &self.slots[self.index(pos)];
+            let seq = slot.seq.load(Ordering::Acquire);
+            if seq > 2 * pos && tail & SHUT == 0 {
+                // Another push took this position; `tail` was stale.
+                backoff.spin();
+                tail = self.tail.load(Ordering::SeqCst);
+                continue;
+            }
+            let to = match claim(self, tail, seq == 2 * pos) {
+                Claim::To(to) => to,
+                Claim::Refused(why) => return Err((value, why)),
+            };
+            if seq != 2 * pos {
+                // The slot still holds the message of the lap before, or
+                // its pop (which has claimed it) is still reading it:
+                // `claim` found room, so the latter.
+                backoff.snooze();
+                tail = self.tail.load(Ordering::SeqCst);
+                continue;
+            }
+            match self
+                .tail
+                .compare_exchange_weak(tail, to, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => {
+                    // SAFETY: the claim makes this push the slot's only user
+                    // until it publishes it; the pop a lap ago freed it
+                    // (release), seen by the acquire above.
+                    unsafe { (*slot.value.get()).write(value) };
+                    slot.seq.store(2 * pos + 1, Ordering::Release);
+                    return Ok(());
+                }
+                Err(now) => {
+                    tail = now;
+                    backoff.spin();
+                }
+            }
+        }
+    }
+
+    /// Reserves room for one later push ([`Queue::put_reserved`]): `Done`,
+    /// or `NotReady` if the ring is full (or holds [`MAX_RESERVED`]
+    /// reservations), or `Disconnected` if it is closed.
+    fn reserve_room(&self) -> Try {
+        let mut tail = self.tail.load(Ordering::SeqCst);
+        loop {
+            if tail & SHUT != 0 {
+                return Try::Disconnected;
+            }
+            if (tail & !SHUT) / RESERVED == MAX_RESERVED || self.taken(tail) >= self.cap {
+                return Try::NotReady;
+            }
+            match self.tail.compare_exchange_weak(
+                tail,
+                tail + RESERVED,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Try::Done,
+                Err(now) => tail = now,
+            }
+        }
+    }
+
+    /// Pushes with a reservation, which it uses up: never full, so
+    /// `Err` only with `Disconnected` (the reservation is then given back).
+    fn put_with_reservation(&self, value: E) -> Result<(), (E, Try)> {
+        let pushed = self.push_with(value, |_, tail, _| {
+            if tail & SHUT != 0 {
+                Claim::Refused(Try::Disconnected)
+            } else {
+                debug_assert!(
+                    tail & !SHUT >= RESERVED,
+                    "a reserved push without a reservation"
+                );
+                Claim::To(tail + 1 - RESERVED)
+            }
+        });
+        if pushed.is_err() {
+            self.give_back();
+        }
+        pushed
+    }
+
+    /// Gives back a reservation that will not be used.
+    fn give_back(&self) {
+        let before = self.tail.fetch_sub(RESERVED, Ordering::SeqCst);
+        debug_assert!(before & !SHUT >= RESERVED, "a reservation released twice");
+    }
 }
 
 impl<E> Queue<E> for Ring<E> {
     fn put(&self, value: E) -> Result<(), (E, Try)> {
-        let backoff = Backoff::new();
-        let mut tail = self.tail.load(Ordering::SeqCst);
-        loop {
+        self.push_with(value, |ring, tail, free| {
             if tail & SHUT != 0 {
-                return Err((value, Try::Disconnected));
-            }
-            let slot = self.slot(tail);
-            let seq = slot.seq.load(Ordering::Acquire);
-            if seq == 2 * tail {
-                // Free for this position: claim it.
-                match self.tail.compare_exchange_weak(
-                    tail,
-                    tail + 1,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                ) {
-                    Ok(_) => {
-                        // SAFETY: the claim makes this push the slot's only
-                        // user until it publishes it; the pop a lap ago
-                        // freed it (release), seen by the acquire above.
-                        unsafe { (*slot.value.get()).write(value) };
-                        slot.seq.store(2 * tail + 1, Ordering::Release);
-                        return Ok(());
-                    }
-                    Err(now) => {
-                        tail = now;
-                        backoff.spin();
-                    }
-                }
-            } else if seq < 2 * tail {
-                // The slot still holds the message of the lap before, or
-                // its pop is under way. Full if every slot's position is
-                // claimed by a push that no pop has claimed yet.
+                Claim::Refused(Try::Disconnected)
+            } else if tail & !SHUT >= RESERVED || !free {
+                // Reservations count as messages; and a slot not yet free
+                // is either full or freed by a pop under way: which one,
+                // the head says. Full if every slot's position is claimed
+                // by a push that no pop has claimed yet, at the instant
+                // the head is read.
                 atomic::fence(Ordering::SeqCst);
-                let head = self.head.load(Ordering::SeqCst);
-                if head + self.cap <= tail {
-                    return Err((value, Try::NotReady));
+                if ring.taken(tail) >= ring.cap {
+                    Claim::Refused(Try::NotReady)
+                } else {
+                    Claim::To(tail + 1)
                 }
-                // A pop claimed the slot and is still reading it.
-                backoff.snooze();
-                tail = self.tail.load(Ordering::SeqCst);
             } else {
-                // Another push took this position; `tail` was stale.
-                backoff.spin();
-                tail = self.tail.load(Ordering::SeqCst);
+                Claim::To(tail + 1)
             }
-        }
+        })
     }
 
     fn take(&self) -> Option<E> {
         let backoff = Backoff::new();
         let mut head = self.head.load(Ordering::SeqCst);
         loop {
-            let slot = self.slot(head);
+            let slot = &self.slots[self.index(head)];
             let seq = slot.seq.load(Ordering::Acquire);
             if seq == 2 * head + 1 {
                 // Published: claim it.
@@ -309,7 +433,7 @@ impl<E> Queue<E> for Ring<E> {
                 // Not published for this position yet. Empty if no push
                 // has claimed it.
                 atomic::fence(Ordering::SeqCst);
-                let tail = self.tail.load(Ordering::SeqCst) & !SHUT;
+                let tail = self.tail.load(Ordering::SeqCst) & POS;
                 if tail == head {
                     return None;
                 }
@@ -328,7 +452,7 @@ impl<E> Queue<E> for Ring<E> {
         let tail = self.tail.load(Ordering::SeqCst);
         if tail & SHUT != 0 {
             Some(Try::Disconnected)
-        } else if self.head.load(Ordering::SeqCst) + self.cap <= tail {
+        } else if self.taken(tail) >= self.cap {
             Some(Try::NotReady)
         } else {
             None
@@ -342,7 +466,7 @@ impl<E> Queue<E> for Ring<E> {
             // A consistent pair: the tail did not move while the head was
             // read, so `head <= tail` (a claimed pop follows its push).
             if self.tail.load(Ordering::SeqCst) == tail {
-                return ((tail & !SHUT) - head) as usize;
+                return ((tail & POS) - head) as usize;
             }
         }
     }
@@ -357,23 +481,31 @@ impl<E> Queue<E> for Ring<E> {
             self.head.load(Ordering::SeqCst),
         )
     }
+
+    fn reserve(&self) -> Try {
+        self.reserve_room()
+    }
+
+    fn put_reserved(&self, value: E) -> Result<(), (E, Try)> {
+        self.put_with_reservation(value)
+    }
+
+    fn release(&self) {
+        self.give_back();
+    }
 }
 
 impl<E> Drop for Ring<E> {
     fn drop(&mut self) {
         let head = *self.head.get_mut();
-        let tail = *self.tail.get_mut() & !SHUT;
+        let tail = *self.tail.get_mut() & POS;
         for pos in head..tail {
-            let i = if self.mask != u64::MAX {
-                pos & self.mask
-            } else {
-                pos % self.cap
-            };
+            let i = self.index(pos);
             // SAFETY: with `&mut self` nothing is in flight: every position
             // in `head..tail` was claimed by a push that published it (a
             // push cannot stop between its claim and its write), and no
             // pop took it. Each is dropped once.
-            unsafe { self.slots[i as usize].value.get_mut().assume_init_drop() };
+            unsafe { self.slots[i].value.get_mut().assume_init_drop() };
         }
     }
 }
@@ -510,12 +642,17 @@ impl<E> Queue<E> for List<E> {
 /// # Safety
 ///
 /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
-unsafe fn push_inline<T>(q: &impl Queue<T>, src: *const T) -> Try {
+unsafe fn push_inline<T>(q: &impl Queue<T>, src: *const T, reserved: bool) -> Try {
     // SAFETY: `src` is a live `T` (contract); this copy is the message if
     // the queue takes it, and is forgotten if not, leaving `*src` the only
     // one.
     let value = unsafe { ptr::read(src) };
-    match q.put(value) {
+    let put = if reserved {
+        q.put_reserved(value)
+    } else {
+        q.put(value)
+    };
+    match put {
         Ok(()) => Try::Done,
         Err((value, why)) => {
             mem::forget(value);
@@ -529,17 +666,22 @@ unsafe fn push_inline<T>(q: &impl Queue<T>, src: *const T) -> Try {
 /// # Safety
 ///
 /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
-unsafe fn push_boxed<T>(q: &impl Queue<Box<T>>, src: *const T) -> Try {
+unsafe fn push_boxed<T>(q: &impl Queue<Box<T>>, src: *const T, reserved: bool) -> Try {
     // Spares an allocation; a full or closed queue is a valid outcome,
-    // whatever came first.
-    if let Some(why) = q.refuses() {
+    // whatever came first (a reserved push is never refused for room).
+    if !reserved && let Some(why) = q.refuses() {
         return why;
     }
     // SAFETY: `src` is a live `T` (contract); the box is the message if the
     // queue takes it, and is freed without its value if not, leaving
     // `*src` the only copy.
     let value = unsafe { box_from(src) };
-    match q.put(value) {
+    let put = if reserved {
+        q.put_reserved(value)
+    } else {
+        q.put(value)
+    };
+    match put {
         Ok(()) => Try::Done,
         Err((value, why)) => {
             forget_box(value);
@@ -616,9 +758,49 @@ impl<T, A: Queue<T>, B: Queue<Box<T>>> Queued<T, A, B> {
     pub(super) unsafe fn push(&self, src: *const T) -> Try {
         match &self.store {
             // SAFETY: as this function's contract.
-            Store::Inline(q) => unsafe { push_inline(q, src) },
+            Store::Inline(q) => unsafe { push_inline(q, src, false) },
             // SAFETY: as this function's contract.
-            Store::Boxed(q) => unsafe { push_boxed(q, src) },
+            Store::Boxed(q) => unsafe { push_boxed(q, src, false) },
+        }
+    }
+
+    /// Reserves room for one later [`Queued::push_reserved`] (see
+    /// [`Queue::reserve`]).
+    pub(super) fn reserve(&self) -> Try {
+        match &self.store {
+            Store::Inline(q) => q.reserve(),
+            Store::Boxed(q) => q.reserve(),
+        }
+    }
+
+    /// Moves the message at `src` into the queue with a reservation, which
+    /// it uses up: `Done`, or `Disconnected` (the reservation given back).
+    ///
+    /// # Safety
+    ///
+    /// As [`Queued::push`]; a reservation from [`Queued::reserve`] is held.
+    pub(super) unsafe fn push_reserved(&self, src: *const T) -> Try {
+        match &self.store {
+            // SAFETY: as this function's contract.
+            Store::Inline(q) => unsafe { push_inline(q, src, true) },
+            // SAFETY: as this function's contract.
+            Store::Boxed(q) => unsafe { push_boxed(q, src, true) },
+        }
+    }
+
+    /// Gives back a reservation from [`Queued::reserve`], unused.
+    pub(super) fn release(&self) {
+        match &self.store {
+            Store::Inline(q) => q.release(),
+            Store::Boxed(q) => q.release(),
+        }
+    }
+
+    /// Whether a push would find room now (a hint).
+    pub(super) fn has_room(&self) -> bool {
+        match &self.store {
+            Store::Inline(q) => q.refuses() != Some(Try::NotReady),
+            Store::Boxed(q) => q.refuses() != Some(Try::NotReady),
         }
     }
 

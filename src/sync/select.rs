@@ -137,7 +137,8 @@ struct Op<'a> {
 /// ([`new_biased`](Select::new_biased): the first added). A send is
 /// registered without its message: once it is selected, the caller hands
 /// the message to [`SelectedOperation::send`], so a message is built only
-/// for the operation that proceeds. A rendezvous (capacity 0) operation
+/// for the operation that proceeds; a bounded channel keeps room reserved
+/// for it meanwhile, and a rendezvous partner waits for it. A rendezvous (capacity 0) operation
 /// pairs with a plain `send`/`recv` on the other side or with another
 /// `Select`'s operation. A `Select` may be used round after round.
 ///
@@ -206,6 +207,7 @@ enum Found {
 pub struct SelectedOperation<'a> {
     index: usize,
     chan: *const (),
+    handle: &'a (dyn SelectHandle + 'a),
     send: bool,
     /// A receive got a message (in `payload`).
     received: bool,
@@ -330,6 +332,7 @@ impl<'a> Select<'a> {
         SelectedOperation {
             index,
             chan: op.handle.addr(),
+            handle: op.handle,
             send: op.send,
             received,
             token,
@@ -715,10 +718,11 @@ impl SelectedOperation<'_> {
 
     /// Completes the selected send on `tx` with `msg`, built only now.
     ///
-    /// On a queue with room, the message goes in at once; if another
-    /// sender took the room meanwhile, this waits for room like
-    /// [`Sender::send`] (a cancellation point then). On a rendezvous, the
-    /// paired receiver gets it at once.
+    /// It never waits. On a bounded channel, the room was reserved when
+    /// the send was selected (plain senders see it as taken), so the
+    /// message goes in at once; dropping the `SelectedOperation` instead
+    /// gives the room back. On an unbounded channel the message goes in at
+    /// once, and on a rendezvous the paired receiver gets it at once.
     ///
     /// # Errors
     ///
@@ -760,8 +764,14 @@ impl SelectedOperation<'_> {
                 unsafe { packet.complete(&raw const msg) };
                 Ok(None)
             }
-            // SAFETY: `msg` is ours, forgotten at once (as in `Sender::send`).
-            SendToken::Room => unsafe { tx.send_or_spill(&raw const msg, None) },
+            // SAFETY: `msg` is ours, forgotten at once (as in `Sender::send`);
+            // the select reserved room for it, which this uses up.
+            SendToken::Room => match unsafe { tx.chan.send_selected(&raw const msg) } {
+                Try::Done => Ok(None),
+                // SAFETY: as above; the channel is disconnected, and the
+                // send gives the message back at once.
+                _ => unsafe { tx.send_or_spill(&raw const msg, Some(Instant::now())) },
+            },
             // SAFETY: as above; the channel is disconnected.
             SendToken::Disconnected => unsafe {
                 tx.send_or_spill(&raw const msg, Some(Instant::now()))
@@ -781,8 +791,10 @@ impl Drop for SelectedOperation<'_> {
             // SAFETY: `received`: `payload` holds a message not moved out.
             unsafe { (self.drop_msg)(self.payload.ptr()) };
         }
-        if let Some(SendToken::Paired(packet)) = self.token.take() {
-            packet.abandon(); // the receiver goes back to waiting
+        match self.token.take() {
+            Some(SendToken::Paired(packet)) => packet.abandon(), // the receiver waits again
+            Some(SendToken::Room) => self.handle.sel_release(),  // room for another sender
+            _ => {}
         }
         if !self.completed && !crate::runtime::worker::context_unwinding() {
             panic!(
