@@ -54,7 +54,6 @@
 //! receive returns the value, whatever happens to their timeouts; a
 //! cancellation that arrives then is raised at the next suspension point.
 
-use std::alloc::Layout;
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -1260,8 +1259,6 @@ pub(crate) enum Reg<'a> {
 pub(crate) trait SelectHandle {
     /// The channel's identity.
     fn addr(&self) -> *const ();
-    /// Room a received message needs.
-    fn msg_layout(&self) -> Layout;
     /// Drops a received message at the pointer.
     fn msg_drop(&self) -> unsafe fn(*mut u8);
     /// Receives into `dst` if that needs no waiting (a rendezvous with a
@@ -1314,10 +1311,6 @@ unsafe fn drop_erased<T>(p: *mut u8) {
 impl<T> SelectHandle for Chan<T> {
     fn addr(&self) -> *const () {
         ptr::from_ref(self).cast()
-    }
-
-    fn msg_layout(&self) -> Layout {
-        Layout::new::<T>()
     }
 
     fn msg_drop(&self) -> unsafe fn(*mut u8) {

@@ -31,5 +31,7 @@ pub use error::{
 };
 pub use event::{Barrier, BarrierWaitResult, Condvar, Event, WaitGroup, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+#[doc(hidden)]
+pub use select::{SelectOrder, __select_order};
 pub use select::{Select, SelectedOperation};
 pub use semaphore::{Semaphore, SemaphorePermit};

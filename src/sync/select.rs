@@ -34,14 +34,28 @@ use std::time::{Duration, Instant};
 
 use super::channel::{Packet, Receiver, Reg, SelectHandle, SendToken, Sender, Try, send_error};
 use super::error::{
-    ReadyTimeoutError, RecvError, SelectTimeoutError, SendError, TryReadyError, TrySelectError,
+    ReadyTimeoutError, RecvError, SelectTimeoutError, SendError, TryReadyError, TryRecvError,
+    TrySelectError,
 };
 use super::wait::{Registration, Waiter};
 use crate::cancel::{AbortOnUnwind, Cancelled};
 use crate::runtime::park;
 
-/// A random number below `n` (`n > 0`): a thread-local xorshift, for a
-/// fair choice among ready operations.
+/// Shuffles `order` uniformly (Fisher-Yates), its choices drawn from one
+/// random number while it lasts (the bias is below n! / 2^64: nil for the
+/// handful of operations a select has).
+fn shuffle<E>(order: &mut [E]) {
+    let mut x = random();
+    for i in (1..order.len()).rev() {
+        let below = i as u64 + 1;
+        order.swap(i, (x % below) as usize);
+        x /= below;
+        if x == 0 {
+            x = random();
+        }
+    }
+}
+
 /// The earlier of two optional instants (`None`: never).
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -50,7 +64,9 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-fn random_below(n: usize) -> usize {
+/// A random number: a thread-local xorshift, for a fair choice among ready
+/// operations.
+fn random() -> u64 {
     thread_local! {
         static STATE: Cell<u64> = Cell::new({
             use std::hash::{BuildHasher, Hasher};
@@ -59,7 +75,7 @@ fn random_below(n: usize) -> usize {
             h.finish() | 1
         });
     }
-    let x = STATE
+    STATE
         .try_with(|s| {
             let mut x = s.get();
             x ^= x << 13;
@@ -68,8 +84,8 @@ fn random_below(n: usize) -> usize {
             s.set(x);
             x
         })
-        .unwrap_or(0);
-    ((x >> 32) as usize * n) >> 32
+        // A thread-local's destructor: any number will do.
+        .unwrap_or(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Room for one received message: inline if small, else on the heap (so
@@ -80,7 +96,7 @@ struct Payload {
 }
 
 #[repr(C, align(16))]
-struct Inline([MaybeUninit<u8>; 64]);
+struct Inline([MaybeUninit<u8>; 32]);
 
 impl Payload {
     fn new(layout: Layout) -> Payload {
@@ -94,7 +110,7 @@ impl Payload {
                 }
             });
         Payload {
-            inline: Inline([MaybeUninit::uninit(); 64]),
+            inline: Inline([MaybeUninit::uninit(); 32]),
             heap,
         }
     }
@@ -121,6 +137,58 @@ impl Drop for Payload {
 struct Op<'a> {
     handle: &'a (dyn SelectHandle + 'a),
     send: bool,
+}
+
+/// Operations kept inline before a `Select` allocates.
+const INLINE_OPS: usize = 4;
+
+/// A `Select`'s operations: the first few inline, so that a `select!` over
+/// a handful of channels allocates nothing.
+struct Ops<'a> {
+    first: [Option<Op<'a>>; INLINE_OPS],
+    rest: Vec<Op<'a>>,
+    len: usize,
+}
+
+impl<'a> Ops<'a> {
+    fn new() -> Ops<'a> {
+        Ops {
+            first: [None; INLINE_OPS],
+            rest: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, op: Op<'a>) {
+        match self.first.get_mut(self.len) {
+            Some(slot) => *slot = Some(op),
+            None => self.rest.push(op),
+        }
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Op<'a>> + '_ {
+        self.first.iter().flatten().chain(&self.rest)
+    }
+}
+
+impl<'a> std::ops::Index<usize> for Ops<'a> {
+    type Output = Op<'a>;
+
+    fn index(&self, i: usize) -> &Op<'a> {
+        match self.first.get(i) {
+            Some(op) => op.as_ref().expect("an operation index below the count"),
+            None => &self.rest[i - INLINE_OPS],
+        }
+    }
 }
 
 /// Waits on several send and receive operations and completes exactly one.
@@ -176,9 +244,10 @@ struct Op<'a> {
 /// assert_eq!(op.recv(&rx1), Ok(7));
 /// ```
 pub struct Select<'a> {
-    ops: Vec<Op<'a>>,
+    ops: Ops<'a>,
     biased: bool,
-    order: Vec<usize>,
+    /// Room for any message the receive operations may get.
+    recv_layout: Layout,
 }
 
 impl Default for Select<'_> {
@@ -224,9 +293,9 @@ impl<'a> Select<'a> {
     /// An empty selection that chooses fairly among ready operations.
     pub fn new() -> Select<'a> {
         Select {
-            ops: Vec::new(),
+            ops: Ops::new(),
             biased: false,
-            order: Vec::new(),
+            recv_layout: Layout::new::<()>(),
         }
     }
 
@@ -258,6 +327,10 @@ impl<'a> Select<'a> {
 
     /// Adds a receive operation; returns its index.
     pub fn recv<T>(&mut self, rx: &'a Receiver<T>) -> usize {
+        let (room, msg) = (self.recv_layout, Layout::new::<T>());
+        self.recv_layout =
+            Layout::from_size_align(room.size().max(msg.size()), room.align().max(msg.align()))
+                .expect("a message's layout");
         self.ops.push(Op {
             handle: &*rx.chan,
             send: false,
@@ -275,52 +348,47 @@ impl<'a> Select<'a> {
         self.ops.len() - 1
     }
 
-    /// The order of the try phase: random, or as added if biased.
-    fn shuffle(&mut self) {
+    /// The first `Some` that `f` gives, asked of the operations' indices in
+    /// the try order: random, or as added if biased.
+    fn in_order<R>(&self, mut f: impl FnMut(usize) -> Option<R>) -> Option<R> {
+        // On the stack for a few operations.
         let n = self.ops.len();
-        self.order.clear();
-        self.order.extend(0..n);
-        if !self.biased {
-            for i in (1..n).rev() {
-                self.order.swap(i, random_below(i + 1));
-            }
+        let mut few = [0usize; 2 * INLINE_OPS];
+        let mut many = Vec::new();
+        let order: &mut [usize] = if n <= few.len() {
+            &mut few[..n]
+        } else {
+            many.resize(n, 0);
+            &mut many
+        };
+        for (k, slot) in order.iter_mut().enumerate() {
+            *slot = k;
         }
+        if !self.biased {
+            shuffle(order);
+        }
+        order.iter().find_map(|&i| f(i))
     }
 
     /// Completes an operation that can proceed now, if one can.
     fn try_phase(&mut self, payload: &mut Payload) -> Option<Found> {
-        self.shuffle();
-        for &i in &self.order {
+        self.in_order(|i| {
             let op = self.ops[i];
             if op.send {
-                if let Some(token) = op.handle.sel_try_send() {
-                    return Some(Found::Send(i, token));
-                }
+                op.handle.sel_try_send().map(|token| Found::Send(i, token))
             } else {
                 // SAFETY: `payload` has room for any of the receives' messages.
                 match unsafe { op.handle.sel_try_recv(payload.ptr()) } {
-                    Try::Done => return Some(Found::Recv(i, true)),
-                    Try::Disconnected => return Some(Found::Recv(i, false)),
-                    Try::NotReady => {}
+                    Try::Done => Some(Found::Recv(i, true)),
+                    Try::Disconnected => Some(Found::Recv(i, false)),
+                    Try::NotReady => None,
                 }
             }
-        }
-        None
+        })
     }
 
     fn versions(&self) -> Vec<[u64; 4]> {
         self.ops.iter().map(|op| op.handle.sel_version()).collect()
-    }
-
-    fn recv_layout(&self) -> Layout {
-        self.ops
-            .iter()
-            .filter(|op| !op.send)
-            .map(|op| op.handle.msg_layout())
-            .fold(Layout::new::<()>(), |a, b| {
-                Layout::from_size_align(a.size().max(b.size()), a.align().max(b.align()))
-                    .expect("a message's layout")
-            })
     }
 
     fn selected(&self, found: Found, payload: Payload) -> SelectedOperation<'a> {
@@ -331,7 +399,7 @@ impl<'a> Select<'a> {
         let op = self.ops[index];
         SelectedOperation {
             index,
-            chan: op.handle.addr(),
+            chan: ptr::from_ref(op.handle).cast(), // as `addr()`, without the call
             handle: op.handle,
             send: op.send,
             received,
@@ -365,7 +433,7 @@ impl<'a> Select<'a> {
     /// The heart of every `select` flavor (see the module docs). `now`:
     /// never wait.
     fn run(&mut self, deadline: Option<Instant>, now: bool) -> Option<SelectedOperation<'a>> {
-        let mut payload = Payload::new(self.recv_layout());
+        let mut payload = Payload::new(self.recv_layout);
         // A queue's notification that woke us, not used yet.
         let mut notified: Option<usize> = None;
         loop {
@@ -560,12 +628,8 @@ impl<'a> Select<'a> {
     /// The ready-wait behind [`ready`](Select::ready) and its variants.
     fn ready_run(&mut self, deadline: Option<Instant>, now: bool) -> Option<usize> {
         loop {
-            self.shuffle();
             let ready = |s: &Self| {
-                s.order
-                    .iter()
-                    .copied()
-                    .find(|&i| s.ops[i].handle.sel_ready(s.ops[i].send, None))
+                s.in_order(|i| s.ops[i].handle.sel_ready(s.ops[i].send, None).then_some(i))
             };
             if let Some(i) = ready(self) {
                 return Some(i);
@@ -806,6 +870,85 @@ impl Drop for SelectedOperation<'_> {
     }
 }
 
+/// The order in which `select!` tries its operations before it builds a
+/// `Select`; not public API.
+#[doc(hidden)]
+pub struct SelectOrder {
+    order: [u8; FAST_OPS],
+    len: usize,
+}
+
+/// Operations `select!` tries in its first pass; with more, it goes
+/// straight to a `Select`.
+const FAST_OPS: usize = 16;
+
+impl SelectOrder {
+    #[doc(hidden)]
+    pub fn as_slice(&self) -> &[u8] {
+        &self.order[..self.len]
+    }
+}
+
+/// A random order of `n` operations (in order if `biased`), for
+/// `select!`'s first pass; empty (no first pass) beyond `FAST_OPS`. Not
+/// public API.
+#[doc(hidden)]
+pub fn __select_order(n: usize, biased: bool) -> SelectOrder {
+    let mut order = [0u8; FAST_OPS];
+    if n > FAST_OPS {
+        return SelectOrder { order, len: 0 };
+    }
+    for (k, slot) in order[..n].iter_mut().enumerate() {
+        *slot = k as u8;
+    }
+    if !biased {
+        shuffle(&mut order[..n]);
+    }
+    SelectOrder { order, len: n }
+}
+
+impl<T> Receiver<T> {
+    /// `select!`'s slot for this receive's result; not public API.
+    #[doc(hidden)]
+    pub fn __select_slot(&self) -> Option<Result<T, RecvError>> {
+        None
+    }
+
+    /// `select!`'s first pass: the receive's result if it can complete
+    /// now; not public API.
+    #[doc(hidden)]
+    pub fn __select_try(&self) -> Option<Result<T, RecvError>> {
+        match self.try_recv() {
+            Ok(v) => Some(Ok(v)),
+            Err(TryRecvError::Disconnected) => Some(Err(RecvError)),
+            Err(TryRecvError::Empty) => None,
+        }
+    }
+}
+
+impl<T> Sender<T> {
+    /// `select!`'s first pass: this send, selected as operation `index`,
+    /// if it can complete now (room reserved, a partner paired, or
+    /// disconnected), as `Select` would select it; not public API.
+    #[doc(hidden)]
+    pub fn __select_try(&self, index: usize) -> Option<SelectedOperation<'_>> {
+        let handle: &dyn SelectHandle = &*self.chan;
+        let token = handle.sel_try_send()?;
+        Some(SelectedOperation {
+            index,
+            chan: ptr::from_ref(handle).cast(),
+            handle,
+            send: true,
+            received: false,
+            token: Some(token),
+            payload: Payload::new(Layout::new::<()>()),
+            drop_msg: drop_nothing,
+            completed: false,
+            _channels: PhantomData,
+        })
+    }
+}
+
 impl fmt::Debug for SelectedOperation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SelectedOperation")
@@ -986,17 +1129,146 @@ macro_rules! __select_bind {
     };
 }
 
-/// Registers the bound arms, waits, and dispatches; not public API.
+/// Numbers the bound arms, then runs them; not public API.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_run {
+    ($b:tt $d:tt $($arm:tt)*) => {
+        $crate::__select_number!($b $d [] [
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+            32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
+            60 61 62 63
+        ] $($arm)*)
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_number {
+    ($b:tt $d:tt [$($done:tt)*] [$i:tt $($is:tt)*] ($($arm:tt)*) $($rest:tt)*) => {
+        $crate::__select_number!($b $d [$($done)* ($i $($arm)*)] [$($is)*] $($rest)*)
+    };
+    ($b:tt $d:tt [$($done:tt)*] $is:tt) => {
+        $crate::__select_go!($b $d $($done)*)
+    };
+    ($b:tt $d:tt $done:tt [] $($rest:tt)+) => {
+        ::core::compile_error!("select! takes at most 64 operations; use `Select` for more")
+    };
+}
+
+/// Tries the operations, then waits if none could proceed, then runs the
+/// arm of the one that completed; not public API.
+///
+/// The try comes first, straight on the channels (in a random order, or in
+/// order if biased), with no `Select` built: a receive keeps its result in
+/// its slot of the tuple `__got`, a send its `SelectedOperation` in `__op`.
+/// Only if none can proceed is a `Select` built, which waits (or, with
+/// `default`, makes sure that nothing was ready at some instant).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_go {
     ($b:tt $d:tt $($arm:tt)*) => {{
-        let mut __select = $crate::__select_new!($b);
-        $( $crate::__select_register!(__select $arm); )*
-        let __selected = $crate::__select_wait!(__select $d);
-        ::core::mem::drop(__select);
-        $crate::__select_dispatch!(__selected 0usize, $d, $($arm)*)
+        #[allow(unused_mut)]
+        let mut __got = ( $( $crate::__select_slot!($arm), )* );
+        #[allow(unused_mut)]
+        let mut __op: ::core::option::Option<$crate::sync::SelectedOperation<'_>> =
+            ::core::option::Option::None;
+        let mut __hit = usize::MAX;
+        let __order = $crate::sync::__select_order(
+            0usize $( + $crate::__select_one!($arm) )*,
+            $crate::__select_biased!($b),
+        );
+        for &__i in __order.as_slice() {
+            $( $crate::__select_try!(__got __op __hit __i $arm); )*
+            if __hit != usize::MAX {
+                break;
+            }
+        }
+        if __hit == usize::MAX {
+            let mut __select = $crate::__select_new!($b);
+            $( $crate::__select_register!(__select $arm); )*
+            let __selected = $crate::__select_wait!(__select $d);
+            ::core::mem::drop(__select);
+            if let ::core::option::Option::Some(__o) = __selected {
+                __hit = __o.index();
+                $crate::__select_take!(__got __op __o __hit $($arm)*);
+            }
+        }
+        $crate::__select_dispatch!(__got __op __hit $d $($arm)*)
     }};
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_slot {
+    (($i:tt recv $c:ident $($x:tt)*)) => {
+        $c.__select_slot()
+    };
+    (($i:tt send $c:ident $($x:tt)*)) => {
+        ()
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_one {
+    ($arm:tt) => {
+        1usize
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_biased {
+    ((fair)) => {
+        false
+    };
+    ((biased)) => {
+        true
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_try {
+    ($got:ident $op:ident $hit:ident $k:ident ($i:tt recv $c:ident $($x:tt)*)) => {
+        if $k == $i && $hit == usize::MAX {
+            if let ::core::option::Option::Some(__r) = $c.__select_try() {
+                $got.$i = ::core::option::Option::Some(__r);
+                $hit = $i;
+            }
+        }
+    };
+    ($got:ident $op:ident $hit:ident $k:ident ($i:tt send $c:ident $($x:tt)*)) => {
+        if $k == $i && $hit == usize::MAX {
+            $op = $c.__select_try($i);
+            if $op.is_some() {
+                $hit = $i;
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_take {
+    ($got:ident $op:ident $o:ident $hit:ident ($i:tt recv $c:ident $($x:tt)*) $($rest:tt)*) => {
+        if $hit == $i {
+            $got.$i = ::core::option::Option::Some($o.recv($c));
+        } else {
+            $crate::__select_take!($got $op $o $hit $($rest)*)
+        }
+    };
+    ($got:ident $op:ident $o:ident $hit:ident ($i:tt send $c:ident $($x:tt)*) $($rest:tt)*) => {
+        if $hit == $i {
+            $op = ::core::option::Option::Some($o);
+        } else {
+            $crate::__select_take!($got $op $o $hit $($rest)*)
+        }
+    };
+    ($got:ident $op:ident $o:ident $hit:ident) => {
+        ::core::unreachable!("select! completed an operation it did not register")
+    };
 }
 
 #[doc(hidden)]
@@ -1013,10 +1285,10 @@ macro_rules! __select_new {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_register {
-    ($sel:ident (recv $c:ident ($res:pat) ($body:expr))) => {
+    ($sel:ident ($i:tt recv $c:ident $($x:tt)*)) => {
         $sel.recv($c);
     };
-    ($sel:ident (send $c:ident ($v:expr) ($res:pat) ($body:expr))) => {
+    ($sel:ident ($i:tt send $c:ident $($x:tt)*)) => {
         $sel.send($c);
     };
 }
@@ -1038,31 +1310,35 @@ macro_rules! __select_wait {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_dispatch {
-    ($op:ident $i:expr, (), ) => {
+    ($got:ident $op:ident $hit:ident ()) => {
         ::core::unreachable!("select! completed an operation it did not register")
     };
-    ($op:ident $i:expr, (now ($body:expr)), ) => {
+    ($got:ident $op:ident $hit:ident (now ($body:expr))) => {
         $body
     };
-    ($op:ident $i:expr, (timeout ($t:expr) ($body:expr)), ) => {
+    ($got:ident $op:ident $hit:ident (timeout ($t:expr) ($body:expr))) => {
         $body
     };
-    ($op:ident $i:expr, $d:tt, (recv $c:ident ($res:pat) ($body:expr)) $($rest:tt)*) => {
-        match $op {
-            ::core::option::Option::Some(__o) if __o.index() == $i => {
-                let $res = __o.recv($c);
-                $body
-            }
-            $op => $crate::__select_dispatch!($op $i + 1, $d, $($rest)*),
+    ($got:ident $op:ident $hit:ident $d:tt ($i:tt recv $c:ident ($res:pat) ($body:expr)) $($rest:tt)*) => {
+        if $hit == $i {
+            let $res = match $got.$i.take() {
+                ::core::option::Option::Some(__r) => __r,
+                ::core::option::Option::None => ::core::unreachable!(),
+            };
+            $body
+        } else {
+            $crate::__select_dispatch!($got $op $hit $d $($rest)*)
         }
     };
-    ($op:ident $i:expr, $d:tt, (send $c:ident ($v:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
-        match $op {
-            ::core::option::Option::Some(__o) if __o.index() == $i => {
-                let $res = __o.send($c, $v);
-                $body
-            }
-            $op => $crate::__select_dispatch!($op $i + 1, $d, $($rest)*),
+    ($got:ident $op:ident $hit:ident $d:tt ($i:tt send $c:ident ($v:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
+        if $hit == $i {
+            let $res = match $op.take() {
+                ::core::option::Option::Some(__o) => __o.send($c, $v),
+                ::core::option::Option::None => ::core::unreachable!(),
+            };
+            $body
+        } else {
+            $crate::__select_dispatch!($got $op $hit $d $($rest)*)
         }
     };
 }
