@@ -185,7 +185,7 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         deadline: Option<Instant>,
     ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
-        let waiter = Waiter::new();
+        let waiter = Waiter::own();
         let registration = Registration::new(&self.waiters, &waiter);
         let mutex = guard.unlock();
         while !waiter.is_notified() {

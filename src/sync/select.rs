@@ -34,22 +34,23 @@ use std::time::{Duration, Instant};
 
 use super::channel::{Packet, Receiver, Reg, SelectHandle, SendToken, Sender, Try, send_error};
 use super::error::{
-    ReadyTimeoutError, RecvError, SelectTimeoutError, SendError, TryReadyError, TryRecvError,
-    TrySelectError,
+    ReadyTimeoutError, RecvError, SelectTimeoutError, SendError, TryReadyError, TrySelectError,
 };
 use super::wait::{Registration, Waiter};
 use crate::cancel::{AbortOnUnwind, Cancelled};
 use crate::runtime::park;
 
-/// Shuffles `order` uniformly (Fisher-Yates), its choices drawn from one
-/// random number while it lasts (the bias is below n! / 2^64: nil for the
-/// handful of operations a select has).
+/// Shuffles `order` uniformly (Fisher-Yates). Each choice below `k` is the
+/// high word of a 64-bit random number times `k`, and the low word is the
+/// random number of the next choice (no division: a division costs tens
+/// of cycles, a select's whole first pass not many more). The bias is of
+/// the order of `k / 2^64`: nil.
 fn shuffle<E>(order: &mut [E]) {
     let mut x = random();
     for i in (1..order.len()).rev() {
-        let below = i as u64 + 1;
-        order.swap(i, (x % below) as usize);
-        x /= below;
+        let wide = u128::from(x) * (i as u128 + 1);
+        order.swap(i, (wide >> 64) as usize);
+        x = wide as u64;
         if x == 0 {
             x = random();
         }
@@ -142,27 +143,29 @@ struct Op<'a> {
 /// Operations kept inline before a `Select` allocates.
 const INLINE_OPS: usize = 4;
 
-/// A `Select`'s operations: the first few inline, so that a `select!` over
-/// a handful of channels allocates nothing.
-struct Ops<'a> {
-    first: [Option<Op<'a>>; INLINE_OPS],
-    rest: Vec<Op<'a>>,
+/// A short sequence kept inline, spilling to the heap past
+/// [`INLINE_OPS`]: a `Select`'s operations and what it keeps per operation
+/// while it waits, so that a select over a handful of channels allocates
+/// nothing for them.
+struct Few<T> {
+    first: [Option<T>; INLINE_OPS],
+    rest: Vec<T>,
     len: usize,
 }
 
-impl<'a> Ops<'a> {
-    fn new() -> Ops<'a> {
-        Ops {
-            first: [None; INLINE_OPS],
+impl<T> Few<T> {
+    fn new() -> Few<T> {
+        Few {
+            first: [const { None }; INLINE_OPS],
             rest: Vec::new(),
             len: 0,
         }
     }
 
-    fn push(&mut self, op: Op<'a>) {
+    fn push(&mut self, value: T) {
         match self.first.get_mut(self.len) {
-            Some(slot) => *slot = Some(op),
-            None => self.rest.push(op),
+            Some(slot) => *slot = Some(value),
+            None => self.rest.push(value),
         }
         self.len += 1;
     }
@@ -175,18 +178,40 @@ impl<'a> Ops<'a> {
         self.len == 0
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Op<'a>> + '_ {
-        self.first.iter().flatten().chain(&self.rest)
+    fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        let inline = self.len.min(INLINE_OPS);
+        self.first[..inline]
+            .iter()
+            .map(|v| v.as_ref().expect("an inline slot below the length"))
+            .chain(&self.rest)
+    }
+
+    /// Takes the values out, first to last.
+    fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        let inline = std::mem::take(&mut self.len).min(INLINE_OPS);
+        self.first[..inline]
+            .iter_mut()
+            .map(|v| v.take().expect("an inline slot below the length"))
+            .chain(self.rest.drain(..))
     }
 }
 
-impl<'a> std::ops::Index<usize> for Ops<'a> {
-    type Output = Op<'a>;
+impl<T> std::ops::Index<usize> for Few<T> {
+    type Output = T;
 
-    fn index(&self, i: usize) -> &Op<'a> {
+    fn index(&self, i: usize) -> &T {
         match self.first.get(i) {
-            Some(op) => op.as_ref().expect("an operation index below the count"),
+            Some(v) => v.as_ref().expect("an index below the length"),
             None => &self.rest[i - INLINE_OPS],
+        }
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Few<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        match self.first.get_mut(i) {
+            Some(v) => v.as_mut().expect("an index below the length"),
+            None => &mut self.rest[i - INLINE_OPS],
         }
     }
 }
@@ -244,10 +269,13 @@ impl<'a> std::ops::Index<usize> for Ops<'a> {
 /// assert_eq!(op.recv(&rx1), Ok(7));
 /// ```
 pub struct Select<'a> {
-    ops: Ops<'a>,
+    ops: Few<Op<'a>>,
     biased: bool,
     /// Room for any message the receive operations may get.
     recv_layout: Layout,
+    /// `select!` tried every operation just before: the next wait starts
+    /// by registering (see `__tried`).
+    tried: bool,
 }
 
 impl Default for Select<'_> {
@@ -293,9 +321,10 @@ impl<'a> Select<'a> {
     /// An empty selection that chooses fairly among ready operations.
     pub fn new() -> Select<'a> {
         Select {
-            ops: Ops::new(),
+            ops: Few::new(),
             biased: false,
             recv_layout: Layout::new::<()>(),
+            tried: false,
         }
     }
 
@@ -346,6 +375,13 @@ impl<'a> Select<'a> {
             send: true,
         });
         self.ops.len() - 1
+    }
+
+    /// `select!` has just tried every operation, and none could proceed:
+    /// the next wait skips its own first try. Not public API.
+    #[doc(hidden)]
+    pub fn __tried(&mut self) {
+        self.tried = true;
     }
 
     /// The first `Some` that `f` gives, asked of the operations' indices in
@@ -436,8 +472,14 @@ impl<'a> Select<'a> {
         let mut payload = Payload::new(self.recv_layout);
         // A queue's notification that woke us, not used yet.
         let mut notified: Option<usize> = None;
+        // After `select!`'s own first pass, the first look is the one that
+        // follows the registration.
+        let mut tried = std::mem::take(&mut self.tried);
         loop {
-            if let Some(found) = self.try_phase(&mut payload) {
+            if let Some(found) = (!std::mem::take(&mut tried))
+                .then(|| self.try_phase(&mut payload))
+                .flatten()
+            {
                 let index = match found {
                     Found::Recv(i, _) | Found::Send(i, _) => i,
                 };
@@ -460,19 +502,17 @@ impl<'a> Select<'a> {
                     }
                 }
             }
-            let waiter = Waiter::new();
+            let waiter = Waiter::own();
             // A wait on a scheduler's loop panics with a message; find out
             // before the guard, under which it would abort instead.
             park::refuse_scheduler_loop();
             // Rendezvous receives lend `payload` until they leave the queues.
             let lent = AbortOnUnwind("a select's registration");
             let room = payload.ptr();
-            let regs: Vec<Reg<'a>> = self
-                .ops
-                .iter()
-                .enumerate()
-                .map(|(i, op)| op.handle.sel_register(op.send, &waiter, i, room))
-                .collect();
+            let mut regs: Few<Reg<'a>> = Few::new();
+            for (i, op) in self.ops.iter().enumerate() {
+                regs.push(op.handle.sel_register(op.send, &waiter, i, room));
+            }
             let mut cancelled = None;
             if self
                 .ops
@@ -487,12 +527,13 @@ impl<'a> Select<'a> {
                         Err(cause) => (Some(cause), None),
                         Ok(at) => (None, at),
                     };
-                    let now = Instant::now();
-                    let timed_out = deadline.is_some_and(|d| now >= d);
                     // A timer (`after`, `tick`) is due: nobody wakes us for
                     // it, so leave and try again.
                     let timer = self.timer_due();
-                    let timer_due = timer.is_some_and(|d| now >= d);
+                    let now = (deadline.is_some() || timer.is_some()).then(Instant::now);
+                    let passed = |at: Option<Instant>| at.zip(now).is_some_and(|(d, n)| n >= d);
+                    let timed_out = passed(deadline);
+                    let timer_due = passed(timer);
                     if cause.is_some() || timed_out || timer_due {
                         if waiter.abort().is_ok() {
                             cancelled = cause;
@@ -503,8 +544,8 @@ impl<'a> Select<'a> {
                 }
             }
             let selected = waiter.selected();
-            let mut packets: Vec<Option<Arc<Packet>>> = Vec::with_capacity(regs.len());
-            for (op, reg) in self.ops.iter().zip(regs) {
+            let mut packets: Few<Option<Arc<Packet>>> = Few::new();
+            for (op, reg) in self.ops.iter().zip(regs.drain()) {
                 let (_, packet) = op.handle.sel_unregister(op.send, reg);
                 packets.push(packet);
             }
@@ -645,7 +686,7 @@ impl<'a> Select<'a> {
                     }
                 }
             }
-            let waiter = Waiter::new();
+            let waiter = Waiter::own();
             let regs: Vec<Registration<'a>> = self
                 .ops
                 .iter()
@@ -901,28 +942,42 @@ pub fn __select_order(n: usize, biased: bool) -> SelectOrder {
     for (k, slot) in order[..n].iter_mut().enumerate() {
         *slot = k as u8;
     }
-    if !biased {
+    if !biased && n > 1 {
         shuffle(&mut order[..n]);
     }
     SelectOrder { order, len: n }
 }
 
 impl<T> Receiver<T> {
-    /// `select!`'s slot for this receive's result; not public API.
+    /// `select!`'s first pass: this receive, selected as operation
+    /// `index`, if it can complete now (a message, or disconnected), as
+    /// `Select` would select it; not public API.
     #[doc(hidden)]
-    pub fn __select_slot(&self) -> Option<Result<T, RecvError>> {
-        None
-    }
-
-    /// `select!`'s first pass: the receive's result if it can complete
-    /// now; not public API.
-    #[doc(hidden)]
-    pub fn __select_try(&self) -> Option<Result<T, RecvError>> {
-        match self.try_recv() {
-            Ok(v) => Some(Ok(v)),
-            Err(TryRecvError::Disconnected) => Some(Err(RecvError)),
-            Err(TryRecvError::Empty) => None,
-        }
+    pub fn __select_try(&self, index: usize) -> Option<SelectedOperation<'_>> {
+        let handle: &dyn SelectHandle = &*self.chan;
+        let mut payload = Payload::new(Layout::new::<T>());
+        // SAFETY: `payload` has room for a `T`, this channel's message.
+        let received = match unsafe { handle.sel_try_recv(payload.ptr()) } {
+            Try::Done => true,
+            Try::Disconnected => false,
+            Try::NotReady => return None,
+        };
+        Some(SelectedOperation {
+            index,
+            chan: ptr::from_ref(handle).cast(),
+            handle,
+            send: false,
+            received,
+            token: None,
+            payload,
+            drop_msg: if received {
+                handle.msg_drop()
+            } else {
+                drop_nothing
+            },
+            completed: false,
+            _channels: PhantomData,
+        })
     }
 }
 
@@ -1160,53 +1215,40 @@ macro_rules! __select_number {
 /// arm of the one that completed; not public API.
 ///
 /// The try comes first, straight on the channels (in a random order, or in
-/// order if biased), with no `Select` built: a receive keeps its result in
-/// its slot of the tuple `__got`, a send its `SelectedOperation` in `__op`.
-/// Only if none can proceed is a `Select` built, which waits (or, with
-/// `default`, makes sure that nothing was ready at some instant).
+/// order if biased), with no `Select` built: the operation that can proceed
+/// becomes the `SelectedOperation` a `Select` would have returned. Only if
+/// none can is a `Select` built, which waits (or, with `default`, makes
+/// sure that nothing was ready at some instant).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_go {
     ($b:tt $d:tt $($arm:tt)*) => {{
-        #[allow(unused_mut)]
-        let mut __got = ( $( $crate::__select_slot!($arm), )* );
-        #[allow(unused_mut)]
         let mut __op: ::core::option::Option<$crate::sync::SelectedOperation<'_>> =
             ::core::option::Option::None;
-        let mut __hit = usize::MAX;
         let __order = $crate::sync::__select_order(
             0usize $( + $crate::__select_one!($arm) )*,
             $crate::__select_biased!($b),
         );
         for &__i in __order.as_slice() {
-            $( $crate::__select_try!(__got __op __hit __i $arm); )*
-            if __hit != usize::MAX {
+            $( $crate::__select_try!(__op __i $arm); )*
+            if __op.is_some() {
                 break;
             }
         }
-        if __hit == usize::MAX {
+        if __op.is_none() {
             let mut __select = $crate::__select_new!($b);
             $( $crate::__select_register!(__select $arm); )*
-            let __selected = $crate::__select_wait!(__select $d);
-            ::core::mem::drop(__select);
-            if let ::core::option::Option::Some(__o) = __selected {
-                __hit = __o.index();
-                $crate::__select_take!(__got __op __o __hit $($arm)*);
+            if !__order.as_slice().is_empty() {
+                __select.__tried();
             }
+            __op = $crate::__select_wait!(__select $d);
         }
-        $crate::__select_dispatch!(__got __op __hit $d $($arm)*)
+        let __hit = match &__op {
+            ::core::option::Option::Some(__o) => __o.index(),
+            ::core::option::Option::None => usize::MAX,
+        };
+        $crate::__select_dispatch!(__op __hit $d $($arm)*)
     }};
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __select_slot {
-    (($i:tt recv $c:ident $($x:tt)*)) => {
-        $c.__select_slot()
-    };
-    (($i:tt send $c:ident $($x:tt)*)) => {
-        ()
-    };
 }
 
 #[doc(hidden)]
@@ -1231,43 +1273,10 @@ macro_rules! __select_biased {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_try {
-    ($got:ident $op:ident $hit:ident $k:ident ($i:tt recv $c:ident $($x:tt)*)) => {
-        if $k == $i && $hit == usize::MAX {
-            if let ::core::option::Option::Some(__r) = $c.__select_try() {
-                $got.$i = ::core::option::Option::Some(__r);
-                $hit = $i;
-            }
-        }
-    };
-    ($got:ident $op:ident $hit:ident $k:ident ($i:tt send $c:ident $($x:tt)*)) => {
-        if $k == $i && $hit == usize::MAX {
+    ($op:ident $k:ident ($i:tt $kind:ident $c:ident $($x:tt)*)) => {
+        if $k == $i && $op.is_none() {
             $op = $c.__select_try($i);
-            if $op.is_some() {
-                $hit = $i;
-            }
         }
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __select_take {
-    ($got:ident $op:ident $o:ident $hit:ident ($i:tt recv $c:ident $($x:tt)*) $($rest:tt)*) => {
-        if $hit == $i {
-            $got.$i = ::core::option::Option::Some($o.recv($c));
-        } else {
-            $crate::__select_take!($got $op $o $hit $($rest)*)
-        }
-    };
-    ($got:ident $op:ident $o:ident $hit:ident ($i:tt send $c:ident $($x:tt)*) $($rest:tt)*) => {
-        if $hit == $i {
-            $op = ::core::option::Option::Some($o);
-        } else {
-            $crate::__select_take!($got $op $o $hit $($rest)*)
-        }
-    };
-    ($got:ident $op:ident $o:ident $hit:ident) => {
-        ::core::unreachable!("select! completed an operation it did not register")
     };
 }
 
@@ -1310,35 +1319,35 @@ macro_rules! __select_wait {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_dispatch {
-    ($got:ident $op:ident $hit:ident ()) => {
+    ($op:ident $hit:ident ()) => {
         ::core::unreachable!("select! completed an operation it did not register")
     };
-    ($got:ident $op:ident $hit:ident (now ($body:expr))) => {
+    ($op:ident $hit:ident (now ($body:expr))) => {
         $body
     };
-    ($got:ident $op:ident $hit:ident (timeout ($t:expr) ($body:expr))) => {
+    ($op:ident $hit:ident (timeout ($t:expr) ($body:expr))) => {
         $body
     };
-    ($got:ident $op:ident $hit:ident $d:tt ($i:tt recv $c:ident ($res:pat) ($body:expr)) $($rest:tt)*) => {
+    ($op:ident $hit:ident $d:tt ($i:tt recv $c:ident ($res:pat) ($body:expr)) $($rest:tt)*) => {
         if $hit == $i {
-            let $res = match $got.$i.take() {
-                ::core::option::Option::Some(__r) => __r,
+            let $res = match $op {
+                ::core::option::Option::Some(__o) => __o.recv($c),
                 ::core::option::Option::None => ::core::unreachable!(),
             };
             $body
         } else {
-            $crate::__select_dispatch!($got $op $hit $d $($rest)*)
+            $crate::__select_dispatch!($op $hit $d $($rest)*)
         }
     };
-    ($got:ident $op:ident $hit:ident $d:tt ($i:tt send $c:ident ($v:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
+    ($op:ident $hit:ident $d:tt ($i:tt send $c:ident ($v:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
         if $hit == $i {
-            let $res = match $op.take() {
+            let $res = match $op {
                 ::core::option::Option::Some(__o) => __o.send($c, $v),
                 ::core::option::Option::None => ::core::unreachable!(),
             };
             $body
         } else {
-            $crate::__select_dispatch!($got $op $hit $d $($rest)*)
+            $crate::__select_dispatch!($op $hit $d $($rest)*)
         }
     };
 }

@@ -12,6 +12,7 @@
 //! notification on to the next waiter, so a wake-up is never lost to a
 //! cancellation.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,12 +40,51 @@ pub(crate) struct Waiter {
     state: AtomicUsize,
 }
 
+thread_local! {
+    /// A waiter that its last wait left unshared, for the next wait on
+    /// this thread: a wait allocates nothing in the common case.
+    static SPARE: Cell<Option<Arc<Waiter>>> = const { Cell::new(None) };
+}
+
+/// A fresh waiter, for one wait; back to the thread's spare when dropped,
+/// if nobody else holds it by then.
+pub(crate) struct OwnWaiter(Option<Arc<Waiter>>);
+
+impl std::ops::Deref for OwnWaiter {
+    type Target = Arc<Waiter>;
+
+    fn deref(&self) -> &Arc<Waiter> {
+        self.0.as_ref().expect("a waiter until dropped")
+    }
+}
+
+impl Drop for OwnWaiter {
+    fn drop(&mut self) {
+        if let Some(waiter) = self.0.take()
+            && Arc::strong_count(&waiter) == 1
+        {
+            // Unshared: no list or partner can reach it any more. The
+            // spare it replaces, if any, is dropped here.
+            let _ = SPARE.try_with(|spare| spare.set(Some(waiter)));
+        }
+    }
+}
+
 impl Waiter {
-    pub(crate) fn new() -> Arc<Waiter> {
-        Arc::new(Waiter {
-            waker: park::current_waker(),
+    /// A waiter for the current green thread or OS thread, waiting.
+    pub(crate) fn own() -> OwnWaiter {
+        let waker = park::current_waker();
+        if let Ok(Some(mut spare)) = SPARE.try_with(Cell::take)
+            && let Some(w) = Arc::get_mut(&mut spare)
+        {
+            w.waker = waker;
+            *w.state.get_mut() = WAITING;
+            return OwnWaiter(Some(spare));
+        }
+        OwnWaiter(Some(Arc::new(Waiter {
+            waker,
             state: AtomicUsize::new(WAITING),
-        })
+        })))
     }
 
     /// Notified for some operation.
@@ -280,7 +320,7 @@ pub(crate) fn wait_until<R>(
         return Ok(r);
     }
     loop {
-        let waiter = Waiter::new();
+        let waiter = Waiter::own();
         let registration = Registration::new(list, &waiter);
         if let Some(r) = attempt() {
             registration.consume();
