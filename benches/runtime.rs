@@ -47,6 +47,10 @@ fn main() {
             ns: median_ns_rounds(7, 1_000_000, || cases::ready_recv(&rt, 1_000_000, true)),
         },
         Row {
+            name: "select! over 8 ready channels: ns per select (1 000 000)",
+            ns: median_ns_rounds(7, 1_000_000, || cases::ready_select8(&rt, 1_000_000)),
+        },
+        Row {
             name: "plain rendezvous, pair spawned by its peer: ns per message (100 000)",
             ns: median_ns_rounds(7, 100_000, || cases::rendezvous(&rt, 100_000, false)),
         },

@@ -261,6 +261,39 @@ pub fn ready_recv(rt: &Runtime, n: u64, select: bool) {
     });
 }
 
+/// As [`ready_recv`] with `select`, over eight ready channels.
+pub fn ready_select8(rt: &Runtime, n: u64) {
+    use stackful::sync::unbounded;
+    rt.run(|| {
+        stackful::spawn(move || {
+            let chans: Vec<_> = (0..8)
+                .map(|_| {
+                    let (tx, rx) = unbounded::<u64>();
+                    tx.send(0).unwrap();
+                    (tx, rx)
+                })
+                .collect();
+            let [a, b, c, d, e, f, g, h] = &chans[..] else {
+                unreachable!()
+            };
+            for i in 0..n {
+                stackful::select! {
+                    recv(a.1) -> v => { black_box(v.unwrap()); a.0.send(i).unwrap(); }
+                    recv(b.1) -> v => { black_box(v.unwrap()); b.0.send(i).unwrap(); }
+                    recv(c.1) -> v => { black_box(v.unwrap()); c.0.send(i).unwrap(); }
+                    recv(d.1) -> v => { black_box(v.unwrap()); d.0.send(i).unwrap(); }
+                    recv(e.1) -> v => { black_box(v.unwrap()); e.0.send(i).unwrap(); }
+                    recv(f.1) -> v => { black_box(v.unwrap()); f.0.send(i).unwrap(); }
+                    recv(g.1) -> v => { black_box(v.unwrap()); g.0.send(i).unwrap(); }
+                    recv(h.1) -> v => { black_box(v.unwrap()); h.0.send(i).unwrap(); }
+                }
+            }
+        })
+        .join()
+        .unwrap();
+    });
+}
+
 /// `n` messages through a rendezvous channel between two green threads,
 /// the receiver spawned by the sender (so the LIFO slot starts it on the
 /// same worker): with `select`, both ends are `select!`s; without, plain

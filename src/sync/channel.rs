@@ -1726,6 +1726,12 @@ impl<T> Sender<T> {
         p: *const T,
         deadline: Option<Instant>,
     ) -> SendOutcome<T> {
+        // The common case first, outside the unwind guard: room, or a
+        // partner waiting. Nothing here unwinds or waits.
+        // SAFETY: per the contract: on `Done` the message moved.
+        if unsafe { self.chan.try_send_raw(p) } == Try::Done {
+            return Ok(None);
+        }
         // SAFETY: per the contract: on `Ok` the message moved into the
         // channel; otherwise (an error or an unwind) it is still at `p`.
         let sent = panic::catch_unwind(AssertUnwindSafe(|| unsafe {

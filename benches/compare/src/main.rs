@@ -15,6 +15,7 @@
 
 #[path = "../../common/mod.rs"]
 mod common;
+mod select;
 #[path = "../../cases/runtime.rs"]
 mod stackful_cases;
 
@@ -688,7 +689,11 @@ fn main() {
         return child_case(&args[2], &args[3]);
     }
     if args.iter().any(|a| a == "--help") {
-        println!("usage: compare [--only <case substring>] [--scale [--raise-map-count]]");
+        println!(
+            "usage: compare [--only <case substring>] [--scale [--raise-map-count]]\n\
+             The main table (beside tokio and may), then the channel and select table \
+             (beside crossbeam-channel and tokio)."
+        );
         return;
     }
     if args.iter().any(|a| a == "--scale") {
@@ -699,4 +704,5 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1));
     table(only.map(String::as_str));
+    select::table(only.map(String::as_str));
 }
