@@ -269,8 +269,10 @@ impl<E> Ring<E> {
     }
 
     /// Messages plus reservations, for the tail word `tail` and a head
-    /// read after it (the sum is then at least what it was when `tail` was
-    /// read: the head only grows, and pops cannot pass pushes).
+    /// read now. Exact at this instant if the tail word still equals `tail`
+    /// (the head never passes the tail), which the compare-and-swap that
+    /// acts on the answer checks; otherwise that compare-and-swap fails and
+    /// the caller looks again (the subtraction saturates meanwhile).
     fn taken(&self, tail: u64) -> u64 {
         let head = self.head.load(Ordering::SeqCst);
         (tail & POS).saturating_sub(head) + (tail & !SHUT) / RESERVED
