@@ -36,7 +36,9 @@ const SELECTED: usize = 3;
 /// exactly one notifier wins it (one compare-and-swap on `state`), so a
 /// select is committed to one operation at most.
 pub(crate) struct Waiter {
-    waker: Waker,
+    /// `None` only while it is a thread's spare (so a spare keeps no green
+    /// thread, and what it holds, alive).
+    waker: Option<Waker>,
     state: AtomicUsize,
 }
 
@@ -60,11 +62,13 @@ impl std::ops::Deref for OwnWaiter {
 
 impl Drop for OwnWaiter {
     fn drop(&mut self) {
-        if let Some(waiter) = self.0.take()
-            && Arc::strong_count(&waiter) == 1
+        if let Some(mut waiter) = self.0.take()
+            && let Some(w) = Arc::get_mut(&mut waiter)
         {
-            // Unshared: no list or partner can reach it any more. The
-            // spare it replaces, if any, is dropped here.
+            // Unshared: no list or partner can reach it any more. Its waker
+            // goes now, as it would with the waiter; the spare it replaces,
+            // if any, is dropped here.
+            w.waker = None;
             let _ = SPARE.try_with(|spare| spare.set(Some(waiter)));
         }
     }
@@ -77,12 +81,12 @@ impl Waiter {
         if let Ok(Some(mut spare)) = SPARE.try_with(Cell::take)
             && let Some(w) = Arc::get_mut(&mut spare)
         {
-            w.waker = waker;
+            w.waker = Some(waker);
             *w.state.get_mut() = WAITING;
             return OwnWaiter(Some(spare));
         }
         OwnWaiter(Some(Arc::new(Waiter {
-            waker,
+            waker: Some(waker),
             state: AtomicUsize::new(WAITING),
         })))
     }
@@ -129,12 +133,18 @@ impl Waiter {
             .compare_exchange(WAITING, DISCONNECTED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.waker.wake();
+            self.wake_owner();
         }
     }
 
     pub(crate) fn wake(&self) {
-        self.waker.wake();
+        self.wake_owner();
+    }
+
+    fn wake_owner(&self) {
+        if let Some(waker) = &self.waker {
+            waker.wake();
+        }
     }
 
     /// Whether `other` is this very waiter.
@@ -146,7 +156,7 @@ impl Waiter {
     /// it was notified (or aborted) already.
     pub(crate) fn notify(&self, op: usize) -> bool {
         if self.try_select(op) {
-            self.waker.wake();
+            self.wake_owner();
             true
         } else {
             false
