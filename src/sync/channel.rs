@@ -697,14 +697,43 @@ unsafe impl Send for Packet {}
 // SAFETY: as above.
 unsafe impl Sync for Packet {}
 
+thread_local! {
+    /// A packet that its last wait left unshared, for the next rendezvous
+    /// wait on this thread (as `wait.rs` keeps a spare waiter).
+    static SPARE_PACKET: std::cell::Cell<Option<Arc<Packet>>> =
+        const { std::cell::Cell::new(None) };
+}
+
 impl Packet {
     fn new(slot: *mut u8, select: Option<(Arc<Waiter>, usize)>) -> Arc<Packet> {
+        let waker = Some(park::current_waker());
+        if let Ok(Some(mut spare)) = SPARE_PACKET.try_with(std::cell::Cell::take)
+            && let Some(p) = Arc::get_mut(&mut spare)
+        {
+            *p.slot.get_mut() = slot;
+            *p.waker.get_mut() = waker;
+            *p.state.get_mut() = WAITING;
+            p.select = select;
+            return spare;
+        }
         Arc::new(Packet {
             slot: UnsafeCell::new(slot),
-            waker: UnsafeCell::new(Some(park::current_waker())),
+            waker: UnsafeCell::new(waker),
             state: AtomicU8::new(WAITING),
             select,
         })
+    }
+
+    /// Keeps `packet` as the thread's spare if nobody else holds it any
+    /// more, emptied (no waker, no select, no room), so that it keeps
+    /// nothing alive; otherwise just drops this reference.
+    fn recycle(mut packet: Arc<Packet>) {
+        if let Some(p) = Arc::get_mut(&mut packet) {
+            *p.slot.get_mut() = ptr::null_mut();
+            *p.waker.get_mut() = None;
+            p.select = None;
+            let _ = SPARE_PACKET.try_with(|spare| spare.set(Some(packet)));
+        }
     }
 
     fn state(&self) -> u8 {
@@ -1160,6 +1189,7 @@ impl<T> Zero<T> {
                 || chan.receivers_gone(),
             );
             lent.disarm();
+            Packet::recycle(packet);
             return match outcome {
                 Ok(()) => Ok(()),
                 Err(Withdrawn::Cancelled(cause)) => Cancelled::raise(cause),
@@ -1224,6 +1254,7 @@ impl<T> Zero<T> {
                 || chan.senders_gone(),
             );
             lent.disarm();
+            Packet::recycle(packet);
             return match outcome {
                 Ok(()) => Ok(()),
                 Err(Withdrawn::Cancelled(cause)) => Cancelled::raise(cause),
