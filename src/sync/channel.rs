@@ -440,7 +440,10 @@ impl<T> Chan<T> {
             _ => unreachable!("a send on a timer channel, which has no sender"),
         };
         if pushed == Try::Done {
-            self.recv_wait.notify_one();
+            // The push's claim was a `SeqCst` read-modify-write (see
+            // `queue.rs`), and a waiting receiver looks again after a
+            // `SeqCst` fence.
+            self.recv_wait.notify_one_after_sc();
         }
         pushed
     }
@@ -463,7 +466,7 @@ impl<T> Chan<T> {
             _ => unreachable!("only a queue's send selects with room"),
         };
         if pushed == Try::Done {
-            self.recv_wait.notify_one();
+            self.recv_wait.notify_one_after_sc(); // as in `try_send_raw`
         }
         pushed
     }
@@ -489,7 +492,15 @@ impl<T> Chan<T> {
         }
         // SAFETY: `dst` as this function's contract.
         if unsafe { self.pop(dst) } {
-            self.send_wait.notify_one();
+            // A bounded channel's senders may wait for the room; nobody
+            // waits to send on an unbounded one (a send never waits, and a
+            // select's send there is always ready, so it never parks).
+            // The pop's claim was a `SeqCst` read-modify-write (see
+            // `queue.rs`), and a waiting sender looks again after a
+            // `SeqCst` fence.
+            if let Flavor::Array(_) = &self.flavor {
+                self.send_wait.notify_one_after_sc();
+            }
             return Try::Done;
         }
         if !self.senders_gone() {

@@ -215,9 +215,21 @@ impl WaitList {
         waiter.selected() == Some(op)
     }
 
-    /// Wakes the first waiter. One load when nobody waits.
+    /// Wakes the first waiter. A fence and one load when nobody waits.
     pub(crate) fn notify_one(&self) -> bool {
         fence(Ordering::SeqCst);
+        self.notify_one_after_sc()
+    }
+
+    /// As [`notify_one`](WaitList::notify_one), without its fence, for a
+    /// notifier whose change was a `SeqCst` read-modify-write (a queue's
+    /// claim of a position), which waiters look for again after a `SeqCst`
+    /// fence or with `SeqCst` loads. Registration stores the count with
+    /// `SeqCst`; in the single order of `SeqCst` operations, either this
+    /// load sees the registration, or the registration (and so the
+    /// waiter's look after it) comes after the change, which the look then
+    /// sees. One load when nobody waits.
+    pub(crate) fn notify_one_after_sc(&self) -> bool {
         if self.len.load(Ordering::SeqCst) == 0 {
             return false;
         }
