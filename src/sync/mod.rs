@@ -32,6 +32,6 @@ pub use error::{
 pub use event::{Barrier, BarrierWaitResult, Condvar, Event, WaitGroup, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[doc(hidden)]
-pub use select::{__select_order, SelectOrder};
+pub use select::{__select_order, SelectOrder, SelectSlot};
 pub use select::{Select, SelectedOperation};
 pub use semaphore::{Semaphore, SemaphorePermit};

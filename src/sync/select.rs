@@ -948,12 +948,107 @@ pub fn __select_order(n: usize, biased: bool) -> SelectOrder {
     SelectOrder { order, len: n }
 }
 
-impl<T> Receiver<T> {
-    /// `select!`'s first pass: this receive, selected as operation
-    /// `index`, if it can complete now (a message, or disconnected), as
-    /// `Select` would select it; not public API.
+/// Where `select!` keeps the operation that completed; not public API.
+///
+/// A small message received in `select!`'s first pass stays inline here,
+/// with the channel it came from (which, borrowed for `'a`, proves its
+/// type when it is taken out); anything else is held as the
+/// [`SelectedOperation`] a [`Select`] gives.
+#[doc(hidden)]
+pub struct SelectSlot<'a> {
+    inline: Inline,
+    /// The channel whose receive completed inline; null if none did, or
+    /// once its result was taken.
+    chan: *const (),
+    /// The inline receive got a message (else: disconnected).
+    received: bool,
+    drop_msg: unsafe fn(*mut u8),
+    /// The operation that completed; `usize::MAX` while none has.
+    index: usize,
+    op: Option<SelectedOperation<'a>>,
+    _channels: PhantomData<&'a ()>,
+}
+
+impl Default for SelectSlot<'_> {
+    fn default() -> Self {
+        SelectSlot {
+            inline: Inline([MaybeUninit::uninit(); 32]),
+            chan: ptr::null(),
+            received: false,
+            drop_msg: drop_nothing,
+            index: usize::MAX,
+            op: None,
+            _channels: PhantomData,
+        }
+    }
+}
+
+impl<'a> SelectSlot<'a> {
+    /// The operation that completed, or `usize::MAX`.
     #[doc(hidden)]
-    pub fn __select_try(&self, index: usize) -> Option<SelectedOperation<'_>> {
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Holds what a `Select` completed, if anything.
+    #[doc(hidden)]
+    pub fn set(&mut self, op: Option<SelectedOperation<'a>>) {
+        if let Some(o) = &op {
+            self.index = o.index();
+        }
+        self.op = op;
+    }
+
+    /// The selected send, to complete with its message (handed straight to
+    /// it, so a large message is not copied through another frame).
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn take_op(&mut self) -> SelectedOperation<'a> {
+        self.op
+            .take()
+            .expect("select!: a send completed without its operation")
+    }
+}
+
+impl Drop for SelectSlot<'_> {
+    fn drop(&mut self) {
+        if !self.chan.is_null() && self.received {
+            // SAFETY: a message of the channel `chan` was received inline
+            // and not taken out; `drop_msg` is that channel's.
+            unsafe { (self.drop_msg)(self.inline.0.as_mut_ptr().cast()) };
+        }
+    }
+}
+
+impl<T> Receiver<T> {
+    /// `select!`'s first pass: this receive, as operation `index`, if it
+    /// can complete now (a message, or disconnected), as `Select` would
+    /// select it; not public API.
+    #[doc(hidden)]
+    pub fn __select_try<'a>(&'a self, index: usize, slot: &mut SelectSlot<'a>) {
+        let layout = Layout::new::<T>();
+        let handle: &dyn SelectHandle = &*self.chan;
+        if layout.size() > size_of::<Inline>() || layout.align() > align_of::<Inline>() {
+            slot.set(self.select_try_large(index));
+            return;
+        }
+        debug_assert!(slot.chan.is_null(), "select!: a second operation completed");
+        // SAFETY: the inline room fits a `T` (checked above), this
+        // channel's message.
+        let received = match unsafe { handle.sel_try_recv(slot.inline.0.as_mut_ptr().cast()) } {
+            Try::Done => true,
+            Try::Disconnected => false,
+            Try::NotReady => return,
+        };
+        slot.chan = ptr::from_ref(handle).cast();
+        slot.received = received;
+        slot.drop_msg = handle.msg_drop();
+        slot.index = index;
+    }
+
+    /// As `__select_try`, for a message too large for the slot: it goes
+    /// through a `SelectedOperation`'s heap payload.
+    fn select_try_large(&self, index: usize) -> Option<SelectedOperation<'_>> {
         let handle: &dyn SelectHandle = &*self.chan;
         let mut payload = Payload::new(Layout::new::<T>());
         // SAFETY: `payload` has room for a `T`, this channel's message.
@@ -979,17 +1074,50 @@ impl<T> Receiver<T> {
             _channels: PhantomData,
         })
     }
+
+    /// The result of this receive, which completed into `slot`; not
+    /// public API.
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn __select_take(&self, slot: &mut SelectSlot<'_>) -> Result<T, RecvError> {
+        // Each path in a function of its own: a debug build's frame holds
+        // room for every local of every branch, and a large message must
+        // not sit there twice.
+        match slot.op.take() {
+            Some(op) => op.recv(self),
+            None => self.select_take_inline(slot),
+        }
+    }
+
+    #[track_caller]
+    fn select_take_inline(&self, slot: &mut SelectSlot<'_>) -> Result<T, RecvError> {
+        assert!(
+            ptr::eq(slot.chan, ptr::from_ref(&*self.chan).cast()),
+            "select!: a receive taken from another channel than the one that completed"
+        );
+        slot.chan = ptr::null();
+        if slot.received {
+            // SAFETY: this channel (the same one: a channel is borrowed for
+            // the slot's lifetime, so no other can take its address) wrote
+            // a `T` there, taken out once (`chan` is cleared).
+            Ok(unsafe { slot.inline.0.as_ptr().cast::<T>().read() })
+        } else {
+            Err(RecvError)
+        }
+    }
 }
 
 impl<T> Sender<T> {
-    /// `select!`'s first pass: this send, selected as operation `index`,
-    /// if it can complete now (room reserved, a partner paired, or
-    /// disconnected), as `Select` would select it; not public API.
+    /// `select!`'s first pass: this send, as operation `index`, if it can
+    /// complete now (room reserved, a partner paired, or disconnected), as
+    /// `Select` would select it; not public API.
     #[doc(hidden)]
-    pub fn __select_try(&self, index: usize) -> Option<SelectedOperation<'_>> {
+    pub fn __select_try<'a>(&'a self, index: usize, slot: &mut SelectSlot<'a>) {
         let handle: &dyn SelectHandle = &*self.chan;
-        let token = handle.sel_try_send()?;
-        Some(SelectedOperation {
+        let Some(token) = handle.sel_try_send() else {
+            return;
+        };
+        slot.set(Some(SelectedOperation {
             index,
             chan: ptr::from_ref(handle).cast(),
             handle,
@@ -1000,7 +1128,7 @@ impl<T> Sender<T> {
             drop_msg: drop_nothing,
             completed: false,
             _channels: PhantomData,
-        })
+        }));
     }
 }
 
@@ -1216,38 +1344,37 @@ macro_rules! __select_number {
 ///
 /// The try comes first, straight on the channels (in a random order, or in
 /// order if biased), with no `Select` built: the operation that can proceed
-/// becomes the `SelectedOperation` a `Select` would have returned. Only if
-/// none can is a `Select` built, which waits (or, with `default`, makes
-/// sure that nothing was ready at some instant).
+/// completes into the `SelectSlot` (a small message inline, else as the
+/// `SelectedOperation` a `Select` would have returned). Only if none can is
+/// a `Select` built, which waits (or, with `default`, makes sure that
+/// nothing was ready at some instant).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_go {
     ($b:tt $d:tt $($arm:tt)*) => {{
-        let mut __op: ::core::option::Option<$crate::sync::SelectedOperation<'_>> =
-            ::core::option::Option::None;
+        let mut __slot = $crate::sync::SelectSlot::default();
         let __order = $crate::sync::__select_order(
             0usize $( + $crate::__select_one!($arm) )*,
             $crate::__select_biased!($b),
         );
         for &__i in __order.as_slice() {
-            $( $crate::__select_try!(__op __i $arm); )*
-            if __op.is_some() {
+            $( $crate::__select_try!(__slot __i $arm); )*
+            if __slot.index() != usize::MAX {
                 break;
             }
         }
-        if __op.is_none() {
+        if __slot.index() == usize::MAX {
             let mut __select = $crate::__select_new!($b);
             $( $crate::__select_register!(__select $arm); )*
             if !__order.as_slice().is_empty() {
                 __select.__tried();
             }
-            __op = $crate::__select_wait!(__select $d);
+            let __op = $crate::__select_wait!(__select $d);
+            ::core::mem::drop(__select);
+            __slot.set(__op);
         }
-        let __hit = match &__op {
-            ::core::option::Option::Some(__o) => __o.index(),
-            ::core::option::Option::None => usize::MAX,
-        };
-        $crate::__select_dispatch!(__op __hit $d $($arm)*)
+        let __hit = __slot.index();
+        $crate::__select_dispatch!(__slot __hit $d $($arm)*)
     }};
 }
 
@@ -1273,9 +1400,9 @@ macro_rules! __select_biased {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_try {
-    ($op:ident $k:ident ($i:tt $kind:ident $c:ident $($x:tt)*)) => {
-        if $k == $i && $op.is_none() {
-            $op = $c.__select_try($i);
+    ($slot:ident $k:ident ($i:tt $kind:ident $c:ident $($x:tt)*)) => {
+        if $k == $i && $slot.index() == usize::MAX {
+            $c.__select_try($i, &mut $slot);
         }
     };
 }
@@ -1330,10 +1457,7 @@ macro_rules! __select_dispatch {
     };
     ($op:ident $hit:ident $d:tt ($i:tt recv $c:ident ($res:pat) ($body:expr)) $($rest:tt)*) => {
         if $hit == $i {
-            let $res = match $op {
-                ::core::option::Option::Some(__o) => __o.recv($c),
-                ::core::option::Option::None => ::core::unreachable!(),
-            };
+            let $res = $c.__select_take(&mut $op);
             $body
         } else {
             $crate::__select_dispatch!($op $hit $d $($rest)*)
@@ -1341,10 +1465,7 @@ macro_rules! __select_dispatch {
     };
     ($op:ident $hit:ident $d:tt ($i:tt send $c:ident ($v:expr) ($res:pat) ($body:expr)) $($rest:tt)*) => {
         if $hit == $i {
-            let $res = match $op {
-                ::core::option::Option::Some(__o) => __o.send($c, $v),
-                ::core::option::Option::None => ::core::unreachable!(),
-            };
+            let $res = $op.take_op().send($c, $v);
             $body
         } else {
             $crate::__select_dispatch!($op $hit $d $($rest)*)
