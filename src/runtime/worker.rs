@@ -15,8 +15,9 @@
 //! worker), followed by more ready ones in a burst while nothing else is
 //! due. With nothing to do it spins briefly (see `Idle` for who may spin on
 //! what), then parks until a wake-up or its next timer. The park is the one
-//! place a worker blocks; an epoll reactor will take its place, waiting with
-//! the next timer as its timeout.
+//! place a worker blocks: it waits in its epoll reactor (see `reactor`) with
+//! the next timer as the timeout, and a busy worker with sockets registered
+//! takes their events every 32nd turn without waiting.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -30,10 +31,10 @@ use corosensei::{Coroutine, CoroutineResult, Yielder};
 use crossbeam_deque::{Steal, Worker as Deque};
 use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
-use crossbeam_utils::sync::{Parker, Unparker};
 use stackful_arch::{Label, Owner, PooledStack, prefetch};
 
 use crate::debug;
+use crate::runtime::reactor::Reactor;
 use crate::runtime::ready::ReadyQueue;
 use crate::runtime::{Group, RtShared};
 use crate::scopes::ScopeStack;
@@ -71,7 +72,8 @@ pub(crate) struct Home {
     inbox: SegQueue<TaskRef>,
     /// Set after every push to `inbox`, so the worker checks one flag, not the queue.
     inbox_ready: AtomicBool,
-    unparker: Unparker,
+    /// Where the worker parks; writing its eventfd wakes it.
+    reactor: Arc<Reactor>,
     /// Set when `cancel_groups` or `cancel_all` has work for the worker.
     control: AtomicBool,
     cancel_groups: Mutex<Vec<Arc<Group>>>,
@@ -93,12 +95,12 @@ pub(crate) struct Home {
 }
 
 impl Home {
-    pub(crate) fn new(index: usize, unparker: Unparker) -> Home {
+    pub(crate) fn new(index: usize, reactor: Arc<Reactor>) -> Home {
         Home {
             index,
             inbox: SegQueue::new(),
             inbox_ready: AtomicBool::new(false),
-            unparker,
+            reactor,
             control: AtomicBool::new(false),
             cancel_groups: Mutex::new(Vec::new()),
             cancel_all: AtomicBool::new(false),
@@ -114,7 +116,7 @@ impl Home {
     fn push_remote(&self, task: TaskRef) {
         self.inbox.push(task);
         self.inbox_ready.store(true, Ordering::Release);
-        self.unparker.unpark();
+        self.reactor.unpark();
     }
 
     /// Green threads started on this worker and not finished.
@@ -123,7 +125,7 @@ impl Home {
     }
 
     pub(crate) fn unpark(&self) {
-        self.unparker.unpark();
+        self.reactor.unpark();
     }
 
     /// Asks the worker to cancel the green threads of `group` it has started.
@@ -133,14 +135,14 @@ impl Home {
             .unwrap_or_else(|e| e.into_inner())
             .push(group);
         self.control.store(true, Ordering::Release);
-        self.unparker.unpark();
+        self.reactor.unpark();
     }
 
     /// Asks the worker to cancel every green thread it has started.
     pub(crate) fn request_cancel_all(&self) {
         self.cancel_all.store(true, Ordering::Release);
         self.control.store(true, Ordering::Release);
-        self.unparker.unpark();
+        self.reactor.unpark();
     }
 }
 
@@ -371,7 +373,6 @@ impl Registry {
 pub(crate) struct Worker {
     pub(crate) home: Arc<Home>,
     pub(crate) rt: Arc<RtShared>,
-    parker: Parker,
     ready: ReadyQueue,
     timers: RefCell<Timers>,
     registry: RefCell<Registry>,
@@ -536,13 +537,11 @@ impl Worker {
     pub(crate) fn new(
         home: Arc<Home>,
         rt: Arc<RtShared>,
-        parker: Parker,
         fresh: Option<Deque<TaskRef>>,
     ) -> Worker {
         Worker {
             home,
             rt,
-            parker,
             ready: ReadyQueue::new(),
             timers: RefCell::new(Timers::new()),
             registry: RefCell::new(Registry::default()),
@@ -566,6 +565,11 @@ impl Worker {
         }
         let _leave = Leave(WORKER.replace(self));
         f()
+    }
+
+    /// This thread's reactor, where its green threads' sockets register.
+    pub(crate) fn reactor(&self) -> &Arc<Reactor> {
+        &self.home.reactor
     }
 
     /// Registers a wake-up for `task` at `at` and returns its sequence number.
@@ -733,6 +737,11 @@ impl Worker {
         }
         self.drain_inbox();
         if tick.is_multiple_of(FRESH_EVERY) {
+            // Busy: take the I/O events that are ready now, if any source
+            // waits here (an idle worker takes them in its park).
+            if self.home.reactor.has_sources() {
+                self.home.reactor.poll_now();
+            }
             self.home.heartbeat.store(tick, Ordering::Relaxed);
             self.home
                 .runnable
@@ -862,12 +871,16 @@ impl Worker {
             was_last = self.searching.replace(false) && self.rt.idle.stop_searching();
             std::sync::atomic::fence(Ordering::SeqCst);
         }
-        if !self.has_work() && !self.rt.stopping.load(Ordering::Acquire) {
-            match self.next_timer() {
-                Some(at) => self.parker.park_deadline(at),
-                None => self.parker.park(),
-            }
-        } else if was_last {
+        // From here wake-ups write the reactor's eventfd (see `reactor`):
+        // the last look for work below comes after that is visible.
+        let reactor = &self.home.reactor;
+        reactor.prepare_park();
+        let park = !self.has_work() && !self.rt.stopping.load(Ordering::Acquire);
+        if park {
+            reactor.poll(self.next_timer());
+        }
+        reactor.end_park();
+        if !park && was_last {
             // Work came in while we were the last searcher, and its spawners
             // skipped their wake-ups for us: search on, so that `found_work`
             // wakes another worker if more is left than we take.

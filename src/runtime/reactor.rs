@@ -1,0 +1,659 @@
+//! The reactor: one epoll instance per executor thread (each pool worker,
+//! and each thread that calls `run`), which is also where that thread parks.
+//!
+//! # Parking
+//!
+//! An executor with nothing to do waits in `epoll_pwait2` with its next
+//! timer as the timeout, in place of a futex park. Other threads wake it by
+//! writing its eventfd, and only while it is parked: the executor sets
+//! `parked` (SeqCst fence) before its last look for work, a waker stores its
+//! work first and reads `parked` after a SeqCst fence, so at least one of
+//! them sees the other (the protocol of `Idle` in `runtime`, one level
+//! down). `notified` saves the second and later writes of one park.
+//! Kernels before 5.11 lack `epoll_pwait2`: the first ENOSYS switches the
+//! process to `epoll_wait`, whose timeout is whole milliseconds, rounded up
+//! so that a timer never fires early; a 100 µs sleep then takes about a
+//! millisecond.
+//!
+//! # Sources
+//!
+//! A descriptor that waits green ([`Io`]) is non-blocking and registered,
+//! edge-triggered, with the reactor of the thread where a green thread
+//! first waits on it. Its [`Source`] has a reader and a writer direction,
+//! each with a readiness sequence number that the event handler bumps and a
+//! list of waiting contexts. An operation tries its system call first; on
+//! `EAGAIN` it enlists its waker, checks the sequence number it read before
+//! the call (an event in between bumped it: retry at once, else the edge
+//! would be lost), and parks. Events wake waiters through `Waker::wake`,
+//! never by resuming them inline.
+//!
+//! The epoll event's data is a slab key (index and generation), never a
+//! pointer: an event still in flight when its source deregisters finds the
+//! generation changed and is ignored, and a reused slot or a reused file
+//! descriptor number cannot be confused with the old one.
+//!
+//! # Ownership
+//!
+//! A wait registers the source with the *current* thread's reactor, moving
+//! it there (`EPOLL_CTL_DEL` from the old one, `EPOLL_CTL_ADD` to the new)
+//! if it was registered elsewhere. So a socket moved to another worker, or
+//! used after the `run` whose thread registered it has returned (that
+//! reactor is no longer polled), keeps working, and the wake-up of a green
+//! thread comes from its own worker's reactor, which needs no cross-thread
+//! wake-up. `EPOLL_CTL_ADD` reports readiness that is already there, so no
+//! edge is lost in the move. The price: a socket used from two workers at
+//! once (a reader on one, a writer on the other) moves at every wait that
+//! follows one by the other direction, two `epoll_ctl` calls each time; it
+//! stays correct, since every waiter is woken from whichever reactor holds
+//! the registration. Plain OS threads never register: they wait in
+//! `ppoll(2)` on the descriptor alone.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::cancel::Cancelled;
+use crate::runtime::park::{self, Waker};
+use crate::runtime::worker;
+
+/// The eventfd's key in the epoll set; slab keys never reach it (their
+/// index is below `u32::MAX`).
+const WAKE_KEY: u64 = u64::MAX;
+
+/// Events taken from the kernel per call.
+const EVENTS: usize = 256;
+
+/// Set once `epoll_pwait2` returned ENOSYS: use `epoll_wait` from then on.
+static NO_PWAIT2: AtomicBool = AtomicBool::new(false);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// An epoll instance, its eventfd and the sources registered with it.
+pub(crate) struct Reactor {
+    epfd: OwnedFd,
+    eventfd: OwnedFd,
+    /// The owner is in (or about to enter) `epoll_pwait2`.
+    parked: AtomicBool,
+    /// The eventfd was written during this park.
+    notified: AtomicBool,
+    slab: Mutex<Slab>,
+    /// Registered sources: a busy executor polls only if there are any.
+    registered: AtomicUsize,
+    /// The owner's buffers (only the owning thread polls).
+    scratch: Mutex<Scratch>,
+}
+
+#[derive(Default)]
+struct Scratch {
+    events: Vec<libc::epoll_event>,
+    ready: Vec<(Arc<Source>, u32)>,
+}
+
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+}
+
+#[derive(Default)]
+struct Entry {
+    generation: u32,
+    source: Option<Arc<Source>>,
+}
+
+fn key(index: u32, generation: u32) -> u64 {
+    u64::from(generation) << 32 | u64::from(index)
+}
+
+impl Reactor {
+    /// A new epoll instance with its eventfd registered.
+    pub(crate) fn new() -> io::Result<Reactor> {
+        // SAFETY: plain system calls; each result is checked, and a valid
+        // descriptor is owned by exactly one OwnedFd from here on.
+        let epfd = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        // SAFETY: as above.
+        let eventfd = unsafe {
+            OwnedFd::from_raw_fd(cvt(libc::eventfd(
+                0,
+                libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
+            ))?)
+        };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: WAKE_KEY,
+        };
+        // SAFETY: both descriptors are open (owned above); `ev` is a valid
+        // event the kernel only reads.
+        cvt(unsafe {
+            libc::epoll_ctl(
+                epfd.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                eventfd.as_raw_fd(),
+                &mut ev,
+            )
+        })?;
+        Ok(Reactor {
+            epfd,
+            eventfd,
+            parked: AtomicBool::new(false),
+            notified: AtomicBool::new(false),
+            slab: Mutex::new(Slab::default()),
+            registered: AtomicUsize::new(0),
+            scratch: Mutex::new(Scratch::default()),
+        })
+    }
+
+    /// The reactor of this thread when it runs `run`'s executor: one per
+    /// thread, kept for the thread's life, so repeated `run`s reuse it.
+    pub(crate) fn for_run_thread() -> io::Result<Arc<Reactor>> {
+        thread_local! {
+            static RUN_REACTOR: std::cell::OnceCell<Arc<Reactor>> =
+                const { std::cell::OnceCell::new() };
+        }
+        RUN_REACTOR.with(|cell| {
+            if let Some(r) = cell.get() {
+                return Ok(r.clone());
+            }
+            let r = Arc::new(Reactor::new()?);
+            let _ = cell.set(r.clone());
+            Ok(r)
+        })
+    }
+
+    /// Wakes the owner if it is parked; called after the caller published
+    /// the work it is being woken for.
+    pub(crate) fn unpark(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) && !self.notified.swap(true, Ordering::AcqRel) {
+            let one: u64 = 1;
+            // SAFETY: the eventfd is open for as long as `self` lives; the
+            // kernel reads 8 bytes from a live u64. A failure (the counter
+            // full, which takes 2^64 writes) leaves it readable anyway.
+            unsafe {
+                libc::write(
+                    self.eventfd.as_raw_fd(),
+                    (&one as *const u64).cast(),
+                    std::mem::size_of::<u64>(),
+                )
+            };
+        }
+    }
+
+    /// The owner is about to look for work one last time before it parks:
+    /// from here, `unpark` writes the eventfd.
+    pub(crate) fn prepare_park(&self) {
+        self.parked.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// The owner is awake again (it parked, or found work after
+    /// `prepare_park`).
+    pub(crate) fn end_park(&self) {
+        self.parked.store(false, Ordering::SeqCst);
+        self.notified.store(false, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// Whether any source is registered here (a busy owner then polls now
+    /// and then, see [`Reactor::poll`]).
+    pub(crate) fn has_sources(&self) -> bool {
+        self.registered.load(Ordering::Relaxed) != 0
+    }
+
+    /// Waits for events until `deadline` (forever if `None`; not at all if
+    /// it has passed), then wakes the green threads waiting on what became
+    /// ready. Owner thread only.
+    pub(crate) fn poll(&self, deadline: Option<Instant>) {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        self.poll_timeout(timeout);
+    }
+
+    /// Takes the events that are ready, without waiting.
+    pub(crate) fn poll_now(&self) {
+        self.poll_timeout(Some(Duration::ZERO));
+    }
+
+    fn poll_timeout(&self, timeout: Option<Duration>) {
+        let mut scratch = lock(&self.scratch);
+        let scratch = &mut *scratch;
+        if scratch.events.capacity() < EVENTS {
+            scratch.events.reserve_exact(EVENTS);
+        }
+        let n = self.epoll_wait(&mut scratch.events, timeout);
+        {
+            let slab = lock(&self.slab);
+            for i in 0..n {
+                let ev = scratch.events[i];
+                let (events, data) = (ev.events, ev.u64);
+                if data == WAKE_KEY {
+                    let mut buf = 0u64;
+                    // SAFETY: reads 8 bytes into a live u64 from the open,
+                    // non-blocking eventfd (EAGAIN if already drained).
+                    unsafe {
+                        libc::read(
+                            self.eventfd.as_raw_fd(),
+                            (&mut buf as *mut u64).cast(),
+                            std::mem::size_of::<u64>(),
+                        )
+                    };
+                    continue;
+                }
+                let (index, generation) = (data as u32, (data >> 32) as u32);
+                if let Some(e) = slab.entries.get(index as usize)
+                    && e.generation == generation
+                    && let Some(source) = &e.source
+                {
+                    scratch.ready.push((source.clone(), events));
+                }
+            }
+        }
+        // Wakes outside the slab lock: a wake may reach other threads'
+        // reactors, and a source's last reference may drop here.
+        for (source, events) in scratch.ready.drain(..) {
+            source.fire(events);
+        }
+    }
+
+    /// One `epoll_pwait2` (or `epoll_wait`) into `events`' spare capacity;
+    /// returns how many were filled (0 on EINTR or error).
+    fn epoll_wait(&self, events: &mut Vec<libc::epoll_event>, timeout: Option<Duration>) -> usize {
+        events.clear();
+        let max = events.capacity().min(i32::MAX as usize) as libc::c_int;
+        let buf = events.as_mut_ptr();
+        let epfd = self.epfd.as_raw_fd();
+        let mut n: libc::c_long = -1;
+        let mut done = false;
+        if !NO_PWAIT2.load(Ordering::Relaxed) {
+            let ts = timeout.map(|t| libc::timespec {
+                tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+                tv_nsec: t.subsec_nanos() as libc::c_long,
+            });
+            let ts_ptr = ts
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: `buf` has room for `max` events (the vector's
+            // capacity); `ts_ptr` is null or points to a live timespec; no
+            // signal mask (null, size 0).
+            n = unsafe {
+                libc::syscall(
+                    libc::SYS_epoll_pwait2,
+                    epfd,
+                    buf,
+                    max,
+                    ts_ptr,
+                    std::ptr::null::<libc::sigset_t>(),
+                    0usize,
+                )
+            };
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                NO_PWAIT2.store(true, Ordering::Relaxed);
+            } else {
+                done = true;
+            }
+        }
+        if !done {
+            // Whole milliseconds, rounded up: never wake before the timer.
+            let ms = match timeout {
+                None => -1,
+                Some(t) => {
+                    let ms = t.as_nanos().div_ceil(1_000_000);
+                    ms.min(i32::MAX as u128) as libc::c_int
+                }
+            };
+            // SAFETY: `buf` has room for `max` events.
+            n = libc::c_long::from(unsafe { libc::epoll_wait(epfd, buf, max, ms) });
+        }
+        if n <= 0 {
+            return 0;
+        }
+        let n = n as usize;
+        // SAFETY: the kernel initialised the first `n` events (n <= max).
+        unsafe { events.set_len(n) };
+        n
+    }
+
+    /// Adds `source` to the epoll set, edge-triggered, and returns its key.
+    fn insert(&self, source: &Arc<Source>) -> io::Result<u64> {
+        let mut slab = lock(&self.slab);
+        let index = match slab.free.pop() {
+            Some(i) => i,
+            None => {
+                let i = u32::try_from(slab.entries.len())
+                    .ok()
+                    .filter(|&i| i < u32::MAX)
+                    .ok_or_else(|| io::Error::other("too many descriptors in one reactor"))?;
+                slab.entries.push(Entry::default());
+                i
+            }
+        };
+        let entry = &mut slab.entries[index as usize];
+        let k = key(index, entry.generation);
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: k,
+        };
+        // SAFETY: the epoll descriptor is open while `self` lives; the
+        // caller's descriptor is open (its `Io` is borrowed); the kernel only
+        // reads `ev`.
+        let r = unsafe {
+            libc::epoll_ctl(
+                self.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                source.fd,
+                &mut ev,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            slab.free.push(index);
+            return Err(e);
+        }
+        entry.source = Some(source.clone());
+        self.registered.fetch_add(1, Ordering::Relaxed);
+        Ok(k)
+    }
+
+    /// Removes the source registered under `key` for descriptor `fd`.
+    fn remove(&self, fd: RawFd, key: u64) {
+        // SAFETY: the epoll descriptor is open; `fd` is still open (its
+        // `Io` deregisters before it closes it). A null event is allowed for
+        // DEL. An error (the descriptor was never added) changes nothing.
+        unsafe {
+            libc::epoll_ctl(
+                self.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
+        let (index, generation) = (key as u32, (key >> 32) as u32);
+        let removed = {
+            let mut slab = lock(&self.slab);
+            match slab.entries.get_mut(index as usize) {
+                Some(e) if e.generation == generation && e.source.is_some() => {
+                    e.generation = e.generation.wrapping_add(1);
+                    let s = e.source.take();
+                    slab.free.push(index);
+                    s
+                }
+                _ => None,
+            }
+        };
+        if removed.is_some() {
+            self.registered.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Which way an operation goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Interest {
+    Read = 0,
+    Write = 1,
+}
+
+/// One direction of a source.
+#[derive(Default)]
+struct Direction {
+    /// Bumped by every event that may have made this direction ready.
+    seq: AtomicU64,
+    /// Contexts waiting for it. Usually one; several green threads may wait
+    /// on one shared socket, and all are woken to retry.
+    waiters: Mutex<Vec<Waker>>,
+}
+
+impl Direction {
+    fn fire(&self) {
+        self.seq.fetch_add(1, Ordering::AcqRel);
+        let mut waiters = lock(&self.waiters);
+        match waiters.len() {
+            0 => {}
+            1 => {
+                let w = waiters.pop().expect("one waiter");
+                drop(waiters);
+                w.wake();
+            }
+            _ => {
+                let all = std::mem::take(&mut *waiters);
+                drop(waiters);
+                for w in all {
+                    w.wake();
+                }
+            }
+        }
+    }
+}
+
+/// Removes its waker from a direction's list when the wait ends, even by
+/// a cancellation unwinding out of the park.
+struct Enlisted<'a> {
+    dir: &'a Direction,
+    waker: Waker,
+}
+
+impl Drop for Enlisted<'_> {
+    fn drop(&mut self) {
+        let mut waiters = lock(&self.dir.waiters);
+        if let Some(i) = waiters.iter().position(|w| w.same(&self.waker)) {
+            waiters.swap_remove(i);
+        }
+    }
+}
+
+/// What the reactors know of one descriptor.
+pub(crate) struct Source {
+    fd: RawFd,
+    dirs: [Direction; 2],
+    /// The reactor it is registered with, and its key there.
+    registration: Mutex<Option<(Arc<Reactor>, u64)>>,
+}
+
+impl Source {
+    fn fire(&self, events: u32) {
+        const READ: u32 = (libc::EPOLLIN
+            | libc::EPOLLPRI
+            | libc::EPOLLRDHUP
+            | libc::EPOLLHUP
+            | libc::EPOLLERR) as u32;
+        const WRITE: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        if events & READ != 0 {
+            self.dirs[Interest::Read as usize].fire();
+        }
+        if events & WRITE != 0 {
+            self.dirs[Interest::Write as usize].fire();
+        }
+    }
+
+    /// Registers with `reactor`, moving the registration there if it is
+    /// elsewhere (see the module docs).
+    fn register_with(self: &Arc<Self>, reactor: &Arc<Reactor>) -> io::Result<()> {
+        let mut reg = lock(&self.registration);
+        if let Some((r, _)) = &*reg
+            && Arc::ptr_eq(r, reactor)
+        {
+            return Ok(());
+        }
+        if let Some((old, key)) = reg.take() {
+            old.remove(self.fd, key);
+        }
+        let key = reactor.insert(self)?;
+        *reg = Some((reactor.clone(), key));
+        Ok(())
+    }
+
+    fn deregister(&self) {
+        let reg = lock(&self.registration).take();
+        if let Some((reactor, key)) = reg {
+            reactor.remove(self.fd, key);
+        }
+    }
+}
+
+/// An owner of a non-blocking descriptor (a std socket, say) whose
+/// operations wait green: the calling green thread parks until the
+/// descriptor is ready, and a plain OS thread blocks in `ppoll(2)`.
+pub(crate) struct Io<T: AsRawFd> {
+    source: Arc<Source>,
+    /// `None` only inside `into_inner`.
+    inner: Option<T>,
+}
+
+impl<T: AsRawFd> Io<T> {
+    /// Takes `inner`, whose descriptor the caller made non-blocking.
+    pub(crate) fn new(inner: T) -> Io<T> {
+        Io {
+            source: Arc::new(Source {
+                fd: inner.as_raw_fd(),
+                dirs: Default::default(),
+                registration: Mutex::new(None),
+            }),
+            inner: Some(inner),
+        }
+    }
+
+    pub(crate) fn get(&self) -> &T {
+        self.inner.as_ref().expect("an Io owns its descriptor")
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.inner.as_mut().expect("an Io owns its descriptor")
+    }
+
+    /// Gives the owner back, deregistered (still non-blocking).
+    pub(crate) fn into_inner(mut self) -> T {
+        self.source.deregister();
+        self.inner.take().expect("an Io owns its descriptor")
+    }
+
+    /// Wakes every context waiting on this descriptor to retry (after a
+    /// `shutdown`, whose events the kernel may fold into an edge already
+    /// taken).
+    pub(crate) fn wake_all(&self) {
+        for d in &self.source.dirs {
+            d.fire();
+        }
+    }
+
+    /// Runs `op` until it does not fail with `WouldBlock` (or `Interrupted`),
+    /// waiting for readiness in `interest` between tries. Fails with
+    /// `TimedOut` once `deadline` has passed with the descriptor not ready.
+    /// A cancellation point in a green thread (see `park::park`); a
+    /// cancelled wait has not run `op` successfully, so it consumed nothing.
+    pub(crate) fn op<R>(
+        &self,
+        interest: Interest,
+        deadline: Option<Instant>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let dir = &self.source.dirs[interest as usize];
+        let inner = self.get();
+        let green = worker::with_current_task(|t| t.is_some());
+        loop {
+            let seq = dir.seq.load(Ordering::Acquire);
+            match op(inner) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(timed_out());
+            }
+            if green {
+                self.wait_green(dir, seq, deadline)?;
+            } else {
+                wait_plain(self.source.fd, interest, deadline);
+            }
+        }
+    }
+
+    fn wait_green(&self, dir: &Direction, seq: u64, deadline: Option<Instant>) -> io::Result<()> {
+        worker::with_current(|w| {
+            let w = w.expect("a green thread runs on an executor");
+            self.source.register_with(w.reactor())
+        })?;
+        let waker = park::current_waker();
+        lock(&dir.waiters).push(waker.clone());
+        let _enlisted = Enlisted { dir, waker };
+        if dir.seq.load(Ordering::Acquire) == seq {
+            park::park(deadline);
+        }
+        Ok(())
+    }
+}
+
+impl<T: AsRawFd> Drop for Io<T> {
+    fn drop(&mut self) {
+        // Before the descriptor closes (`inner` drops after this): its
+        // number may be reused at once.
+        self.source.deregister();
+    }
+}
+
+/// The error of an expired read or write timeout.
+pub(crate) fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the operation timed out")
+}
+
+/// A plain OS thread waits for `fd` to be ready in `ppoll(2)`, until
+/// `deadline` or the deadline of an enclosing `stackful::timeout`, whose
+/// expiry (or a cancellation) unwinds as it does from `park`.
+fn wait_plain(fd: RawFd, interest: Interest, deadline: Option<Instant>) {
+    let scope = match park::pending_or_deadline() {
+        Ok(d) => d,
+        Err(cause) => Cancelled::raise(cause),
+    };
+    let until = match (deadline, scope) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: match interest {
+            Interest::Read => libc::POLLIN | libc::POLLPRI | libc::POLLRDHUP,
+            Interest::Write => libc::POLLOUT,
+        },
+        revents: 0,
+    };
+    let ts = until.map(|d| {
+        let t = d.saturating_duration_since(Instant::now());
+        libc::timespec {
+            tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        }
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: one live pollfd; `ts_ptr` is null or a live timespec; no
+    // signal mask. EINTR and timeouts return to the caller's loop.
+    unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
+    park::checkpoint();
+}
+
+/// Sets or clears `O_NONBLOCK` on `fd`.
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller keeps open; no pointers.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    if new != flags {
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) })?;
+    }
+    Ok(())
+}
