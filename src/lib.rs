@@ -77,6 +77,8 @@ pub mod cancel;
 mod debug;
 pub mod generator;
 mod ids;
+/// Green TCP, UDP and Unix sockets that suspend only the calling green thread.
+pub mod net;
 pub mod runtime;
 mod scopes;
 pub mod stack;

@@ -462,11 +462,9 @@ pub(crate) struct Source {
 
 impl Source {
     fn fire(&self, events: u32) {
-        const READ: u32 = (libc::EPOLLIN
-            | libc::EPOLLPRI
-            | libc::EPOLLRDHUP
-            | libc::EPOLLHUP
-            | libc::EPOLLERR) as u32;
+        const READ: u32 =
+            (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
+                as u32;
         const WRITE: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         if events & READ != 0 {
             self.dirs[Interest::Read as usize].fire();

@@ -534,11 +534,7 @@ fn finish_unstarted(task: &TaskRef) {
 }
 
 impl Worker {
-    pub(crate) fn new(
-        home: Arc<Home>,
-        rt: Arc<RtShared>,
-        fresh: Option<Deque<TaskRef>>,
-    ) -> Worker {
+    pub(crate) fn new(home: Arc<Home>, rt: Arc<RtShared>, fresh: Option<Deque<TaskRef>>) -> Worker {
         Worker {
             home,
             rt,
