@@ -584,3 +584,32 @@ fn stream_options_and_conversions() {
         assert_eq!(s.read(&mut [0; 4]).unwrap(), 0);
     });
 }
+
+#[test]
+fn a_waiter_on_another_runtime_is_not_stranded_when_the_run_that_registered_ends() {
+    // The main green thread of a `run` waits on a socket first, so the
+    // registration sits with that thread's reactor; a green thread of
+    // another runtime then waits on the same socket through it. When the
+    // `run` returns, nothing polls that reactor any more: the waiter must
+    // still see the data that arrives afterwards.
+    within(60, || {
+        let other = stackful::Runtime::builder().workers(1).build().unwrap();
+        let (c, s) = pair();
+        let s = Arc::new(s);
+        let s2 = s.clone();
+        let reader = stackful::run(|| {
+            let reader = other.spawn(move || {
+                stackful::sleep(Duration::from_millis(30)); // the main one waits first
+                let mut buf = [0; 4];
+                (&*s2).read_exact(&mut buf).unwrap();
+                buf
+            });
+            let r = stackful::timeout(Duration::from_millis(200), || (&*s).read(&mut [0; 1]));
+            assert!(r.is_err(), "nothing was written yet");
+            reader
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        (&c).write_all(b"data").unwrap();
+        assert_eq!(&reader.join().unwrap(), b"data");
+    });
+}

@@ -986,7 +986,9 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
              if the process is out of file descriptors, raise `ulimit -n`"
         )
     });
-    let home = Arc::new(Home::new(usize::MAX, reactor));
+    // Polled again from here until this run ends (see `Reactor::retire`).
+    reactor.revive();
+    let home = Arc::new(Home::new(usize::MAX, reactor.clone()));
     let group = Arc::new(Group::new(home.clone()));
     let mut output: Option<T> = None;
     let slot = &mut output;
@@ -1025,6 +1027,9 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
         home.request_cancel(group.clone());
     }
     group.live.wait_zero("`run`'s shutdown");
+    // Nothing polls this thread's reactor until its next `run`: green
+    // threads elsewhere waiting through it move to their own.
+    reactor.retire();
     no_unwind.disarm();
     let result = task.take_result();
     match result {

@@ -34,19 +34,23 @@
 //!
 //! # Ownership
 //!
-//! A wait registers the source with the *current* thread's reactor, moving
-//! it there (`EPOLL_CTL_DEL` from the old one, `EPOLL_CTL_ADD` to the new)
-//! if it was registered elsewhere. So a socket moved to another worker, or
-//! used after the `run` whose thread registered it has returned (that
-//! reactor is no longer polled), keeps working, and the wake-up of a green
-//! thread comes from its own worker's reactor, which needs no cross-thread
-//! wake-up. `EPOLL_CTL_ADD` reports readiness that is already there, so no
-//! edge is lost in the move. The price: a socket used from two workers at
-//! once (a reader on one, a writer on the other) moves at every wait that
-//! follows one by the other direction, two `epoll_ctl` calls each time; it
-//! stays correct, since every waiter is woken from whichever reactor holds
-//! the registration. Plain OS threads never register: they wait in
-//! `ppoll(2)` on the descriptor alone.
+//! A green thread that waits registers the source with its own thread's
+//! reactor, moving it there (`EPOLL_CTL_DEL` from the old one,
+//! `EPOLL_CTL_ADD` to the new) if it was registered elsewhere, unless
+//! other green threads are waiting on it through a reactor that is still
+//! polled (`alive`): then it stays, and the event handler there wakes this
+//! waiter through the normal `wake` path. So a socket moved to another
+//! worker follows its user after one wait (its events then need no
+//! cross-thread wake-up), and a reader and a writer of one socket on two
+//! workers do not pull the registration back and forth. `EPOLL_CTL_ADD`
+//! reports readiness that is already there, so no edge is lost in a move.
+//!
+//! A reactor whose owner stops polling it (a thread leaving `run`, a pool
+//! worker that stops) is retired: it wakes every waiter of every source
+//! registered with it, and they move the registration to their own
+//! reactors on their next wait. A socket used after the `run` that
+//! registered it has returned therefore keeps working. Plain OS threads
+//! never register: they wait in `ppoll(2)` on the descriptor alone.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -93,6 +97,9 @@ pub(crate) struct Reactor {
     registered: AtomicUsize,
     /// The owner's buffers (only the owning thread polls).
     scratch: Mutex<Scratch>,
+    /// Its owner polls it: a pool worker that has not stopped, or a thread
+    /// inside `run`. See [`Reactor::retire`].
+    alive: AtomicBool,
 }
 
 #[derive(Default)]
@@ -152,6 +159,7 @@ impl Reactor {
             slab: Mutex::new(Slab::default()),
             registered: AtomicUsize::new(0),
             scratch: Mutex::new(Scratch::default()),
+            alive: AtomicBool::new(true),
         })
     }
 
@@ -170,6 +178,27 @@ impl Reactor {
             let _ = cell.set(r.clone());
             Ok(r)
         })
+    }
+
+    /// The owner polls it again (a thread entering `run`).
+    pub(crate) fn revive(&self) {
+        self.alive.store(true, Ordering::SeqCst);
+    }
+
+    /// The owner stops polling it (a pool worker that stops, a thread
+    /// leaving `run`). Every green thread waiting on a source registered
+    /// here is woken: it retries, and the registration moves to its own
+    /// reactor (see `Source::enlist`), where its events will be seen.
+    pub(crate) fn retire(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+        let sources: Vec<Arc<Source>> = lock(&self.slab)
+            .entries
+            .iter()
+            .filter_map(|e| e.source.clone())
+            .collect();
+        for s in sources {
+            s.fire(u32::MAX);
+        }
     }
 
     /// Wakes the owner if it is parked; called after the caller published
@@ -404,98 +433,123 @@ pub(crate) enum Interest {
     Write = 1,
 }
 
-/// One direction of a source.
-#[derive(Default)]
-struct Direction {
-    /// Bumped by every event that may have made this direction ready.
-    seq: AtomicU64,
-    /// Contexts waiting for it. Usually one; several green threads may wait
-    /// on one shared socket, and all are woken to retry.
-    waiters: Mutex<Vec<Waker>>,
-}
-
-impl Direction {
-    fn fire(&self) {
-        self.seq.fetch_add(1, Ordering::AcqRel);
-        let mut waiters = lock(&self.waiters);
-        match waiters.len() {
-            0 => {}
-            1 => {
-                let w = waiters.pop().expect("one waiter");
-                drop(waiters);
-                w.wake();
-            }
-            _ => {
-                let all = std::mem::take(&mut *waiters);
-                drop(waiters);
-                for w in all {
-                    w.wake();
-                }
-            }
-        }
-    }
-}
-
-/// Removes its waker from a direction's list when the wait ends, even by
-/// a cancellation unwinding out of the park.
-struct Enlisted<'a> {
-    dir: &'a Direction,
-    waker: Waker,
-}
-
-impl Drop for Enlisted<'_> {
-    fn drop(&mut self) {
-        let mut waiters = lock(&self.dir.waiters);
-        if let Some(i) = waiters.iter().position(|w| w.same(&self.waker)) {
-            waiters.swap_remove(i);
-        }
-    }
-}
-
 /// What the reactors know of one descriptor.
 pub(crate) struct Source {
     fd: RawFd,
-    dirs: [Direction; 2],
+    /// Per direction: bumped by every event that may have made it ready.
+    seqs: [AtomicU64; 2],
+    state: Mutex<SourceState>,
+}
+
+struct SourceState {
     /// The reactor it is registered with, and its key there.
-    registration: Mutex<Option<(Arc<Reactor>, u64)>>,
+    registration: Option<(Arc<Reactor>, u64)>,
+    /// Per direction, the green threads waiting for it. Usually one; several
+    /// may wait on one shared socket, and all are woken to retry.
+    waiters: [Vec<Waker>; 2],
 }
 
 impl Source {
+    fn new(fd: RawFd) -> Source {
+        Source {
+            fd,
+            seqs: Default::default(),
+            state: Mutex::new(SourceState {
+                registration: None,
+                waiters: Default::default(),
+            }),
+        }
+    }
+
+    /// Bumps `events`' directions and wakes their waiters.
     fn fire(&self, events: u32) {
         const READ: u32 =
             (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
                 as u32;
         const WRITE: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-        if events & READ != 0 {
-            self.dirs[Interest::Read as usize].fire();
+        let read = events & READ != 0;
+        let write = events & WRITE != 0;
+        if read {
+            self.seqs[Interest::Read as usize].fetch_add(1, Ordering::AcqRel);
         }
-        if events & WRITE != 0 {
-            self.dirs[Interest::Write as usize].fire();
+        if write {
+            self.seqs[Interest::Write as usize].fetch_add(1, Ordering::AcqRel);
+        }
+        let mut state = lock(&self.state);
+        let woken = match (read, write) {
+            (true, true) => {
+                let mut all = std::mem::take(&mut state.waiters[0]);
+                all.append(&mut state.waiters[1]);
+                all
+            }
+            (true, false) => std::mem::take(&mut state.waiters[0]),
+            (false, true) => std::mem::take(&mut state.waiters[1]),
+            (false, false) => return,
+        };
+        drop(state);
+        for w in woken {
+            w.wake();
         }
     }
 
-    /// Registers with `reactor`, moving the registration there if it is
-    /// elsewhere (see the module docs).
-    fn register_with(self: &Arc<Self>, reactor: &Arc<Reactor>) -> io::Result<()> {
-        let mut reg = lock(&self.registration);
-        if let Some((r, _)) = &*reg
-            && Arc::ptr_eq(r, reactor)
-        {
-            return Ok(());
+    /// Enlists `waker` for `interest`, first making sure a reactor that is
+    /// polled will see the descriptor's events: the registration moves to
+    /// `reactor` (the caller's own) unless it is already there, or it is
+    /// on a live reactor that other green threads are waiting through
+    /// (theirs: moving it would only make them wait through ours).
+    fn enlist(
+        self: &Arc<Self>,
+        interest: Interest,
+        waker: Waker,
+        reactor: &Arc<Reactor>,
+    ) -> io::Result<()> {
+        let mut state = lock(&self.state);
+        let keep = match &state.registration {
+            Some((r, _)) if Arc::ptr_eq(r, reactor) => true,
+            Some((r, _)) => {
+                r.alive.load(Ordering::SeqCst) && state.waiters.iter().any(|w| !w.is_empty())
+            }
+            None => false,
+        };
+        if !keep {
+            if let Some((old, key)) = state.registration.take() {
+                old.remove(self.fd, key);
+            }
+            let key = reactor.insert(self)?;
+            state.registration = Some((reactor.clone(), key));
         }
-        if let Some((old, key)) = reg.take() {
-            old.remove(self.fd, key);
-        }
-        let key = reactor.insert(self)?;
-        *reg = Some((reactor.clone(), key));
+        state.waiters[interest as usize].push(waker);
         Ok(())
     }
 
+    /// Takes `waker` off the list (if an event has not already).
+    fn leave(&self, interest: Interest, waker: &Waker) {
+        let mut state = lock(&self.state);
+        let list = &mut state.waiters[interest as usize];
+        if let Some(i) = list.iter().position(|w| w.same(waker)) {
+            list.swap_remove(i);
+        }
+    }
+
     fn deregister(&self) {
-        let reg = lock(&self.registration).take();
+        let reg = lock(&self.state).registration.take();
         if let Some((reactor, key)) = reg {
             reactor.remove(self.fd, key);
         }
+    }
+}
+
+/// Takes its waker off the source's list when the wait ends, even by a
+/// cancellation unwinding out of the park.
+struct Enlisted<'a> {
+    source: &'a Source,
+    interest: Interest,
+    waker: Waker,
+}
+
+impl Drop for Enlisted<'_> {
+    fn drop(&mut self) {
+        self.source.leave(self.interest, &self.waker);
     }
 }
 
@@ -512,11 +566,7 @@ impl<T: AsRawFd> Io<T> {
     /// Takes `inner`, whose descriptor the caller made non-blocking.
     pub(crate) fn new(inner: T) -> Io<T> {
         Io {
-            source: Arc::new(Source {
-                fd: inner.as_raw_fd(),
-                dirs: Default::default(),
-                registration: Mutex::new(None),
-            }),
+            source: Arc::new(Source::new(inner.as_raw_fd())),
             inner: Some(inner),
         }
     }
@@ -539,9 +589,7 @@ impl<T: AsRawFd> Io<T> {
     /// `shutdown`, whose events the kernel may fold into an edge already
     /// taken).
     pub(crate) fn wake_all(&self) {
-        for d in &self.source.dirs {
-            d.fire();
-        }
+        self.source.fire(u32::MAX);
     }
 
     /// Runs `op` until it does not fail with `WouldBlock` (or `Interrupted`),
@@ -555,11 +603,11 @@ impl<T: AsRawFd> Io<T> {
         deadline: Option<Instant>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
-        let dir = &self.source.dirs[interest as usize];
+        let seqs = &self.source.seqs[interest as usize];
         let inner = self.get();
         let green = worker::with_current_task(|t| t.is_some());
         loop {
-            let seq = dir.seq.load(Ordering::Acquire);
+            let seq = seqs.load(Ordering::Acquire);
             match op(inner) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -569,22 +617,32 @@ impl<T: AsRawFd> Io<T> {
                 return Err(timed_out());
             }
             if green {
-                self.wait_green(dir, seq, deadline)?;
+                self.wait_green(interest, seq, deadline)?;
             } else {
                 wait_plain(self.source.fd, interest, deadline);
             }
         }
     }
 
-    fn wait_green(&self, dir: &Direction, seq: u64, deadline: Option<Instant>) -> io::Result<()> {
+    fn wait_green(
+        &self,
+        interest: Interest,
+        seq: u64,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
+        let waker = park::current_waker();
         worker::with_current(|w| {
             let w = w.expect("a green thread runs on an executor");
-            self.source.register_with(w.reactor())
+            self.source.enlist(interest, waker.clone(), w.reactor())
         })?;
-        let waker = park::current_waker();
-        lock(&dir.waiters).push(waker.clone());
-        let _enlisted = Enlisted { dir, waker };
-        if dir.seq.load(Ordering::Acquire) == seq {
+        let _enlisted = Enlisted {
+            source: &self.source,
+            interest,
+            waker,
+        };
+        // An event since the try bumped the sequence: its edge would not
+        // come again, so retry instead of parking.
+        if self.source.seqs[interest as usize].load(Ordering::Acquire) == seq {
             park::park(deadline);
         }
         Ok(())

@@ -702,6 +702,9 @@ impl Worker {
                 self.control();
             }
             if self.rt.stopping.load(Ordering::Acquire) {
+                // Nothing polls this reactor from now on: green threads of
+                // other runtimes waiting through it move to their own.
+                self.home.reactor.retire();
                 return;
             }
             if !self.turn() {
