@@ -77,6 +77,8 @@ pub mod cancel;
 mod debug;
 pub mod generator;
 mod ids;
+/// Green waiting for any file descriptor: pipes, ttys, sockets of other crates.
+pub mod io;
 /// Green TCP, UDP and Unix sockets that suspend only the calling green thread.
 pub mod net;
 pub mod runtime;

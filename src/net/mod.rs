@@ -1,5 +1,5 @@
-//! Green networking: TCP sockets (and, below, UDP and Unix sockets) that
-//! suspend only the calling green thread, mirroring [`std::net`].
+//! The types mirror [`std::net`], and [`unix`] mirrors
+//! [`std::os::unix::net`].
 //!
 //! Code written for `std::net` ports by changing the import: a read, write,
 //! accept or connect that would block parks the green thread, and its
@@ -48,9 +48,52 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 
+/// The raw-descriptor traits for a socket type `$t` wrapping `$std` in
+/// `io`, with a `wrap` constructor for a non-blocking `$std`.
+macro_rules! fd_traits {
+    ($t:ident, $std:ty) => {
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(self.io.get())
+            }
+        }
+
+        impl std::os::fd::AsFd for $t {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(self.io.get())
+            }
+        }
+
+        impl std::os::fd::FromRawFd for $t {
+            /// Takes ownership of `fd`, which must be an open socket of
+            /// this kind, and makes it non-blocking.
+            unsafe fn from_raw_fd(fd: std::os::fd::RawFd) -> $t {
+                // SAFETY: the caller passes an open descriptor it owns.
+                let inner = unsafe { <$std as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                // Fails only for a bad descriptor, which every later
+                // operation then reports.
+                let _ = inner.set_nonblocking(true);
+                $t::wrap(inner)
+            }
+        }
+
+        impl std::os::fd::IntoRawFd for $t {
+            /// Gives the descriptor up, deregistered and blocking again.
+            fn into_raw_fd(self) -> std::os::fd::RawFd {
+                let inner = self.io.into_inner();
+                let _ = inner.set_nonblocking(false);
+                std::os::fd::IntoRawFd::into_raw_fd(inner)
+            }
+        }
+    };
+}
+
 mod tcp;
+mod udp;
+pub mod unix;
 
 pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use udp::UdpSocket;
 
 mod sealed {
     use std::io;

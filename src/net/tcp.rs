@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::{Timeout, ToSocketAddrs, each_addr, getsockopt, setsockopt, sockaddr};
@@ -835,44 +835,6 @@ impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.io.get(), f)
     }
-}
-
-macro_rules! fd_traits {
-    ($t:ident, $std:ty) => {
-        impl AsRawFd for $t {
-            fn as_raw_fd(&self) -> RawFd {
-                self.io.get().as_raw_fd()
-            }
-        }
-
-        impl AsFd for $t {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.io.get().as_fd()
-            }
-        }
-
-        impl FromRawFd for $t {
-            /// Takes ownership of `fd`, which must be an open socket of
-            /// this kind, and makes it non-blocking.
-            unsafe fn from_raw_fd(fd: RawFd) -> $t {
-                // SAFETY: the caller passes an open descriptor it owns.
-                let inner = unsafe { <$std>::from_raw_fd(fd) };
-                // Fails only for a bad descriptor, which every later
-                // operation then reports.
-                let _ = inner.set_nonblocking(true);
-                $t::wrap(inner)
-            }
-        }
-
-        impl IntoRawFd for $t {
-            /// Gives the descriptor up, deregistered and blocking again.
-            fn into_raw_fd(self) -> RawFd {
-                let inner = self.io.into_inner();
-                let _ = inner.set_nonblocking(false);
-                inner.into_raw_fd()
-            }
-        }
-    };
 }
 
 fd_traits!(TcpListener, std::net::TcpListener);

@@ -53,7 +53,7 @@
 //! never register: they wait in `ppoll(2)` on the descriptor alone.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -556,17 +556,17 @@ impl Drop for Enlisted<'_> {
 /// An owner of a non-blocking descriptor (a std socket, say) whose
 /// operations wait green: the calling green thread parks until the
 /// descriptor is ready, and a plain OS thread blocks in `ppoll(2)`.
-pub(crate) struct Io<T: AsRawFd> {
+pub(crate) struct Io<T: AsFd> {
     source: Arc<Source>,
     /// `None` only inside `into_inner`.
     inner: Option<T>,
 }
 
-impl<T: AsRawFd> Io<T> {
+impl<T: AsFd> Io<T> {
     /// Takes `inner`, whose descriptor the caller made non-blocking.
     pub(crate) fn new(inner: T) -> Io<T> {
         Io {
-            source: Arc::new(Source::new(inner.as_raw_fd())),
+            source: Arc::new(Source::new(inner.as_fd().as_raw_fd())),
             inner: Some(inner),
         }
     }
@@ -603,53 +603,76 @@ impl<T: AsRawFd> Io<T> {
         deadline: Option<Instant>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
-        let seqs = &self.source.seqs[interest as usize];
-        let inner = self.get();
-        let green = worker::with_current_task(|t| t.is_some());
-        loop {
-            let seq = seqs.load(Ordering::Acquire);
-            match op(inner) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(timed_out());
-            }
-            if green {
-                self.wait_green(interest, seq, deadline)?;
-            } else {
-                wait_plain(self.source.fd, interest, deadline);
-            }
-        }
+        let inner = self.inner.as_ref().expect("an Io owns its descriptor");
+        op_loop(&self.source, interest, deadline, || op(inner))
     }
 
-    fn wait_green(
-        &self,
+    /// [`op`](Self::op) with mutable access.
+    pub(crate) fn op_mut<R>(
+        &mut self,
         interest: Interest,
-        seq: u64,
         deadline: Option<Instant>,
-    ) -> io::Result<()> {
-        let waker = park::current_waker();
-        worker::with_current(|w| {
-            let w = w.expect("a green thread runs on an executor");
-            self.source.enlist(interest, waker.clone(), w.reactor())
-        })?;
-        let _enlisted = Enlisted {
-            source: &self.source,
-            interest,
-            waker,
-        };
-        // An event since the try bumped the sequence: its edge would not
-        // come again, so retry instead of parking.
-        if self.source.seqs[interest as usize].load(Ordering::Acquire) == seq {
-            park::park(deadline);
-        }
-        Ok(())
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let inner = self.inner.as_mut().expect("an Io owns its descriptor");
+        op_loop(&self.source, interest, deadline, || op(inner))
     }
 }
 
-impl<T: AsRawFd> Drop for Io<T> {
+/// The loop of [`Io::op`].
+fn op_loop<R>(
+    source: &Arc<Source>,
+    interest: Interest,
+    deadline: Option<Instant>,
+    mut op: impl FnMut() -> io::Result<R>,
+) -> io::Result<R> {
+    let seqs = &source.seqs[interest as usize];
+    let green = worker::with_current_task(|t| t.is_some());
+    loop {
+        let seq = seqs.load(Ordering::Acquire);
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(timed_out());
+        }
+        if green {
+            wait_green(source, interest, seq, deadline)?;
+        } else {
+            wait_plain(source.fd, interest, deadline);
+        }
+    }
+}
+
+/// A green thread waits for `source` to be ready in `interest`, unless
+/// its sequence number moved on from `seq`.
+fn wait_green(
+    source: &Arc<Source>,
+    interest: Interest,
+    seq: u64,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    let waker = park::current_waker();
+    worker::with_current(|w| {
+        let w = w.expect("a green thread runs on an executor");
+        source.enlist(interest, waker.clone(), w.reactor())
+    })?;
+    let _enlisted = Enlisted {
+        source,
+        interest,
+        waker,
+    };
+    // An event since the try bumped the sequence: its edge would not come
+    // again, so retry instead of parking.
+    if source.seqs[interest as usize].load(Ordering::Acquire) == seq {
+        park::park(deadline);
+    }
+    Ok(())
+}
+
+impl<T: AsFd> Drop for Io<T> {
     fn drop(&mut self) {
         // Before the descriptor closes (`inner` drops after this): its
         // number may be reused at once.
@@ -698,8 +721,8 @@ fn wait_plain(fd: RawFd, interest: Interest, deadline: Option<Instant>) {
     park::checkpoint();
 }
 
-/// Sets or clears `O_NONBLOCK` on `fd`.
-pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+/// Sets or clears `O_NONBLOCK` on `fd`; returns whether it was set.
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<bool> {
     // SAFETY: fcntl on a descriptor the caller keeps open; no pointers.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
     let new = if on {
@@ -711,5 +734,5 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
         // SAFETY: as above.
         cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) })?;
     }
-    Ok(())
+    Ok(flags & libc::O_NONBLOCK != 0)
 }
