@@ -1,4 +1,4 @@
-//! See [`Green`].
+//! See [`Green`](crate::io::Green).
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};

@@ -1,4 +1,4 @@
-//! The types mirror [`std::net`], and [`unix`] mirrors
+//! The types mirror [`std::net`], and [`unix`](crate::net::unix) mirrors
 //! [`std::os::unix::net`].
 //!
 //! Code written for `std::net` ports by changing the import: a read, write,
@@ -24,7 +24,7 @@
 //!   depending on the platform). Timeouts belong to the handle: a
 //!   `try_clone` copies them, and later changes to one handle do not
 //!   affect the other.
-//! - Addresses are taken through this module's [`ToSocketAddrs`], which
+//! - Addresses are taken through this module's [`ToSocketAddrs`](crate::net::ToSocketAddrs), which
 //!   is implemented for the same types as std's. An IP literal resolves
 //!   on the spot; a host name resolves on the blocking pool, so a slow DNS
 //!   server never stalls a worker.
