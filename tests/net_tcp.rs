@@ -613,3 +613,84 @@ fn a_waiter_on_another_runtime_is_not_stranded_when_the_run_that_registered_ends
         assert_eq!(&reader.join().unwrap(), b"data");
     });
 }
+
+/// Set in the child process of the EMFILE test.
+const EMFILE_CHILD: &str = "STACKFUL_TEST_EMFILE_CHILD";
+
+#[test]
+fn accept_out_of_descriptors_backs_off_serves_on_and_says_so_once() {
+    if std::env::var_os(EMFILE_CHILD).is_some() {
+        return emfile_child();
+    }
+    // The child lowers its own descriptor limit; the test harness runs it
+    // alone, in a process of its own.
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "accept_out_of_descriptors_backs_off_serves_on_and_says_so_once",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(EMFILE_CHILD, "1")
+    .env("STACKFUL_DEBUG", "1");
+    let out = common::output_within_a_minute(cmd, "emfile");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the child failed:\n{stderr}");
+    assert_eq!(
+        stderr.matches("out of file descriptors").count(),
+        1,
+        "said once:\n{stderr}"
+    );
+    assert!(stderr.contains("ulimit -n"), "{stderr}");
+}
+
+fn emfile_child() {
+    stackful::run(|| {
+        let (l, addr) = listener();
+        let (mut c0, mut s0) = {
+            let c = TcpStream::connect(addr).unwrap();
+            (c, l.accept().unwrap().0)
+        };
+        // A low limit, then every descriptor under it taken.
+        let limit = libc::rlimit {
+            rlim_cur: 256,
+            rlim_max: 256,
+        };
+        // SAFETY: a plain system call with a live rlimit.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        let mut hog = Vec::new();
+        loop {
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => hog.push(f),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+                    break;
+                }
+            }
+        }
+        // One descriptor for the client; the server has none to accept it.
+        hog.pop();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        let mut failures = 0;
+        while start.elapsed() < Duration::from_millis(200) {
+            let e = l.accept().unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+            failures += 1;
+        }
+        // Backed off: 20 ms a try, not a spin.
+        assert!(failures <= 12, "{failures} accepts in 200 ms");
+        // The open connection is served meanwhile.
+        c0.write_all(b"still").unwrap();
+        let mut buf = [0; 5];
+        s0.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"still");
+        // Descriptors back: the waiting connection is accepted.
+        drop(hog);
+        let (mut s, _) = l.accept().unwrap();
+        client.write_all(b"in").unwrap();
+        let mut buf = [0; 2];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"in");
+    });
+}

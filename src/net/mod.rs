@@ -252,6 +252,28 @@ pub(crate) fn each_addr<A: ToSocketAddrs + ?Sized, R>(
     Err(last.unwrap_or_else(no_addresses))
 }
 
+/// How long an `accept` that found the process out of file descriptors
+/// waits before it returns the error, so that a server loop that goes on
+/// accepting does not spin a core while connections are refused.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// After a failed `accept`: backs off if the process (or the system) is out
+/// of file descriptors, saying so once in debug mode. A cancellation point.
+pub(crate) fn accept_failed(e: &io::Error) {
+    if !matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+        return;
+    }
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if crate::debug::enabled() && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        crate::debug::warn(format_args!(
+            "accept failed: the process is out of file descriptors ({e}); pending \
+             connections wait and open ones are served on; raise the limit (`ulimit -n`) \
+             or close connections (said once)"
+        ));
+    }
+    crate::sleep(ACCEPT_BACKOFF);
+}
+
 /// A per-handle read or write timeout, as nanoseconds (0: none).
 #[derive(Default)]
 pub(crate) struct Timeout(std::sync::atomic::AtomicU64);

@@ -105,9 +105,11 @@ impl TcpListener {
     ///
     /// # Errors
     ///
-    /// As [`std::net::TcpListener::accept`]. When the process is out of
-    /// file descriptors (`EMFILE`) this returns that error: back off
-    /// before trying again, or raise `ulimit -n`.
+    /// As [`std::net::TcpListener::accept`]. When the process or the
+    /// system is out of file descriptors (`EMFILE`, `ENFILE`) it first
+    /// waits 20 ms, then returns that error: a loop that goes on accepting
+    /// does not spin a core meanwhile, the connection waits in the backlog,
+    /// and open connections are served on. Debug mode says so once.
     ///
     /// # Examples
     ///
@@ -122,7 +124,10 @@ impl TcpListener {
     /// });
     /// ```
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, addr) = self.io.op(Interest::Read, None, |l| l.accept())?;
+        let (stream, addr) = self
+            .io
+            .op(Interest::Read, None, |l| l.accept())
+            .inspect_err(super::accept_failed)?;
         stream.set_nonblocking(true)?;
         Ok((TcpStream::wrap(stream), addr))
     }

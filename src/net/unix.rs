@@ -157,13 +157,18 @@ impl UnixListener {
     ///
     /// # Errors
     ///
-    /// As [`std::os::unix::net::UnixListener::accept`].
+    /// As [`std::os::unix::net::UnixListener::accept`]; out of file
+    /// descriptors, it backs off first as
+    /// [`TcpListener::accept`](super::TcpListener::accept) does.
     ///
     /// # Examples
     ///
     /// See [`UnixListener`].
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (stream, addr) = self.io.op(Interest::Read, None, |l| l.accept())?;
+        let (stream, addr) = self
+            .io
+            .op(Interest::Read, None, |l| l.accept())
+            .inspect_err(super::accept_failed)?;
         stream.set_nonblocking(true)?;
         Ok((UnixStream::wrap(stream), addr))
     }
@@ -916,7 +921,9 @@ impl UnixDatagram {
     }
 
     /// Shuts down the read half, the write half, or both, waking green
-    /// threads waiting on this socket.
+    /// threads waiting on this socket to try again. A send then fails; a
+    /// receive on Linux goes on waiting for datagrams as before (unlike a
+    /// stream's read, it does not return 0), as with std.
     ///
     /// # Examples
     ///
@@ -925,8 +932,8 @@ impl UnixDatagram {
     ///
     /// stackful::run(|| {
     ///     let (a, _b) = stackful::net::unix::UnixDatagram::pair().unwrap();
-    ///     a.shutdown(Shutdown::Read).unwrap();
-    ///     assert_eq!(a.recv(&mut [0; 4]).unwrap(), 0);
+    ///     a.shutdown(Shutdown::Write).unwrap();
+    ///     assert!(a.send(b"x").is_err());
     /// });
     /// ```
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {

@@ -689,6 +689,8 @@ pub(crate) fn timed_out() -> io::Error {
 /// `deadline` or the deadline of an enclosing `stackful::timeout`, whose
 /// expiry (or a cancellation) unwinds as it does from `park`.
 fn wait_plain(fd: RawFd, interest: Interest, deadline: Option<Instant>) {
+    // Blocking a scheduler's own loop would stall its green threads.
+    park::refuse_scheduler_loop();
     let scope = match park::pending_or_deadline() {
         Ok(d) => d,
         Err(cause) => Cancelled::raise(cause),
