@@ -295,62 +295,73 @@ impl Reactor {
         }
     }
 
-    /// One `epoll_pwait2` (or `epoll_wait`) into `events`' spare capacity;
-    /// returns how many were filled (0 on EINTR or error).
+    /// One `epoll_pwait2` (or `epoll_wait` where the kernel lacks it) into
+    /// `events`' capacity; returns how many were filled (0 on EINTR).
     fn epoll_wait(&self, events: &mut Vec<libc::epoll_event>, timeout: Option<Duration>) -> usize {
-        events.clear();
-        let max = events.capacity().min(i32::MAX as usize) as libc::c_int;
-        let buf = events.as_mut_ptr();
-        let epfd = self.epfd.as_raw_fd();
-        let mut n: libc::c_long = -1;
-        let mut done = false;
         if !NO_PWAIT2.load(Ordering::Relaxed) {
-            let ts = timeout.map(|t| libc::timespec {
-                tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
-                tv_nsec: t.subsec_nanos() as libc::c_long,
-            });
-            let ts_ptr = ts
-                .as_ref()
-                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-            // SAFETY: `buf` has room for `max` events (the vector's
-            // capacity); `ts_ptr` is null or points to a live timespec; no
-            // signal mask (null, size 0).
-            n = unsafe {
-                libc::syscall(
-                    libc::SYS_epoll_pwait2,
-                    epfd,
-                    buf,
-                    max,
-                    ts_ptr,
-                    std::ptr::null::<libc::sigset_t>(),
-                    0usize,
-                )
-            };
-            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-                NO_PWAIT2.store(true, Ordering::Relaxed);
-            } else {
-                done = true;
+            match self.pwait2(events, timeout) {
+                Some(n) => return n,
+                None => NO_PWAIT2.store(true, Ordering::Relaxed),
             }
         }
-        if !done {
-            // Whole milliseconds, rounded up: never wake before the timer.
-            let ms = match timeout {
-                None => -1,
-                Some(t) => {
-                    let ms = t.as_nanos().div_ceil(1_000_000);
-                    ms.min(i32::MAX as u128) as libc::c_int
-                }
-            };
-            // SAFETY: `buf` has room for `max` events.
-            n = libc::c_long::from(unsafe { libc::epoll_wait(epfd, buf, max, ms) });
+        self.wait_ms(events, timeout)
+    }
+
+    /// `epoll_pwait2`, with a nanosecond timeout; `None` on ENOSYS.
+    fn pwait2(
+        &self,
+        events: &mut Vec<libc::epoll_event>,
+        timeout: Option<Duration>,
+    ) -> Option<usize> {
+        events.clear();
+        let max = events.capacity().min(i32::MAX as usize) as libc::c_int;
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: the buffer has room for `max` events (the vector's
+        // capacity); `ts_ptr` is null or points to a live timespec; no
+        // signal mask (null, size 0).
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_epoll_pwait2,
+                self.epfd.as_raw_fd(),
+                events.as_mut_ptr(),
+                max,
+                ts_ptr,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        };
+        if n < 0 {
+            let enosys = io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS);
+            return if enosys { None } else { Some(0) };
         }
+        // SAFETY: the kernel initialised the first `n` events (n <= max).
+        unsafe { events.set_len(n as usize) };
+        Some(n as usize)
+    }
+
+    /// `epoll_wait`, whose timeout is whole milliseconds: rounded up, so
+    /// that a timer never fires early (a 100 µs sleep takes about 1 ms).
+    fn wait_ms(&self, events: &mut Vec<libc::epoll_event>, timeout: Option<Duration>) -> usize {
+        events.clear();
+        let max = events.capacity().min(i32::MAX as usize) as libc::c_int;
+        let ms = match timeout {
+            None => -1,
+            Some(t) => t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
+        };
+        // SAFETY: the buffer has room for `max` events.
+        let n = unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), events.as_mut_ptr(), max, ms) };
         if n <= 0 {
             return 0;
         }
-        let n = n as usize;
         // SAFETY: the kernel initialised the first `n` events (n <= max).
-        unsafe { events.set_len(n) };
-        n
+        unsafe { events.set_len(n as usize) };
+        n as usize
     }
 
     /// Adds `source` to the epoll set, edge-triggered, and returns its key.
@@ -737,4 +748,93 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<bool> {
         cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) })?;
     }
     Ok(flags & libc::O_NONBLOCK != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events() -> Vec<libc::epoll_event> {
+        Vec::with_capacity(EVENTS)
+    }
+
+    #[test]
+    fn pwait2_waits_with_sub_millisecond_precision() {
+        let r = Reactor::new().unwrap();
+        let mut ev = events();
+        let t = Instant::now();
+        // The kernel here has epoll_pwait2 (Linux 5.11+).
+        assert_eq!(r.pwait2(&mut ev, Some(Duration::from_micros(100))), Some(0));
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_micros(100), "{waited:?}");
+    }
+
+    #[test]
+    fn the_fallback_rounds_its_timeout_up_to_a_millisecond() {
+        let r = Reactor::new().unwrap();
+        let mut ev = events();
+        let t = Instant::now();
+        assert_eq!(r.wait_ms(&mut ev, Some(Duration::from_micros(100))), 0);
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(1), "{waited:?}");
+        // Zero stays zero: no wait at all.
+        assert_eq!(r.wait_ms(&mut ev, Some(Duration::ZERO)), 0);
+    }
+
+    #[test]
+    fn unpark_writes_the_eventfd_only_while_parked() {
+        let r = Reactor::new().unwrap();
+        let mut ev = events();
+        r.unpark(); // not parked: nothing written
+        assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
+        r.prepare_park();
+        r.unpark();
+        r.unpark(); // the second one is saved
+        let t = Instant::now();
+        r.poll(None); // returns at once: the eventfd is readable
+        assert!(t.elapsed() < Duration::from_secs(5));
+        r.end_park();
+        // Drained by the poll: nothing pending any more.
+        assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
+    }
+
+    #[test]
+    fn an_event_for_a_removed_source_is_ignored() {
+        use std::io::Write;
+        use std::os::unix::net::UnixStream;
+        let (a, b) = UnixStream::pair().unwrap();
+        // A duplicate keeps the open file, so closing `a` below leaves its
+        // registration in the epoll set (as a leaked duplicate would).
+        let a2 = a.try_clone().unwrap();
+        let r = Reactor::new().unwrap();
+        let old = Arc::new(Source::new(a.as_raw_fd()));
+        let key = r.insert(&old).unwrap();
+        assert!(r.has_sources());
+        r.poll_now(); // the ADD reports writability
+        assert_eq!(old.seqs[Interest::Write as usize].load(Ordering::SeqCst), 1);
+        let fd = a.as_raw_fd();
+        drop(a);
+        r.remove(fd, key); // its DEL fails: the descriptor is closed
+        assert!(!r.has_sources());
+        // A new source takes the slot (and perhaps the descriptor number).
+        let (c, _d) = UnixStream::pair().unwrap();
+        let new = Arc::new(Source::new(c.as_raw_fd()));
+        let key2 = r.insert(&new).unwrap();
+        assert_eq!(key2 as u32, key as u32, "the slot is reused");
+        assert_ne!(key2 >> 32, key >> 32, "with a new generation");
+        r.poll_now();
+        let before = new.seqs[Interest::Read as usize].load(Ordering::SeqCst);
+        // Readable now: the kernel reports the stale registration's key.
+        (&b).write_all(b"x").unwrap();
+        r.poll_now();
+        assert_eq!(
+            new.seqs[Interest::Read as usize].load(Ordering::SeqCst),
+            before
+        );
+        assert_eq!(old.seqs[Interest::Read as usize].load(Ordering::SeqCst), 0);
+        r.remove(c.as_raw_fd(), key2);
+        // A removal with a stale key changes nothing.
+        r.remove(c.as_raw_fd(), key);
+        drop(a2);
+    }
 }
