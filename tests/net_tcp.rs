@@ -694,3 +694,73 @@ fn emfile_child() {
         assert_eq!(&buf, b"in");
     });
 }
+
+#[test]
+fn five_thousand_concurrent_connections_on_two_workers() {
+    // Two descriptors a connection (both ends live in this process): raise
+    // the soft limit as far as the hard one allows.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls with a live rlimit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    let n = 5000.min((lim.rlim_cur.saturating_sub(500) / 2) as usize);
+    assert!(n >= 1000, "the descriptor limit is too low for this test");
+    within(240, move || {
+        let rt = stackful::Runtime::builder()
+            .workers(2)
+            .stack_size(64 << 10)
+            .build()
+            .unwrap();
+        rt.run(|| {
+            let (l, addr) = listener();
+            let server = stackful::spawn(move || {
+                let mut conns = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let (mut s, _) = l.accept().unwrap();
+                    conns.push(stackful::spawn(move || {
+                        let mut buf = [0; 16];
+                        loop {
+                            let k = s.read(&mut buf).unwrap();
+                            if k == 0 {
+                                return;
+                            }
+                            s.write_all(&buf[..k]).unwrap();
+                        }
+                    }));
+                }
+                for c in conns {
+                    c.join().unwrap();
+                }
+            });
+            // Every client connects, then waits for all the others, so all
+            // connections are open at once before any talks.
+            let all_open = Arc::new(stackful::sync::Barrier::new(n));
+            let clients: Vec<_> = (0..n)
+                .map(|i| {
+                    let all_open = all_open.clone();
+                    stackful::spawn(move || {
+                        let mut s = TcpStream::connect(addr).unwrap();
+                        all_open.wait();
+                        for round in 0..3u64 {
+                            let msg = (i as u64 * 10 + round).to_le_bytes();
+                            s.write_all(&msg).unwrap();
+                            let mut back = [0; 8];
+                            s.read_exact(&mut back).unwrap();
+                            assert_eq!(back, msg);
+                        }
+                    })
+                })
+                .collect();
+            for c in clients {
+                c.join().unwrap();
+            }
+            server.join().unwrap();
+        });
+    });
+}
