@@ -120,9 +120,10 @@ use sealed::Resolution;
 ///
 /// An IP literal resolves without leaving the green thread; a host name is
 /// looked up (`getaddrinfo`) on the runtime's blocking pool, suspending
-/// only the calling green thread. On a plain OS thread the lookup runs on
-/// the caller. The trait is sealed: it cannot be implemented outside this
-/// crate.
+/// only the calling green thread. A lookup that has started runs to its
+/// end: a `stackful::timeout` or a cancellation takes effect when it
+/// returns. On a plain OS thread the lookup runs on the caller. The trait
+/// is sealed: it cannot be implemented outside this crate.
 ///
 /// # Examples
 ///

@@ -3,17 +3,25 @@
 //!
 //! # Parking
 //!
-//! An executor with nothing to do waits in `epoll_pwait2` with its next
-//! timer as the timeout, in place of a futex park. Other threads wake it by
-//! writing its eventfd, and only while it is parked: the executor sets
-//! `parked` (SeqCst fence) before its last look for work, a waker stores its
-//! work first and reads `parked` after a SeqCst fence, so at least one of
-//! them sees the other (the protocol of `Idle` in `runtime`, one level
-//! down). `notified` saves the second and later writes of one park.
+//! An executor with nothing to do parks here ([`Reactor::park`]). With
+//! descriptors registered it waits in `epoll_pwait2` with its next timer as
+//! the timeout; with none it waits on a futex (`crossbeam`'s `Parker`),
+//! which wakes about a microsecond sooner, so that green threads that only
+//! compute and talk through channels pay nothing for the reactor. No source
+//! can be registered while it parks: only the owner registers sources with
+//! its reactor. Other threads wake it ([`Reactor::unpark`]) by writing its
+//! eventfd or unparking the futex, whichever it waits on, and only while it
+//! is parked: the executor publishes `parked` (SeqCst fence) before its
+//! last look for work, a waker stores its work first and reads `parked`
+//! after a SeqCst fence, so at least one of them sees the other (the
+//! protocol of `Idle` in `runtime`, one level down). `notified` saves the
+//! second and later eventfd writes of one park.
+//!
 //! Kernels before 5.11 lack `epoll_pwait2`: the first ENOSYS switches the
 //! process to `epoll_wait`, whose timeout is whole milliseconds, rounded up
-//! so that a timer never fires early; a 100 µs sleep then takes about a
-//! millisecond.
+//! so that a timer never fires early; a 100 µs sleep of a worker that waits
+//! on sockets then takes about a millisecond (a worker without sockets
+//! parks on the futex, as precise as before).
 //!
 //! # Sources
 //!
@@ -54,9 +62,11 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crossbeam_utils::sync::{Parker, Unparker};
 
 use crate::cancel::Cancelled;
 use crate::runtime::park::{self, Waker};
@@ -88,8 +98,9 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 pub(crate) struct Reactor {
     epfd: OwnedFd,
     eventfd: OwnedFd,
-    /// The owner is in (or about to enter) `epoll_pwait2`.
-    parked: AtomicBool,
+    /// How the owner waits, if it is parked (or about to): `AWAKE`,
+    /// `IN_EPOLL` or `ON_FUTEX`.
+    parked: AtomicU8,
     /// The eventfd was written during this park.
     notified: AtomicBool,
     slab: Mutex<Slab>,
@@ -100,7 +111,15 @@ pub(crate) struct Reactor {
     /// Its owner polls it: a pool worker that has not stopped, or a thread
     /// inside `run`. See [`Reactor::retire`].
     alive: AtomicBool,
+    /// Where the owner parks while no source is registered. Only the owner
+    /// locks it.
+    futex: Mutex<Parker>,
+    unparker: Unparker,
 }
+
+const AWAKE: u8 = 0;
+const IN_EPOLL: u8 = 1;
+const ON_FUTEX: u8 = 2;
 
 #[derive(Default)]
 struct Scratch {
@@ -137,8 +156,11 @@ impl Reactor {
                 libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
             ))?)
         };
+        // Edge-triggered: every write is an edge, so the counter is never
+        // read (one system call less per wake-up). It cannot overflow: that
+        // takes 2^64 - 1 writes, and `notified` allows one per park.
         let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
             u64: WAKE_KEY,
         };
         // SAFETY: both descriptors are open (owned above); `ev` is a valid
@@ -151,15 +173,18 @@ impl Reactor {
                 &mut ev,
             )
         })?;
+        let futex = Parker::new();
         Ok(Reactor {
             epfd,
             eventfd,
-            parked: AtomicBool::new(false),
+            parked: AtomicU8::new(AWAKE),
             notified: AtomicBool::new(false),
             slab: Mutex::new(Slab::default()),
             registered: AtomicUsize::new(0),
             scratch: Mutex::new(Scratch::default()),
             alive: AtomicBool::new(true),
+            unparker: futex.unparker().clone(),
+            futex: Mutex::new(futex),
         })
     }
 
@@ -205,34 +230,60 @@ impl Reactor {
     /// the work it is being woken for.
     pub(crate) fn unpark(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.parked.load(Ordering::Relaxed) && !self.notified.swap(true, Ordering::AcqRel) {
-            let one: u64 = 1;
-            // SAFETY: the eventfd is open for as long as `self` lives; the
-            // kernel reads 8 bytes from a live u64. A failure (the counter
-            // full, which takes 2^64 writes) leaves it readable anyway.
-            unsafe {
-                libc::write(
-                    self.eventfd.as_raw_fd(),
-                    (&one as *const u64).cast(),
-                    std::mem::size_of::<u64>(),
-                )
-            };
+        match self.parked.load(Ordering::Relaxed) {
+            IN_EPOLL if !self.notified.swap(true, Ordering::AcqRel) => {
+                let one: u64 = 1;
+                // SAFETY: the eventfd is open for as long as `self` lives;
+                // the kernel reads 8 bytes from a live u64. (It cannot fail:
+                // see `new` on the counter.)
+                unsafe {
+                    libc::write(
+                        self.eventfd.as_raw_fd(),
+                        (&one as *const u64).cast(),
+                        std::mem::size_of::<u64>(),
+                    )
+                };
+            }
+            // A token the owner may find after it woke anyway: its next
+            // park on the futex returns at once, which is harmless.
+            ON_FUTEX => self.unparker.unpark(),
+            _ => {}
         }
     }
 
-    /// The owner is about to look for work one last time before it parks:
-    /// from here, `unpark` writes the eventfd.
-    pub(crate) fn prepare_park(&self) {
-        self.parked.store(true, Ordering::SeqCst);
+    /// Parks the owner until a wake-up ([`unpark`](Self::unpark)), an I/O
+    /// event or `deadline()`, unless `busy()`, asked after the park is
+    /// announced, says there is work after all. Returns whether it parked.
+    /// Owner thread only.
+    pub(crate) fn park(
+        &self,
+        busy: impl FnOnce() -> bool,
+        deadline: impl FnOnce() -> Option<Instant>,
+    ) -> bool {
+        let mode = if self.has_sources() {
+            IN_EPOLL
+        } else {
+            ON_FUTEX
+        };
+        self.parked.store(mode, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
-    }
-
-    /// The owner is awake again (it parked, or found work after
-    /// `prepare_park`).
-    pub(crate) fn end_park(&self) {
-        self.parked.store(false, Ordering::SeqCst);
+        let park = !busy();
+        if park {
+            let deadline = deadline();
+            if mode == IN_EPOLL {
+                self.poll(deadline);
+            } else {
+                let futex = lock(&self.futex);
+                match deadline {
+                    Some(at) => futex.park_deadline(at),
+                    None => futex.park(),
+                }
+            }
+        }
+        self.parked.store(AWAKE, Ordering::SeqCst);
         self.notified.store(false, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
+        park
     }
 
     /// Whether any source is registered here (a busy owner then polls now
@@ -267,17 +318,7 @@ impl Reactor {
                 let ev = scratch.events[i];
                 let (events, data) = (ev.events, ev.u64);
                 if data == WAKE_KEY {
-                    let mut buf = 0u64;
-                    // SAFETY: reads 8 bytes into a live u64 from the open,
-                    // non-blocking eventfd (EAGAIN if already drained).
-                    unsafe {
-                        libc::read(
-                            self.eventfd.as_raw_fd(),
-                            (&mut buf as *mut u64).cast(),
-                            std::mem::size_of::<u64>(),
-                        )
-                    };
-                    continue;
+                    continue; // a wake-up: its work is in the executor's queues
                 }
                 let (index, generation) = (data as u32, (data >> 32) as u32);
                 if let Some(e) = slab.entries.get(index as usize)
@@ -782,20 +823,52 @@ mod tests {
     }
 
     #[test]
-    fn unpark_writes_the_eventfd_only_while_parked() {
-        let r = Reactor::new().unwrap();
+    fn unpark_writes_the_eventfd_only_while_parked_in_epoll() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let r = Arc::new(Reactor::new().unwrap());
+        let source = Arc::new(Source::new(a.as_raw_fd()));
+        let key = r.insert(&source).unwrap();
+        r.poll_now(); // takes the writable edge of the ADD
         let mut ev = events();
         r.unpark(); // not parked: nothing written
         assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
-        r.prepare_park();
-        r.unpark();
-        r.unpark(); // the second one is saved
-        let t = Instant::now();
-        r.poll(None); // returns at once: the eventfd is readable
-        assert!(t.elapsed() < Duration::from_secs(5));
-        r.end_park();
-        // Drained by the poll: nothing pending any more.
+        // Parked in epoll (a source is registered): woken by the eventfd.
+        let r2 = r.clone();
+        let waker = std::thread::spawn(move || {
+            while r2.parked.load(Ordering::SeqCst) != IN_EPOLL {
+                std::thread::yield_now();
+            }
+            r2.unpark();
+            r2.unpark(); // the second one is saved
+        });
+        assert!(r.park(|| false, || None)); // would wait forever unwoken
+        waker.join().unwrap();
+        // Edge-triggered: that write is not reported again.
         assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
+        r.remove(a.as_raw_fd(), key);
+    }
+
+    #[test]
+    fn without_sources_the_owner_parks_on_the_futex() {
+        let r = Arc::new(Reactor::new().unwrap());
+        let r2 = r.clone();
+        let waker = std::thread::spawn(move || {
+            while r2.parked.load(Ordering::SeqCst) != ON_FUTEX {
+                std::thread::yield_now();
+            }
+            r2.unpark();
+        });
+        assert!(r.park(|| false, || None)); // would wait forever unwoken
+        waker.join().unwrap();
+        // Nothing went to the eventfd.
+        let mut ev = events();
+        assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
+        // Work found after the park was announced: no park at all.
+        assert!(!r.park(|| true, || None));
+        // A deadline ends a futex park.
+        let t = Instant::now();
+        assert!(r.park(|| false, || Some(Instant::now() + Duration::from_millis(5))));
+        assert!(t.elapsed() >= Duration::from_millis(5));
     }
 
     #[test]

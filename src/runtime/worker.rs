@@ -3,7 +3,8 @@
 //! Each worker owns a ready queue of *started* green threads, which are pinned
 //! to it, a deque of *unstarted* ones, which idle workers may steal, its own
 //! timers, and a registry of the green threads it started. Other threads
-//! reach it through its [`Home`]: an inbox for wake-ups and an unparker.
+//! reach it through its [`Home`]: an inbox for wake-ups, and its reactor,
+//! whose eventfd wakes it.
 //!
 //! The thread that calls `run` becomes a small executor of the same kind for
 //! the duration of the call: it runs only the main green thread, while the
@@ -837,7 +838,7 @@ impl Worker {
         // Searchers (and a `run` thread) spin on all the work they could
         // take. A worker that may not search spins on its own inbox only: a
         // partner green thread on another worker that answers within a few
-        // microseconds then needs no futex wake-up, and the shared queues'
+        // microseconds then needs no eventfd wake-up, and the shared queues'
         // cache lines are left alone.
         let searching = !pool || self.searching.get();
         for _ in 0..SPINS {
@@ -870,16 +871,13 @@ impl Worker {
             was_last = self.searching.replace(false) && self.rt.idle.stop_searching();
             std::sync::atomic::fence(Ordering::SeqCst);
         }
-        // From here wake-ups write the reactor's eventfd (see `reactor`):
-        // the last look for work below comes after that is visible.
-        let reactor = &self.home.reactor;
-        reactor.prepare_park();
-        let park = !self.has_work() && !self.rt.stopping.load(Ordering::Acquire);
-        if park {
-            reactor.poll(self.next_timer());
-        }
-        reactor.end_park();
-        if !park && was_last {
+        // The reactor announces the park before the last look for work
+        // (see `reactor`), so a wake-up after that look is not missed.
+        let parked = self.home.reactor.park(
+            || self.has_work() || self.rt.stopping.load(Ordering::Acquire),
+            || self.next_timer(),
+        );
+        if !parked && was_last {
             // Work came in while we were the last searcher, and its spawners
             // skipped their wake-ups for us: search on, so that `found_work`
             // wakes another worker if more is left than we take.
