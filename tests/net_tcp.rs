@@ -764,3 +764,44 @@ fn five_thousand_concurrent_connections_on_two_workers() {
         });
     });
 }
+
+#[test]
+fn a_busy_worker_still_takes_io_events() {
+    // One worker that never runs out of ready green threads (one yields in
+    // a loop) never parks: it must look at its reactor while busy.
+    within(60, || {
+        let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+        let (c, s) = pair();
+        rt.run(move || {
+            let done = Arc::new(AtomicBool::new(false));
+            let d = done.clone();
+            // Both on the one worker.
+            let reader = stackful::spawn(move || {
+                let mut s = s;
+                let mut buf = [0; 4];
+                s.read_exact(&mut buf).unwrap();
+                d.store(true, Ordering::SeqCst);
+                buf
+            });
+            let d = done.clone();
+            let spinner = stackful::spawn(move || {
+                let start = Instant::now();
+                while !d.load(Ordering::SeqCst) {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(20),
+                        "the reader was never woken while the worker was busy"
+                    );
+                    stackful::yield_now();
+                }
+            });
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                (&c).write_all(b"busy").unwrap();
+                c
+            });
+            spinner.join().unwrap();
+            assert_eq!(&reader.join().unwrap(), b"busy");
+            drop(writer.join().unwrap());
+        });
+    });
+}
