@@ -805,3 +805,86 @@ fn a_busy_worker_still_takes_io_events() {
         });
     });
 }
+
+#[test]
+fn a_reader_and_a_writer_on_different_threads_share_one_socket() {
+    // The main green thread (on `run`'s thread) reads while a green thread
+    // on a pool worker writes the same socket: each waits through the
+    // registration wherever it is, many times over, in both directions.
+    within(120, || {
+        let rt = stackful::Runtime::builder().workers(2).build().unwrap();
+        rt.run(|| {
+            let (c, s) = pair();
+            // A plain thread echoes, slowly enough that both sides wait.
+            let echo = std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0; 8192];
+                loop {
+                    let n = s.read(&mut buf).unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    s.write_all(&buf[..n]).unwrap();
+                }
+            });
+            const TOTAL: usize = 4 << 20;
+            let c = Arc::new(c);
+            let w = c.clone();
+            let here = std::thread::current().id();
+            let writer = stackful::spawn(move || {
+                assert_ne!(std::thread::current().id(), here);
+                let data: Vec<u8> = (0..TOTAL).map(|i| (i % 249) as u8).collect();
+                for chunk in data.chunks(100_000) {
+                    (&*w).write_all(chunk).unwrap();
+                }
+            });
+            let mut got = 0;
+            let mut buf = vec![0; 65536];
+            while got < TOTAL {
+                let n = (&*c).read(&mut buf).unwrap();
+                assert_ne!(n, 0);
+                assert!(
+                    buf[..n]
+                        .iter()
+                        .enumerate()
+                        .all(|(k, &b)| b == ((got + k) % 249) as u8)
+                );
+                got += n;
+            }
+            writer.join().unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+            echo.join().unwrap();
+        });
+    });
+}
+
+#[test]
+fn several_green_threads_waiting_to_read_one_socket_are_all_served() {
+    within(60, || {
+        stackful::run(|| {
+            let (c, mut s) = pair();
+            let c = Arc::new(c);
+            let started = Arc::new(stackful::sync::Barrier::new(5));
+            let readers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (c, started) = (c.clone(), started.clone());
+                    stackful::spawn(move || {
+                        started.wait();
+                        let mut one = [0; 1];
+                        assert_eq!((&*c).read(&mut one).unwrap(), 1);
+                        one[0]
+                    })
+                })
+                .collect();
+            started.wait();
+            stackful::sleep(Duration::from_millis(20)); // all four wait now
+            for b in 1..=4u8 {
+                s.write_all(&[b]).unwrap();
+                stackful::sleep(Duration::from_millis(5));
+            }
+            let mut got: Vec<u8> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+            got.sort();
+            assert_eq!(got, [1, 2, 3, 4]);
+        })
+    });
+}
