@@ -888,3 +888,28 @@ fn several_green_threads_waiting_to_read_one_socket_are_all_served() {
         })
     });
 }
+
+#[test]
+fn a_reset_and_a_half_close_give_std_error_kinds() {
+    within(60, || {
+        stackful::run(|| {
+            // Reset: the peer closes with a zero linger.
+            let (c, mut s) = pair();
+            c.set_linger(Some(Duration::ZERO)).unwrap();
+            let reader = stackful::spawn(move || s.read(&mut [0; 8]));
+            stackful::sleep(Duration::from_millis(10)); // it waits first
+            drop(c);
+            let e = reader.join().unwrap().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ConnectionReset);
+            // Half-close: the peer shuts its write side; reads end, writes
+            // still go through.
+            let (c, mut s) = pair();
+            c.shutdown(Shutdown::Write).unwrap();
+            assert_eq!(s.read(&mut [0; 8]).unwrap(), 0);
+            s.write_all(b"still open").unwrap();
+            let mut buf = [0; 10];
+            (&c).read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"still open");
+        })
+    });
+}

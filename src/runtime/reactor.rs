@@ -189,20 +189,23 @@ impl Reactor {
     }
 
     /// The reactor of this thread when it runs `run`'s executor: one per
-    /// thread, kept for the thread's life, so repeated `run`s reuse it.
+    /// thread, kept for the thread's life, so repeated `run`s reuse it (a
+    /// `run` in a thread-local destructor, after it is gone, gets its own).
     pub(crate) fn for_run_thread() -> io::Result<Arc<Reactor>> {
         thread_local! {
             static RUN_REACTOR: std::cell::OnceCell<Arc<Reactor>> =
                 const { std::cell::OnceCell::new() };
         }
-        RUN_REACTOR.with(|cell| {
-            if let Some(r) = cell.get() {
-                return Ok(r.clone());
-            }
-            let r = Arc::new(Reactor::new()?);
-            let _ = cell.set(r.clone());
-            Ok(r)
-        })
+        RUN_REACTOR
+            .try_with(|cell| {
+                if let Some(r) = cell.get() {
+                    return Ok(r.clone());
+                }
+                let r = Arc::new(Reactor::new()?);
+                let _ = cell.set(r.clone());
+                Ok(r)
+            })
+            .unwrap_or_else(|_| Reactor::new().map(Arc::new))
     }
 
     /// The owner polls it again (a thread entering `run`).
