@@ -980,12 +980,14 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
         );
     }
     park::refuse_scheduler_loop();
-    let reactor = reactor::Reactor::for_run_thread().unwrap_or_else(|e| {
-        panic!(
+    // A `match`, not a closure, so that the panic names the caller's line.
+    let reactor = match reactor::Reactor::for_run_thread() {
+        Ok(r) => r,
+        Err(e) => panic!(
             "stackful::run could not create the epoll instance this thread waits in: {e}; \
              if the process is out of file descriptors, raise `ulimit -n`"
-        )
-    });
+        ),
+    };
     // Polled again from here until this run ends (see `Reactor::retire`).
     reactor.revive();
     let home = Arc::new(Home::new(usize::MAX, reactor.clone()));

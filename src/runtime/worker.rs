@@ -4,7 +4,7 @@
 //! to it, a deque of *unstarted* ones, which idle workers may steal, its own
 //! timers, and a registry of the green threads it started. Other threads
 //! reach it through its [`Home`]: an inbox for wake-ups, and its reactor,
-//! whose eventfd wakes it.
+//! whose `unpark` wakes it.
 //!
 //! The thread that calls `run` becomes a small executor of the same kind for
 //! the duration of the call: it runs only the main green thread, while the
@@ -73,7 +73,7 @@ pub(crate) struct Home {
     inbox: SegQueue<TaskRef>,
     /// Set after every push to `inbox`, so the worker checks one flag, not the queue.
     inbox_ready: AtomicBool,
-    /// Where the worker parks; writing its eventfd wakes it.
+    /// Where the worker parks; its `unpark` wakes it.
     reactor: Arc<Reactor>,
     /// Set when `cancel_groups` or `cancel_all` has work for the worker.
     control: AtomicBool,
@@ -838,7 +838,7 @@ impl Worker {
         // Searchers (and a `run` thread) spin on all the work they could
         // take. A worker that may not search spins on its own inbox only: a
         // partner green thread on another worker that answers within a few
-        // microseconds then needs no eventfd wake-up, and the shared queues'
+        // microseconds then needs no wake-up system call, and the shared queues'
         // cache lines are left alone.
         let searching = !pool || self.searching.get();
         for _ in 0..SPINS {
