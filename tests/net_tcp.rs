@@ -913,3 +913,15 @@ fn a_reset_and_a_half_close_give_std_error_kinds() {
         })
     });
 }
+
+#[test]
+fn the_socket_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + std::fmt::Debug>() {}
+    send_sync::<TcpListener>();
+    send_sync::<TcpStream>();
+    send_sync::<stackful::net::UdpSocket>();
+    send_sync::<stackful::net::unix::UnixListener>();
+    send_sync::<stackful::net::unix::UnixStream>();
+    send_sync::<stackful::net::unix::UnixDatagram>();
+    send_sync::<stackful::io::Green<std::fs::File>>();
+}
