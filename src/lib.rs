@@ -77,6 +77,10 @@ pub mod cancel;
 mod debug;
 pub mod generator;
 mod ids;
+/// Green waiting for any file descriptor: pipes, ttys, sockets of other crates.
+pub mod io;
+/// Green TCP, UDP and Unix sockets that suspend only the calling green thread.
+pub mod net;
 pub mod runtime;
 mod scopes;
 pub mod stack;

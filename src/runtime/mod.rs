@@ -34,6 +34,7 @@
 //! whose `lock` suspends the green thread instead.
 
 pub(crate) mod park;
+pub(crate) mod reactor;
 mod ready;
 pub(crate) mod worker;
 
@@ -47,7 +48,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Stealer, Worker as Deque};
-use crossbeam_utils::sync::Parker;
 use stackful_arch::{MAX_STACK_SIZE, MIN_STACK_SIZE, MapLimit, Owner};
 
 use crate::blocking::BlockingPool;
@@ -420,13 +420,11 @@ impl Builder {
         if self.debug {
             debug::enable(self.slow);
         }
-        let mut parkers = Vec::new();
         let mut deques = Vec::new();
         let mut homes = Vec::new();
         for i in 0..workers {
-            let parker = Parker::new();
-            homes.push(Arc::new(Home::new(i, parker.unparker().clone())));
-            parkers.push(parker);
+            let reactor = Arc::new(reactor::Reactor::new()?);
+            homes.push(Arc::new(Home::new(i, reactor)));
             deques.push(Deque::new_lifo());
         }
         let shared = Arc::new(RtShared {
@@ -451,13 +449,13 @@ impl Builder {
         let rt = Runtime {
             shared: shared.clone(),
         };
-        for (i, (parker, deque)) in parkers.into_iter().zip(deques).enumerate() {
+        for (i, deque) in deques.into_iter().enumerate() {
             let rt_shared = shared.clone();
             let home = shared.homes[i].clone();
             let handle = thread::Builder::new()
                 .name(format!("{}-worker-{i}", self.name))
                 .spawn(move || {
-                    let worker = worker::Worker::new(home, rt_shared, parker, Some(deque));
+                    let worker = worker::Worker::new(home, rt_shared, Some(deque));
                     worker.enter(|| worker.run_pool());
                 })?;
             shared
@@ -982,8 +980,17 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
         );
     }
     park::refuse_scheduler_loop();
-    let parker = Parker::new();
-    let home = Arc::new(Home::new(usize::MAX, parker.unparker().clone()));
+    // A `match`, not a closure, so that the panic names the caller's line.
+    let reactor = match reactor::Reactor::for_run_thread() {
+        Ok(r) => r,
+        Err(e) => panic!(
+            "stackful::run could not create the epoll instance this thread waits in: {e}; \
+             if the process is out of file descriptors, raise `ulimit -n`"
+        ),
+    };
+    // Polled again from here until this run ends (see `Reactor::retire`).
+    reactor.revive();
+    let home = Arc::new(Home::new(usize::MAX, reactor.clone()));
     let group = Arc::new(Group::new(home.clone()));
     let mut output: Option<T> = None;
     let slot = &mut output;
@@ -1014,7 +1021,7 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
     // may scoped green threads on other workers. No user code runs on this
     // thread outside a green thread's catch_unwind; only a bug could.
     let no_unwind = AbortOnUnwind("stackful::run");
-    let executor = worker::Worker::new(home, rt.clone(), parker, None);
+    let executor = worker::Worker::new(home, rt.clone(), None);
     executor.enter(|| executor.run_main(main));
     // Shutdown: cancel what is left of this run's green threads and wait.
     group.cancelled.store(true, Ordering::Release);
@@ -1022,6 +1029,9 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
         home.request_cancel(group.clone());
     }
     group.live.wait_zero("`run`'s shutdown");
+    // Nothing polls this thread's reactor until its next `run`: green
+    // threads elsewhere waiting through it move to their own.
+    reactor.retire();
     no_unwind.disarm();
     let result = task.take_result();
     match result {

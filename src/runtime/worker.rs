@@ -3,7 +3,8 @@
 //! Each worker owns a ready queue of *started* green threads, which are pinned
 //! to it, a deque of *unstarted* ones, which idle workers may steal, its own
 //! timers, and a registry of the green threads it started. Other threads
-//! reach it through its [`Home`]: an inbox for wake-ups and an unparker.
+//! reach it through its [`Home`]: an inbox for wake-ups, and its reactor,
+//! whose `unpark` wakes it.
 //!
 //! The thread that calls `run` becomes a small executor of the same kind for
 //! the duration of the call: it runs only the main green thread, while the
@@ -15,8 +16,9 @@
 //! worker), followed by more ready ones in a burst while nothing else is
 //! due. With nothing to do it spins briefly (see `Idle` for who may spin on
 //! what), then parks until a wake-up or its next timer. The park is the one
-//! place a worker blocks; an epoll reactor will take its place, waiting with
-//! the next timer as its timeout.
+//! place a worker blocks: it waits in its epoll reactor (see `reactor`) with
+//! the next timer as the timeout, and a busy worker with sockets registered
+//! takes their events every 32nd turn without waiting.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -30,10 +32,10 @@ use corosensei::{Coroutine, CoroutineResult, Yielder};
 use crossbeam_deque::{Steal, Worker as Deque};
 use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
-use crossbeam_utils::sync::{Parker, Unparker};
 use stackful_arch::{Label, Owner, PooledStack, prefetch};
 
 use crate::debug;
+use crate::runtime::reactor::Reactor;
 use crate::runtime::ready::ReadyQueue;
 use crate::runtime::{Group, RtShared};
 use crate::scopes::ScopeStack;
@@ -71,7 +73,8 @@ pub(crate) struct Home {
     inbox: SegQueue<TaskRef>,
     /// Set after every push to `inbox`, so the worker checks one flag, not the queue.
     inbox_ready: AtomicBool,
-    unparker: Unparker,
+    /// Where the worker parks; its `unpark` wakes it.
+    reactor: Arc<Reactor>,
     /// Set when `cancel_groups` or `cancel_all` has work for the worker.
     control: AtomicBool,
     cancel_groups: Mutex<Vec<Arc<Group>>>,
@@ -93,12 +96,12 @@ pub(crate) struct Home {
 }
 
 impl Home {
-    pub(crate) fn new(index: usize, unparker: Unparker) -> Home {
+    pub(crate) fn new(index: usize, reactor: Arc<Reactor>) -> Home {
         Home {
             index,
             inbox: SegQueue::new(),
             inbox_ready: AtomicBool::new(false),
-            unparker,
+            reactor,
             control: AtomicBool::new(false),
             cancel_groups: Mutex::new(Vec::new()),
             cancel_all: AtomicBool::new(false),
@@ -114,7 +117,7 @@ impl Home {
     fn push_remote(&self, task: TaskRef) {
         self.inbox.push(task);
         self.inbox_ready.store(true, Ordering::Release);
-        self.unparker.unpark();
+        self.reactor.unpark();
     }
 
     /// Green threads started on this worker and not finished.
@@ -123,7 +126,7 @@ impl Home {
     }
 
     pub(crate) fn unpark(&self) {
-        self.unparker.unpark();
+        self.reactor.unpark();
     }
 
     /// Asks the worker to cancel the green threads of `group` it has started.
@@ -133,14 +136,14 @@ impl Home {
             .unwrap_or_else(|e| e.into_inner())
             .push(group);
         self.control.store(true, Ordering::Release);
-        self.unparker.unpark();
+        self.reactor.unpark();
     }
 
     /// Asks the worker to cancel every green thread it has started.
     pub(crate) fn request_cancel_all(&self) {
         self.cancel_all.store(true, Ordering::Release);
         self.control.store(true, Ordering::Release);
-        self.unparker.unpark();
+        self.reactor.unpark();
     }
 }
 
@@ -371,7 +374,6 @@ impl Registry {
 pub(crate) struct Worker {
     pub(crate) home: Arc<Home>,
     pub(crate) rt: Arc<RtShared>,
-    parker: Parker,
     ready: ReadyQueue,
     timers: RefCell<Timers>,
     registry: RefCell<Registry>,
@@ -533,16 +535,10 @@ fn finish_unstarted(task: &TaskRef) {
 }
 
 impl Worker {
-    pub(crate) fn new(
-        home: Arc<Home>,
-        rt: Arc<RtShared>,
-        parker: Parker,
-        fresh: Option<Deque<TaskRef>>,
-    ) -> Worker {
+    pub(crate) fn new(home: Arc<Home>, rt: Arc<RtShared>, fresh: Option<Deque<TaskRef>>) -> Worker {
         Worker {
             home,
             rt,
-            parker,
             ready: ReadyQueue::new(),
             timers: RefCell::new(Timers::new()),
             registry: RefCell::new(Registry::default()),
@@ -566,6 +562,11 @@ impl Worker {
         }
         let _leave = Leave(WORKER.replace(self));
         f()
+    }
+
+    /// This thread's reactor, where its green threads' sockets register.
+    pub(crate) fn reactor(&self) -> &Arc<Reactor> {
+        &self.home.reactor
     }
 
     /// Registers a wake-up for `task` at `at` and returns its sequence number.
@@ -702,6 +703,9 @@ impl Worker {
                 self.control();
             }
             if self.rt.stopping.load(Ordering::Acquire) {
+                // Nothing polls this reactor from now on: green threads of
+                // other runtimes waiting through it move to their own.
+                self.home.reactor.retire();
                 return;
             }
             if !self.turn() {
@@ -733,6 +737,11 @@ impl Worker {
         }
         self.drain_inbox();
         if tick.is_multiple_of(FRESH_EVERY) {
+            // Busy: take the I/O events that are ready now, if any source
+            // waits here (an idle worker takes them in its park).
+            if self.home.reactor.has_sources() {
+                self.home.reactor.poll_now();
+            }
             self.home.heartbeat.store(tick, Ordering::Relaxed);
             self.home
                 .runnable
@@ -829,7 +838,7 @@ impl Worker {
         // Searchers (and a `run` thread) spin on all the work they could
         // take. A worker that may not search spins on its own inbox only: a
         // partner green thread on another worker that answers within a few
-        // microseconds then needs no futex wake-up, and the shared queues'
+        // microseconds then needs no wake-up system call, and the shared queues'
         // cache lines are left alone.
         let searching = !pool || self.searching.get();
         for _ in 0..SPINS {
@@ -862,12 +871,13 @@ impl Worker {
             was_last = self.searching.replace(false) && self.rt.idle.stop_searching();
             std::sync::atomic::fence(Ordering::SeqCst);
         }
-        if !self.has_work() && !self.rt.stopping.load(Ordering::Acquire) {
-            match self.next_timer() {
-                Some(at) => self.parker.park_deadline(at),
-                None => self.parker.park(),
-            }
-        } else if was_last {
+        // The reactor announces the park before the last look for work
+        // (see `reactor`), so a wake-up after that look is not missed.
+        let parked = self.home.reactor.park(
+            || self.has_work() || self.rt.stopping.load(Ordering::Acquire),
+            || self.next_timer(),
+        );
+        if !parked && was_last {
             // Work came in while we were the last searcher, and its spawners
             // skipped their wake-ups for us: search on, so that `found_work`
             // wakes another worker if more is left than we take.

@@ -1,0 +1,916 @@
+//! The reactor: one epoll instance per executor thread (each pool worker,
+//! and each thread that calls `run`), which is also where that thread parks.
+//!
+//! # Parking
+//!
+//! An executor with nothing to do parks here ([`Reactor::park`]). With
+//! descriptors registered it waits in `epoll_pwait2` with its next timer as
+//! the timeout; with none it waits on a futex (`crossbeam`'s `Parker`),
+//! which wakes about a microsecond sooner, so that green threads that only
+//! compute and talk through channels pay nothing for the reactor. No source
+//! can be registered while it parks: only the owner registers sources with
+//! its reactor. Other threads wake it ([`Reactor::unpark`]) by writing its
+//! eventfd or unparking the futex, whichever it waits on, and only while it
+//! is parked: the executor publishes `parked` (SeqCst fence) before its
+//! last look for work, a waker stores its work first and reads `parked`
+//! after a SeqCst fence, so at least one of them sees the other (the
+//! protocol of `Idle` in `runtime`, one level down). `notified` saves the
+//! second and later eventfd writes of one park.
+//!
+//! Kernels before 5.11 lack `epoll_pwait2`: the first ENOSYS switches the
+//! process to `epoll_wait`, whose timeout is whole milliseconds, rounded up
+//! so that a timer never fires early; a 100 µs sleep of a worker that waits
+//! on sockets then takes about a millisecond (a worker without sockets
+//! parks on the futex, as precise as before).
+//!
+//! # Sources
+//!
+//! A descriptor that waits green ([`Io`]) is non-blocking and registered,
+//! edge-triggered, with the reactor of the thread where a green thread
+//! first waits on it. Its [`Source`] has a reader and a writer direction,
+//! each with a readiness sequence number that the event handler bumps and a
+//! list of waiting contexts. An operation tries its system call first; on
+//! `EAGAIN` it enlists its waker, checks the sequence number it read before
+//! the call (an event in between bumped it: retry at once, else the edge
+//! would be lost), and parks. Events wake waiters through `Waker::wake`,
+//! never by resuming them inline.
+//!
+//! The epoll event's data is a slab key (index and generation), never a
+//! pointer: an event still in flight when its source deregisters finds the
+//! generation changed and is ignored, and a reused slot or a reused file
+//! descriptor number cannot be confused with the old one.
+//!
+//! # Ownership
+//!
+//! A green thread that waits registers the source with its own thread's
+//! reactor, moving it there (`EPOLL_CTL_DEL` from the old one,
+//! `EPOLL_CTL_ADD` to the new) if it was registered elsewhere, unless
+//! other green threads are waiting on it through a reactor that is still
+//! polled (`alive`): then it stays, and the event handler there wakes this
+//! waiter through the normal `wake` path. So a socket moved to another
+//! worker follows its user after one wait (its events then need no
+//! cross-thread wake-up), and a reader and a writer of one socket on two
+//! workers do not pull the registration back and forth. `EPOLL_CTL_ADD`
+//! reports readiness that is already there, so no edge is lost in a move.
+//!
+//! A reactor whose owner stops polling it (a thread leaving `run`, a pool
+//! worker that stops) is retired: it wakes every waiter of every source
+//! registered with it, and they move the registration to their own
+//! reactors on their next wait. A socket used after the `run` that
+//! registered it has returned therefore keeps working. Plain OS threads
+//! never register: they wait in `ppoll(2)` on the descriptor alone.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::sync::{Parker, Unparker};
+
+use crate::cancel::Cancelled;
+use crate::runtime::park::{self, Waker};
+use crate::runtime::worker;
+
+/// The eventfd's key in the epoll set; slab keys never reach it (their
+/// index is below `u32::MAX`).
+const WAKE_KEY: u64 = u64::MAX;
+
+/// Events taken from the kernel per call.
+const EVENTS: usize = 256;
+
+/// Set once `epoll_pwait2` returned ENOSYS: use `epoll_wait` from then on.
+static NO_PWAIT2: AtomicBool = AtomicBool::new(false);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// An epoll instance, its eventfd and the sources registered with it.
+pub(crate) struct Reactor {
+    epfd: OwnedFd,
+    eventfd: OwnedFd,
+    /// How the owner waits, if it is parked (or about to): `AWAKE`,
+    /// `IN_EPOLL` or `ON_FUTEX`.
+    parked: AtomicU8,
+    /// The eventfd was written during this park.
+    notified: AtomicBool,
+    slab: Mutex<Slab>,
+    /// Registered sources: a busy executor polls only if there are any.
+    registered: AtomicUsize,
+    /// The owner's buffers (only the owning thread polls).
+    scratch: Mutex<Scratch>,
+    /// Its owner polls it: a pool worker that has not stopped, or a thread
+    /// inside `run`. See [`Reactor::retire`].
+    alive: AtomicBool,
+    /// Where the owner parks while no source is registered. Only the owner
+    /// locks it.
+    futex: Mutex<Parker>,
+    unparker: Unparker,
+}
+
+const AWAKE: u8 = 0;
+const IN_EPOLL: u8 = 1;
+const ON_FUTEX: u8 = 2;
+
+#[derive(Default)]
+struct Scratch {
+    events: Vec<libc::epoll_event>,
+    ready: Vec<(Arc<Source>, u32)>,
+}
+
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+}
+
+#[derive(Default)]
+struct Entry {
+    generation: u32,
+    source: Option<Arc<Source>>,
+}
+
+fn key(index: u32, generation: u32) -> u64 {
+    u64::from(generation) << 32 | u64::from(index)
+}
+
+impl Reactor {
+    /// A new epoll instance with its eventfd registered.
+    pub(crate) fn new() -> io::Result<Reactor> {
+        // SAFETY: plain system calls; each result is checked, and a valid
+        // descriptor is owned by exactly one OwnedFd from here on.
+        let epfd = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        // SAFETY: as above.
+        let eventfd = unsafe {
+            OwnedFd::from_raw_fd(cvt(libc::eventfd(
+                0,
+                libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
+            ))?)
+        };
+        // Edge-triggered: every write is an edge, so the counter is never
+        // read (one system call less per wake-up). It cannot overflow: that
+        // takes 2^64 - 1 writes, and `notified` allows one per park.
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: WAKE_KEY,
+        };
+        // SAFETY: both descriptors are open (owned above); `ev` is a valid
+        // event the kernel only reads.
+        cvt(unsafe {
+            libc::epoll_ctl(
+                epfd.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                eventfd.as_raw_fd(),
+                &mut ev,
+            )
+        })?;
+        let futex = Parker::new();
+        Ok(Reactor {
+            epfd,
+            eventfd,
+            parked: AtomicU8::new(AWAKE),
+            notified: AtomicBool::new(false),
+            slab: Mutex::new(Slab::default()),
+            registered: AtomicUsize::new(0),
+            scratch: Mutex::new(Scratch::default()),
+            alive: AtomicBool::new(true),
+            unparker: futex.unparker().clone(),
+            futex: Mutex::new(futex),
+        })
+    }
+
+    /// The reactor of this thread when it runs `run`'s executor: one per
+    /// thread, kept for the thread's life, so repeated `run`s reuse it (a
+    /// `run` in a thread-local destructor, after it is gone, gets its own).
+    pub(crate) fn for_run_thread() -> io::Result<Arc<Reactor>> {
+        thread_local! {
+            static RUN_REACTOR: std::cell::OnceCell<Arc<Reactor>> =
+                const { std::cell::OnceCell::new() };
+        }
+        RUN_REACTOR
+            .try_with(|cell| {
+                if let Some(r) = cell.get() {
+                    return Ok(r.clone());
+                }
+                let r = Arc::new(Reactor::new()?);
+                let _ = cell.set(r.clone());
+                Ok(r)
+            })
+            .unwrap_or_else(|_| Reactor::new().map(Arc::new))
+    }
+
+    /// The owner polls it again (a thread entering `run`).
+    pub(crate) fn revive(&self) {
+        self.alive.store(true, Ordering::SeqCst);
+    }
+
+    /// The owner stops polling it (a pool worker that stops, a thread
+    /// leaving `run`). Every green thread waiting on a source registered
+    /// here is woken: it retries, and the registration moves to its own
+    /// reactor (see `Source::enlist`), where its events will be seen.
+    pub(crate) fn retire(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+        let sources: Vec<Arc<Source>> = lock(&self.slab)
+            .entries
+            .iter()
+            .filter_map(|e| e.source.clone())
+            .collect();
+        for s in sources {
+            s.fire(u32::MAX);
+        }
+    }
+
+    /// Wakes the owner if it is parked; called after the caller published
+    /// the work it is being woken for.
+    pub(crate) fn unpark(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        match self.parked.load(Ordering::Relaxed) {
+            IN_EPOLL if !self.notified.swap(true, Ordering::AcqRel) => {
+                let one: u64 = 1;
+                // SAFETY: the eventfd is open for as long as `self` lives;
+                // the kernel reads 8 bytes from a live u64. (It cannot fail:
+                // see `new` on the counter.)
+                unsafe {
+                    libc::write(
+                        self.eventfd.as_raw_fd(),
+                        (&one as *const u64).cast(),
+                        std::mem::size_of::<u64>(),
+                    )
+                };
+            }
+            // A token the owner may find after it woke anyway: its next
+            // park on the futex returns at once, which is harmless.
+            ON_FUTEX => self.unparker.unpark(),
+            _ => {}
+        }
+    }
+
+    /// Parks the owner until a wake-up ([`unpark`](Self::unpark)), an I/O
+    /// event or `deadline()`, unless `busy()`, asked after the park is
+    /// announced, says there is work after all. Returns whether it parked.
+    /// Owner thread only.
+    pub(crate) fn park(
+        &self,
+        busy: impl FnOnce() -> bool,
+        deadline: impl FnOnce() -> Option<Instant>,
+    ) -> bool {
+        let mode = if self.has_sources() {
+            IN_EPOLL
+        } else {
+            ON_FUTEX
+        };
+        self.parked.store(mode, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let park = !busy();
+        if park {
+            let deadline = deadline();
+            if mode == IN_EPOLL {
+                self.poll(deadline);
+            } else {
+                let futex = lock(&self.futex);
+                match deadline {
+                    Some(at) => futex.park_deadline(at),
+                    None => futex.park(),
+                }
+            }
+        }
+        self.parked.store(AWAKE, Ordering::SeqCst);
+        self.notified.store(false, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        park
+    }
+
+    /// Whether any source is registered here (a busy owner then polls now
+    /// and then, see [`Reactor::poll`]).
+    pub(crate) fn has_sources(&self) -> bool {
+        self.registered.load(Ordering::Relaxed) != 0
+    }
+
+    /// Waits for events until `deadline` (forever if `None`; not at all if
+    /// it has passed), then wakes the green threads waiting on what became
+    /// ready. Owner thread only.
+    pub(crate) fn poll(&self, deadline: Option<Instant>) {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        self.poll_timeout(timeout);
+    }
+
+    /// Takes the events that are ready, without waiting.
+    pub(crate) fn poll_now(&self) {
+        self.poll_timeout(Some(Duration::ZERO));
+    }
+
+    fn poll_timeout(&self, timeout: Option<Duration>) {
+        let mut scratch = lock(&self.scratch);
+        let scratch = &mut *scratch;
+        if scratch.events.capacity() < EVENTS {
+            scratch.events.reserve_exact(EVENTS);
+        }
+        let n = self.epoll_wait(&mut scratch.events, timeout);
+        {
+            let slab = lock(&self.slab);
+            for i in 0..n {
+                let ev = scratch.events[i];
+                let (events, data) = (ev.events, ev.u64);
+                if data == WAKE_KEY {
+                    continue; // a wake-up: its work is in the executor's queues
+                }
+                let (index, generation) = (data as u32, (data >> 32) as u32);
+                if let Some(e) = slab.entries.get(index as usize)
+                    && e.generation == generation
+                    && let Some(source) = &e.source
+                {
+                    scratch.ready.push((source.clone(), events));
+                }
+            }
+        }
+        // Wakes outside the slab lock: a wake may reach other threads'
+        // reactors, and a source's last reference may drop here.
+        for (source, events) in scratch.ready.drain(..) {
+            source.fire(events);
+        }
+    }
+
+    /// One `epoll_pwait2` (or `epoll_wait` where the kernel lacks it) into
+    /// `events`' capacity; returns how many were filled (0 on EINTR).
+    fn epoll_wait(&self, events: &mut Vec<libc::epoll_event>, timeout: Option<Duration>) -> usize {
+        if !NO_PWAIT2.load(Ordering::Relaxed) {
+            match self.pwait2(events, timeout) {
+                Some(n) => return n,
+                None => NO_PWAIT2.store(true, Ordering::Relaxed),
+            }
+        }
+        self.wait_ms(events, timeout)
+    }
+
+    /// `epoll_pwait2`, with a nanosecond timeout; `None` on ENOSYS.
+    fn pwait2(
+        &self,
+        events: &mut Vec<libc::epoll_event>,
+        timeout: Option<Duration>,
+    ) -> Option<usize> {
+        events.clear();
+        let max = events.capacity().min(i32::MAX as usize) as libc::c_int;
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: the buffer has room for `max` events (the vector's
+        // capacity); `ts_ptr` is null or points to a live timespec; no
+        // signal mask (null, size 0).
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_epoll_pwait2,
+                self.epfd.as_raw_fd(),
+                events.as_mut_ptr(),
+                max,
+                ts_ptr,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        };
+        if n < 0 {
+            let enosys = io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS);
+            return if enosys { None } else { Some(0) };
+        }
+        // SAFETY: the kernel initialised the first `n` events (n <= max).
+        unsafe { events.set_len(n as usize) };
+        Some(n as usize)
+    }
+
+    /// `epoll_wait`, whose timeout is whole milliseconds: rounded up, so
+    /// that a timer never fires early (a 100 µs sleep takes about 1 ms).
+    fn wait_ms(&self, events: &mut Vec<libc::epoll_event>, timeout: Option<Duration>) -> usize {
+        events.clear();
+        let max = events.capacity().min(i32::MAX as usize) as libc::c_int;
+        let ms = match timeout {
+            None => -1,
+            Some(t) => t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
+        };
+        // SAFETY: the buffer has room for `max` events.
+        let n = unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), events.as_mut_ptr(), max, ms) };
+        if n <= 0 {
+            return 0;
+        }
+        // SAFETY: the kernel initialised the first `n` events (n <= max).
+        unsafe { events.set_len(n as usize) };
+        n as usize
+    }
+
+    /// Adds `source` to the epoll set, edge-triggered, and returns its key.
+    fn insert(&self, source: &Arc<Source>) -> io::Result<u64> {
+        let mut slab = lock(&self.slab);
+        let index = match slab.free.pop() {
+            Some(i) => i,
+            None => {
+                let i = u32::try_from(slab.entries.len())
+                    .ok()
+                    .filter(|&i| i < u32::MAX)
+                    .ok_or_else(|| io::Error::other("too many descriptors in one reactor"))?;
+                slab.entries.push(Entry::default());
+                i
+            }
+        };
+        let entry = &mut slab.entries[index as usize];
+        let k = key(index, entry.generation);
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: k,
+        };
+        // SAFETY: the epoll descriptor is open while `self` lives; the
+        // caller's descriptor is open (its `Io` is borrowed); the kernel only
+        // reads `ev`.
+        let r = unsafe {
+            libc::epoll_ctl(
+                self.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                source.fd,
+                &mut ev,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            slab.free.push(index);
+            return Err(e);
+        }
+        entry.source = Some(source.clone());
+        self.registered.fetch_add(1, Ordering::Relaxed);
+        Ok(k)
+    }
+
+    /// Removes the source registered under `key` for descriptor `fd`.
+    fn remove(&self, fd: RawFd, key: u64) {
+        // SAFETY: the epoll descriptor is open; `fd` is still open (its
+        // `Io` deregisters before it closes it). A null event is allowed for
+        // DEL. An error (the descriptor was never added) changes nothing.
+        unsafe {
+            libc::epoll_ctl(
+                self.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
+        let (index, generation) = (key as u32, (key >> 32) as u32);
+        let removed = {
+            let mut slab = lock(&self.slab);
+            match slab.entries.get_mut(index as usize) {
+                Some(e) if e.generation == generation && e.source.is_some() => {
+                    e.generation = e.generation.wrapping_add(1);
+                    let s = e.source.take();
+                    slab.free.push(index);
+                    s
+                }
+                _ => None,
+            }
+        };
+        if removed.is_some() {
+            self.registered.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Which way an operation goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Interest {
+    Read = 0,
+    Write = 1,
+}
+
+/// What the reactors know of one descriptor.
+pub(crate) struct Source {
+    fd: RawFd,
+    /// Per direction: bumped by every event that may have made it ready.
+    seqs: [AtomicU64; 2],
+    state: Mutex<SourceState>,
+}
+
+struct SourceState {
+    /// The reactor it is registered with, and its key there.
+    registration: Option<(Arc<Reactor>, u64)>,
+    /// Per direction, the green threads waiting for it. Usually one; several
+    /// may wait on one shared socket, and all are woken to retry.
+    waiters: [Vec<Waker>; 2],
+}
+
+impl Source {
+    fn new(fd: RawFd) -> Source {
+        Source {
+            fd,
+            seqs: Default::default(),
+            state: Mutex::new(SourceState {
+                registration: None,
+                waiters: Default::default(),
+            }),
+        }
+    }
+
+    /// Bumps `events`' directions and wakes their waiters.
+    fn fire(&self, events: u32) {
+        const READ: u32 =
+            (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
+                as u32;
+        const WRITE: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        let read = events & READ != 0;
+        let write = events & WRITE != 0;
+        if read {
+            self.seqs[Interest::Read as usize].fetch_add(1, Ordering::AcqRel);
+        }
+        if write {
+            self.seqs[Interest::Write as usize].fetch_add(1, Ordering::AcqRel);
+        }
+        let mut state = lock(&self.state);
+        let woken = match (read, write) {
+            (true, true) => {
+                let mut all = std::mem::take(&mut state.waiters[0]);
+                all.append(&mut state.waiters[1]);
+                all
+            }
+            (true, false) => std::mem::take(&mut state.waiters[0]),
+            (false, true) => std::mem::take(&mut state.waiters[1]),
+            (false, false) => return,
+        };
+        drop(state);
+        for w in woken {
+            w.wake();
+        }
+    }
+
+    /// Enlists `waker` for `interest`, first making sure a reactor that is
+    /// polled will see the descriptor's events: the registration moves to
+    /// `reactor` (the caller's own) unless it is already there, or it is
+    /// on a live reactor that other green threads are waiting through
+    /// (theirs: moving it would only make them wait through ours).
+    fn enlist(
+        self: &Arc<Self>,
+        interest: Interest,
+        waker: Waker,
+        reactor: &Arc<Reactor>,
+    ) -> io::Result<()> {
+        let mut state = lock(&self.state);
+        let keep = match &state.registration {
+            Some((r, _)) if Arc::ptr_eq(r, reactor) => true,
+            Some((r, _)) => {
+                r.alive.load(Ordering::SeqCst) && state.waiters.iter().any(|w| !w.is_empty())
+            }
+            None => false,
+        };
+        if !keep {
+            if let Some((old, key)) = state.registration.take() {
+                old.remove(self.fd, key);
+            }
+            let key = reactor.insert(self)?;
+            state.registration = Some((reactor.clone(), key));
+        }
+        state.waiters[interest as usize].push(waker);
+        Ok(())
+    }
+
+    /// Takes `waker` off the list (if an event has not already).
+    fn leave(&self, interest: Interest, waker: &Waker) {
+        let mut state = lock(&self.state);
+        let list = &mut state.waiters[interest as usize];
+        if let Some(i) = list.iter().position(|w| w.same(waker)) {
+            list.swap_remove(i);
+        }
+    }
+
+    fn deregister(&self) {
+        let reg = lock(&self.state).registration.take();
+        if let Some((reactor, key)) = reg {
+            reactor.remove(self.fd, key);
+        }
+    }
+}
+
+/// Takes its waker off the source's list when the wait ends, even by a
+/// cancellation unwinding out of the park.
+struct Enlisted<'a> {
+    source: &'a Source,
+    interest: Interest,
+    waker: Waker,
+}
+
+impl Drop for Enlisted<'_> {
+    fn drop(&mut self) {
+        self.source.leave(self.interest, &self.waker);
+    }
+}
+
+/// An owner of a non-blocking descriptor (a std socket, say) whose
+/// operations wait green: the calling green thread parks until the
+/// descriptor is ready, and a plain OS thread blocks in `ppoll(2)`.
+pub(crate) struct Io<T: AsFd> {
+    source: Arc<Source>,
+    /// `None` only inside `into_inner`.
+    inner: Option<T>,
+}
+
+impl<T: AsFd> Io<T> {
+    /// Takes `inner`, whose descriptor the caller made non-blocking.
+    pub(crate) fn new(inner: T) -> Io<T> {
+        Io {
+            source: Arc::new(Source::new(inner.as_fd().as_raw_fd())),
+            inner: Some(inner),
+        }
+    }
+
+    pub(crate) fn get(&self) -> &T {
+        self.inner.as_ref().expect("an Io owns its descriptor")
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.inner.as_mut().expect("an Io owns its descriptor")
+    }
+
+    /// Gives the owner back, deregistered (still non-blocking).
+    pub(crate) fn into_inner(mut self) -> T {
+        self.source.deregister();
+        self.inner.take().expect("an Io owns its descriptor")
+    }
+
+    /// Wakes every context waiting on this descriptor to retry (after a
+    /// `shutdown`, whose events the kernel may fold into an edge already
+    /// taken).
+    pub(crate) fn wake_all(&self) {
+        self.source.fire(u32::MAX);
+    }
+
+    /// Runs `op` until it does not fail with `WouldBlock` (or `Interrupted`),
+    /// waiting for readiness in `interest` between tries. Fails with
+    /// `TimedOut` once `deadline` has passed with the descriptor not ready.
+    /// A cancellation point in a green thread (see `park::park`); a
+    /// cancelled wait has not run `op` successfully, so it consumed nothing.
+    pub(crate) fn op<R>(
+        &self,
+        interest: Interest,
+        deadline: Option<Instant>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let inner = self.inner.as_ref().expect("an Io owns its descriptor");
+        op_loop(&self.source, interest, deadline, || op(inner))
+    }
+
+    /// [`op`](Self::op) with mutable access.
+    pub(crate) fn op_mut<R>(
+        &mut self,
+        interest: Interest,
+        deadline: Option<Instant>,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let inner = self.inner.as_mut().expect("an Io owns its descriptor");
+        op_loop(&self.source, interest, deadline, || op(inner))
+    }
+}
+
+/// The loop of [`Io::op`].
+fn op_loop<R>(
+    source: &Arc<Source>,
+    interest: Interest,
+    deadline: Option<Instant>,
+    mut op: impl FnMut() -> io::Result<R>,
+) -> io::Result<R> {
+    let seqs = &source.seqs[interest as usize];
+    let green = worker::with_current_task(|t| t.is_some());
+    loop {
+        let seq = seqs.load(Ordering::Acquire);
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(timed_out());
+        }
+        if green {
+            wait_green(source, interest, seq, deadline)?;
+        } else {
+            wait_plain(source.fd, interest, deadline);
+        }
+    }
+}
+
+/// A green thread waits for `source` to be ready in `interest`, unless
+/// its sequence number moved on from `seq`.
+fn wait_green(
+    source: &Arc<Source>,
+    interest: Interest,
+    seq: u64,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    let waker = park::current_waker();
+    worker::with_current(|w| {
+        let w = w.expect("a green thread runs on an executor");
+        source.enlist(interest, waker.clone(), w.reactor())
+    })?;
+    let _enlisted = Enlisted {
+        source,
+        interest,
+        waker,
+    };
+    // An event since the try bumped the sequence: its edge would not come
+    // again, so retry instead of parking.
+    if source.seqs[interest as usize].load(Ordering::Acquire) == seq {
+        park::park(deadline);
+    }
+    Ok(())
+}
+
+impl<T: AsFd> Drop for Io<T> {
+    fn drop(&mut self) {
+        // Before the descriptor closes (`inner` drops after this): its
+        // number may be reused at once.
+        self.source.deregister();
+    }
+}
+
+/// The error of an expired read or write timeout.
+pub(crate) fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the operation timed out")
+}
+
+/// A plain OS thread waits for `fd` to be ready in `ppoll(2)`, until
+/// `deadline` or the deadline of an enclosing `stackful::timeout`, whose
+/// expiry (or a cancellation) unwinds as it does from `park`.
+fn wait_plain(fd: RawFd, interest: Interest, deadline: Option<Instant>) {
+    // Blocking a scheduler's own loop would stall its green threads.
+    park::refuse_scheduler_loop();
+    let scope = match park::pending_or_deadline() {
+        Ok(d) => d,
+        Err(cause) => Cancelled::raise(cause),
+    };
+    let until = match (deadline, scope) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: match interest {
+            Interest::Read => libc::POLLIN | libc::POLLPRI | libc::POLLRDHUP,
+            Interest::Write => libc::POLLOUT,
+        },
+        revents: 0,
+    };
+    let ts = until.map(|d| {
+        let t = d.saturating_duration_since(Instant::now());
+        libc::timespec {
+            tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        }
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: one live pollfd; `ts_ptr` is null or a live timespec; no
+    // signal mask. EINTR and timeouts return to the caller's loop.
+    unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
+    park::checkpoint();
+}
+
+/// Sets or clears `O_NONBLOCK` on `fd`; returns whether it was set.
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<bool> {
+    // SAFETY: fcntl on a descriptor the caller keeps open; no pointers.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    if new != flags {
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) })?;
+    }
+    Ok(flags & libc::O_NONBLOCK != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events() -> Vec<libc::epoll_event> {
+        Vec::with_capacity(EVENTS)
+    }
+
+    #[test]
+    fn pwait2_waits_with_sub_millisecond_precision() {
+        let r = Reactor::new().unwrap();
+        let mut ev = events();
+        let t = Instant::now();
+        // The kernel here has epoll_pwait2 (Linux 5.11+).
+        assert_eq!(r.pwait2(&mut ev, Some(Duration::from_micros(100))), Some(0));
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_micros(100), "{waited:?}");
+    }
+
+    #[test]
+    fn the_fallback_rounds_its_timeout_up_to_a_millisecond() {
+        let r = Reactor::new().unwrap();
+        let mut ev = events();
+        let t = Instant::now();
+        assert_eq!(r.wait_ms(&mut ev, Some(Duration::from_micros(100))), 0);
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(1), "{waited:?}");
+        // Zero stays zero: no wait at all.
+        assert_eq!(r.wait_ms(&mut ev, Some(Duration::ZERO)), 0);
+    }
+
+    #[test]
+    fn unpark_writes_the_eventfd_only_while_parked_in_epoll() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let r = Arc::new(Reactor::new().unwrap());
+        let source = Arc::new(Source::new(a.as_raw_fd()));
+        let key = r.insert(&source).unwrap();
+        r.poll_now(); // takes the writable edge of the ADD
+        let mut ev = events();
+        r.unpark(); // not parked: nothing written
+        assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
+        // Parked in epoll (a source is registered): woken by the eventfd.
+        let r2 = r.clone();
+        let waker = std::thread::spawn(move || {
+            while r2.parked.load(Ordering::SeqCst) != IN_EPOLL {
+                std::thread::yield_now();
+            }
+            r2.unpark();
+            r2.unpark(); // the second one is saved
+        });
+        assert!(r.park(|| false, || None)); // would wait forever unwoken
+        waker.join().unwrap();
+        // Edge-triggered: that write is not reported again.
+        assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
+        r.remove(a.as_raw_fd(), key);
+    }
+
+    #[test]
+    fn without_sources_the_owner_parks_on_the_futex() {
+        let r = Arc::new(Reactor::new().unwrap());
+        let r2 = r.clone();
+        let waker = std::thread::spawn(move || {
+            while r2.parked.load(Ordering::SeqCst) != ON_FUTEX {
+                std::thread::yield_now();
+            }
+            r2.unpark();
+        });
+        assert!(r.park(|| false, || None)); // would wait forever unwoken
+        waker.join().unwrap();
+        // Nothing went to the eventfd.
+        let mut ev = events();
+        assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
+        // Work found after the park was announced: no park at all.
+        assert!(!r.park(|| true, || None));
+        // A deadline ends a futex park.
+        let t = Instant::now();
+        assert!(r.park(|| false, || Some(Instant::now() + Duration::from_millis(5))));
+        assert!(t.elapsed() >= Duration::from_millis(5));
+    }
+
+    #[test]
+    fn an_event_for_a_removed_source_is_ignored() {
+        use std::io::Write;
+        use std::os::unix::net::UnixStream;
+        let (a, b) = UnixStream::pair().unwrap();
+        // A duplicate keeps the open file, so closing `a` below leaves its
+        // registration in the epoll set (as a leaked duplicate would).
+        let a2 = a.try_clone().unwrap();
+        let r = Reactor::new().unwrap();
+        let old = Arc::new(Source::new(a.as_raw_fd()));
+        let key = r.insert(&old).unwrap();
+        assert!(r.has_sources());
+        r.poll_now(); // the ADD reports writability
+        assert_eq!(old.seqs[Interest::Write as usize].load(Ordering::SeqCst), 1);
+        let fd = a.as_raw_fd();
+        drop(a);
+        r.remove(fd, key); // its DEL fails: the descriptor is closed
+        assert!(!r.has_sources());
+        // A new source takes the slot (and perhaps the descriptor number).
+        let (c, _d) = UnixStream::pair().unwrap();
+        let new = Arc::new(Source::new(c.as_raw_fd()));
+        let key2 = r.insert(&new).unwrap();
+        assert_eq!(key2 as u32, key as u32, "the slot is reused");
+        assert_ne!(key2 >> 32, key >> 32, "with a new generation");
+        r.poll_now();
+        let before = new.seqs[Interest::Read as usize].load(Ordering::SeqCst);
+        // Readable now: the kernel reports the stale registration's key.
+        (&b).write_all(b"x").unwrap();
+        r.poll_now();
+        assert_eq!(
+            new.seqs[Interest::Read as usize].load(Ordering::SeqCst),
+            before
+        );
+        assert_eq!(old.seqs[Interest::Read as usize].load(Ordering::SeqCst), 0);
+        r.remove(c.as_raw_fd(), key2);
+        // A removal with a stale key changes nothing.
+        r.remove(c.as_raw_fd(), key);
+        drop(a2);
+    }
+}
