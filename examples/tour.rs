@@ -3,14 +3,21 @@
 //!
 //! The asyncio patterns are examples of their own too (`gather`,
 //! `wait_first`, `offload`, `timeout`, `scope`, `channel_producer_consumer`,
-//! `crawler`, `pipeline`); the tour includes them.
+//! `crawler`, `pipeline`), and so are the green sockets (`echo`, `chat`,
+//! `http_hello`); the tour includes them.
 
 #[path = "channel_producer_consumer.rs"]
 mod channel_producer_consumer;
+#[path = "chat.rs"]
+mod chat;
 #[path = "crawler.rs"]
 mod crawler;
+#[path = "echo.rs"]
+mod echo;
 #[path = "gather.rs"]
 mod gather;
+#[path = "http_hello.rs"]
+mod http_hello;
 #[path = "offload.rs"]
 mod offload;
 #[path = "pipeline.rs"]
@@ -219,4 +226,10 @@ fn main() {
     task_locals();
     join_set();
     cancellation_token();
+    section("an echo server and 100 clients over green sockets (asyncio streams)");
+    echo::demo();
+    section("a chat room: BufReader lines, broadcast through channels");
+    chat::demo();
+    section("HTTP/1.1 keep-alive with pipelining, parsed by httparse");
+    http_hello::demo();
 }
