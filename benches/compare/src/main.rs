@@ -15,6 +15,7 @@
 
 #[path = "../../common/mod.rs"]
 mod common;
+mod net;
 mod select;
 #[path = "../../cases/runtime.rs"]
 mod stackful_cases;
@@ -685,14 +686,18 @@ fn scale(raise: bool) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.len() >= 4 && args[1] == "--net-child" {
+        return net::child(&args[2..]);
+    }
     if args.len() >= 4 && args[1] == "--child" {
         return child_case(&args[2], &args[3]);
     }
     if args.iter().any(|a| a == "--help") {
         println!(
             "usage: compare [--only <case substring>] [--scale [--raise-map-count]]\n\
-             The main table (beside tokio and may), then the channel and select table \
-             (beside crossbeam-channel and tokio)."
+             The main table (beside tokio and may), the channel and select table \
+             (beside crossbeam-channel and tokio), then the echo servers under load \
+             (`--only echo`)."
         );
         return;
     }
@@ -705,4 +710,5 @@ fn main() {
         .and_then(|i| args.get(i + 1));
     table(only.map(String::as_str));
     select::table(only.map(String::as_str));
+    net::table(only.map(String::as_str));
 }

@@ -1,0 +1,356 @@
+//! Green sockets beside tokio and may: an echo server in each, under a
+//! closed-loop load client of our own.
+//!
+//! Each measurement runs in a fresh child process (this binary with
+//! `--net-child <runtime> <connections>`). The child pins itself to CPU 0,
+//! starts the runtime's echo server there (2 workers, which inherit the
+//! pinning), then runs the load client on a thread pinned to CPU 1, as
+//! `taskset -c` would: `connections` TCP connections, each sending 64 bytes
+//! and waiting for them to come back before it sends again, over one epoll
+//! instance. After a warm-up it counts round trips for a fixed time and
+//! keeps every latency for p50 and p99; the child reports those, the rate,
+//! its peak RSS (VmHWM) and the number of errors.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{WORKERS, common::status_kib, fmt, ratio};
+
+const MSG: usize = 64;
+const WARMUP: Duration = Duration::from_millis(500);
+const MEASURE: Duration = Duration::from_secs(2);
+
+/// Pins the calling thread to one CPU (best effort: a machine with fewer
+/// CPUs keeps the default).
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+    // sched_setaffinity read and write only that set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Raises the descriptor limit for many connections: to 65 536 where the
+/// process may raise its hard limit (root), else to the hard limit.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit read and write the one struct given.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            let want = lim.rlim_max.max(65_536);
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: want,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    }
+}
+
+fn stackful_server(addr_tx: mpsc::Sender<SocketAddr>) {
+    let rt = stackful::Runtime::builder()
+        .workers(WORKERS)
+        .build()
+        .unwrap();
+    std::thread::spawn(move || {
+        rt.run(|| {
+            let listener = stackful::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    continue; // out of descriptors: accept backs off itself
+                };
+                stackful::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        })
+    });
+}
+
+fn tokio_server(addr_tx: mpsc::Sender<SocketAddr>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .enable_all()
+        .build()
+        .unwrap();
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        })
+    });
+}
+
+fn may_server(addr_tx: mpsc::Sender<SocketAddr>) {
+    super::may_cases::configure();
+    // SAFETY: may's spawn is unsafe because it may move a running
+    // coroutine between threads; these bodies hold no thread-local state or
+    // !Send values across a switch.
+    unsafe {
+        may::coroutine::spawn(move || {
+            let listener = may::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else {
+                    may::coroutine::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                may::coroutine::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// What one load run measured.
+struct Load {
+    rate: f64,
+    p50_us: f64,
+    p99_us: f64,
+    errors: u64,
+}
+
+/// The closed-loop client: `conns` connections over one epoll instance.
+fn load(addr: SocketAddr, conns: usize) -> Load {
+    let mut errors = 0u64;
+    let mut streams = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        match std::net::TcpStream::connect(addr) {
+            Ok(s) => {
+                s.set_nodelay(true).unwrap();
+                s.set_nonblocking(true).unwrap();
+                streams.push(s);
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    // SAFETY: plain epoll calls on descriptors this function owns.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(ep >= 0, "epoll_create1");
+    for (i, s) in streams.iter().enumerate() {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: i as u64,
+        };
+        // SAFETY: `ev` is a valid event, `s` an open socket.
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut ev) };
+    }
+    let msg = [7u8; MSG];
+    let mut sent_at = vec![Instant::now(); streams.len()];
+    let mut pending = vec![0usize; streams.len()]; // bytes still to come back
+    for (i, s) in streams.iter_mut().enumerate() {
+        if s.write_all(&msg).is_err() {
+            errors += 1;
+        }
+        sent_at[i] = Instant::now();
+        pending[i] = MSG;
+    }
+    let start = Instant::now();
+    let measure_from = start + WARMUP;
+    let end = measure_from + MEASURE;
+    let mut latencies: Vec<u32> = Vec::with_capacity(1 << 20);
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let mut buf = [0u8; 4096];
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        // SAFETY: `events` has room for its length.
+        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 10) };
+        for ev in &events[..n.max(0) as usize] {
+            let i = ev.u64 as usize;
+            let s = &mut streams[i];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => {
+                        // Closed by the server: an error, counted once.
+                        errors += 1;
+                        // SAFETY: `s` is registered with `ep`.
+                        unsafe {
+                            libc::epoll_ctl(
+                                ep,
+                                libc::EPOLL_CTL_DEL,
+                                s.as_raw_fd(),
+                                std::ptr::null_mut(),
+                            )
+                        };
+                        break;
+                    }
+                    Ok(got) => {
+                        pending[i] = pending[i].saturating_sub(got);
+                        if pending[i] == 0 {
+                            let now = Instant::now();
+                            if now >= measure_from && now < end {
+                                latencies.push((now - sent_at[i]).as_nanos() as u32);
+                            }
+                            if s.write_all(&msg).is_err() {
+                                errors += 1;
+                            }
+                            sent_at[i] = Instant::now();
+                            pending[i] = MSG;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        errors += 1;
+                        // SAFETY: `s` is registered with `ep`.
+                        unsafe {
+                            libc::epoll_ctl(
+                                ep,
+                                libc::EPOLL_CTL_DEL,
+                                s.as_raw_fd(),
+                                std::ptr::null_mut(),
+                            )
+                        };
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // SAFETY: `ep` is ours, closed once.
+    unsafe { libc::close(ep) };
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(f64::NAN, |&ns| ns as f64 / 1000.0)
+    };
+    Load {
+        rate: latencies.len() as f64 / MEASURE.as_secs_f64(),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        errors,
+    }
+}
+
+/// The child side: `args` = [runtime, connections].
+pub fn child(args: &[String]) {
+    let (rt, conns) = (args[0].as_str(), args[1].parse::<usize>().unwrap());
+    raise_fd_limit();
+    pin(0);
+    let (addr_tx, addr_rx) = mpsc::channel();
+    match rt {
+        "stackful" => stackful_server(addr_tx),
+        "tokio" => tokio_server(addr_tx),
+        _ => may_server(addr_tx),
+    }
+    let addr = addr_rx.recv().unwrap();
+    let client = std::thread::spawn(move || {
+        pin(1);
+        load(addr, conns)
+    });
+    let l = client.join().unwrap();
+    println!(
+        "{} {} {} {} {}",
+        l.rate,
+        l.p50_us,
+        l.p99_us,
+        status_kib("VmHWM:") as f64 / 1024.0,
+        l.errors
+    );
+    // The servers run forever: leave without tearing them down.
+    std::process::exit(0);
+}
+
+/// Runs one child; its five figures, or `None` if it failed.
+fn run_child(rt: &str, conns: usize) -> Option<[f64; 5]> {
+    let out = Command::new(std::env::current_exe().ok()?)
+        .args(["--net-child", rt, &conns.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    v.try_into().ok()
+}
+
+/// The medians of `runs` children per runtime, figure by figure.
+fn median_of(rt: &str, conns: usize, runs: usize) -> Option<[f64; 5]> {
+    let mut all: Vec<[f64; 5]> = (0..runs).filter_map(|_| run_child(rt, conns)).collect();
+    if all.is_empty() {
+        return None;
+    }
+    let mut out = [0.0; 5];
+    for (k, slot) in out.iter_mut().enumerate() {
+        all.sort_by(|a, b| a[k].total_cmp(&b[k]));
+        *slot = all[all.len() / 2][k];
+    }
+    Some(out)
+}
+
+/// Prints the echo table (if `only` is absent or matches "echo").
+pub fn table(only: Option<&str>) {
+    if only.is_some_and(|o| !"echo".contains(o) && !o.contains("echo")) {
+        return;
+    }
+    println!(
+        "\necho, 64-byte round trips, closed loop: server on CPU 0 ({WORKERS} workers), our \
+         client on CPU 1; {}s measured after {}ms, medians of 3 child processes",
+        MEASURE.as_secs(),
+        WARMUP.as_millis()
+    );
+    println!("| connections | figure | stackful | tokio | may | stackful/tokio | may/tokio |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for conns in [100, 1_000, 10_000] {
+        let runs = if conns >= 10_000 { 1 } else { 3 };
+        let [s, t, m] = ["stackful", "tokio", "may"].map(|rt| median_of(rt, conns, runs));
+        let names = [
+            "round trips/s",
+            "p50 µs",
+            "p99 µs",
+            "peak RSS MiB",
+            "errors",
+        ];
+        for (k, name) in names.iter().enumerate() {
+            let (s, t, m) = (s.map(|v| v[k]), t.map(|v| v[k]), m.map(|v| v[k]));
+            println!(
+                "| {conns} | {name} | {} | {} | {} | {} | {} |",
+                fmt(s),
+                fmt(t),
+                fmt(m),
+                ratio(s, t),
+                ratio(m, t)
+            );
+        }
+    }
+}
