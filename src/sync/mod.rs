@@ -29,9 +29,11 @@ pub use error::{
     ReadyTimeoutError, RecvError, RecvTimeoutError, SelectTimeoutError, SendError,
     SendTimeoutError, TryReadyError, TryRecvError, TrySelectError, TrySendError,
 };
-pub use event::{Barrier, BarrierWaitResult, Condvar, Event, WaitGroup, WaitTimeoutResult};
+pub use event::{
+    Barrier, BarrierWaitResult, Condvar, Event, EventWaitFuture, WaitGroup, WaitTimeoutResult,
+};
 pub use mutex::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[doc(hidden)]
 pub use select::{__select_order, SelectOrder};
 pub use select::{Select, SelectedOperation};
-pub use semaphore::{Semaphore, SemaphorePermit};
+pub use semaphore::{AcquireFuture, Semaphore, SemaphorePermit};
