@@ -82,6 +82,70 @@ impl AsyncWaker {
     }
 }
 
+/// Wakes `waker` once `at` has passed, from a helper thread started on first
+/// use: for futures that wait on the clock with nobody to wake them (a
+/// `recv_async` on a timer channel).
+pub(crate) fn wake_at(at: std::time::Instant, waker: &std::task::Waker) {
+    use std::sync::{Condvar, OnceLock};
+    use std::time::Instant;
+
+    struct Timers {
+        due: Mutex<Vec<(Instant, std::task::Waker)>>,
+        changed: Condvar,
+    }
+    static TIMERS: OnceLock<Arc<Timers>> = OnceLock::new();
+    let timers = TIMERS.get_or_init(|| {
+        let timers = Arc::new(Timers {
+            due: Mutex::new(Vec::new()),
+            changed: Condvar::new(),
+        });
+        let shared = timers.clone();
+        std::thread::Builder::new()
+            .name("stackful-async-timers".into())
+            .spawn(move || {
+                let mut due = shared.due.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    let now = Instant::now();
+                    let (fire, keep): (Vec<_>, Vec<_>) =
+                        std::mem::take(&mut *due).into_iter().partition(|(at, _)| *at <= now);
+                    *due = keep;
+                    if !fire.is_empty() {
+                        drop(due);
+                        for (_, w) in fire {
+                            // Another executor's code: its panic is not ours.
+                            let woken = std::panic::catch_unwind(AssertUnwindSafe(|| w.wake()));
+                            if let Err(payload) = woken {
+                                crate::task::raw::discard_payload(payload);
+                            }
+                        }
+                        due = shared.due.lock().unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    }
+                    due = match due.iter().map(|(at, _)| *at).min() {
+                        None => shared.changed.wait(due).unwrap_or_else(|e| e.into_inner()),
+                        Some(next) => {
+                            let wait = next.saturating_duration_since(now);
+                            match shared.changed.wait_timeout(due, wait) {
+                                Ok((g, _)) => g,
+                                Err(e) => e.into_inner().0,
+                            }
+                        }
+                    };
+                }
+            })
+            .unwrap_or_else(|e| panic!("stackful: could not start the async timer thread: {e}"));
+        timers
+    });
+    let mut due = timers.due.lock().unwrap_or_else(|e| e.into_inner());
+    // One entry per task and instant: a future polled again and again
+    // does not pile them up.
+    if !due.iter().any(|(t, w)| *t == at && w.will_wake(waker)) {
+        due.push((at, waker.clone()));
+    }
+    drop(due);
+    timers.changed.notify_one();
+}
+
 /// The token of one [`block_on`] call: what its `std::task::Waker` points
 /// to. A wake only marks it `NOTIFIED`, unless the call is waiting
 /// (`PARKING`): then it wakes the green thread (or OS thread) too. The call
