@@ -2474,7 +2474,7 @@ impl<T> futures_core::Stream for Receiver<T> {
 /// let (mut tx, rx) = stackful::sync::channel(0);
 /// let green = std::thread::spawn(move || stackful::run(move || rx.iter().collect::<Vec<_>>()));
 /// futures::executor::block_on(async {
-///     tx.send("a").await.unwrap(); // `SinkExt::send`: ready, start, flush
+///     SinkExt::send(&mut tx, "a").await.unwrap(); // ready, start, flush
 ///     tx.feed("b").await.unwrap();
 ///     tx.close().await.unwrap();
 /// });
