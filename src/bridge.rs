@@ -106,8 +106,9 @@ pub(crate) fn wake_at(at: std::time::Instant, waker: &std::task::Waker) {
                 let mut due = shared.due.lock().unwrap_or_else(|e| e.into_inner());
                 loop {
                     let now = Instant::now();
-                    let (fire, keep): (Vec<_>, Vec<_>) =
-                        std::mem::take(&mut *due).into_iter().partition(|(at, _)| *at <= now);
+                    let (fire, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *due)
+                        .into_iter()
+                        .partition(|(at, _)| *at <= now);
                     *due = keep;
                     if !fire.is_empty() {
                         drop(due);

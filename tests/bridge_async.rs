@@ -46,7 +46,10 @@ fn join_handle_awaited_from_futures_executor() {
         });
         let h = rx.recv().unwrap();
         let mut h = h;
-        assert!(poll_once(&mut h).is_pending(), "ready before the gate opened");
+        assert!(
+            poll_once(&mut h).is_pending(),
+            "ready before the gate opened"
+        );
         gate.set();
         assert_eq!(futures::executor::block_on(h).unwrap(), 42);
         assert_eq!(futures::executor::block_on(rx.recv().unwrap()).unwrap(), 0);
@@ -196,7 +199,10 @@ fn dropped_rendezvous_send_future_sends_nothing_and_drops_the_value() {
     assert!(poll_once(&mut f).is_pending());
     drop(f);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
-    assert!(rx.try_recv().is_err(), "a dropped send delivered its message");
+    assert!(
+        rx.try_recv().is_err(),
+        "a dropped send delivered its message"
+    );
 }
 
 #[test]
@@ -326,7 +332,11 @@ fn mixed_ends_under_cancellation_conserve_every_message() {
             rt.join().unwrap();
             let seen = seen.lock().unwrap();
             let unique: HashSet<u32> = seen.iter().copied().collect();
-            assert_eq!(unique.len(), seen.len(), "cap {cap}: a message arrived twice");
+            assert_eq!(
+                unique.len(),
+                seen.len(),
+                "cap {cap}: a message arrived twice"
+            );
             assert_eq!(seen.len(), 4 * PER as usize, "cap {cap}: messages lost");
         });
     }

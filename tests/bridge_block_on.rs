@@ -193,7 +193,10 @@ fn late_wake_after_return_does_not_disturb_a_later_channel_wait() {
                 r2.fire();
             });
             stackful::block_on(remote2.wait());
-            assert!(woke.is_set(), "block_on returned before its future was ready");
+            assert!(
+                woke.is_set(),
+                "block_on returned before its future was ready"
+            );
             firer.join().unwrap();
         });
     });

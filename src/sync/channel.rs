@@ -705,7 +705,11 @@ impl Packet {
         Packet::with_waker(slot, select, park::current_waker())
     }
 
-    fn with_waker(slot: *mut u8, select: Option<(Arc<Waiter>, usize)>, waker: Waker) -> Arc<Packet> {
+    fn with_waker(
+        slot: *mut u8,
+        select: Option<(Arc<Waiter>, usize)>,
+        waker: Waker,
+    ) -> Arc<Packet> {
         Arc::new(Packet {
             slot: UnsafeCell::new(slot),
             waker: UnsafeCell::new(Some(waker)),
@@ -2236,11 +2240,8 @@ impl<T> SendOp<T> {
         // Still under the lock: no receiver can queue up before the push.
         let mut boxed = Box::new(MaybeUninit::new(value));
         let slot = crate::bridge::AsyncWaker::new(cx.waker());
-        let packet = Packet::with_waker(
-            boxed.as_mut_ptr().cast(),
-            None,
-            Waker::Async(slot.clone()),
-        );
+        let packet =
+            Packet::with_waker(boxed.as_mut_ptr().cast(), None, Waker::Async(slot.clone()));
         state.senders.push_back(packet.clone());
         state.version += 1;
         drop(state);
@@ -2346,12 +2347,12 @@ impl<T> RecvOp<T> {
         }
         // SAFETY: `dst` is our own slot; it holds a message only on `Done`,
         // and the attempt that gets `Done` ends the poll.
-        let polled = self.wait.poll(&chan.recv_wait, cx, || match unsafe {
-            chan.try_recv_raw(dst)
-        } {
-            Try::Done => Some(Ok(())),
-            Try::NotReady => None,
-            Try::Disconnected => Some(Err(RecvError)),
+        let polled = self.wait.poll(&chan.recv_wait, cx, || {
+            match unsafe { chan.try_recv_raw(dst) } {
+                Try::Done => Some(Ok(())),
+                Try::NotReady => None,
+                Try::Disconnected => Some(Err(RecvError)),
+            }
         });
         match polled {
             // SAFETY: `Done`: the slot holds a message, read out once.

@@ -23,8 +23,8 @@ mod semaphore;
 pub(crate) mod wait;
 
 pub use channel::{
-    IntoIter, Iter, Receiver, RecvFuture, SendFuture, Sender, TryIter, after, channel, never,
-    tick, unbounded,
+    IntoIter, Iter, Receiver, RecvFuture, SendFuture, Sender, TryIter, after, channel, never, tick,
+    unbounded,
 };
 pub use error::{
     ReadyTimeoutError, RecvError, RecvTimeoutError, SelectTimeoutError, SendError,
