@@ -159,12 +159,11 @@ fn late_wake_after_return_does_not_disturb_a_later_channel_wait() {
         stackful::run(|| {
             let remote = Remote::default();
             let r = remote.clone();
-            let stale = stackful::block_on(std::future::poll_fn(move |cx| {
+            stackful::block_on(std::future::poll_fn(move |cx| {
                 // Keep the waker, but complete at once.
                 *r.inner.1.lock().unwrap() = Some(cx.waker().clone());
                 Poll::Ready(())
             }));
-            let _: () = stale;
             let stale_waker = remote.waker().expect("kept");
             let (tx, rx) = stackful::sync::channel::<u32>(1);
             let fired = Arc::new(Event::new());
@@ -218,8 +217,9 @@ fn stale_waker_fired_after_green_thread_ended_is_harmless() {
     });
     let w = remote.waker().unwrap();
     w.wake_by_ref();
-    w.clone().wake();
+    let other = w.clone();
     drop(w);
+    other.wake();
 }
 
 /// A future that never completes and counts its drops.

@@ -2345,9 +2345,9 @@ impl<T> RecvOp<T> {
             }
             return Poll::Pending;
         }
-        // SAFETY: `dst` is our own slot; it holds a message only on `Done`,
-        // and the attempt that gets `Done` ends the poll.
         let polled = self.wait.poll(&chan.recv_wait, cx, || {
+            // SAFETY: `dst` is our own slot; it holds a message only on
+            // `Done`, and the attempt that gets `Done` ends the poll.
             match unsafe { chan.try_recv_raw(dst) } {
                 Try::Done => Some(Ok(())),
                 Try::NotReady => None,
