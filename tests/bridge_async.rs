@@ -233,7 +233,8 @@ fn dropped_recv_future_loses_no_message_and_passes_the_wakeup_on() {
 }
 
 /// Mixed blocking and async ends of one channel, under cancellation of the
-/// blocking ones and drops of the async ones: every message arrives once.
+/// blocking ones and drops of the async ones: no message is lost or
+/// arrives twice.
 #[test]
 fn mixed_ends_under_cancellation_conserve_every_message() {
     for cap in [0usize, 2] {
@@ -246,19 +247,27 @@ fn mixed_ends_under_cancellation_conserve_every_message() {
                 .enable_all()
                 .build()
                 .unwrap();
-            // Async senders (tokio tasks), some sends cut short by a
-            // timeout and retried: a cut send sent nothing.
+            // Async senders (tokio tasks). On a bounded channel some sends
+            // are cut short by a timeout and retried: a cut send sent
+            // nothing. At a rendezvous a cut send may have delivered (see
+            // `send_async`), so there a cut send is only noted: its message
+            // either arrived once or was dropped, never twice.
             let mut async_senders = Vec::new();
+            let cut = Arc::new(Mutex::new(Vec::new()));
             for s in 0..2u32 {
                 let tx = tx.clone();
+                let cut = cut.clone();
                 async_senders.push(tokio.spawn(async move {
                     for i in 0..PER {
                         let v = s * PER + i;
                         loop {
-                            match tokio::time::timeout(Duration::from_micros(50), tx.send_async(v))
-                                .await
-                            {
+                            let send = tx.send_async(v);
+                            match tokio::time::timeout(Duration::from_micros(50), send).await {
                                 Ok(r) => break r.unwrap(),
+                                Err(_) if cap == 0 => {
+                                    cut.lock().unwrap().push(v);
+                                    break;
+                                }
                                 Err(_) => continue,
                             }
                         }
@@ -337,7 +346,13 @@ fn mixed_ends_under_cancellation_conserve_every_message() {
                 seen.len(),
                 "cap {cap}: a message arrived twice"
             );
-            assert_eq!(seen.len(), 4 * PER as usize, "cap {cap}: messages lost");
+            let cut = cut.lock().unwrap();
+            for v in 0..4 * PER {
+                assert!(
+                    unique.contains(&v) || cut.contains(&v),
+                    "cap {cap}: message {v} lost"
+                );
+            }
         });
     }
 }

@@ -2074,9 +2074,20 @@ impl<T> Sender<T> {
     /// blocking and async senders and receivers use the channel at the
     /// same time.
     ///
-    /// Dropped before it completes, it sent nothing and drops the message,
-    /// as a cancelled blocking send does; once a receiver has taken the
-    /// message it completes with `Ok`.
+    /// # Cancellation
+    ///
+    /// On a bounded or unbounded channel the message moves into the
+    /// channel only inside a poll that then returns `Ready`: a future
+    /// dropped before it completed sent nothing, and the message goes with
+    /// it, as with a cancelled blocking send. At a rendezvous (`channel(0)`)
+    /// the pending future offers its message to receivers, and one may take
+    /// it at any moment, as a rendezvous sender's frame is read by the
+    /// receiver: a future dropped after its first poll either had its
+    /// message taken (it was delivered, once) or sent nothing and drops it.
+    /// Nothing is lost or delivered twice by the channel, but a caller that
+    /// retries after, say, a `tokio::time::timeout` of a rendezvous send
+    /// may deliver twice; use a bounded channel for that, or a blocking
+    /// send inside [`timeout`](crate::timeout), which tells the two apart.
     ///
     /// # Errors
     ///
