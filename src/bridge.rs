@@ -23,9 +23,9 @@
 //! Futures of `tokio::net`, `tokio::time` and the crates built on them need
 //! a tokio runtime's context when they are polled. With the cargo feature
 //! `tokio`, [`block_on`] enters one around every poll: the handle given to
-//! [`set_tokio_handle`], else the runtime the caller is already inside of,
-//! else a small runtime of its own, started on first use, whose one thread
-//! drives tokio's I/O and timers. So the future itself runs on the green
+//! `set_tokio_handle` (in this module, with the feature), else the runtime
+//! the caller is already inside of, else a small runtime of its own,
+//! started on first use, whose one thread drives tokio's I/O and timers. So the future itself runs on the green
 //! thread (on its worker's OS thread), while tokio's threads only watch the
 //! sockets and clocks and wake it. Blocking inside such a future blocks the
 //! green thread's worker, as blocking inside any green thread does. Build
