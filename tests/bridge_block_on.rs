@@ -181,20 +181,41 @@ fn late_wake_after_return_does_not_disturb_a_later_channel_wait() {
             assert_eq!(rx.recv(), Ok(9));
             assert!(fired.is_set(), "the receive returned before the send");
             sender.join().unwrap();
-            // And a later block_on of the same green thread still waits.
+            // And a later block_on of the same green thread is not woken by
+            // the stale waker: its future is polled once, then once more
+            // when it is really woken (a spare poll allowed for a stray
+            // wake-up the runtime may give any wait). The stale wakes are
+            // spaced out, so that each would have time to cause a poll.
             let remote2 = Remote::default();
             let r2 = remote2.clone();
+            let stale_waker = remote.waker().expect("kept");
             let woke = Arc::new(Event::new());
             let w2 = woke.clone();
+            let waiting = Arc::new(Event::new());
+            let waiting2 = waiting.clone();
             let firer = stackful::spawn(move || {
-                stackful::sleep(Duration::from_millis(20));
+                waiting2.wait(); // until the block_on below has polled
+                for _ in 0..30 {
+                    stale_waker.wake_by_ref();
+                    stackful::sleep(Duration::from_millis(1));
+                }
                 w2.set();
                 r2.fire();
             });
-            stackful::block_on(remote2.wait());
+            let mut polls = 0;
+            let mut inner = remote2.wait();
+            stackful::block_on(std::future::poll_fn(|cx| {
+                polls += 1;
+                waiting.set();
+                Pin::new(&mut inner).poll(cx)
+            }));
             assert!(
                 woke.is_set(),
                 "block_on returned before its future was ready"
+            );
+            assert!(
+                polls <= 3,
+                "the stale waker woke a later block_on: {polls} polls"
             );
             firer.join().unwrap();
         });
