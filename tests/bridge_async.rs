@@ -216,20 +216,56 @@ fn rendezvous_send_future_completes_when_a_blocking_receiver_takes_it() {
     assert!(rx.try_recv().is_err(), "delivered twice");
 }
 
+/// A waker that counts its wakes.
+struct Counting(AtomicUsize);
+
+impl std::task::Wake for Counting {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn dropped_recv_future_loses_no_message_and_passes_the_wakeup_on() {
-    within(30, || {
-        let (tx, rx) = stackful::sync::channel::<u32>(1);
+    for cap in [1, 0] {
+        let (tx, rx) = stackful::sync::channel::<u32>(cap);
+        let mut held = Vec::new();
         let rx2 = rx.clone();
         let mut first = rx.recv_async();
         let mut second = rx2.recv_async();
-        assert!(poll_once(&mut first).is_pending());
-        assert!(poll_once(&mut second).is_pending());
-        tx.send(1).unwrap(); // notifies `first`, the longest waiting
-        drop(first); // dropped without taking it: the wake-up goes on
-        // `second` was woken (its noop waker cannot tell), and gets it.
-        assert_eq!(poll_once(&mut second), Poll::Ready(Ok(1)));
-    });
+        let counts = [
+            Arc::new(Counting(AtomicUsize::new(0))),
+            Arc::new(Counting(AtomicUsize::new(0))),
+        ];
+        let wakers = counts.clone().map(std::task::Waker::from);
+        let mut cx0 = Context::from_waker(&wakers[0]);
+        let mut cx1 = Context::from_waker(&wakers[1]);
+        assert!(std::pin::Pin::new(&mut first).poll(&mut cx0).is_pending());
+        assert!(std::pin::Pin::new(&mut second).poll(&mut cx1).is_pending());
+        if cap == 1 {
+            tx.send(1).unwrap(); // notifies `first` alone, the longest waiting
+            assert_eq!(counts[0].0.load(Ordering::SeqCst), 1);
+            assert_eq!(counts[1].0.load(Ordering::SeqCst), 0);
+        } else {
+            // A rendezvous sender waits in line; both receivers are told.
+            let mut send = tx.send_async(1);
+            assert!(poll_once(&mut send).is_pending());
+            assert!(counts[0].0.load(Ordering::SeqCst) >= 1);
+            drop(send); // leaves; the value goes with it
+            let mut queued = tx.send_async(1);
+            assert!(poll_once(&mut queued).is_pending());
+            held.push(queued); // stays queued for the receive below
+        }
+        drop(first); // without taking it: the wake-up goes on to `second`
+        assert!(
+            counts[1].0.load(Ordering::SeqCst) >= 1,
+            "cap {cap}: the wake-up was lost with the dropped future"
+        );
+        assert_eq!(
+            std::pin::Pin::new(&mut second).poll(&mut cx1),
+            Poll::Ready(Ok(1))
+        );
+    }
 }
 
 /// Mixed blocking and async ends of one channel, under cancellation of the
@@ -391,9 +427,10 @@ fn acquire_async_waits_in_line_and_a_dropped_one_passes_its_permit_on() {
         let mut b = sem.acquire_async();
         assert!(poll_once(&mut a).is_pending());
         assert!(poll_once(&mut b).is_pending());
-        drop(held);
-        // Give `a` time to be owed the permit by fairness, then drop it.
+        // Past the fairness threshold (1 ms), a release hands the permit
+        // straight to the front waiter, `a`, which is then dropped.
         std::thread::sleep(Duration::from_millis(3));
+        drop(held);
         drop(a);
         let permit = match poll_once(&mut b) {
             Poll::Ready(p) => p,
