@@ -522,3 +522,16 @@ fn sink_hands_the_message_back_when_receivers_are_gone() {
     let err = futures::executor::block_on(SinkExt::send(&mut tx, 5)).unwrap_err();
     assert_eq!(err.0, 5);
 }
+
+#[test]
+fn ends_stay_send_and_sync_for_messages_that_are_only_send() {
+    // With the `futures` feature a `Sender` holds a pending `Sink` message;
+    // that must not make it `Sync` only for `Sync` messages.
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<stackful::sync::Sender<std::cell::Cell<u8>>>();
+    send_sync::<stackful::sync::Receiver<std::cell::Cell<u8>>>();
+    fn send<T: Send>(_: &T) {}
+    let (tx, rx) = stackful::sync::unbounded::<std::cell::Cell<u8>>();
+    send(&tx.send_async(std::cell::Cell::new(1)));
+    send(&rx.recv_async());
+}

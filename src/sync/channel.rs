@@ -1488,7 +1488,7 @@ pub struct Sender<T> {
     pub(crate) chan: Arc<Chan<T>>,
     /// The message `Sink::start_send` took and has not sent yet.
     #[cfg(feature = "futures")]
-    sink: Option<Box<SendOp<T>>>,
+    sink: Exclusive<Option<Box<SendOp<T>>>>,
 }
 
 /// The receiving half of a channel. Clone it for more consumers; the
@@ -2064,7 +2064,7 @@ impl<T> Sender<T> {
         Sender {
             chan,
             #[cfg(feature = "futures")]
-            sink: None,
+            sink: Exclusive(None),
         }
     }
 
@@ -2434,6 +2434,20 @@ impl<T> fmt::Debug for RecvFuture<'_, T> {
     }
 }
 
+/// A value reached only through `&mut` (the `Sink` methods take
+/// `Pin<&mut Sender>`): sharing its owner shares no access to it, so the
+/// owner stays `Sync` whatever the value is, as a `Sender` of messages that
+/// are `Send` but not `Sync` must be.
+#[cfg(feature = "futures")]
+struct Exclusive<U>(U);
+
+// SAFETY: `Exclusive` gives no access through `&self` (its field is read
+// and written only through `&mut`, in the `Sink` methods and the drop), so
+// a `&Exclusive` shared between threads reaches nothing; moving it needs
+// `U: Send`, which `Send` for the owner already requires.
+#[cfg(feature = "futures")]
+unsafe impl<U: Send> Sync for Exclusive<U> {}
+
 /// With the cargo feature `futures`: the messages as a stream, which ends
 /// once the channel is empty and every sender is gone. A receive pending
 /// between polls took no message yet, so a stream dropped mid-wait loses
@@ -2505,22 +2519,22 @@ impl<T> futures_sink::Sink<T> for Sender<T> {
     fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), SendError<T>> {
         let this = self.get_mut();
         assert!(
-            this.sink.is_none(),
+            this.sink.0.is_none(),
             "Sink::start_send on a stackful Sender whose previous message is still being sent; \
              wait for poll_ready to return Ready first"
         );
-        this.sink = Some(Box::new(SendOp::new(item)));
+        this.sink.0 = Some(Box::new(SendOp::new(item)));
         Ok(())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T>>> {
         let this = self.get_mut();
-        let Some(op) = &mut this.sink else {
+        let Some(op) = &mut this.sink.0 else {
             return Poll::Ready(Ok(()));
         };
         match op.poll(&this.chan, cx) {
             Poll::Ready(sent) => {
-                this.sink = None;
+                this.sink.0 = None;
                 Poll::Ready(sent)
             }
             Poll::Pending => Poll::Pending,
