@@ -534,4 +534,8 @@ fn ends_stay_send_and_sync_for_messages_that_are_only_send() {
     let (tx, rx) = stackful::sync::unbounded::<std::cell::Cell<u8>>();
     send(&tx.send_async(std::cell::Cell::new(1)));
     send(&rx.recv_async());
+    let (ev, sem) = (Event::new(), Semaphore::new(1));
+    send(&ev.wait_async());
+    send(&sem.acquire_async());
+    send(&stackful::run(|| stackful::spawn(|| ())));
 }
