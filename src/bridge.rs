@@ -157,8 +157,11 @@ struct Token {
     /// `PARKING`, `NOTIFIED`, and the number of wakes under way in units of
     /// `BUSY`.
     state: AtomicUsize,
-    /// The context of the `block_on` call; `None` in a spare token.
-    waker: Option<park::Waker>,
+    /// The context of the `block_on` call; `None` once the call returned
+    /// (a waker clone that outlives the call keeps no green thread, and so
+    /// no runtime, alive). Locked only by a wake that found `PARKING`, and
+    /// by a call leaving while a clone of its waker is still out.
+    waker: Mutex<Option<park::Waker>>,
 }
 
 /// The call waits (or is about to) for a wake.
@@ -196,7 +199,7 @@ impl Wake for Token {
         }
         // The call cannot clear `PARKING` and go on before `BUSY` drops:
         // its context is still in this `block_on`.
-        if let Some(w) = &self.waker {
+        if let Some(w) = &*self.waker.lock().unwrap_or_else(|e| e.into_inner()) {
             w.wake();
         }
         self.state.fetch_sub(BUSY, Ordering::Release);
@@ -242,13 +245,13 @@ impl Armed {
         if let Ok(Some(mut spare)) = SPARE.try_with(std::cell::Cell::take)
             && let Some(t) = Arc::get_mut(&mut spare)
         {
-            t.waker = Some(waker);
+            *t.waker.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(waker);
             *t.state.get_mut() = 0;
             return Armed(Some(spare));
         }
         Armed(Some(Arc::new(Token {
             state: AtomicUsize::new(0),
-            waker: Some(waker),
+            waker: Mutex::new(Some(waker)),
         })))
     }
 
@@ -263,11 +266,18 @@ impl Drop for Armed {
             return;
         };
         token.unpark();
-        // Unshared (every waker clone dropped): keep it for the next call,
-        // without the context it named.
-        if let Some(t) = Arc::get_mut(&mut token) {
-            t.waker = None;
-            let _ = SPARE.try_with(|spare| spare.set(Some(token)));
+        // Forget the context: no wake reads it any more (`PARKING` is
+        // clear). Unshared (every waker clone dropped), the token is kept
+        // for the next call; shared, it goes with the last clone.
+        match Arc::get_mut(&mut token) {
+            Some(t) => {
+                *t.waker.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+                let _ = SPARE.try_with(|spare| spare.set(Some(token)));
+            }
+            None => {
+                let context = token.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+                drop(context);
+            }
         }
     }
 }
