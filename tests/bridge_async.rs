@@ -283,45 +283,59 @@ fn mixed_ends_under_cancellation_conserve_every_message() {
                 .enable_all()
                 .build()
                 .unwrap();
-            // Async senders (tokio tasks). On a bounded channel some sends
-            // are cut short by a timeout and retried: a cut send sent
-            // nothing. At a rendezvous a cut send may have delivered (see
+            // Async senders (tokio tasks), whose sends are cut short when
+            // not done within two polls (a `select!` against a yield),
+            // dropping the future. On a bounded channel a cut send sent
+            // nothing, and is retried. At a rendezvous a cut send may have delivered (see
             // `send_async`), so there a cut send is only noted: its message
             // either arrived once or was dropped, never twice.
             let mut async_senders = Vec::new();
             let cut = Arc::new(Mutex::new(Vec::new()));
+            let cuts = Arc::new(AtomicUsize::new(0));
             for s in 0..2u32 {
                 let tx = tx.clone();
                 let cut = cut.clone();
+                let cuts = cuts.clone();
                 async_senders.push(tokio.spawn(async move {
                     for i in 0..PER {
                         let v = s * PER + i;
                         loop {
-                            let send = tx.send_async(v);
-                            match tokio::time::timeout(Duration::from_micros(50), send).await {
-                                Ok(r) => break r.unwrap(),
-                                Err(_) if cap == 0 => {
+                            let sent = tokio::select! {
+                                biased;
+                                r = tx.send_async(v) => Some(r),
+                                _ = tokio::task::yield_now() => None,
+                            };
+                            match sent {
+                                Some(r) => break r.unwrap(),
+                                None if cap == 0 => {
                                     cut.lock().unwrap().push(v);
                                     break;
                                 }
-                                Err(_) => continue,
-                            }
+                                None => cuts.fetch_add(1, Ordering::Relaxed),
+                            };
                         }
                     }
                 }));
             }
-            // Async receivers, with timeouts dropping pending receives.
+            // Async receivers, cut short the same way.
             let mut async_receivers = Vec::new();
             for _ in 0..2 {
                 let rx = rx.clone();
                 let seen = seen.clone();
+                let cuts = cuts.clone();
                 async_receivers.push(tokio.spawn(async move {
                     loop {
-                        match tokio::time::timeout(Duration::from_micros(80), rx.recv_async()).await
-                        {
-                            Ok(Ok(v)) => seen.lock().unwrap().push(v),
-                            Ok(Err(_)) => break,
-                            Err(_) => {}
+                        let got = tokio::select! {
+                            biased;
+                            r = rx.recv_async() => Some(r),
+                            _ = tokio::task::yield_now() => None,
+                        };
+                        match got {
+                            Some(Ok(v)) => seen.lock().unwrap().push(v),
+                            Some(Err(_)) => break,
+                            None => {
+                                cuts.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                 }));
@@ -330,18 +344,23 @@ fn mixed_ends_under_cancellation_conserve_every_message() {
             let green_rx = rx.clone();
             let green_tx = tx.clone();
             drop((tx, rx));
+            let green_cuts = Arc::new(AtomicUsize::new(0));
+            let counted = green_cuts.clone();
             let rt = green(move || {
                 // Blocking senders and receivers on green threads, with
                 // timeouts cutting them short.
                 let senders: Vec<_> = (2..4u32)
                     .map(|s| {
                         let tx = green_tx.clone();
+                        let green_cuts = green_cuts.clone();
                         stackful::spawn(move || {
                             for i in 0..PER {
                                 let v = s * PER + i;
-                                while stackful::timeout(Duration::from_micros(70), || tx.send(v))
+                                while stackful::timeout(Duration::from_micros(20), || tx.send(v))
                                     .is_err()
-                                {}
+                                {
+                                    green_cuts.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                         })
                     })
@@ -351,12 +370,15 @@ fn mixed_ends_under_cancellation_conserve_every_message() {
                     .map(|_| {
                         let rx = green_rx.clone();
                         let seen = seen_green.clone();
+                        let green_cuts = green_cuts.clone();
                         stackful::spawn(move || {
                             loop {
-                                match stackful::timeout(Duration::from_micros(90), || rx.recv()) {
+                                match stackful::timeout(Duration::from_micros(30), || rx.recv()) {
                                     Ok(Ok(v)) => seen.lock().unwrap().push(v),
                                     Ok(Err(_)) => break,
-                                    Err(_) => {}
+                                    Err(_) => {
+                                        green_cuts.fetch_add(1, Ordering::Relaxed);
+                                    }
                                 }
                             }
                         })
@@ -383,10 +405,16 @@ fn mixed_ends_under_cancellation_conserve_every_message() {
                 "cap {cap}: a message arrived twice"
             );
             let cut = cut.lock().unwrap();
+            // How often futures were dropped and blocking calls timed
+            // out, for the failure messages.
+            let cancelled = (
+                cuts.load(Ordering::Relaxed),
+                counted.load(Ordering::Relaxed),
+            );
             for v in 0..4 * PER {
                 assert!(
                     unique.contains(&v) || cut.contains(&v),
-                    "cap {cap}: message {v} lost"
+                    "cap {cap}: message {v} lost (cancellations {cancelled:?})"
                 );
             }
         });
