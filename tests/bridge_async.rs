@@ -567,3 +567,54 @@ fn ends_stay_send_and_sync_for_messages_that_are_only_send() {
     send(&sem.acquire_async());
     send(&stackful::run(|| stackful::spawn(|| ())));
 }
+
+#[test]
+fn a_future_moved_to_another_task_wakes_the_new_one() {
+    within(30, || {
+        let counts = [
+            Arc::new(Counting(AtomicUsize::new(0))),
+            Arc::new(Counting(AtomicUsize::new(0))),
+        ];
+        let wakers = counts.clone().map(std::task::Waker::from);
+        let (mut cx_a, mut cx_b) = (
+            Context::from_waker(&wakers[0]),
+            Context::from_waker(&wakers[1]),
+        );
+        let gate = Arc::new(Event::new());
+        let g = gate.clone();
+        let finished = Arc::new(Event::new());
+        let f = finished.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rt = green(move || {
+            tx.send(stackful::spawn(move || g.wait())).unwrap();
+            f.wait();
+        });
+        // A JoinHandle, polled by task A, then by task B.
+        let mut h = rx.recv().unwrap();
+        assert!(std::pin::Pin::new(&mut h).poll(&mut cx_a).is_pending());
+        assert!(std::pin::Pin::new(&mut h).poll(&mut cx_b).is_pending());
+        gate.set();
+        common::eventually("the green thread to end", || {
+            counts[1].0.load(Ordering::SeqCst) > 0
+        });
+        assert!(matches!(
+            std::pin::Pin::new(&mut h).poll(&mut cx_b),
+            Poll::Ready(Ok(()))
+        ));
+        // The same for a receive and an event wait.
+        let (stx, srx) = stackful::sync::unbounded::<u8>();
+        let ev = Event::new();
+        let mut r = srx.recv_async();
+        let mut e = ev.wait_async();
+        let before = counts[1].0.load(Ordering::SeqCst);
+        assert!(std::pin::Pin::new(&mut r).poll(&mut cx_a).is_pending());
+        assert!(std::pin::Pin::new(&mut e).poll(&mut cx_a).is_pending());
+        assert!(std::pin::Pin::new(&mut r).poll(&mut cx_b).is_pending());
+        assert!(std::pin::Pin::new(&mut e).poll(&mut cx_b).is_pending());
+        stx.send(1).unwrap();
+        ev.set();
+        assert_eq!(counts[1].0.load(Ordering::SeqCst), before + 2);
+        finished.set();
+        rt.join().unwrap();
+    });
+}
