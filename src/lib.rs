@@ -73,6 +73,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod blocking;
+pub mod bridge;
 pub mod cancel;
 mod debug;
 pub mod generator;
@@ -92,6 +93,8 @@ pub mod time;
 // re-export lines.
 #[doc(inline)]
 pub use blocking::spawn_blocking;
+#[doc(inline)]
+pub use bridge::block_on;
 #[doc(inline)]
 pub use cancel::{CancellationToken, Cancelled, catch_unwind};
 #[doc(inline)]

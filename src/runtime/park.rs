@@ -10,20 +10,24 @@
 //! is a cancellation point: it unwinds the caller if the green thread was
 //! cancelled or an enclosing timeout expired.
 
+use std::sync::Arc;
 use std::thread::{self, Thread};
 use std::time::Instant;
 
+use crate::bridge::AsyncWaker;
 use crate::cancel::{Cancelled, Cause};
 use crate::debug;
 use crate::runtime::worker;
 use crate::scopes;
 use crate::task::raw::{self, Suspend, TaskRef};
 
-/// Who to wake: a green thread or a parked OS thread.
+/// Who to wake: a green thread, a parked OS thread, or an async task (a
+/// future of `stackful::bridge` waiting on a sync primitive).
 #[derive(Clone)]
 pub(crate) enum Waker {
     Task(TaskRef),
     Thread(Thread),
+    Async(Arc<AsyncWaker>),
 }
 
 impl Waker {
@@ -31,6 +35,7 @@ impl Waker {
         match self {
             Waker::Task(task) => raw::wake(task),
             Waker::Thread(thread) => thread.unpark(),
+            Waker::Async(slot) => slot.wake(),
         }
     }
 
@@ -39,6 +44,7 @@ impl Waker {
         match (self, other) {
             (Waker::Task(a), Waker::Task(b)) => std::ptr::addr_eq(a.header(), b.header()),
             (Waker::Thread(a), Waker::Thread(b)) => a.id() == b.id(),
+            (Waker::Async(a), Waker::Async(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }

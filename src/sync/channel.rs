@@ -58,19 +58,22 @@ use std::any::Any;
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::mem::{MaybeUninit, align_of, size_of};
 use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use super::queue;
-use super::wait::{Registration, TimedOut, WaitList, Waiter, wait_until};
+use super::wait::{AsyncWait, Registration, TimedOut, WaitList, Waiter, wait_until};
 use crate::cancel::{AbortOnUnwind, Cancelled};
 use crate::runtime::park::{self, Waker};
 
@@ -293,7 +296,7 @@ impl<T> Chan<T> {
             recv_wait: WaitList::new(),
             send_wait: WaitList::new(),
         });
-        (Sender { chan: chan.clone() }, Receiver { chan })
+        (Sender::from_chan(chan.clone()), Receiver::from_chan(chan))
     }
 
     /// A receiver with no sender, for the timer flavors: they count one
@@ -306,7 +309,7 @@ impl<T> Chan<T> {
             recv_wait: WaitList::new(),
             send_wait: WaitList::new(),
         });
-        Receiver { chan }
+        Receiver::from_chan(chan)
     }
 
     fn is_timer(&self) -> bool {
@@ -717,7 +720,15 @@ thread_local! {
 
 impl Packet {
     fn new(slot: *mut u8, select: Option<(Arc<Waiter>, usize)>) -> Arc<Packet> {
-        let waker = Some(park::current_waker());
+        Packet::with_waker(slot, select, park::current_waker())
+    }
+
+    fn with_waker(
+        slot: *mut u8,
+        select: Option<(Arc<Waiter>, usize)>,
+        waker: Waker,
+    ) -> Arc<Packet> {
+        let waker = Some(waker);
         if let Ok(Some(mut spare)) = SPARE_PACKET.try_with(std::cell::Cell::take)
             && let Some(p) = Arc::get_mut(&mut spare)
         {
@@ -1517,6 +1528,9 @@ impl<T> SelectHandle for Chan<T> {
 /// ```
 pub struct Sender<T> {
     pub(crate) chan: Arc<Chan<T>>,
+    /// The message `Sink::start_send` took and has not sent yet.
+    #[cfg(feature = "futures")]
+    sink: Exclusive<Option<Box<SendOp<T>>>>,
 }
 
 /// The receiving half of a channel. Clone it for more consumers; the
@@ -1557,6 +1571,9 @@ pub struct Sender<T> {
 /// ```
 pub struct Receiver<T> {
     pub(crate) chan: Arc<Chan<T>>,
+    /// The wait of `Stream::poll_next`, between polls.
+    #[cfg(feature = "futures")]
+    stream: Option<Box<RecvOp<T>>>,
 }
 
 /// `Ok` with the message at `p`, read out. A frame of its own, so that the
@@ -1981,18 +1998,14 @@ impl<T> Receiver<T> {
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
         self.chan.senders.fetch_add(1, Ordering::Relaxed);
-        Sender {
-            chan: self.chan.clone(),
-        }
+        Sender::from_chan(self.chan.clone())
     }
 }
 
 impl<T> Clone for Receiver<T> {
     fn clone(&self) -> Self {
         self.chan.receivers.fetch_add(1, Ordering::Relaxed);
-        Receiver {
-            chan: self.chan.clone(),
-        }
+        Receiver::from_chan(self.chan.clone())
     }
 }
 
@@ -2085,5 +2098,492 @@ impl<T> IntoIterator for Receiver<T> {
 
     fn into_iter(self) -> IntoIter<T> {
         IntoIter { rx: self }
+    }
+}
+
+impl<T> Sender<T> {
+    fn from_chan(chan: Arc<Chan<T>>) -> Sender<T> {
+        Sender {
+            chan,
+            #[cfg(feature = "futures")]
+            sink: Exclusive(None),
+        }
+    }
+
+    /// [`send`](Sender::send) for async code: a future with the same
+    /// output, which waits (for room, or at a rendezvous for a receiver)
+    /// without blocking the thread that polls it, on any executor, while
+    /// blocking and async senders and receivers use the channel at the
+    /// same time.
+    ///
+    /// # Cancellation
+    ///
+    /// On a bounded or unbounded channel the message moves into the
+    /// channel only inside a poll that then returns `Ready`: a future
+    /// dropped before it completed sent nothing, and the message goes with
+    /// it, as with a cancelled blocking send. At a rendezvous (`channel(0)`)
+    /// the pending future offers its message to receivers, and one may take
+    /// it at any moment, as a rendezvous sender's frame is read by the
+    /// receiver: a future dropped after its first poll either had its
+    /// message taken (it was delivered, once) or sent nothing and drops it.
+    /// Nothing is lost or delivered twice by the channel, but a caller that
+    /// retries after, say, a `tokio::time::timeout` of a rendezvous send
+    /// may deliver twice; use a bounded channel for that, or a blocking
+    /// send inside [`timeout`](crate::timeout), which tells the two apart.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] with the value if every receiver is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = stackful::sync::channel::<u32>(0); // a rendezvous
+    /// let green = std::thread::spawn(move || stackful::run(move || rx.recv().unwrap()));
+    /// futures::executor::block_on(tx.send_async(7)).unwrap();
+    /// assert_eq!(green.join().unwrap(), 7);
+    /// ```
+    pub fn send_async(&self, value: T) -> SendFuture<'_, T> {
+        SendFuture {
+            sender: self,
+            op: SendOp::new(value),
+        }
+    }
+}
+
+impl<T> Receiver<T> {
+    fn from_chan(chan: Arc<Chan<T>>) -> Receiver<T> {
+        Receiver {
+            chan,
+            #[cfg(feature = "futures")]
+            stream: None,
+        }
+    }
+
+    /// [`recv`](Receiver::recv) for async code: a future with the same
+    /// output, which waits without blocking the thread that polls it, on
+    /// any executor, while blocking and async senders and receivers use the
+    /// channel at the same time.
+    ///
+    /// It takes a message only when it completes, so dropping it before
+    /// loses none: the messages stay in the channel for other receivers.
+    /// On a rendezvous channel it takes the message of a waiting sender; a
+    /// blocking [`try_send`](Sender::try_send) does not count it as a
+    /// receiver waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the channel is empty and every sender is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = stackful::sync::channel::<u32>(1);
+    /// let green = std::thread::spawn(move || stackful::run(move || {
+    ///     for i in 0..3 {
+    ///         tx.send(i).unwrap();
+    ///     }
+    /// }));
+    /// let got = futures::executor::block_on(async {
+    ///     let mut got = Vec::new();
+    ///     while let Ok(v) = rx.recv_async().await {
+    ///         got.push(v);
+    ///     }
+    ///     got
+    /// });
+    /// assert_eq!(got, [0, 1, 2]);
+    /// green.join().unwrap();
+    /// ```
+    pub fn recv_async(&self) -> RecvFuture<'_, T> {
+        RecvFuture {
+            receiver: self,
+            op: RecvOp::default(),
+        }
+    }
+}
+
+/// A rendezvous send queued by an async sender: its packet points into the
+/// boxed message, which stays put however the future moves.
+struct ZeroSend<T> {
+    packet: Arc<Packet>,
+    boxed: Box<MaybeUninit<T>>,
+    slot: Arc<crate::bridge::AsyncWaker>,
+}
+
+/// An async send between polls. Cleans up on drop: leaves the wait list,
+/// or takes a queued rendezvous packet back (dropping its message), so
+/// nothing points into it once it is gone.
+pub(crate) struct SendOp<T> {
+    /// The message, until it moved (or went back in an error).
+    value: Option<T>,
+    /// The queue flavors' wait for room.
+    wait: AsyncWait,
+    /// A rendezvous packet waiting for a receiver.
+    zero: Option<ZeroSend<T>>,
+    /// The channel, once the op waits on it (for the drop).
+    chan: Option<Arc<Chan<T>>>,
+}
+
+// The message is never pinned: it moves in and out of the op freely.
+impl<T> Unpin for SendOp<T> {}
+
+impl<T> SendOp<T> {
+    fn new(value: T) -> SendOp<T> {
+        SendOp {
+            value: Some(value),
+            wait: AsyncWait::default(),
+            zero: None,
+            chan: None,
+        }
+    }
+
+    #[track_caller]
+    fn poll(&mut self, chan: &Arc<Chan<T>>, cx: &Context<'_>) -> Poll<Result<(), SendError<T>>> {
+        if self.zero.is_some() {
+            return self.poll_queued(chan, cx);
+        }
+        assert!(
+            self.value.is_some(),
+            "a send future was polled after it completed; await it once"
+        );
+        if let Flavor::Zero(z) = &chan.flavor {
+            return self.start_rendezvous(chan, z, cx);
+        }
+        let value = &mut self.value;
+        let polled = self.wait.poll(&chan.send_wait, cx, || {
+            let src: *const T = value.as_ref().expect("the message, until it is sent");
+            // SAFETY: `src` is the message we own; on `Done` its bytes moved
+            // and the `Option` holding them is forgotten at once.
+            match unsafe { chan.try_send_raw(src) } {
+                Try::Done => {
+                    std::mem::forget(value.take());
+                    Some(Ok(()))
+                }
+                Try::NotReady => None,
+                Try::Disconnected => Some(Err(SendError(
+                    value.take().expect("the message, until it is sent"),
+                ))),
+            }
+        });
+        if polled.is_pending() && self.chan.is_none() {
+            self.chan = Some(chan.clone());
+        }
+        polled
+    }
+
+    /// The first poll at a rendezvous: hands the message to a waiting
+    /// receiver, or queues it up (boxed) for one.
+    fn start_rendezvous(
+        &mut self,
+        chan: &Arc<Chan<T>>,
+        z: &Zero<T>,
+        cx: &Context<'_>,
+    ) -> Poll<Result<(), SendError<T>>> {
+        let value = self.value.take().expect("checked by the caller");
+        if chan.receivers_gone() {
+            return Poll::Ready(Err(SendError(value)));
+        }
+        let src = &raw const value;
+        // SAFETY: `src` is the message we own; handed over (`None`), its
+        // bytes moved and it is forgotten at once; otherwise untouched.
+        let Some(mut state) = (unsafe { z.send_locked(z.lock(), src) }) else {
+            std::mem::forget(value);
+            return Poll::Ready(Ok(()));
+        };
+        // Still under the lock: no receiver can queue up before the push.
+        let mut boxed = Box::new(MaybeUninit::new(value));
+        let slot = crate::bridge::AsyncWaker::new(cx.waker());
+        let packet =
+            Packet::with_waker(boxed.as_mut_ptr().cast(), None, Waker::Async(slot.clone()));
+        state.senders.push_back(packet.clone());
+        state.version += 1;
+        drop(state);
+        chan.recv_wait.notify_all(); // async receivers and selects wait there
+        self.zero = Some(ZeroSend {
+            packet,
+            boxed,
+            slot,
+        });
+        self.chan = Some(chan.clone());
+        Poll::Pending
+    }
+
+    /// A later poll of a queued rendezvous send.
+    fn poll_queued(&mut self, chan: &Chan<T>, cx: &Context<'_>) -> Poll<Result<(), SendError<T>>> {
+        let queued = self.zero.as_ref().expect("checked by the caller");
+        // The waker first, then the look (a receiver wakes after `DONE`).
+        queued.slot.update(cx.waker());
+        if queued.packet.state() == DONE {
+            self.zero = None; // the message moved out of the box
+            self.chan = None;
+            return Poll::Ready(Ok(()));
+        }
+        if !chan.receivers_gone() {
+            return Poll::Pending;
+        }
+        Poll::Ready(match self.take_back() {
+            Some(value) => Err(SendError(value)),
+            None => Ok(()), // taken just before the last receiver left
+        })
+    }
+
+    /// Takes a queued rendezvous message back, unless a receiver took it.
+    fn take_back(&mut self) -> Option<T> {
+        let queued = self.zero.take()?;
+        let chan = self.chan.take().expect("kept while a packet is queued");
+        let Flavor::Zero(z) = &chan.flavor else {
+            unreachable!("a rendezvous packet on a queue")
+        };
+        let removed = {
+            let mut state = z.lock();
+            let removed = remove(&mut state.senders, &queued.packet);
+            if removed {
+                state.version += 1;
+            }
+            removed
+        };
+        if !removed {
+            // A receiver popped it, and copied the message out under the
+            // lock we just held: it is theirs.
+            debug_assert_eq!(queued.packet.state(), DONE);
+            return None;
+        }
+        // SAFETY: off the queue, so no receiver reads the box any more, and
+        // no receiver took the message: it is still ours, read out once (the
+        // box holds a `MaybeUninit`, which it does not drop).
+        Some(unsafe { queued.boxed.as_ptr().read() })
+    }
+}
+
+impl<T> Drop for SendOp<T> {
+    fn drop(&mut self) {
+        if self.zero.is_some() {
+            drop(self.take_back()); // a message not sent goes with the future
+        } else if let Some(chan) = self.chan.take() {
+            self.wait.finish(&chan.send_wait, false);
+        }
+    }
+}
+
+/// An async receive between polls; leaves the wait list on drop, passing
+/// on a notification it did not use.
+pub(crate) struct RecvOp<T> {
+    wait: AsyncWait,
+    /// The channel, once the op waits on it (for the drop).
+    chan: Option<Arc<Chan<T>>>,
+}
+
+impl<T> Default for RecvOp<T> {
+    fn default() -> Self {
+        RecvOp {
+            wait: AsyncWait::default(),
+            chan: None,
+        }
+    }
+}
+
+impl<T> RecvOp<T> {
+    fn poll(&mut self, chan: &Arc<Chan<T>>, cx: &Context<'_>) -> Poll<Result<T, RecvError>> {
+        let mut slot = MaybeUninit::<T>::uninit();
+        let dst = slot.as_mut_ptr();
+        if chan.is_timer() {
+            // SAFETY: `dst` is our own slot to write.
+            if unsafe { chan.take_due(dst) } {
+                // SAFETY: `take_due` wrote a message there, read out once.
+                return Poll::Ready(Ok(unsafe { slot.assume_init() }));
+            }
+            // Nobody sends: the clock wakes us (at once if it is due by now).
+            if let Some(at) = chan.due() {
+                crate::bridge::wake_at(at, cx.waker());
+            }
+            return Poll::Pending;
+        }
+        let polled = self.wait.poll(&chan.recv_wait, cx, || {
+            // SAFETY: `dst` is our own slot; it holds a message only on
+            // `Done`, and the attempt that gets `Done` ends the poll.
+            match unsafe { chan.try_recv_raw(dst) } {
+                Try::Done => Some(Ok(())),
+                Try::NotReady => None,
+                Try::Disconnected => Some(Err(RecvError)),
+            }
+        });
+        match polled {
+            // SAFETY: `Done`: the slot holds a message, read out once.
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(unsafe { slot.assume_init() })),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if self.chan.is_none() {
+                    self.chan = Some(chan.clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> Drop for RecvOp<T> {
+    fn drop(&mut self) {
+        if let Some(chan) = self.chan.take() {
+            self.wait.finish(&chan.recv_wait, false);
+        }
+    }
+}
+
+/// The future of [`Sender::send_async`]. Dropped before it completes, it
+/// sent nothing, and the message goes with it.
+#[must_use = "futures do nothing unless polled"]
+pub struct SendFuture<'a, T> {
+    sender: &'a Sender<T>,
+    op: SendOp<T>,
+}
+
+impl<T> Future for SendFuture<'_, T> {
+    type Output = Result<(), SendError<T>>;
+
+    #[track_caller]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.op.poll(&this.sender.chan, cx)
+    }
+}
+
+impl<T> fmt::Debug for SendFuture<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendFuture").finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Receiver::recv_async`]. It takes a message only as it
+/// completes: dropped before, it took none.
+#[must_use = "futures do nothing unless polled"]
+pub struct RecvFuture<'a, T> {
+    receiver: &'a Receiver<T>,
+    op: RecvOp<T>,
+}
+
+impl<T> Future for RecvFuture<'_, T> {
+    type Output = Result<T, RecvError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.op.poll(&this.receiver.chan, cx)
+    }
+}
+
+impl<T> fmt::Debug for RecvFuture<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvFuture").finish_non_exhaustive()
+    }
+}
+
+/// A value reached only through `&mut` (the `Sink` methods take
+/// `Pin<&mut Sender>`): sharing its owner shares no access to it, so the
+/// owner stays `Sync` whatever the value is, as a `Sender` of messages that
+/// are `Send` but not `Sync` must be.
+#[cfg(feature = "futures")]
+struct Exclusive<U>(U);
+
+// SAFETY: `Exclusive` gives no access through `&self` (its field is read
+// and written only through `&mut`, in the `Sink` methods and the drop), so
+// a `&Exclusive` shared between threads reaches nothing; moving it needs
+// `U: Send`, which `Send` for the owner already requires.
+#[cfg(feature = "futures")]
+unsafe impl<U: Send> Sync for Exclusive<U> {}
+
+/// With the cargo feature `futures`: the messages as a stream, which ends
+/// once the channel is empty and every sender is gone. A receive pending
+/// between polls took no message yet, so a stream dropped mid-wait loses
+/// none.
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+///
+/// let (tx, rx) = stackful::sync::unbounded();
+/// std::thread::spawn(move || stackful::run(move || (1..=3).for_each(|i| tx.send(i).unwrap())));
+/// let sum: i32 = futures::executor::block_on(rx.fold(0, |a, b| async move { a + b }));
+/// assert_eq!(sum, 6);
+/// ```
+#[cfg(feature = "futures")]
+impl<T> futures_core::Stream for Receiver<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let this = self.get_mut();
+        let op = this.stream.get_or_insert_with(Box::default);
+        match op.poll(&this.chan, cx) {
+            Poll::Ready(got) => {
+                this.stream = None;
+                Poll::Ready(got.ok())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// With the cargo feature `futures`: a sink of messages. `start_send` takes
+/// the message, and `poll_ready`, `poll_flush` and `poll_close` drive its
+/// send (for a bounded channel, until there is room; for a rendezvous,
+/// until a receiver took it). Closing does not disconnect the channel:
+/// dropping the last sender does. A message taken by `start_send` and
+/// not flushed when the sender is dropped is dropped with it.
+///
+/// # Panics
+///
+/// `start_send` panics if the previous message is still being sent: call
+/// `poll_ready` first, as the `Sink` contract says.
+///
+/// # Examples
+///
+/// ```
+/// use futures::SinkExt;
+///
+/// let (mut tx, rx) = stackful::sync::channel(0);
+/// let green = std::thread::spawn(move || stackful::run(move || rx.iter().collect::<Vec<_>>()));
+/// futures::executor::block_on(async {
+///     SinkExt::send(&mut tx, "a").await.unwrap(); // ready, start, flush
+///     tx.feed("b").await.unwrap();
+///     tx.close().await.unwrap();
+/// });
+/// drop(tx);
+/// assert_eq!(green.join().unwrap(), ["a", "b"]);
+/// ```
+#[cfg(feature = "futures")]
+impl<T> futures_sink::Sink<T> for Sender<T> {
+    type Error = SendError<T>;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T>>> {
+        self.poll_flush(cx)
+    }
+
+    #[track_caller]
+    fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), SendError<T>> {
+        let this = self.get_mut();
+        assert!(
+            this.sink.0.is_none(),
+            "Sink::start_send on a stackful Sender whose previous message is still being sent; \
+             wait for poll_ready to return Ready first"
+        );
+        this.sink.0 = Some(Box::new(SendOp::new(item)));
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T>>> {
+        let this = self.get_mut();
+        let Some(op) = &mut this.sink.0 else {
+            return Poll::Ready(Ok(()));
+        };
+        match op.poll(&this.chan, cx) {
+            Poll::Ready(sent) => {
+                this.sink.0 = None;
+                Poll::Ready(sent)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T>>> {
+        self.poll_flush(cx)
     }
 }

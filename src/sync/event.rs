@@ -1,12 +1,15 @@
 //! `Event`, `Condvar`, `Barrier` and `WaitGroup`: waiting for a condition.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::mutex::MutexGuard;
-use super::wait::{Registration, WaitList, Waiter, wait_until};
+use super::wait::{AsyncWait, Registration, WaitList, Waiter, wait_until};
 use crate::runtime::park;
 
 /// A flag that green threads and threads can wait for: `asyncio.Event`.
@@ -81,6 +84,33 @@ impl Event {
         self.wait_deadline(Instant::now().checked_add(timeout))
     }
 
+    /// [`wait`](Event::wait) for async code: a future that is ready when
+    /// the flag is set, or was set at some moment since this call. It waits
+    /// without blocking the thread that polls it, on any executor (or on a
+    /// green thread with [`block_on`](crate::block_on)). Dropping it leaves
+    /// the line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use stackful::sync::Event;
+    ///
+    /// let ready = Arc::new(Event::new());
+    /// let setter = ready.clone();
+    /// let green = std::thread::spawn(move || stackful::run(|| setter.set()));
+    /// futures::executor::block_on(ready.wait_async()); // an async task waits for a green thread
+    /// green.join().unwrap();
+    /// assert!(ready.is_set());
+    /// ```
+    pub fn wait_async(&self) -> EventWaitFuture<'_> {
+        EventWaitFuture {
+            event: self,
+            start: self.state.load(Ordering::SeqCst),
+            wait: AsyncWait::default(),
+        }
+    }
+
     fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
         let start = self.state.load(Ordering::SeqCst);
         if start & 1 == 1 {
@@ -99,6 +129,43 @@ impl fmt::Debug for Event {
             .field("is_set", &self.is_set())
             .field("waiters", &self.waiters.len())
             .finish()
+    }
+}
+
+/// The future of [`Event::wait_async`]: ready once the flag is set, or was
+/// set at some moment since `wait_async` was called.
+#[must_use = "futures do nothing unless polled"]
+pub struct EventWaitFuture<'a> {
+    event: &'a Event,
+    start: u64,
+    wait: AsyncWait,
+}
+
+impl Future for EventWaitFuture<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.start & 1 == 1 {
+            return Poll::Ready(());
+        }
+        let (state, start) = (&this.event.state, this.start);
+        let released = || (state.load(Ordering::SeqCst) != start).then_some(());
+        this.wait.poll(&this.event.waiters, cx, released)
+    }
+}
+
+impl Drop for EventWaitFuture<'_> {
+    fn drop(&mut self) {
+        self.wait.finish(&self.event.waiters, false);
+    }
+}
+
+impl fmt::Debug for EventWaitFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventWaitFuture")
+            .field("event", self.event)
+            .finish_non_exhaustive()
     }
 }
 

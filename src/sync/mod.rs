@@ -23,15 +23,18 @@ mod semaphore;
 pub(crate) mod wait;
 
 pub use channel::{
-    IntoIter, Iter, Receiver, Sender, TryIter, after, channel, never, tick, unbounded,
+    IntoIter, Iter, Receiver, RecvFuture, SendFuture, Sender, TryIter, after, channel, never, tick,
+    unbounded,
 };
 pub use error::{
     ReadyTimeoutError, RecvError, RecvTimeoutError, SelectTimeoutError, SendError,
     SendTimeoutError, TryReadyError, TryRecvError, TrySelectError, TrySendError,
 };
-pub use event::{Barrier, BarrierWaitResult, Condvar, Event, WaitGroup, WaitTimeoutResult};
+pub use event::{
+    Barrier, BarrierWaitResult, Condvar, Event, EventWaitFuture, WaitGroup, WaitTimeoutResult,
+};
 pub use mutex::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[doc(hidden)]
 pub use select::{__select_order, SelectOrder, SelectSlot};
 pub use select::{Select, SelectedOperation};
-pub use semaphore::{Semaphore, SemaphorePermit};
+pub use semaphore::{AcquireFuture, Semaphore, SemaphorePermit};

@@ -17,10 +17,14 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::bridge::AsyncWaker;
 use crate::runtime::park::{self, Waker};
 
 /// The most permits a semaphore holds, as in tokio: far more than any use
@@ -148,6 +152,79 @@ impl RawSemaphore {
             }
         }
         std::mem::forget(leave);
+    }
+
+    /// One poll of an async acquire, whose place in line (if it queued) is
+    /// `me` and whose waker goes in `slot`: the states of `acquire`'s loop,
+    /// kept between polls. Ready once a permit is the caller's.
+    fn poll_acquire(
+        &self,
+        me: &mut Option<Arc<Waiter>>,
+        slot: &mut Option<Arc<AsyncWaker>>,
+        cx: &std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let Some(queued) = me.as_ref() else {
+            if self.try_acquire() {
+                return Poll::Ready(());
+            }
+            let slot = slot.get_or_insert_with(|| AsyncWaker::new(cx.waker()));
+            let w = Arc::new(Waiter {
+                waker: Waker::Async(slot.clone()),
+                granted: AtomicBool::new(false),
+                since: Instant::now(),
+            });
+            let mut queue = self.lock();
+            queue.push_back(w.clone());
+            self.queued.store(queue.len(), Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if self.try_acquire() {
+                self.dequeue(&mut queue, &w);
+                return Poll::Ready(());
+            }
+            *me = Some(w);
+            return Poll::Pending;
+        };
+        // The waker first, then the look: a release after it wakes the
+        // task of this poll.
+        if let Some(slot) = slot {
+            slot.update(cx.waker());
+        }
+        if queued.granted.load(Ordering::Acquire) {
+            *me = None;
+            self.wake_front();
+            return Poll::Ready(());
+        }
+        if self.try_acquire() {
+            let was_queued = {
+                let mut queue = self.lock();
+                self.dequeue(&mut queue, queued)
+            };
+            if was_queued {
+                self.wake_front();
+            } else {
+                self.release(); // granted at the same time: one back
+            }
+            *me = None;
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// An async acquire dropped before it completed leaves the line, as a
+    /// cancelled `acquire` does: a permit handed to it goes on, and so does
+    /// the wake-up.
+    fn abandon_acquire(&self, me: Option<Arc<Waiter>>) {
+        let Some(me) = me else { return };
+        let was_queued = {
+            let mut queue = self.lock();
+            self.dequeue(&mut queue, &me)
+        };
+        if !was_queued && me.granted.load(Ordering::Acquire) {
+            self.release();
+        } else {
+            self.wake_front();
+        }
     }
 
     /// Wakes the front waiter if a permit is free, so it can take it.
@@ -293,6 +370,38 @@ impl Semaphore {
         SemaphorePermit { sem: self }
     }
 
+    /// [`acquire`](Semaphore::acquire) for async code: a future of the
+    /// permit, which waits in the same line as the blocking acquires,
+    /// without blocking the thread that polls it. Dropped before it
+    /// completes, it leaves the line, and a permit handed to it meanwhile
+    /// goes to the next in line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stackful::sync::Semaphore;
+    ///
+    /// let limit = Semaphore::new(1);
+    /// let held = limit.acquire();
+    /// let mut waiting = Box::pin(limit.acquire_async());
+    /// let waker = std::task::Waker::noop();
+    /// let mut cx = std::task::Context::from_waker(waker);
+    /// assert!(waiting.as_mut().poll(&mut cx).is_pending()); // in line behind `held`
+    /// drop(held);
+    /// let permit = futures::executor::block_on(waiting);
+    /// assert_eq!(limit.available_permits(), 0);
+    /// drop(permit);
+    /// assert_eq!(limit.available_permits(), 1);
+    /// ```
+    pub fn acquire_async(&self) -> AcquireFuture<'_> {
+        AcquireFuture {
+            sem: self,
+            me: None,
+            slot: None,
+            done: false,
+        }
+    }
+
     /// Takes a permit if one is free now.
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
         // `then`, not `then_some`: a permit built eagerly would be dropped,
@@ -322,6 +431,51 @@ impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Semaphore")
             .field("available_permits", &self.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Semaphore::acquire_async`]: the permit, once one is the
+/// caller's.
+#[must_use = "futures do nothing unless polled"]
+pub struct AcquireFuture<'a> {
+    sem: &'a Semaphore,
+    /// Its place in line, once it queued.
+    me: Option<Arc<Waiter>>,
+    slot: Option<Arc<AsyncWaker>>,
+    done: bool,
+}
+
+impl<'a> Future for AcquireFuture<'a> {
+    type Output = SemaphorePermit<'a>;
+
+    #[track_caller]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SemaphorePermit<'a>> {
+        let this = self.get_mut();
+        assert!(
+            !this.done,
+            "an AcquireFuture was polled after it completed; it hands out its permit once"
+        );
+        match this.sem.raw.poll_acquire(&mut this.me, &mut this.slot, cx) {
+            Poll::Ready(()) => {
+                this.done = true;
+                Poll::Ready(SemaphorePermit { sem: this.sem })
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for AcquireFuture<'_> {
+    fn drop(&mut self) {
+        self.sem.raw.abandon_acquire(self.me.take());
+    }
+}
+
+impl fmt::Debug for AcquireFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcquireFuture")
+            .field("queued", &self.me.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use crate::bridge::AsyncWaker;
 use crate::runtime::park::{self, Waker};
 
 /// A waiter's state: still waiting.
@@ -89,6 +90,15 @@ impl Waiter {
             waker: Some(waker),
             state: AtomicUsize::new(WAITING),
         })))
+    }
+
+    /// A waiter for an async task, waiting; it wakes the task through
+    /// `slot`.
+    pub(crate) fn for_async(slot: &Arc<AsyncWaker>) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            waker: Some(Waker::Async(slot.clone())),
+            state: AtomicUsize::new(WAITING),
+        })
     }
 
     /// Notified for some operation.
@@ -362,6 +372,74 @@ pub(crate) fn wait_until<R>(
                 // with a fresh registration. Whatever we were told is stale.
                 let mut registration = registration;
                 registration.consumed = waiter.is_notified();
+            }
+        }
+    }
+}
+
+/// [`wait_until`] for a future, one poll at a time: the registration lives
+/// between polls. Its owner must call [`finish`](AsyncWait::finish) with
+/// the same list before it is dropped (a future's `Drop`), or a
+/// notification given to it would be lost.
+#[derive(Default)]
+pub(crate) struct AsyncWait {
+    /// Registered on the list under operation 0, while it waits.
+    waiter: Option<Arc<Waiter>>,
+    /// The task's latest waker, updated at every poll.
+    slot: Option<Arc<AsyncWaker>>,
+}
+
+impl AsyncWait {
+    /// One poll of a wait on `list` until `attempt` succeeds.
+    pub(crate) fn poll<R>(
+        &mut self,
+        list: &WaitList,
+        cx: &std::task::Context<'_>,
+        mut attempt: impl FnMut() -> Option<R>,
+    ) -> std::task::Poll<R> {
+        // The waker first, then the condition: a notification after the
+        // look wakes the task of this poll.
+        if let Some(slot) = &self.slot {
+            slot.update(cx.waker());
+        }
+        if let Some(r) = attempt() {
+            self.finish(list, true);
+            return std::task::Poll::Ready(r);
+        }
+        if let Some(waiter) = &self.waiter {
+            if waiter.is_waiting() {
+                return std::task::Poll::Pending;
+            }
+            // Notified but beaten to it (or a disconnection we just looked
+            // at): the notification is spent, as in `wait_until`. Queue up
+            // again, at the back.
+            list.unregister(waiter, 0);
+            self.waiter = None;
+        }
+        let slot = self
+            .slot
+            .get_or_insert_with(|| AsyncWaker::new(cx.waker()))
+            .clone();
+        let waiter = Waiter::for_async(&slot);
+        list.register(&waiter, 0);
+        self.waiter = Some(waiter);
+        match attempt() {
+            Some(r) => {
+                self.finish(list, true);
+                std::task::Poll::Ready(r)
+            }
+            None => std::task::Poll::Pending,
+        }
+    }
+
+    /// Leaves the list, if registered. A notification it got and did not
+    /// use (`consumed` false: the future is dropped) goes to the next
+    /// waiter.
+    pub(crate) fn finish(&mut self, list: &WaitList, consumed: bool) {
+        if let Some(waiter) = self.waiter.take() {
+            let notified = list.unregister(&waiter, 0);
+            if notified && !consumed {
+                list.notify_one();
             }
         }
     }

@@ -484,3 +484,92 @@ impl<T, H: Joinable<Output = T>> std::fmt::Debug for AsCompleted<T, H> {
             .finish()
     }
 }
+
+/// A [`JoinHandle`] is a future of its green thread's outcome, the value
+/// [`join`](JoinHandle::join) returns, so async code on any executor can
+/// `.await` it. Awaiting does not block the executor's thread. Dropping the
+/// future (the handle) before it completes detaches the green thread, as
+/// dropping the handle always does.
+///
+/// # Panics
+///
+/// If polled again after it returned the outcome, or polled by the green
+/// thread it joins (inside [`block_on`](crate::block_on)), which would wait
+/// forever.
+///
+/// # Examples
+///
+/// ```
+/// // A green thread on a stackful runtime, awaited from an async task.
+/// let outcome = std::thread::scope(|s| {
+///     let (tx, rx) = std::sync::mpsc::channel();
+///     let rt = s.spawn(move || stackful::run(|| {
+///         tx.send(stackful::spawn(|| 6 * 7)).unwrap();
+///         stackful::sleep(std::time::Duration::from_millis(20));
+///     }));
+///     let handle = rx.recv().unwrap();
+///     let outcome = futures::executor::block_on(handle);
+///     rt.join().unwrap();
+///     outcome
+/// });
+/// assert_eq!(outcome.unwrap(), 42);
+/// ```
+impl<T> std::future::Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    #[track_caller]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(task) = &this.task else {
+            panic!(
+                "a JoinHandle was polled after it returned its green thread's outcome; \
+                 await it once"
+            );
+        };
+        let h = task.header();
+        if !h.is_complete() {
+            refuse_self_join(h);
+            if register_async(h, cx.waker()) {
+                return std::task::Poll::Pending;
+            }
+        }
+        let handle = JoinHandle {
+            task: this.task.take(),
+        };
+        std::task::Poll::Ready(handle.take())
+    }
+}
+
+/// Registers `waker` to be woken when the green thread of `h` completes;
+/// false if it has completed. A green thread has one `JoinHandle`, so at
+/// most one async waiter: an untagged [`Waker::Async`] in its list is that
+/// handle's, and a later poll only updates its waker.
+fn register_async(h: &crate::task::raw::Header, waker: &std::task::Waker) -> bool {
+    let mut waiters = h.waiters.lock().unwrap_or_else(|e| e.into_inner());
+    if h.is_complete() {
+        return false;
+    }
+    let existing = waiters.iter().find_map(|w| match (&w.waker, &w.tag) {
+        (Waker::Async(slot), None) => Some(slot.clone()),
+        _ => None,
+    });
+    match existing {
+        Some(slot) => {
+            drop(waiters);
+            // Then look again: a completion before the update may have
+            // woken the waker of an earlier poll, not this one.
+            slot.update(waker);
+            if h.is_complete() {
+                return false;
+            }
+        }
+        None => waiters.push(crate::task::raw::JoinWaiter {
+            waker: Waker::Async(crate::bridge::AsyncWaker::new(waker)),
+            tag: None,
+        }),
+    }
+    true
+}

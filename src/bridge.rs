@@ -1,0 +1,475 @@
+//! Bridges to async Rust, both ways.
+//!
+//! **A future on a green thread.** [`block_on`] polls a future on the
+//! calling green thread and, while it is pending, suspends only that green
+//! thread: its worker runs the others meanwhile. On a plain OS thread it
+//! blocks the thread, like `futures::executor::block_on`. It is a
+//! cancellation point: a [`cancel`](crate::JoinHandle::cancel), an expiring
+//! [`timeout`](crate::timeout) or [`run`](crate::run)'s shutdown drops the
+//! future by unwinding, and its destructors run.
+//!
+//! **A green thread from async code.** [`JoinHandle`](crate::JoinHandle) is a
+//! `Future` of the green thread's outcome, so `handle.await` works on any
+//! executor; the channel ends have [`send_async`](crate::sync::Sender::send_async)
+//! and [`recv_async`](crate::sync::Receiver::recv_async), and there are
+//! [`Event::wait_async`](crate::sync::Event::wait_async) and
+//! [`Semaphore::acquire_async`](crate::sync::Semaphore::acquire_async). With
+//! the cargo feature `futures`, a [`Receiver`](crate::sync::Receiver) is a
+//! `futures_core::Stream` and a [`Sender`](crate::sync::Sender) a
+//! `futures_sink::Sink`.
+//!
+//! # tokio
+//!
+//! Futures of `tokio::net`, `tokio::time` and the crates built on them need
+//! a tokio runtime's context when they are polled. With the cargo feature
+//! `tokio`, [`block_on`] enters one around every poll: the handle given to
+//! `set_tokio_handle` (in this module, with the feature), else the runtime
+//! the caller is already inside of, else a small runtime of its own,
+//! started on first use, whose one thread drives tokio's I/O and timers. So the future itself runs on the green
+//! thread (on its worker's OS thread), while tokio's threads only watch the
+//! sockets and clocks and wake it. Blocking inside such a future blocks the
+//! green thread's worker, as blocking inside any green thread does. Build
+//! the future inside the `block_on` call (`block_on(async { .. })`): some
+//! tokio constructors, such as `tokio::time::sleep`, need the context at
+//! once.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake};
+
+use crate::runtime::park;
+
+/// A slot holding the `std::task::Waker` of an async task that waits on one
+/// of the crate's primitives: wait lists hold it as a
+/// [`park::Waker::Async`], and the future puts its latest waker in at every
+/// poll, before it looks at its condition.
+pub(crate) struct AsyncWaker {
+    waker: Mutex<Option<std::task::Waker>>,
+}
+
+impl AsyncWaker {
+    pub(crate) fn new(waker: &std::task::Waker) -> Arc<AsyncWaker> {
+        Arc::new(AsyncWaker {
+            waker: Mutex::new(Some(waker.clone())),
+        })
+    }
+
+    /// Stores `waker`, unless the one stored would wake the same task.
+    pub(crate) fn update(&self, waker: &std::task::Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return;
+        }
+        let old = slot.replace(waker.clone());
+        drop(slot);
+        drop(old); // another executor's code: not under our lock
+    }
+
+    /// Wakes the task, once: the next poll stores a waker again. The waker
+    /// is another executor's code, called outside the lock; a panic in it
+    /// is discarded, since the notifier may be a scheduler's loop or hold
+    /// a promise to wake others.
+    pub(crate) fn wake(&self) {
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(waker) = waker
+            && let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| waker.wake()))
+        {
+            crate::task::raw::discard_payload(payload);
+        }
+    }
+}
+
+/// Wakes `waker` once `at` has passed, from a helper thread started on first
+/// use: for futures that wait on the clock with nobody to wake them (a
+/// `recv_async` on a timer channel).
+pub(crate) fn wake_at(at: std::time::Instant, waker: &std::task::Waker) {
+    use std::sync::{Condvar, OnceLock};
+    use std::time::Instant;
+
+    struct Timers {
+        due: Mutex<Vec<(Instant, std::task::Waker)>>,
+        changed: Condvar,
+    }
+    static TIMERS: OnceLock<Arc<Timers>> = OnceLock::new();
+    let timers = TIMERS.get_or_init(|| {
+        let timers = Arc::new(Timers {
+            due: Mutex::new(Vec::new()),
+            changed: Condvar::new(),
+        });
+        let shared = timers.clone();
+        std::thread::Builder::new()
+            .name("stackful-async-timers".into())
+            .spawn(move || {
+                let mut due = shared.due.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    let now = Instant::now();
+                    let (fire, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *due)
+                        .into_iter()
+                        .partition(|(at, _)| *at <= now);
+                    *due = keep;
+                    if !fire.is_empty() {
+                        drop(due);
+                        for (_, w) in fire {
+                            // Another executor's code: its panic is not ours.
+                            let woken = std::panic::catch_unwind(AssertUnwindSafe(|| w.wake()));
+                            if let Err(payload) = woken {
+                                crate::task::raw::discard_payload(payload);
+                            }
+                        }
+                        due = shared.due.lock().unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    }
+                    due = match due.iter().map(|(at, _)| *at).min() {
+                        None => shared.changed.wait(due).unwrap_or_else(|e| e.into_inner()),
+                        Some(next) => {
+                            let wait = next.saturating_duration_since(now);
+                            match shared.changed.wait_timeout(due, wait) {
+                                Ok((g, _)) => g,
+                                Err(e) => e.into_inner().0,
+                            }
+                        }
+                    };
+                }
+            })
+            .unwrap_or_else(|e| panic!("stackful: could not start the async timer thread: {e}"));
+        timers
+    });
+    let mut due = timers.due.lock().unwrap_or_else(|e| e.into_inner());
+    // One entry per task and instant: a future polled again and again
+    // does not pile them up.
+    if !due.iter().any(|(t, w)| *t == at && w.will_wake(waker)) {
+        due.push((at, waker.clone()));
+    }
+    drop(due);
+    timers.changed.notify_one();
+}
+
+/// The token of one [`block_on`] call: what its `std::task::Waker` points
+/// to. A wake only marks it `NOTIFIED`, unless the call is waiting
+/// (`PARKING`): then it wakes the green thread (or OS thread) too. The call
+/// clears `PARKING` before it polls again and as it leaves, waiting out a
+/// wake under way (`BUSY`), so a late wake never reaches another wait of
+/// the same context, and a wake during a poll costs no context switch.
+struct Token {
+    /// `PARKING`, `NOTIFIED`, and the number of wakes under way in units of
+    /// `BUSY`.
+    state: AtomicUsize,
+    /// The context of the `block_on` call; `None` once the call returned
+    /// (a waker clone that outlives the call keeps no green thread, and so
+    /// no runtime, alive). Locked only by a wake that found `PARKING`, and
+    /// by a call leaving while a clone of its waker is still out.
+    waker: Mutex<Option<park::Waker>>,
+}
+
+/// The call waits (or is about to) for a wake.
+const PARKING: usize = 1;
+/// Woken since the last poll.
+const NOTIFIED: usize = 2;
+/// One wake under way: it read `PARKING` and has not finished waking.
+const BUSY: usize = 4;
+
+impl Wake for Token {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if s & NOTIFIED != 0 {
+                return; // woken already since the last poll
+            }
+            let new = match s & PARKING {
+                0 => s | NOTIFIED,
+                _ => (s | NOTIFIED) + BUSY,
+            };
+            match self
+                .state
+                .compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => s = actual,
+            }
+        }
+        if s & PARKING == 0 {
+            return; // the call looks at `NOTIFIED` before it waits
+        }
+        // The call cannot clear `PARKING` and go on before `BUSY` drops:
+        // its context is still in this `block_on`.
+        if let Some(w) = &*self.waker.lock().unwrap_or_else(|e| e.into_inner()) {
+            w.wake();
+        }
+        self.state.fetch_sub(BUSY, Ordering::Release);
+    }
+}
+
+impl Token {
+    /// Stops the context wakes (before a poll, or for good), waiting out
+    /// one under way on another thread (one on this thread has finished).
+    fn unpark(&self) {
+        let s = self
+            .state
+            .fetch_and(!(PARKING | NOTIFIED), Ordering::AcqRel);
+        if s < BUSY {
+            return;
+        }
+        // A few instructions on the waking thread: spin, then yield.
+        let mut spins = 0u32;
+        while self.state.load(Ordering::Acquire) >= BUSY {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// A token its last `block_on` left unshared (no waker clone outlived
+    /// the call), for the next call on this thread.
+    static SPARE: std::cell::Cell<Option<Arc<Token>>> = const { std::cell::Cell::new(None) };
+}
+
+/// A token in use by one `block_on` call; stops its context wakes when
+/// dropped, however the call ends.
+struct Armed(Option<Arc<Token>>);
+
+impl Armed {
+    fn new() -> Armed {
+        let waker = park::current_waker();
+        if let Ok(Some(mut spare)) = SPARE.try_with(std::cell::Cell::take)
+            && let Some(t) = Arc::get_mut(&mut spare)
+        {
+            *t.waker.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+            *t.state.get_mut() = 0;
+            return Armed(Some(spare));
+        }
+        Armed(Some(Arc::new(Token {
+            state: AtomicUsize::new(0),
+            waker: Mutex::new(Some(waker)),
+        })))
+    }
+
+    fn token(&self) -> &Arc<Token> {
+        self.0.as_ref().expect("a token until dropped")
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        let Some(mut token) = self.0.take() else {
+            return;
+        };
+        token.unpark();
+        // Forget the context: no wake reads it any more (`PARKING` is
+        // clear). Unshared (every waker clone dropped), the token is kept
+        // for the next call; shared, it goes with the last clone.
+        match Arc::get_mut(&mut token) {
+            Some(t) => {
+                *t.waker.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+                let _ = SPARE.try_with(|spare| spare.set(Some(token)));
+            }
+            None => {
+                let context = token.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+                drop(context);
+            }
+        }
+    }
+}
+
+/// Runs a future to completion on the calling green thread, and returns its
+/// output.
+///
+/// While the future is pending, only the calling green thread is
+/// suspended: its worker runs other green threads, and the future's waker
+/// wakes it through the runtime's normal wake path. On a plain OS thread
+/// it blocks the thread, like `futures::executor::block_on`. Inside a
+/// generator running on a green thread it suspends the green thread, not
+/// the generator: the generator's caller sees nothing.
+///
+/// The waker is `Send + Sync` and cheap to clone (one reference count). It
+/// may be called from any thread, from inside `poll` too, and stays valid
+/// after `block_on` returned and after the green thread ended: such a late
+/// wake does nothing, and never disturbs a later wait of the same green
+/// thread.
+///
+/// It is a cancellation point while the future is pending: a cancellation
+/// of the green thread, an expiring [`timeout`](crate::timeout) or
+/// [`run`](crate::run)'s shutdown unwinds from it and drops the future
+/// (its destructors run). A panic inside `poll` unwinds from `block_on`
+/// too, and so reaches the green thread's joiner.
+///
+/// With the cargo feature `tokio`, each poll runs inside a tokio runtime's
+/// context, so futures of `tokio::net` and `tokio::time` work: see the
+/// [module docs](self#tokio).
+///
+/// # Panics
+///
+/// If the future panics (the panic goes on), or if it is called on a
+/// scheduler's own loop outside any green thread and must wait.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use stackful::sync::Event;
+///
+/// let got = stackful::run(|| {
+///     let (tx, rx) = stackful::sync::unbounded();
+///     let ready = Arc::new(Event::new());
+///     let setter = ready.clone();
+///     stackful::spawn(move || {
+///         tx.send(7).unwrap();
+///         setter.set();
+///     });
+///     // An async block, awaited on this green thread: it suspends only it.
+///     stackful::block_on(async {
+///         ready.wait_async().await;
+///         rx.recv_async().await.unwrap()
+///     })
+/// });
+/// assert_eq!(got, 7);
+/// ```
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let armed = Armed::new();
+    let token = armed.token();
+    let waker = std::task::Waker::from(token.clone());
+    let mut cx = Context::from_waker(&waker);
+    #[cfg(feature = "tokio")]
+    let tokio = tokio_rt::handle();
+    // Declared last, so dropped first: the future goes before the token is
+    // disarmed, whether the call returns or unwinds.
+    let mut future = pin!(future);
+    loop {
+        #[cfg(feature = "tokio")]
+        let polled = {
+            let _context = tokio.as_ref().map(|h| h.enter());
+            future.as_mut().poll(&mut cx)
+        };
+        #[cfg(not(feature = "tokio"))]
+        let polled = future.as_mut().poll(&mut cx);
+        if let Poll::Ready(output) = polled {
+            return output;
+        }
+        // Woken during the poll: poll again at once. Else wait; a return
+        // from `park` may be spurious, so look again.
+        if token.state.fetch_or(PARKING, Ordering::AcqRel) & NOTIFIED == 0 {
+            while token.state.load(Ordering::Acquire) & NOTIFIED == 0 {
+                park::park(None);
+            }
+        }
+        token.unpark();
+    }
+}
+
+#[cfg(feature = "tokio")]
+pub use tokio_rt::{set_tokio_handle, tokio_handle};
+
+#[cfg(feature = "tokio")]
+mod tokio_rt {
+    use std::sync::{OnceLock, RwLock};
+
+    use tokio::runtime::{Builder, Handle, Runtime};
+
+    /// The handle set with `set_tokio_handle`.
+    static GIVEN: RwLock<Option<Handle>> = RwLock::new(None);
+
+    /// The runtime started on first use when no other is at hand.
+    static OWN: OnceLock<Runtime> = OnceLock::new();
+
+    /// Makes [`block_on`](super::block_on) poll its futures inside the
+    /// context of the tokio runtime behind `handle`, on every thread, for
+    /// every green thread runtime. Returns the handle set before, if any.
+    ///
+    /// Without it, `block_on` uses the tokio runtime the calling thread is
+    /// already in (a plain thread inside one), else a small runtime of its
+    /// own, started on first use, with one thread that drives tokio's I/O
+    /// and timers. Needs the cargo feature `tokio`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let tokio = tokio::runtime::Runtime::new().unwrap();
+    /// stackful::bridge::set_tokio_handle(tokio.handle().clone());
+    /// let slept = stackful::run(|| {
+    ///     stackful::block_on(async {
+    ///         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    ///         "slept on tokio's timer"
+    ///     })
+    /// });
+    /// assert_eq!(slept, "slept on tokio's timer");
+    /// # stackful::bridge::clear_tokio_handle();
+    /// ```
+    pub fn set_tokio_handle(handle: Handle) -> Option<Handle> {
+        GIVEN
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(handle)
+    }
+
+    /// Forgets the handle given to [`set_tokio_handle`], and returns it:
+    /// [`block_on`](super::block_on) goes back to its default choice.
+    /// Needs the cargo feature `tokio`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let tokio = tokio::runtime::Runtime::new().unwrap();
+    /// stackful::bridge::set_tokio_handle(tokio.handle().clone());
+    /// assert!(stackful::bridge::clear_tokio_handle().is_some());
+    /// assert!(stackful::bridge::clear_tokio_handle().is_none());
+    /// ```
+    pub fn clear_tokio_handle() -> Option<Handle> {
+        GIVEN.write().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The handle of the tokio runtime whose context
+    /// [`block_on`](super::block_on) would enter if called here: the one
+    /// given to [`set_tokio_handle`], else the one the calling thread is
+    /// in, else the crate's own (started now if it was not yet). Needs the
+    /// cargo feature `tokio`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let handle = stackful::run(stackful::bridge::tokio_handle);
+    /// // Spawn on tokio from a green thread, and await the task there.
+    /// let task = handle.spawn(async { 6 * 7 });
+    /// let answer = stackful::run(move || stackful::block_on(task).unwrap());
+    /// assert_eq!(answer, 42);
+    /// ```
+    pub fn tokio_handle() -> Handle {
+        handle().unwrap_or_else(Handle::current)
+    }
+
+    /// The handle to enter around each poll, if any must be entered (none
+    /// when the caller is in a tokio context already).
+    pub(super) fn handle() -> Option<Handle> {
+        if let Some(h) = &*GIVEN.read().unwrap_or_else(|e| e.into_inner()) {
+            return Some(h.clone());
+        }
+        if Handle::try_current().is_ok() {
+            return None;
+        }
+        Some(own().handle().clone())
+    }
+
+    fn own() -> &'static Runtime {
+        OWN.get_or_init(|| {
+            Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("stackful-tokio")
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("stackful: could not start a tokio runtime: {e}"))
+        })
+    }
+}
+
+#[cfg(feature = "tokio")]
+pub use tokio_rt::clear_tokio_handle;
