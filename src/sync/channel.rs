@@ -2429,8 +2429,10 @@ impl<T> Drop for RecvOp<T> {
     }
 }
 
-/// The future of [`Sender::send_async`]. Dropped before it completes, it
-/// sent nothing, and the message goes with it.
+/// The future of [`Sender::send_async`]. On a bounded or unbounded
+/// channel, dropped before it completes, it sent nothing, and the message
+/// goes with it; at a rendezvous, a receiver may have taken the message
+/// already (see [`Sender::send_async`]).
 #[must_use = "futures do nothing unless polled"]
 pub struct SendFuture<'a, T> {
     sender: &'a Sender<T>,
