@@ -15,6 +15,7 @@
 
 #[path = "../../common/mod.rs"]
 mod common;
+mod bridge;
 mod net;
 mod select;
 #[path = "../../cases/runtime.rs"]
@@ -710,5 +711,6 @@ fn main() {
         .and_then(|i| args.get(i + 1));
     table(only.map(String::as_str));
     select::table(only.map(String::as_str));
+    bridge::table(only.map(String::as_str));
     net::table(only.map(String::as_str));
 }
