@@ -13,9 +13,9 @@
 
 #![allow(missing_docs)]
 
+mod bridge;
 #[path = "../../common/mod.rs"]
 mod common;
-mod bridge;
 mod net;
 mod select;
 #[path = "../../cases/runtime.rs"]
