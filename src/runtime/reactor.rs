@@ -268,6 +268,14 @@ impl Reactor {
         } else {
             ON_FUTEX
         };
+        // Cleared here, before the park is announced, not only when the
+        // last one ended: an unpark that saw that park's `parked` late may
+        // set `notified` after that clear, and its eventfd write can be
+        // taken by a `poll_now` between parks; a flag left set would then
+        // make every unpark of this park skip its write. Set after this
+        // clear, it promises a write that this park's epoll_wait will see
+        // (nothing takes events between here and there).
+        self.notified.store(false, Ordering::SeqCst);
         self.parked.store(mode, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
         let park = !busy();
@@ -848,6 +856,40 @@ mod tests {
         waker.join().unwrap();
         // Edge-triggered: that write is not reported again.
         assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
+        r.remove(a.as_raw_fd(), key);
+    }
+
+    #[test]
+    fn a_late_unpark_of_one_park_does_not_swallow_the_next_parks_wake_up() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let r = Arc::new(Reactor::new().unwrap());
+        let source = Arc::new(Source::new(a.as_raw_fd()));
+        let key = r.insert(&source).unwrap();
+        r.poll_now(); // takes the writable edge of the ADD
+        // An unparker read `parked == IN_EPOLL` just before the owner left
+        // a park (stored AWAKE, then cleared `notified`), and swapped
+        // `notified` only after that clear: it writes the eventfd, and
+        // `notified` stays set past the park it was meant for.
+        r.parked.store(IN_EPOLL, Ordering::SeqCst);
+        r.unpark();
+        r.parked.store(AWAKE, Ordering::SeqCst);
+        // The busy owner takes that edge in a `poll_now` between parks.
+        r.poll_now();
+        // The next park must still be woken by the next unpark.
+        let r2 = r.clone();
+        let waker = std::thread::spawn(move || {
+            while r2.parked.load(Ordering::SeqCst) != IN_EPOLL {
+                std::thread::yield_now();
+            }
+            r2.unpark();
+        });
+        let t = Instant::now();
+        assert!(r.park(|| false, || Some(Instant::now() + Duration::from_secs(10))));
+        waker.join().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the unpark was lost: the park ran to its deadline"
+        );
         r.remove(a.as_raw_fd(), key);
     }
 
