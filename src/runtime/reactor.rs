@@ -33,7 +33,9 @@
 //! `EAGAIN` it enlists its waker, checks the sequence number it read before
 //! the call (an event in between bumped it: retry at once, else the edge
 //! would be lost), and parks. Events wake waiters through `Waker::wake`,
-//! never by resuming them inline.
+//! never by resuming them inline. A thread's green threads that complete
+//! `BUDGET` operations in a row without waiting yield before the next one,
+//! so a green thread whose socket is always ready cannot keep its worker.
 //!
 //! The epoll event's data is a slab key (index and generation), never a
 //! pointer: an event still in flight when its source deregisters finds the
@@ -682,6 +684,18 @@ impl<T: AsFd> Io<T> {
     }
 }
 
+/// Operations a worker's green threads may complete in a row without
+/// waiting before the next one yields first: a green thread whose socket
+/// always has data (or room) would otherwise never leave its worker to the
+/// others.
+const BUDGET: u32 = 64;
+
+thread_local! {
+    /// Operations completed on this thread since one of its green threads
+    /// last waited for readiness or yielded for the budget.
+    static SPENT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 /// The loop of [`Io::op`].
 fn op_loop<R>(
     source: &Arc<Source>,
@@ -691,12 +705,23 @@ fn op_loop<R>(
 ) -> io::Result<R> {
     let seqs = &source.seqs[interest as usize];
     let green = worker::with_current_task(|t| t.is_some());
+    if green && SPENT.get() >= BUDGET {
+        // Before the operation, so a cancellation raised here has consumed
+        // nothing.
+        SPENT.set(0);
+        park::yield_current();
+    }
     loop {
         let seq = seqs.load(Ordering::Acquire);
         match op() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
+            r => {
+                if green {
+                    SPENT.set(SPENT.get() + 1);
+                }
+                return r;
+            }
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(timed_out());
@@ -730,6 +755,8 @@ fn wait_green(
     // An event since the try bumped the sequence: its edge would not come
     // again, so retry instead of parking.
     if source.seqs[interest as usize].load(Ordering::Acquire) == seq {
+        // The worker runs others meanwhile: a new budget.
+        SPENT.set(0);
         park::park(deadline);
     }
     Ok(())
