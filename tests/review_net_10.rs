@@ -138,3 +138,18 @@ fn into_std_of_a_clone_leaves_the_green_handle_waiting_green() {
         drop(writer.join().unwrap());
     });
 }
+
+#[test]
+fn unix_connect_to_an_empty_path_is_invalid_input_as_std() {
+    // The address took the trailing NUL even for an empty path: the
+    // abstract name "" (anyone may listen there), not an invalid address.
+    let std_kind = std::os::unix::net::UnixStream::connect("")
+        .unwrap_err()
+        .kind();
+    assert_eq!(std_kind, ErrorKind::InvalidInput);
+    let green = stackful::run(|| UnixStream::connect("").map(drop).map_err(|e| e.kind()));
+    assert_eq!(green, Err(std_kind));
+    // On a plain thread too.
+    let plain = UnixStream::connect("").map(drop).map_err(|e| e.kind());
+    assert_eq!(plain, Err(std_kind));
+}
