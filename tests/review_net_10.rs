@@ -153,3 +153,64 @@ fn unix_connect_to_an_empty_path_is_invalid_input_as_std() {
     let plain = UnixStream::connect("").map(drop).map_err(|e| e.kind());
     assert_eq!(plain, Err(std_kind));
 }
+
+#[test]
+fn a_green_whose_descriptor_was_replaced_does_not_deregister_another_socket_on_drop() {
+    // `Green::get_mut` lets safe code replace the wrapped value. The old
+    // descriptor closes, its number goes to a new socket that registers
+    // with the same reactor, and the Green's drop must not take that
+    // socket's registration away (its reader would never be woken).
+    use std::os::fd::AsRawFd;
+    within(30, || {
+        stackful::run(|| {
+            let (a1, _a1_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            let mut g = stackful::io::Green::new(a1).unwrap();
+            // A wait registers it with this thread's reactor.
+            let r = stackful::timeout(Duration::from_millis(10), || (&g).read(&mut [0; 1]));
+            assert!(r.is_err());
+            let (a2, _a2_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            let old = std::mem::replace(g.get_mut(), a2);
+            let n = old.as_raw_fd();
+            drop(old);
+            // A new socket gets the number (other tests open descriptors
+            // too: try a few).
+            let mut spare = Vec::new();
+            let (c, c_peer) = loop {
+                let (x, y) = std::os::unix::net::UnixStream::pair().unwrap();
+                if x.as_raw_fd() == n {
+                    break (x, y);
+                }
+                if y.as_raw_fd() == n {
+                    break (y, x);
+                }
+                spare.push((x, y));
+                assert!(spare.len() < 1000, "descriptor {n} was not reused");
+            };
+            let c = UnixStream::from_std(c).unwrap();
+            let r = stackful::timeout(Duration::from_millis(10), || (&c).read(&mut [0; 1]));
+            assert!(r.is_err()); // `c` is registered here now
+            // The Green refuses to wait on a descriptor it was not made for.
+            let e = (&g).read(&mut [0; 1]).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            drop(g);
+            // Wake `c`'s reader only through its registration.
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                (&c_peer).write_all(b"c").unwrap();
+                c_peer
+            });
+            // Bounded, so the bug shows as a wait to the deadline: the
+            // retry after it finds the byte.
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let t = std::time::Instant::now();
+            let r = (&c).read(&mut [0; 1]).map_err(|e| e.kind());
+            let waited = t.elapsed();
+            drop(writer.join().unwrap());
+            assert_eq!(r, Ok(1));
+            assert!(
+                waited < Duration::from_secs(4),
+                "the new socket's registration was removed: its read waited {waited:?}"
+            );
+        });
+    });
+}

@@ -459,19 +459,25 @@ impl Reactor {
         Ok(k)
     }
 
-    /// Removes the source registered under `key` for descriptor `fd`.
-    fn remove(&self, fd: RawFd, key: u64) {
-        // SAFETY: the epoll descriptor is open; `fd` is still open (its
-        // `Io` deregisters before it closes it). A null event is allowed for
-        // DEL. An error (the descriptor was never added) changes nothing.
-        unsafe {
-            libc::epoll_ctl(
-                self.epfd.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                fd,
-                std::ptr::null_mut(),
-            )
-        };
+    /// Removes the source registered under `key`, and descriptor `fd`'s
+    /// registration from the epoll set (`None`: the descriptor is not
+    /// known to be the one registered, and is left alone).
+    fn remove(&self, fd: Option<RawFd>, key: u64) {
+        if let Some(fd) = fd {
+            // SAFETY: the epoll descriptor is open; `fd` is still the open
+            // descriptor that was registered (its `Io` deregisters before
+            // it closes it, and checks that its owner still has it). A
+            // null event is allowed for DEL. An error (the descriptor was
+            // never added) changes nothing.
+            unsafe {
+                libc::epoll_ctl(
+                    self.epfd.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd,
+                    std::ptr::null_mut(),
+                )
+            };
+        }
         let (index, generation) = (key as u32, (key >> 32) as u32);
         let removed = {
             let mut slab = lock(&self.slab);
@@ -578,7 +584,7 @@ impl Source {
         };
         if !keep {
             if let Some((old, key)) = state.registration.take() {
-                old.remove(self.fd, key);
+                old.remove(Some(self.fd), key);
             }
             let key = reactor.insert(self)?;
             state.registration = Some((reactor.clone(), key));
@@ -596,10 +602,16 @@ impl Source {
         }
     }
 
-    fn deregister(&self) {
+    /// Deregisters it; `current` is the descriptor its owner has now.
+    /// If that is not the one registered (a `Green` whose value was
+    /// replaced through `get_mut`), the registered one has closed or
+    /// belongs to someone else, and its number may be another socket's
+    /// now: the epoll set is left alone (a closed descriptor left it
+    /// already).
+    fn deregister(&self, current: Option<RawFd>) {
         let reg = lock(&self.state).registration.take();
         if let Some((reactor, key)) = reg {
-            reactor.remove(self.fd, key);
+            reactor.remove(current.filter(|&fd| fd == self.fd), key);
         }
     }
 }
@@ -646,8 +658,26 @@ impl<T: AsFd> Io<T> {
 
     /// Gives the owner back, deregistered (still non-blocking).
     pub(crate) fn into_inner(mut self) -> T {
-        self.source.deregister();
+        self.source.deregister(self.current_fd());
         self.inner.take().expect("an Io owns its descriptor")
+    }
+
+    /// The descriptor its owner has now (`None` inside `into_inner`).
+    fn current_fd(&self) -> Option<RawFd> {
+        self.inner.as_ref().map(|t| t.as_fd().as_raw_fd())
+    }
+
+    /// Fails if the owner's descriptor is no longer the one this `Io` was
+    /// made for (a `Green` whose value was replaced through `get_mut`).
+    fn check_fd(&self, fd: RawFd) -> io::Result<()> {
+        if fd == self.source.fd {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the descriptor of this stackful::io::Green changed (its value was replaced \
+             through `get_mut`): wrap the new value in a Green of its own instead",
+        ))
     }
 
     /// Wakes every context waiting on this descriptor to retry (after a
@@ -669,6 +699,7 @@ impl<T: AsFd> Io<T> {
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
         let inner = self.inner.as_ref().expect("an Io owns its descriptor");
+        self.check_fd(inner.as_fd().as_raw_fd())?;
         op_loop(&self.source, interest, deadline, || op(inner))
     }
 
@@ -679,6 +710,7 @@ impl<T: AsFd> Io<T> {
         deadline: Option<Instant>,
         mut op: impl FnMut(&mut T) -> io::Result<R>,
     ) -> io::Result<R> {
+        self.check_fd(self.get().as_fd().as_raw_fd())?;
         let inner = self.inner.as_mut().expect("an Io owns its descriptor");
         op_loop(&self.source, interest, deadline, || op(inner))
     }
@@ -766,7 +798,7 @@ impl<T: AsFd> Drop for Io<T> {
     fn drop(&mut self) {
         // Before the descriptor closes (`inner` drops after this): its
         // number may be reused at once.
-        self.source.deregister();
+        self.source.deregister(self.current_fd());
     }
 }
 
@@ -883,7 +915,7 @@ mod tests {
         waker.join().unwrap();
         // Edge-triggered: that write is not reported again.
         assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
-        r.remove(a.as_raw_fd(), key);
+        r.remove(Some(a.as_raw_fd()), key);
     }
 
     #[test]
@@ -917,7 +949,7 @@ mod tests {
             t.elapsed() < Duration::from_secs(5),
             "the unpark was lost: the park ran to its deadline"
         );
-        r.remove(a.as_raw_fd(), key);
+        r.remove(Some(a.as_raw_fd()), key);
     }
 
     #[test]
@@ -959,7 +991,7 @@ mod tests {
         assert_eq!(old.seqs[Interest::Write as usize].load(Ordering::SeqCst), 1);
         let fd = a.as_raw_fd();
         drop(a);
-        r.remove(fd, key); // its DEL fails: the descriptor is closed
+        r.remove(Some(fd), key); // its DEL fails: the descriptor is closed
         assert!(!r.has_sources());
         // A new source takes the slot (and perhaps the descriptor number).
         let (c, _d) = UnixStream::pair().unwrap();
@@ -977,9 +1009,9 @@ mod tests {
             before
         );
         assert_eq!(old.seqs[Interest::Read as usize].load(Ordering::SeqCst), 0);
-        r.remove(c.as_raw_fd(), key2);
+        r.remove(Some(c.as_raw_fd()), key2);
         // A removal with a stale key changes nothing.
-        r.remove(c.as_raw_fd(), key);
+        r.remove(Some(c.as_raw_fd()), key);
         drop(a2);
     }
 }
