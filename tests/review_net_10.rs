@@ -220,18 +220,17 @@ fn a_green_whose_descriptor_was_replaced_does_not_deregister_another_socket_on_d
 }
 
 #[test]
-#[ignore = "not fixed: epoll registers a descriptor number once per epoll set, so a second \
-            Green over the same descriptor (by reference or BorrowedFd) fails its first wait \
-            on a worker where the first is registered with AlreadyExists; a fix needs one \
-            Source per descriptor (a shared table) or a private dup for the registration"]
 fn two_greens_over_one_descriptor_can_both_wait_on_one_worker() {
+    // Epoll registers a descriptor number once per epoll set: the second
+    // Green's first wait failed with AlreadyExists.
+    type G<'a> = stackful::io::Green<&'a std::os::unix::net::UnixStream>;
     within(30, || {
         stackful::run(|| {
-            let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
             let g1 = stackful::io::Green::new(&a).unwrap();
             let g2 = stackful::io::Green::new(&a).unwrap();
-            let wait = |g: &stackful::io::Green<&std::os::unix::net::UnixStream>| {
-                stackful::timeout(Duration::from_millis(10), || {
+            let read = |g: &G<'_>, limit: Duration| {
+                stackful::timeout(limit, || {
                     g.read_with(|s| {
                         let mut s: &std::os::unix::net::UnixStream = s;
                         s.read(&mut [0; 1])
@@ -239,9 +238,32 @@ fn two_greens_over_one_descriptor_can_both_wait_on_one_worker() {
                     .map_err(|e| e.kind())
                 })
             };
-            // Both time out waiting; neither fails.
-            assert!(wait(&g1).is_err());
-            assert!(wait(&g2).is_err(), "{:?}", wait(&g2));
+            // Both wait (and time out); neither fails.
+            assert!(read(&g1, Duration::from_millis(10)).is_err());
+            let r = read(&g2, Duration::from_millis(10));
+            assert!(r.is_err(), "{r:?}");
+            // Each is woken by its data, also after the other is dropped.
+            let b = Arc::new(b);
+            let write_soon = || {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    (&*b).write_all(b"x").unwrap();
+                })
+            };
+            for g in [&g2, &g1] {
+                let w = write_soon();
+                let t = std::time::Instant::now();
+                assert_eq!(read(g, Duration::from_secs(5)), Ok(Ok(1)));
+                assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+                w.join().unwrap();
+            }
+            drop(g2);
+            let w = write_soon();
+            let t = std::time::Instant::now();
+            assert_eq!(read(&g1, Duration::from_secs(5)), Ok(Ok(1)));
+            assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+            w.join().unwrap();
         });
     });
 }

@@ -418,8 +418,13 @@ impl Reactor {
         n as usize
     }
 
-    /// Adds `source` to the epoll set, edge-triggered, and returns its key.
-    fn insert(&self, source: &Arc<Source>) -> io::Result<u64> {
+    /// Adds `source` to the epoll set, edge-triggered, and returns its key,
+    /// with the private duplicate of its descriptor that was registered in
+    /// its place if the descriptor number is registered here already (by
+    /// another `Io` over the same descriptor: a second `Green` over a
+    /// borrowed one, say). Epoll tells registrations apart by descriptor
+    /// number and open file, so the duplicate is a registration of its own.
+    fn insert(&self, source: &Arc<Source>) -> io::Result<(u64, Option<OwnedFd>)> {
         let mut slab = lock(&self.slab);
         let index = match slab.free.pop() {
             Some(i) => i,
@@ -432,31 +437,45 @@ impl Reactor {
                 i
             }
         };
-        let entry = &mut slab.entries[index as usize];
-        let k = key(index, entry.generation);
+        let k = key(index, slab.entries[index as usize].generation);
         let mut ev = libc::epoll_event {
             events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
             u64: k,
         };
-        // SAFETY: the epoll descriptor is open while `self` lives; the
-        // caller's descriptor is open (its `Io` is borrowed); the kernel only
-        // reads `ev`.
-        let r = unsafe {
-            libc::epoll_ctl(
-                self.epfd.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                source.fd,
-                &mut ev,
-            )
+        let add = |fd: RawFd, ev: &mut libc::epoll_event| {
+            // SAFETY: the epoll descriptor is open while `self` lives; `fd`
+            // is the caller's open descriptor (its `Io` is borrowed and
+            // checked it) or a duplicate owned below; the kernel only reads
+            // `ev`.
+            cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, ev) })
         };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            slab.free.push(index);
-            return Err(e);
-        }
+        let added = match add(source.fd, &mut ev) {
+            Ok(_) => Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                // SAFETY: fcntl on the caller's open descriptor, no pointers.
+                match cvt(unsafe { libc::fcntl(source.fd, libc::F_DUPFD_CLOEXEC, 0) }) {
+                    Ok(fd) => {
+                        // SAFETY: `fd` is the new duplicate, which nothing
+                        // else owns.
+                        let dup = unsafe { OwnedFd::from_raw_fd(fd) };
+                        add(dup.as_raw_fd(), &mut ev).map(|_| Some(dup))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let dup = match added {
+            Ok(dup) => dup,
+            Err(e) => {
+                slab.free.push(index);
+                return Err(e);
+            }
+        };
+        let entry = &mut slab.entries[index as usize];
         entry.source = Some(source.clone());
         self.registered.fetch_add(1, Ordering::Relaxed);
-        Ok(k)
+        Ok((k, dup))
     }
 
     /// Removes the source registered under `key`, and descriptor `fd`'s
@@ -513,8 +532,9 @@ pub(crate) struct Source {
 }
 
 struct SourceState {
-    /// The reactor it is registered with, and its key there.
-    registration: Option<(Arc<Reactor>, u64)>,
+    /// The reactor it is registered with, its key there, and the duplicate
+    /// of its descriptor registered in its place, if any (see `insert`).
+    registration: Option<(Arc<Reactor>, u64, Option<OwnedFd>)>,
     /// Per direction, the green threads waiting for it. Usually one; several
     /// may wait on one shared socket, and all are woken to retry.
     waiters: [Vec<Waker>; 2],
@@ -576,18 +596,18 @@ impl Source {
     ) -> io::Result<()> {
         let mut state = lock(&self.state);
         let keep = match &state.registration {
-            Some((r, _)) if Arc::ptr_eq(r, reactor) => true,
-            Some((r, _)) => {
+            Some((r, _, _)) if Arc::ptr_eq(r, reactor) => true,
+            Some((r, _, _)) => {
                 r.alive.load(Ordering::SeqCst) && state.waiters.iter().any(|w| !w.is_empty())
             }
             None => false,
         };
         if !keep {
-            if let Some((old, key)) = state.registration.take() {
-                old.remove(Some(self.fd), key);
+            if let Some((old, key, dup)) = state.registration.take() {
+                old.remove(Some(dup.as_ref().map_or(self.fd, |d| d.as_raw_fd())), key);
             }
-            let key = reactor.insert(self)?;
-            state.registration = Some((reactor.clone(), key));
+            let (key, dup) = reactor.insert(self)?;
+            state.registration = Some((reactor.clone(), key, dup));
         }
         state.waiters[interest as usize].push(waker);
         Ok(())
@@ -607,11 +627,15 @@ impl Source {
     /// replaced through `get_mut`), the registered one has closed or
     /// belongs to someone else, and its number may be another socket's
     /// now: the epoll set is left alone (a closed descriptor left it
-    /// already).
+    /// already). A private duplicate is always removed (then closed).
     fn deregister(&self, current: Option<RawFd>) {
         let reg = lock(&self.state).registration.take();
-        if let Some((reactor, key)) = reg {
-            reactor.remove(current.filter(|&fd| fd == self.fd), key);
+        if let Some((reactor, key, dup)) = reg {
+            let fd = match &dup {
+                Some(d) => Some(d.as_raw_fd()),
+                None => current.filter(|&fd| fd == self.fd),
+            };
+            reactor.remove(fd, key);
         }
     }
 }
@@ -897,7 +921,7 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         let r = Arc::new(Reactor::new().unwrap());
         let source = Arc::new(Source::new(a.as_raw_fd()));
-        let key = r.insert(&source).unwrap();
+        let key = r.insert(&source).unwrap().0;
         r.poll_now(); // takes the writable edge of the ADD
         let mut ev = events();
         r.unpark(); // not parked: nothing written
@@ -923,7 +947,7 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         let r = Arc::new(Reactor::new().unwrap());
         let source = Arc::new(Source::new(a.as_raw_fd()));
-        let key = r.insert(&source).unwrap();
+        let key = r.insert(&source).unwrap().0;
         r.poll_now(); // takes the writable edge of the ADD
         // An unparker read `parked == IN_EPOLL` just before the owner left
         // a park (stored AWAKE, then cleared `notified`), and swapped
@@ -985,7 +1009,7 @@ mod tests {
         let a2 = a.try_clone().unwrap();
         let r = Reactor::new().unwrap();
         let old = Arc::new(Source::new(a.as_raw_fd()));
-        let key = r.insert(&old).unwrap();
+        let key = r.insert(&old).unwrap().0;
         assert!(r.has_sources());
         r.poll_now(); // the ADD reports writability
         assert_eq!(old.seqs[Interest::Write as usize].load(Ordering::SeqCst), 1);
@@ -996,7 +1020,7 @@ mod tests {
         // A new source takes the slot (and perhaps the descriptor number).
         let (c, _d) = UnixStream::pair().unwrap();
         let new = Arc::new(Source::new(c.as_raw_fd()));
-        let key2 = r.insert(&new).unwrap();
+        let key2 = r.insert(&new).unwrap().0;
         assert_eq!(key2 as u32, key as u32, "the slot is reused");
         assert_ne!(key2 >> 32, key >> 32, "with a new generation");
         r.poll_now();
