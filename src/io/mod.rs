@@ -80,7 +80,10 @@ impl<T: AsFd> Green<T> {
         self.io.get()
     }
 
-    /// The wrapped value, mutably. It must keep the same descriptor.
+    /// The wrapped value, mutably. It must keep the same descriptor: once
+    /// the value is replaced by one with another descriptor, operations
+    /// fail with `InvalidInput` (wrap the new value in a `Green` of its
+    /// own instead).
     ///
     /// # Examples
     ///

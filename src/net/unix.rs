@@ -126,7 +126,9 @@ fn sockaddr_un(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> 
         *dst = src as libc::c_char;
     }
     let offset = std::mem::offset_of!(libc::sockaddr_un, sun_path);
-    let len = offset + bytes.len() + 1;
+    // The terminating NUL counts, except for an empty path, which stays
+    // empty (an invalid address, as std's) rather than the abstract name "".
+    let len = offset + bytes.len() + usize::from(!bytes.is_empty());
     Ok((addr, len as libc::socklen_t))
 }
 

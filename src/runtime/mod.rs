@@ -1023,15 +1023,18 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
     let no_unwind = AbortOnUnwind("stackful::run");
     let executor = worker::Worker::new(home, rt.clone(), None);
     executor.enter(|| executor.run_main(main));
+    // Nothing polls this thread's reactor until its next `run` (the main
+    // green thread, the only one that runs here, has ended): green threads
+    // elsewhere waiting through it move to their own. Before the wait
+    // below, which may be for green threads of this run that wait through
+    // it (shielded ones, say): they would never see their events.
+    reactor.retire();
     // Shutdown: cancel what is left of this run's green threads and wait.
     group.cancelled.store(true, Ordering::Release);
     for home in &rt.homes {
         home.request_cancel(group.clone());
     }
     group.live.wait_zero("`run`'s shutdown");
-    // Nothing polls this thread's reactor until its next `run`: green
-    // threads elsewhere waiting through it move to their own.
-    reactor.retire();
     no_unwind.disarm();
     let result = task.take_result();
     match result {

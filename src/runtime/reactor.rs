@@ -33,7 +33,9 @@
 //! `EAGAIN` it enlists its waker, checks the sequence number it read before
 //! the call (an event in between bumped it: retry at once, else the edge
 //! would be lost), and parks. Events wake waiters through `Waker::wake`,
-//! never by resuming them inline.
+//! never by resuming them inline. A thread's green threads that complete
+//! `BUDGET` operations in a row without waiting yield before the next one,
+//! so a green thread whose socket is always ready cannot keep its worker.
 //!
 //! The epoll event's data is a slab key (index and generation), never a
 //! pointer: an event still in flight when its source deregisters finds the
@@ -268,6 +270,14 @@ impl Reactor {
         } else {
             ON_FUTEX
         };
+        // Cleared here, before the park is announced, not only when the
+        // last one ended: an unpark that saw that park's `parked` late may
+        // set `notified` after that clear, and its eventfd write can be
+        // taken by a `poll_now` between parks; a flag left set would then
+        // make every unpark of this park skip its write. Set after this
+        // clear, it promises a write that this park's epoll_wait will see
+        // (nothing takes events between here and there).
+        self.notified.store(false, Ordering::SeqCst);
         self.parked.store(mode, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
         let park = !busy();
@@ -408,8 +418,13 @@ impl Reactor {
         n as usize
     }
 
-    /// Adds `source` to the epoll set, edge-triggered, and returns its key.
-    fn insert(&self, source: &Arc<Source>) -> io::Result<u64> {
+    /// Adds `source` to the epoll set, edge-triggered, and returns its key,
+    /// with the private duplicate of its descriptor that was registered in
+    /// its place if the descriptor number is registered here already (by
+    /// another `Io` over the same descriptor: a second `Green` over a
+    /// borrowed one, say). Epoll tells registrations apart by descriptor
+    /// number and open file, so the duplicate is a registration of its own.
+    fn insert(&self, source: &Arc<Source>) -> io::Result<(u64, Option<OwnedFd>)> {
         let mut slab = lock(&self.slab);
         let index = match slab.free.pop() {
             Some(i) => i,
@@ -422,46 +437,66 @@ impl Reactor {
                 i
             }
         };
-        let entry = &mut slab.entries[index as usize];
-        let k = key(index, entry.generation);
+        let k = key(index, slab.entries[index as usize].generation);
         let mut ev = libc::epoll_event {
             events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
             u64: k,
         };
-        // SAFETY: the epoll descriptor is open while `self` lives; the
-        // caller's descriptor is open (its `Io` is borrowed); the kernel only
-        // reads `ev`.
-        let r = unsafe {
-            libc::epoll_ctl(
-                self.epfd.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                source.fd,
-                &mut ev,
-            )
+        let add = |fd: RawFd, ev: &mut libc::epoll_event| {
+            // SAFETY: the epoll descriptor is open while `self` lives; `fd`
+            // is the caller's open descriptor (its `Io` is borrowed and
+            // checked it) or a duplicate owned below; the kernel only reads
+            // `ev`.
+            cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, ev) })
         };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            slab.free.push(index);
-            return Err(e);
-        }
+        let added = match add(source.fd, &mut ev) {
+            Ok(_) => Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                // SAFETY: fcntl on the caller's open descriptor, no pointers.
+                match cvt(unsafe { libc::fcntl(source.fd, libc::F_DUPFD_CLOEXEC, 0) }) {
+                    Ok(fd) => {
+                        // SAFETY: `fd` is the new duplicate, which nothing
+                        // else owns.
+                        let dup = unsafe { OwnedFd::from_raw_fd(fd) };
+                        add(dup.as_raw_fd(), &mut ev).map(|_| Some(dup))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let dup = match added {
+            Ok(dup) => dup,
+            Err(e) => {
+                slab.free.push(index);
+                return Err(e);
+            }
+        };
+        let entry = &mut slab.entries[index as usize];
         entry.source = Some(source.clone());
         self.registered.fetch_add(1, Ordering::Relaxed);
-        Ok(k)
+        Ok((k, dup))
     }
 
-    /// Removes the source registered under `key` for descriptor `fd`.
-    fn remove(&self, fd: RawFd, key: u64) {
-        // SAFETY: the epoll descriptor is open; `fd` is still open (its
-        // `Io` deregisters before it closes it). A null event is allowed for
-        // DEL. An error (the descriptor was never added) changes nothing.
-        unsafe {
-            libc::epoll_ctl(
-                self.epfd.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                fd,
-                std::ptr::null_mut(),
-            )
-        };
+    /// Removes the source registered under `key`, and descriptor `fd`'s
+    /// registration from the epoll set (`None`: the descriptor is not
+    /// known to be the one registered, and is left alone).
+    fn remove(&self, fd: Option<RawFd>, key: u64) {
+        if let Some(fd) = fd {
+            // SAFETY: the epoll descriptor is open; `fd` is still the open
+            // descriptor that was registered (its `Io` deregisters before
+            // it closes it, and checks that its owner still has it). A
+            // null event is allowed for DEL. An error (the descriptor was
+            // never added) changes nothing.
+            unsafe {
+                libc::epoll_ctl(
+                    self.epfd.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd,
+                    std::ptr::null_mut(),
+                )
+            };
+        }
         let (index, generation) = (key as u32, (key >> 32) as u32);
         let removed = {
             let mut slab = lock(&self.slab);
@@ -497,8 +532,9 @@ pub(crate) struct Source {
 }
 
 struct SourceState {
-    /// The reactor it is registered with, and its key there.
-    registration: Option<(Arc<Reactor>, u64)>,
+    /// The reactor it is registered with, its key there, and the duplicate
+    /// of its descriptor registered in its place, if any (see `insert`).
+    registration: Option<(Arc<Reactor>, u64, Option<OwnedFd>)>,
     /// Per direction, the green threads waiting for it. Usually one; several
     /// may wait on one shared socket, and all are woken to retry.
     waiters: [Vec<Waker>; 2],
@@ -560,18 +596,18 @@ impl Source {
     ) -> io::Result<()> {
         let mut state = lock(&self.state);
         let keep = match &state.registration {
-            Some((r, _)) if Arc::ptr_eq(r, reactor) => true,
-            Some((r, _)) => {
+            Some((r, _, _)) if Arc::ptr_eq(r, reactor) => true,
+            Some((r, _, _)) => {
                 r.alive.load(Ordering::SeqCst) && state.waiters.iter().any(|w| !w.is_empty())
             }
             None => false,
         };
         if !keep {
-            if let Some((old, key)) = state.registration.take() {
-                old.remove(self.fd, key);
+            if let Some((old, key, dup)) = state.registration.take() {
+                old.remove(Some(dup.as_ref().map_or(self.fd, |d| d.as_raw_fd())), key);
             }
-            let key = reactor.insert(self)?;
-            state.registration = Some((reactor.clone(), key));
+            let (key, dup) = reactor.insert(self)?;
+            state.registration = Some((reactor.clone(), key, dup));
         }
         state.waiters[interest as usize].push(waker);
         Ok(())
@@ -586,10 +622,20 @@ impl Source {
         }
     }
 
-    fn deregister(&self) {
+    /// Deregisters it; `current` is the descriptor its owner has now.
+    /// If that is not the one registered (a `Green` whose value was
+    /// replaced through `get_mut`), the registered one has closed or
+    /// belongs to someone else, and its number may be another socket's
+    /// now: the epoll set is left alone (a closed descriptor left it
+    /// already). A private duplicate is always removed (then closed).
+    fn deregister(&self, current: Option<RawFd>) {
         let reg = lock(&self.state).registration.take();
-        if let Some((reactor, key)) = reg {
-            reactor.remove(self.fd, key);
+        if let Some((reactor, key, dup)) = reg {
+            let fd = match &dup {
+                Some(d) => Some(d.as_raw_fd()),
+                None => current.filter(|&fd| fd == self.fd),
+            };
+            reactor.remove(fd, key);
         }
     }
 }
@@ -636,8 +682,26 @@ impl<T: AsFd> Io<T> {
 
     /// Gives the owner back, deregistered (still non-blocking).
     pub(crate) fn into_inner(mut self) -> T {
-        self.source.deregister();
+        self.source.deregister(self.current_fd());
         self.inner.take().expect("an Io owns its descriptor")
+    }
+
+    /// The descriptor its owner has now (`None` inside `into_inner`).
+    fn current_fd(&self) -> Option<RawFd> {
+        self.inner.as_ref().map(|t| t.as_fd().as_raw_fd())
+    }
+
+    /// Fails if the owner's descriptor is no longer the one this `Io` was
+    /// made for (a `Green` whose value was replaced through `get_mut`).
+    fn check_fd(&self, fd: RawFd) -> io::Result<()> {
+        if fd == self.source.fd {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the descriptor of this stackful::io::Green changed (its value was replaced \
+             through `get_mut`): wrap the new value in a Green of its own instead",
+        ))
     }
 
     /// Wakes every context waiting on this descriptor to retry (after a
@@ -659,6 +723,7 @@ impl<T: AsFd> Io<T> {
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
         let inner = self.inner.as_ref().expect("an Io owns its descriptor");
+        self.check_fd(inner.as_fd().as_raw_fd())?;
         op_loop(&self.source, interest, deadline, || op(inner))
     }
 
@@ -669,9 +734,22 @@ impl<T: AsFd> Io<T> {
         deadline: Option<Instant>,
         mut op: impl FnMut(&mut T) -> io::Result<R>,
     ) -> io::Result<R> {
+        self.check_fd(self.get().as_fd().as_raw_fd())?;
         let inner = self.inner.as_mut().expect("an Io owns its descriptor");
         op_loop(&self.source, interest, deadline, || op(inner))
     }
+}
+
+/// Operations a worker's green threads may complete in a row without
+/// waiting before the next one yields first: a green thread whose socket
+/// always has data (or room) would otherwise never leave its worker to the
+/// others.
+const BUDGET: u32 = 64;
+
+thread_local! {
+    /// Operations completed on this thread since one of its green threads
+    /// last waited for readiness or yielded for the budget.
+    static SPENT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// The loop of [`Io::op`].
@@ -683,12 +761,23 @@ fn op_loop<R>(
 ) -> io::Result<R> {
     let seqs = &source.seqs[interest as usize];
     let green = worker::with_current_task(|t| t.is_some());
+    if green && SPENT.get() >= BUDGET {
+        // Before the operation, so a cancellation raised here has consumed
+        // nothing.
+        SPENT.set(0);
+        park::yield_current();
+    }
     loop {
         let seq = seqs.load(Ordering::Acquire);
         match op() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
+            r => {
+                if green {
+                    SPENT.set(SPENT.get() + 1);
+                }
+                return r;
+            }
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(timed_out());
@@ -722,6 +811,8 @@ fn wait_green(
     // An event since the try bumped the sequence: its edge would not come
     // again, so retry instead of parking.
     if source.seqs[interest as usize].load(Ordering::Acquire) == seq {
+        // The worker runs others meanwhile: a new budget.
+        SPENT.set(0);
         park::park(deadline);
     }
     Ok(())
@@ -731,7 +822,7 @@ impl<T: AsFd> Drop for Io<T> {
     fn drop(&mut self) {
         // Before the descriptor closes (`inner` drops after this): its
         // number may be reused at once.
-        self.source.deregister();
+        self.source.deregister(self.current_fd());
     }
 }
 
@@ -830,7 +921,7 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         let r = Arc::new(Reactor::new().unwrap());
         let source = Arc::new(Source::new(a.as_raw_fd()));
-        let key = r.insert(&source).unwrap();
+        let key = r.insert(&source).unwrap().0;
         r.poll_now(); // takes the writable edge of the ADD
         let mut ev = events();
         r.unpark(); // not parked: nothing written
@@ -848,7 +939,41 @@ mod tests {
         waker.join().unwrap();
         // Edge-triggered: that write is not reported again.
         assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
-        r.remove(a.as_raw_fd(), key);
+        r.remove(Some(a.as_raw_fd()), key);
+    }
+
+    #[test]
+    fn a_late_unpark_of_one_park_does_not_swallow_the_next_parks_wake_up() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let r = Arc::new(Reactor::new().unwrap());
+        let source = Arc::new(Source::new(a.as_raw_fd()));
+        let key = r.insert(&source).unwrap().0;
+        r.poll_now(); // takes the writable edge of the ADD
+        // An unparker read `parked == IN_EPOLL` just before the owner left
+        // a park (stored AWAKE, then cleared `notified`), and swapped
+        // `notified` only after that clear: it writes the eventfd, and
+        // `notified` stays set past the park it was meant for.
+        r.parked.store(IN_EPOLL, Ordering::SeqCst);
+        r.unpark();
+        r.parked.store(AWAKE, Ordering::SeqCst);
+        // The busy owner takes that edge in a `poll_now` between parks.
+        r.poll_now();
+        // The next park must still be woken by the next unpark.
+        let r2 = r.clone();
+        let waker = std::thread::spawn(move || {
+            while r2.parked.load(Ordering::SeqCst) != IN_EPOLL {
+                std::thread::yield_now();
+            }
+            r2.unpark();
+        });
+        let t = Instant::now();
+        assert!(r.park(|| false, || Some(Instant::now() + Duration::from_secs(10))));
+        waker.join().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the unpark was lost: the park ran to its deadline"
+        );
+        r.remove(Some(a.as_raw_fd()), key);
     }
 
     #[test]
@@ -884,18 +1009,18 @@ mod tests {
         let a2 = a.try_clone().unwrap();
         let r = Reactor::new().unwrap();
         let old = Arc::new(Source::new(a.as_raw_fd()));
-        let key = r.insert(&old).unwrap();
+        let key = r.insert(&old).unwrap().0;
         assert!(r.has_sources());
         r.poll_now(); // the ADD reports writability
         assert_eq!(old.seqs[Interest::Write as usize].load(Ordering::SeqCst), 1);
         let fd = a.as_raw_fd();
         drop(a);
-        r.remove(fd, key); // its DEL fails: the descriptor is closed
+        r.remove(Some(fd), key); // its DEL fails: the descriptor is closed
         assert!(!r.has_sources());
         // A new source takes the slot (and perhaps the descriptor number).
         let (c, _d) = UnixStream::pair().unwrap();
         let new = Arc::new(Source::new(c.as_raw_fd()));
-        let key2 = r.insert(&new).unwrap();
+        let key2 = r.insert(&new).unwrap().0;
         assert_eq!(key2 as u32, key as u32, "the slot is reused");
         assert_ne!(key2 >> 32, key >> 32, "with a new generation");
         r.poll_now();
@@ -908,9 +1033,9 @@ mod tests {
             before
         );
         assert_eq!(old.seqs[Interest::Read as usize].load(Ordering::SeqCst), 0);
-        r.remove(c.as_raw_fd(), key2);
+        r.remove(Some(c.as_raw_fd()), key2);
         // A removal with a stale key changes nothing.
-        r.remove(c.as_raw_fd(), key);
+        r.remove(Some(c.as_raw_fd()), key);
         drop(a2);
     }
 }
