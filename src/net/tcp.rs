@@ -756,6 +756,10 @@ impl TcpStream {
     /// Unwraps the std stream, blocking again, with this handle's timeouts
     /// set on it.
     ///
+    /// Blocking mode belongs to the socket, not to the handle: a clone made
+    /// with [`try_clone`](TcpStream::try_clone) and still in use blocks its
+    /// worker on its next wait after this (a known gap, to be fixed).
+    ///
     /// # Examples
     ///
     /// ```
