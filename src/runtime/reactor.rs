@@ -105,6 +105,13 @@ pub(crate) struct Reactor {
     parked: AtomicU8,
     /// The eventfd was written during this park.
     notified: AtomicBool,
+    /// Set by every unpark before it looks at `parked`: a park that finds
+    /// it set after announcing itself does not sleep. So an unpark that
+    /// came while the owner was awake is not lost on the park that follows
+    /// (the futex parker's token, for both ways of parking). A spawner
+    /// that takes an idle worker off the idle list and counts it as
+    /// searching relies on this: that worker must look again, not sleep.
+    woken: AtomicBool,
     slab: Mutex<Slab>,
     /// Registered sources: a busy executor polls only if there are any.
     registered: AtomicUsize,
@@ -181,6 +188,7 @@ impl Reactor {
             eventfd,
             parked: AtomicU8::new(AWAKE),
             notified: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
             slab: Mutex::new(Slab::default()),
             registered: AtomicUsize::new(0),
             scratch: Mutex::new(Scratch::default()),
@@ -234,6 +242,7 @@ impl Reactor {
     /// Wakes the owner if it is parked; called after the caller published
     /// the work it is being woken for.
     pub(crate) fn unpark(&self) {
+        self.woken.store(true, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
         match self.parked.load(Ordering::Relaxed) {
             IN_EPOLL if !self.notified.swap(true, Ordering::AcqRel) => {
@@ -280,7 +289,10 @@ impl Reactor {
         self.notified.store(false, Ordering::SeqCst);
         self.parked.store(mode, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
-        let park = !busy();
+        // An unpark stores `woken` before it reads `parked`, this park the
+        // other way round: either it sees this park and wakes it, or this
+        // park sees its flag and does not sleep.
+        let park = !busy() && !self.woken.swap(false, Ordering::SeqCst);
         if park {
             let deadline = deadline();
             if mode == IN_EPOLL {
@@ -294,6 +306,9 @@ impl Reactor {
             }
         }
         self.parked.store(AWAKE, Ordering::SeqCst);
+        // The wake-ups of this park are spent: the owner looks for work
+        // next, which covers whatever an unpark from now on announces.
+        self.woken.store(false, Ordering::SeqCst);
         self.notified.store(false, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
         park
@@ -893,6 +908,30 @@ mod tests {
         Vec::with_capacity(EVENTS)
     }
 
+    /// An unpark that comes while the owner is awake (after its last look
+    /// for work, before it announces the park) keeps the next park from
+    /// sleeping, in both ways of parking; without it, an idle worker that a
+    /// spawner had counted as searching slept through the work (a hang
+    /// seen in `benches/runtime`).
+    #[test]
+    fn an_unpark_while_awake_is_not_lost_on_the_next_park() {
+        let r = Reactor::new().unwrap();
+        for _ in 0..2 {
+            r.unpark(); // the owner is awake
+            let t = Instant::now();
+            let parked = r.park(|| false, || Some(Instant::now() + Duration::from_secs(5)));
+            assert!(!parked, "the park slept through an earlier unpark");
+            assert!(t.elapsed() < Duration::from_secs(1));
+            // Spent: the next park sleeps until its deadline.
+            let t = Instant::now();
+            assert!(r.park(
+                || false,
+                || Some(Instant::now() + Duration::from_millis(20))
+            ));
+            assert!(t.elapsed() >= Duration::from_millis(20));
+        }
+    }
+
     #[test]
     fn pwait2_waits_with_sub_millisecond_precision() {
         let r = Reactor::new().unwrap();
@@ -926,6 +965,8 @@ mod tests {
         let mut ev = events();
         r.unpark(); // not parked: nothing written
         assert_eq!(r.pwait2(&mut ev, Some(Duration::ZERO)), Some(0));
+        // But the next park does not sleep: that unpark may have meant it.
+        assert!(!r.park(|| false, || None));
         // Parked in epoll (a source is registered): woken by the eventfd.
         let r2 = r.clone();
         let waker = std::thread::spawn(move || {
@@ -956,6 +997,9 @@ mod tests {
         r.parked.store(IN_EPOLL, Ordering::SeqCst);
         r.unpark();
         r.parked.store(AWAKE, Ordering::SeqCst);
+        // The owner's leaving that park clears `woken` (the unpark set it
+        // before reading `parked`, so before the owner left).
+        r.woken.store(false, Ordering::SeqCst);
         // The busy owner takes that edge in a `poll_now` between parks.
         r.poll_now();
         // The next park must still be woken by the next unpark.
