@@ -22,13 +22,32 @@ fn run_case(case: &str) {
                 .slow_threshold(Duration::from_millis(30))
                 .build()
                 .unwrap();
-            rt.run(|| {
+            // Spawned from outside `run`, so it starts on the pool worker,
+            // as does what it spawns.
+            rt.spawn(|| {
                 stackful::task::Builder::new()
                     .name("hog")
                     .spawn(|| std::thread::sleep(Duration::from_millis(400)))
                     .unwrap()
                     .join()
                     .unwrap();
+            })
+            .join()
+            .unwrap();
+        }
+        "main-hog" => {
+            let rt = Runtime::builder()
+                .workers(1)
+                .debug(true)
+                .slow_threshold(Duration::from_millis(30))
+                .build()
+                .unwrap();
+            rt.run(|| {
+                // The partner starts on this thread once the main body
+                // suspends, which the blocking sleep delays.
+                let partner = stackful::spawn(|| 7);
+                std::thread::sleep(Duration::from_millis(400));
+                assert_eq!(partner.join().unwrap(), 7);
             });
         }
         "unstarted" => {
@@ -193,6 +212,17 @@ fn main() {
             "without suspending on worker 0",
             "stackful::spawn_blocking",
             "`std::sync` lock held by another across a suspension point",
+        ],
+        &[],
+    );
+    expect(
+        "main-hog",
+        false,
+        &[
+            "stackful debug: green thread #",
+            "`main` has run for",
+            "without suspending on the thread that called `run`",
+            "delaying the green threads pinned there",
         ],
         &[],
     );

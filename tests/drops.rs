@@ -112,18 +112,25 @@ fn regression_scope_returns_when_a_child_panics_and_an_unstarted_siblings_drop_p
     // dropped, the worker died, and `scope` never returned.
     within(20, || {
         let rt = one_worker();
-        let outcome = rt.run(|| {
-            panic::catch_unwind(AssertUnwindSafe(|| {
-                stackful::scope(|s| {
-                    s.spawn(|| panic!("first child fails"));
-                    let bomb = PanicOnDrop;
-                    s.spawn(move || {
-                        let _keep = &bomb;
-                    });
-                })
-            }))
-        });
-        assert_eq!(panic_text(outcome.unwrap_err()), "first child fails");
+        // On the pool worker, whose newest spawn runs first (its LIFO slot)
+        // while the older one waits in its deque: the failing child runs,
+        // and the bomb is cancelled before it starts.
+        let outcome = rt
+            .spawn(|| {
+                panic::catch_unwind(AssertUnwindSafe(|| {
+                    stackful::scope(|s| {
+                        let bomb = PanicOnDrop;
+                        s.spawn(move || {
+                            let _keep = &bomb;
+                        });
+                        s.spawn(|| panic!("first child fails"));
+                    })
+                }))
+                .map_err(panic_text)
+            })
+            .join()
+            .unwrap();
+        assert_eq!(outcome.unwrap_err(), "first child fails");
         assert_usable(&rt);
     });
 }
@@ -523,18 +530,22 @@ fn the_closure_of_a_green_thread_cancelled_before_it_starts_is_dropped_on_its_ow
     let (s2, s3) = (seen.clone(), seen.clone());
     let outcome = within(20, move || {
         let rt = one_worker();
-        rt.run(move || {
+        // On the pool worker: the newest spawn (the failing child) runs
+        // first, from its LIFO slot; the older one waits in its deque.
+        rt.spawn(move || {
             panic::catch_unwind(AssertUnwindSafe(|| {
                 stackful::scope(|s| {
-                    s.spawn(|| panic!("first child fails"));
                     let (a, b) = (WaitsWhenDropped(s2), WaitsWhenDropped(s3));
                     s.spawn(move || {
                         let _keep = (&a, &b);
                     });
+                    s.spawn(|| panic!("first child fails"));
                 })
             }))
             .map_err(panic_text)
         })
+        .join()
+        .unwrap()
     });
     assert_eq!(outcome, Err("first child fails".to_string()));
     assert_eq!(
@@ -569,7 +580,10 @@ fn a_scope_cut_off_by_its_timeout_lets_an_unstarted_childs_destructor_finish_its
             let r = stackful::timeout(Duration::from_millis(10), || {
                 stackful::scope(|s| {
                     let guard = SendsOnDrop(tx);
-                    s.spawn(move || drop(guard)); // unstarted: the worker is held
+                    s.spawn(move || drop(guard));
+                    // This newer spawn takes the `run` thread's LIFO slot,
+                    // and the first goes to the held worker: unstarted.
+                    s.spawn(|| ());
                     stackful::sleep(Duration::from_secs(3600));
                 })
             });

@@ -88,10 +88,11 @@ fn child_build_global_first() {
     });
     assert_eq!(depth, 0);
     assert_eq!(
-        names, "configured-worker-0",
-        "the one worker, named as built"
+        names,
+        thread_name(),
+        "a green thread that the main body spawns and joins runs on `run`'s own thread"
     );
-    // A plain thread's spawn uses it too.
+    // A plain thread's spawn goes to the worker, named as built.
     assert_eq!(
         stackful::spawn(thread_name).join().unwrap(),
         "configured-worker-0"
@@ -188,7 +189,7 @@ fn child_failed_build_global() {
         .build_global()
         .unwrap();
     assert_eq!(
-        stackful::run(|| stackful::spawn(thread_name).join().unwrap()),
+        stackful::spawn(thread_name).join().unwrap(),
         "second-try-worker-0"
     );
     eprintln!("child ok");

@@ -434,7 +434,7 @@ fn a_stream_moved_to_a_green_thread_on_another_worker_keeps_working() {
                     "no other worker ran"
                 );
                 let (slot, m) = (slot.clone(), moved.clone());
-                let h = stackful::spawn(move || {
+                let h = common::spawn_on_pool(move || {
                     if std::thread::current().id() == here {
                         return None;
                     }
@@ -831,7 +831,7 @@ fn a_reader_and_a_writer_on_different_threads_share_one_socket() {
             let c = Arc::new(c);
             let w = c.clone();
             let here = std::thread::current().id();
-            let writer = stackful::spawn(move || {
+            let writer = common::spawn_on_pool(move || {
                 assert_ne!(std::thread::current().id(), here);
                 let data: Vec<u8> = (0..TOTAL).map(|i| (i % 249) as u8).collect();
                 for chunk in data.chunks(100_000) {

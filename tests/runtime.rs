@@ -188,7 +188,9 @@ fn regression_a_spawn_during_shutdown_raises_the_pending_cancellation() {
     let started = Arc::new(AtomicBool::new(false));
     let st = started.clone();
     stackful::run(move || {
-        drop(stackful::spawn(move || {
+        // On a pool worker: on `run`'s thread it would never let the main
+        // body run again.
+        drop(common::spawn_on_pool(move || {
             st.store(true, Ordering::SeqCst);
             // Never suspends: spawns until the shutdown stops it.
             loop {

@@ -131,7 +131,8 @@ fn the_mutex_is_fair_first_come_first_served() {
     // in `lock`, before the next one can start there. So they queue in
     // order, with no sleep to trust.
     let rt = stackful::Runtime::builder().workers(1).build().unwrap();
-    let order = rt.run(|| {
+    // In a green thread on the worker, where all of them run.
+    let order = rt.spawn(|| {
         let m = Arc::new(Mutex::new(Vec::new()));
         let guard = m.lock();
         let waiters: Vec<_> = (0..5)
@@ -154,7 +155,7 @@ fn the_mutex_is_fair_first_come_first_served() {
         stackful::join_all(waiters);
         Arc::try_unwrap(m).unwrap().into_inner()
     });
-    assert_eq!(order, [0, 1, 2, 3, 4]);
+    assert_eq!(order.join().unwrap(), [0, 1, 2, 3, 4]);
 }
 
 #[test]

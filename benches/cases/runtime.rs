@@ -331,3 +331,55 @@ pub fn rendezvous(rt: &Runtime, n: u64, select: bool) {
         .unwrap();
     });
 }
+
+/// The channel flavours of the issue-11 ping-pong cases.
+#[derive(Clone, Copy, Debug)]
+pub enum Flavor {
+    Unbounded,
+    Bounded1,
+}
+
+fn pair_of(flavor: Flavor) -> (stackful::sync::Sender<u64>, stackful::sync::Receiver<u64>) {
+    match flavor {
+        Flavor::Unbounded => stackful::sync::unbounded(),
+        Flavor::Bounded1 => stackful::sync::channel(1),
+    }
+}
+
+/// `n` round trips between a pinger and the partner it spawned, over two
+/// channels of `flavor`: from `run`'s body itself (`from_main`), or inside a
+/// spawned green thread.
+pub fn pingpong_flavor(rt: &Runtime, n: u64, flavor: Flavor, from_main: bool) {
+    let body = move || {
+        let (a_tx, a_rx) = pair_of(flavor);
+        let (b_tx, b_rx) = pair_of(flavor);
+        let pong = stackful::spawn(move || {
+            for v in a_rx.iter() {
+                b_tx.send(v + 1).unwrap();
+            }
+        });
+        for i in 0..n {
+            a_tx.send(i).unwrap();
+            black_box(b_rx.recv().unwrap());
+        }
+        drop(a_tx);
+        pong.join().unwrap();
+    };
+    rt.run(|| {
+        if from_main {
+            body()
+        } else {
+            stackful::spawn(body).join().unwrap()
+        }
+    })
+}
+
+/// Spawns a trivial green thread and joins it, `n` times in a row, from
+/// `run`'s body itself.
+pub fn spawn_join_each(rt: &Runtime, n: u64) {
+    rt.run(|| {
+        for i in 0..n {
+            black_box(stackful::spawn(move || black_box(i)).join().unwrap());
+        }
+    });
+}

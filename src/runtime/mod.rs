@@ -33,6 +33,7 @@
 //! that may suspend, or use [`stackful::sync::Mutex`](crate::sync::Mutex),
 //! whose `lock` suspends the green thread instead.
 
+pub(crate) mod monitor;
 pub(crate) mod park;
 pub(crate) mod reactor;
 mod ready;
@@ -155,9 +156,10 @@ impl Idle {
 pub(crate) struct Group {
     pub(crate) cancelled: AtomicBool,
     live: LiveCount,
-    /// The executor of the `run` thread, home of the main green thread
-    /// (whose header points to it without counting, see `Header::home`).
-    _home: Arc<Home>,
+    /// The executor of the `run` thread, home of the main green thread and
+    /// of the green threads of this group that start there (whose headers
+    /// point to it without counting, see `Header::home`).
+    home: Arc<Home>,
 }
 
 impl Group {
@@ -165,12 +167,17 @@ impl Group {
         Group {
             cancelled: AtomicBool::new(false),
             live: LiveCount::default(),
-            _home: home,
+            home,
         }
     }
 
     pub(crate) fn task_finished(&self) {
         self.live.sub();
+    }
+
+    /// Whether `home` is the executor of this group's `run` thread.
+    pub(crate) fn is_homed_at(&self, home: &Arc<Home>) -> bool {
+        Arc::ptr_eq(&self.home, home)
     }
 }
 
@@ -189,6 +196,11 @@ pub(crate) struct RtShared {
     pub(crate) stopping: AtomicBool,
     started: Instant,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    /// The executors of the threads inside a `run` of this runtime now, for
+    /// debug mode's watchdog.
+    pub(crate) runs: Mutex<Vec<Arc<Home>>>,
+    /// Moves green threads stuck in a `run` thread's LIFO slot to the pool.
+    pub(crate) monitor: Arc<monitor::Monitor>,
 }
 
 impl RtShared {
@@ -445,6 +457,8 @@ impl Builder {
             stopping: AtomicBool::new(false),
             started: Instant::now(),
             threads: Mutex::new(Vec::new()),
+            runs: Mutex::new(Vec::new()),
+            monitor: Arc::default(),
         });
         let rt = Runtime {
             shared: shared.clone(),
@@ -675,48 +689,69 @@ impl std::error::Error for BuildGlobalError {
 
 /// Debug mode: warns about green threads that run too long without suspending.
 fn start_watchdog(rt: std::sync::Weak<RtShared>) {
-    let _ = thread::Builder::new().name("stackful-watchdog".into()).spawn(move || {
-        let mut warned = Vec::new();
-        loop {
-            let threshold = debug::slow_threshold();
-            thread::sleep((threshold / 2).max(Duration::from_millis(5)));
-            let Some(rt) = rt.upgrade() else { return };
-            if rt.stopping.load(Ordering::Acquire) {
-                return;
-            }
-            warned.resize(rt.homes.len(), 0u64);
-            let now = rt.nanos_since_start();
-            for (i, home) in rt.homes.iter().enumerate() {
-                let since = home.running_since.load(Ordering::Acquire);
-                if since == 0 || warned[i] == since {
-                    continue;
+    let _ = thread::Builder::new()
+        .name("stackful-watchdog".into())
+        .spawn(move || {
+            let mut warned = Vec::new();
+            loop {
+                let threshold = debug::slow_threshold();
+                thread::sleep((threshold / 2).max(Duration::from_millis(5)));
+                let Some(rt) = rt.upgrade() else { return };
+                if rt.stopping.load(Ordering::Acquire) {
+                    return;
                 }
-                let ran = Duration::from_nanos(now.saturating_sub(since));
-                if ran < threshold {
-                    continue;
-                }
-                warned[i] = since;
-                let who = home
-                    .running
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_ref()
-                    .map(|t| t.header().describe());
-                if let Some(who) = who {
-                    debug::warn(format_args!(
-                        "green thread {who} has run for {} ms without suspending on worker {i}, \
+                let runs = rt.runs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let now = rt.nanos_since_start();
+                let homes = rt.homes.iter().chain(&runs);
+                // Keyed by address: a `run` thread's entry may be another's next
+                // round, which at worst repeats or skips one warning.
+                warned.retain(|(home, _)| {
+                    rt.homes
+                        .iter()
+                        .chain(&runs)
+                        .any(|h| Arc::as_ptr(h) as usize == *home)
+                });
+                for home in homes {
+                    let key = Arc::as_ptr(home) as usize;
+                    let since = home.running_since.load(Ordering::Acquire);
+                    let seen = warned.iter().position(|(h, _)| *h == key);
+                    if since == 0 || seen.is_some_and(|i| warned[i].1 == since) {
+                        continue;
+                    }
+                    let ran = Duration::from_nanos(now.saturating_sub(since));
+                    if ran < threshold {
+                        continue;
+                    }
+                    match seen {
+                        Some(i) => warned[i].1 = since,
+                        None => warned.push((key, since)),
+                    }
+                    let who = home
+                        .running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_ref()
+                        .map(|t| t.header().describe());
+                    let place = if home.index == usize::MAX {
+                        "the thread that called `run`".to_string()
+                    } else {
+                        format!("worker {}", home.index)
+                    };
+                    if let Some(who) = who {
+                        debug::warn(format_args!(
+                            "green thread {who} has run for {} ms without suspending on {place}, \
                          delaying the green threads pinned there; move blocking or CPU-heavy \
                          work into `stackful::spawn_blocking`, or call `stackful::yield_now()` \
                          in long loops. A green thread that waits on a `std::sync` lock held by \
                          another across a suspension point (a sleep, a channel, a join) blocks \
                          its worker this way too: use `stackful::sync::Mutex` there, or release \
                          the std guard before suspending",
-                        ran.as_millis()
-                    ));
+                            ran.as_millis()
+                        ));
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 /// An M:N runtime: worker threads running green threads.
@@ -917,6 +952,7 @@ impl Drop for Runtime {
 fn finish_shutdown(rt: &Arc<RtShared>) {
     rt.live.wait_zero("a Runtime's shutdown");
     rt.stopping.store(true, Ordering::Release);
+    rt.monitor.stop();
     for home in &rt.homes {
         home.unpark();
     }
@@ -1021,19 +1057,32 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
     // may scoped green threads on other workers. No user code runs on this
     // thread outside a green thread's catch_unwind; only a bug could.
     let no_unwind = AbortOnUnwind("stackful::run");
-    let executor = worker::Worker::new(home, rt.clone(), None);
-    executor.enter(|| executor.run_main(main));
-    // Nothing polls this thread's reactor until its next `run` (the main
-    // green thread, the only one that runs here, has ended): green threads
-    // elsewhere waiting through it move to their own. Before the wait
-    // below, which may be for green threads of this run that wait through
-    // it (shielded ones, say): they would never see their events.
+    rt.runs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(home.clone());
+    rt.monitor.start(rt);
+    let executor = worker::Worker::new(home.clone(), rt.clone(), None);
+    executor.enter(|| {
+        executor.run_main(main);
+        // Shutdown: cancel what is left of this run's green threads, and
+        // run those started here until they have unwound.
+        group.cancelled.store(true, Ordering::Release);
+        for h in rt.homes.iter().chain([&home]) {
+            h.request_cancel(group.clone());
+        }
+        executor.run_out(|| group.live.get());
+    });
+    rt.runs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|h| !Arc::ptr_eq(h, &home));
+    // Nothing polls this thread's reactor until its next `run` (no green
+    // thread is left here): green threads elsewhere waiting through it move
+    // to their own. Before the wait below, which may be for green threads
+    // of this run that wait through it (shielded ones, say): they would
+    // never see their events.
     reactor.retire();
-    // Shutdown: cancel what is left of this run's green threads and wait.
-    group.cancelled.store(true, Ordering::Release);
-    for home in &rt.homes {
-        home.request_cancel(group.clone());
-    }
     group.live.wait_zero("`run`'s shutdown");
     no_unwind.disarm();
     let result = task.take_result();

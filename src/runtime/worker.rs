@@ -23,7 +23,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,11 @@ const TIMERS_EVERY: u64 = 16;
 /// skips one.
 const FRESH_EVERY: u64 = 2 * TIMERS_EVERY;
 
+/// How many more started green threads a `run` thread may hold than the
+/// least loaded pool worker before its spawns go to the pool: room for the
+/// main green thread and a few partners (see `Worker::keeps_spawn`).
+const RUN_SHARE: usize = 4;
+
 /// What other threads may touch of a worker.
 pub(crate) struct Home {
     pub(crate) index: usize,
@@ -93,6 +98,21 @@ pub(crate) struct Home {
     /// Its ready queue's length, published with the heartbeat: how many
     /// green threads share its CPU time (see `ahead_of_peers`).
     runnable: AtomicUsize,
+    /// A `run` thread's LIFO slot: the newest green thread spawned there and
+    /// not started yet, as a counted `TaskRef` (`into_raw`), or null. Shared
+    /// so that the monitor can move one that waits there too long to the
+    /// pool (see `monitor`). A pool worker keeps its slot in `Worker::lifo`.
+    pub(crate) next: AtomicPtr<Header>,
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        if let Some(p) = NonNull::new(*self.next.get_mut()) {
+            // SAFETY: a non-null slot holds a count given up by `into_raw`,
+            // taken back only here or by a swap that leaves null behind.
+            drop(unsafe { TaskRef::from_raw(p) });
+        }
+    }
 }
 
 impl Home {
@@ -110,6 +130,7 @@ impl Home {
             started: CachePadded::new(AtomicUsize::new(0)),
             heartbeat: AtomicU64::new(0),
             runnable: AtomicUsize::new(0),
+            next: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
@@ -379,8 +400,13 @@ pub(crate) struct Worker {
     registry: RefCell<Registry>,
     /// Unstarted green threads; `None` for a `run` thread, which never steals.
     fresh: Option<Deque<TaskRef>>,
-    /// The newest green thread spawned here, run next; see `submit_new`.
+    /// A pool worker's LIFO slot: the newest green thread spawned here, run
+    /// next; see `submit_new`. (A `run` thread's is `Home::next`.)
     lifo: Cell<Option<TaskRef>>,
+    /// A `run` thread: the header of its main green thread (see `start`).
+    main: Cell<*const Header>,
+    /// A `run` thread: when its shutdown reports a slow wait (debug mode).
+    report_at: Cell<Option<Instant>>,
     /// Runs from the LIFO slot in a row; capped so a chain of spawns cannot
     /// starve the ready queue.
     lifo_streak: Cell<u8>,
@@ -496,23 +522,25 @@ pub(crate) fn schedule(task: TaskRef) {
     }
 }
 
-/// Places a new green thread: on the spawning worker's own deque when the
-/// spawner is a green thread of the same runtime, else on the injector. An
-/// idle worker is woken to pick it up.
+/// Places a new green thread: in the spawning executor's LIFO slot when the
+/// spawner is a green thread of the same runtime (on a `run` thread, only
+/// while that thread has no more than its share; see `keeps_spawn`), else on
+/// the injector. An idle worker is woken to pick up what does not stay.
 pub(crate) fn submit_new(rt: &Arc<RtShared>, task: TaskRef) {
     let leftover = with_current(|w| match w {
-        Some(
-            w @ Worker {
-                fresh: Some(deque), ..
-            },
-        ) if Arc::ptr_eq(&w.rt, rt) => {
+        Some(w) if Arc::ptr_eq(&w.rt, rt) && w.keeps_spawn(&task) => {
             // The LIFO slot: the newest spawn of a green thread runs next on
-            // this worker and cannot be stolen meanwhile, so a green thread
+            // this executor and cannot be stolen meanwhile, so a green thread
             // and the partner it spawns start, and stay, side by side. The
             // spawn it displaces goes to the deque, where idle workers may
-            // steal it.
-            let displaced = w.lifo.replace(Some(task));
-            displaced.map(|old| deque.push(old)).is_some()
+            // steal it (a `run` thread has none: to the injector).
+            let displaced = w.lifo_replace(task);
+            displaced
+                .map(|old| match &w.fresh {
+                    Some(deque) => deque.push(old),
+                    None => rt.injector.push(old),
+                })
+                .is_some()
         }
         _ => {
             rt.injector.push(task);
@@ -544,6 +572,8 @@ impl Worker {
             registry: RefCell::new(Registry::default()),
             fresh,
             lifo: Cell::new(None),
+            main: Cell::new(std::ptr::null()),
+            report_at: Cell::new(None),
             lifo_streak: Cell::new(0),
             tick: Cell::new(0),
             peers: RefCell::new(Vec::new()),
@@ -581,7 +611,11 @@ impl Worker {
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        self.timers.borrow_mut().next()
+        let next = self.timers.borrow_mut().next();
+        match (next, self.report_at.get()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn fire_timers(&self) {
@@ -615,13 +649,42 @@ impl Worker {
         self.ready.pop()
     }
 
+    /// Whether a green thread spawned on this executor stays in its LIFO
+    /// slot. Always on a pool worker. On a `run` thread, only a green thread
+    /// of that `run` (whose shutdown waits for it), and only while the
+    /// thread has started at most [`RUN_SHARE`] more green threads than the
+    /// least loaded pool worker: the partners and children that the main
+    /// body (and they) spawn and wait for run beside it with no thread
+    /// crossing, but an accept loop in the main body does not keep every
+    /// connection's green thread on its own thread.
+    fn keeps_spawn(&self, task: &TaskRef) -> bool {
+        if self.fresh.is_some() {
+            return true;
+        }
+        let ours = task
+            .header()
+            .group
+            .as_ref()
+            .is_some_and(|g| g.is_homed_at(&self.home));
+        // The pool's counters are read only past the share: they are
+        // written by busy workers, so reading them can cost cache misses.
+        let here = self.home.started();
+        ours && (here <= RUN_SHARE
+            || self
+                .rt
+                .homes
+                .iter()
+                .all(|h| here <= h.started().saturating_add(RUN_SHARE)))
+    }
+
     /// An unstarted green thread: the LIFO slot (when the ready queue had
-    /// its turn), own deque, then injector, then other workers.
+    /// its turn), own deque, then injector, then other workers. A `run`
+    /// thread takes only its LIFO slot.
     fn find_fresh(&self) -> Option<TaskRef> {
-        let deque = self.fresh.as_ref()?;
-        if let Some(t) = self.lifo.take() {
+        if let Some(t) = self.lifo_take() {
             return Some(t);
         }
+        let deque = self.fresh.as_ref()?;
         if let Some(t) = deque.pop() {
             return Some(t);
         }
@@ -652,12 +715,12 @@ impl Worker {
     /// Whether an unstarted green thread is anywhere this worker could take
     /// it from (a few loads, no lock).
     fn fresh_visible(&self) -> bool {
-        self.fresh.as_ref().is_some_and(|deque| {
-            self.lifo_is_set()
-                || !deque.is_empty()
-                || !self.rt.injector.is_empty()
-                || self.rt.stealers.iter().any(|s| !s.is_empty())
-        })
+        self.lifo_is_set()
+            || self.fresh.as_ref().is_some_and(|deque| {
+                !deque.is_empty()
+                    || !self.rt.injector.is_empty()
+                    || self.rt.stealers.iter().any(|s| !s.is_empty())
+            })
     }
 
     fn has_work(&self) -> bool {
@@ -714,11 +777,41 @@ impl Worker {
         }
     }
 
-    /// The loop of a `run` thread: runs `main` and whatever is pinned here
-    /// until `main` completes.
+    /// The loop of a `run` thread: runs `main`, and the green threads of
+    /// its `run` that start here (see `keeps_spawn`), until `main` completes.
     pub(crate) fn run_main(&self, main: TaskRef) {
+        self.main.set(main.header());
         self.run(main.clone());
-        while !main.header().is_complete() {
+        self.run_while(|| !main.header().is_complete());
+    }
+
+    /// The rest of a `run` thread's loop, once its `run` has asked every
+    /// executor to cancel what is left of it: runs until nothing started
+    /// here is left, nor waits to start here. Nothing else can arrive: only
+    /// green threads running here spawn into this thread's LIFO slot.
+    /// `left` counts the green threads of the `run` still alive anywhere,
+    /// for debug mode's report of a slow shutdown.
+    pub(crate) fn run_out(&self, left: impl Fn() -> u64) {
+        let start = Instant::now();
+        self.report_at
+            .set(debug::enabled().then(|| start + debug::slow_threshold()));
+        self.run_while(|| {
+            if let Some(at) = self.report_at.get()
+                && Instant::now() >= at
+            {
+                self.report_at.set(None);
+                raw::report_slow_wait("`run`'s shutdown", start, left());
+            }
+            self.registry.borrow().live() > 0 || self.lifo_is_set()
+        });
+        self.report_at.set(None);
+    }
+
+    fn run_while(&self, go_on: impl Fn() -> bool) {
+        while go_on() {
+            if self.home.control.load(Ordering::Acquire) {
+                self.control();
+            }
             if !self.turn() {
                 self.idle();
             }
@@ -748,7 +841,7 @@ impl Worker {
                 .store(self.ready.len(), Ordering::Relaxed);
         }
         let streak = self.lifo_streak.get();
-        let lifo = if streak < 3 { self.lifo.take() } else { None };
+        let lifo = if streak < 3 { self.lifo_take() } else { None };
         self.lifo_streak
             .set(if lifo.is_some() { streak + 1 } else { 0 });
         let next = lifo.or_else(|| {
@@ -761,7 +854,7 @@ impl Worker {
                 // Busy, with more new green threads waiting: wake a parked
                 // worker to start them, or this one would start them all.
                 if self.fresh.as_ref().is_some_and(|d| !d.is_empty())
-                    || !self.rt.injector.is_empty()
+                    || (self.fresh.is_some() && !self.rt.injector.is_empty())
                 {
                     self.rt.notify_idle();
                 }
@@ -939,9 +1032,47 @@ impl Worker {
 
     #[inline]
     fn lifo_is_set(&self) -> bool {
+        if self.fresh.is_none() {
+            return !self.home.next.load(Ordering::Relaxed).is_null();
+        }
         // SAFETY: a plain read of the Cell's content on its owner's thread
         // (Worker is !Sync); nothing writes the cell during this expression.
         unsafe { (*self.lifo.as_ptr()).is_some() }
+    }
+
+    /// Puts `task` in the LIFO slot; returns the one it displaces.
+    fn lifo_replace(&self, task: TaskRef) -> Option<TaskRef> {
+        if self.fresh.is_some() {
+            return self.lifo.replace(Some(task));
+        }
+        // SeqCst: the monitor may be going to sleep (see `Monitor::poke`).
+        let old = self
+            .home
+            .next
+            .swap(task.into_raw().as_ptr(), Ordering::SeqCst);
+        match NonNull::new(old) {
+            // SAFETY: the slot held a count given up by `into_raw`, and the
+            // swap took it out, so nobody else takes it back.
+            Some(p) => Some(unsafe { TaskRef::from_raw(p) }),
+            None => {
+                self.rt.monitor.poke();
+                None
+            }
+        }
+    }
+
+    /// Takes the green thread in the LIFO slot, if any.
+    #[inline]
+    fn lifo_take(&self) -> Option<TaskRef> {
+        if self.fresh.is_some() {
+            return self.lifo.take();
+        }
+        if !self.lifo_is_set() {
+            return None;
+        }
+        let p = self.home.next.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: as in `lifo_replace`.
+        NonNull::new(p).map(|p| unsafe { TaskRef::from_raw(p) })
     }
 
     /// Claims a green thread popped from a queue for running: false if it
@@ -988,9 +1119,10 @@ impl Worker {
             }
             Err(e) => {
                 let error = JoinError::no_stack(h, e);
-                if self.fresh.is_none() {
-                    // A `run` thread: the caller's own, where the main body
-                    // (which need not be `Send`) is dropped, as it is run.
+                if std::ptr::eq(h, self.main.get()) {
+                    // The main green thread: its body (which need not be
+                    // `Send`) is dropped on the caller's thread, where it
+                    // would have run.
                     // SAFETY: `claim` set STARTED for this thread.
                     unsafe { task.fail(error) };
                     finish_unstarted(task);
@@ -1010,9 +1142,9 @@ impl Worker {
             }
         };
         let label = Label {
-            // A `run` thread starts only its main green thread, whose stack
-            // is raised differently from a spawned one's.
-            owner: if self.fresh.is_none() {
+            // The main green thread's stack is raised differently from a
+            // spawned one's.
+            owner: if std::ptr::eq(h, self.main.get()) {
                 &crate::runtime::MAIN_GREEN_THREAD
             } else {
                 &GREEN_THREAD

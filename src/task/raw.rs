@@ -146,6 +146,21 @@ impl TaskRef {
         self.ptr
     }
 
+    /// Gives up this reference's count as a pointer, to be taken back once
+    /// with [`from_raw`](TaskRef::from_raw).
+    pub(crate) fn into_raw(self) -> NonNull<Header> {
+        std::mem::ManuallyDrop::new(self).ptr
+    }
+
+    /// Takes back a count given up by [`into_raw`](TaskRef::into_raw).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from `into_raw`, and each such pointer is taken back once.
+    pub(crate) unsafe fn from_raw(ptr: NonNull<Header>) -> TaskRef {
+        TaskRef { ptr }
+    }
+
     /// A `TaskRef` for `ptr` that does not own a count: it must not outlive
     /// the reference `ptr` came from (see the safety contract), and is never
     /// dropped, so the count is not touched.
@@ -968,16 +983,21 @@ impl LiveCount {
                 && std::time::Instant::now() >= at
             {
                 report_at = None;
-                debug::warn(format_args!(
-                    "{what} has waited {} ms for {left} green thread(s) to end; one may be \
-                     waiting in a destructor, running without suspending, or (outside a \
-                     `run`, which cancels) still at work",
-                    start.elapsed().as_millis()
-                ));
+                report_slow_wait(what, start, left);
             }
             crate::runtime::park::park_shielded(report_at);
         }
     }
+}
+
+/// Debug mode: `what` has waited since `start` for `left` green threads.
+pub(crate) fn report_slow_wait(what: &str, start: std::time::Instant, left: u64) {
+    debug::warn(format_args!(
+        "{what} has waited {} ms for {left} green thread(s) to end; one may be waiting in a \
+         destructor, running without suspending, or (outside a `run`, which cancels) still at \
+         work",
+        start.elapsed().as_millis()
+    ));
 }
 
 /// Drops `value` under `catch_unwind` and returns the panic payload if its

@@ -243,3 +243,14 @@ impl Joiner {
         (self.0)()
     }
 }
+
+/// Spawns `f` from `run`'s main body so that it starts on a pool worker,
+/// not on `run`'s own thread: the main body's newest spawn takes that
+/// thread's LIFO slot, so a second, empty spawn pushes `f` out to the pool.
+pub fn spawn_on_pool<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> stackful::JoinHandle<T> {
+    let h = stackful::spawn(f);
+    drop(stackful::spawn(|| ()));
+    h
+}

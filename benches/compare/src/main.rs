@@ -145,6 +145,105 @@ mod tokio_cases {
         });
     }
 
+    /// As `stackful_cases::pingpong_flavor`: the body runs in `block_on`
+    /// (`from_main`) or in a spawned task.
+    pub fn pingpong_flavor(
+        rt: &tokio::runtime::Runtime,
+        n: u64,
+        flavor: stackful_cases::Flavor,
+        from_main: bool,
+    ) {
+        use stackful_cases::Flavor;
+        use tokio::sync::mpsc;
+        async fn body<S, R>(n: u64, pair: impl Fn() -> (S, R))
+        where
+            S: Sender + Send + 'static,
+            R: Receiver + Send + 'static,
+        {
+            let (a_tx, mut a_rx) = pair();
+            let (b_tx, mut b_rx) = pair();
+            let pong = tokio::spawn(async move {
+                while let Some(v) = a_rx.recv().await {
+                    b_tx.send(v + 1).await;
+                }
+            });
+            for i in 0..n {
+                a_tx.send(i).await;
+                black_box(b_rx.recv().await.unwrap());
+            }
+            drop(a_tx);
+            pong.await.unwrap();
+        }
+        async fn either(n: u64, flavor: Flavor) {
+            match flavor {
+                Flavor::Unbounded => body(n, mpsc::unbounded_channel::<u64>).await,
+                Flavor::Bounded1 => body(n, || mpsc::channel::<u64>(1)).await,
+            }
+        }
+        rt.block_on(async move {
+            if from_main {
+                either(n, flavor).await
+            } else {
+                tokio::spawn(either(n, flavor)).await.unwrap()
+            }
+        });
+    }
+
+    /// The two tokio mpsc flavours behind one interface.
+    pub trait Sender {
+        fn send(&self, v: u64) -> impl std::future::Future<Output = ()> + Send;
+    }
+    pub trait Receiver {
+        fn recv(&mut self) -> impl std::future::Future<Output = Option<u64>> + Send;
+    }
+    impl Sender for tokio::sync::mpsc::UnboundedSender<u64> {
+        async fn send(&self, v: u64) {
+            tokio::sync::mpsc::UnboundedSender::send(self, v).unwrap()
+        }
+    }
+    impl Receiver for tokio::sync::mpsc::UnboundedReceiver<u64> {
+        async fn recv(&mut self) -> Option<u64> {
+            tokio::sync::mpsc::UnboundedReceiver::recv(self).await
+        }
+    }
+    impl Sender for tokio::sync::mpsc::Sender<u64> {
+        async fn send(&self, v: u64) {
+            tokio::sync::mpsc::Sender::send(self, v).await.unwrap()
+        }
+    }
+    impl Receiver for tokio::sync::mpsc::Receiver<u64> {
+        async fn recv(&mut self) -> Option<u64> {
+            tokio::sync::mpsc::Receiver::recv(self).await
+        }
+    }
+
+    /// `spawn_join` from a spawned task.
+    pub fn spawn_join_in_task(rt: &tokio::runtime::Runtime, n: u64) {
+        rt.block_on(async move { tokio::spawn(spawn_join_body(n)).await.unwrap() });
+    }
+
+    async fn spawn_join_body(n: u64) {
+        let handles: Vec<_> = (0..n)
+            .map(|i| tokio::spawn(async move { black_box(i) }))
+            .collect();
+        for h in handles {
+            black_box(h.await.unwrap());
+        }
+    }
+
+    /// Spawns and awaits a trivial task `n` times in a row, from a spawned task.
+    pub fn spawn_join_each_in_task(rt: &tokio::runtime::Runtime, n: u64) {
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                for i in 0..n {
+                    black_box(tokio::spawn(async move { black_box(i) }).await.unwrap());
+                }
+            })
+            .await
+            .unwrap()
+        });
+    }
+
     /// tokio's mpsc has one receiver: several consumers share it behind a
     /// `tokio::sync::Mutex`, the usual way to get MPMC from it.
     pub fn throughput(rt: &tokio::runtime::Runtime, producers: u64, consumers: u64, n: u64) {
@@ -502,6 +601,25 @@ fn table(only: Option<&str>) {
         ],
     );
     t.timed(
+        "spawn_join (100 000) from run's body; tokio from a spawned task",
+        "ns/task",
+        7,
+        N,
+        &mut [&mut || stackful_cases::spawn_join(&srt, N), &mut || {
+            tokio_cases::spawn_join_in_task(&trt, N)
+        }],
+    );
+    t.timed(
+        "spawn then join, one at a time (100 000) from run's body; tokio from a spawned task",
+        "ns/task",
+        7,
+        N,
+        &mut [
+            &mut || stackful_cases::spawn_join_each(&srt, N),
+            &mut || tokio_cases::spawn_join_each_in_task(&trt, N),
+        ],
+    );
+    t.timed(
         "yield_many (1 000 x 1 000)",
         "ns/yield",
         7,
@@ -551,6 +669,46 @@ fn table(only: Option<&str>) {
             &mut || may_cases::pingpong(PP),
         ],
     );
+    {
+        use stackful_cases::Flavor;
+        const PF: u64 = 50_000;
+        let cases = [
+            (
+                Flavor::Unbounded,
+                true,
+                "pingpong from run's body / block_on, unbounded (50 000)",
+            ),
+            (
+                Flavor::Unbounded,
+                false,
+                "pingpong, spawned pair, unbounded (50 000)",
+            ),
+            (
+                Flavor::Bounded1,
+                true,
+                "pingpong from run's body / block_on, bounded(1) (50 000)",
+            ),
+            (
+                Flavor::Bounded1,
+                false,
+                "pingpong, spawned pair, bounded(1) (50 000)",
+            ),
+        ];
+        {
+            for (flavor, from_main, case) in cases {
+                t.timed(
+                    case,
+                    "ns/trip",
+                    7,
+                    PF,
+                    &mut [
+                        &mut || stackful_cases::pingpong_flavor(&srt, PF, flavor, from_main),
+                        &mut || tokio_cases::pingpong_flavor(&trt, PF, flavor, from_main),
+                    ],
+                );
+            }
+        }
+    }
     t.timed(
         "pingpong, pair forced onto two workers (20 000)",
         "ns/trip",

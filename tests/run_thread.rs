@@ -1,0 +1,187 @@
+//! `run`'s own thread works as an executor for the green threads that its
+//! main body spawns (issue 11): partners stay beside the main body, an accept
+//! loop's green threads still spread over the pool, a main body that never
+//! suspends does not keep what it spawned from starting, and `run` returns
+//! only after what started on its thread has ended.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, ThreadId};
+use std::time::Duration;
+
+use common::{DropCounter, within};
+use stackful::sync::Event;
+
+fn two_workers() -> stackful::Runtime {
+    stackful::Runtime::builder().workers(2).build().unwrap()
+}
+
+#[test]
+fn a_partner_the_main_body_spawns_and_joins_runs_on_runs_thread() {
+    let rt = two_workers();
+    let (me, partner, grandchild) = rt.run(|| {
+        let me = thread::current().id();
+        let (partner, grandchild) = stackful::spawn(|| {
+            // And what that partner spawns and joins, too.
+            let grandchild = stackful::spawn(|| thread::current().id()).join().unwrap();
+            (thread::current().id(), grandchild)
+        })
+        .join()
+        .unwrap();
+        (me, partner, grandchild)
+    });
+    assert_eq!(partner, me);
+    assert_eq!(grandchild, me);
+    assert_eq!(
+        me,
+        thread::current().id(),
+        "the main body runs on the caller"
+    );
+}
+
+#[test]
+fn ping_pong_with_a_partner_spawned_from_the_main_body_stays_on_one_thread() {
+    let rt = two_workers();
+    rt.run(|| {
+        let (a_tx, a_rx) = stackful::sync::unbounded::<u64>();
+        let (b_tx, b_rx) = stackful::sync::unbounded::<u64>();
+        let pong = stackful::spawn(move || {
+            let mut threads = Vec::new();
+            for v in a_rx.iter() {
+                threads.push(thread::current().id());
+                b_tx.send(v + 1).unwrap();
+            }
+            threads
+        });
+        for i in 0..1000 {
+            a_tx.send(i).unwrap();
+            assert_eq!(b_rx.recv().unwrap(), i + 1);
+        }
+        drop(a_tx);
+        let threads = pong.join().unwrap();
+        assert_eq!(threads.len(), 1000);
+        assert!(threads.iter().all(|t| *t == thread::current().id()));
+    });
+}
+
+#[test]
+fn an_accept_loop_in_the_main_body_spreads_its_green_threads_over_the_pool() {
+    // Connections arriving one at a time: each green thread has started and
+    // waits (for the release) before the next is spawned. Were every one
+    // kept on `run`'s thread, the pool would sit idle.
+    within(60, || {
+        let rt = two_workers();
+        let (here, threads) = rt.run(|| {
+            let release = Arc::new(Event::new());
+            let mut handles = Vec::new();
+            for _ in 0..24 {
+                let started = Arc::new(Event::new());
+                let (s, r) = (started.clone(), release.clone());
+                handles.push(stackful::spawn(move || {
+                    let me = thread::current().id();
+                    s.set();
+                    r.wait();
+                    me
+                }));
+                started.wait();
+            }
+            release.set();
+            let threads: Vec<ThreadId> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            (thread::current().id(), threads)
+        });
+        let on_run = threads.iter().filter(|t| **t == here).count();
+        let elsewhere = threads.len() - on_run;
+        // `run`'s thread keeps at most a few more than the least loaded
+        // worker: about a third, with some slack.
+        assert!(on_run >= 1, "the first ones stay beside the main body");
+        assert!(
+            on_run <= 12 && elsewhere >= 12,
+            "{on_run} of 24 stayed on run's thread"
+        );
+    });
+}
+
+#[test]
+fn a_main_body_that_never_suspends_does_not_keep_its_spawn_from_starting() {
+    // The spawn waits in `run`'s thread's LIFO slot, and the main body spins
+    // without suspending until it has run: the monitor moves it to the pool.
+    within(60, || {
+        let rt = two_workers();
+        rt.run(|| {
+            let ran = Arc::new(AtomicBool::new(false));
+            let r = ran.clone();
+            let h = stackful::spawn(move || {
+                r.store(true, Ordering::SeqCst);
+                thread::current().id()
+            });
+            while !ran.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+            assert_ne!(h.join().unwrap(), thread::current().id());
+        });
+        // Again, after the monitor has been quiet for a while (it sleeps
+        // after a second without work, and a spawn wakes it).
+        thread::sleep(Duration::from_millis(1500));
+        rt.run(|| {
+            let ran = Arc::new(AtomicBool::new(false));
+            let r = ran.clone();
+            drop(stackful::spawn(move || r.store(true, Ordering::SeqCst)));
+            while !ran.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+        });
+    });
+}
+
+#[test]
+fn run_returns_after_the_green_threads_started_on_its_thread_have_unwound() {
+    within(60, || {
+        let rt = two_workers();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let d = drops.clone();
+        let here = rt.run(move || {
+            let started = Arc::new(Event::new());
+            let s = started.clone();
+            let h = stackful::spawn(move || {
+                let _counted = DropCounter(d);
+                s.set();
+                stackful::sleep(Duration::from_secs(3600));
+                thread::current().id()
+            });
+            started.wait();
+            drop(h); // detached, asleep: `run`'s shutdown cancels it
+            thread::current().id()
+        });
+        assert_eq!(here, thread::current().id());
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "its destructors ran");
+        assert_eq!(rt.spawn(|| 5).join().unwrap(), 5, "the runtime still works");
+    });
+}
+
+#[test]
+fn concurrent_runs_on_several_threads_each_keep_their_own_partners() {
+    within(60, || {
+        let rt = Arc::new(two_workers());
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let rt = rt.clone();
+                thread::spawn(move || {
+                    rt.run(|| {
+                        let me = thread::current().id();
+                        (0..200).all(|i| {
+                            stackful::spawn(move || (i, thread::current().id()))
+                                .join()
+                                .unwrap()
+                                == (i, me)
+                        })
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap(), "a partner ran on another thread");
+        }
+    });
+}
