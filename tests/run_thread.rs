@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use common::{DropCounter, within};
+use common::{DropCounter, panic_text, within};
 use stackful::sync::Event;
 
 fn two_workers() -> stackful::Runtime {
@@ -170,18 +170,203 @@ fn concurrent_runs_on_several_threads_each_keep_their_own_partners() {
                 thread::spawn(move || {
                     rt.run(|| {
                         let me = thread::current().id();
-                        (0..200).all(|i| {
-                            stackful::spawn(move || (i, thread::current().id()))
-                                .join()
-                                .unwrap()
-                                == (i, me)
-                        })
+                        (0..200)
+                            .filter(|&i| {
+                                stackful::spawn(move || (i, thread::current().id()))
+                                    .join()
+                                    .unwrap()
+                                    == (i, me)
+                            })
+                            .count()
                     })
                 })
             })
             .collect();
+        // All of them, but for a rare one that the monitor moved because
+        // its thread was descheduled for a whole period.
         for t in threads {
-            assert!(t.join().unwrap(), "a partner ran on another thread");
+            let beside = t.join().unwrap();
+            assert!(
+                beside >= 195,
+                "only {beside} of 200 partners ran beside their run"
+            );
         }
+    });
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Found in review: `run` asks its own thread's executor to cancel its group,
+/// and the request (which holds the group, which holds the executor's
+/// `Home`) stayed there when nothing was left to cancel: a cycle, which kept
+/// the thread's reactor (an epoll fd and an eventfd) after the thread ended.
+#[test]
+fn runs_on_threads_that_exit_do_not_leak_descriptors() {
+    let rt = Arc::new(stackful::Runtime::builder().workers(1).build().unwrap());
+    // Warm up: the monitor thread, the worker's reactor, etc.
+    rt.run(|| stackful::spawn(|| ()).join().unwrap());
+    let before = open_fds();
+    for _ in 0..50 {
+        let rt = rt.clone();
+        thread::spawn(move || rt.run(|| 1)).join().unwrap();
+    }
+    let after = open_fds();
+    assert!(
+        after < before + 10,
+        "{} descriptors leaked by 50 runs on threads that exited",
+        after - before
+    );
+}
+
+/// Control: a run that ends with a green thread still pinned on its thread
+/// processes the control request, so no cycle.
+#[test]
+fn runs_that_cancel_a_pinned_green_thread_do_not_leak_descriptors() {
+    let rt = Arc::new(stackful::Runtime::builder().workers(1).build().unwrap());
+    rt.run(|| stackful::spawn(|| ()).join().unwrap());
+    let before = open_fds();
+    for _ in 0..50 {
+        let rt = rt.clone();
+        thread::spawn(move || {
+            rt.run(|| {
+                let started = Arc::new(Event::new());
+                let s = started.clone();
+                drop(stackful::spawn(move || {
+                    s.set();
+                    stackful::sleep(Duration::from_secs(3600));
+                }));
+                started.wait();
+            })
+        })
+        .join()
+        .unwrap();
+    }
+    let after = open_fds();
+    assert!(
+        after < before + 10,
+        "{} descriptors leaked by 50 runs on threads that exited",
+        after - before
+    );
+}
+
+/// A main body that panics while green threads are pinned beside it: the
+/// panic propagates after they are cancelled and unwound.
+#[test]
+fn main_body_panics_with_pinned_children() {
+    within(30, || {
+        let rt = stackful::Runtime::builder().workers(2).build().unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let d = drops.clone();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.run(move || {
+                let mut started = Vec::new();
+                for _ in 0..3 {
+                    let ev = Arc::new(Event::new());
+                    let (e, d) = (ev.clone(), d.clone());
+                    drop(stackful::spawn(move || {
+                        let _c = DropCounter(d);
+                        e.set();
+                        stackful::sleep(Duration::from_secs(3600));
+                    }));
+                    started.push(ev);
+                }
+                for e in &started {
+                    e.wait();
+                }
+                panic!("main fails");
+            })
+        }));
+        assert_eq!(panic_text(r.unwrap_err()), "main fails");
+        assert_eq!(drops.load(Ordering::SeqCst), 3);
+    });
+}
+
+/// A pinned green thread whose unwind waits (shielded) for a pool green
+/// thread, and one waiting (shielded, with a timeout) on a socket
+/// registered on the run thread's reactor: shutdown completes.
+#[test]
+fn shutdown_with_shielded_pinned_waits() {
+    within(30, || {
+        let rt = stackful::Runtime::builder().workers(2).build().unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = done.clone();
+        rt.run(move || {
+            let here = thread::current().id();
+            let listener = stackful::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let started = Arc::new(Event::new());
+            let s = started.clone();
+            let d1 = d.clone();
+            let pool = common::spawn_on_pool(|| {
+                stackful::shield(|| stackful::sleep(Duration::from_millis(200)));
+                7
+            });
+            drop(stackful::spawn(move || {
+                assert_eq!(thread::current().id(), here);
+                struct OnDrop(Arc<AtomicUsize>, Option<stackful::JoinHandle<i32>>);
+                impl Drop for OnDrop {
+                    fn drop(&mut self) {
+                        let h = self.1.take().unwrap();
+                        let _ = stackful::shield(|| h.join());
+                        self.0.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                let _g = OnDrop(d1, Some(pool));
+                s.set();
+                stackful::sleep(Duration::from_secs(3600));
+            }));
+            started.wait();
+            let started = Arc::new(Event::new());
+            let s = started.clone();
+            let d2 = d.clone();
+            drop(stackful::spawn(move || {
+                assert_eq!(thread::current().id(), here);
+                stackful::shield(|| {
+                    s.set();
+                    let r = stackful::timeout(Duration::from_millis(300), || listener.accept());
+                    assert!(r.is_ok(), "accept should complete before the timeout");
+                });
+                d2.fetch_add(1, Ordering::SeqCst);
+            }));
+            started.wait();
+            // connect from a plain thread after a delay
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(50));
+                let _c = std::net::TcpStream::connect(addr).unwrap();
+                thread::sleep(Duration::from_millis(100));
+            });
+        });
+        assert_eq!(done.load(Ordering::SeqCst), 2);
+    });
+}
+
+/// Found in review: the monitor told spawns apart by address, and a main
+/// body that spawns and joins in a loop gets each one at the last one's
+/// address, so two looks 10 ms apart that both caught the slot briefly
+/// occupied moved a fresh spawn (8 to 10 in 3 s). A stray move stays
+/// possible if this thread is descheduled for a whole period.
+#[test]
+fn a_spawn_join_loop_keeps_every_partner_beside_the_main_body() {
+    within(120, || {
+        let rt = stackful::Runtime::builder().workers(2).build().unwrap();
+        let (moved, total) = rt.run(|| {
+            let me = thread::current().id();
+            let start = std::time::Instant::now();
+            let (mut moved, mut total) = (0, 0);
+            while start.elapsed() < Duration::from_secs(2) {
+                if stackful::spawn(move || thread::current().id())
+                    .join()
+                    .unwrap()
+                    != me
+                {
+                    moved += 1;
+                }
+                total += 1;
+            }
+            (moved, total)
+        });
+        assert!(moved <= 3, "{moved} of {total} partners moved to the pool");
     });
 }

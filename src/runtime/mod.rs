@@ -224,7 +224,13 @@ impl RtShared {
             return None;
         }
         let limit = MapLimit::current()?;
-        let started: usize = self.homes.iter().map(|h| h.started()).sum();
+        let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let started: usize = self
+            .homes
+            .iter()
+            .chain(runs.iter())
+            .map(|h| h.started())
+            .sum();
         (started >= limit.stacks - headroom(limit)).then_some((started, limit))
     }
 
@@ -865,9 +871,21 @@ impl Runtime {
     }
 
     /// Runs `f` as the main green thread on the calling thread and returns its
-    /// result: Python's `asyncio.run`. Green threads spawned under it run on
-    /// this runtime's workers. When `f` returns, those still running are
-    /// cancelled and awaited, so nothing spawned under `run` outlives it.
+    /// result: Python's `asyncio.run`. When `f` returns, the green threads
+    /// spawned under it that still run are cancelled and awaited, so nothing
+    /// spawned under `run` outlives it.
+    ///
+    /// The calling thread works as an executor meanwhile: a green thread
+    /// that `f` (or a green thread running beside it) spawns starts there
+    /// when `f` next suspends, so a partner it talks to or a child it joins
+    /// needs no other thread; past a few such green threads, spawns go to
+    /// the runtime's workers. What starts on the calling thread stays there,
+    /// so `f` must not block that OS thread (a `std::sync` lock or channel, a
+    /// blocking read, a long computation) while it waits for them: wait
+    /// through `stackful` (a `join`, a `stackful::sync` channel), or move the
+    /// blocking call into [`spawn_blocking`](crate::spawn_blocking). A spawn
+    /// that has not started yet moves to the workers if `f` keeps the thread
+    /// for 10-20 ms.
     ///
     /// `f` may borrow from the caller and need not be `Send`: it never leaves
     /// the calling thread.

@@ -88,8 +88,9 @@ impl Monitor {
     }
 
     fn run(&self, rt: Weak<RtShared>) {
-        // (slot's home, green thread) pairs seen at the last look.
-        let mut seen: Vec<(usize, usize)> = Vec::new();
+        // (slot's home, green thread, spawns into that slot) seen at the
+        // last look.
+        let mut seen: Vec<(usize, usize, u64)> = Vec::new();
         let mut quiet = 0;
         loop {
             {
@@ -129,7 +130,7 @@ impl Monitor {
 
 /// One look at every `run` thread's slot: moves a green thread seen there
 /// at the last look too. Returns whether any slot was occupied.
-fn look(rt: &Arc<RtShared>, seen: &mut Vec<(usize, usize)>) -> bool {
+fn look(rt: &Arc<RtShared>, seen: &mut Vec<(usize, usize, u64)>) -> bool {
     let runs = rt.runs.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut now = Vec::new();
     for home in &runs {
@@ -137,14 +138,20 @@ fn look(rt: &Arc<RtShared>, seen: &mut Vec<(usize, usize)>) -> bool {
         if p.is_null() {
             continue;
         }
-        let key = (Arc::as_ptr(home) as usize, p as usize);
+        let key = (
+            Arc::as_ptr(home) as usize,
+            p as usize,
+            home.next_spawns.load(Ordering::Relaxed),
+        );
         if !seen.contains(&key) {
             now.push(key);
             continue;
         }
-        // The same green thread (or one at the same address, which only
-        // moves that one early) sat there a whole period: take it, unless
-        // its thread takes it first.
+        // The same spawn sat there a whole period (the count of spawns into
+        // the slot tells it from a later one at the same address): take it,
+        // unless its thread takes it first. Were the thread to take it and
+        // spawn again between the load of the count and the exchange, the
+        // new spawn moves early: harmless.
         let taken = home.next.compare_exchange(
             p,
             std::ptr::null_mut(),

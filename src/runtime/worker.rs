@@ -6,9 +6,10 @@
 //! reach it through its [`Home`]: an inbox for wake-ups, and its reactor,
 //! whose `unpark` wakes it.
 //!
-//! The thread that calls `run` becomes a small executor of the same kind for
-//! the duration of the call: it runs only the main green thread, while the
-//! green threads spawned under it go to the runtime's workers.
+//! The thread that calls `run` becomes an executor of the same kind for the
+//! duration of the call: it runs the main green thread and the green threads
+//! of that `run` spawned into its LIFO slot (see `Worker::keeps_spawn`), but
+//! has no deque and never takes work from the pool.
 //!
 //! A worker runs a loop: timers that are due, the inbox, then one green
 //! thread from the ready queue (or, every 32nd turn and when nothing is
@@ -103,6 +104,9 @@ pub(crate) struct Home {
     /// so that the monitor can move one that waits there too long to the
     /// pool (see `monitor`). A pool worker keeps its slot in `Worker::lifo`.
     pub(crate) next: AtomicPtr<Header>,
+    /// Spawns into `next` so far (written by the `run` thread only), so that
+    /// the monitor tells a new spawn from an old one at a reused address.
+    pub(crate) next_spawns: AtomicU64,
 }
 
 impl Drop for Home {
@@ -131,6 +135,7 @@ impl Home {
             heartbeat: AtomicU64::new(0),
             runnable: AtomicUsize::new(0),
             next: AtomicPtr::new(std::ptr::null_mut()),
+            next_spawns: AtomicU64::new(0),
         }
     }
 
@@ -805,6 +810,11 @@ impl Worker {
             self.registry.borrow().live() > 0 || self.lifo_is_set()
         });
         self.report_at.set(None);
+        // Take the request even with nothing left here: it holds the group,
+        // which holds this `Home`, a cycle that would leak both.
+        if self.home.control.load(Ordering::Acquire) {
+            self.control();
+        }
     }
 
     fn run_while(&self, go_on: impl Fn() -> bool) {
@@ -1045,6 +1055,12 @@ impl Worker {
         if self.fresh.is_some() {
             return self.lifo.replace(Some(task));
         }
+        // Tells the monitor this is a new spawn, even at an old one's address.
+        let spawns = &self.home.next_spawns;
+        spawns.store(
+            spawns.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
         // SeqCst: the monitor may be going to sleep (see `Monitor::poke`).
         let old = self
             .home

@@ -375,7 +375,7 @@ pub(crate) struct Header {
     pub(crate) scope: Option<Arc<crate::task::scope::ScopeShared>>,
     /// Its home worker: set once, when a worker starts it. Not counted: a
     /// pool worker's `Home` lives in `rt.homes` and a `run` thread's in the
-    /// `Group` of its main green thread, the only one it starts, and this
+    /// `Group` of that `run`, the only green threads it starts, and this
     /// header holds both `rt` and `group`.
     home: AtomicPtr<Home>,
     pub(crate) waiters: Mutex<Vec<JoinWaiter>>,
