@@ -1,6 +1,8 @@
 //! Channels: every flavor, errors, disconnection, timeouts, select, mixed
 //! OS and green threads, and message conservation under cancellation.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -390,7 +392,10 @@ fn green_consumers_share_the_work_fairly() {
         let consumers: Vec<_> = (0..4)
             .map(|k| {
                 let (rx, counts) = (rx.clone(), counts.clone());
-                stackful::spawn(move || {
+                // All on the pool's workers, so that this measures the
+                // channel's fairness: one on `run`'s thread would share it
+                // with the sender, which changes who runs first.
+                common::spawn_on_pool(move || {
                     for _ in rx.iter() {
                         counts.lock().unwrap()[k] += 1;
                         stackful::sleep(Duration::from_micros(100));

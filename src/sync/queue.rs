@@ -614,17 +614,15 @@ impl<E> Queue<E> for List<E> {
     }
 
     fn take(&self) -> Option<E> {
-        if let Some(v) = self.queue.pop() {
-            return Some(v);
-        }
-        // Empty: look again after reading the pushes word. A notifier
-        // checks for waiters after its push ended (a `SeqCst`
-        // read-modify-write of this word) without a fence; a waiter
-        // registers (a `SeqCst` store), then looks again through here. In
-        // the single order of `SeqCst` operations, a notifier that missed
-        // the registration ended its push before this load, which then
-        // reads that end (or later) and so synchronizes with the push:
-        // the second pop sees its message.
+        // Read the pushes word first. A notifier checks for waiters after
+        // its push ended (a `SeqCst` read-modify-write of this word)
+        // without a fence; a waiter registers (a store, then a `SeqCst`
+        // fence), then looks again through here. In the single order of
+        // `SeqCst` operations, a notifier that missed the registration
+        // ended its push after that fence and before this load, which then
+        // reads that end (or later) and so synchronizes with the push: the
+        // pop sees its message. (A pop on an empty `SegQueue` costs a
+        // fence of its own, so this path takes one pop, not two.)
         self.pushes.word.load(Ordering::SeqCst);
         self.queue.pop()
     }

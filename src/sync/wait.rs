@@ -197,11 +197,13 @@ impl WaitList {
 
     /// Appends `waiter`. The fence pairs with the one in `notify_one`: after
     /// it, a notifier either sees this waiter or the caller's re-check sees
-    /// the notifier's change.
+    /// the notifier's change. (The count is stored under the lock, so a
+    /// plain store: the fence after it is what orders it for the notifiers;
+    /// see `notify_one_after_sc`.)
     pub(crate) fn register(&self, waiter: &Arc<Waiter>, op: usize) {
         let mut queue = self.lock();
         queue.push_back((waiter.clone(), op));
-        self.len.store(queue.len(), Ordering::SeqCst);
+        self.len.store(queue.len(), Ordering::Relaxed);
         drop(queue);
         fence(Ordering::SeqCst);
     }
@@ -219,7 +221,7 @@ impl WaitList {
             .position(|(w, o)| Arc::ptr_eq(w, waiter) && *o == op)
         {
             queue.remove(i);
-            self.len.store(queue.len(), Ordering::SeqCst);
+            self.len.store(queue.len(), Ordering::Relaxed);
         }
         drop(queue);
         waiter.selected() == Some(op)
@@ -234,11 +236,12 @@ impl WaitList {
     /// As [`notify_one`](WaitList::notify_one), without its fence, for a
     /// notifier whose change was a `SeqCst` read-modify-write (a queue's
     /// claim of a position), which waiters look for again after a `SeqCst`
-    /// fence or with `SeqCst` loads. Registration stores the count with
-    /// `SeqCst`; in the single order of `SeqCst` operations, either this
-    /// load sees the registration, or the registration (and so the
-    /// waiter's look after it) comes after the change, which the look then
-    /// sees. One load when nobody waits.
+    /// fence or with `SeqCst` loads. Registration stores the count, then
+    /// runs a `SeqCst` fence; in the single order of `SeqCst` operations,
+    /// either that fence comes before this load, which then sees the count
+    /// stored before it, or this load (and the change before it) comes
+    /// before the fence, and the waiter's look after the fence sees the
+    /// change. One load when nobody waits.
     pub(crate) fn notify_one_after_sc(&self) -> bool {
         if self.len.load(Ordering::SeqCst) == 0 {
             return false;
@@ -253,7 +256,8 @@ impl WaitList {
         let mut stale = Vec::new();
         let mut woken = None;
         while let Some((w, op)) = queue.pop_front() {
-            self.len.store(queue.len(), Ordering::SeqCst);
+            // Under the lock, like every store of the count.
+            self.len.store(queue.len(), Ordering::Relaxed);
             if w.notify(op) {
                 woken = Some(w);
                 break;
@@ -271,8 +275,10 @@ impl WaitList {
         if self.len.load(Ordering::SeqCst) == 0 {
             return;
         }
-        let waiters = std::mem::take(&mut *self.lock());
-        self.len.store(0, Ordering::SeqCst);
+        let mut queue = self.lock();
+        let waiters = std::mem::take(&mut *queue);
+        self.len.store(0, Ordering::Relaxed);
+        drop(queue);
         for (w, op) in waiters {
             w.notify(op);
         }
