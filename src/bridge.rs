@@ -384,7 +384,9 @@ mod tokio_rt {
 
     /// Makes [`block_on`](super::block_on) poll its futures inside the
     /// context of the tokio runtime behind `handle`, on every thread, for
-    /// every green thread runtime. Returns the handle set before, if any.
+    /// every green thread runtime but one built with its own
+    /// ([`Builder::tokio_handle`](crate::runtime::Builder::tokio_handle)).
+    /// Returns the handle set before, if any.
     ///
     /// Without it, `block_on` uses the tokio runtime the calling thread is
     /// already in (a plain thread inside one), else a small runtime of its
@@ -430,9 +432,11 @@ mod tokio_rt {
 
     /// The handle of the tokio runtime whose context
     /// [`block_on`](super::block_on) would enter if called here: the one
-    /// given to [`set_tokio_handle`], else the one the calling thread is
-    /// in, else the crate's own (started now if it was not yet). Needs the
-    /// cargo feature `tokio`.
+    /// given to this green thread's runtime
+    /// ([`Builder::tokio_handle`](crate::runtime::Builder::tokio_handle)),
+    /// else the one given to [`set_tokio_handle`], else the one the calling
+    /// thread is in, else the crate's own (started now if it was not yet).
+    /// Needs the cargo feature `tokio`.
     ///
     /// # Examples
     ///
@@ -450,6 +454,11 @@ mod tokio_rt {
     /// The handle to enter around each poll, if any must be entered (none
     /// when the caller is in a tokio context already).
     pub(super) fn handle() -> Option<Handle> {
+        let mine =
+            crate::runtime::park::current_task().and_then(|t| t.header().rt.config.tokio.clone());
+        if mine.is_some() {
+            return mine;
+        }
         if let Some(h) = &*GIVEN.read().unwrap_or_else(|e| e.into_inner()) {
             return Some(h.clone());
         }

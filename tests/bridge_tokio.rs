@@ -78,3 +78,52 @@ fn a_plain_thread_inside_a_tokio_context_uses_it() {
     let h = stackful::bridge::tokio_handle();
     assert_eq!(h.id(), rt.handle().id());
 }
+
+fn tokio_named(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Where `block_on` sends a `tokio::spawn`: the runtime it entered.
+fn tokio_thread_of_block_on() -> Option<String> {
+    stackful::block_on(async {
+        tokio::spawn(async { std::thread::current().name().map(String::from) })
+            .await
+            .unwrap()
+    })
+}
+
+#[test]
+fn a_runtime_built_with_a_tokio_handle_enters_that_runtime_in_block_on() {
+    within(60, || {
+        let (a, b) = (tokio_named("tokio-a"), tokio_named("tokio-b"));
+        let on_a = stackful::Runtime::builder()
+            .workers(1)
+            .tokio_handle(a.handle().clone())
+            .build()
+            .unwrap();
+        let on_b = stackful::Runtime::builder()
+            .workers(1)
+            .tokio_handle(b.handle().clone())
+            .build()
+            .unwrap();
+        assert_eq!(
+            on_a.run(tokio_thread_of_block_on).as_deref(),
+            Some("tokio-a")
+        );
+        assert_eq!(
+            on_b.run(tokio_thread_of_block_on).as_deref(),
+            Some("tokio-b")
+        );
+        // On the pool's workers too, and from the handle's accessor.
+        let from_worker = on_a.spawn(tokio_thread_of_block_on).join().unwrap();
+        assert_eq!(from_worker.as_deref(), Some("tokio-a"));
+        let handle = on_b.run(stackful::bridge::tokio_handle);
+        let task = handle.spawn(async { std::thread::current().name().map(String::from) });
+        assert_eq!(b.block_on(task).unwrap().as_deref(), Some("tokio-b"));
+    });
+}

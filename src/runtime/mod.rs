@@ -62,6 +62,10 @@ pub(crate) use worker::{Home, Injector};
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) stack_size: usize,
+    /// The tokio runtime that `block_on` enters on this runtime's green
+    /// threads (see `Builder::tokio_handle`).
+    #[cfg(feature = "tokio")]
+    pub(crate) tokio: Option<tokio::runtime::Handle>,
 }
 
 /// Which pool workers are parked, and how many are searching for work.
@@ -326,6 +330,8 @@ pub struct Builder {
     max_blocking: usize,
     blocking_keep_alive: Duration,
     name: String,
+    #[cfg(feature = "tokio")]
+    tokio: Option<tokio::runtime::Handle>,
 }
 
 impl Default for Builder {
@@ -352,7 +358,48 @@ impl Builder {
             max_blocking: 512,
             blocking_keep_alive: Duration::from_secs(10),
             name: "stackful".to_string(),
+            #[cfg(feature = "tokio")]
+            tokio: None,
         }
+    }
+
+    /// The tokio runtime whose context [`block_on`](crate::block_on)
+    /// enters while it polls a future on a green thread of this runtime,
+    /// so that futures built on tokio's reactor and timers (`tokio::net`,
+    /// `tokio::time`, and the crates built on them) find it. It comes ahead
+    /// of the handle set for every runtime with
+    /// [`set_tokio_handle`](crate::bridge::set_tokio_handle); without
+    /// either, `block_on` uses the tokio runtime the thread is in, else a
+    /// small one of its own. Needs the cargo feature `tokio`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let tokio = tokio::runtime::Builder::new_multi_thread()
+    ///     .worker_threads(1)
+    ///     .thread_name("my-tokio")
+    ///     .enable_all()
+    ///     .build()
+    ///     .unwrap();
+    /// let rt = stackful::Runtime::builder()
+    ///     .tokio_handle(tokio.handle().clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let ran_on = rt.run(|| {
+    ///     stackful::block_on(async {
+    ///         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    ///         // A task spawned here goes to that runtime.
+    ///         tokio::spawn(async { std::thread::current().name().map(String::from) })
+    ///             .await
+    ///             .unwrap()
+    ///     })
+    /// });
+    /// assert_eq!(ran_on.as_deref(), Some("my-tokio"));
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn tokio_handle(mut self, handle: tokio::runtime::Handle) -> Builder {
+        self.tokio = Some(handle);
+        self
     }
 
     /// Number of worker threads; at least 1. Overrides `STACKFUL_WORKERS`.
@@ -452,6 +499,8 @@ impl Builder {
             idle: Idle::default(),
             config: Config {
                 stack_size: self.stack_size,
+                #[cfg(feature = "tokio")]
+                tokio: self.tokio.clone(),
             },
             blocking: BlockingPool::new(
                 format!("{}-blocking", self.name),
