@@ -36,11 +36,14 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
+use std::ptr::NonNull;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake};
 
-use crate::runtime::park;
+use crate::runtime::{park, worker};
+use crate::task::raw::{Header, TaskRef};
 
 /// A slot holding the `std::task::Waker` of an async task that waits on one
 /// of the crate's primitives: wait lists hold it as a
@@ -235,13 +238,104 @@ thread_local! {
     static SPARE: std::cell::Cell<Option<Arc<Token>>> = const { std::cell::Cell::new(None) };
 }
 
+/// Who a `block_on` call polls for, taken without a reference count: its
+/// green thread, which runs every poll (the only time the call's own waker
+/// can be used, see `LAZY`), or its OS thread.
+enum Owner {
+    Task(NonNull<Header>),
+    Thread(std::thread::Thread),
+}
+
+impl Owner {
+    fn current() -> Owner {
+        match worker::with_current_task(|t| t.map(TaskRef::as_raw)) {
+            Some(task) => Owner::Task(task),
+            None => Owner::Thread(std::thread::current()),
+        }
+    }
+
+    /// The owner's waker.
+    ///
+    /// # Safety
+    ///
+    /// Called while the owner runs the `block_on` call (a poll, or the call
+    /// itself), so its header is alive.
+    unsafe fn waker(&self) -> park::Waker {
+        match self {
+            Owner::Task(task) => {
+                // SAFETY: as this function's contract: the running green
+                // thread holds a count of its own header.
+                let task = unsafe { TaskRef::borrow_raw(*task) };
+                park::Waker::Task((*task).clone())
+            }
+            Owner::Thread(thread) => park::Waker::Thread(thread.clone()),
+        }
+    }
+}
+
+/// What the waker of a `block_on` call points to, in the call's frame. It
+/// costs nothing until a future clones the waker or wakes it: that arms a
+/// [`Token`] (once), and clones are wakers of that token, which may outlive
+/// the call. So a future that is ready at once pays for its poll and little
+/// more.
+struct Lazy {
+    owner: Owner,
+    armed: OnceLock<Armed>,
+}
+
+// SAFETY: `owner` is only read (a `Thread` is Sync; the header pointer is
+// dereferenced only under `Owner::waker`'s contract), and `armed` is a
+// `OnceLock` of a Sync value: a future may hand the borrowed waker to other
+// threads during a poll.
+unsafe impl Sync for Lazy {}
+
+impl Lazy {
+    /// The call's token, armed now if it was not yet.
+    fn token(&self) -> &Arc<Token> {
+        self.armed
+            // SAFETY: `token` runs inside the call (its loop, or a poll
+            // through `LAZY`), while the owner runs it.
+            .get_or_init(|| Armed::new(unsafe { self.owner.waker() }))
+            .token()
+    }
+}
+
+/// The functions of a `block_on` call's own waker, whose data points to its
+/// [`Lazy`]. The call lends that waker only to its polls (a future gets
+/// `&Waker` from the `Context`, and cannot keep it past the poll), so these
+/// run only during a poll, while the `Lazy` lives. A clone is a waker of the
+/// armed token (std's `Arc<impl Wake>` waker), independent of the frame.
+static LAZY: RawWakerVTable = RawWakerVTable::new(lazy_clone, lazy_wake, lazy_wake, lazy_drop);
+
+/// # Safety
+///
+/// `data` points to a live [`Lazy`] (see [`LAZY`]).
+unsafe fn lazy_clone(data: *const ()) -> RawWaker {
+    // SAFETY: as this function's contract.
+    let lazy = unsafe { &*data.cast::<Lazy>() };
+    let waker = std::mem::ManuallyDrop::new(std::task::Waker::from(lazy.token().clone()));
+    RawWaker::new(waker.data(), waker.vtable())
+}
+
+/// By value or by reference alike: the waker owns nothing.
+///
+/// # Safety
+///
+/// As [`lazy_clone`].
+unsafe fn lazy_wake(data: *const ()) {
+    // SAFETY: as this function's contract.
+    let lazy = unsafe { &*data.cast::<Lazy>() };
+    Wake::wake_by_ref(lazy.token());
+}
+
+unsafe fn lazy_drop(_: *const ()) {}
+
 /// A token in use by one `block_on` call; stops its context wakes when
 /// dropped, however the call ends.
 struct Armed(Option<Arc<Token>>);
 
 impl Armed {
-    fn new() -> Armed {
-        let waker = park::current_waker();
+    fn new(waker: park::Waker) -> Armed {
         if let Ok(Some(mut spare)) = SPARE.try_with(std::cell::Cell::take)
             && let Some(t) = Arc::get_mut(&mut spare)
         {
@@ -336,15 +430,21 @@ impl Drop for Armed {
 /// assert_eq!(got, 7);
 /// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    let armed = Armed::new();
-    let token = armed.token();
-    let waker = std::task::Waker::from(token.clone());
-    let mut cx = Context::from_waker(&waker);
     #[cfg(feature = "tokio")]
     let tokio = tokio_rt::handle();
-    // Declared last, so dropped first: the future goes before the token is
-    // disarmed, whether the call returns or unwinds.
+    // Declared before the future, so dropped after it: the future goes
+    // before the token is disarmed, whether the call returns or unwinds.
+    let lazy = Lazy {
+        owner: Owner::current(),
+        armed: OnceLock::new(),
+    };
     let mut future = pin!(future);
+    // SAFETY: `LAZY`'s functions read `lazy` through the pointer, and this
+    // waker is only lent to the polls below, which `lazy` outlives (it is
+    // declared before the waker); see `LAZY` for the rest of the contract.
+    let waker =
+        unsafe { std::task::Waker::from_raw(RawWaker::new((&raw const lazy).cast(), &LAZY)) };
+    let mut cx = Context::from_waker(&waker);
     loop {
         #[cfg(feature = "tokio")]
         let polled = {
@@ -358,6 +458,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         }
         // Woken during the poll: poll again at once. Else wait; a return
         // from `park` may be spurious, so look again.
+        let token = lazy.token();
         if token.state.fetch_or(PARKING, Ordering::AcqRel) & NOTIFIED == 0 {
             while token.state.load(Ordering::Acquire) & NOTIFIED == 0 {
                 park::park(None);

@@ -394,3 +394,73 @@ fn awaits_stackful_futures_inside() {
     });
     assert_eq!(got, 45);
 }
+
+/// A future that keeps the waker of its first poll only (it does not look
+/// at later ones, as the contract asks), woken later from another thread:
+/// the waker `block_on` lends must work when cloned, and all its clones
+/// wake the same call.
+#[test]
+fn a_waker_kept_from_the_first_poll_only_still_wakes_the_call() {
+    within(30, || {
+        let run = |on_green: bool| {
+            let kept: Arc<Mutex<Option<Waker>>> = Arc::default();
+            let done = Arc::new(AtomicBool::new(false));
+            let (k, d) = (kept.clone(), done.clone());
+            let waker_thread = std::thread::spawn(move || {
+                let waker = loop {
+                    if let Some(w) = k.lock().unwrap().take() {
+                        break w;
+                    }
+                    std::thread::yield_now();
+                };
+                d.store(true, Ordering::SeqCst);
+                waker.wake();
+            });
+            let body = move || {
+                let mut first = true;
+                stackful::block_on(std::future::poll_fn(|cx| {
+                    if std::mem::take(&mut first) {
+                        *kept.lock().unwrap() = Some(cx.waker().clone());
+                    }
+                    if done.load(Ordering::SeqCst) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                }))
+            };
+            if on_green {
+                stackful::run(body);
+            } else {
+                body();
+            }
+            waker_thread.join().unwrap();
+        };
+        run(true);
+        run(false);
+    });
+}
+
+/// A waker handed to another thread during a poll, and cloned and fired
+/// there while the poll waits for it (as a scoped thread can).
+#[test]
+fn the_lent_waker_works_from_another_thread_during_the_poll() {
+    let polls = stackful::run(|| {
+        let mut polls = 0;
+        stackful::block_on(std::future::poll_fn(|cx| {
+            polls += 1;
+            if polls == 1 {
+                let waker = cx.waker();
+                std::thread::scope(|s| {
+                    s.spawn(|| waker.wake_by_ref());
+                    s.spawn(|| drop(waker.clone()));
+                });
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        }));
+        polls
+    });
+    assert_eq!(polls, 2);
+}
