@@ -49,6 +49,7 @@ fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
 /// Echoes the lines `stream` sends over TLS until the client says goodbye
 /// (its close_notify); returns how many lines it echoed.
 fn serve(config: Arc<ServerConfig>, stream: TcpStream) -> io::Result<usize> {
+    stream.set_nodelay(true)?; // small records go out at once
     let conn = ServerConnection::new(config).map_err(io::Error::other)?;
     let mut tls = BufReader::new(StreamOwned::new(conn, stream));
     let (mut line, mut lines) = (String::new(), 0);
@@ -77,7 +78,7 @@ fn client(
     let mut back = String::new();
     for n in 0..LINES {
         let line = format!("client {id} line {n}\n");
-        tls.get_mut().write_all(line.as_bytes())?;
+        tls.get_mut().write_all(line.as_bytes())?; // the first runs the handshake
         back.clear();
         tls.read_line(&mut back)?;
         assert_eq!(back, line, "the echo differs");
@@ -85,7 +86,9 @@ fn client(
     tls.get_mut().conn.send_close_notify();
     tls.get_mut().flush()?;
     back.clear();
-    tls.read_to_string(&mut back)?; // Ok(0) only once the server's goodbye arrives
+    // The end of the stream: clean only after the server's close_notify (a
+    // bare TCP close would be an UnexpectedEof error).
+    tls.read_to_string(&mut back)?;
     assert!(back.is_empty());
     let suite = tls.get_ref().conn.negotiated_cipher_suite();
     Ok(suite.expect("a finished handshake"))
