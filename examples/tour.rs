@@ -4,7 +4,7 @@
 //! The asyncio patterns are examples of their own too (`gather`,
 //! `wait_first`, `offload`, `timeout`, `scope`, `channel_producer_consumer`,
 //! `crawler`, `pipeline`), and so are the green sockets (`echo`, `chat`,
-//! `http_hello`); the tour includes them.
+//! `http_hello`, `tls_echo`); the tour includes them.
 
 #[path = "channel_producer_consumer.rs"]
 mod channel_producer_consumer;
@@ -26,6 +26,8 @@ mod pipeline;
 mod scope;
 #[path = "timeout.rs"]
 mod timeout;
+#[path = "tls_echo.rs"]
+mod tls_echo;
 #[path = "wait_first.rs"]
 mod wait_first;
 
@@ -232,4 +234,6 @@ fn main() {
     chat::demo();
     section("HTTP/1.1 keep-alive with pipelining, parsed by httparse");
     http_hello::demo();
+    section("TLS echo: rustls's blocking StreamOwned over green sockets, unchanged");
+    tls_echo::demo();
 }
