@@ -855,8 +855,8 @@ fn main() {
         println!(
             "usage: compare [--only <case substring>] [--scale [--raise-map-count]]\n\
              The main table (beside tokio and may), the channel and select table \
-             (beside crossbeam-channel and tokio), then the echo servers under load \
-             (`--only echo`)."
+             (beside crossbeam-channel and tokio), the async bridges, then the echo \
+             and HTTP servers under load (`--only echo`, `--only http`)."
         );
         return;
     }

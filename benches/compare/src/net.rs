@@ -1,15 +1,21 @@
-//! Green sockets beside tokio and may: an echo server in each, under a
-//! closed-loop load client of our own.
+//! Green sockets beside tokio and may: an echo server and an HTTP/1.1
+//! keep-alive hello server in each, under a closed-loop load client of our
+//! own.
 //!
 //! Each measurement runs in a fresh child process (this binary with
-//! `--net-child <runtime> <connections>`). The child pins itself to CPU 0,
-//! starts the runtime's echo server there (2 workers, which inherit the
+//! `--net-child <runtime> <connections> <echo|http>`). The child pins itself
+//! to CPU 0, starts the runtime's server there (2 workers, which inherit the
 //! pinning), then runs the load client on a thread pinned to CPU 1, as
-//! `taskset -c` would: `connections` TCP connections, each sending 64 bytes
-//! and waiting for them to come back before it sends again, over one epoll
-//! instance. After a warm-up it counts round trips for a fixed time and
-//! keeps every latency for p50 and p99; the child reports those, the rate,
-//! its peak RSS (VmHWM) and the number of errors.
+//! `taskset -c` would: `connections` TCP connections, each sending a
+//! message (64 bytes; or a `GET` request) and waiting for the whole answer
+//! (the 64 bytes back; or the fixed hello response) before it sends again,
+//! over one epoll instance. After a warm-up it counts round trips for a
+//! fixed time and keeps every latency for p50 and p99; the child reports
+//! those, the rate, its peak RSS (VmHWM) and the number of errors.
+//!
+//! The three HTTP servers share one request splitter ([`requests`]), which
+//! counts the complete requests in what has arrived (a request ends with an
+//! empty line; these carry no body), and answer each with the same bytes.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -21,6 +27,38 @@ use std::time::{Duration, Instant};
 use super::{WORKERS, common::status_kib, fmt, ratio};
 
 const MSG: usize = 64;
+
+/// The load's request in HTTP mode.
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: stackful-compare\r\n\r\n";
+/// Every HTTP server's answer.
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, world!";
+
+/// Which server a child runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Proto {
+    Echo,
+    Http,
+}
+
+/// HTTP mode: appends `new` to `pending`, removes the complete requests
+/// from its front, and returns how many there were.
+fn requests(pending: &mut Vec<u8>, new: &[u8]) -> usize {
+    pending.extend_from_slice(new);
+    let mut count = 0;
+    let mut start = 0;
+    while let Some(end) = pending[start..].windows(4).position(|w| w == b"\r\n\r\n") {
+        start += end + 4;
+        count += 1;
+    }
+    pending.drain(..start);
+    count
+}
+
+/// HTTP mode: the answers to `count` requests, in one buffer.
+fn responses(count: usize) -> Vec<u8> {
+    RESPONSE.repeat(count)
+}
 const WARMUP: Duration = Duration::from_millis(500);
 const MEASURE: Duration = Duration::from_secs(2);
 
@@ -56,7 +94,7 @@ fn raise_fd_limit() {
     }
 }
 
-fn stackful_server(addr_tx: mpsc::Sender<SocketAddr>) {
+fn stackful_server(addr_tx: mpsc::Sender<SocketAddr>, proto: Proto) {
     let rt = stackful::Runtime::builder()
         .workers(WORKERS)
         .build()
@@ -70,9 +108,19 @@ fn stackful_server(addr_tx: mpsc::Sender<SocketAddr>) {
                     continue; // out of descriptors: accept backs off itself
                 };
                 stackful::spawn(move || {
+                    let _ = stream.set_nodelay(true);
                     let mut buf = [0u8; 4096];
+                    let mut pending = Vec::new();
                     while let Ok(n) = stream.read(&mut buf) {
-                        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        let out = match proto {
+                            _ if n == 0 => break,
+                            Proto::Echo => stream.write_all(&buf[..n]),
+                            Proto::Http => match requests(&mut pending, &buf[..n]) {
+                                0 => Ok(()),
+                                k => stream.write_all(&responses(k)),
+                            },
+                        };
+                        if out.is_err() {
                             break;
                         }
                     }
@@ -82,7 +130,7 @@ fn stackful_server(addr_tx: mpsc::Sender<SocketAddr>) {
     });
 }
 
-fn tokio_server(addr_tx: mpsc::Sender<SocketAddr>) {
+fn tokio_server(addr_tx: mpsc::Sender<SocketAddr>, proto: Proto) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
@@ -99,9 +147,19 @@ fn tokio_server(addr_tx: mpsc::Sender<SocketAddr>) {
                     continue;
                 };
                 tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
                     let mut buf = [0u8; 4096];
+                    let mut pending = Vec::new();
                     while let Ok(n) = stream.read(&mut buf).await {
-                        if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+                        let out = match proto {
+                            _ if n == 0 => break,
+                            Proto::Echo => stream.write_all(&buf[..n]).await,
+                            Proto::Http => match requests(&mut pending, &buf[..n]) {
+                                0 => Ok(()),
+                                k => stream.write_all(&responses(k)).await,
+                            },
+                        };
+                        if out.is_err() {
                             break;
                         }
                     }
@@ -111,7 +169,7 @@ fn tokio_server(addr_tx: mpsc::Sender<SocketAddr>) {
     });
 }
 
-fn may_server(addr_tx: mpsc::Sender<SocketAddr>) {
+fn may_server(addr_tx: mpsc::Sender<SocketAddr>, proto: Proto) {
     super::may_cases::configure();
     // SAFETY: may's spawn is unsafe because it may move a running
     // coroutine between threads; these bodies hold no thread-local state or
@@ -126,9 +184,19 @@ fn may_server(addr_tx: mpsc::Sender<SocketAddr>) {
                     continue;
                 };
                 may::coroutine::spawn(move || {
+                    let _ = stream.set_nodelay(true);
                     let mut buf = [0u8; 4096];
+                    let mut pending = Vec::new();
                     while let Ok(n) = stream.read(&mut buf) {
-                        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        let out = match proto {
+                            _ if n == 0 => break,
+                            Proto::Echo => stream.write_all(&buf[..n]),
+                            Proto::Http => match requests(&mut pending, &buf[..n]) {
+                                0 => Ok(()),
+                                k => stream.write_all(&responses(k)),
+                            },
+                        };
+                        if out.is_err() {
                             break;
                         }
                     }
@@ -147,7 +215,11 @@ struct Load {
 }
 
 /// The closed-loop client: `conns` connections over one epoll instance.
-fn load(addr: SocketAddr, conns: usize) -> Load {
+fn load(addr: SocketAddr, conns: usize, proto: Proto) -> Load {
+    let (msg, answer): (&[u8], usize) = match proto {
+        Proto::Echo => (&[7u8; MSG], MSG),
+        Proto::Http => (REQUEST, RESPONSE.len()),
+    };
     let mut errors = 0u64;
     let mut streams = Vec::with_capacity(conns);
     for _ in 0..conns {
@@ -171,15 +243,14 @@ fn load(addr: SocketAddr, conns: usize) -> Load {
         // SAFETY: `ev` is a valid event, `s` an open socket.
         unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut ev) };
     }
-    let msg = [7u8; MSG];
     let mut sent_at = vec![Instant::now(); streams.len()];
     let mut pending = vec![0usize; streams.len()]; // bytes still to come back
     for (i, s) in streams.iter_mut().enumerate() {
-        if s.write_all(&msg).is_err() {
+        if s.write_all(msg).is_err() {
             errors += 1;
         }
         sent_at[i] = Instant::now();
-        pending[i] = MSG;
+        pending[i] = answer;
     }
     let start = Instant::now();
     let measure_from = start + WARMUP;
@@ -220,11 +291,11 @@ fn load(addr: SocketAddr, conns: usize) -> Load {
                             if now >= measure_from && now < end {
                                 latencies.push((now - sent_at[i]).as_nanos() as u32);
                             }
-                            if s.write_all(&msg).is_err() {
+                            if s.write_all(msg).is_err() {
                                 errors += 1;
                             }
                             sent_at[i] = Instant::now();
-                            pending[i] = MSG;
+                            pending[i] = answer;
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -261,21 +332,25 @@ fn load(addr: SocketAddr, conns: usize) -> Load {
     }
 }
 
-/// The child side: `args` = [runtime, connections].
+/// The child side: `args` = [runtime, connections, echo|http].
 pub fn child(args: &[String]) {
     let (rt, conns) = (args[0].as_str(), args[1].parse::<usize>().unwrap());
+    let proto = match args.get(2).map(String::as_str) {
+        Some("http") => Proto::Http,
+        _ => Proto::Echo,
+    };
     raise_fd_limit();
     pin(0);
     let (addr_tx, addr_rx) = mpsc::channel();
     match rt {
-        "stackful" => stackful_server(addr_tx),
-        "tokio" => tokio_server(addr_tx),
-        _ => may_server(addr_tx),
+        "stackful" => stackful_server(addr_tx, proto),
+        "tokio" => tokio_server(addr_tx, proto),
+        _ => may_server(addr_tx, proto),
     }
     let addr = addr_rx.recv().unwrap();
     let client = std::thread::spawn(move || {
         pin(1);
-        load(addr, conns)
+        load(addr, conns, proto)
     });
     let l = client.join().unwrap();
     println!(
@@ -291,9 +366,10 @@ pub fn child(args: &[String]) {
 }
 
 /// Runs one child; its five figures, or `None` if it failed.
-fn run_child(rt: &str, conns: usize) -> Option<[f64; 5]> {
+fn run_child(rt: &str, conns: usize, proto: Proto) -> Option<[f64; 5]> {
+    let proto = if proto == Proto::Http { "http" } else { "echo" };
     let out = Command::new(std::env::current_exe().ok()?)
-        .args(["--net-child", rt, &conns.to_string()])
+        .args(["--net-child", rt, &conns.to_string(), proto])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -305,8 +381,10 @@ fn run_child(rt: &str, conns: usize) -> Option<[f64; 5]> {
 }
 
 /// The medians of `runs` children per runtime, figure by figure.
-fn median_of(rt: &str, conns: usize, runs: usize) -> Option<[f64; 5]> {
-    let mut all: Vec<[f64; 5]> = (0..runs).filter_map(|_| run_child(rt, conns)).collect();
+fn median_of(rt: &str, conns: usize, runs: usize, proto: Proto) -> Option<[f64; 5]> {
+    let mut all: Vec<[f64; 5]> = (0..runs)
+        .filter_map(|_| run_child(rt, conns, proto))
+        .collect();
     if all.is_empty() {
         return None;
     }
@@ -318,22 +396,38 @@ fn median_of(rt: &str, conns: usize, runs: usize) -> Option<[f64; 5]> {
     Some(out)
 }
 
-/// Prints the echo table (if `only` is absent or matches "echo").
+/// Prints the echo and HTTP tables (those whose name `only` matches, if
+/// given).
 pub fn table(only: Option<&str>) {
-    if only.is_some_and(|o| !"echo".contains(o) && !o.contains("echo")) {
-        return;
+    let wants = |name: &str| only.is_none_or(|o| name.contains(o) || o.contains(name));
+    if wants("echo") {
+        proto_table(
+            Proto::Echo,
+            "echo, 64-byte round trips",
+            &[100, 1_000, 10_000],
+        );
     }
+    if wants("http") {
+        proto_table(
+            Proto::Http,
+            "HTTP/1.1 hello, keep-alive, one request at a time per connection",
+            &[100, 1_000],
+        );
+    }
+}
+
+fn proto_table(proto: Proto, title: &str, conns_list: &[usize]) {
     println!(
-        "\necho, 64-byte round trips, closed loop: server on CPU 0 ({WORKERS} workers), our \
-         client on CPU 1; {}s measured after {}ms, medians of 3 child processes",
+        "\n{title}, closed loop: server on CPU 0 ({WORKERS} workers), our client on CPU 1; \
+         {}s measured after {}ms, medians of 3 child processes",
         MEASURE.as_secs(),
         WARMUP.as_millis()
     );
     println!("| connections | figure | stackful | tokio | may | stackful/tokio | may/tokio |");
     println!("|---|---|---:|---:|---:|---:|---:|");
-    for conns in [100, 1_000, 10_000] {
+    for &conns in conns_list {
         let runs = if conns >= 10_000 { 1 } else { 3 };
-        let [s, t, m] = ["stackful", "tokio", "may"].map(|rt| median_of(rt, conns, runs));
+        let [s, t, m] = ["stackful", "tokio", "may"].map(|rt| median_of(rt, conns, runs, proto));
         let names = [
             "round trips/s",
             "p50 µs",
