@@ -927,7 +927,7 @@ impl Runtime {
     /// The calling thread works as an executor meanwhile: a green thread
     /// that `f` (or a green thread running beside it) spawns starts there
     /// when `f` next suspends, so a partner it talks to or a child it joins
-    /// needs no other thread; past a few such green threads, spawns go to
+    /// needs no other thread; once it holds 4 (`f` included), spawns go to
     /// the runtime's workers. What starts on the calling thread stays there,
     /// so `f` must not block that OS thread (a `std::sync` lock or channel, a
     /// blocking read, a long computation) while it waits for them: wait

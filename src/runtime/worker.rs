@@ -68,9 +68,9 @@ const TIMERS_EVERY: u64 = 16;
 /// skips one.
 const FRESH_EVERY: u64 = 2 * TIMERS_EVERY;
 
-/// How many more started green threads a `run` thread may hold than the
-/// least loaded pool worker before its spawns go to the pool: room for the
-/// main green thread and a few partners (see `Worker::keeps_spawn`).
+/// How many started green threads, the main one included, a `run` thread
+/// holds at most from its own spawns; then they go to the pool: room for a
+/// few partners (see `Worker::keeps_spawn`).
 const RUN_SHARE: usize = 4;
 
 /// What other threads may touch of a worker.
@@ -657,29 +657,23 @@ impl Worker {
     /// Whether a green thread spawned on this executor stays in its LIFO
     /// slot. Always on a pool worker. On a `run` thread, only a green thread
     /// of that `run` (whose shutdown waits for it), and only while the
-    /// thread has started at most [`RUN_SHARE`] more green threads than the
-    /// least loaded pool worker: the partners and children that the main
-    /// body (and they) spawn and wait for run beside it with no thread
-    /// crossing, but an accept loop in the main body does not keep every
-    /// connection's green thread on its own thread.
+    /// thread holds fewer than [`RUN_SHARE`] started green threads: the
+    /// partners and children that the main body (and they) spawn and wait
+    /// for run beside it with no thread crossing, but the thread stays a
+    /// helper, not one more worker. An accept loop in the main body sends
+    /// all but its first few connections to the pool, whose workers are
+    /// sized to the CPUs; a `run` thread holding a share of them would be
+    /// one thread more than there are CPUs, and what it holds would wait
+    /// whenever the OS runs a worker instead.
     fn keeps_spawn(&self, task: &TaskRef) -> bool {
         if self.fresh.is_some() {
             return true;
         }
-        let ours = task
-            .header()
+        task.header()
             .group
             .as_ref()
-            .is_some_and(|g| g.is_homed_at(&self.home));
-        // The pool's counters are read only past the share: they are
-        // written by busy workers, so reading them can cost cache misses.
-        let here = self.home.started();
-        ours && (here <= RUN_SHARE
-            || self
-                .rt
-                .homes
-                .iter()
-                .all(|h| here <= h.started().saturating_add(RUN_SHARE)))
+            .is_some_and(|g| g.is_homed_at(&self.home))
+            && self.home.started() < RUN_SHARE
     }
 
     /// An unstarted green thread: the LIFO slot (when the ready queue had
