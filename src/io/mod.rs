@@ -1,9 +1,9 @@
 //! Green I/O on any file descriptor ([`Green`](crate::io::Green)) and the
-//! process's standard streams ([`stdin()`], [`stdout()`], [`stderr()`]).
+//! process's standard streams ([`stdin()`](crate::io::stdin()), [`stdout()`](crate::io::stdout()), [`stderr()`](crate::io::stderr())).
 //!
 //! # Standard streams
 //!
-//! [`stdin()`], [`stdout()`] and [`stderr()`] mirror std's functions of the
+//! [`stdin()`](crate::io::stdin()), [`stdout()`](crate::io::stdout()) and [`stderr()`](crate::io::stderr()) mirror std's functions of the
 //! same names, buffering and locking included, but a read or write that
 //! would wait suspends only the calling green thread. They never change the
 //! blocking mode of descriptors 0, 1 and 2, which the parent shell shares:
@@ -20,7 +20,7 @@
 //!
 //! On a plain OS thread they make the plain blocking calls, as std's. Their
 //! buffers are not std's: flush `std::io::stdout()` before writing through
-//! [`stdout()`] and the other way round, or partial lines may come out of
+//! [`stdout()`](crate::io::stdout()) and the other way round, or partial lines may come out of
 //! order; and read standard input through one of the two only (a pipe's
 //! data that the other reads between this one's readiness check and its
 //! read would leave the read waiting, blocking its worker).

@@ -59,10 +59,10 @@
 //!
 //! These buffers are not std's: a line written through
 //! `std::io::stdout()` (or `println!`) and one written through
-//! [`stdout()`] are each written whole, but text still in one buffer (a
+//! [`stdout()`](crate::io::stdout()) are each written whole, but text still in one buffer (a
 //! `print!` without a newline) can come out after text written later
 //! through the other. Flush one before writing through the other.
-//! Likewise, data that [`stdin()`] buffered is not seen by
+//! Likewise, data that [`stdin()`](crate::io::stdin()) buffered is not seen by
 //! `std::io::stdin()`, and the other way round.
 //!
 //! As std, a standard stream that is closed (`EBADF`) reads as empty and
@@ -496,7 +496,7 @@ impl<T> Drop for ReentrantGuard<T> {
 // ---------------------------------------------------------------- stdin
 
 /// A handle to the process's standard input, waiting green: see
-/// [`stdin()`].
+/// [`stdin()`](crate::io::stdin()).
 ///
 /// # Examples
 ///
@@ -705,7 +705,7 @@ type OutBuf = ReentrantLock<RefCell<LineWriter<&'static Raw>>>;
 static STDOUT: OnceLock<OutBuf> = OnceLock::new();
 
 /// A handle to the process's standard output, line-buffered, waiting
-/// green: see [`stdout()`].
+/// green: see [`stdout()`](crate::io::stdout()).
 ///
 /// # Examples
 ///
@@ -900,7 +900,7 @@ impl fmt::Debug for StdoutLock<'_> {
 type ErrLock = ReentrantLock<&'static Raw>;
 
 /// A handle to the process's standard error, unbuffered, waiting green:
-/// see [`stderr()`].
+/// see [`stderr()`](crate::io::stderr()).
 ///
 /// # Examples
 ///
@@ -932,8 +932,8 @@ pub struct StderrLock<'a> {
 }
 
 /// The process's standard error (descriptor 2), unbuffered, for green
-/// threads: as [`stdout()`], without a buffer, as std's
-/// [`stderr()`](std::io::stderr).
+/// threads: as [`stdout()`](crate::io::stdout()), without a buffer, as std's
+/// [`stderr()`](crate::io::stderr())(std::io::stderr).
 ///
 /// # Examples
 ///
