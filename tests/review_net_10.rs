@@ -108,18 +108,20 @@ fn shielded_waiters_through_a_run_threads_reactor_are_served_while_that_run_shut
     });
 }
 
+/// Fixed: `into_std` on a clone clears O_NONBLOCK on the open file that the
+/// green handle shares; the green handle's reads now pass MSG_DONTWAIT, so
+/// they still wait green.
 #[test]
-#[ignore = "not fixed: `into_std` on a clone clears O_NONBLOCK on the open file that the \
-            green handle shares, so the green handle's reads block the worker; a fix needs \
-            MSG_DONTWAIT on every operation (or `into_std` leaving the socket non-blocking)"]
 fn into_std_of_a_clone_leaves_the_green_handle_waiting_green() {
     within(30, || {
         let rt = stackful::Runtime::builder().workers(1).build().unwrap();
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let writer = std::thread::spawn(move || {
-            // Unblocks the read below if it blocks its OS thread.
+            // Unblocks the read below if it blocks its OS thread (which
+            // then returns the byte). Fixed, the read times out and its
+            // socket is gone by now: the write may fail.
             std::thread::sleep(Duration::from_secs(2));
-            (&a).write_all(b"x").unwrap();
+            let _ = (&a).write_all(b"x");
             a
         });
         rt.run(move || {
@@ -136,6 +138,42 @@ fn into_std_of_a_clone_leaves_the_green_handle_waiting_green() {
             assert_eq!(r.join().unwrap(), Err(ErrorKind::TimedOut));
         });
         drop(writer.join().unwrap());
+    });
+}
+
+/// The same for a TCP stream and a UDP socket (a blocked read would hang
+/// until `within` fails the test).
+#[test]
+fn into_std_of_a_tcp_or_udp_clone_leaves_the_green_handle_waiting_green() {
+    within(30, || {
+        let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+        rt.run(|| {
+            let listener = stackful::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let tcp = stackful::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (_peer, _) = listener.accept().unwrap();
+            let std_tcp = tcp.try_clone().unwrap().into_std().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let kind = (&tcp).read(&mut [0; 1]).map_err(|e| e.kind());
+            assert_eq!(kind, Err(ErrorKind::TimedOut));
+            drop(std_tcp);
+
+            let udp = stackful::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let std_udp = udp.try_clone().unwrap().into_std().unwrap();
+            udp.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            assert_eq!(
+                udp.recv_from(&mut [0; 1]).map_err(|e| e.kind()),
+                Err(ErrorKind::TimedOut)
+            );
+            // The std handle blocks, as it should, and the green one
+            // still receives.
+            let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            other.send_to(b"hi", udp.local_addr().unwrap()).unwrap();
+            let (n, from) = udp.recv_from(&mut [0; 4]).unwrap();
+            assert_eq!((n, from), (2, other.local_addr().unwrap()));
+            drop(std_udp);
+        });
     });
 }
 

@@ -1,10 +1,39 @@
-//! See [`Green`](crate::io::Green).
+//! Green I/O on any file descriptor ([`Green`](crate::io::Green)) and the
+//! process's standard streams ([`stdin()`](crate::io::stdin()), [`stdout()`](crate::io::stdout()), [`stderr()`](crate::io::stderr())).
+//!
+//! # Standard streams
+//!
+//! [`stdin()`](crate::io::stdin()), [`stdout()`](crate::io::stdout()) and [`stderr()`](crate::io::stderr()) mirror std's functions of the
+//! same names, buffering and locking included, but a read or write that
+//! would wait suspends only the calling green thread. They never change the
+//! blocking mode of descriptors 0, 1 and 2, which the parent shell shares:
+//!
+//! - a socket is read and written with `MSG_DONTWAIT`, per call;
+//! - a pipe, FIFO or terminal is first waited on in the reactor until
+//!   `poll(2)` says it is ready, and only then read or written with the
+//!   ordinary call (a write at most `PIPE_BUF` bytes), which then does not
+//!   wait;
+//! - a regular file, `/dev/null` or anything else epoll cannot wait on is
+//!   read or written on the blocking pool
+//!   ([`spawn_blocking`](crate::spawn_blocking)), shielded so that no byte
+//!   is lost to a cancellation.
+//!
+//! On a plain OS thread they make the plain blocking calls, as std's. Their
+//! buffers are not std's: flush `std::io::stdout()` before writing through
+//! [`stdout()`](crate::io::stdout()) and the other way round, or partial lines may come out of
+//! order; and read standard input through one of the two only (a pipe's
+//! data that the other reads between this one's readiness check and its
+//! read would leave the read waiting, blocking its worker).
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use crate::runtime::reactor::{Interest, Io, set_nonblocking};
+
+mod stdio;
+
+pub use stdio::{Stderr, StderrLock, Stdin, StdinLock, Stdout, StdoutLock, stderr, stdin, stdout};
 
 /// Makes any pollable file descriptor wait green: a pipe, a tty, an
 /// eventfd, a socket made by another crate.

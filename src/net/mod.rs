@@ -392,3 +392,152 @@ pub(crate) fn setsockopt<T: Copy>(
     }
     Ok(())
 }
+
+// Green operations pass `MSG_DONTWAIT` on every call instead of relying on
+// the socket's `O_NONBLOCK`, which belongs to the open file and so to
+// every duplicate: an `into_std` of one handle clears it (a std handle
+// must block) while a `try_clone` of it may still be used green. The flag
+// costs nothing (the same system call, one more bit). Operations with no
+// per-call flag (`accept`, `connect`) still rely on `O_NONBLOCK`.
+
+fn cvt_len(n: isize) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `recv(2)` with `MSG_DONTWAIT` and `flags`.
+pub(crate) fn recv(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    // SAFETY: `buf` is live and writable for `buf.len()` bytes; the kernel
+    // writes at most that many.
+    cvt_len(unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags | libc::MSG_DONTWAIT,
+        )
+    })
+}
+
+/// `send(2)` with `MSG_DONTWAIT | MSG_NOSIGNAL` (a closed peer is `EPIPE`,
+/// never `SIGPIPE`, as std's `TcpStream`).
+pub(crate) fn send(fd: std::os::fd::RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is live and readable for `buf.len()` bytes.
+    cvt_len(unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}
+
+/// `recvmsg(2)` into `bufs` with `MSG_DONTWAIT`.
+pub(crate) fn recv_vectored(
+    fd: std::os::fd::RawFd,
+    bufs: &mut [std::io::IoSliceMut<'_>],
+) -> io::Result<usize> {
+    // SAFETY: all zeroes is a valid msghdr (no address, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = bufs.as_mut_ptr().cast();
+    msg.msg_iovlen = bufs.len() as _;
+    // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix (std
+    // guarantees it), every slice is live and writable, and `msg` points
+    // at nothing else.
+    cvt_len(unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) })
+}
+
+/// `sendmsg(2)` of `bufs` with `MSG_DONTWAIT | MSG_NOSIGNAL`.
+pub(crate) fn send_vectored(
+    fd: std::os::fd::RawFd,
+    bufs: &[std::io::IoSlice<'_>],
+) -> io::Result<usize> {
+    // SAFETY: all zeroes is a valid msghdr (no address, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = bufs.len() as _;
+    // SAFETY: `IoSlice` is ABI-compatible with `iovec`; the kernel only
+    // reads the slices, which are live.
+    cvt_len(unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
+}
+
+/// `sendto(2)` with `MSG_DONTWAIT | MSG_NOSIGNAL`.
+pub(crate) fn send_to(fd: std::os::fd::RawFd, buf: &[u8], addr: &SocketAddr) -> io::Result<usize> {
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: `buf` is live and readable; `storage` holds a valid address
+    // of `len` bytes.
+    cvt_len(unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })
+}
+
+/// `recvfrom(2)` with `MSG_DONTWAIT` and `flags`, for an IP socket.
+pub(crate) fn recv_from(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<(usize, SocketAddr)> {
+    // SAFETY: all zeroes is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `buf` is live and writable; the kernel writes at most `len`
+    // bytes of address into `storage`, which has that many.
+    let n = cvt_len(unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags | libc::MSG_DONTWAIT,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((n, from_sockaddr(&storage)?))
+}
+
+/// The IP address in `storage`.
+fn from_sockaddr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says it holds a sockaddr_in, for which
+            // sockaddr_storage is large and aligned enough.
+            let a =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Ok(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes()),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let a = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            Ok(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the sender's address is not an IP address",
+        )),
+    }
+}

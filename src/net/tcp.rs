@@ -252,6 +252,14 @@ impl TcpListener {
 
     /// Unwraps the std listener, blocking again.
     ///
+    /// Blocking mode belongs to the socket (the open file), which clones
+    /// made with `try_clone` share: this clears it, since the std listener
+    /// must block. `accept` has no per-call non-blocking flag, so a green
+    /// clone still accepting after this would block its worker while it
+    /// waits: convert the last handle only, or keep accepting through the
+    /// std listener on a plain thread (or in
+    /// [`spawn_blocking`](crate::spawn_blocking)).
+    ///
     /// # Examples
     ///
     /// ```
@@ -587,7 +595,7 @@ impl TcpStream {
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.io
             .op(Interest::Read, self.read_timeout.deadline(), |s| {
-                s.peek(buf)
+                super::recv(s.as_raw_fd(), buf, libc::MSG_PEEK)
             })
     }
 
@@ -756,9 +764,11 @@ impl TcpStream {
     /// Unwraps the std stream, blocking again, with this handle's timeouts
     /// set on it.
     ///
-    /// Blocking mode belongs to the socket, not to the handle: a clone made
-    /// with [`try_clone`](TcpStream::try_clone) and still in use blocks its
-    /// worker on its next wait after this (a known gap, to be fixed).
+    /// Blocking mode belongs to the socket (the open file), which a clone
+    /// made with [`try_clone`](TcpStream::try_clone) shares: this clears
+    /// it, since the std stream must block. A green clone still in use
+    /// keeps waiting green all the same: its reads, writes and peeks pass
+    /// `MSG_DONTWAIT` on every call instead of relying on the socket's mode.
     ///
     /// # Examples
     ///
@@ -783,15 +793,15 @@ impl TcpStream {
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.io
-            .op(Interest::Read, self.read_timeout.deadline(), |mut s| {
-                s.read(buf)
+            .op(Interest::Read, self.read_timeout.deadline(), |s| {
+                super::recv(s.as_raw_fd(), buf, 0)
             })
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         self.io
-            .op(Interest::Read, self.read_timeout.deadline(), |mut s| {
-                s.read_vectored(bufs)
+            .op(Interest::Read, self.read_timeout.deadline(), |s| {
+                super::recv_vectored(s.as_raw_fd(), bufs)
             })
     }
 }
@@ -799,15 +809,15 @@ impl Read for &TcpStream {
 impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.io
-            .op(Interest::Write, self.write_timeout.deadline(), |mut s| {
-                s.write(buf)
+            .op(Interest::Write, self.write_timeout.deadline(), |s| {
+                super::send(s.as_raw_fd(), buf)
             })
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.io
-            .op(Interest::Write, self.write_timeout.deadline(), |mut s| {
-                s.write_vectored(bufs)
+            .op(Interest::Write, self.write_timeout.deadline(), |s| {
+                super::send_vectored(s.as_raw_fd(), bufs)
             })
     }
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use super::{Timeout, ToSocketAddrs, each_addr, no_addresses, resolve};
@@ -114,7 +115,7 @@ impl UdpSocket {
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.io
             .op(Interest::Write, self.write_timeout.deadline(), |s| {
-                s.send(buf)
+                super::send(s.as_raw_fd(), buf)
             })
     }
 
@@ -142,7 +143,7 @@ impl UdpSocket {
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.io
             .op(Interest::Read, self.read_timeout.deadline(), |s| {
-                s.recv(buf)
+                super::recv(s.as_raw_fd(), buf, 0)
             })
     }
 
@@ -165,7 +166,7 @@ impl UdpSocket {
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.io
             .op(Interest::Read, self.read_timeout.deadline(), |s| {
-                s.peek(buf)
+                super::recv(s.as_raw_fd(), buf, libc::MSG_PEEK)
             })
     }
 
@@ -195,7 +196,7 @@ impl UdpSocket {
             .ok_or_else(no_addresses)?;
         self.io
             .op(Interest::Write, self.write_timeout.deadline(), |s| {
-                s.send_to(buf, addr)
+                super::send_to(s.as_raw_fd(), buf, &addr)
             })
     }
 
@@ -222,7 +223,7 @@ impl UdpSocket {
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.io
             .op(Interest::Read, self.read_timeout.deadline(), |s| {
-                s.recv_from(buf)
+                super::recv_from(s.as_raw_fd(), buf, 0)
             })
     }
 
@@ -244,7 +245,7 @@ impl UdpSocket {
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.io
             .op(Interest::Read, self.read_timeout.deadline(), |s| {
-                s.peek_from(buf)
+                super::recv_from(s.as_raw_fd(), buf, libc::MSG_PEEK)
             })
     }
 
@@ -570,6 +571,12 @@ impl UdpSocket {
 
     /// Unwraps the std socket, blocking again, with this handle's timeouts
     /// set on it.
+    ///
+    /// Blocking mode belongs to the socket (the open file), which a clone
+    /// made with [`try_clone`](UdpSocket::try_clone) shares: this clears
+    /// it, since the std socket must block. A green clone still in use
+    /// keeps waiting green all the same: every send, receive and peek passes
+    /// `MSG_DONTWAIT` instead of relying on the socket's mode.
     ///
     /// # Examples
     ///

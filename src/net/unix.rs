@@ -265,6 +265,14 @@ impl UnixListener {
 
     /// Unwraps the std listener, blocking again.
     ///
+    /// Blocking mode belongs to the socket (the open file), which clones
+    /// made with `try_clone` share: this clears it, since the std listener
+    /// must block. `accept` has no per-call non-blocking flag, so a green
+    /// clone still accepting after this would block its worker while it
+    /// waits: convert the last handle only, or keep accepting through the
+    /// std listener on a plain thread (or in
+    /// [`spawn_blocking`](crate::spawn_blocking)).
+    ///
     /// # Examples
     ///
     /// ```
@@ -536,21 +544,7 @@ impl UnixStream {
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.io
             .op(Interest::Read, self.read_timeout.deadline(), |s| {
-                // SAFETY: `buf` is a live, writable buffer of `buf.len()`
-                // bytes; the kernel writes at most that many.
-                let n = unsafe {
-                    libc::recv(
-                        s.as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_PEEK,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+                super::recv(s.as_raw_fd(), buf, libc::MSG_PEEK)
             })
     }
 
@@ -574,6 +568,12 @@ impl UnixStream {
 
     /// Unwraps the std stream, blocking again, with this handle's timeouts.
     ///
+    /// Blocking mode belongs to the socket (the open file), which a clone
+    /// made with [`try_clone`](UnixStream::try_clone) shares: this clears
+    /// it, since the std stream must block. A green clone still in use
+    /// keeps waiting green all the same: its reads, writes and peeks pass
+    /// `MSG_DONTWAIT` on every call instead of relying on the socket's mode.
+    ///
     /// # Examples
     ///
     /// ```
@@ -594,15 +594,15 @@ impl UnixStream {
 impl Read for &UnixStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.io
-            .op(Interest::Read, self.read_timeout.deadline(), |mut s| {
-                s.read(buf)
+            .op(Interest::Read, self.read_timeout.deadline(), |s| {
+                super::recv(s.as_raw_fd(), buf, 0)
             })
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         self.io
-            .op(Interest::Read, self.read_timeout.deadline(), |mut s| {
-                s.read_vectored(bufs)
+            .op(Interest::Read, self.read_timeout.deadline(), |s| {
+                super::recv_vectored(s.as_raw_fd(), bufs)
             })
     }
 }
@@ -610,15 +610,15 @@ impl Read for &UnixStream {
 impl Write for &UnixStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.io
-            .op(Interest::Write, self.write_timeout.deadline(), |mut s| {
-                s.write(buf)
+            .op(Interest::Write, self.write_timeout.deadline(), |s| {
+                super::send(s.as_raw_fd(), buf)
             })
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.io
-            .op(Interest::Write, self.write_timeout.deadline(), |mut s| {
-                s.write_vectored(bufs)
+            .op(Interest::Write, self.write_timeout.deadline(), |s| {
+                super::send_vectored(s.as_raw_fd(), bufs)
             })
     }
 
@@ -806,7 +806,7 @@ impl UnixDatagram {
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.io
             .op(Interest::Read, self.read_timeout.deadline(), |s| {
-                s.recv(buf)
+                super::recv(s.as_raw_fd(), buf, 0)
             })
     }
 
@@ -839,7 +839,7 @@ impl UnixDatagram {
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.io
             .op(Interest::Write, self.write_timeout.deadline(), |s| {
-                s.send(buf)
+                super::send(s.as_raw_fd(), buf)
             })
     }
 
@@ -963,6 +963,15 @@ impl UnixDatagram {
     }
 
     /// Unwraps the std socket, blocking again, with this handle's timeouts.
+    ///
+    /// Blocking mode belongs to the socket (the open file), which a clone
+    /// made with [`try_clone`](UnixDatagram::try_clone) shares: this clears
+    /// it, since the std socket must block. A green clone's
+    /// [`send`](UnixDatagram::send) and [`recv`](UnixDatagram::recv) keep
+    /// waiting green all the same (they pass `MSG_DONTWAIT` on every call),
+    /// but its [`send_to`](UnixDatagram::send_to) and
+    /// [`recv_from`](UnixDatagram::recv_from) rely on the socket's mode and
+    /// would block its worker while they wait.
     ///
     /// # Examples
     ///
