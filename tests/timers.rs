@@ -250,9 +250,12 @@ fn select_default_and_timeouts_with_timers() {
 fn select_struct_waits_and_readies_on_timers() {
     both(|_| {
         let (_tx, rx) = unbounded::<u32>();
+        // Before the timer is made: it is due 30 ms after its creation,
+        // and a wake-up right at that instant is less than 30 ms after a
+        // clock read taken later.
+        let start = Instant::now();
         let timer = after(ms(30));
         let off: Receiver<u32> = never();
-        let start = Instant::now();
         let mut sel = Select::new();
         sel.recv(&rx);
         sel.recv(&off);

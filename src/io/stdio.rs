@@ -501,8 +501,6 @@ impl<T> Drop for ReentrantGuard<T> {
 /// # Examples
 ///
 /// ```no_run
-/// use std::io::BufRead;
-///
 /// stackful::run(|| {
 ///     for line in stackful::io::stdin().lines() {
 ///         println!("got {}", line.unwrap());
@@ -547,7 +545,7 @@ pub struct StdinLock<'a> {
 /// running:
 ///
 /// ```no_run
-/// use std::io::{BufRead, Write};
+/// use std::io::Write;
 ///
 /// stackful::run(|| {
 ///     let ticker = stackful::spawn(|| loop {
