@@ -23,7 +23,10 @@
 //! [`stdout()`](crate::io::stdout()) and the other way round, or partial lines may come out of
 //! order; and read standard input through one of the two only (a pipe's
 //! data that the other reads between this one's readiness check and its
-//! read would leave the read waiting, blocking its worker).
+//! read would leave the read waiting, blocking its worker). Writes to a
+//! terminal go to the blocking pool. A `read_line` cut short by a
+//! cancellation loses the part of the line read so far (see
+//! [`stdin()`](crate::io::stdin())).
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};

@@ -40,7 +40,16 @@
 //! same pipe, or this process reading descriptor 0 through
 //! `std::io::stdin()` on another thread at the same time), the read waits
 //! for more data, blocking its worker meanwhile. Read standard input
-//! through one of the two only.
+//! through one of the two only. The same holds for output to a pipe that
+//! something else writes too (`println!` on another thread, a sibling
+//! process): the pipe may fill between the check and the write. Writes to
+//! a terminal go to the blocking pool: a terminal that polls writable may
+//! still take a write as slowly as its reader goes.
+//!
+//! A cancellation or timeout that cuts a `read_line` (or `lines()`) short
+//! loses the part of the line read so far, as with any `BufRead` (std's
+//! `read_line` consumes the bytes, and its unwind guard empties the
+//! string): under a timeout, read raw bytes and split lines yourself.
 //!
 //! On a plain OS thread (or in a `spawn_blocking` job) every call is the
 //! plain blocking system call, as std's.
@@ -90,6 +99,10 @@ enum Kind {
     Socket,
     /// Readiness first (reactor and `poll(2)`), then the blocking call.
     Poll,
+    /// A terminal: reads as `Poll`; writes on the blocking pool, since a
+    /// terminal that polls writable may still take a write in pieces, as
+    /// slowly as its reader (a slow link, a paused output) goes.
+    Tty,
     /// On the blocking pool.
     Blocking,
     /// Not open (`EBADF`): reads are empty and writes vanish, as std's.
@@ -135,7 +148,7 @@ fn sys_read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 fn sys_readv(fd: RawFd, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-    let n = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
+    let n = bufs.len().min(crate::net::IOV_MAX) as libc::c_int;
     // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix (std
     // guarantees it); every slice is live and writable.
     cvt(unsafe { libc::readv(fd, bufs.as_mut_ptr().cast(), n) })
@@ -148,7 +161,7 @@ fn sys_write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 fn sys_writev(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    let n = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
+    let n = bufs.len().min(crate::net::IOV_MAX) as libc::c_int;
     // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; every
     // slice is live and readable.
     cvt(unsafe { libc::writev(fd, bufs.as_ptr().cast(), n) })
@@ -179,10 +192,17 @@ fn ready(fd: RawFd, events: libc::c_short) -> bool {
         events,
         revents: 0,
     };
-    // SAFETY: one live pollfd, no wait.
-    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
-    // An error of poll itself: let the call report what is wrong.
-    r != 0
+    loop {
+        // SAFETY: one live pollfd, no wait.
+        let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+        // Interrupted by a signal: look again (reading it as ready could
+        // let the blocking call wait). Any other error of poll itself is
+        // not one of the descriptor: not ready.
+        if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return r > 0;
+    }
 }
 
 /// How calls on `fd` wait: by what `fstat` says, and for the rest by
@@ -218,14 +238,23 @@ fn classify(fd: RawFd) -> Kind {
             let r = unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) };
             // SAFETY: `ep` is ours and closed once.
             unsafe { libc::close(ep) };
-            if r == 0 { Kind::Poll } else { Kind::Blocking }
+            // SAFETY: a plain query of an open descriptor.
+            let tty = unsafe { libc::isatty(fd) } == 1;
+            match (r == 0, tty) {
+                (true, true) => Kind::Tty,
+                (true, false) => Kind::Poll,
+                (false, _) => Kind::Blocking,
+            }
         }
     }
 }
 
-/// Whether the caller is a green thread.
+/// Set once the process exits: see `flush_at_exit`.
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the caller is a green thread (and the process is not exiting).
 fn on_green_thread() -> bool {
-    park::current_task().is_some()
+    !EXITING.load(std::sync::atomic::Ordering::Relaxed) && park::current_task().is_some()
 }
 
 /// Std's treatment of a closed standard descriptor.
@@ -261,7 +290,7 @@ impl Raw {
             match self.kind() {
                 Kind::Closed => return Ok(0),
                 Kind::Socket => self.io().op(Interest::Read, None, |_| sys_recv(fd, buf)),
-                Kind::Poll => self.io().op(Interest::Read, None, |_| {
+                Kind::Poll | Kind::Tty => self.io().op(Interest::Read, None, |_| {
                     if ready(fd, libc::POLLIN) {
                         sys_read(fd, buf)
                     } else {
@@ -290,7 +319,7 @@ impl Raw {
             match self.kind() {
                 Kind::Closed => return Ok(0),
                 Kind::Socket => unreachable!("handled above"),
-                Kind::Poll => self.io().op(Interest::Read, None, |_| {
+                Kind::Poll | Kind::Tty => self.io().op(Interest::Read, None, |_| {
                     if ready(fd, libc::POLLIN) {
                         sys_readv(fd, bufs)
                     } else {
@@ -323,7 +352,7 @@ impl Raw {
                         }
                     })
                 }
-                Kind::Blocking => blocking(|| sys_write(fd, buf)),
+                Kind::Blocking | Kind::Tty => blocking(|| sys_write(fd, buf)),
             }
         };
         closed_ok(r, buf.len())
@@ -344,7 +373,7 @@ impl Raw {
         } else {
             match self.kind() {
                 Kind::Closed => return Ok(total),
-                Kind::Blocking => blocking(|| sys_writev(fd, bufs)),
+                Kind::Blocking | Kind::Tty => blocking(|| sys_writev(fd, bufs)),
                 Kind::Socket | Kind::Poll => unreachable!("handled above"),
             }
         };
@@ -354,8 +383,11 @@ impl Raw {
 
 /// Runs a blocking call on the blocking pool, shielded: once it has read
 /// or written, its result reaches the caller (a cancellation takes effect
-/// at the next cancellation point), so no bytes are lost.
+/// at the next cancellation point), so no bytes are lost. A cancellation
+/// already pending is raised first, before anything moved: a loop of reads
+/// from a file stays cancellable.
 fn blocking<R: Send>(f: impl FnOnce() -> io::Result<R> + Send) -> io::Result<R> {
+    park::checkpoint();
     crate::time::shield(|| crate::spawn_blocking(f))
 }
 
@@ -408,8 +440,9 @@ struct ReentrantLock<T: 'static> {
 // SAFETY: `data` and `held` are reached only by the context holding the
 // mutex (through its guards, which are neither Send nor Sync, or while
 // taking and releasing it); the mutex orders one holder's accesses before
-// the next one's. A green thread that moves between OS threads takes its
-// guards with it, which `T: Send` allows (the mutex guard is Send).
+// the next one's. A started green thread never moves between OS threads,
+// so its guards stay on the thread where it took them; `T: Send` lets the
+// data be reached from whichever thread holds the mutex.
 unsafe impl<T: Send> Sync for ReentrantLock<T> {}
 
 struct ReentrantGuard<T: 'static> {
@@ -741,6 +774,10 @@ pub struct StdoutLock<'a> {
 /// Flushes what is left in the stdout buffer when the process exits, as
 /// std does for its own; skipped if someone holds the lock then.
 extern "C" fn flush_at_exit() {
+    // Plain blocking writes from here on: this may run on a green thread's
+    // stack (`process::exit` called there), where a green write could
+    // suspend inside `exit`.
+    EXITING.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(buf) = STDOUT.get()
         && let Some(guard) = buf.try_lock()
         && let Ok(mut w) = guard.try_borrow_mut()
@@ -931,7 +968,7 @@ pub struct StderrLock<'a> {
 
 /// The process's standard error (descriptor 2), unbuffered, for green
 /// threads: as [`stdout()`](crate::io::stdout()), without a buffer, as std's
-/// [`stderr()`](crate::io::stderr())(std::io::stderr).
+/// [`stderr()`](std::io::stderr).
 ///
 /// # Examples
 ///

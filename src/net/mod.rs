@@ -113,6 +113,10 @@ mod sealed {
 
 use sealed::Resolution;
 
+/// The most buffers one vectored call takes (Linux's `IOV_MAX`); more are
+/// left for the next call, as std does.
+pub(crate) const IOV_MAX: usize = 1024;
+
 /// Values that name one or more socket addresses: this module's
 /// counterpart of [`std::net::ToSocketAddrs`], implemented for the same
 /// types (`SocketAddr`, `(IpAddr, u16)`, `"host:port"`, `("host", port)`,
@@ -448,7 +452,7 @@ pub(crate) fn recv_vectored(
     // SAFETY: all zeroes is a valid msghdr (no address, no control data).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = bufs.as_mut_ptr().cast();
-    msg.msg_iovlen = bufs.len() as _;
+    msg.msg_iovlen = bufs.len().min(IOV_MAX) as _;
     // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix (std
     // guarantees it), every slice is live and writable, and `msg` points
     // at nothing else.
@@ -463,7 +467,7 @@ pub(crate) fn send_vectored(
     // SAFETY: all zeroes is a valid msghdr (no address, no control data).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = bufs.as_ptr().cast_mut().cast();
-    msg.msg_iovlen = bufs.len() as _;
+    msg.msg_iovlen = bufs.len().min(IOV_MAX) as _;
     // SAFETY: `IoSlice` is ABI-compatible with `iovec`; the kernel only
     // reads the slices, which are live.
     cvt_len(unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
