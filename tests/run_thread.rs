@@ -371,3 +371,45 @@ fn a_spawn_join_loop_keeps_every_partner_beside_the_main_body() {
         assert!(moved <= 3, "{moved} of {total} partners moved to the pool");
     });
 }
+
+/// A green thread on `run`'s thread that spawns and then waits for I/O is
+/// not waiting for what it spawned: an accept loop in the main body sends
+/// every connection's green thread to the pool, where it would otherwise
+/// start on `run`'s thread, one thread more than the workers.
+#[test]
+fn an_accept_loop_waiting_for_connections_sends_them_to_the_pool() {
+    within(60, || {
+        let rt = two_workers();
+        let (here, threads) = rt.run(|| {
+            let listener = stackful::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            // One client at a time, each waiting for its echo, so the
+            // accept loop waits for every next connection.
+            let clients = thread::spawn(move || {
+                for i in 0..6u8 {
+                    let mut c = std::net::TcpStream::connect(addr).unwrap();
+                    std::io::Write::write_all(&mut c, &[i]).unwrap();
+                    let mut b = [0u8];
+                    std::io::Read::read_exact(&mut c, &mut b).unwrap();
+                    assert_eq!(b[0], i);
+                }
+            });
+            let mut handles = Vec::new();
+            for _ in 0..6 {
+                let (mut s, _) = listener.accept().unwrap();
+                handles.push(stackful::spawn(move || {
+                    let mut b = [0u8];
+                    std::io::Read::read_exact(&mut s, &mut b).unwrap();
+                    std::io::Write::write_all(&mut s, &b).unwrap();
+                    thread::current().id()
+                }));
+            }
+            let threads: Vec<ThreadId> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            clients.join().unwrap();
+            (thread::current().id(), threads)
+        });
+        // The last one may stay: after it the main body waits in `join`.
+        let on_run = threads.iter().filter(|t| **t == here).count();
+        assert!(on_run <= 1, "{on_run} of 6 connections ran on run's thread");
+    });
+}

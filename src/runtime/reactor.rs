@@ -778,8 +778,10 @@ fn op_loop<R>(
     let green = worker::with_current_task(|t| t.is_some());
     if green && SPENT.get() >= BUDGET {
         // Before the operation, so a cancellation raised here has consumed
-        // nothing.
+        // nothing. A spawn left in a `run` thread's slot goes to the pool,
+        // as when this waits (see `wait_green`).
         SPENT.set(0);
+        worker::with_current(|w| w.map(worker::Worker::hand_off_spawn));
         park::yield_current();
     }
     loop {
@@ -828,6 +830,9 @@ fn wait_green(
     if source.seqs[interest as usize].load(Ordering::Acquire) == seq {
         // The worker runs others meanwhile: a new budget.
         SPENT.set(0);
+        // On a `run` thread, what this green thread just spawned goes to
+        // the pool rather than wait here (see `Worker::hand_off_spawn`).
+        worker::with_current(|w| w.map(worker::Worker::hand_off_spawn));
         park::park(deadline);
     }
     Ok(())

@@ -68,6 +68,14 @@ const TIMERS_EVERY: u64 = 16;
 /// skips one.
 const FRESH_EVERY: u64 = 2 * TIMERS_EVERY;
 
+/// A busy worker looks for a stalled peer (see `Worker::yield_to_stalled`)
+/// every this many turns: a clock read, kept off most turns.
+const YIELD_CHECK_EVERY: u64 = 8 * FRESH_EVERY;
+
+/// How long a peer worker with green threads ready may go without a turn
+/// before a busy worker gives up its CPU to it.
+const YIELD_AFTER: Duration = Duration::from_millis(1);
+
 /// How many started green threads, the main one included, a `run` thread
 /// holds at most from its own spawns; then they go to the pool: room for a
 /// few partners (see `Worker::keeps_spawn`).
@@ -676,6 +684,23 @@ impl Worker {
             && self.home.started() < RUN_SHARE
     }
 
+    /// A green thread of a `run` thread is about to wait for I/O: the spawn
+    /// it left in the thread's LIFO slot, if any, goes to the pool. A green
+    /// thread that spawns and then waits for a socket (an accept loop, a
+    /// server started before its client connects) is not waiting for what
+    /// it spawned, which would otherwise start and stay on this thread, one
+    /// thread more than the workers sized to the CPUs; partners waited for
+    /// through channels and joins stay.
+    pub(crate) fn hand_off_spawn(&self) {
+        if self.fresh.is_some() {
+            return;
+        }
+        if let Some(task) = self.lifo_take() {
+            self.rt.injector.push(task);
+            self.rt.notify_idle();
+        }
+    }
+
     /// An unstarted green thread: the LIFO slot (when the ready queue had
     /// its turn), own deque, then injector, then other workers. A `run`
     /// thread takes only its LIFO slot.
@@ -843,6 +868,9 @@ impl Worker {
             self.home
                 .runnable
                 .store(self.ready.len(), Ordering::Relaxed);
+            if tick.is_multiple_of(YIELD_CHECK_EVERY) {
+                self.yield_to_stalled();
+            }
         }
         let streak = self.lifo_streak.get();
         let lifo = if streak < 3 { self.lifo_take() } else { None };
@@ -921,6 +949,45 @@ impl Worker {
             least = least.min(home.runnable.load(Ordering::Relaxed));
         }
         least != usize::MAX && self.ready.len() > least.saturating_add(SLACK)
+    }
+
+    /// Gives this worker's CPU to the OS's next thread if a peer worker had
+    /// green threads ready and has not had a turn for [`YIELD_AFTER`]. With
+    /// more workers than CPUs for them (a server pinned to fewer CPUs, a
+    /// loaded machine), the OS runs them in turn, each for a time slice of
+    /// a few milliseconds, and the green threads started on a worker that is
+    /// not running cannot move to one that is: they wait out the slice
+    /// (tokio's tasks would be stolen). Yielding after a millisecond keeps
+    /// that wait near one. Where the peer is on a CPU of its own (stuck in a
+    /// long green thread), the yield returns at once: a system call per
+    /// millisecond at most.
+    fn yield_to_stalled(&self) {
+        let homes = &self.rt.homes;
+        if homes.len() < 2 || self.fresh.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let mut peers = self.peers.borrow_mut();
+        peers.resize(homes.len(), (0, now));
+        let mut stalled = false;
+        for (i, home) in homes.iter().enumerate() {
+            if i == self.home.index {
+                continue;
+            }
+            let beat = home.heartbeat.load(Ordering::Relaxed);
+            let (seen, at) = &mut peers[i];
+            if beat != *seen {
+                (*seen, *at) = (beat, now);
+            } else if now.duration_since(*at) >= YIELD_AFTER {
+                // Once per stall period: the next yield waits another one.
+                *at = now;
+                stalled = true;
+            }
+        }
+        drop(peers);
+        if stalled {
+            std::thread::yield_now();
+        }
     }
 
     /// Nothing to run: search (spin) briefly, then park until a wake-up or
