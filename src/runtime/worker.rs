@@ -430,6 +430,8 @@ pub(crate) struct Worker {
     searching: Cell<bool>,
     /// The peer `find_fresh` tries to steal from first.
     steal_from: Cell<usize>,
+    /// When `yield_to_stalled` last gave up the CPU.
+    last_yield: Cell<Instant>,
 }
 
 thread_local! {
@@ -592,6 +594,7 @@ impl Worker {
             peers: RefCell::new(Vec::new()),
             searching: Cell::new(false),
             steal_from: Cell::new(0),
+            last_yield: Cell::new(Instant::now()),
         }
     }
 
@@ -960,7 +963,8 @@ impl Worker {
     /// (tokio's tasks would be stolen). Yielding after a millisecond keeps
     /// that wait near one. Where the peer is on a CPU of its own (stuck in a
     /// long green thread), the yield returns at once: a system call per
-    /// millisecond at most.
+    /// millisecond at most. It shares `peers` with `ahead_of_peers`,
+    /// reading it the same way.
     fn yield_to_stalled(&self) {
         let homes = &self.rt.homes;
         if homes.len() < 2 || self.fresh.is_none() {
@@ -979,13 +983,13 @@ impl Worker {
             if beat != *seen {
                 (*seen, *at) = (beat, now);
             } else if now.duration_since(*at) >= YIELD_AFTER {
-                // Once per stall period: the next yield waits another one.
-                *at = now;
                 stalled = true;
             }
         }
         drop(peers);
-        if stalled {
+        // At most once per period.
+        if stalled && now.duration_since(self.last_yield.get()) >= YIELD_AFTER {
+            self.last_yield.set(now);
             std::thread::yield_now();
         }
     }
