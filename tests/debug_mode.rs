@@ -13,15 +13,20 @@ use stackful::{Co, Generator, Runtime};
 
 const CASE: &str = "STACKFUL_DEBUG_CASE";
 
+/// One worker, debug mode on, a 30 ms threshold for "without suspending".
+fn slow_at_30ms() -> Runtime {
+    Runtime::builder()
+        .workers(1)
+        .debug(true)
+        .slow_threshold(Duration::from_millis(30))
+        .build()
+        .unwrap()
+}
+
 fn run_case(case: &str) {
     match case {
         "hog" => {
-            let rt = Runtime::builder()
-                .workers(1)
-                .debug(true)
-                .slow_threshold(Duration::from_millis(30))
-                .build()
-                .unwrap();
+            let rt = slow_at_30ms();
             // Spawned from outside `run`, so it starts on the pool worker,
             // as does what it spawns.
             rt.spawn(|| {
@@ -36,12 +41,7 @@ fn run_case(case: &str) {
             .unwrap();
         }
         "main-hog" => {
-            let rt = Runtime::builder()
-                .workers(1)
-                .debug(true)
-                .slow_threshold(Duration::from_millis(30))
-                .build()
-                .unwrap();
+            let rt = slow_at_30ms();
             rt.run(|| {
                 // The partner starts on this thread once the main body
                 // suspends, which the blocking sleep delays.
@@ -136,12 +136,7 @@ fn run_case(case: &str) {
                     RELEASE.get_or_init(stackful::sync::Event::new).set();
                 })
             };
-            let rt = Runtime::builder()
-                .workers(1)
-                .debug(true)
-                .slow_threshold(Duration::from_millis(30))
-                .build()
-                .unwrap();
+            let rt = slow_at_30ms();
             rt.run(|| {
                 // Cancelled once it holds its guard (one cancelled before it
                 // starts never makes it), ordered by an event.

@@ -929,13 +929,13 @@ impl Runtime {
     /// when `f` next suspends, so a partner it talks to or a child it joins
     /// needs no other thread; once it holds 4 (`f` included), spawns go to
     /// the runtime's workers, and so does a spawn not started yet when its
-    /// spawner waits for I/O (an accept loop's connections). What starts on the calling thread stays there,
-    /// so `f` must not block that OS thread (a `std::sync` lock or channel, a
-    /// blocking read, a long computation) while it waits for them: wait
-    /// through `stackful` (a `join`, a `stackful::sync` channel), or move the
-    /// blocking call into [`spawn_blocking`](crate::spawn_blocking). A spawn
-    /// that has not started yet moves to the workers if `f` keeps the thread
-    /// for 10-20 ms.
+    /// spawner waits for I/O (an accept loop's connections). What starts on
+    /// the calling thread stays there, so `f` must not block that OS thread
+    /// (a `std::sync` lock or channel, a blocking read, a long computation)
+    /// while it waits for them: wait through `stackful` (a `join`, a
+    /// `stackful::sync` channel), or move the blocking call into
+    /// [`spawn_blocking`](crate::spawn_blocking). A spawn that has not
+    /// started yet moves to the workers if `f` keeps the thread for 10-20 ms.
     ///
     /// `f` may borrow from the caller and need not be `Send`: it never leaves
     /// the calling thread.

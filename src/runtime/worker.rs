@@ -539,7 +539,7 @@ pub(crate) fn schedule(task: TaskRef) {
 
 /// Places a new green thread: in the spawning executor's LIFO slot when the
 /// spawner is a green thread of the same runtime (on a `run` thread, only
-/// while that thread has no more than its share; see `keeps_spawn`), else on
+/// while that thread holds few; see `keeps_spawn`), else on
 /// the injector. An idle worker is woken to pick up what does not stay.
 pub(crate) fn submit_new(rt: &Arc<RtShared>, task: TaskRef) {
     let leftover = with_current(|w| match w {

@@ -94,6 +94,26 @@ fn raise_fd_limit() {
     }
 }
 
+/// A connection of a blocking-style server (stackful's, may's): echo, or
+/// answer each complete request, until the peer closes or an error.
+fn serve(mut stream: impl Read + Write, proto: Proto) {
+    let mut buf = [0u8; 4096];
+    let mut pending = Vec::new();
+    while let Ok(n) = stream.read(&mut buf) {
+        let out = match proto {
+            _ if n == 0 => break,
+            Proto::Echo => stream.write_all(&buf[..n]),
+            Proto::Http => match requests(&mut pending, &buf[..n]) {
+                0 => Ok(()),
+                k => stream.write_all(&responses(k)),
+            },
+        };
+        if out.is_err() {
+            break;
+        }
+    }
+}
+
 fn stackful_server(addr_tx: mpsc::Sender<SocketAddr>, proto: Proto) {
     let rt = stackful::Runtime::builder()
         .workers(WORKERS)
@@ -104,26 +124,12 @@ fn stackful_server(addr_tx: mpsc::Sender<SocketAddr>, proto: Proto) {
             let listener = stackful::net::TcpListener::bind("127.0.0.1:0").unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             loop {
-                let Ok((mut stream, _)) = listener.accept() else {
+                let Ok((stream, _)) = listener.accept() else {
                     continue; // out of descriptors: accept backs off itself
                 };
                 stackful::spawn(move || {
                     let _ = stream.set_nodelay(true);
-                    let mut buf = [0u8; 4096];
-                    let mut pending = Vec::new();
-                    while let Ok(n) = stream.read(&mut buf) {
-                        let out = match proto {
-                            _ if n == 0 => break,
-                            Proto::Echo => stream.write_all(&buf[..n]),
-                            Proto::Http => match requests(&mut pending, &buf[..n]) {
-                                0 => Ok(()),
-                                k => stream.write_all(&responses(k)),
-                            },
-                        };
-                        if out.is_err() {
-                            break;
-                        }
-                    }
+                    serve(stream, proto);
                 });
             }
         })
@@ -179,27 +185,13 @@ fn may_server(addr_tx: mpsc::Sender<SocketAddr>, proto: Proto) {
             let listener = may::net::TcpListener::bind("127.0.0.1:0").unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else {
+                let Ok(stream) = stream else {
                     may::coroutine::sleep(Duration::from_millis(20));
                     continue;
                 };
                 may::coroutine::spawn(move || {
                     let _ = stream.set_nodelay(true);
-                    let mut buf = [0u8; 4096];
-                    let mut pending = Vec::new();
-                    while let Ok(n) = stream.read(&mut buf) {
-                        let out = match proto {
-                            _ if n == 0 => break,
-                            Proto::Echo => stream.write_all(&buf[..n]),
-                            Proto::Http => match requests(&mut pending, &buf[..n]) {
-                                0 => Ok(()),
-                                k => stream.write_all(&responses(k)),
-                            },
-                        };
-                        if out.is_err() {
-                            break;
-                        }
-                    }
+                    serve(stream, proto);
                 });
             }
         });
