@@ -442,10 +442,16 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     // SAFETY: `LAZY`'s functions read `lazy` through the pointer, and this
     // waker is only lent to the polls below, which `lazy` outlives (it is
     // declared before the waker); see `LAZY` for the rest of the contract.
-    let waker =
+    let lent =
         unsafe { std::task::Waker::from_raw(RawWaker::new((&raw const lazy).cast(), &LAZY)) };
-    let mut cx = Context::from_waker(&waker);
+    // Once the token is armed, later polls lend a waker of the token itself,
+    // which `will_wake` finds equal to the clones a future keeps (the lent
+    // one never is), so a future need not clone it again at every poll.
+    // Declared last, so dropped first: the token is unshared again when
+    // `lazy` disarms it, and kept for the next call.
+    let mut armed: Option<std::task::Waker> = None;
     loop {
+        let mut cx = Context::from_waker(armed.as_ref().unwrap_or(&lent));
         #[cfg(feature = "tokio")]
         let polled = {
             let _context = tokio.as_ref().map(|h| h.enter());
@@ -459,6 +465,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         // Woken during the poll: poll again at once. Else wait; a return
         // from `park` may be spurious, so look again.
         let token = lazy.token();
+        if armed.is_none() {
+            armed = Some(std::task::Waker::from(token.clone()));
+        }
         if token.state.fetch_or(PARKING, Ordering::AcqRel) & NOTIFIED == 0 {
             while token.state.load(Ordering::Acquire) & NOTIFIED == 0 {
                 park::park(None);

@@ -464,3 +464,33 @@ fn the_lent_waker_works_from_another_thread_during_the_poll() {
     });
     assert_eq!(polls, 2);
 }
+
+/// A future that keeps a clone of its waker and clones again only when
+/// `will_wake` says the one it is polled with differs (as tokio's
+/// registrations do): from the second poll on, `block_on` lends a waker
+/// equal to the clone it kept.
+#[test]
+fn a_kept_waker_clone_will_wake_the_waker_of_later_polls() {
+    let clones = stackful::run(|| {
+        let mut kept: Option<Waker> = None;
+        let mut clones = 0;
+        let mut polls = 0;
+        stackful::block_on(std::future::poll_fn(|cx| {
+            polls += 1;
+            if !kept.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                kept = Some(cx.waker().clone());
+                clones += 1;
+            }
+            if polls < 5 {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        }));
+        clones
+    });
+    // One clone at the first poll: it arms the token, and every later poll
+    // lends the token's own waker, equal to that clone (5 without it).
+    assert_eq!(clones, 1, "the lent waker differed from the clone kept");
+}

@@ -254,7 +254,8 @@ static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 
 /// Whether the caller is a green thread (and the process is not exiting).
 fn on_green_thread() -> bool {
-    !EXITING.load(std::sync::atomic::Ordering::Relaxed) && park::current_task().is_some()
+    !EXITING.load(std::sync::atomic::Ordering::Relaxed)
+        && crate::runtime::worker::with_current_task(|t| t.is_some())
 }
 
 /// Std's treatment of a closed standard descriptor.

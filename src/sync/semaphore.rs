@@ -232,7 +232,10 @@ impl RawSemaphore {
         if self.permits.load(Ordering::Acquire) == 0 {
             return;
         }
-        if let Some(front) = self.lock().front() {
+        // Woken after the lock goes: an async waiter's waker is its
+        // executor's code.
+        let front = self.lock().front().cloned();
+        if let Some(front) = front {
             front.waker.wake();
         }
     }
@@ -264,6 +267,8 @@ impl RawSemaphore {
             }
             Some(front) => {
                 self.permits.fetch_add(1, Ordering::AcqRel);
+                let front = front.clone();
+                drop(queue);
                 front.waker.wake();
             }
             None => {

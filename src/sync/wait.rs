@@ -246,10 +246,12 @@ impl WaitList {
         if self.len.load(Ordering::SeqCst) == 0 {
             return false;
         }
-        // Notified under the lock: a waiter that leaves (`unregister`) takes
+        // Selected under the lock: a waiter that leaves (`unregister`) takes
         // the lock too, so it either finds itself still queued or finds the
-        // notification, never neither (which would lose the wake-up). The
-        // one notified is dropped after the lock is released.
+        // notification, never neither (which would lose the wake-up). It is
+        // woken, and dropped, after the lock is released: a waker is user
+        // code for an async waiter (its executor's), which must not run
+        // under this lock.
         let mut queue = self.lock();
         // Waiters notified already (through a select's other list): rare, so
         // the vector allocates only when one shows up.
@@ -258,7 +260,7 @@ impl WaitList {
         while let Some((w, op)) = queue.pop_front() {
             // Under the lock, like every store of the count.
             self.len.store(queue.len(), Ordering::Relaxed);
-            if w.notify(op) {
+            if w.try_select(op) {
                 woken = Some(w);
                 break;
             }
@@ -266,7 +268,13 @@ impl WaitList {
         }
         drop(queue);
         drop(stale);
-        woken.is_some()
+        match woken {
+            Some(w) => {
+                w.wake_owner();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Wakes every waiter.
