@@ -39,6 +39,15 @@ impl Waker {
         }
     }
 
+    /// As `wake`, consuming the waker (a green thread's reference goes
+    /// to the run queue instead of being counted again).
+    pub(crate) fn wake_by_value(self) {
+        match self {
+            Waker::Task(task) => raw::wake_owned(task),
+            other => other.wake(),
+        }
+    }
+
     /// Whether two wakers wake the same context.
     pub(crate) fn same(&self, other: &Waker) -> bool {
         match (self, other) {

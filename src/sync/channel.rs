@@ -697,7 +697,8 @@ pub(crate) struct Packet {
     slot: UnsafeCell<*mut u8>,
     /// Who waits for the message to arrive in `slot`: the packet's owner, or
     /// for a `Select`'s send, the receiver that paired with it. Written as
-    /// `slot`.
+    /// `slot`; then taken out by the one party that ends the exchange
+    /// (`DONE` or `ABANDONED`), just before it publishes that state.
     waker: UnsafeCell<Option<Waker>>,
     state: AtomicU8,
     select: Option<(Arc<Waiter>, usize)>,
@@ -720,15 +721,14 @@ thread_local! {
 
 impl Packet {
     fn new(slot: *mut u8, select: Option<(Arc<Waiter>, usize)>) -> Arc<Packet> {
-        Packet::with_waker(slot, select, park::current_waker())
+        Packet::with_waker(slot, select, Some(park::current_waker()))
     }
 
     fn with_waker(
         slot: *mut u8,
         select: Option<(Arc<Waiter>, usize)>,
-        waker: Waker,
+        waker: Option<Waker>,
     ) -> Arc<Packet> {
-        let waker = Some(waker);
         if let Ok(Some(mut spare)) = SPARE_PACKET.try_with(std::cell::Cell::take)
             && let Some(p) = Arc::get_mut(&mut spare)
         {
@@ -749,11 +749,20 @@ impl Packet {
     /// Keeps `packet` as the thread's spare if nobody else holds it any
     /// more, emptied (no waker, no select, no room), so that it keeps
     /// nothing alive; otherwise just drops this reference.
-    fn recycle(mut packet: Arc<Packet>) {
+    /// The select's waiter it held is recycled the same way (see
+    /// `Waiter::recycle`): the partner of a select often holds the last
+    /// references to both.
+    pub(crate) fn recycle(mut packet: Arc<Packet>) {
+        // The count first, as `Waiter::recycle` does.
+        if Arc::strong_count(&packet) != 1 {
+            return;
+        }
         if let Some(p) = Arc::get_mut(&mut packet) {
             *p.slot.get_mut() = ptr::null_mut();
             *p.waker.get_mut() = None;
-            p.select = None;
+            if let Some((waiter, _)) = p.select.take() {
+                Waiter::recycle(waiter);
+            }
             let _ = SPARE_PACKET.try_with(|spare| spare.set(Some(packet)));
         }
     }
@@ -800,43 +809,47 @@ impl Packet {
     /// `slot` is settled and is room for a `T`, lent until `DONE`; `src`
     /// holds a `T`, whose bytes move (the caller forgets it).
     unsafe fn deliver<T>(&self, src: *const T) {
-        // SAFETY: per the contract; the waker is cloned before `DONE`, after
-        // which the owner may leave.
+        // SAFETY: per the contract; the waker is taken out before `DONE`,
+        // after which the owner may leave (nobody else reads it: the packet
+        // is off its queue).
         unsafe {
             ptr::copy_nonoverlapping(src, (*self.slot.get()).cast::<T>(), 1);
-            let waker = (*self.waker.get()).clone();
+            let waker = (*self.waker.get()).take();
             self.state.store(DONE, Ordering::Release);
             if let Some(w) = waker {
-                w.wake();
+                w.wake_by_value();
             }
         }
     }
 
     /// Waits, not cancellably, until the message arrives (true) or the
     /// pairing is abandoned (false). The caller's room is lent until then.
-    pub(crate) fn wait_delivered(&self) -> bool {
+    /// Then lets go of the packet (see `recycle`).
+    pub(crate) fn wait_delivered(packet: Arc<Packet>) -> bool {
         // A wait on a scheduler's loop panics with a message; find out
         // before the guard, under which it would abort instead.
         park::refuse_scheduler_loop();
         let lent = AbortOnUnwind("a rendezvous with a select");
         let delivered = loop {
-            match self.state() {
+            match packet.state() {
                 DONE => break true,
                 ABANDONED => break false,
                 _ => park::park_shielded(None),
             }
         };
         lent.disarm();
+        Packet::recycle(packet);
         delivered
     }
 
     /// Undoes a `CLAIMED` pairing whose message will never come.
     pub(crate) fn abandon(&self) {
-        // SAFETY: a claimed packet's waker is settled; it is cloned first.
-        let waker = unsafe { (*self.waker.get()).clone() };
+        // SAFETY: a claimed packet's waker is settled, and only this
+        // send reads it; it is taken out first.
+        let waker = unsafe { (*self.waker.get()).take() };
         self.state.store(ABANDONED, Ordering::Release);
         if let Some(w) = waker {
-            w.wake();
+            w.wake_by_value();
         }
     }
 
@@ -976,11 +989,11 @@ impl<T> Zero<T> {
                 // it gives up at `DONE`; we won it, under the lock.
                 unsafe {
                     ptr::copy_nonoverlapping((*sender.slot.get()).cast::<T>(), dst, 1);
-                    let waker = (*sender.waker.get()).clone();
+                    let waker = (*sender.waker.get()).take();
                     sender.state.store(DONE, Ordering::Release);
                     drop(state);
                     if let Some(w) = waker {
-                        w.wake();
+                        w.wake_by_value();
                     }
                 }
                 return Taken::Done;
@@ -1015,7 +1028,7 @@ impl<T> Zero<T> {
             match unsafe { self.recv_locked(self.lock(), dst) } {
                 Taken::Done => return Try::Done,
                 Taken::Claimed(p) => {
-                    if p.wait_delivered() {
+                    if Packet::wait_delivered(p) {
                         return Try::Done;
                     }
                 }
@@ -1046,25 +1059,40 @@ impl<T> Zero<T> {
     }
 
     /// Queues an operation of a `Select`: a receive with room `room`, or a
-    /// send (`room` null).
-    fn register(&self, send: bool, waiter: &Arc<Waiter>, op: usize, room: *mut u8) -> Arc<Packet> {
-        let packet = Packet::new(room, Some((waiter.clone(), op)));
-        if send {
-            // SAFETY: not shared yet. A send's waker is its partner's.
-            unsafe { *packet.waker.get() = None };
-        }
-        let mut state = self.lock();
+    /// send (`room` null). Also tells whether a partner that could pair
+    /// with it (not one of `waiter`'s own) was queued already, as
+    /// `is_ready` would, under the same lock: after that, a partner that
+    /// comes finds the packet.
+    fn register(
+        &self,
+        send: bool,
+        waiter: &Arc<Waiter>,
+        op: usize,
+        room: *mut u8,
+    ) -> (Arc<Packet>, bool) {
+        // A send's waker is its partner's, set when one pairs with it.
+        let waker = (!send).then(park::current_waker);
+        let packet = Packet::with_waker(room, Some((waiter.clone(), op)), waker);
+        let mut guard = self.lock();
+        let state = &mut *guard;
         state.version += 1;
-        if send {
-            state.senders.push_back(packet.clone());
+        let (own, other) = if send {
+            (&mut state.senders, &state.receivers)
         } else {
-            state.receivers.push_back(packet.clone());
-        }
-        packet
+            (&mut state.receivers, &state.senders)
+        };
+        own.push_back(packet.clone());
+        let ready = other.iter().any(|p| p.available(Some(waiter)));
+        (packet, ready)
     }
 
     /// Takes a `Select`'s packet off its queue (if it is still there).
     fn unregister(&self, send: bool, packet: &Arc<Packet>) {
+        if packet.state() != WAITING {
+            // Claimed or done: whoever did that took it off its queue
+            // first, under the lock (a packet leaves `WAITING` only then).
+            return;
+        }
         let mut state = self.lock();
         let queue = if send {
             &mut state.senders
@@ -1145,7 +1173,7 @@ impl<T> Zero<T> {
                     // Taken off the queue by a partner, which completed the
                     // exchange under the lock we just held, or paired with
                     // us (a select whose message is on its way): that wins.
-                    if packet.wait_delivered() {
+                    if Packet::wait_delivered(packet.clone()) {
                         return Ok(());
                     }
                     // Abandoned: nothing was exchanged, we may leave.
@@ -1247,7 +1275,7 @@ impl<T> Zero<T> {
                 let mut state = match unsafe { self.recv_locked(self.lock(), dst) } {
                     Taken::Done => return Ok(()),
                     Taken::Claimed(p) => {
-                        if p.wait_delivered() {
+                        if Packet::wait_delivered(p) {
                             return Ok(());
                         }
                         continue;
@@ -1324,14 +1352,17 @@ pub(crate) trait SelectHandle {
     /// Claims a send that can proceed now.
     fn sel_try_send(&self) -> Option<SendToken>;
     /// Registers operation `op` of `waiter`; `room` is where a rendezvous
-    /// receive's message goes, lent until the registration ends.
+    /// receive's message goes, lent until the registration ends. Also
+    /// tells whether the operation could proceed once registered (as
+    /// `sel_ready`): if not, whatever makes it ready later finds the
+    /// registration.
     fn sel_register<'a>(
         &'a self,
         send: bool,
         waiter: &Arc<Waiter>,
         op: usize,
         room: *mut u8,
-    ) -> Reg<'a>;
+    ) -> (Reg<'a>, bool);
     /// Ends a registration; true if a queue's notification came for it.
     fn sel_unregister(&self, send: bool, reg: Reg<'_>) -> (bool, Option<Arc<Packet>>);
     /// Whether the operation could proceed now (a rendezvous partner that
@@ -1347,8 +1378,6 @@ pub(crate) trait SelectHandle {
     /// Gives back the room a selected send reserved (`SendToken::Room`)
     /// and did not use.
     fn sel_release(&self);
-    /// The rendezvous flavor.
-    fn is_zero(&self) -> bool;
 }
 
 /// Drops the `T` at `p`.
@@ -1398,17 +1427,24 @@ impl<T> SelectHandle for Chan<T> {
         waiter: &Arc<Waiter>,
         op: usize,
         room: *mut u8,
-    ) -> Reg<'a> {
+    ) -> (Reg<'a>, bool) {
         match &self.flavor {
             Flavor::Zero(z) => {
-                let packet = z.register(send, waiter, op, room);
+                let (packet, partner) = z.register(send, waiter, op, room);
                 // A select waiting for readiness on the other side.
                 if send {
                     self.recv_wait.notify_all();
                 } else {
                     self.send_wait.notify_all();
                 }
-                Reg::Zero(packet)
+                // Disconnection is read after the registration, which
+                // `wake_all` would find.
+                let gone = if send {
+                    self.receivers_gone()
+                } else {
+                    self.senders_gone()
+                };
+                (Reg::Zero(packet), partner || gone)
             }
             _ => {
                 let list = if send {
@@ -1416,7 +1452,8 @@ impl<T> SelectHandle for Chan<T> {
                 } else {
                     &self.recv_wait
                 };
-                Reg::List(Registration::for_op(list, waiter, op))
+                let reg = Reg::List(Registration::for_op(list, waiter, op));
+                (reg, self.sel_ready(send, Some(waiter)))
             }
         }
     }
@@ -1486,10 +1523,6 @@ impl<T> SelectHandle for Chan<T> {
             // Room a waiting sender may take.
             self.send_wait.notify_one();
         }
-    }
-
-    fn is_zero(&self) -> bool {
-        matches!(self.flavor, Flavor::Zero(_))
     }
 }
 
@@ -2293,8 +2326,11 @@ impl<T> SendOp<T> {
         // Still under the lock: no receiver can queue up before the push.
         let mut boxed = Box::new(MaybeUninit::new(value));
         let slot = crate::bridge::AsyncWaker::new(cx.waker());
-        let packet =
-            Packet::with_waker(boxed.as_mut_ptr().cast(), None, Waker::Async(slot.clone()));
+        let packet = Packet::with_waker(
+            boxed.as_mut_ptr().cast(),
+            None,
+            Some(Waker::Async(slot.clone())),
+        );
         state.senders.push_back(packet.clone());
         state.version += 1;
         drop(state);

@@ -27,9 +27,8 @@ use std::alloc::{self, Layout};
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr::{self, NonNull};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::channel::{Packet, Receiver, Reg, SelectHandle, SendToken, Sender, Try, send_error};
@@ -148,15 +147,26 @@ const INLINE_OPS: usize = 4;
 /// while it waits, so that a select over a handful of channels allocates
 /// nothing for them.
 struct Few<T> {
-    first: [Option<T>; INLINE_OPS],
+    /// The first values: `Some` below `len`, `None` above. Not dropped as
+    /// an array: `Drop` empties the slots below `len` (the others hold
+    /// nothing), which spares a select the drop glue of every slot.
+    first: ManuallyDrop<[Option<T>; INLINE_OPS]>,
     rest: Vec<T>,
     len: usize,
+}
+
+impl<T> Drop for Few<T> {
+    fn drop(&mut self) {
+        for slot in &mut self.first[..self.len.min(INLINE_OPS)] {
+            drop(slot.take());
+        }
+    }
 }
 
 impl<T> Few<T> {
     fn new() -> Few<T> {
         Few {
-            first: [const { None }; INLINE_OPS],
+            first: ManuallyDrop::new([const { None }; INLINE_OPS]),
             rest: Vec::new(),
             len: 0,
         }
@@ -192,7 +202,7 @@ impl<T> Few<T> {
         self.first[..inline]
             .iter_mut()
             .map(|v| v.take().expect("an inline slot below the length"))
-            .chain(self.rest.drain(..))
+            .chain(std::mem::take(&mut self.rest))
     }
 }
 
@@ -510,15 +520,18 @@ impl<'a> Select<'a> {
             let lent = AbortOnUnwind("a select's registration");
             let room = payload.ptr();
             let mut regs: Few<Reg<'a>> = Few::new();
+            let mut ready = false;
             for (i, op) in self.ops.iter().enumerate() {
-                regs.push(op.handle.sel_register(op.send, &waiter, i, room));
+                let (reg, now_ready) = op.handle.sel_register(op.send, &waiter, i, room);
+                regs.push(reg);
+                if now_ready {
+                    // No need to register the rest: we leave at once.
+                    ready = true;
+                    break;
+                }
             }
             let mut cancelled = None;
-            if self
-                .ops
-                .iter()
-                .any(|op| op.handle.sel_ready(op.send, Some(&waiter)))
-            {
+            if ready {
                 // Ready meanwhile: leave, and try again (unless selected).
                 let _ = waiter.abort();
             } else {
@@ -544,15 +557,20 @@ impl<'a> Select<'a> {
                 }
             }
             let selected = waiter.selected();
-            let mut packets: Few<Option<Arc<Packet>>> = Few::new();
-            for (op, reg) in self.ops.iter().zip(regs.drain()) {
-                let (_, packet) = op.handle.sel_unregister(op.send, reg);
-                packets.push(packet);
+            // The selected operation's rendezvous packet, if any.
+            let mut paired = None;
+            for (i, (op, reg)) in self.ops.iter().zip(regs.drain()).enumerate() {
+                if let (_, Some(packet)) = op.handle.sel_unregister(op.send, reg) {
+                    if selected == Some(i) {
+                        paired = Some(packet);
+                    } else {
+                        Packet::recycle(packet);
+                    }
+                }
             }
             if let Some(k) = selected {
                 let op = self.ops[k];
-                if op.handle.is_zero() {
-                    let packet = packets[k].take().expect("a rendezvous registration");
+                if let Some(packet) = paired {
                     if op.send {
                         // A receiver paired with our send: it waits for the
                         // message, which our caller hands over.
@@ -562,7 +580,7 @@ impl<'a> Select<'a> {
                         );
                     }
                     // A sender won our receive: its message is coming.
-                    let delivered = packet.wait_delivered();
+                    let delivered = Packet::wait_delivered(packet);
                     lent.disarm();
                     if delivered {
                         return Some(self.selected(Found::Recv(k, true), payload));
@@ -867,6 +885,7 @@ impl SelectedOperation<'_> {
                 // SAFETY: the packet is claimed by this send, its room is
                 // for a `T` (the channel is `tx`'s); `msg` moves, forgotten.
                 unsafe { packet.complete(&raw const msg) };
+                Packet::recycle(packet);
                 Ok(None)
             }
             // SAFETY: `msg` is ours, forgotten at once (as in `Sender::send`);
@@ -897,8 +916,11 @@ impl Drop for SelectedOperation<'_> {
             unsafe { (self.drop_msg)(self.payload.ptr()) };
         }
         match self.token.take() {
-            Some(SendToken::Paired(packet)) => packet.abandon(), // the receiver waits again
-            Some(SendToken::Room) => self.handle.sel_release(),  // room for another sender
+            Some(SendToken::Paired(packet)) => {
+                packet.abandon(); // the receiver waits again
+                Packet::recycle(packet);
+            }
+            Some(SendToken::Room) => self.handle.sel_release(), // room for another sender
             _ => {}
         }
         if !self.completed && !crate::runtime::worker::context_unwinding() {
@@ -938,6 +960,9 @@ pub fn __select_order(n: usize, biased: bool) -> SelectOrder {
     let mut order = [0u8; FAST_OPS];
     if n > FAST_OPS {
         return SelectOrder { order, len: 0 };
+    }
+    if n <= 1 {
+        return SelectOrder { order, len: n };
     }
     for (k, slot) in order[..n].iter_mut().enumerate() {
         *slot = k as u8;

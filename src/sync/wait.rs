@@ -63,14 +63,8 @@ impl std::ops::Deref for OwnWaiter {
 
 impl Drop for OwnWaiter {
     fn drop(&mut self) {
-        if let Some(mut waiter) = self.0.take()
-            && let Some(w) = Arc::get_mut(&mut waiter)
-        {
-            // Unshared: no list or partner can reach it any more. Its waker
-            // goes now, as it would with the waiter; the spare it replaces,
-            // if any, is dropped here.
-            w.waker = None;
-            let _ = SPARE.try_with(|spare| spare.set(Some(waiter)));
+        if let Some(waiter) = self.0.take() {
+            Waiter::recycle(waiter);
         }
     }
 }
@@ -90,6 +84,24 @@ impl Waiter {
             waker: Some(waker),
             state: AtomicUsize::new(WAITING),
         })))
+    }
+
+    /// Drops this reference to a waiter; the last one keeps it as the
+    /// thread's spare (a rendezvous partner may hold the last reference,
+    /// through a packet, after its owner's wait ended).
+    pub(crate) fn recycle(mut waiter: Arc<Waiter>) {
+        // The count first: a shared waiter is common here (a partner holds
+        // it), and `get_mut` would spend a compare-and-swap to find out.
+        if Arc::strong_count(&waiter) != 1 {
+            return;
+        }
+        if let Some(w) = Arc::get_mut(&mut waiter) {
+            // Unshared: no list or partner can reach it any more. Its waker
+            // goes now, as it would with the waiter; the spare it replaces,
+            // if any, is dropped here.
+            w.waker = None;
+            let _ = SPARE.try_with(|spare| spare.set(Some(waiter)));
+        }
     }
 
     /// A waiter for an async task, waiting; it wakes the task through

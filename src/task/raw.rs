@@ -756,11 +756,27 @@ fn finish_locals<T>(h: &Header, result: Result<T, JoinError>) -> Result<T, JoinE
 /// would let the green thread run, miss the write, and sleep forever (a
 /// store-load reordering that happens on x86 too).
 pub(crate) fn wake(task: &TaskRef) {
+    if let Some(enqueue) = mark_woken(task) {
+        crate::runtime::worker::schedule(enqueue.clone());
+    }
+}
+
+/// As [`wake`], consuming the reference (which then goes to the run queue
+/// if the green thread must be enqueued, saving a count).
+pub(crate) fn wake_owned(task: TaskRef) {
+    if mark_woken(&task).is_some() {
+        crate::runtime::worker::schedule(task);
+    }
+}
+
+/// The state change of a wake-up: returns the task if the caller must
+/// enqueue it.
+fn mark_woken(task: &TaskRef) -> Option<&TaskRef> {
     let state = &task.header().state;
     let mut s = state.load(Ordering::Acquire);
     loop {
         if s & COMPLETE != 0 {
-            return; // finished: nothing will read the waker's writes
+            return None; // finished: nothing will read the waker's writes
         }
         let (new, enqueue) = if s & SCHEDULED != 0 {
             (s, false) // already queued: publish only
@@ -770,8 +786,7 @@ pub(crate) fn wake(task: &TaskRef) {
             (s | SCHEDULED, true) // suspended: we enqueue it
         };
         match state.compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) if enqueue => return crate::runtime::worker::schedule(task.clone()),
-            Ok(_) => return,
+            Ok(_) => return enqueue.then_some(task),
             Err(actual) => s = actual,
         }
     }
