@@ -82,81 +82,92 @@ impl RawSemaphore {
         }
     }
 
+    /// Queues a waiter woken through `waker`; `None` if a permit was
+    /// released before it was queued and it took that one instead.
+    fn enqueue(&self, waker: Waker) -> Option<Arc<Waiter>> {
+        let me = Arc::new(Waiter {
+            waker,
+            granted: AtomicBool::new(false),
+            since: Instant::now(),
+        });
+        let mut queue = self.lock();
+        queue.push_back(me.clone());
+        self.queued.store(queue.len(), Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        // A permit released before we were queued: take it now.
+        if self.try_acquire() {
+            self.dequeue(&mut queue, &me);
+            return None;
+        }
+        Some(me)
+    }
+
+    /// A queued waiter's look after a wake-up: true if it now holds a
+    /// permit, handed to it or taken (then it leaves the queue).
+    fn take_queued(&self, me: &Arc<Waiter>) -> bool {
+        if me.granted.load(Ordering::Acquire) {
+            // Handed a permit, perhaps after a release that left one free
+            // and woke only us (we were the front then): pass the wake-up
+            // on, as below.
+            self.wake_front();
+            return true;
+        }
+        if !self.try_acquire() {
+            return false;
+        }
+        let was_queued = {
+            let mut queue = self.lock();
+            self.dequeue(&mut queue, me)
+        };
+        if was_queued {
+            // Several releases may have woken only us (each wakes the
+            // front, and we were it): pass the wake-up on while permits
+            // remain, or the next waiter would sleep with one free.
+            self.wake_front();
+        } else {
+            // Granted at the same time: we hold two, give one back.
+            self.release();
+        }
+        true
+    }
+
+    /// A queued waiter gives up (cancelled, timed out, or its future
+    /// dropped): it leaves the queue, passing on a permit handed to it
+    /// meanwhile, or the wake-up it may have had.
+    fn leave(&self, me: &Arc<Waiter>) {
+        let was_queued = {
+            let mut queue = self.lock();
+            self.dequeue(&mut queue, me)
+        };
+        if !was_queued && me.granted.load(Ordering::Acquire) {
+            self.release();
+        } else {
+            self.wake_front(); // in case we were the one woken
+        }
+    }
+
     /// Takes a permit, waiting in line if none is free. A cancellation point.
     pub(crate) fn acquire(&self) {
         if self.try_acquire() {
             return;
         }
-        let me = Arc::new(Waiter {
-            waker: park::current_waker(),
-            granted: AtomicBool::new(false),
-            since: Instant::now(),
-        });
-        {
-            let mut queue = self.lock();
-            queue.push_back(me.clone());
-            self.queued.store(queue.len(), Ordering::SeqCst);
-            fence(Ordering::SeqCst);
-            // A permit released before we were queued: take it now.
-            if self.try_acquire() {
-                self.dequeue(&mut queue, &me);
-                return;
-            }
-        }
-        /// Leaves the queue if the wait ends early: passes on a permit that
-        /// was handed over meanwhile, and the wake-up if we had it.
+        let Some(me) = self.enqueue(park::current_waker()) else {
+            return;
+        };
         struct Leave<'a>(&'a RawSemaphore, &'a Arc<Waiter>);
         impl Drop for Leave<'_> {
             fn drop(&mut self) {
-                let was_queued = {
-                    let mut queue = self.0.lock();
-                    self.0.dequeue(&mut queue, self.1)
-                };
-                if !was_queued && self.1.granted.load(Ordering::Acquire) {
-                    self.0.release();
-                } else {
-                    self.0.wake_front(); // in case we were the one woken
-                }
+                self.0.leave(self.1);
             }
         }
         let leave = Leave(self, &me);
-        loop {
-            if me.granted.load(Ordering::Acquire) {
-                // Handed a permit, perhaps after a release that left one
-                // free and woke only us (we were the front then): pass the
-                // wake-up on, as below.
-                self.wake_front();
-                break;
-            }
+        // A cancellation point: `park` unwinds through `leave`.
+        while !self.take_queued(&me) {
             park::park(None);
-            if me.granted.load(Ordering::Acquire) {
-                self.wake_front();
-                break;
-            }
-            if self.try_acquire() {
-                let was_queued = {
-                    let mut queue = self.lock();
-                    self.dequeue(&mut queue, &me)
-                };
-                if !was_queued {
-                    // Granted at the same time: we hold two, give one back.
-                    self.release();
-                } else {
-                    // Several releases may have woken only us (each wakes
-                    // the front, and we were it): pass the wake-up on while
-                    // permits remain, or the next waiter would sleep with
-                    // one free.
-                    self.wake_front();
-                }
-                break;
-            }
         }
         std::mem::forget(leave);
     }
 
-    /// One poll of an async acquire, whose place in line (if it queued) is
-    /// `me` and whose waker goes in `slot`: the states of `acquire`'s loop,
-    /// kept between polls. Ready once a permit is the caller's.
     fn poll_acquire(
         &self,
         me: &mut Option<Arc<Waiter>>,
@@ -169,61 +180,30 @@ impl RawSemaphore {
                 return Poll::Ready(());
             }
             let slot = slot.get_or_insert_with(|| AsyncWaker::new(cx.waker()));
-            let w = Arc::new(Waiter {
-                waker: Waker::Async(slot.clone()),
-                granted: AtomicBool::new(false),
-                since: Instant::now(),
-            });
-            let mut queue = self.lock();
-            queue.push_back(w.clone());
-            self.queued.store(queue.len(), Ordering::SeqCst);
-            fence(Ordering::SeqCst);
-            if self.try_acquire() {
-                self.dequeue(&mut queue, &w);
-                return Poll::Ready(());
-            }
-            *me = Some(w);
-            return Poll::Pending;
+            return match self.enqueue(Waker::Async(slot.clone())) {
+                None => Poll::Ready(()),
+                Some(w) => {
+                    *me = Some(w);
+                    Poll::Pending
+                }
+            };
         };
         // The waker first, then the look: a release after it wakes the
         // task of this poll.
         if let Some(slot) = slot {
             slot.update(cx.waker());
         }
-        if queued.granted.load(Ordering::Acquire) {
-            *me = None;
-            self.wake_front();
-            return Poll::Ready(());
-        }
-        if self.try_acquire() {
-            let was_queued = {
-                let mut queue = self.lock();
-                self.dequeue(&mut queue, queued)
-            };
-            if was_queued {
-                self.wake_front();
-            } else {
-                self.release(); // granted at the same time: one back
-            }
+        if self.take_queued(queued) {
             *me = None;
             return Poll::Ready(());
         }
         Poll::Pending
     }
 
-    /// An async acquire dropped before it completed leaves the line, as a
-    /// cancelled `acquire` does: a permit handed to it goes on, and so does
-    /// the wake-up.
+    /// An `acquire_async` future dropped: leaves the queue if it was in it.
     fn abandon_acquire(&self, me: Option<Arc<Waiter>>) {
-        let Some(me) = me else { return };
-        let was_queued = {
-            let mut queue = self.lock();
-            self.dequeue(&mut queue, &me)
-        };
-        if !was_queued && me.granted.load(Ordering::Acquire) {
-            self.release();
-        } else {
-            self.wake_front();
+        if let Some(me) = me {
+            self.leave(&me);
         }
     }
 
