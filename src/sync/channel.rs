@@ -535,19 +535,30 @@ impl<T> Chan<T> {
     }
 
     /// Sends the message at `src`, waiting until `deadline` at the latest.
+    /// `tried`: the caller has just tried a queue and found it full, so
+    /// the wait starts with its registration.
     ///
     /// # Safety
     ///
     /// As [`try_send_raw`](Chan::try_send_raw): `Ok` means the message
     /// moved. It may unwind (a cancellation), and then did not move it.
-    unsafe fn send_raw(&self, src: *const T, deadline: Option<Instant>) -> Result<(), SendFail> {
+    unsafe fn send_raw(
+        &self,
+        src: *const T,
+        deadline: Option<Instant>,
+        tried: bool,
+    ) -> Result<(), SendFail> {
         if let Flavor::Zero(z) = &self.flavor {
             // SAFETY: as this function's contract.
             return unsafe { z.send(self, src, deadline) };
         }
+        let mut skip = tried;
         // An attempt that moves the message returns at once, and
         // `wait_until` returns it without waiting again.
         let outcome = wait_until(&self.send_wait, deadline, || {
+            if std::mem::take(&mut skip) {
+                return None; // `wait_until`'s first attempt: the caller's
+            }
             // SAFETY: as this function's contract.
             match unsafe { self.try_send_raw(src) } {
                 Try::Done => Some(Ok(())),
@@ -1818,16 +1829,18 @@ impl<T> Sender<T> {
         p: *const T,
         deadline: Option<Instant>,
     ) -> SendOutcome<T> {
-        // The common case first, outside the unwind guard: room, or a
-        // partner waiting. Nothing here unwinds or waits.
+        // The common case first, outside the unwind guard: room in a
+        // queue. Nothing here unwinds or waits. (A rendezvous pairs or
+        // queues under one lock in `send_raw`: no separate try.)
+        let queue = !matches!(self.chan.flavor, Flavor::Zero(_));
         // SAFETY: per the contract: on `Done` the message moved.
-        if unsafe { self.chan.try_send_raw(p) } == Try::Done {
+        if queue && unsafe { self.chan.try_send_raw(p) } == Try::Done {
             return Ok(None);
         }
         // SAFETY: per the contract: on `Ok` the message moved into the
         // channel; otherwise (an error or an unwind) it is still at `p`.
         let sent = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
-            self.chan.send_raw(p, deadline)
+            self.chan.send_raw(p, deadline, queue)
         }));
         match sent {
             Ok(Ok(())) => Ok(None),

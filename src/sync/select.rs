@@ -56,6 +56,17 @@ fn shuffle<E>(order: &mut [E]) {
     }
 }
 
+/// Fills `order` with the indices `0..order.len()` (as `index` makes
+/// them), in a random order unless `biased`.
+fn arrange<E>(order: &mut [E], biased: bool, index: impl Fn(usize) -> E) {
+    for (k, slot) in order.iter_mut().enumerate() {
+        *slot = index(k);
+    }
+    if !biased && order.len() > 1 {
+        shuffle(order);
+    }
+}
+
 /// The earlier of two optional instants (`None`: never).
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -397,22 +408,14 @@ impl<'a> Select<'a> {
     /// The first `Some` that `f` gives, asked of the operations' indices in
     /// the try order: random, or as added if biased.
     fn in_order<R>(&self, mut f: impl FnMut(usize) -> Option<R>) -> Option<R> {
-        // On the stack for a few operations.
         let n = self.ops.len();
-        let mut few = [0usize; 2 * INLINE_OPS];
-        let mut many = Vec::new();
-        let order: &mut [usize] = if n <= few.len() {
-            &mut few[..n]
-        } else {
-            many.resize(n, 0);
-            &mut many
-        };
-        for (k, slot) in order.iter_mut().enumerate() {
-            *slot = k;
+        if n <= FAST_OPS {
+            // On the stack, as `select!`'s first pass.
+            let order = __select_order(n, self.biased);
+            return order.as_slice().iter().find_map(|&i| f(usize::from(i)));
         }
-        if !self.biased {
-            shuffle(order);
-        }
+        let mut order = vec![0; n];
+        arrange(&mut order, self.biased, |k| k);
         order.iter().find_map(|&i| f(i))
     }
 
@@ -961,15 +964,8 @@ pub fn __select_order(n: usize, biased: bool) -> SelectOrder {
     if n > FAST_OPS {
         return SelectOrder { order, len: 0 };
     }
-    if n <= 1 {
-        return SelectOrder { order, len: n };
-    }
-    for (k, slot) in order[..n].iter_mut().enumerate() {
-        *slot = k as u8;
-    }
-    if !biased && n > 1 {
-        shuffle(&mut order[..n]);
-    }
+    // `n` is at most `FAST_OPS`: an index fits in a byte.
+    arrange(&mut order[..n], biased, |k| k as u8);
     SelectOrder { order, len: n }
 }
 
