@@ -1062,16 +1062,23 @@ mod tests {
         }
     }
 
-    /// Producers and consumers on OS threads: each message arrives once,
-    /// and each consumer sees each producer's messages in order.
-    fn mpmc(q: Arc<dyn Queue<u64>>) {
-        const PER: u64 = 20_000;
-        let producers: Vec<_> = (0..3u64)
+    /// `threads` producers on OS threads push `per` messages each (`make`
+    /// builds message `i` of producer `p`), and `threads` consumers pop
+    /// them: each message arrives once, and each consumer sees each
+    /// producer's messages in order (`read` gives back `(p, i)`).
+    fn mpmc_with<M: Send + 'static>(
+        q: Arc<dyn Queue<M>>,
+        threads: usize,
+        per: u64,
+        make: fn(u64, u64) -> M,
+        read: fn(&M) -> (usize, u64),
+    ) {
+        let producers: Vec<_> = (0..threads as u64)
             .map(|p| {
                 let q = q.clone();
                 std::thread::spawn(move || {
-                    for i in 0..PER {
-                        while q.push(p << 32 | i) != Try::Done {
+                    for i in 0..per {
+                        while q.push(make(p, i)) != Try::Done {
                             std::hint::spin_loop(); // full
                         }
                     }
@@ -1079,16 +1086,17 @@ mod tests {
             })
             .collect();
         let taken = Arc::new(AtomicUsize::new(0));
-        let consumers: Vec<_> = (0..3)
+        let total = threads * per as usize;
+        let consumers: Vec<_> = (0..threads)
             .map(|_| {
                 let (q, taken) = (q.clone(), taken.clone());
                 std::thread::spawn(move || {
-                    let mut last = [None::<u64>; 3];
+                    let mut last = vec![None::<u64>; threads];
                     let mut sum = 0u64;
-                    while taken.load(Ordering::SeqCst) < 3 * PER as usize {
-                        if let Some(v) = q.pop() {
+                    while taken.load(Ordering::SeqCst) < total {
+                        if let Some(m) = q.pop() {
                             taken.fetch_add(1, Ordering::SeqCst);
-                            let (p, i) = ((v >> 32) as usize, v & 0xffff_ffff);
+                            let (p, i) = read(&m);
                             assert!(last[p].is_none_or(|l| l < i), "out of order");
                             last[p] = Some(i);
                             sum += i;
@@ -1102,8 +1110,17 @@ mod tests {
             p.join().unwrap();
         }
         let sum: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
-        assert_eq!(sum, 3 * (PER * (PER - 1) / 2));
-        assert_eq!(q.pop(), None);
+        assert_eq!(sum, threads as u64 * (per * (per - 1) / 2));
+        assert!(q.pop().is_none());
+    }
+
+    /// A message's producer in the high word, its index in the low one.
+    fn split(v: u64) -> (usize, u64) {
+        ((v >> 32) as usize, v & 0xffff_ffff)
+    }
+
+    fn mpmc(q: Arc<dyn Queue<u64>>) {
+        mpmc_with(q, 3, 20_000, |p, i| p << 32 | i, |v| split(*v));
     }
 
     #[test]
@@ -1225,45 +1242,17 @@ mod tests {
 
     #[test]
     fn large_messages_mpmc() {
-        const PER: u64 = 5_000;
         let array = Arc::new(Array::<Big>::new(4));
         let list = Arc::new(List::<Big>::new());
         let queues: [Arc<dyn Queue<Big>>; 2] = [array, list];
         for q in queues {
-            let producers: Vec<_> = (0..2)
-                .map(|_| {
-                    let q = q.clone();
-                    std::thread::spawn(move || {
-                        for i in 0..PER {
-                            while q.push(Big::new(i)) != Try::Done {
-                                std::hint::spin_loop(); // full
-                            }
-                        }
-                    })
-                })
-                .collect();
-            let taken = Arc::new(AtomicUsize::new(0));
-            let consumers: Vec<_> = (0..2)
-                .map(|_| {
-                    let (q, taken) = (q.clone(), taken.clone());
-                    std::thread::spawn(move || {
-                        let mut sum = 0;
-                        while taken.load(Ordering::SeqCst) < 2 * PER as usize {
-                            if let Some(big) = q.pop() {
-                                taken.fetch_add(1, Ordering::SeqCst);
-                                sum += big.value();
-                            }
-                        }
-                        sum
-                    })
-                })
-                .collect();
-            for p in producers {
-                p.join().unwrap();
-            }
-            let sum: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
-            assert_eq!(sum, 2 * (PER * (PER - 1) / 2));
-            assert_eq!(q.pop(), None);
+            mpmc_with(
+                q,
+                2,
+                5_000,
+                |p, i| Big::new(p << 32 | i),
+                |b| split(b.value()),
+            );
         }
     }
 

@@ -1071,6 +1071,9 @@ impl<T> Receiver<T> {
     /// through a `SelectedOperation`'s heap payload.
     fn select_try_large(&self, index: usize) -> Option<SelectedOperation<'_>> {
         let handle: &dyn SelectHandle = &*self.chan;
+        if !handle.sel_ready(false, None) {
+            return None; // no room to allocate for nothing
+        }
         let mut payload = Payload::new(Layout::new::<T>());
         // SAFETY: `payload` has room for a `T`, this channel's message.
         let received = match unsafe { handle.sel_try_recv(payload.ptr()) } {
