@@ -132,7 +132,7 @@ const DEFERRED_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The cancellation pending for the caller, without raising it.
 pub(crate) fn pending() -> Option<Cause> {
-    verdict(current_task().as_ref(), None).raise
+    worker::with_current_task(|t| verdict(t, None)).raise
 }
 
 /// For a shielded wait that acts on the caller's cancellation (a scope
@@ -144,7 +144,7 @@ pub(crate) fn pending() -> Option<Cause> {
 /// was neither pending at the first nor a deadline at the second, and the
 /// wait went on with no deadline.
 pub(crate) fn pending_or_deadline() -> Result<Option<Instant>, Cause> {
-    let v = verdict(current_task().as_ref(), None);
+    let v = worker::with_current_task(|t| verdict(t, None));
     if let Some(cause) = v.raise {
         return Err(cause);
     }
@@ -199,11 +199,16 @@ pub(crate) fn park_shielded(deadline: Option<Instant>) {
 
 /// Returns whether a green thread's own timer ended the wait.
 fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
-    let task = current_task();
+    // Borrowed, as in `refuse_scheduler_loop`: the green thread's own
+    // closure keeps it alive across the suspension.
+    worker::with_current_task(|task| wait_as(task, deadline, cancellable))
+}
+
+fn wait_as(task: Option<&TaskRef>, deadline: Option<Instant>, cancellable: bool) -> bool {
     let mut wake_at = deadline;
     let mut unreported = None;
     if cancellable {
-        let v = verdict(task.as_ref(), None);
+        let v = verdict(task, None);
         if let Some(cause) = v.raise {
             Cancelled::raise(cause);
         }
@@ -213,7 +218,7 @@ fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
         }
         unreported = v.unreported;
     } else if debug::enabled() {
-        unreported = verdict(task.as_ref(), None).unreported;
+        unreported = verdict(task, None).unreported;
     }
     // Debug mode: a destructor that waits during a deliberate unwind is
     // reported once it has taken longer than the slow threshold, even if the
@@ -224,7 +229,7 @@ fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
     if let Some((_, at)) = report_at {
         wake_at = earliest(wake_at, Some(at));
     }
-    let fired = match &task {
+    let fired = match task {
         Some(task) => suspend(task, wake_at, Suspend::Wait),
         None => {
             refuse_scheduler_loop();
@@ -240,7 +245,7 @@ fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
     {
         report_slow_unwind(id, at);
     }
-    if cancellable && let Some(cause) = verdict(task.as_ref(), None).raise {
+    if cancellable && let Some(cause) = verdict(task, None).raise {
         Cancelled::raise(cause);
     }
     // An earlier timeout's timer firing says nothing about `deadline`.
