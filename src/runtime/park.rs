@@ -107,6 +107,14 @@ pub(crate) fn current_waker() -> Waker {
 /// the first one would abort the process. Such a cancellation is
 /// `deferred`.
 fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
+    // The common case first: a green thread with no scope open and no
+    // cancellation has nothing to raise, defer or wake for.
+    if let Some(t) = task
+        && !t.header().has_scopes()
+        && t.header().cancel_cause().is_none()
+    {
+        return scopes::Verdict::default();
+    }
     let cancelled = task.and_then(|t| t.header().cancel_cause());
     let panicking = worker::context_unwinding();
     let empty = match task {
