@@ -1334,6 +1334,9 @@ impl Worker {
         // its stack and no reference into `co` is live.
         let co = unsafe { (*h.local.co.get()).take() };
         drop(co); // the stack goes back to this thread's pool
+        // Nothing runs as this green thread any more: its spare waiter,
+        // which holds a reference to it, goes.
+        drop(h.local.spare_waiter.take());
         let mut registry = self.registry.borrow_mut();
         registry.remove(h.local.slot.get());
         self.home.started.store(registry.live(), Ordering::Relaxed);

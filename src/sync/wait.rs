@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use crate::bridge::AsyncWaker;
 use crate::runtime::park::{self, Waker};
+use crate::runtime::worker;
 
 /// A waiter's state: still waiting.
 const WAITING: usize = 0;
@@ -72,6 +73,14 @@ impl Drop for OwnWaiter {
 impl Waiter {
     /// A waiter for the current green thread or OS thread, waiting.
     pub(crate) fn own() -> OwnWaiter {
+        // A green thread's own spare, whose waker names it already.
+        let own_spare =
+            worker::with_current_task(|t| t.and_then(|t| t.header().local.spare_waiter.take()));
+        if let Some(spare) = own_spare {
+            // Unique (see `recycle`): nobody else reads the state.
+            spare.state.store(WAITING, Ordering::Relaxed);
+            return OwnWaiter(Some(spare));
+        }
         let waker = park::current_waker();
         if let Ok(Some(mut spare)) = SPARE.try_with(Cell::take)
             && let Some(w) = Arc::get_mut(&mut spare)
@@ -86,15 +95,29 @@ impl Waiter {
         })))
     }
 
-    /// Drops this reference to a waiter; the last one keeps it as the
-    /// thread's spare (a rendezvous partner may hold the last reference,
-    /// through a packet, after its owner's wait ended).
-    pub(crate) fn recycle(mut waiter: Arc<Waiter>) {
+    /// Drops this reference to a waiter; the last one keeps it as a
+    /// spare: the green thread's own, waker and all, if the waiter is the
+    /// running green thread's; else the thread's, without its waker. (A
+    /// rendezvous partner may hold the last reference, through a packet,
+    /// after its owner's wait ended.)
+    pub(crate) fn recycle(waiter: Arc<Waiter>) {
         // The count first: a shared waiter is common here (a partner holds
         // it), and `get_mut` would spend a compare-and-swap to find out.
         if Arc::strong_count(&waiter) != 1 {
             return;
         }
+        // The last reference: no `Weak` is ever made, and the holders of the
+        // others dropped them with a release, which this acquire pairs with.
+        fence(Ordering::Acquire);
+        let Some(mut waiter) = worker::with_current_task(|me| match (me, &waiter.waker) {
+            (Some(me), Some(Waker::Task(t))) if std::ptr::eq(me.header(), t.header()) => {
+                me.header().local.spare_waiter.set(Some(waiter));
+                None
+            }
+            _ => Some(waiter),
+        }) else {
+            return;
+        };
         if let Some(w) = Arc::get_mut(&mut waiter) {
             // Unshared: no list or partner can reach it any more. Its waker
             // goes now, as it would with the waiter; the spare it replaces,

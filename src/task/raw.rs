@@ -349,6 +349,12 @@ pub(crate) struct Local {
     /// Its task-locals (one pointer, null until first used; see
     /// `task::local`). Last: no switch touches it.
     pub(crate) locals: crate::task::local::Slot,
+    /// The waiter its last wait left unshared, waker included (see
+    /// `Waiter::recycle`): its next wait takes it without touching a
+    /// thread-local or a reference count. It names this green thread, so
+    /// it is dropped when the green thread completes (`Worker::complete`),
+    /// which ends the cycle.
+    pub(crate) spare_waiter: Cell<Option<std::sync::Arc<crate::sync::wait::Waiter>>>,
 }
 
 /// The non-generic part of a green thread.
@@ -426,6 +432,7 @@ impl Header {
                 slot: Cell::new(usize::MAX),
                 unwinding: Cell::new(false),
                 locals: crate::task::local::Slot::new(),
+                spare_waiter: Cell::new(None),
             },
         }
     }
