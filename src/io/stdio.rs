@@ -85,6 +85,7 @@ use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::net::{self, IOV_MAX, cvt_len};
 use crate::runtime::park;
 use crate::runtime::reactor::{Interest, Io};
 use crate::sync::{Mutex, MutexGuard};
@@ -129,14 +130,6 @@ struct Raw {
     io: OnceLock<Io<StdFd>>,
 }
 
-fn cvt(r: isize) -> io::Result<usize> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
-}
-
 /// The largest count for one `read`/`write` (as std caps it).
 const MAX_RW: usize = isize::MAX as usize;
 
@@ -144,44 +137,27 @@ fn sys_read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     let len = buf.len().min(MAX_RW);
     // SAFETY: `buf` is live and writable for `len` bytes; the kernel
     // writes at most that many.
-    cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), len) })
+    cvt_len(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), len) })
 }
 
 fn sys_readv(fd: RawFd, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-    let n = bufs.len().min(crate::net::IOV_MAX) as libc::c_int;
+    let n = bufs.len().min(IOV_MAX) as libc::c_int;
     // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix (std
     // guarantees it); every slice is live and writable.
-    cvt(unsafe { libc::readv(fd, bufs.as_mut_ptr().cast(), n) })
+    cvt_len(unsafe { libc::readv(fd, bufs.as_mut_ptr().cast(), n) })
 }
 
 fn sys_write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     let len = buf.len().min(MAX_RW);
     // SAFETY: `buf` is live and readable for `len` bytes.
-    cvt(unsafe { libc::write(fd, buf.as_ptr().cast(), len) })
+    cvt_len(unsafe { libc::write(fd, buf.as_ptr().cast(), len) })
 }
 
 fn sys_writev(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    let n = bufs.len().min(crate::net::IOV_MAX) as libc::c_int;
+    let n = bufs.len().min(IOV_MAX) as libc::c_int;
     // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; every
     // slice is live and readable.
-    cvt(unsafe { libc::writev(fd, bufs.as_ptr().cast(), n) })
-}
-
-fn sys_recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: as `sys_read`.
-    cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
-}
-
-fn sys_send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: as `sys_write`.
-    cvt(unsafe {
-        libc::send(
-            fd,
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    })
+    cvt_len(unsafe { libc::writev(fd, bufs.as_ptr().cast(), n) })
 }
 
 /// Whether `fd` is ready for `events` now (or has an error or hang-up the
@@ -290,7 +266,9 @@ impl Raw {
         } else {
             match self.kind() {
                 Kind::Closed => return Ok(0),
-                Kind::Socket => self.io().op(Interest::Read, None, |_| sys_recv(fd, buf)),
+                Kind::Socket => self
+                    .io()
+                    .op(Interest::Read, None, |_| net::recv(fd, buf, 0)),
                 Kind::Poll | Kind::Tty => self.io().op(Interest::Read, None, |_| {
                     if ready(fd, libc::POLLIN) {
                         sys_read(fd, buf)
@@ -340,7 +318,7 @@ impl Raw {
         } else {
             match self.kind() {
                 Kind::Closed => return Ok(buf.len()),
-                Kind::Socket => self.io().op(Interest::Write, None, |_| sys_send(fd, buf)),
+                Kind::Socket => self.io().op(Interest::Write, None, |_| net::send(fd, buf)),
                 Kind::Poll => {
                     // Writable means room for PIPE_BUF bytes: no more, so
                     // the blocking write does not wait.

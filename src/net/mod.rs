@@ -404,7 +404,8 @@ pub(crate) fn setsockopt<T: Copy>(
 // costs nothing (the same system call, one more bit). Operations with no
 // per-call flag (`accept`, `connect`) still rely on `O_NONBLOCK`.
 
-fn cvt_len(n: isize) -> io::Result<usize> {
+/// The count a system call returned, or its error (`errno`) if negative.
+pub(crate) fn cvt_len(n: isize) -> io::Result<usize> {
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
