@@ -235,9 +235,9 @@ fn on_green_thread() -> bool {
 }
 
 /// Std's treatment of a closed standard descriptor.
-fn closed_ok<T>(r: io::Result<T>, default: T) -> io::Result<T> {
+fn closed_ok<T>(r: io::Result<T>, default: impl FnOnce() -> T) -> io::Result<T> {
     match r {
-        Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(default),
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(default()),
         r => r,
     }
 }
@@ -279,25 +279,19 @@ impl Raw {
                 Kind::Blocking => blocking(|| sys_read(fd, buf)),
             }
         };
-        closed_ok(r, 0)
+        closed_ok(r, || 0)
     }
 
     fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        if on_green_thread() && self.kind() == Kind::Socket {
-            // `recv` takes one buffer.
-            let buf = bufs.iter_mut().find(|b| !b.is_empty());
-            return match buf {
-                Some(b) => self.read(b),
-                None => Ok(0),
-            };
-        }
         let fd = self.fd;
         let r = if !on_green_thread() {
             sys_readv(fd, bufs)
         } else {
             match self.kind() {
                 Kind::Closed => return Ok(0),
-                Kind::Socket => unreachable!("handled above"),
+                Kind::Socket => self
+                    .io()
+                    .op(Interest::Read, None, |_| net::recv_vectored(fd, bufs)),
                 Kind::Poll | Kind::Tty => self.io().op(Interest::Read, None, |_| {
                     if ready(fd, libc::POLLIN) {
                         sys_readv(fd, bufs)
@@ -308,7 +302,7 @@ impl Raw {
                 Kind::Blocking => blocking(|| sys_readv(fd, bufs)),
             }
         };
-        closed_ok(r, 0)
+        closed_ok(r, || 0)
     }
 
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -320,43 +314,83 @@ impl Raw {
                 Kind::Closed => return Ok(buf.len()),
                 Kind::Socket => self.io().op(Interest::Write, None, |_| net::send(fd, buf)),
                 Kind::Poll => {
-                    // Writable means room for PIPE_BUF bytes: no more, so
-                    // the blocking write does not wait.
-                    let chunk = &buf[..buf.len().min(libc::PIPE_BUF)];
-                    self.io().op(Interest::Write, None, |_| {
-                        if ready(fd, libc::POLLOUT) {
-                            sys_write(fd, chunk)
-                        } else {
-                            Err(io::ErrorKind::WouldBlock.into())
-                        }
-                    })
+                    self.write_pipe(PipeChunk::One(&buf[..buf.len().min(libc::PIPE_BUF)]))
                 }
                 Kind::Blocking | Kind::Tty => blocking(|| sys_write(fd, buf)),
             }
         };
-        closed_ok(r, buf.len())
+        closed_ok(r, || buf.len())
     }
 
     fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let total = bufs.iter().map(|b| b.len()).sum();
-        if on_green_thread() && matches!(self.kind(), Kind::Socket | Kind::Poll) {
-            // One buffer at a time (and at most PIPE_BUF of it for a pipe).
-            return match bufs.iter().find(|b| !b.is_empty()) {
-                Some(b) => self.write(b),
-                None => Ok(0),
-            };
-        }
         let fd = self.fd;
         let r = if !on_green_thread() {
             sys_writev(fd, bufs)
         } else {
             match self.kind() {
-                Kind::Closed => return Ok(total),
+                Kind::Closed => return Ok(total(bufs)),
+                Kind::Socket => self
+                    .io()
+                    .op(Interest::Write, None, |_| net::send_vectored(fd, bufs)),
+                Kind::Poll => self.write_pipe(PipeChunk::of(bufs)),
                 Kind::Blocking | Kind::Tty => blocking(|| sys_writev(fd, bufs)),
-                Kind::Socket | Kind::Poll => unreachable!("handled above"),
             }
         };
-        closed_ok(r, total)
+        closed_ok(r, || total(bufs))
+    }
+
+    /// A green write to a pipe: waits until it polls writable, then writes
+    /// `chunk`, which fits.
+    fn write_pipe(&self, chunk: PipeChunk<'_, '_>) -> io::Result<usize> {
+        let fd = self.fd;
+        self.io().op(Interest::Write, None, |_| {
+            if !ready(fd, libc::POLLOUT) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            match chunk {
+                PipeChunk::Whole(bufs) => sys_writev(fd, bufs),
+                PipeChunk::One(buf) => sys_write(fd, buf),
+            }
+        })
+    }
+}
+
+/// The bytes in `bufs`.
+fn total(bufs: &[IoSlice<'_>]) -> usize {
+    bufs.iter().map(|b| b.len()).sum()
+}
+
+/// What one write to a pipe that polls writable takes: writable means room
+/// for `PIPE_BUF` bytes and no more is sure, so a write of at most that
+/// many does not wait.
+#[derive(Clone, Copy)]
+enum PipeChunk<'s, 'a> {
+    /// The leading buffers (at most `IOV_MAX`) that fit in `PIPE_BUF` bytes.
+    Whole(&'s [IoSlice<'a>]),
+    /// At most `PIPE_BUF` bytes of one buffer.
+    One(&'s [u8]),
+}
+
+impl<'s, 'a> PipeChunk<'s, 'a> {
+    fn of(bufs: &'s [IoSlice<'a>]) -> PipeChunk<'s, 'a> {
+        let mut len = 0;
+        let mut whole = 0;
+        for b in bufs.iter().take(IOV_MAX) {
+            if len + b.len() > libc::PIPE_BUF {
+                break;
+            }
+            len += b.len();
+            whole += 1;
+        }
+        if len > 0 {
+            return PipeChunk::Whole(&bufs[..whole]);
+        }
+        // No data fits whole (a write of only empty buffers would return
+        // 0, which `write_all` takes for a closed pipe).
+        match bufs.iter().find(|b| !b.is_empty()) {
+            Some(b) => PipeChunk::One(&b[..libc::PIPE_BUF.min(b.len())]),
+            None => PipeChunk::Whole(&[]),
+        }
     }
 }
 
