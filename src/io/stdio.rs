@@ -668,23 +668,23 @@ impl Stdin {
 
 impl Read for Stdin {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.lock().read(buf)
+        (&*self).read(buf)
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.lock().read_vectored(bufs)
+        (&*self).read_vectored(bufs)
     }
 
     fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        self.lock().read_to_end(buf)
+        (&*self).read_to_end(buf)
     }
 
     fn read_to_string(&mut self, buf: &mut String) -> io::Result<usize> {
-        self.lock().read_to_string(buf)
+        (&*self).read_to_string(buf)
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        self.lock().read_exact(buf)
+        (&*self).read_exact(buf)
     }
 }
 
@@ -1038,7 +1038,7 @@ impl Write for Stderr {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        (&*self).flush()
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
