@@ -742,6 +742,57 @@ impl fmt::Debug for StdinLock<'_> {
     }
 }
 
+/// `Write` for `&$t`, an output handle, each call under one lock of the
+/// stream (so `write_fmt` keeps the pieces of one `writeln!` together), and
+/// for `$t` through `&$t`.
+macro_rules! write_under_lock {
+    ($t:ty) => {
+        impl Write for &$t {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.lock().write(buf)
+            }
+
+            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                self.lock().write_vectored(bufs)
+            }
+
+            fn flush(&mut self) -> io::Result<()> {
+                self.lock().flush()
+            }
+
+            fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+                self.lock().write_all(buf)
+            }
+
+            fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
+                self.lock().write_fmt(args)
+            }
+        }
+
+        impl Write for $t {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                (&*self).write(buf)
+            }
+
+            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                (&*self).write_vectored(bufs)
+            }
+
+            fn flush(&mut self) -> io::Result<()> {
+                (&*self).flush()
+            }
+
+            fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+                (&*self).write_all(buf)
+            }
+
+            fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
+                (&*self).write_fmt(args)
+            }
+        }
+    };
+}
+
 // ---------------------------------------------------------- stdout/err
 
 type OutBuf = ReentrantLock<RefCell<LineWriter<&'static Raw>>>;
@@ -888,50 +939,7 @@ impl Write for StdoutLock<'_> {
     }
 }
 
-impl Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        (&*self).flush()
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        (&*self).write_all(buf)
-    }
-
-    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
-        (&*self).write_fmt(args)
-    }
-}
-
-impl Write for &Stdout {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.lock().write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.lock().write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.lock().flush()
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.lock().write_all(buf)
-    }
-
-    /// Formats under one lock, so the pieces of one `writeln!` stay together.
-    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
-        self.lock().write_fmt(args)
-    }
-}
+write_under_lock!(Stdout);
 
 impl fmt::Debug for Stdout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1028,49 +1036,7 @@ impl Write for StderrLock<'_> {
     }
 }
 
-impl Write for Stderr {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        (&*self).flush()
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        (&*self).write_all(buf)
-    }
-
-    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
-        (&*self).write_fmt(args)
-    }
-}
-
-impl Write for &Stderr {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.lock().write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.lock().write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.lock().write_all(buf)
-    }
-
-    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
-        self.lock().write_fmt(args)
-    }
-}
+write_under_lock!(Stderr);
 
 impl fmt::Debug for Stderr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
