@@ -212,3 +212,58 @@ fn sockets_work_on_plain_threads_and_convert() {
         assert_eq!(&one, b"c");
     });
 }
+
+/// `recv_from` names the sender as std does: by its path, by its abstract
+/// name, or as unnamed; and an accepted connection's unbound peer is
+/// unnamed.
+fn sender_addresses_are_as_std(tag: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    let server_path = TempPath::new(&format!("addr-server-{tag}"));
+    let client_path = TempPath::new(&format!("addr-client-{tag}"));
+    let server = UnixDatagram::bind(&server_path.0).unwrap();
+    let mut buf = [0; 8];
+    let by_path = UnixDatagram::bind(&client_path.0).unwrap();
+    by_path.send_to(b"path", &server_path.0).unwrap();
+    let (n, addr) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"path");
+    assert_eq!(addr.as_pathname(), Some(client_path.0.as_path()));
+    let unbound = UnixDatagram::unbound().unwrap();
+    unbound.send_to(b"none", &server_path.0).unwrap();
+    let (n, addr) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"none");
+    assert!(addr.is_unnamed(), "{addr:?}");
+    assert_eq!(addr.as_pathname(), None);
+    let name = format!("stackful-test-{}-abstract-{tag}", std::process::id());
+    let abstract_addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    let by_name = std::os::unix::net::UnixDatagram::bind_addr(&abstract_addr).unwrap();
+    by_name.send_to(b"name", &server_path.0).unwrap();
+    let (n, addr) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"name");
+    assert_eq!(addr.as_abstract_name(), Some(name.as_bytes()));
+    // The bad path of a send fails before anything is sent or waited for.
+    assert_eq!(
+        unbound.send_to(b"x", "a\0b").unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        unbound.send_to(b"x", "x".repeat(200)).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let listener_path = TempPath::new(&format!("addr-listener-{tag}"));
+    let listener = UnixListener::bind(&listener_path.0).unwrap();
+    let _client = UnixStream::connect(&listener_path.0).unwrap();
+    let (_conn, peer) = listener.accept().unwrap();
+    assert!(peer.is_unnamed(), "{peer:?}");
+}
+
+#[test]
+fn sender_addresses_are_as_std_on_a_green_thread() {
+    within(60, || {
+        stackful::run(|| sender_addresses_are_as_std("green"))
+    });
+}
+
+#[test]
+fn sender_addresses_are_as_std_on_a_plain_thread() {
+    within(60, || sender_addresses_are_as_std("plain"));
+}
