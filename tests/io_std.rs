@@ -102,6 +102,27 @@ fn run_case(case: &str) {
             writeln!(out, "{} lines: {}", lines.len(), lines.join("|")).unwrap();
             writeln!(out, "then {n} bytes").unwrap();
         }),
+        // A large regular file on standard input, read to its end by a
+        // green thread, with the bytes read (`rchar`) by its own OS thread
+        // and by the whole process meanwhile: the blocking pool's threads
+        // count for the process, not for this one.
+        "read_file_pool" => stackful::run(|| {
+            let Some(thread_before) = rchar("/proc/thread-self/io") else {
+                writeln!(stackful::io::stdout(), "no I/O accounting").unwrap();
+                return;
+            };
+            let process_before = rchar("/proc/self/io").unwrap();
+            let mut text = Vec::new();
+            let n = stackful::io::stdin().read_to_end(&mut text).unwrap();
+            let thread = rchar("/proc/thread-self/io").unwrap() - thread_before;
+            let process = rchar("/proc/self/io").unwrap() - process_before;
+            let same = text == pattern(BIG_FILE);
+            writeln!(
+                stackful::io::stdout(),
+                "read {n} {same}, by this thread {thread}, by the process {process}"
+            )
+            .unwrap();
+        }),
         // Much more than a pipe holds, from green threads on one worker,
         // while another green thread there runs and reports on stderr; the
         // parent reads standard output only after that report.
@@ -267,6 +288,18 @@ fn run_case(case: &str) {
         }),
         other => panic!("unknown case {other}"),
     }
+}
+
+/// The size of the file `read_file_pool` reads.
+const BIG_FILE: usize = 1 << 20;
+
+/// The bytes read so far (`rchar`) in a `/proc/.../io` file; `None` without
+/// per-task I/O accounting.
+fn rchar(path: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|v| v.parse().ok())
 }
 
 /// Bytes written in `vectored_pipe_full`: several times what a pipe holds.
@@ -471,6 +504,42 @@ fn stdin_from_a_regular_file_is_read_on_the_blocking_pool() {
         after_mark(case, &out.stdout),
         "4 lines: alpha|beta||gamma\nthen 0 bytes\n"
     );
+    // That it was the pool: the green thread's own OS thread read (almost)
+    // none of a large file's bytes, which the process as a whole did read.
+    let case = "read_file_pool";
+    std::fs::write(&path, pattern(BIG_FILE)).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let c = child(case)
+        .stdin(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = output(case, c);
+    std::fs::remove_file(&path).unwrap();
+    let report = after_mark(case, &out.stdout);
+    if report == "no I/O accounting\n" {
+        eprintln!("no per-thread I/O accounting here: the pool was not checked");
+        return;
+    }
+    let numbers: Vec<u64> = report
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [n, thread, process] = numbers[..] else {
+        panic!("{case}: {report}");
+    };
+    assert!(
+        report.contains(" true,"),
+        "{case}: the text differs: {report}"
+    );
+    assert_eq!(n, BIG_FILE as u64, "{report}");
+    // The thread read its /proc files: a few hundred bytes.
+    assert!(
+        thread < n / 4,
+        "the file was read on the green thread's own OS thread: {report}"
+    );
+    assert!(process >= n, "{report}");
 }
 
 #[test]
