@@ -355,6 +355,17 @@ fn child(case: &str) -> Command {
     cmd
 }
 
+/// Starts the child for `case` with these standard input and error, and
+/// its standard output piped.
+fn spawn(case: &str, stdin: impl Into<Stdio>, stderr: impl Into<Stdio>) -> Child {
+    child(case)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 /// What the child wrote after the mark.
 fn after_mark(case: &str, out: &[u8]) -> String {
     let text = String::from_utf8_lossy(out);
@@ -445,12 +456,7 @@ fn next(rx: &mpsc::Receiver<String>, case: &str, seen_mark: &mut bool) -> String
 #[test]
 fn a_green_thread_reading_lines_from_a_pipe_leaves_its_worker_to_others() {
     let case = "pipe_lines";
-    let mut c = child(case)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = spawn(case, Stdio::piped(), Stdio::piped());
     let mut input = c.stdin.take().unwrap();
     let rx = lines_of(c.stdout.take().unwrap());
     let mut mark = false;
@@ -470,12 +476,7 @@ fn a_green_thread_reading_lines_from_a_pipe_leaves_its_worker_to_others() {
 #[test]
 fn a_cancelled_read_of_a_pipe_consumes_nothing() {
     let case = "pipe_timeout";
-    let mut c = child(case)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = spawn(case, Stdio::piped(), Stdio::piped());
     let mut input = c.stdin.take().unwrap();
     let rx = lines_of(c.stdout.take().unwrap());
     let mut mark = false;
@@ -492,12 +493,7 @@ fn stdin_from_a_regular_file_is_read_on_the_blocking_pool() {
     let path = std::env::temp_dir().join(format!("stackful-io-std-in-{}", std::process::id()));
     std::fs::write(&path, "alpha\nbeta\n\ngamma").unwrap();
     let file = std::fs::File::open(&path).unwrap();
-    let c = child(case)
-        .stdin(file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let c = spawn(case, file, Stdio::piped());
     let out = output(case, c);
     std::fs::remove_file(&path).unwrap();
     assert_eq!(
@@ -509,12 +505,7 @@ fn stdin_from_a_regular_file_is_read_on_the_blocking_pool() {
     let case = "read_file_pool";
     std::fs::write(&path, pattern(BIG_FILE)).unwrap();
     let file = std::fs::File::open(&path).unwrap();
-    let c = child(case)
-        .stdin(file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let c = spawn(case, file, Stdio::piped());
     let out = output(case, c);
     std::fs::remove_file(&path).unwrap();
     let report = after_mark(case, &out.stdout);
@@ -546,21 +537,11 @@ fn stdin_from_a_regular_file_is_read_on_the_blocking_pool() {
 fn stdin_at_end_of_input_reads_nothing_from_dev_null_and_an_empty_pipe() {
     let case = "read_all_green";
     // /dev/null: epoll refuses it, so the fallback path.
-    let c = child(case)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let c = spawn(case, Stdio::null(), Stdio::piped());
     let out = output(case, c);
     assert_eq!(after_mark(case, &out.stdout), "0 lines: \nthen 0 bytes\n");
     // A pipe whose writer closes at once: the readiness path.
-    let mut c = child(case)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = spawn(case, Stdio::piped(), Stdio::piped());
     drop(c.stdin.take());
     let out = output(case, c);
     assert_eq!(after_mark(case, &out.stdout), "0 lines: \nthen 0 bytes\n");
@@ -569,12 +550,7 @@ fn stdin_at_end_of_input_reads_nothing_from_dev_null_and_an_empty_pipe() {
 #[test]
 fn a_closed_stdin_reads_as_empty() {
     let case = "closed";
-    let c = child(case)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let c = spawn(case, Stdio::piped(), Stdio::piped());
     let out = output(case, c);
     assert_eq!(after_mark(case, &out.stdout), "plain read 0\nread 0\n");
 }
@@ -582,12 +558,7 @@ fn a_closed_stdin_reads_as_empty() {
 #[test]
 fn green_threads_writing_more_than_a_pipe_holds_leave_their_worker_to_others() {
     let case = "write_pipe";
-    let mut c = child(case)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = spawn(case, Stdio::null(), Stdio::piped());
     let mut out = c.stdout.take().unwrap();
     // Stdout is not read until the other green thread has reported: a
     // writer blocking the worker on the full pipe would keep it from that.
@@ -661,12 +632,7 @@ fn a_write_error_of_the_fallback_reaches_the_writer() {
         eprintln!("no /dev/full here: skipped");
         return;
     }
-    let c = child(case)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let c = spawn(case, Stdio::null(), Stdio::piped());
     let err = finish(case, c);
     assert!(
         err.contains(&format!("error kind {:?}", ErrorKind::StorageFull)),
@@ -678,12 +644,7 @@ fn a_write_error_of_the_fallback_reaches_the_writer() {
 #[test]
 fn on_plain_threads_they_read_and_write_as_std() {
     let case = "plain";
-    let mut c = child(case)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = spawn(case, Stdio::piped(), Stdio::piped());
     let mut input = c.stdin.take().unwrap();
     input.write_all(b"first\nsecond\nthird\n").unwrap();
     drop(input);
@@ -707,12 +668,7 @@ fn vectored_writes_to_a_socket_or_a_pipe_take_several_buffers_at_once() {
     // A socket: up to IOV_MAX buffers per call, on green threads as on
     // plain ones (one buffer per call before).
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-    let c = child(case)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(OwnedFd::from(theirs))
-        .spawn()
-        .unwrap();
+    let c = spawn(case, Stdio::null(), OwnedFd::from(theirs));
     let out = output(case, c);
     assert_eq!(
         after_mark(case, &out.stdout),
@@ -722,12 +678,7 @@ fn vectored_writes_to_a_socket_or_a_pipe_take_several_buffers_at_once() {
     // A pipe: as many whole buffers as fit in PIPE_BUF, or PIPE_BUF bytes of
     // a larger one, on a green thread.
     let (r, w) = std::io::pipe().unwrap();
-    let c = child(case)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(w)
-        .spawn()
-        .unwrap();
+    let c = spawn(case, Stdio::null(), w);
     let out = output(case, c);
     assert_eq!(
         after_mark(case, &out.stdout),
@@ -744,12 +695,7 @@ fn a_green_vectored_read_of_a_socket_or_a_pipe_fills_several_buffers() {
     let data = pattern(10_000);
     let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
     ours.write_all(&data).unwrap();
-    let c = child(case)
-        .stdin(OwnedFd::from(theirs))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let c = spawn(case, OwnedFd::from(theirs), Stdio::piped());
     let out = output(case, c);
     assert_eq!(
         after_mark(case, &out.stdout),
@@ -759,12 +705,7 @@ fn a_green_vectored_read_of_a_socket_or_a_pipe_fills_several_buffers() {
     drop(ours);
     let (r, mut w) = std::io::pipe().unwrap();
     w.write_all(&data).unwrap();
-    let c = child(case)
-        .stdin(r)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let c = spawn(case, r, Stdio::piped());
     let out = output(case, c);
     assert_eq!(after_mark(case, &out.stdout), "read 10000 true\n", "a pipe");
     drop(w);
@@ -776,12 +717,7 @@ fn a_green_vectored_read_of_an_empty_socket_leaves_its_worker_to_others() {
     // Blocking, as the child's descriptor 0 is: only a per-call flag keeps
     // the read from blocking the worker.
     let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-    let mut c = child(case)
-        .stdin(OwnedFd::from(theirs))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = spawn(case, OwnedFd::from(theirs), Stdio::piped());
     let rx = lines_of(c.stdout.take().unwrap());
     let mut mark = false;
     // Only reachable if the reader, waiting for data, does not hold the
@@ -795,12 +731,7 @@ fn a_green_vectored_read_of_an_empty_socket_leaves_its_worker_to_others() {
 #[test]
 fn green_vectored_writes_to_a_full_pipe_leave_their_worker_to_others() {
     let case = "vectored_pipe_full";
-    let mut c = child(case)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = spawn(case, Stdio::null(), Stdio::piped());
     let err = c.stderr.take().unwrap();
     let rx = lines_of(c.stdout.take().unwrap());
     let mut mark = false;
