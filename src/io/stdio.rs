@@ -85,6 +85,7 @@ use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::net::{self, IOV_MAX, cvt_len};
 use crate::runtime::park;
 use crate::runtime::reactor::{Interest, Io};
 use crate::sync::{Mutex, MutexGuard};
@@ -129,14 +130,6 @@ struct Raw {
     io: OnceLock<Io<StdFd>>,
 }
 
-fn cvt(r: isize) -> io::Result<usize> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
-}
-
 /// The largest count for one `read`/`write` (as std caps it).
 const MAX_RW: usize = isize::MAX as usize;
 
@@ -144,44 +137,27 @@ fn sys_read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     let len = buf.len().min(MAX_RW);
     // SAFETY: `buf` is live and writable for `len` bytes; the kernel
     // writes at most that many.
-    cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), len) })
+    cvt_len(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), len) })
 }
 
 fn sys_readv(fd: RawFd, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-    let n = bufs.len().min(crate::net::IOV_MAX) as libc::c_int;
+    let n = bufs.len().min(IOV_MAX) as libc::c_int;
     // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix (std
     // guarantees it); every slice is live and writable.
-    cvt(unsafe { libc::readv(fd, bufs.as_mut_ptr().cast(), n) })
+    cvt_len(unsafe { libc::readv(fd, bufs.as_mut_ptr().cast(), n) })
 }
 
 fn sys_write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     let len = buf.len().min(MAX_RW);
     // SAFETY: `buf` is live and readable for `len` bytes.
-    cvt(unsafe { libc::write(fd, buf.as_ptr().cast(), len) })
+    cvt_len(unsafe { libc::write(fd, buf.as_ptr().cast(), len) })
 }
 
 fn sys_writev(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    let n = bufs.len().min(crate::net::IOV_MAX) as libc::c_int;
+    let n = bufs.len().min(IOV_MAX) as libc::c_int;
     // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; every
     // slice is live and readable.
-    cvt(unsafe { libc::writev(fd, bufs.as_ptr().cast(), n) })
-}
-
-fn sys_recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: as `sys_read`.
-    cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
-}
-
-fn sys_send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: as `sys_write`.
-    cvt(unsafe {
-        libc::send(
-            fd,
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    })
+    cvt_len(unsafe { libc::writev(fd, bufs.as_ptr().cast(), n) })
 }
 
 /// Whether `fd` is ready for `events` now (or has an error or hang-up the
@@ -259,9 +235,9 @@ fn on_green_thread() -> bool {
 }
 
 /// Std's treatment of a closed standard descriptor.
-fn closed_ok<T>(r: io::Result<T>, default: T) -> io::Result<T> {
+fn closed_ok<T>(r: io::Result<T>, default: impl FnOnce() -> T) -> io::Result<T> {
     match r {
-        Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(default),
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(default()),
         r => r,
     }
 }
@@ -290,7 +266,9 @@ impl Raw {
         } else {
             match self.kind() {
                 Kind::Closed => return Ok(0),
-                Kind::Socket => self.io().op(Interest::Read, None, |_| sys_recv(fd, buf)),
+                Kind::Socket => self
+                    .io()
+                    .op(Interest::Read, None, |_| net::recv(fd, buf, 0)),
                 Kind::Poll | Kind::Tty => self.io().op(Interest::Read, None, |_| {
                     if ready(fd, libc::POLLIN) {
                         sys_read(fd, buf)
@@ -301,25 +279,19 @@ impl Raw {
                 Kind::Blocking => blocking(|| sys_read(fd, buf)),
             }
         };
-        closed_ok(r, 0)
+        closed_ok(r, || 0)
     }
 
     fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        if on_green_thread() && self.kind() == Kind::Socket {
-            // `recv` takes one buffer.
-            let buf = bufs.iter_mut().find(|b| !b.is_empty());
-            return match buf {
-                Some(b) => self.read(b),
-                None => Ok(0),
-            };
-        }
         let fd = self.fd;
         let r = if !on_green_thread() {
             sys_readv(fd, bufs)
         } else {
             match self.kind() {
                 Kind::Closed => return Ok(0),
-                Kind::Socket => unreachable!("handled above"),
+                Kind::Socket => self
+                    .io()
+                    .op(Interest::Read, None, |_| net::recv_vectored(fd, bufs)),
                 Kind::Poll | Kind::Tty => self.io().op(Interest::Read, None, |_| {
                     if ready(fd, libc::POLLIN) {
                         sys_readv(fd, bufs)
@@ -330,7 +302,7 @@ impl Raw {
                 Kind::Blocking => blocking(|| sys_readv(fd, bufs)),
             }
         };
-        closed_ok(r, 0)
+        closed_ok(r, || 0)
     }
 
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -340,45 +312,85 @@ impl Raw {
         } else {
             match self.kind() {
                 Kind::Closed => return Ok(buf.len()),
-                Kind::Socket => self.io().op(Interest::Write, None, |_| sys_send(fd, buf)),
+                Kind::Socket => self.io().op(Interest::Write, None, |_| net::send(fd, buf)),
                 Kind::Poll => {
-                    // Writable means room for PIPE_BUF bytes: no more, so
-                    // the blocking write does not wait.
-                    let chunk = &buf[..buf.len().min(libc::PIPE_BUF)];
-                    self.io().op(Interest::Write, None, |_| {
-                        if ready(fd, libc::POLLOUT) {
-                            sys_write(fd, chunk)
-                        } else {
-                            Err(io::ErrorKind::WouldBlock.into())
-                        }
-                    })
+                    self.write_pipe(PipeChunk::One(&buf[..buf.len().min(libc::PIPE_BUF)]))
                 }
                 Kind::Blocking | Kind::Tty => blocking(|| sys_write(fd, buf)),
             }
         };
-        closed_ok(r, buf.len())
+        closed_ok(r, || buf.len())
     }
 
     fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let total = bufs.iter().map(|b| b.len()).sum();
-        if on_green_thread() && matches!(self.kind(), Kind::Socket | Kind::Poll) {
-            // One buffer at a time (and at most PIPE_BUF of it for a pipe).
-            return match bufs.iter().find(|b| !b.is_empty()) {
-                Some(b) => self.write(b),
-                None => Ok(0),
-            };
-        }
         let fd = self.fd;
         let r = if !on_green_thread() {
             sys_writev(fd, bufs)
         } else {
             match self.kind() {
-                Kind::Closed => return Ok(total),
+                Kind::Closed => return Ok(total(bufs)),
+                Kind::Socket => self
+                    .io()
+                    .op(Interest::Write, None, |_| net::send_vectored(fd, bufs)),
+                Kind::Poll => self.write_pipe(PipeChunk::of(bufs)),
                 Kind::Blocking | Kind::Tty => blocking(|| sys_writev(fd, bufs)),
-                Kind::Socket | Kind::Poll => unreachable!("handled above"),
             }
         };
-        closed_ok(r, total)
+        closed_ok(r, || total(bufs))
+    }
+
+    /// A green write to a pipe: waits until it polls writable, then writes
+    /// `chunk`, which fits.
+    fn write_pipe(&self, chunk: PipeChunk<'_, '_>) -> io::Result<usize> {
+        let fd = self.fd;
+        self.io().op(Interest::Write, None, |_| {
+            if !ready(fd, libc::POLLOUT) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            match chunk {
+                PipeChunk::Whole(bufs) => sys_writev(fd, bufs),
+                PipeChunk::One(buf) => sys_write(fd, buf),
+            }
+        })
+    }
+}
+
+/// The bytes in `bufs`.
+fn total(bufs: &[IoSlice<'_>]) -> usize {
+    bufs.iter().map(|b| b.len()).sum()
+}
+
+/// What one write to a pipe that polls writable takes: writable means room
+/// for `PIPE_BUF` bytes and no more is sure, so a write of at most that
+/// many does not wait.
+#[derive(Clone, Copy)]
+enum PipeChunk<'s, 'a> {
+    /// The leading buffers (at most `IOV_MAX`) that fit in `PIPE_BUF` bytes.
+    Whole(&'s [IoSlice<'a>]),
+    /// At most `PIPE_BUF` bytes of one buffer.
+    One(&'s [u8]),
+}
+
+impl<'s, 'a> PipeChunk<'s, 'a> {
+    fn of(bufs: &'s [IoSlice<'a>]) -> PipeChunk<'s, 'a> {
+        let mut len = 0;
+        let mut whole = 0;
+        for b in bufs.iter().take(IOV_MAX) {
+            if len + b.len() > libc::PIPE_BUF {
+                break;
+            }
+            len += b.len();
+            whole += 1;
+        }
+        if len > 0 {
+            return PipeChunk::Whole(&bufs[..whole]);
+        }
+        // No data fits whole (a write of only empty buffers would return
+        // 0, which `write_all` takes for a closed pipe).
+        match bufs.iter().find(|b| !b.is_empty()) {
+            Some(b) => PipeChunk::One(&b[..libc::PIPE_BUF.min(b.len())]),
+            None => PipeChunk::Whole(&[]),
+        }
     }
 }
 
@@ -656,23 +668,23 @@ impl Stdin {
 
 impl Read for Stdin {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.lock().read(buf)
+        (&*self).read(buf)
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.lock().read_vectored(bufs)
+        (&*self).read_vectored(bufs)
     }
 
     fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        self.lock().read_to_end(buf)
+        (&*self).read_to_end(buf)
     }
 
     fn read_to_string(&mut self, buf: &mut String) -> io::Result<usize> {
-        self.lock().read_to_string(buf)
+        (&*self).read_to_string(buf)
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        self.lock().read_exact(buf)
+        (&*self).read_exact(buf)
     }
 }
 
@@ -728,6 +740,57 @@ impl fmt::Debug for StdinLock<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StdinLock").finish_non_exhaustive()
     }
+}
+
+/// `Write` for `&$t`, an output handle, each call under one lock of the
+/// stream (so `write_fmt` keeps the pieces of one `writeln!` together), and
+/// for `$t` through `&$t`.
+macro_rules! write_under_lock {
+    ($t:ty) => {
+        impl Write for &$t {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.lock().write(buf)
+            }
+
+            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                self.lock().write_vectored(bufs)
+            }
+
+            fn flush(&mut self) -> io::Result<()> {
+                self.lock().flush()
+            }
+
+            fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+                self.lock().write_all(buf)
+            }
+
+            fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
+                self.lock().write_fmt(args)
+            }
+        }
+
+        impl Write for $t {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                (&*self).write(buf)
+            }
+
+            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                (&*self).write_vectored(bufs)
+            }
+
+            fn flush(&mut self) -> io::Result<()> {
+                (&*self).flush()
+            }
+
+            fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+                (&*self).write_all(buf)
+            }
+
+            fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
+                (&*self).write_fmt(args)
+            }
+        }
+    };
 }
 
 // ---------------------------------------------------------- stdout/err
@@ -876,50 +939,7 @@ impl Write for StdoutLock<'_> {
     }
 }
 
-impl Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        (&*self).flush()
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        (&*self).write_all(buf)
-    }
-
-    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
-        (&*self).write_fmt(args)
-    }
-}
-
-impl Write for &Stdout {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.lock().write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.lock().write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.lock().flush()
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.lock().write_all(buf)
-    }
-
-    /// Formats under one lock, so the pieces of one `writeln!` stay together.
-    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
-        self.lock().write_fmt(args)
-    }
-}
+write_under_lock!(Stdout);
 
 impl fmt::Debug for Stdout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1016,49 +1036,7 @@ impl Write for StderrLock<'_> {
     }
 }
 
-impl Write for Stderr {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        (&*self).write_all(buf)
-    }
-
-    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
-        (&*self).write_fmt(args)
-    }
-}
-
-impl Write for &Stderr {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.lock().write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.lock().write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.lock().write_all(buf)
-    }
-
-    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
-        self.lock().write_fmt(args)
-    }
-}
+write_under_lock!(Stderr);
 
 impl fmt::Debug for Stderr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

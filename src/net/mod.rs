@@ -400,16 +400,47 @@ pub(crate) fn setsockopt<T: Copy>(
 // Green operations pass `MSG_DONTWAIT` on every call instead of relying on
 // the socket's `O_NONBLOCK`, which belongs to the open file and so to
 // every duplicate: an `into_std` of one handle clears it (a std handle
-// must block) while a `try_clone` of it may still be used green. The flag
-// costs nothing (the same system call, one more bit). Operations with no
-// per-call flag (`accept`, `connect`) still rely on `O_NONBLOCK`.
+// must block) while a `try_clone` of it may still be used green, and a
+// descriptor taken with `from_raw_fd` may have it cleared by whoever else
+// holds it. The flag costs nothing (the same system call, one more bit).
+// `accept` has no such flag: it still relies on the listener's
+// `O_NONBLOCK` (`accept4`'s flags are the new socket's), so an accepted
+// socket is non-blocking and close-on-exec from the start. A `connect`
+// makes its own socket, which nothing else holds while it waits.
 
-fn cvt_len(n: isize) -> io::Result<usize> {
+/// The count a system call returned, or its error (`errno`) if negative.
+pub(crate) fn cvt_len(n: isize) -> io::Result<usize> {
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
     }
+}
+
+/// `accept4(2)` on the listener `fd`: the new connection, non-blocking and
+/// close-on-exec from the start, and the length of the peer's address,
+/// which the kernel wrote to `addr`, a socket address type (`sockaddr_in`,
+/// `sockaddr_un`, `sockaddr_storage`).
+fn accept<A: Copy>(
+    fd: std::os::fd::RawFd,
+    addr: &mut A,
+) -> io::Result<(std::os::fd::OwnedFd, libc::socklen_t)> {
+    let mut len = std::mem::size_of::<A>() as libc::socklen_t;
+    // SAFETY: `addr` is live and writable for `len` bytes; the kernel
+    // writes at most that many, and `len` back.
+    let r = unsafe {
+        libc::accept4(
+            fd,
+            (addr as *mut A).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` is the new descriptor, which nothing else owns.
+    Ok((unsafe { std::os::fd::FromRawFd::from_raw_fd(r) }, len))
 }
 
 /// `recv(2)` with `MSG_DONTWAIT` and `flags`.

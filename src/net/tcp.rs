@@ -124,12 +124,16 @@ impl TcpListener {
     /// });
     /// ```
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, addr) = self
+        // SAFETY: all zeroes is a valid sockaddr_storage.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let (fd, _) = self
             .io
-            .op(Interest::Read, None, |l| l.accept())
+            .op(Interest::Read, None, |l| {
+                super::accept(l.as_raw_fd(), &mut storage)
+            })
             .inspect_err(super::accept_failed)?;
-        stream.set_nonblocking(true)?;
-        Ok((TcpStream::wrap(stream), addr))
+        let addr = super::from_sockaddr(&storage)?;
+        Ok((TcpStream::wrap(std::net::TcpStream::from(fd)), addr))
     }
 
     /// An iterator over incoming connections: [`accept`](Self::accept) in a

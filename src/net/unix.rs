@@ -132,6 +132,88 @@ fn sockaddr_un(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> 
     Ok((addr, len as libc::socklen_t))
 }
 
+/// The address the kernel wrote to `addr`, `len` bytes of it, as std's
+/// type: a path, an abstract name, or unnamed.
+fn socket_addr(addr: &libc::sockaddr_un, len: libc::socklen_t) -> io::Result<SocketAddr> {
+    let offset = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+    // An unnamed sender's address has no bytes at all (a datagram's) or
+    // only the family (an accepted connection's peer).
+    if len as usize <= offset {
+        return unnamed();
+    }
+    if addr.sun_family != libc::AF_UNIX as libc::sa_family_t {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address is not a Unix socket address",
+        ));
+    }
+    let len = (len as usize - offset).min(addr.sun_path.len());
+    let mut bytes = [0u8; std::mem::size_of::<libc::sockaddr_un>()];
+    for (b, &c) in bytes.iter_mut().zip(&addr.sun_path[..len]) {
+        *b = c as u8;
+    }
+    match &bytes[..len] {
+        [0, name @ ..] => {
+            <SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)
+        }
+        bytes => {
+            // A path ends at its NUL, which the kernel counts. (One that
+            // fills `sun_path` without a NUL, which only code that is not
+            // std's can bind, fails here: std cannot hold it.)
+            let path = bytes.split(|&b| b == 0).next().unwrap_or_default();
+            SocketAddr::from_pathname(Path::new(std::ffi::OsStr::from_bytes(path)))
+        }
+    }
+}
+
+/// The unnamed address: std gives no constructor, but an empty path has no
+/// bytes after the family, which is what an unnamed address is.
+fn unnamed() -> io::Result<SocketAddr> {
+    SocketAddr::from_pathname("")
+}
+
+/// `recvfrom(2)` with `MSG_DONTWAIT`, for a Unix socket.
+fn recv_from(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    // SAFETY: all zeroes is a valid sockaddr_un.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `buf` is live and writable; the kernel writes at most `len`
+    // bytes of address into `addr`, which has that many.
+    let n = super::cvt_len(unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+            (&mut addr as *mut libc::sockaddr_un).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((n, socket_addr(&addr, len)?))
+}
+
+/// `sendto(2)` of `buf` to `addr` (`len` bytes) with `MSG_DONTWAIT |
+/// MSG_NOSIGNAL`.
+fn send_to(
+    fd: std::os::fd::RawFd,
+    buf: &[u8],
+    addr: &libc::sockaddr_un,
+    len: libc::socklen_t,
+) -> io::Result<usize> {
+    // SAFETY: `buf` is live and readable; `addr` is a valid address of
+    // `len` bytes.
+    super::cvt_len(unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            (addr as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    })
+}
+
 impl UnixListener {
     /// Creates a listener bound to the socket file `path`.
     ///
@@ -167,12 +249,19 @@ impl UnixListener {
     ///
     /// See [`UnixListener`].
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (stream, addr) = self
+        // SAFETY: all zeroes is a valid sockaddr_un.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        let (fd, len) = self
             .io
-            .op(Interest::Read, None, |l| l.accept())
+            .op(Interest::Read, None, |l| {
+                super::accept(l.as_raw_fd(), &mut addr)
+            })
             .inspect_err(super::accept_failed)?;
-        stream.set_nonblocking(true)?;
-        Ok((UnixStream::wrap(stream), addr))
+        let addr = socket_addr(&addr, len)?;
+        Ok((
+            UnixStream::wrap(std::os::unix::net::UnixStream::from(fd)),
+            addr,
+        ))
     }
 
     /// An iterator over incoming connections: [`accept`](Self::accept) in a
@@ -790,7 +879,7 @@ impl UnixDatagram {
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.io
             .op(Interest::Read, self.read_timeout.deadline(), |s| {
-                s.recv_from(buf)
+                recv_from(s.as_raw_fd(), buf)
             })
     }
 
@@ -820,10 +909,10 @@ impl UnixDatagram {
     ///
     /// See [`bind`](Self::bind).
     pub fn send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
-        let path = path.as_ref();
+        let (addr, len) = sockaddr_un(path.as_ref())?;
         self.io
             .op(Interest::Write, self.write_timeout.deadline(), |s| {
-                s.send_to(buf, path)
+                send_to(s.as_raw_fd(), buf, &addr, len)
             })
     }
 
@@ -966,12 +1055,9 @@ impl UnixDatagram {
     ///
     /// Blocking mode belongs to the socket (the open file), which a clone
     /// made with [`try_clone`](UnixDatagram::try_clone) shares: this clears
-    /// it, since the std socket must block. A green clone's
-    /// [`send`](UnixDatagram::send) and [`recv`](UnixDatagram::recv) keep
-    /// waiting green all the same (they pass `MSG_DONTWAIT` on every call),
-    /// but its [`send_to`](UnixDatagram::send_to) and
-    /// [`recv_from`](UnixDatagram::recv_from) rely on the socket's mode and
-    /// would block its worker while they wait.
+    /// it, since the std socket must block. A green clone still in use
+    /// keeps waiting green all the same: its sends and receives pass
+    /// `MSG_DONTWAIT` on every call instead of relying on the socket's mode.
     ///
     /// # Examples
     ///
