@@ -797,14 +797,15 @@ impl TcpStream {
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.io
-            .op(Interest::Read, self.read_timeout.deadline(), |s| {
+            .read_stream(buf.len(), self.read_timeout.deadline(), |s| {
                 super::recv(s.as_raw_fd(), buf, 0)
             })
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let len = bufs.iter().take(super::IOV_MAX).map(|b| b.len()).sum();
         self.io
-            .op(Interest::Read, self.read_timeout.deadline(), |s| {
+            .read_stream(len, self.read_timeout.deadline(), |s| {
                 super::recv_vectored(s.as_raw_fd(), bufs)
             })
     }

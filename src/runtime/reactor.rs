@@ -543,6 +543,12 @@ pub(crate) struct Source {
     fd: RawFd,
     /// Per direction: bumped by every event that may have made it ready.
     seqs: [AtomicU64; 2],
+    /// Per direction: the sequence number at which a stream operation
+    /// found the descriptor drained (a read that filled less than its
+    /// buffer); `u64::MAX` if none. While the sequence number still equals
+    /// it, no event has come since, so the next try would fail with
+    /// `EAGAIN`: a green thread waits without making it (see `op_loop`).
+    drained: [AtomicU64; 2],
     state: Mutex<SourceState>,
 }
 
@@ -560,6 +566,7 @@ impl Source {
         Source {
             fd,
             seqs: Default::default(),
+            drained: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
             state: Mutex::new(SourceState {
                 registration: None,
                 waiters: Default::default(),
@@ -739,7 +746,26 @@ impl<T: AsFd> Io<T> {
     ) -> io::Result<R> {
         let inner = self.inner.as_ref().expect("an Io owns its descriptor");
         self.check_fd(inner.as_fd().as_raw_fd())?;
-        op_loop(&self.source, interest, deadline, || op(inner))
+        op_loop(&self.source, interest, deadline, |_| false, || op(inner))
+    }
+
+    /// [`op`](Self::op) for a read of a stream socket into `len` bytes of
+    /// buffers: a read that returns fewer (but some) found the socket
+    /// drained, so a green thread's next read waits for the next event
+    /// instead of failing with `EAGAIN` first (one system call fewer per
+    /// message of a request-response protocol). A stream's short read
+    /// means its receive queue was empty at that instant; an event for
+    /// anything that arrives after it bumps the sequence number.
+    pub(crate) fn read_stream(
+        &self,
+        len: usize,
+        deadline: Option<Instant>,
+        mut op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let inner = self.inner.as_ref().expect("an Io owns its descriptor");
+        self.check_fd(inner.as_fd().as_raw_fd())?;
+        let drained = |&n: &usize| n > 0 && n < len;
+        op_loop(&self.source, Interest::Read, deadline, drained, || op(inner))
     }
 
     /// [`op`](Self::op) with mutable access.
@@ -751,7 +777,7 @@ impl<T: AsFd> Io<T> {
     ) -> io::Result<R> {
         self.check_fd(self.get().as_fd().as_raw_fd())?;
         let inner = self.inner.as_mut().expect("an Io owns its descriptor");
-        op_loop(&self.source, interest, deadline, || op(inner))
+        op_loop(&self.source, interest, deadline, |_| false, || op(inner))
     }
 }
 
@@ -767,14 +793,17 @@ thread_local! {
     static SPENT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// The loop of [`Io::op`].
+/// The loop of [`Io::op`]. `drained` tells from an operation's result
+/// that it left the descriptor drained (see `Source::drained`).
 fn op_loop<R>(
     source: &Arc<Source>,
     interest: Interest,
     deadline: Option<Instant>,
+    drained: impl Fn(&R) -> bool,
     mut op: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R> {
     let seqs = &source.seqs[interest as usize];
+    let drained_at = &source.drained[interest as usize];
     let green = worker::with_current_task(|t| t.is_some());
     if green && SPENT.get() >= BUDGET {
         // Before the operation, so a cancellation raised here has consumed
@@ -786,10 +815,19 @@ fn op_loop<R>(
     }
     loop {
         let seq = seqs.load(Ordering::Acquire);
-        match op() {
+        // Known drained, with no event since: the try would fail. Only a
+        // green thread skips it; a plain thread's waits (`ppoll`) bump no
+        // sequence number, so it would never try again.
+        let skip = green && drained_at.load(Ordering::Acquire) == seq;
+        match if skip { Err(io::ErrorKind::WouldBlock.into()) } else { op() } {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => {
+                if let Ok(v) = &r
+                    && drained(v)
+                {
+                    drained_at.store(seq, Ordering::Release);
+                }
                 if green {
                     SPENT.set(SPENT.get() + 1);
                 }
