@@ -2402,9 +2402,13 @@ impl<T> Drop for SendOp<T> {
 }
 
 /// An async receive between polls; leaves the wait list on drop, passing
-/// on a notification it did not use.
+/// on a notification it did not use. Reusable: once it returned `Ready`,
+/// it may be polled for the next message (a `Stream` keeps one).
 pub(crate) struct RecvOp<T> {
     wait: AsyncWait,
+    /// On a timer channel, which nobody wakes: the clock's wake-up, one
+    /// per op however often it is polled.
+    clock: crate::bridge::ClockWake,
     /// The channel, once the op waits on it (for the drop).
     chan: Option<Arc<Chan<T>>>,
 }
@@ -2413,6 +2417,7 @@ impl<T> Default for RecvOp<T> {
     fn default() -> Self {
         RecvOp {
             wait: AsyncWait::default(),
+            clock: crate::bridge::ClockWake::default(),
             chan: None,
         }
     }
@@ -2423,15 +2428,19 @@ impl<T> RecvOp<T> {
         let mut slot = MaybeUninit::<T>::uninit();
         let dst = slot.as_mut_ptr();
         if chan.is_timer() {
+            // The waker first, then the look: the clock firing after the
+            // look wakes the task of this poll.
+            self.clock.refresh(cx.waker());
             // SAFETY: `dst` is our own slot to write.
             if unsafe { chan.take_due(dst) } {
+                self.clock.disarm();
                 // SAFETY: `take_due` wrote a message there, read out once.
                 return Poll::Ready(Ok(unsafe { slot.assume_init() }));
             }
-            // Nobody sends: the clock wakes us (at once if it is due by now).
-            if let Some(at) = chan.due() {
-                crate::bridge::wake_at(at, cx.waker());
-            }
+            // Nobody sends: the clock wakes us (at once if it is due by
+            // now), through one entry that a later poll re-arms only if
+            // the instant changed (another receiver took a tick).
+            self.clock.arm(chan.due(), cx.waker());
             return Poll::Pending;
         }
         let polled = self.wait.poll(&chan.recv_wait, cx, || {
