@@ -33,14 +33,16 @@
 //! tokio constructors, such as `tokio::time::sleep`, need the context at
 //! once.
 
+use std::collections::BinaryHeap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake};
+use std::time::Instant;
 
 use crate::runtime::{park, worker};
 use crate::task::raw::{Header, TaskRef};
@@ -85,69 +87,192 @@ impl AsyncWaker {
     }
 }
 
-/// Wakes `waker` once `at` has passed, from a helper thread started on first
-/// use: for futures that wait on the clock with nobody to wake them (a
-/// `recv_async` on a timer channel).
-pub(crate) fn wake_at(at: std::time::Instant, waker: &std::task::Waker) {
-    use std::sync::{Condvar, OnceLock};
-    use std::time::Instant;
+/// A future's wake-up from the clock, for futures that wait on it with
+/// nobody to wake them (a `recv_async` on a timer channel): at most one
+/// pending entry per future in the list of a helper thread (started on
+/// first use), which wakes the future's latest waker once the instant has
+/// passed. A poll refreshes the waker in place; the entry changes only when
+/// the instant does. The list holds its entries weakly: dropping the
+/// future (or disarming) releases the waker at once, and the dead entry is
+/// swept out of the list later.
+#[derive(Default)]
+pub(crate) struct ClockWake(Option<Arc<ClockEntry>>);
 
-    struct Timers {
-        due: Mutex<Vec<(Instant, std::task::Waker)>>,
-        changed: Condvar,
+/// One armed wake-up: its instant, and the waker to wake then.
+struct ClockEntry {
+    at: Instant,
+    waker: AsyncWaker,
+}
+
+impl ClockWake {
+    /// Puts `waker` in the armed entry, if any: called before the future
+    /// looks at the clock, so that an entry firing after the look wakes
+    /// the task of this poll.
+    pub(crate) fn refresh(&self, waker: &std::task::Waker) {
+        if let Some(entry) = &self.0 {
+            entry.waker.update(waker);
+        }
     }
-    static TIMERS: OnceLock<Arc<Timers>> = OnceLock::new();
-    let timers = TIMERS.get_or_init(|| {
-        let timers = Arc::new(Timers {
-            due: Mutex::new(Vec::new()),
-            changed: Condvar::new(),
+
+    /// Makes sure `waker` is woken once `at` has passed (`None`: never, and
+    /// nothing stays armed). Called after [`refresh`](Self::refresh) and the
+    /// look: an entry for the same instant stays as it is (it has the
+    /// waker already, or fired after the refresh and woke it); another
+    /// instant replaces it.
+    pub(crate) fn arm(&mut self, at: Option<Instant>, waker: &std::task::Waker) {
+        if let (Some(entry), Some(at)) = (&self.0, at)
+            && entry.at == at
+        {
+            return;
+        }
+        self.0 = None; // the old entry, if any, dies with its waker
+        let Some(at) = at else { return };
+        let entry = Arc::new(ClockEntry {
+            at,
+            waker: AsyncWaker {
+                waker: Mutex::new(Some(waker.clone())),
+            },
         });
-        let shared = timers.clone();
+        clock().add(&entry);
+        self.0 = Some(entry);
+    }
+
+    /// Forgets the armed entry, if any, and with it the waker.
+    pub(crate) fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// An entry of the clock's list, ordered by instant, earliest first.
+struct Due {
+    at: Instant,
+    entry: Weak<ClockEntry>,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Due) -> bool {
+        self.at == other.at
+    }
+}
+
+impl Eq for Due {}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Due) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Due) -> std::cmp::Ordering {
+        other.at.cmp(&self.at) // a max-heap of the earliest
+    }
+}
+
+/// The pending wake-ups from the clock.
+struct Clock {
+    due: Mutex<Pending>,
+    /// Signalled when an entry becomes the earliest.
+    changed: Condvar,
+}
+
+struct Pending {
+    heap: BinaryHeap<Due>,
+    /// The length at which dead entries (of futures dropped or re-armed)
+    /// are swept out: twice the live ones after the last sweep, so the
+    /// sweeps cost O(1) per entry added, and the list stays within twice
+    /// the entries armed.
+    sweep_at: usize,
+}
+
+/// The fewest entries worth a sweep.
+const SWEEP_MIN: usize = 64;
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            due: Mutex::new(Pending {
+                heap: BinaryHeap::new(),
+                sweep_at: SWEEP_MIN,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Adds `entry`; wakes the helper thread if it is now the earliest.
+    fn add(&self, entry: &Arc<ClockEntry>) {
+        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        if due.heap.len() >= due.sweep_at {
+            due.heap.retain(|d| d.entry.strong_count() > 0);
+            due.sweep_at = SWEEP_MIN.max(2 * due.heap.len());
+        }
+        due.heap.push(Due {
+            at: entry.at,
+            entry: Arc::downgrade(entry),
+        });
+        let earliest = due.heap.peek().is_some_and(|d| d.at == entry.at);
+        drop(due);
+        if earliest {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The entries due at `now`, taken out of the list.
+    fn take_due(due: &mut Pending, now: Instant) -> Vec<Weak<ClockEntry>> {
+        let mut fire = Vec::new();
+        while let Some(d) = due.heap.peek()
+            && d.at <= now
+        {
+            fire.extend(due.heap.pop().map(|d| d.entry));
+        }
+        fire
+    }
+
+    /// The helper thread's loop: wakes what is due, sleeps until the next.
+    fn serve(&self) -> ! {
+        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let now = Instant::now();
+            let fire = Clock::take_due(&mut due, now);
+            if !fire.is_empty() {
+                drop(due);
+                for entry in fire {
+                    // A dead entry's future is gone. Another executor's
+                    // code runs in `wake`, which discards its panic, and in
+                    // the drop of the waker of a future dropped meanwhile:
+                    // not under our lock.
+                    if let Some(entry) = entry.upgrade() {
+                        entry.waker.wake();
+                    }
+                }
+                due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            due = match due.heap.peek().map(|d| d.at) {
+                None => self.changed.wait(due).unwrap_or_else(|e| e.into_inner()),
+                Some(next) => {
+                    let wait = next.saturating_duration_since(now);
+                    match self.changed.wait_timeout(due, wait) {
+                        Ok((g, _)) => g,
+                        Err(e) => e.into_inner().0,
+                    }
+                }
+            };
+        }
+    }
+}
+
+/// The clock's list, and its helper thread, started on first use.
+fn clock() -> &'static Clock {
+    static CLOCK: OnceLock<&'static Clock> = OnceLock::new();
+    CLOCK.get_or_init(|| {
+        let clock: &'static Clock = Box::leak(Box::new(Clock::new()));
         std::thread::Builder::new()
             .name("stackful-async-timers".into())
-            .spawn(move || {
-                let mut due = shared.due.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    let now = Instant::now();
-                    let (fire, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *due)
-                        .into_iter()
-                        .partition(|(at, _)| *at <= now);
-                    *due = keep;
-                    if !fire.is_empty() {
-                        drop(due);
-                        for (_, w) in fire {
-                            // Another executor's code: its panic is not ours.
-                            let woken = std::panic::catch_unwind(AssertUnwindSafe(|| w.wake()));
-                            if let Err(payload) = woken {
-                                crate::task::raw::discard_payload(payload);
-                            }
-                        }
-                        due = shared.due.lock().unwrap_or_else(|e| e.into_inner());
-                        continue;
-                    }
-                    due = match due.iter().map(|(at, _)| *at).min() {
-                        None => shared.changed.wait(due).unwrap_or_else(|e| e.into_inner()),
-                        Some(next) => {
-                            let wait = next.saturating_duration_since(now);
-                            match shared.changed.wait_timeout(due, wait) {
-                                Ok((g, _)) => g,
-                                Err(e) => e.into_inner().0,
-                            }
-                        }
-                    };
-                }
-            })
+            .spawn(move || clock.serve())
             .unwrap_or_else(|e| panic!("stackful: could not start the async timer thread: {e}"));
-        timers
-    });
-    let mut due = timers.due.lock().unwrap_or_else(|e| e.into_inner());
-    // One entry per task and instant: a future polled again and again
-    // does not pile them up.
-    if !due.iter().any(|(t, w)| *t == at && w.will_wake(waker)) {
-        due.push((at, waker.clone()));
-    }
-    drop(due);
-    timers.changed.notify_one();
+        clock
+    })
 }
 
 /// The token of one [`block_on`] call: what its `std::task::Waker` points
@@ -592,3 +717,60 @@ mod tokio_rt {
 
 #[cfg(feature = "tokio")]
 pub use tokio_rt::clear_tokio_handle;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(at: Instant) -> Arc<ClockEntry> {
+        Arc::new(ClockEntry {
+            at,
+            waker: AsyncWaker {
+                waker: Mutex::new(Some(std::task::Waker::noop().clone())),
+            },
+        })
+    }
+
+    /// Entries of futures dropped (or re-armed) before their instant are
+    /// swept out as more come: the list stays within twice the live ones.
+    #[test]
+    fn dead_entries_are_swept_out() {
+        let clock = Clock::new();
+        let far = Instant::now() + std::time::Duration::from_secs(3600);
+        let live: Vec<_> = (0..100).map(|_| entry(far)).collect();
+        for e in &live {
+            clock.add(e);
+        }
+        for i in 0..10_000 {
+            clock.add(&entry(far)); // dropped at once
+            let len = clock.due.lock().unwrap().heap.len();
+            assert!(
+                len <= 2 * live.len() + 1,
+                "{len} entries after {i} dead ones"
+            );
+        }
+        // Every live entry is still there, and fires when due.
+        let mut due = clock.due.lock().unwrap();
+        let fired = Clock::take_due(&mut due, far);
+        assert_eq!(fired.iter().filter(|w| w.upgrade().is_some()).count(), 100);
+        assert!(due.heap.is_empty());
+    }
+
+    /// The earliest entry comes first, whatever the order they came in.
+    #[test]
+    fn entries_fire_in_instant_order() {
+        let clock = Clock::new();
+        let base = Instant::now();
+        let at = |ms| base + std::time::Duration::from_millis(ms);
+        let entries: Vec<_> = [30, 10, 20].map(|ms| entry(at(ms))).into();
+        for e in &entries {
+            clock.add(e);
+        }
+        let mut due = clock.due.lock().unwrap();
+        assert!(Clock::take_due(&mut due, at(5)).is_empty());
+        let fired = Clock::take_due(&mut due, at(20));
+        let instants: Vec<_> = fired.iter().map(|w| w.upgrade().unwrap().at).collect();
+        assert_eq!(instants, [at(10), at(20)]);
+        assert_eq!(due.heap.len(), 1);
+    }
+}

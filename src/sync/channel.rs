@@ -2256,9 +2256,18 @@ struct ZeroSend<T> {
     slot: Arc<crate::bridge::AsyncWaker>,
 }
 
+/// What a completed rendezvous send leaves for the next one of the same
+/// op (a `Sink` sends many): the box, empty, and the waker slot, unshared.
+struct ZeroSpare<T> {
+    boxed: Box<MaybeUninit<T>>,
+    slot: Arc<crate::bridge::AsyncWaker>,
+}
+
 /// An async send between polls. Cleans up on drop: leaves the wait list,
-/// or takes a queued rendezvous packet back (dropping its message), so
-/// nothing points into it once it is gone.
+/// or takes a queued rendezvous packet back (dropping its message), or
+/// gives back the room it reserved, so nothing points into it once it is
+/// gone. A `Sink` keeps one for all its messages: once a send returned
+/// `Ready`, another may start in the same op.
 pub(crate) struct SendOp<T> {
     /// The message, until it moved (or went back in an error).
     value: Option<T>,
@@ -2266,7 +2275,12 @@ pub(crate) struct SendOp<T> {
     wait: AsyncWait,
     /// A rendezvous packet waiting for a receiver.
     zero: Option<ZeroSend<T>>,
-    /// The channel, once the op waits on it (for the drop).
+    /// For the next rendezvous send of the op.
+    spare: Option<ZeroSpare<T>>,
+    /// A `Sink`'s room in a bounded channel, reserved by `poll_ready` for
+    /// the next `start_send` (see `queue::Ring`).
+    reserved: bool,
+    /// The channel, once the op waits on it or holds room (for the drop).
     chan: Option<Arc<Chan<T>>>,
 }
 
@@ -2279,6 +2293,21 @@ impl<T> SendOp<T> {
             value: Some(value),
             wait: AsyncWait::default(),
             zero: None,
+            spare: None,
+            reserved: false,
+            chan: None,
+        }
+    }
+
+    /// An op with nothing to send yet, for a `Sink`.
+    #[cfg(feature = "futures")]
+    fn idle() -> SendOp<T> {
+        SendOp {
+            value: None,
+            wait: AsyncWait::default(),
+            zero: None,
+            spare: None,
+            reserved: false,
             chan: None,
         }
     }
@@ -2337,8 +2366,24 @@ impl<T> SendOp<T> {
             return Poll::Ready(Ok(()));
         };
         // Still under the lock: no receiver can queue up before the push.
-        let mut boxed = Box::new(MaybeUninit::new(value));
-        let slot = crate::bridge::AsyncWaker::new(cx.waker());
+        // The box and the slot of an earlier send of this op serve again
+        // (the slot only if nobody else holds it: a receiver waking it).
+        let (mut boxed, slot) = match self.spare.take() {
+            Some(ZeroSpare { mut boxed, slot }) => {
+                boxed.write(value);
+                let slot = if Arc::strong_count(&slot) == 1 {
+                    slot.update(cx.waker());
+                    slot
+                } else {
+                    crate::bridge::AsyncWaker::new(cx.waker())
+                };
+                (boxed, slot)
+            }
+            None => (
+                Box::new(MaybeUninit::new(value)),
+                crate::bridge::AsyncWaker::new(cx.waker()),
+            ),
+        };
         let packet = Packet::with_waker(
             boxed.as_mut_ptr().cast(),
             None,
@@ -2363,7 +2408,10 @@ impl<T> SendOp<T> {
         // The waker first, then the look (a receiver wakes after `DONE`).
         queued.slot.update(cx.waker());
         if queued.packet.state() == DONE {
-            self.zero = None; // the message moved out of the box
+            // The message moved out of the box, which serves again.
+            if let Some(ZeroSend { boxed, slot, .. }) = self.zero.take() {
+                self.spare = Some(ZeroSpare { boxed, slot });
+            }
             self.chan = None;
             return Poll::Ready(Ok(()));
         }
@@ -2404,20 +2452,133 @@ impl<T> SendOp<T> {
     }
 }
 
+/// The steps of a `Sink`, on its one op.
+#[cfg(feature = "futures")]
+impl<T> SendOp<T> {
+    /// Whether a message is on its way.
+    fn sending(&self) -> bool {
+        self.value.is_some() || self.zero.is_some()
+    }
+
+    /// Drives the message on its way, if any, to its end.
+    fn poll_flush(
+        &mut self,
+        chan: &Arc<Chan<T>>,
+        cx: &Context<'_>,
+    ) -> Poll<Result<(), SendError<T>>> {
+        if !self.sending() {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll(chan, cx)
+    }
+
+    /// Flushes, then on a bounded channel waits for room and reserves it
+    /// for the next `start_send`, which so never waits. Once every receiver
+    /// is gone it is ready, and `start_send` hands the message back.
+    fn poll_ready(
+        &mut self,
+        chan: &Arc<Chan<T>>,
+        cx: &Context<'_>,
+    ) -> Poll<Result<(), SendError<T>>> {
+        match self.poll_flush(chan, cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        let Flavor::Array(q) = &chan.flavor else {
+            return Poll::Ready(Ok(())); // unbounded, or a rendezvous: see `start`
+        };
+        if self.reserved {
+            return Poll::Ready(Ok(()));
+        }
+        let polled = self.wait.poll(&chan.send_wait, cx, || match q.reserve() {
+            Try::Done => Some(true),
+            Try::NotReady => None,
+            Try::Disconnected => Some(false),
+        });
+        if self.chan.is_none() {
+            self.chan = Some(chan.clone()); // for the drop: the wait, the room
+        }
+        match polled {
+            Poll::Ready(reserved) => {
+                self.reserved = reserved;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Sends `value` at once if that needs no waiting: into the room
+    /// `poll_ready` reserved, an unbounded queue, or to a receiver waiting
+    /// at a rendezvous. Else it goes on its way for `poll_flush` to drive:
+    /// at a rendezvous it is offered to receivers from now on.
+    #[track_caller]
+    fn start(&mut self, chan: &Arc<Chan<T>>, value: T) -> Result<(), SendError<T>> {
+        assert!(
+            !self.sending(),
+            "Sink::start_send on a stackful Sender whose previous message is still being sent; \
+             wait for poll_ready to return Ready first"
+        );
+        if std::mem::take(&mut self.reserved) {
+            if chan.receivers_gone() {
+                chan.sel_release(); // as `try_send_raw`: refused at once
+                return Err(SendError(value));
+            }
+            let src = &raw const value;
+            // SAFETY: `src` is the message we own; on `Done` its bytes
+            // moved and it is forgotten at once. The room was reserved by
+            // `poll_ready` and is used up here (given back on an error).
+            return match unsafe { chan.send_selected(src) } {
+                Try::Done => {
+                    std::mem::forget(value);
+                    Ok(())
+                }
+                _ => Err(SendError(value)),
+            };
+        }
+        self.value = Some(value);
+        // Nobody to wake yet: the first `poll_flush` puts its waker in.
+        match self.poll(chan, &Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(sent) => sent,
+            Poll::Pending => Ok(()),
+        }
+    }
+
+    /// Flushes, then gives back the room reserved, if any: nothing more
+    /// is expected to be sent.
+    fn poll_close(
+        &mut self,
+        chan: &Arc<Chan<T>>,
+        cx: &Context<'_>,
+    ) -> Poll<Result<(), SendError<T>>> {
+        let flushed = self.poll_flush(chan, cx);
+        if flushed.is_ready() && std::mem::take(&mut self.reserved) {
+            chan.sel_release();
+        }
+        flushed
+    }
+}
+
 impl<T> Drop for SendOp<T> {
     fn drop(&mut self) {
         if self.zero.is_some() {
             drop(self.take_back()); // a message not sent goes with the future
         } else if let Some(chan) = self.chan.take() {
             self.wait.finish(&chan.send_wait, false);
+            if self.reserved {
+                chan.sel_release(); // room another sender may take
+            }
         }
     }
 }
 
 /// An async receive between polls; leaves the wait list on drop, passing
-/// on a notification it did not use.
+/// on a notification it did not use. Reusable: once it returned `Ready`,
+/// it may be polled for the next message (a `Stream` keeps one).
 pub(crate) struct RecvOp<T> {
     wait: AsyncWait,
+    /// On a timer channel, which nobody wakes: the clock's wake-up, one
+    /// per op however often it is polled.
+    clock: crate::bridge::ClockWake,
     /// The channel, once the op waits on it (for the drop).
     chan: Option<Arc<Chan<T>>>,
 }
@@ -2426,6 +2587,7 @@ impl<T> Default for RecvOp<T> {
     fn default() -> Self {
         RecvOp {
             wait: AsyncWait::default(),
+            clock: crate::bridge::ClockWake::default(),
             chan: None,
         }
     }
@@ -2436,15 +2598,19 @@ impl<T> RecvOp<T> {
         let mut slot = MaybeUninit::<T>::uninit();
         let dst = slot.as_mut_ptr();
         if chan.is_timer() {
+            // The waker first, then the look: the clock firing after the
+            // look wakes the task of this poll.
+            self.clock.refresh(cx.waker());
             // SAFETY: `dst` is our own slot to write.
             if unsafe { chan.take_due(dst) } {
+                self.clock.disarm();
                 // SAFETY: `take_due` wrote a message there, read out once.
                 return Poll::Ready(Ok(unsafe { slot.assume_init() }));
             }
-            // Nobody sends: the clock wakes us (at once if it is due by now).
-            if let Some(at) = chan.due() {
-                crate::bridge::wake_at(at, cx.waker());
-            }
+            // Nobody sends: the clock wakes us (at once if it is due by
+            // now), through one entry that a later poll re-arms only if
+            // the instant changed (another receiver took a tick).
+            self.clock.arm(chan.due(), cx.waker());
             return Poll::Pending;
         }
         let polled = self.wait.poll(&chan.recv_wait, cx, || {
@@ -2544,7 +2710,8 @@ unsafe impl<U: Send> Sync for Exclusive<U> {}
 /// With the cargo feature `futures`: the messages as a stream, which ends
 /// once the channel is empty and every sender is gone. A receive pending
 /// between polls took no message yet, so a stream dropped mid-wait loses
-/// none.
+/// none. The wait is allocated at the first poll and serves every message
+/// after it.
 ///
 /// # Examples
 ///
@@ -2562,23 +2729,46 @@ impl<T> futures_core::Stream for Receiver<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let this = self.get_mut();
+        // One op for the whole stream, allocated at the first poll.
         let op = this.stream.get_or_insert_with(Box::default);
         match op.poll(&this.chan, cx) {
-            Poll::Ready(got) => {
-                this.stream = None;
-                Poll::Ready(got.ok())
+            Poll::Ready(Ok(msg)) => Poll::Ready(Some(msg)),
+            Poll::Ready(Err(RecvError)) => {
+                this.stream = None; // ended: it keeps no waker
+                Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
         }
     }
 }
 
-/// With the cargo feature `futures`: a sink of messages. `start_send` takes
-/// the message, and `poll_ready`, `poll_flush` and `poll_close` drive its
-/// send (for a bounded channel, until there is room; for a rendezvous,
-/// until a receiver took it). Closing does not disconnect the channel:
-/// dropping the last sender does. A message taken by `start_send` and
-/// not flushed when the sender is dropped is dropped with it.
+/// With the cargo feature `futures`: a sink of messages.
+///
+/// `start_send` sends the message at once when that needs no waiting: into
+/// an unbounded channel, into the room that `poll_ready` waited for and
+/// reserved in a bounded one, or to a receiver waiting at a rendezvous. So
+/// a message the sink accepted is in the channel, and is received like any
+/// other, even if the `Sender` is dropped before a flush. `start_send`
+/// hands the message back in a [`SendError`] if every receiver is gone.
+///
+/// Only at a rendezvous (`channel(0)`) can a message accepted with no
+/// receiver waiting still be on its way: it is offered to receivers from
+/// then on, and `poll_flush` (as well as `poll_ready` and `poll_close`)
+/// waits until one takes it. If the `Sender` is dropped before that, the
+/// message is withdrawn and dropped, in that drop, and never delivered,
+/// unless a receiver took it first (then it was delivered, once): as a
+/// [`send_async`](Sender::send_async) future dropped unfinished. If that
+/// `Sender` was the last, the channel disconnects first; a receiver that
+/// comes before the withdrawal still finds the message and takes it, and
+/// receivers see the disconnection only once it is gone. Flush before
+/// dropping a rendezvous sink to be sure of delivery.
+///
+/// The room `poll_ready` reserves in a bounded channel is held until the
+/// next `start_send` uses it (blocking senders see one slot less
+/// meanwhile), and given back by `poll_close` or when the `Sender` is
+/// dropped. Closing does not disconnect the channel: dropping the last
+/// sender does. The sink's state is allocated at its first use and serves
+/// every message after it.
 ///
 /// # Panics
 ///
@@ -2599,42 +2789,44 @@ impl<T> futures_core::Stream for Receiver<T> {
 /// });
 /// drop(tx);
 /// assert_eq!(green.join().unwrap(), ["a", "b"]);
+///
+/// // Accepted by a bounded channel's sink: in the channel, flushed or not.
+/// let (mut tx, rx) = stackful::sync::channel(1);
+/// futures::executor::block_on(tx.feed("c")).unwrap();
+/// drop(tx);
+/// assert_eq!(rx.recv(), Ok("c"));
 /// ```
 #[cfg(feature = "futures")]
 impl<T> futures_sink::Sink<T> for Sender<T> {
     type Error = SendError<T>;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T>>> {
-        self.poll_flush(cx)
+        let this = self.get_mut();
+        // One op for the whole sink, allocated at the first use.
+        let op = this.sink.0.get_or_insert_with(|| Box::new(SendOp::idle()));
+        op.poll_ready(&this.chan, cx)
     }
 
     #[track_caller]
     fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), SendError<T>> {
         let this = self.get_mut();
-        assert!(
-            this.sink.0.is_none(),
-            "Sink::start_send on a stackful Sender whose previous message is still being sent; \
-             wait for poll_ready to return Ready first"
-        );
-        this.sink.0 = Some(Box::new(SendOp::new(item)));
-        Ok(())
+        let op = this.sink.0.get_or_insert_with(|| Box::new(SendOp::idle()));
+        op.start(&this.chan, item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T>>> {
         let this = self.get_mut();
-        let Some(op) = &mut this.sink.0 else {
-            return Poll::Ready(Ok(()));
-        };
-        match op.poll(&this.chan, cx) {
-            Poll::Ready(sent) => {
-                this.sink.0 = None;
-                Poll::Ready(sent)
-            }
-            Poll::Pending => Poll::Pending,
+        match &mut this.sink.0 {
+            Some(op) => op.poll_flush(&this.chan, cx),
+            None => Poll::Ready(Ok(())),
         }
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T>>> {
-        self.poll_flush(cx)
+        let this = self.get_mut();
+        match &mut this.sink.0 {
+            Some(op) => op.poll_close(&this.chan, cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }

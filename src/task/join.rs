@@ -487,9 +487,11 @@ impl<T, H: Joinable<Output = T>> std::fmt::Debug for AsCompleted<T, H> {
 
 /// A [`JoinHandle`] is a future of its green thread's outcome, the value
 /// [`join`](JoinHandle::join) returns, so async code on any executor can
-/// `.await` it. Awaiting does not block the executor's thread. Dropping the
-/// future (the handle) before it completes detaches the green thread, as
-/// dropping the handle always does.
+/// `.await` it. Awaiting does not block the executor's thread. It holds one
+/// waker at a time, the one of its latest poll. Dropping the future (the
+/// handle) before it completes detaches the green thread, as dropping the
+/// handle always does, and releases that waker at once: the green thread's
+/// end does not wake it.
 ///
 /// # Panics
 ///
@@ -546,7 +548,8 @@ impl<T> std::future::Future for JoinHandle<T> {
 /// Registers `waker` to be woken when the green thread of `h` completes;
 /// false if it has completed. A green thread has one `JoinHandle`, so at
 /// most one async waiter: an untagged [`Waker::Async`] in its list is that
-/// handle's, and a later poll only updates its waker.
+/// handle's, and a later poll only updates its waker (the one it replaces
+/// is dropped). [`forget_async_waiter`] takes it out when the handle goes.
 fn register_async(h: &crate::task::raw::Header, waker: &std::task::Waker) -> bool {
     let mut waiters = h.waiters.lock().unwrap_or_else(|e| e.into_inner());
     if h.is_complete() {
@@ -572,4 +575,24 @@ fn register_async(h: &crate::task::raw::Header, waker: &std::task::Waker) -> boo
         }),
     }
     true
+}
+
+/// Takes the async waiter of the `JoinHandle` of `h`'s green thread out of
+/// its list, if the handle registered one (polled as a future) and the
+/// green thread has not finished: the handle is being dropped, and its
+/// executor's waker must neither stay alive until the green thread ends
+/// nor be woken then. The waker is dropped after the lock is released (it
+/// is the executor's code).
+pub(crate) fn forget_async_waiter(h: &crate::task::raw::Header) {
+    if h.is_complete() {
+        return; // the waiters were taken and woken
+    }
+    let forgotten = {
+        let mut waiters = h.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = waiters
+            .iter()
+            .position(|w| matches!((&w.waker, &w.tag), (Waker::Async(_), None)));
+        mine.map(|i| waiters.remove(i))
+    };
+    drop(forgotten);
 }

@@ -340,6 +340,8 @@ impl<T> Drop for JoinHandle<T> {
             return; // joined: the result was taken
         };
         let h = task.header();
+        // Polled as a future and dropped pending: its waker goes now.
+        join::forget_async_waiter(h);
         let prev = h.state.fetch_and(!HANDLE, Ordering::AcqRel);
         if prev & STORED == 0 {
             return; // its green thread drops the result when it ends
@@ -516,6 +518,9 @@ impl<T> Drop for AbortOnDrop<T> {
             // `JoinSet` does, the guard then only detaches.
             let me = park::current_task();
             if !me.is_some_and(|t| std::ptr::addr_eq(t.header(), handle.header())) {
+                // Before the cancel, which may end the green thread here:
+                // a waker of the handle polled as a future is not woken.
+                join::forget_async_waiter(handle.header());
                 cancel_from_anywhere(handle.raw());
             }
         }
