@@ -804,10 +804,9 @@ impl Read for &TcpStream {
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         let len = bufs.iter().take(super::IOV_MAX).map(|b| b.len()).sum();
-        self.io
-            .read_stream(len, self.read_timeout.deadline(), |s| {
-                super::recv_vectored(s.as_raw_fd(), bufs)
-            })
+        self.io.read_stream(len, self.read_timeout.deadline(), |s| {
+            super::recv_vectored(s.as_raw_fd(), bufs)
+        })
     }
 }
 

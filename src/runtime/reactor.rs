@@ -765,7 +765,9 @@ impl<T: AsFd> Io<T> {
         let inner = self.inner.as_ref().expect("an Io owns its descriptor");
         self.check_fd(inner.as_fd().as_raw_fd())?;
         let drained = |&n: &usize| n > 0 && n < len;
-        op_loop(&self.source, Interest::Read, deadline, drained, || op(inner))
+        op_loop(&self.source, Interest::Read, deadline, drained, || {
+            op(inner)
+        })
     }
 
     /// [`op`](Self::op) with mutable access.
@@ -819,7 +821,11 @@ fn op_loop<R>(
         // green thread skips it; a plain thread's waits (`ppoll`) bump no
         // sequence number, so it would never try again.
         let skip = green && drained_at.load(Ordering::Acquire) == seq;
-        match if skip { Err(io::ErrorKind::WouldBlock.into()) } else { op() } {
+        match if skip {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            op()
+        } {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => {
