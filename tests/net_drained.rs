@@ -85,6 +85,70 @@ fn a_close_after_a_short_read_ends_the_next_read() {
     });
 }
 
+/// The data and the close arrive together, in one edge that the reactor
+/// takes before the reader runs: after the short read that takes the data,
+/// no further event will come, and the end of stream must still be read.
+#[test]
+fn data_and_close_in_one_edge_then_a_short_read_then_the_end() {
+    within(60, || {
+        for workers in [1, 2] {
+            let rt = stackful::Runtime::builder()
+                .workers(workers)
+                .build()
+                .unwrap();
+            rt.run(|| {
+                let (mut a, mut b) = tcp_pair();
+                let reader = stackful::spawn(move || {
+                    let mut text = String::new();
+                    // Waits first (registered), then takes the data short,
+                    // then must see the end.
+                    b.read_to_string(&mut text).unwrap();
+                    text
+                });
+                // Write and close with no wait in between, so both land
+                // before the reactor looks.
+                stackful::yield_now();
+                a.write_all(b"hello").unwrap();
+                drop(a);
+                assert_eq!(reader.join().unwrap(), "hello");
+            });
+            let (path, _dir) = unix_path();
+            rt.run(move || {
+                let listener = stackful::net::unix::UnixListener::bind(&path).unwrap();
+                let server = stackful::spawn(move || {
+                    let (mut conn, _) = listener.accept().unwrap();
+                    conn.write_all(b"hello").unwrap();
+                });
+                let mut client = UnixStream::connect(&path).unwrap();
+                let mut text = String::new();
+                client.read_to_string(&mut text).unwrap();
+                assert_eq!(text, "hello");
+                server.join().unwrap();
+            });
+        }
+    });
+}
+
+/// A socket path in a fresh directory (removed when the guard drops).
+fn unix_path() -> (std::path::PathBuf, TempDir) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "stackful-drained-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    (dir.join("s.sock"), TempDir(dir))
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn a_short_read_on_a_plain_thread_then_a_green_read_gets_the_next_message() {
     within(60, || {

@@ -548,7 +548,13 @@ pub(crate) struct Source {
     /// buffer); `u64::MAX` if none. While the sequence number still equals
     /// it, no event has come since, so the next try would fail with
     /// `EAGAIN`: a green thread waits without making it (see `op_loop`).
+    /// Unless `read_closed`: an end of stream (or an error) already
+    /// reported stays readable with no further event, so it is read.
     drained: [AtomicU64; 2],
+    /// An event said the peer closed its side, or the socket failed
+    /// (`EPOLLRDHUP`, `EPOLLHUP`, `EPOLLERR`). Sticky: those states are
+    /// final, and an edge that reported them does not come again.
+    read_closed: AtomicBool,
     state: Mutex<SourceState>,
 }
 
@@ -567,6 +573,7 @@ impl Source {
             fd,
             seqs: Default::default(),
             drained: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
+            read_closed: AtomicBool::new(false),
             state: Mutex::new(SourceState {
                 registration: None,
                 waiters: Default::default(),
@@ -580,8 +587,14 @@ impl Source {
             (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
                 as u32;
         const WRITE: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        const CLOSED: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         let read = events & READ != 0;
         let write = events & WRITE != 0;
+        if events & CLOSED != 0 {
+            // Before the sequence number moves: a reader that sees the new
+            // number sees this too.
+            self.read_closed.store(true, Ordering::Release);
+        }
         if read {
             self.seqs[Interest::Read as usize].fetch_add(1, Ordering::AcqRel);
         }
@@ -820,7 +833,9 @@ fn op_loop<R>(
         // Known drained, with no event since: the try would fail. Only a
         // green thread skips it; a plain thread's waits (`ppoll`) bump no
         // sequence number, so it would never try again.
-        let skip = green && drained_at.load(Ordering::Acquire) == seq;
+        let skip = green
+            && drained_at.load(Ordering::Acquire) == seq
+            && !source.read_closed.load(Ordering::Acquire);
         match if skip {
             Err(io::ErrorKind::WouldBlock.into())
         } else {

@@ -513,6 +513,16 @@ pub(crate) fn current_locals() -> *const crate::task::local::Slot {
     with_current_task(|t| t.map_or(std::ptr::null(), |t| &t.header().local.locals as *const _))
 }
 
+/// Whether the green thread of `h` has this thread's executor as its home
+/// and has not completed: what runs here may then use its `local` cells
+/// (one thing runs on a thread at a time), and `Worker::complete`, which
+/// runs here too, has yet to clear them.
+pub(crate) fn lives_here(h: &Header) -> bool {
+    let Some(home) = h.home() else { return false };
+    with_current(|w| w.is_some_and(|w| std::ptr::eq(Arc::as_ptr(&w.home), home)))
+        && h.state.load(Ordering::Acquire) & COMPLETE == 0
+}
+
 /// The green thread running on this thread, if any.
 pub(crate) fn current_task() -> Option<TaskRef> {
     with_current_task(|t| t.cloned())

@@ -109,15 +109,19 @@ impl Waiter {
         // The last reference: no `Weak` is ever made, and the holders of the
         // others dropped them with a release, which this acquire pairs with.
         fence(Ordering::Acquire);
-        let Some(mut waiter) = worker::with_current_task(|me| match (me, &waiter.waker) {
-            (Some(me), Some(Waker::Task(t))) if std::ptr::eq(me.header(), t.header()) => {
-                me.header().local.spare_waiter.set(Some(waiter));
-                None
-            }
-            _ => Some(waiter),
-        }) else {
+        // A green thread of this thread (the running one, or a partner that
+        // paired with it here and held the last reference): back to it.
+        if let Some(Waker::Task(t)) = &waiter.waker
+            && worker::lives_here(t.header())
+        {
+            let header = std::ptr::NonNull::from(t.header());
+            // SAFETY: the waker names the green thread of `header`, which
+            // lives here and has not completed (just checked), and this is
+            // the only reference to the waiter (the count was 1).
+            unsafe { crate::task::raw::keep_spare_waiter(header, waiter) };
             return;
-        };
+        }
+        let mut waiter = waiter;
         if let Some(w) = Arc::get_mut(&mut waiter) {
             // Unshared: no list or partner can reach it any more. Its waker
             // goes now, as it would with the waiter; the spare it replaces,

@@ -390,10 +390,13 @@ pub(crate) struct Header {
 }
 
 // SAFETY: every field but `local` is Sync on its own. `local` is only touched
-// by the green thread's home worker thread: it is written when the worker
+// on the green thread's home worker thread: it is written when the worker
 // starts the green thread and read or written only while that worker runs it
 // or handles its suspension, which the STARTED/RUNNING protocol confines to
-// that one thread (a started green thread is never resumed elsewhere).
+// that one thread (a started green thread is never resumed elsewhere), or,
+// for `spare_waiter` alone, by another green thread running on that same
+// thread (see `keep_spare_waiter`): one thing runs on a thread at a time,
+// and a `Cell` is never borrowed across a switch.
 unsafe impl Sync for Header {}
 // SAFETY: as for Sync; the coroutine in `local` is created on, resumed on and
 // dropped on the home thread only, so moving the header's owners (TaskRefs)
@@ -719,6 +722,26 @@ where
         }
         drop(header);
     }
+}
+
+/// Makes `waiter` the spare waiter of the green thread whose header is
+/// `header` (see `Local::spare_waiter`), dropping the one it had.
+///
+/// # Safety
+///
+/// `waiter`'s waker is a reference to that green thread (which keeps
+/// `header` alive until the waiter is stored, and the header then owns the
+/// waiter), the green thread lives on the calling thread and has not
+/// completed (`worker::lives_here`), and the caller is the only holder of
+/// `waiter`.
+pub(crate) unsafe fn keep_spare_waiter(
+    header: NonNull<Header>,
+    waiter: Arc<crate::sync::wait::Waiter>,
+) {
+    // SAFETY: alive, as the contract says; its `local` cells are used only
+    // on its home thread, which is this one, and only one thing runs here.
+    let h = unsafe { header.as_ref() };
+    h.local.spare_waiter.set(Some(waiter));
 }
 
 /// Drops the task-locals of the green thread `h` as it ends, on its own
