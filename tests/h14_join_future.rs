@@ -45,6 +45,34 @@ fn woken(count: &Arc<Counting>) -> usize {
 
 const POLLS: usize = 1000;
 
+/// A green thread that waits for the returned gate and then returns
+/// `value()`, and its handle, held on this plain thread; `run` goes on on
+/// the returned OS thread until the green thread's body has ended.
+fn held_on_a_plain_thread<T: Send + 'static>(
+    value: fn() -> T,
+) -> (
+    stackful::JoinHandle<T>,
+    Arc<Event>,
+    std::thread::JoinHandle<()>,
+) {
+    let gate = Arc::new(Event::new());
+    let g = gate.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rt = std::thread::spawn(move || {
+        stackful::run(move || {
+            let (ended_tx, ended) = stackful::sync::channel::<()>(1);
+            tx.send(stackful::spawn(move || {
+                g.wait();
+                drop(ended_tx);
+                value()
+            }))
+            .unwrap();
+            let _ = ended.recv(); // until the green thread's body ends
+        })
+    });
+    (rx.recv().unwrap(), gate, rt)
+}
+
 #[test]
 fn a_join_handle_dropped_pending_releases_its_waker_and_is_never_woken() {
     within(60, || {
@@ -83,21 +111,7 @@ fn a_join_handle_dropped_pending_releases_its_waker_and_is_never_woken() {
 #[test]
 fn a_join_handle_polled_from_a_plain_thread_and_dropped_releases_its_waker() {
     within(60, || {
-        let gate = Arc::new(Event::new());
-        let g = gate.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let rt = std::thread::spawn(move || {
-            stackful::run(move || {
-                let (ended_tx, ended) = stackful::sync::channel::<()>(1);
-                tx.send(stackful::spawn(move || {
-                    g.wait();
-                    drop(ended_tx);
-                }))
-                .unwrap();
-                let _ = ended.recv(); // until the green thread's body ends
-            })
-        });
-        let mut h = rx.recv().unwrap();
+        let (mut h, gate, rt) = held_on_a_plain_thread(|| ());
         let counts = counters(POLLS);
         for c in &counts {
             assert!(poll_with(&mut h, c).is_pending());
@@ -122,22 +136,7 @@ fn a_join_handle_polled_from_a_plain_thread_and_dropped_releases_its_waker() {
 #[test]
 fn a_kept_join_handle_wakes_only_its_latest_waker_once() {
     within(60, || {
-        let gate = Arc::new(Event::new());
-        let g = gate.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let rt = std::thread::spawn(move || {
-            stackful::run(move || {
-                let (ended_tx, ended) = stackful::sync::channel::<()>(1);
-                tx.send(stackful::spawn(move || {
-                    g.wait();
-                    drop(ended_tx);
-                    7
-                }))
-                .unwrap();
-                let _ = ended.recv(); // until the green thread's body ends
-            })
-        });
-        let mut h = rx.recv().unwrap();
+        let (mut h, gate, rt) = held_on_a_plain_thread(|| 7);
         let counts = counters(100);
         for c in &counts {
             assert!(poll_with(&mut h, c).is_pending());

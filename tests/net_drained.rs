@@ -112,41 +112,20 @@ fn data_and_close_in_one_edge_then_a_short_read_then_the_end() {
                 drop(a);
                 assert_eq!(reader.join().unwrap(), "hello");
             });
-            let (path, _dir) = unix_path();
-            rt.run(move || {
-                let listener = stackful::net::unix::UnixListener::bind(&path).unwrap();
-                let server = stackful::spawn(move || {
-                    let (mut conn, _) = listener.accept().unwrap();
-                    conn.write_all(b"hello").unwrap();
+            rt.run(|| {
+                let (mut a, mut b) = UnixStream::pair().unwrap();
+                let reader = stackful::spawn(move || {
+                    let mut text = String::new();
+                    b.read_to_string(&mut text).unwrap();
+                    text
                 });
-                let mut client = UnixStream::connect(&path).unwrap();
-                let mut text = String::new();
-                client.read_to_string(&mut text).unwrap();
-                assert_eq!(text, "hello");
-                server.join().unwrap();
+                stackful::yield_now();
+                a.write_all(b"hello").unwrap();
+                drop(a);
+                assert_eq!(reader.join().unwrap(), "hello");
             });
         }
     });
-}
-
-/// A socket path in a fresh directory (removed when the guard drops).
-fn unix_path() -> (std::path::PathBuf, TempDir) {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "stackful-drained-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    (dir.join("s.sock"), TempDir(dir))
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]
