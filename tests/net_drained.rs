@@ -88,43 +88,36 @@ fn a_close_after_a_short_read_ends_the_next_read() {
 /// The data and the close arrive together, in one edge that the reactor
 /// takes before the reader runs: after the short read that takes the data,
 /// no further event will come, and the end of stream must still be read.
+fn data_and_close_in_one_edge<S: Read + Write + Send + 'static>(pair: fn() -> (S, S)) {
+    for workers in [1, 2] {
+        let rt = stackful::Runtime::builder()
+            .workers(workers)
+            .build()
+            .unwrap();
+        rt.run(|| {
+            let (mut a, mut b) = pair();
+            let reader = stackful::spawn(move || {
+                let mut text = String::new();
+                // Waits first (registered), then takes the data short,
+                // then must see the end.
+                b.read_to_string(&mut text).unwrap();
+                text
+            });
+            // Write and close with no wait in between, so both land
+            // before the reactor looks.
+            stackful::yield_now();
+            a.write_all(b"hello").unwrap();
+            drop(a);
+            assert_eq!(reader.join().unwrap(), "hello");
+        });
+    }
+}
+
 #[test]
 fn data_and_close_in_one_edge_then_a_short_read_then_the_end() {
     within(60, || {
-        for workers in [1, 2] {
-            let rt = stackful::Runtime::builder()
-                .workers(workers)
-                .build()
-                .unwrap();
-            rt.run(|| {
-                let (mut a, mut b) = tcp_pair();
-                let reader = stackful::spawn(move || {
-                    let mut text = String::new();
-                    // Waits first (registered), then takes the data short,
-                    // then must see the end.
-                    b.read_to_string(&mut text).unwrap();
-                    text
-                });
-                // Write and close with no wait in between, so both land
-                // before the reactor looks.
-                stackful::yield_now();
-                a.write_all(b"hello").unwrap();
-                drop(a);
-                assert_eq!(reader.join().unwrap(), "hello");
-            });
-            rt.run(|| {
-                let (mut a, mut b) = UnixStream::pair().unwrap();
-                let reader = stackful::spawn(move || {
-                    let mut text = String::new();
-                    b.read_to_string(&mut text).unwrap();
-                    text
-                });
-                stackful::yield_now();
-                a.write_all(b"hello").unwrap();
-                drop(a);
-                assert_eq!(reader.join().unwrap(), "hello");
-            });
-        }
+        data_and_close_in_one_edge(tcp_pair);
+        data_and_close_in_one_edge(|| UnixStream::pair().unwrap());
     });
 }
 
