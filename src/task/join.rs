@@ -534,12 +534,14 @@ impl<T> std::future::Future for JoinHandle<T> {
         let h = task.header();
         if !h.is_complete() {
             refuse_self_join(h);
+            this.polled = true;
             if register_async(h, cx.waker()) {
                 return std::task::Poll::Pending;
             }
         }
         let handle = JoinHandle {
             task: this.task.take(),
+            polled: false,
         };
         std::task::Poll::Ready(handle.take())
     }

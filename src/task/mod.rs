@@ -251,11 +251,17 @@ pub struct JoinHandle<T> {
     /// knows there is nothing left to do (one atomic and one lock less
     /// per join).
     task: Option<TypedTask<T>>,
+    /// Polled as a future while its green thread ran: it may have left an
+    /// async waiter with the green thread, which its drop takes back.
+    pub(crate) polled: bool,
 }
 
 impl<T> JoinHandle<T> {
     pub(crate) fn new(task: TypedTask<T>) -> JoinHandle<T> {
-        JoinHandle { task: Some(task) }
+        JoinHandle {
+            task: Some(task),
+            polled: false,
+        }
     }
 
     fn typed(&self) -> &TypedTask<T> {
@@ -341,7 +347,9 @@ impl<T> Drop for JoinHandle<T> {
         };
         let h = task.header();
         // Polled as a future and dropped pending: its waker goes now.
-        join::forget_async_waiter(h);
+        if self.polled {
+            join::forget_async_waiter(h);
+        }
         let prev = h.state.fetch_and(!HANDLE, Ordering::AcqRel);
         if prev & STORED == 0 {
             return; // its green thread drops the result when it ends
@@ -520,7 +528,9 @@ impl<T> Drop for AbortOnDrop<T> {
             if !me.is_some_and(|t| std::ptr::addr_eq(t.header(), handle.header())) {
                 // Before the cancel, which may end the green thread here:
                 // a waker of the handle polled as a future is not woken.
-                join::forget_async_waiter(handle.header());
+                if handle.polled {
+                    join::forget_async_waiter(handle.header());
+                }
                 cancel_from_anywhere(handle.raw());
             }
         }
