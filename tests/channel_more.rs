@@ -709,3 +709,34 @@ fn receivers_drain_then_see_the_disconnection() {
         }
     });
 }
+
+/// A waker that sends on a rendezvous channel when woken.
+struct SendOnWake(stackful::sync::Sender<u32>);
+
+impl std::task::Wake for SendOnWake {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.send(7).unwrap();
+    }
+}
+
+/// A worker's loop wakes the async waiters of a green thread that ends. A
+/// waker there that sends on a rendezvous channel whose receiver waits
+/// hands the message over (only a send that would wait is refused there).
+#[test]
+fn a_waker_on_a_workers_loop_hands_over_to_a_waiting_receiver() {
+    use std::future::Future;
+    common::within(60, || {
+        let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+        rt.run(|| {
+            let (tx, rx) = stackful::sync::channel::<u32>(0);
+            let receiver = stackful::spawn(move || rx.recv().unwrap());
+            // Ends once the receiver has long been waiting.
+            let mut sleeper =
+                stackful::spawn(|| stackful::sleep(std::time::Duration::from_millis(100)));
+            let waker = std::task::Waker::from(std::sync::Arc::new(SendOnWake(tx)));
+            let mut cx = std::task::Context::from_waker(&waker);
+            assert!(std::pin::Pin::new(&mut sleeper).poll(&mut cx).is_pending());
+            assert_eq!(receiver.join().unwrap(), 7);
+        });
+    });
+}

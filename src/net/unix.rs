@@ -681,18 +681,20 @@ impl UnixStream {
 }
 
 impl Read for &UnixStream {
+    // Not `read_stream`: a Unix stream read stops short at a message that
+    // passed descriptors or credentials, with data still queued.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.io
-            .read_stream(buf.len(), self.read_timeout.deadline(), |s| {
+            .op(Interest::Read, self.read_timeout.deadline(), |s| {
                 super::recv(s.as_raw_fd(), buf, 0)
             })
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let len = bufs.iter().take(super::IOV_MAX).map(|b| b.len()).sum();
-        self.io.read_stream(len, self.read_timeout.deadline(), |s| {
-            super::recv_vectored(s.as_raw_fd(), bufs)
-        })
+        self.io
+            .op(Interest::Read, self.read_timeout.deadline(), |s| {
+                super::recv_vectored(s.as_raw_fd(), bufs)
+            })
     }
 }
 

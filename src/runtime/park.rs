@@ -281,7 +281,7 @@ fn report_slow_unwind(id: u64, threshold_passed_at: Instant) {
 /// thread pinned to it depends on.
 #[cold]
 #[inline(never)]
-fn scheduler_wait() -> ! {
+pub(crate) fn scheduler_wait() -> ! {
     panic!(
         "code run by stackful's scheduler on a worker's own loop, outside any green thread, \
          tried to wait (a stackful lock, channel, sleep, join, scope or run); waiting there \
@@ -294,11 +294,18 @@ fn scheduler_wait() -> ! {
 /// before they lend anything out, since they may not unwind while they wait.
 #[inline]
 pub(crate) fn refuse_scheduler_loop() {
-    // Borrowed, not `current_task()`: a clone and drop of the task's
-    // reference would cost two atomic operations on every rendezvous.
-    if worker::with_current_task(|t| t.is_none()) && worker::with_current(|w| w.is_some()) {
+    if on_scheduler_loop() {
         scheduler_wait();
     }
+}
+
+/// Whether the caller runs on a scheduler's loop outside any green thread
+/// (where waiting is refused; see `refuse_scheduler_loop`).
+#[inline]
+pub(crate) fn on_scheduler_loop() -> bool {
+    // Borrowed, not `current_task()`: a clone and drop of the task's
+    // reference would cost two atomic operations on every rendezvous.
+    worker::with_current_task(|t| t.is_none()) && worker::with_current(|w| w.is_some())
 }
 
 /// Suspends the running green thread `task` until woken or `wake_at`.

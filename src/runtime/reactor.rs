@@ -454,7 +454,13 @@ impl Reactor {
         };
         let k = key(index, slab.entries[index as usize].generation);
         let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            // `EPOLLPRI`: urgent data, which ends a TCP read early (see
+            // `Source::drained_off`).
+            events: (libc::EPOLLIN
+                | libc::EPOLLOUT
+                | libc::EPOLLRDHUP
+                | libc::EPOLLPRI
+                | libc::EPOLLET) as u32,
             u64: k,
         };
         let add = |fd: RawFd, ev: &mut libc::epoll_event| {
@@ -548,13 +554,14 @@ pub(crate) struct Source {
     /// buffer); `u64::MAX` if none. While the sequence number still equals
     /// it, no event has come since, so the next try would fail with
     /// `EAGAIN`: a green thread waits without making it (see `op_loop`).
-    /// Unless `read_closed`: an end of stream (or an error) already
-    /// reported stays readable with no further event, so it is read.
+    /// Unless `drained_off`.
     drained: [AtomicU64; 2],
-    /// An event said the peer closed its side, or the socket failed
-    /// (`EPOLLRDHUP`, `EPOLLHUP`, `EPOLLERR`). Sticky: those states are
-    /// final, and an edge that reported them does not come again.
-    read_closed: AtomicBool,
+    /// The drained mark no longer holds for this socket: an event said the
+    /// peer closed its side or the socket failed (`EPOLLRDHUP`, `EPOLLHUP`,
+    /// `EPOLLERR`: final states, readable with no further event), or that
+    /// urgent data came (`EPOLLPRI`: a TCP read stops short at its mark
+    /// with data still queued). Sticky.
+    drained_off: AtomicBool,
     state: Mutex<SourceState>,
 }
 
@@ -573,7 +580,7 @@ impl Source {
             fd,
             seqs: Default::default(),
             drained: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
-            read_closed: AtomicBool::new(false),
+            drained_off: AtomicBool::new(false),
             state: Mutex::new(SourceState {
                 registration: None,
                 waiters: Default::default(),
@@ -587,13 +594,14 @@ impl Source {
             (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
                 as u32;
         const WRITE: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-        const CLOSED: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        const OFF: u32 =
+            (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLPRI) as u32;
         let read = events & READ != 0;
         let write = events & WRITE != 0;
-        if events & CLOSED != 0 {
+        if events & OFF != 0 {
             // Before the sequence number moves: a reader that sees the new
             // number sees this too.
-            self.read_closed.store(true, Ordering::Release);
+            self.drained_off.store(true, Ordering::Release);
         }
         if read {
             self.seqs[Interest::Read as usize].fetch_add(1, Ordering::AcqRel);
@@ -762,13 +770,18 @@ impl<T: AsFd> Io<T> {
         op_loop(&self.source, interest, deadline, |_| false, || op(inner))
     }
 
-    /// [`op`](Self::op) for a read of a stream socket into `len` bytes of
+    /// [`op`](Self::op) for a read of a TCP socket into `len` bytes of
     /// buffers: a read that returns fewer (but some) found the socket
     /// drained, so a green thread's next read waits for the next event
     /// instead of failing with `EAGAIN` first (one system call fewer per
-    /// message of a request-response protocol). A stream's short read
-    /// means its receive queue was empty at that instant; an event for
-    /// anything that arrives after it bumps the sequence number.
+    /// message of a request-response protocol). A TCP read stops short
+    /// with data still queued only at an urgent mark, which `EPOLLPRI`
+    /// reports (`Source::drained_off`); an event for anything that arrives
+    /// after the read bumps the sequence number. Not for Unix streams: a
+    /// read stops there at a message that passed descriptors or
+    /// credentials, which no event tells. (A socket given kernel TLS
+    /// through its descriptor stops at record boundaries too: such a user
+    /// reads with `recvmsg` on the descriptor, as kTLS requires.)
     pub(crate) fn read_stream(
         &self,
         len: usize,
@@ -835,7 +848,7 @@ fn op_loop<R>(
         // sequence number, so it would never try again.
         let skip = green
             && drained_at.load(Ordering::Acquire) == seq
-            && !source.read_closed.load(Ordering::Acquire);
+            && !source.drained_off.load(Ordering::Acquire);
         match if skip {
             Err(io::ErrorKind::WouldBlock.into())
         } else {

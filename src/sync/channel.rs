@@ -1220,8 +1220,6 @@ impl<T> Zero<T> {
         if chan.receivers_gone() {
             return Err(SendFail::Disconnected);
         }
-        // A wait on a scheduler's loop panics; find out before lending.
-        park::refuse_scheduler_loop();
         let mut again = false;
         loop {
             // Hand over to a waiting receiver, or queue up: in one critical
@@ -1230,6 +1228,13 @@ impl<T> Zero<T> {
             let Some(mut state) = (unsafe { self.send_locked(self.lock(), src) }) else {
                 return Ok(());
             };
+            // A wait on a scheduler's loop panics (a hand-over to a waiting
+            // receiver above does not wait); find out before lending, and
+            // without the lock.
+            if park::on_scheduler_loop() {
+                drop(state);
+                park::scheduler_wait();
+            }
             let packet = Packet::new(src.cast_mut().cast(), None);
             // The caller's frame is lent out from the push below until the
             // packet leaves the queue; nothing unwinds before that (see
