@@ -176,3 +176,36 @@ fn an_abort_on_drop_guard_of_a_polled_handle_releases_its_waker() {
         );
     });
 }
+
+/// A waker that panics when woken.
+struct PanicOnWake;
+
+impl Wake for PanicOnWake {
+    fn wake(self: Arc<Self>) {
+        panic!("this waker panics on purpose");
+    }
+}
+
+/// The end of a green thread wakes an awaiting task's waker on the worker's
+/// loop: a waker that panics there neither stops its other joiners from
+/// being woken nor keeps `run` from returning.
+#[test]
+fn a_waker_that_panics_when_its_green_thread_ends_hangs_nothing() {
+    within(60, || {
+        let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+        rt.run(|| {
+            let mut h = stackful::spawn(|| {
+                stackful::sleep(std::time::Duration::from_millis(20));
+                5
+            });
+            let waker = Waker::from(Arc::new(PanicOnWake));
+            assert!(
+                Pin::new(&mut h)
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending()
+            );
+            // A second joiner, blocking-style: woken all the same.
+            assert_eq!(h.join().unwrap(), 5);
+        });
+    });
+}

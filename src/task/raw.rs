@@ -900,8 +900,10 @@ pub(crate) fn cancel_from_scheduler(task: &TaskRef) {
 /// The last step of every green thread, on whichever thread completed it:
 /// mark it `FINISHED`, wake its joiners and release its place in its `run`,
 /// scope and runtime. `COMPLETE` must already be set and the result stored.
-/// Runs no user code: a scope's failed child only marks its siblings
-/// cancelled (`cancel_from_scheduler`); each drops its own body.
+/// Runs no user code but the wakers of tasks that await a `JoinHandle` as
+/// a future (their executors' code), whose panics `AsyncWaker::wake`
+/// discards; a scope's failed child only marks its siblings cancelled
+/// (`cancel_from_scheduler`); each drops its own body.
 pub(crate) fn finish(task: &TaskRef) {
     let h = task.header();
     let waiters = {
