@@ -1577,7 +1577,9 @@ impl<T> SelectHandle for Chan<T> {
 /// ```
 pub struct Sender<T> {
     pub(crate) chan: Arc<Chan<T>>,
-    /// The message `Sink::start_send` took and has not sent yet.
+    /// The `Sink`'s one send operation, allocated at its first use and
+    /// kept for every message: the room `poll_ready` reserved, or a
+    /// rendezvous message `start_send` took that no receiver has yet.
     #[cfg(feature = "futures")]
     sink: Exclusive<Option<Box<SendOp<T>>>>,
 }
