@@ -340,6 +340,7 @@ unsafe fn drop_nothing(_: *mut u8) {}
 
 impl<'a> Select<'a> {
     /// An empty selection that chooses fairly among ready operations.
+    #[inline]
     pub fn new() -> Select<'a> {
         Select {
             ops: Few::new(),
@@ -401,6 +402,7 @@ impl<'a> Select<'a> {
     /// `select!` has just tried every operation, and none could proceed:
     /// the next wait skips its own first try. Not public API.
     #[doc(hidden)]
+    #[inline]
     pub fn __tried(&mut self) {
         self.tried = true;
     }
@@ -623,6 +625,7 @@ impl<'a> Select<'a> {
     ///
     /// If no operation was added: that would wait forever.
     #[track_caller]
+    #[inline]
     pub fn wait(&mut self) -> SelectedOperation<'a> {
         self.wait_deadline(None).expect("no deadline")
     }
@@ -807,6 +810,7 @@ impl fmt::Debug for Select<'_> {
 
 impl SelectedOperation<'_> {
     /// The index of the selected operation, as returned when it was added.
+    #[inline]
     pub fn index(&self) -> usize {
         self.index
     }
@@ -950,6 +954,7 @@ const FAST_OPS: usize = 16;
 
 impl SelectOrder {
     #[doc(hidden)]
+    #[inline]
     pub fn as_slice(&self) -> &[u8] {
         &self.order[..self.len]
     }
@@ -959,6 +964,7 @@ impl SelectOrder {
 /// `select!`'s first pass; empty (no first pass) beyond `FAST_OPS`. Not
 /// public API.
 #[doc(hidden)]
+#[inline]
 pub fn __select_order(n: usize, biased: bool) -> SelectOrder {
     let mut order = [0u8; FAST_OPS];
     if n > FAST_OPS {
@@ -991,6 +997,7 @@ pub struct SelectSlot<'a> {
 }
 
 impl Default for SelectSlot<'_> {
+    #[inline]
     fn default() -> Self {
         SelectSlot {
             inline: Inline([MaybeUninit::uninit(); 32]),
@@ -1007,12 +1014,14 @@ impl Default for SelectSlot<'_> {
 impl<'a> SelectSlot<'a> {
     /// The operation that completed, or `usize::MAX`.
     #[doc(hidden)]
+    #[inline]
     pub fn index(&self) -> usize {
         self.index
     }
 
     /// Holds what a `Select` completed, if anything.
     #[doc(hidden)]
+    #[inline]
     pub fn set(&mut self, op: Option<SelectedOperation<'a>>) {
         if let Some(o) = &op {
             self.index = o.index();
@@ -1024,6 +1033,7 @@ impl<'a> SelectSlot<'a> {
     /// it, so a large message is not copied through another frame).
     #[doc(hidden)]
     #[track_caller]
+    #[inline]
     pub fn take_op(&mut self) -> SelectedOperation<'a> {
         self.op
             .take()
@@ -1032,6 +1042,7 @@ impl<'a> SelectSlot<'a> {
 }
 
 impl Drop for SelectSlot<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.chan.is_null() && self.received {
             // SAFETY: a message of the channel `chan` was received inline
