@@ -6,7 +6,8 @@ mod common;
 use common::assert_mentions;
 
 use std::process::Command;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use stackful::{Co, Generator, Runtime};
@@ -53,9 +54,27 @@ fn run_case(case: &str) {
         "unstarted" => {
             let g = Generator::new(|co: &Co<u8>, ()| co.yield_(1));
             drop(g);
-            let rt = Runtime::builder().workers(1).debug(true).build().unwrap();
+            // The global runtime: a named spawn from this plain thread goes
+            // there (a runtime of our own would leave it to the global one,
+            // which might start it before the cancel).
+            Runtime::builder()
+                .workers(1)
+                .debug(true)
+                .build_global()
+                .unwrap();
             // The only worker is held, so the next spawn cannot start.
-            let (gate, busy) = common::hold_the_worker(&rt);
+            let gate = Arc::new(AtomicBool::new(false));
+            let running = Arc::new(AtomicBool::new(false));
+            let (g, r) = (gate.clone(), running.clone());
+            let busy = stackful::spawn(move || {
+                r.store(true, Ordering::SeqCst);
+                while !g.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+            });
+            while !running.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
             let never = stackful::task::Builder::new()
                 .name("never-run")
                 .spawn(|| ())
