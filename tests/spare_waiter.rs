@@ -33,7 +33,9 @@ static GLOBAL: Counting = Counting;
 /// their spare waiter is used and kept) and then end, on a fresh runtime
 /// that is dropped afterwards.
 fn waiters_that_end(n: usize) {
-    let rt = stackful::Runtime::builder().workers(2).build().unwrap();
+    // One worker: where the green threads run, and so the capacities they
+    // grow, is the same every time.
+    let rt = stackful::Runtime::builder().workers(1).build().unwrap();
     rt.run(|| {
         let (back_tx, back_rx) = stackful::sync::unbounded::<usize>();
         let mut senders = Vec::new();
