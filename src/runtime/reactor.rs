@@ -549,13 +549,12 @@ pub(crate) struct Source {
     fd: RawFd,
     /// Per direction: bumped by every event that may have made it ready.
     seqs: [AtomicU64; 2],
-    /// Per direction: the sequence number at which a stream operation
-    /// found the descriptor drained (a read that filled less than its
-    /// buffer); `u64::MAX` if none. While the sequence number still equals
+    /// The read sequence number at which a TCP read found the descriptor
+    /// drained (it filled less than its buffer); `u64::MAX` if none. While the sequence number still equals
     /// it, no event has come since, so the next try would fail with
     /// `EAGAIN`: a green thread waits without making it (see `op_loop`).
     /// Unless `drained_off`.
-    drained: [AtomicU64; 2],
+    drained: AtomicU64,
     /// The drained mark no longer holds for this socket: an event said the
     /// peer closed its side or the socket failed (`EPOLLRDHUP`, `EPOLLHUP`,
     /// `EPOLLERR`: final states, readable with no further event), or that
@@ -579,7 +578,7 @@ impl Source {
         Source {
             fd,
             seqs: Default::default(),
-            drained: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
+            drained: AtomicU64::new(u64::MAX),
             drained_off: AtomicBool::new(false),
             state: Mutex::new(SourceState {
                 registration: None,
@@ -831,7 +830,9 @@ fn op_loop<R>(
     mut op: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R> {
     let seqs = &source.seqs[interest as usize];
-    let drained_at = &source.drained[interest as usize];
+    // Only reads are ever marked drained.
+    let drained_at = &source.drained;
+    let reads = interest == Interest::Read;
     let green = worker::with_current_task(|t| t.is_some());
     if green && SPENT.get() >= BUDGET {
         // Before the operation, so a cancellation raised here has consumed
@@ -847,6 +848,7 @@ fn op_loop<R>(
         // green thread skips it; a plain thread's waits (`ppoll`) bump no
         // sequence number, so it would never try again.
         let skip = green
+            && reads
             && drained_at.load(Ordering::Acquire) == seq
             && !source.drained_off.load(Ordering::Acquire);
         match if skip {
