@@ -570,7 +570,60 @@ struct SourceState {
     registration: Option<(Arc<Reactor>, u64, Option<OwnedFd>)>,
     /// Per direction, the green threads waiting for it. Usually one; several
     /// may wait on one shared socket, and all are woken to retry.
-    waiters: [Vec<Waker>; 2],
+    waiters: [Waiters; 2],
+}
+
+/// The waiters of one direction. The usual one is kept inline, so that a
+/// wait allocates nothing (an event takes the list, and a `Vec` would go
+/// with it); more spill into `more`.
+#[derive(Default)]
+struct Waiters {
+    one: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Waiters {
+    fn push(&mut self, waker: Waker) {
+        match self.one {
+            None => self.one = Some(waker),
+            Some(_) => self.more.push(waker),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.one.is_none() && self.more.is_empty()
+    }
+
+    /// Takes `waker` off (if an event has not already).
+    fn remove(&mut self, waker: &Waker) {
+        if self.one.as_ref().is_some_and(|w| w.same(waker)) {
+            self.one = self.more.pop();
+        } else if let Some(i) = self.more.iter().position(|w| w.same(waker)) {
+            self.more.swap_remove(i);
+        }
+    }
+
+    /// Takes them all, leaving the list empty.
+    fn take(&mut self) -> Waiters {
+        Waiters {
+            one: self.one.take(),
+            // The spill `Vec` goes only if it holds someone: an empty one
+            // keeps its room for the next crowd.
+            more: match self.more.is_empty() {
+                true => Vec::new(),
+                false => std::mem::take(&mut self.more),
+            },
+        }
+    }
+
+    fn wake(self) {
+        if let Some(w) = self.one {
+            w.wake_by_value();
+        }
+        for w in self.more {
+            w.wake_by_value();
+        }
+    }
 }
 
 impl Source {
@@ -608,21 +661,21 @@ impl Source {
         if write {
             self.seqs[Interest::Write as usize].fetch_add(1, Ordering::AcqRel);
         }
+        if !(read || write) {
+            return;
+        }
         let mut state = lock(&self.state);
-        let woken = match (read, write) {
-            (true, true) => {
-                let mut all = std::mem::take(&mut state.waiters[0]);
-                all.append(&mut state.waiters[1]);
-                all
-            }
-            (true, false) => std::mem::take(&mut state.waiters[0]),
-            (false, true) => std::mem::take(&mut state.waiters[1]),
-            (false, false) => return,
+        let readers = match read {
+            true => state.waiters[Interest::Read as usize].take(),
+            false => Waiters::default(),
+        };
+        let writers = match write {
+            true => state.waiters[Interest::Write as usize].take(),
+            false => Waiters::default(),
         };
         drop(state);
-        for w in woken {
-            w.wake();
-        }
+        readers.wake();
+        writers.wake();
     }
 
     /// Enlists `waker` for `interest`, first making sure a reactor that is
@@ -657,11 +710,7 @@ impl Source {
 
     /// Takes `waker` off the list (if an event has not already).
     fn leave(&self, interest: Interest, waker: &Waker) {
-        let mut state = lock(&self.state);
-        let list = &mut state.waiters[interest as usize];
-        if let Some(i) = list.iter().position(|w| w.same(waker)) {
-            list.swap_remove(i);
-        }
+        lock(&self.state).waiters[interest as usize].remove(waker);
     }
 
     /// Deregisters it; `current` is the descriptor its owner has now.
@@ -982,6 +1031,56 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Three distinct wakers: the handles of three (finished) OS threads.
+    fn three_wakers() -> Vec<Waker> {
+        (0..3)
+            .map(|_| Waker::Thread(std::thread::spawn(std::thread::current).join().unwrap()))
+            .collect()
+    }
+
+    fn holds(list: &Waiters, w: &Waker) -> bool {
+        list.one.iter().chain(&list.more).any(|x| x.same(w))
+    }
+
+    #[test]
+    fn waiters_keep_the_first_inline_and_lose_none_on_removal() {
+        let w = three_wakers();
+        let mut list = Waiters::default();
+        assert!(list.is_empty());
+        for x in &w {
+            list.push(x.clone());
+        }
+        assert!(list.one.as_ref().is_some_and(|x| x.same(&w[0])));
+        assert_eq!(list.more.len(), 2);
+        // Removing the inline one moves a spilled one inline.
+        list.remove(&w[0]);
+        assert!(!holds(&list, &w[0]) && holds(&list, &w[1]) && holds(&list, &w[2]));
+        assert!(list.one.is_some());
+        // A waker that is not there (an event took it) changes nothing.
+        list.remove(&w[0]);
+        assert!(holds(&list, &w[1]) && holds(&list, &w[2]));
+        list.remove(&w[2]);
+        assert!(holds(&list, &w[1]) && !holds(&list, &w[2]));
+        let taken = list.take();
+        assert!(list.is_empty() && holds(&taken, &w[1]));
+        taken.wake();
+    }
+
+    #[test]
+    fn a_lone_waiter_is_taken_without_the_spill_vec() {
+        let w = three_wakers();
+        let mut list = Waiters::default();
+        for x in &w {
+            list.push(x.clone());
+        }
+        let all = list.take();
+        assert!(list.is_empty() && all.more.len() == 2);
+        // One waiter again: inline; its take allocates nothing.
+        list.push(w[0].clone());
+        let one = list.take();
+        assert!(one.one.is_some() && one.more.capacity() == 0);
+    }
 
     fn events() -> Vec<libc::epoll_event> {
         Vec::with_capacity(EVENTS)
