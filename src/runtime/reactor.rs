@@ -561,6 +561,10 @@ pub(crate) struct Source {
     /// urgent data came (`EPOLLPRI`: a TCP read stops short at its mark
     /// with data still queued). Sticky.
     drained_off: AtomicBool,
+    /// Per direction, how many waiters `state` lists: stored under its
+    /// lock whenever the list changes, so that a waiter whose entry an
+    /// event took sees 0 and leaves without taking the lock (see `leave`).
+    listed: [AtomicUsize; 2],
     state: Mutex<SourceState>,
 }
 
@@ -592,6 +596,10 @@ impl Waiters {
 
     fn is_empty(&self) -> bool {
         self.one.is_none() && self.more.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.one.is_some()) + self.more.len()
     }
 
     /// Takes `waker` off (if an event has not already).
@@ -633,6 +641,7 @@ impl Source {
             seqs: Default::default(),
             drained: AtomicU64::new(u64::MAX),
             drained_off: AtomicBool::new(false),
+            listed: Default::default(),
             state: Mutex::new(SourceState {
                 registration: None,
                 waiters: Default::default(),
@@ -665,12 +674,16 @@ impl Source {
             return;
         }
         let mut state = lock(&self.state);
+        let mut take = |interest: Interest| {
+            self.listed[interest as usize].store(0, Ordering::Relaxed);
+            state.waiters[interest as usize].take()
+        };
         let readers = match read {
-            true => state.waiters[Interest::Read as usize].take(),
+            true => take(Interest::Read),
             false => Waiters::default(),
         };
         let writers = match write {
-            true => state.waiters[Interest::Write as usize].take(),
+            true => take(Interest::Write),
             false => Waiters::default(),
         };
         drop(state);
@@ -704,13 +717,28 @@ impl Source {
             let (key, dup) = reactor.insert(self)?;
             state.registration = Some((reactor.clone(), key, dup));
         }
-        state.waiters[interest as usize].push(waker);
+        let list = &mut state.waiters[interest as usize];
+        list.push(waker);
+        self.listed[interest as usize].store(list.len(), Ordering::Relaxed);
         Ok(())
     }
 
-    /// Takes `waker` off the list (if an event has not already).
+    /// Takes `waker`, which the caller enlisted, off the list (if an event
+    /// has not already).
     fn leave(&self, interest: Interest, waker: &Waker) {
-        lock(&self.state).waiters[interest as usize].remove(waker);
+        let i = interest as usize;
+        // The caller's own `enlist` stored a count of at least 1, and every
+        // later store is ordered after it by the lock: a 0 was stored when
+        // the list was empty since, so an event has taken `waker` (only
+        // its owner lists it again, and not before this returns). The
+        // usual case after a wake-up: no lock.
+        if self.listed[i].load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut state = lock(&self.state);
+        let list = &mut state.waiters[i];
+        list.remove(waker);
+        self.listed[i].store(list.len(), Ordering::Relaxed);
     }
 
     /// Deregisters it; `current` is the descriptor its owner has now.
@@ -1080,6 +1108,37 @@ mod tests {
         list.push(w[0].clone());
         let one = list.take();
         assert!(one.one.is_some() && one.more.capacity() == 0);
+    }
+
+    #[test]
+    fn the_listed_count_follows_the_list_so_a_taken_waiter_leaves_without_the_lock() {
+        let r = Arc::new(Reactor::new().unwrap());
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let source = Arc::new(Source::new(a.as_raw_fd()));
+        let w = three_wakers();
+        let count = |i: Interest| source.listed[i as usize].load(Ordering::Relaxed);
+        source.enlist(Interest::Read, w[0].clone(), &r).unwrap();
+        source.enlist(Interest::Read, w[1].clone(), &r).unwrap();
+        source.enlist(Interest::Write, w[2].clone(), &r).unwrap();
+        assert_eq!((count(Interest::Read), count(Interest::Write)), (2, 1));
+        // A wait that ends without an event takes its own entry off.
+        source.leave(Interest::Read, &w[0]);
+        assert_eq!(count(Interest::Read), 1);
+        assert!(!holds(&lock(&source.state).waiters[0], &w[0]));
+        // An event takes the readers; the writer stays listed.
+        source.fire(libc::EPOLLIN as u32);
+        assert_eq!((count(Interest::Read), count(Interest::Write)), (0, 1));
+        // A reader enlisted after the event is not disturbed by the leave
+        // of one the event took (the count says 0 only while it is true).
+        source.leave(Interest::Read, &w[1]);
+        source.enlist(Interest::Read, w[0].clone(), &r).unwrap();
+        source.leave(Interest::Read, &w[1]);
+        assert!(holds(&lock(&source.state).waiters[0], &w[0]));
+        source.leave(Interest::Read, &w[0]);
+        source.leave(Interest::Write, &w[2]);
+        assert_eq!((count(Interest::Read), count(Interest::Write)), (0, 0));
+        assert!(lock(&source.state).waiters.iter().all(Waiters::is_empty));
+        source.deregister(Some(a.as_raw_fd()));
     }
 
     fn events() -> Vec<libc::epoll_event> {
