@@ -4,7 +4,10 @@
 //! `stackful::sync` channel ping-pong; `JoinHandle`s awaited from a tokio
 //! task beside `tokio::spawn` plus await; and a ping-pong between a tokio
 //! task and a green thread over `stackful` channels beside tokio's own
-//! `mpsc` ping-pong between two tasks.
+//! `mpsc` ping-pong between two tasks, and, for scale, a ping-pong between
+//! two OS threads over std's `sync_channel` beside that same yardstick: each
+//! message of a cross-runtime ping-pong wakes a parked thread, and this
+//! line shows what that costs on the machine, whatever the runtimes do.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -17,6 +20,9 @@ use super::{WORKERS, fmt, ratio, side_by_side, stackful_cases};
 const READY: u64 = 1_000_000;
 const PING: u64 = 100_000;
 const SPAWN: u64 = 100_000;
+/// Round trips of the ping-pongs that cross threads (tens of microseconds
+/// each on a VM whose idle vCPUs halt).
+const CROSS: u64 = 20_000;
 
 /// A flag one side raises and the other awaits: the least a future woken
 /// from elsewhere can be.
@@ -165,6 +171,24 @@ fn mixed_ping_pong(trt: &tokio::runtime::Runtime, srt: &stackful::Runtime, n: u6
     green.join().unwrap();
 }
 
+/// Two OS threads over std's `sync_channel(1)`: every message wakes a
+/// thread parked on a futex.
+fn thread_ping_pong(n: u64) {
+    let (ping_tx, ping_rx) = std::sync::mpsc::sync_channel::<u64>(1);
+    let (pong_tx, pong_rx) = std::sync::mpsc::sync_channel::<u64>(1);
+    let other = std::thread::spawn(move || {
+        for v in ping_rx {
+            pong_tx.send(v).unwrap();
+        }
+    });
+    for i in 0..n {
+        ping_tx.send(i).unwrap();
+        black_box(pong_rx.recv().unwrap());
+    }
+    drop(ping_tx);
+    other.join().unwrap();
+}
+
 /// Two tokio tasks over tokio's `mpsc`.
 fn tokio_ping_pong(trt: &tokio::runtime::Runtime, n: u64) {
     trt.block_on(async move {
@@ -243,12 +267,21 @@ pub fn table(only: Option<&str>) {
         }],
     );
     line(
-        "ping-pong, tokio task against green thread (100 000)",
+        "ping-pong, tokio task against green thread (20 000)",
         "tokio mpsc ping-pong",
         7,
-        PING,
-        &mut [&mut || mixed_ping_pong(&trt, &srt, PING), &mut || {
-            tokio_ping_pong(&trt, PING)
+        CROSS,
+        &mut [&mut || mixed_ping_pong(&trt, &srt, CROSS), &mut || {
+            tokio_ping_pong(&trt, CROSS)
+        }],
+    );
+    line(
+        "ping-pong, two OS threads over std's sync_channel (20 000), for scale",
+        "tokio mpsc ping-pong",
+        7,
+        CROSS,
+        &mut [&mut || thread_ping_pong(CROSS), &mut || {
+            tokio_ping_pong(&trt, CROSS)
         }],
     );
     if lines.is_empty() {

@@ -204,6 +204,31 @@ struct Load {
     p50_us: f64,
     p99_us: f64,
     errors: u64,
+    /// The server's CPU time per round trip in the measured window: the
+    /// process's CPU time less this client thread's.
+    server_cpu_us: f64,
+    /// The share of the window this client thread was on a CPU: near 100%,
+    /// the rate measures the client as much as the server.
+    client_busy: f64,
+}
+
+/// CPU time of the clock `id` (the process's or this thread's).
+fn cpu_time(id: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The process's and this thread's CPU time.
+fn cpu_times() -> (Duration, Duration) {
+    (
+        cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID),
+        cpu_time(libc::CLOCK_THREAD_CPUTIME_ID),
+    )
 }
 
 /// The closed-loop client: `conns` connections over one epoll instance.
@@ -245,6 +270,7 @@ fn load(addr: SocketAddr, conns: usize, proto: Proto) -> Load {
         pending[i] = answer;
     }
     let start = Instant::now();
+    let mut cpu_from = None;
     let measure_from = start + WARMUP;
     let end = measure_from + MEASURE;
     let mut latencies: Vec<u32> = Vec::with_capacity(1 << 20);
@@ -254,6 +280,9 @@ fn load(addr: SocketAddr, conns: usize, proto: Proto) -> Load {
         let now = Instant::now();
         if now >= end {
             break;
+        }
+        if now >= measure_from && cpu_from.is_none() {
+            cpu_from = Some(cpu_times());
         }
         // SAFETY: `events` has room for its length.
         let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 10) };
@@ -308,6 +337,10 @@ fn load(addr: SocketAddr, conns: usize, proto: Proto) -> Load {
             }
         }
     }
+    let (process, client) = cpu_times();
+    let (process0, client0) = cpu_from.unwrap_or((process, client));
+    let client_cpu = client - client0;
+    let server_cpu = (process - process0).saturating_sub(client_cpu);
     // SAFETY: `ep` is ours, closed once.
     unsafe { libc::close(ep) };
     latencies.sort_unstable();
@@ -321,6 +354,8 @@ fn load(addr: SocketAddr, conns: usize, proto: Proto) -> Load {
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         errors,
+        server_cpu_us: server_cpu.as_secs_f64() * 1e6 / latencies.len().max(1) as f64,
+        client_busy: 100.0 * client_cpu.as_secs_f64() / MEASURE.as_secs_f64(),
     }
 }
 
@@ -346,19 +381,24 @@ pub fn child(args: &[String]) {
     });
     let l = client.join().unwrap();
     println!(
-        "{} {} {} {} {}",
+        "{} {} {} {} {} {} {}",
         l.rate,
         l.p50_us,
         l.p99_us,
         status_kib("VmHWM:") as f64 / 1024.0,
-        l.errors
+        l.errors,
+        l.server_cpu_us,
+        l.client_busy
     );
     // The servers run forever: leave without tearing them down.
     std::process::exit(0);
 }
 
-/// Runs one child; its five figures, or `None` if it failed.
-fn run_child(rt: &str, conns: usize, proto: Proto) -> Option<[f64; 5]> {
+/// The figures a child prints, in the order of `proto_table`'s names.
+const FIGURES: usize = 7;
+
+/// Runs one child; its seven figures, or `None` if it failed.
+fn run_child(rt: &str, conns: usize, proto: Proto) -> Option<[f64; FIGURES]> {
     let proto = if proto == Proto::Http { "http" } else { "echo" };
     let out = Command::new(std::env::current_exe().ok()?)
         .args(["--net-child", rt, &conns.to_string(), proto])
@@ -373,14 +413,14 @@ fn run_child(rt: &str, conns: usize, proto: Proto) -> Option<[f64; 5]> {
 }
 
 /// The medians of `runs` children per runtime, figure by figure.
-fn median_of(rt: &str, conns: usize, runs: usize, proto: Proto) -> Option<[f64; 5]> {
-    let mut all: Vec<[f64; 5]> = (0..runs)
+fn median_of(rt: &str, conns: usize, runs: usize, proto: Proto) -> Option<[f64; FIGURES]> {
+    let mut all: Vec<[f64; FIGURES]> = (0..runs)
         .filter_map(|_| run_child(rt, conns, proto))
         .collect();
     if all.is_empty() {
         return None;
     }
-    let mut out = [0.0; 5];
+    let mut out = [0.0; FIGURES];
     for (k, slot) in out.iter_mut().enumerate() {
         all.sort_by(|a, b| a[k].total_cmp(&b[k]));
         *slot = all[all.len() / 2][k];
@@ -426,6 +466,8 @@ fn proto_table(proto: Proto, title: &str, conns_list: &[usize]) {
             "p99 µs",
             "peak RSS MiB",
             "errors",
+            "server CPU µs per round trip",
+            "client thread busy %",
         ];
         for (k, name) in names.iter().enumerate() {
             let (s, t, m) = (s.map(|v| v[k]), t.map(|v| v[k]), m.map(|v| v[k]));
