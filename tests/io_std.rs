@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use stackful::Runtime;
+mod common;
+use common::on_one_worker;
 
 const CASE: &str = "IO_STD_CASE";
 
@@ -24,21 +25,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The entry of the child processes; does nothing in a normal test run.
 #[test]
 fn child_entry() {
-    let Ok(case) = std::env::var(CASE) else {
-        return;
-    };
-    // SAFETY: a live buffer of that length.
-    unsafe { libc::write(1, MARK.as_ptr().cast(), MARK.len()) };
-    run_case(&case);
-    // Before the harness prints its result; exit flushes what is buffered.
-    std::process::exit(0);
-}
-
-/// A one-worker runtime running `body` on its worker, where the green
-/// threads it spawns run too.
-fn on_one_worker(body: impl FnOnce() + Send + 'static) {
-    let rt = Runtime::builder().workers(1).build().unwrap();
-    rt.spawn(body).join().unwrap();
+    common::child_case(CASE, MARK, 1, run_case);
 }
 
 fn run_case(case: &str) {

@@ -32,17 +32,8 @@ fn ping_pong<S: Read + Write + Send + 'static>(workers: usize, pair: fn() -> (S,
         .build()
         .unwrap();
     rt.run(move || {
-        let (mut a, mut b) = pair();
-        let echo = stackful::spawn(move || {
-            let mut buf = [0u8; 64];
-            loop {
-                let n = b.read(&mut buf).unwrap();
-                if n == 0 {
-                    return;
-                }
-                b.write_all(&buf[..n]).unwrap();
-            }
-        });
+        let (mut a, b) = pair();
+        let echo = stackful::spawn(move || common::echo(b, 64));
         let mut buf = [0u8; 64];
         for i in 0..ROUNDS {
             let msg = i.to_le_bytes();

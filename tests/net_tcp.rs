@@ -42,17 +42,8 @@ fn echo_with_200_concurrent_clients() {
             let server = stackful::spawn(move || {
                 let mut conns = Vec::new();
                 for _ in 0..200 {
-                    let (mut s, _) = l.accept().unwrap();
-                    conns.push(stackful::spawn(move || {
-                        let mut buf = [0; 64];
-                        loop {
-                            let n = s.read(&mut buf).unwrap();
-                            if n == 0 {
-                                return;
-                            }
-                            s.write_all(&buf[..n]).unwrap();
-                        }
-                    }));
+                    let (s, _) = l.accept().unwrap();
+                    conns.push(stackful::spawn(move || common::echo(s, 64)));
                 }
                 for c in conns {
                     c.join().unwrap();
@@ -84,19 +75,10 @@ fn echo_with_200_concurrent_clients() {
 fn one_green_thread_reads_while_another_writes_the_same_socket() {
     within(60, || {
         stackful::run(|| {
-            let (c, mut s) = pair();
+            let (c, s) = pair();
             let c = Arc::new(c);
             // The peer echoes everything back.
-            let echo = stackful::spawn(move || {
-                let mut buf = [0; 1024];
-                loop {
-                    let n = s.read(&mut buf).unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    s.write_all(&buf[..n]).unwrap();
-                }
-            });
+            let echo = stackful::spawn(move || common::echo(s, 1024));
             const TOTAL: usize = 1 << 20;
             // The reader starts first and waits on the socket while the
             // writer (sharing it by reference) sends.
@@ -816,17 +798,7 @@ fn a_reader_and_a_writer_on_different_threads_share_one_socket() {
         rt.run(|| {
             let (c, s) = pair();
             // A plain thread echoes, slowly enough that both sides wait.
-            let echo = std::thread::spawn(move || {
-                let mut s = s;
-                let mut buf = [0; 8192];
-                loop {
-                    let n = s.read(&mut buf).unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    s.write_all(&buf[..n]).unwrap();
-                }
-            });
+            let echo = std::thread::spawn(move || common::echo(s, 8192));
             const TOTAL: usize = 4 << 20;
             let c = Arc::new(c);
             let w = c.clone();

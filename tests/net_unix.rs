@@ -44,17 +44,8 @@ fn echo_over_a_listener_with_50_clients() {
             let server = stackful::spawn(move || {
                 let mut conns = Vec::new();
                 for conn in listener.incoming().take(50) {
-                    let mut conn = conn.unwrap();
-                    conns.push(stackful::spawn(move || {
-                        let mut buf = [0; 32];
-                        loop {
-                            let n = conn.read(&mut buf).unwrap();
-                            if n == 0 {
-                                return;
-                            }
-                            conn.write_all(&buf[..n]).unwrap();
-                        }
-                    }));
+                    let conn = conn.unwrap();
+                    conns.push(stackful::spawn(move || common::echo(conn, 32)));
                 }
                 for c in conns {
                     c.join().unwrap();

@@ -10,23 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod common;
+use common::on_one_worker;
+
 const CASE: &str = "REVIEW_STDIO_CASE";
 const MARK: &str = "<<review_stdio>>\n";
 
 #[test]
 fn child_entry() {
-    let Ok(case) = std::env::var(CASE) else {
-        return;
-    };
-    // SAFETY: a live buffer of that length.
-    unsafe { libc::write(2, MARK.as_ptr().cast(), MARK.len()) };
-    run_case(&case);
-    std::process::exit(0);
-}
-
-fn on_one_worker(body: impl FnOnce() + Send + 'static) {
-    let rt = stackful::Runtime::builder().workers(1).build().unwrap();
-    rt.spawn(body).join().unwrap();
+    common::child_case(CASE, MARK, 2, run_case);
 }
 
 fn run_case(case: &str) {

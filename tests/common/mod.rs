@@ -16,6 +16,41 @@ impl Drop for DropCounter {
     }
 }
 
+/// The entry of a test binary re-run as a child process with the
+/// environment variable `var` naming its case: writes `mark` raw to
+/// descriptor `mark_fd` (what the harness printed before it is then
+/// ignored), runs the case, and exits before the harness prints its result
+/// (exit flushes what is buffered). Does nothing in a normal test run.
+pub fn child_case(var: &str, mark: &str, mark_fd: i32, run: impl FnOnce(&str)) {
+    let Ok(case) = std::env::var(var) else {
+        return;
+    };
+    // SAFETY: a live buffer of that length.
+    unsafe { libc::write(mark_fd, mark.as_ptr().cast(), mark.len()) };
+    run(&case);
+    std::process::exit(0);
+}
+
+/// A one-worker runtime running `body` on its worker, where the green
+/// threads it spawns run too.
+pub fn on_one_worker(body: impl FnOnce() + Send + 'static) {
+    let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+    rt.spawn(body).join().unwrap();
+}
+
+/// Echoes what `s` reads back to it, at most `chunk` bytes at a time, until
+/// the peer closes its side; panics on an error.
+pub fn echo<S: std::io::Read + std::io::Write>(mut s: S, chunk: usize) {
+    let mut buf = vec![0; chunk];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            return;
+        }
+        s.write_all(&buf[..n]).unwrap();
+    }
+}
+
 /// The message of a panic payload (`&str` or `String`), or "".
 pub fn panic_text(payload: Box<dyn Any + Send>) -> String {
     match payload.downcast::<String>() {
