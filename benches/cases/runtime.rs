@@ -296,18 +296,27 @@ pub fn ready_select8(rt: &Runtime, n: u64) {
 
 /// `n` messages through a rendezvous channel between two green threads,
 /// the receiver spawned by the sender (so the LIFO slot starts it on the
-/// same worker): with `select`, both ends are `select!`s; without, plain
+/// same worker): with `select`, both ends are `select!`s of two
+/// operations (the second on an empty `quit` channel); without, plain
 /// `send` and `recv`.
 pub fn rendezvous(rt: &Runtime, n: u64, select: bool) {
     use stackful::sync::channel;
     rt.run(|| {
         stackful::spawn(move || {
             let (tx, rx) = channel::<u64>(0);
+            // With `select`, each side also waits on a `quit` channel that
+            // stays empty (Go's usual shape): a select of one operation is
+            // a plain one, so two make it a select.
+            let (quit_tx, quit_rx) = channel::<()>(0);
+            let quit = quit_rx.clone();
             let receiver = stackful::spawn(move || {
                 let mut sum = 0u64;
                 loop {
                     let v = if select {
-                        stackful::select! { recv(rx) -> v => v.ok() }
+                        stackful::select! {
+                            recv(rx) -> v => v.ok(),
+                            recv(quit) -> _ => None,
+                        }
                     } else {
                         rx.recv().ok()
                     };
@@ -319,13 +328,17 @@ pub fn rendezvous(rt: &Runtime, n: u64, select: bool) {
             });
             for i in 0..n {
                 if select {
-                    stackful::select! { send(tx, i) -> r => r.unwrap() }
+                    stackful::select! {
+                        send(tx, i) -> r => r.unwrap(),
+                        recv(quit_rx) -> _ => unreachable!("nobody sends on quit"),
+                    }
                 } else {
                     tx.send(i).unwrap();
                 }
             }
             drop(tx);
             black_box(receiver.join().unwrap());
+            drop(quit_tx);
         })
         .join()
         .unwrap();

@@ -61,11 +61,18 @@ mod crossbeam_cases {
 
     pub fn rendezvous(n: u64, select: bool) {
         let (tx, rx) = bounded::<u64>(0);
+        // As stackful's: with `select`, both sides also wait on an empty
+        // `quit` channel.
+        let (quit_tx, quit_rx) = bounded::<()>(0);
+        let quit = quit_rx.clone();
         let receiver = std::thread::spawn(move || {
             let mut sum = 0u64;
             loop {
                 let v = if select {
-                    select! { recv(rx) -> v => v.ok() }
+                    select! {
+                        recv(rx) -> v => v.ok(),
+                        recv(quit) -> _ => None,
+                    }
                 } else {
                     rx.recv().ok()
                 };
@@ -77,13 +84,17 @@ mod crossbeam_cases {
         });
         for i in 0..n {
             if select {
-                select! { send(tx, i) -> r => r.unwrap() }
+                select! {
+                    send(tx, i) -> r => r.unwrap(),
+                    recv(quit_rx) -> _ => unreachable!("nobody sends on quit"),
+                }
             } else {
                 tx.send(i).unwrap();
             }
         }
         drop(tx);
         black_box(receiver.join().unwrap());
+        drop(quit_tx);
     }
 }
 
