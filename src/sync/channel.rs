@@ -451,6 +451,16 @@ impl<T> Chan<T> {
         pushed
     }
 
+    /// `select!` with one send, on this channel, and no `default`: waits
+    /// until the send can proceed, without its message. `None` if the
+    /// channel is not a rendezvous (a `Select` does it then).
+    pub(crate) fn send_lazy(&self) -> Option<SendToken> {
+        match &self.flavor {
+            Flavor::Zero(z) => Some(z.send_lazy(self)),
+            _ => None,
+        }
+    }
+
     /// Completes a send that a `Select` selected with `SendToken::Room`:
     /// into the room it reserved (a bounded channel) or the unbounded
     /// queue, without waiting. `Done`, or `Disconnected` (the reservation
@@ -701,15 +711,18 @@ const ABANDONED: u8 = 3;
 /// and operation, and a partner must win the context before pairing).
 pub(crate) struct Packet {
     /// The message (a waiting sender's), or the room for one (a receiver's),
-    /// in the waiter's frame. For a `Select`'s send, which has no message
-    /// yet, null until a receiver pairs with it: then the receiver's room.
-    /// Written only at creation, or under the rendezvous lock by the
-    /// receiver that pairs with a `Select`'s send (before `CLAIMED`).
+    /// in the waiter's frame. For a `Select`'s send or a lazy send (see
+    /// `Zero::send_lazy`), which have no message yet, null until a receiver
+    /// pairs with it: then the receiver's room. Written only at creation,
+    /// or under the rendezvous lock by the receiver that pairs with such a
+    /// send (before `CLAIMED`).
     slot: UnsafeCell<*mut u8>,
     /// Who waits for the message to arrive in `slot`: the packet's owner, or
-    /// for a `Select`'s send, the receiver that paired with it. Written as
-    /// `slot`; then taken out by the one party that ends the exchange
-    /// (`DONE` or `ABANDONED`), just before it publishes that state.
+    /// for a `Select`'s send or a lazy send, the receiver that paired with
+    /// it (a lazy send's holds its owner's until then, which that receiver
+    /// wakes). Written as `slot`; then taken out by the one party that ends
+    /// the exchange (`DONE` or `ABANDONED`), just before it publishes that
+    /// state.
     waker: UnsafeCell<Option<Waker>>,
     state: AtomicU8,
     select: Option<(Arc<Waiter>, usize)>,
@@ -995,7 +1008,9 @@ impl<T> Zero<T> {
             if !sender.try_win() {
                 continue;
             }
-            if sender.select.is_none() {
+            // SAFETY: a queued packet's slot is settled (see its docs).
+            let lazy = unsafe { (*sender.slot.get()).is_null() };
+            if sender.select.is_none() && !lazy {
                 // SAFETY: a queued sender's slot is its live message, which
                 // it gives up at `DONE`; we won it, under the lock.
                 unsafe {
@@ -1009,17 +1024,21 @@ impl<T> Zero<T> {
                 }
                 return Taken::Done;
             }
-            // A `Select`'s send: it gets our room and our waker, and its
-            // owner reads them under the lock (when it leaves the queues).
-            // SAFETY: written under the lock, before `CLAIMED`.
-            unsafe {
+            // A `Select`'s send, or a lazy one (see `send_lazy`): it gets
+            // our room and our waker, which its owner reads once it sees
+            // `CLAIMED`. A lazy send's waker was its owner's: we wake it.
+            // SAFETY: written under the lock, before `CLAIMED`; nobody
+            // else reads them until then (the packet is off its queue).
+            let owner = unsafe {
                 *sender.slot.get() = dst.cast();
-                *sender.waker.get() = Some(park::current_waker());
-            }
+                (*sender.waker.get()).replace(park::current_waker())
+            };
             sender.state.store(CLAIMED, Ordering::Release);
             drop(state);
-            if let Some((waiter, _)) = &sender.select {
-                waiter.wake();
+            match (&sender.select, owner) {
+                (Some((waiter, _)), _) => waiter.wake(),
+                (None, Some(owner)) => owner.wake_by_value(),
+                (None, None) => {}
             }
             return Taken::Claimed(sender);
         }
@@ -1058,7 +1077,11 @@ impl<T> Zero<T> {
     /// Pairs a `Select`'s send (no message yet) with the first receiver
     /// that can take one: its packet, claimed, comes back.
     pub(crate) fn try_claim_receiver(&self) -> Option<Arc<Packet>> {
-        let mut state = self.lock();
+        Self::claim_receiver(&mut self.lock())
+    }
+
+    /// As `try_claim_receiver`, under the lock held.
+    fn claim_receiver(state: &mut ZeroState) -> Option<Arc<Packet>> {
         while let Some(receiver) = state.receivers.pop_front() {
             state.version += 1;
             if receiver.try_win() {
@@ -1067,6 +1090,64 @@ impl<T> Zero<T> {
             }
         }
         None
+    }
+
+    /// A send whose message is built only once a receiver is paired with
+    /// it, as a `Select`'s, without a `Select`: `select!` with this send as
+    /// its only operation and no `default`. It pairs with a waiting
+    /// receiver, or queues a packet without a message (`slot` null, no
+    /// `select`) and waits until a receiver pairs with it, which takes it
+    /// off the queue under the lock, as with a plain send, so nothing but
+    /// the queue decides who wins it. A cancellation point until paired;
+    /// a pairing that happened first wins, and the cancellation is raised
+    /// at the next suspension point.
+    fn send_lazy(&self, chan: &Chan<T>) -> SendToken {
+        let mut again = false;
+        loop {
+            if chan.receivers_gone() {
+                return SendToken::Disconnected;
+            }
+            let mut state = self.lock();
+            if let Some(receiver) = Self::claim_receiver(&mut state) {
+                return SendToken::Paired(receiver);
+            }
+            if park::on_scheduler_loop() {
+                drop(state);
+                park::scheduler_wait();
+            }
+            // Nothing is lent: the packet has no message, and a receiver
+            // lends its room only once it has paired with us.
+            let packet = Packet::new(ptr::null_mut(), None);
+            if again {
+                state.senders.push_front(packet.clone()); // keeps its place
+            } else {
+                state.senders.push_back(packet.clone());
+            }
+            state.version += 1;
+            drop(state);
+            chan.recv_wait.notify_all(); // a `Select` may wait for readiness
+            let outcome = self.wait_exchange(
+                &packet,
+                |s| &mut s.senders,
+                None,
+                || chan.receivers_gone(),
+                CLAIMED,
+            );
+            match outcome {
+                Ok(()) => return SendToken::Paired(packet),
+                Err(withdrawn) => {
+                    Packet::recycle(packet);
+                    match withdrawn {
+                        Withdrawn::Cancelled(cause) => Cancelled::raise(cause),
+                        Withdrawn::Disconnected => return SendToken::Disconnected,
+                        // Neither happens to a lazy send (no deadline; only
+                        // its own `SelectedOperation` abandons its packet):
+                        // look again.
+                        Withdrawn::Timeout | Withdrawn::Abandoned => again = true,
+                    }
+                }
+            }
+        }
     }
 
     /// Queues an operation of a `Select`: a receive with room `room`, or a
@@ -1147,16 +1228,21 @@ impl<T> Zero<T> {
     /// unless the exchange happened (or is under way) meanwhile, which
     /// wins. Never unwinds: a cancellation is returned, for the caller to
     /// raise once its frame is no longer lent out.
+    ///
+    /// A lazy send's packet (see `send_lazy`) is done waiting once a
+    /// receiver has paired with it (`CLAIMED`), plain ones at `DONE`:
+    /// `done` says which.
     fn wait_exchange(
         &self,
         packet: &Arc<Packet>,
         queue: fn(&mut ZeroState) -> &mut VecDeque<Arc<Packet>>,
         deadline: Option<Instant>,
         gone: impl Fn() -> bool,
+        done: u8,
     ) -> Result<(), Withdrawn> {
         loop {
             match packet.state() {
-                DONE => return Ok(()),
+                s if s == done => return Ok(()),
                 // A select paired with us and dropped its operation: the
                 // caller starts over, so as to meet a partner that queued
                 // up meanwhile (review: re-queueing here left both waiting).
@@ -1184,7 +1270,9 @@ impl<T> Zero<T> {
                     // Taken off the queue by a partner, which completed the
                     // exchange under the lock we just held, or paired with
                     // us (a select whose message is on its way): that wins.
-                    if Packet::wait_delivered(packet.clone()) {
+                    // A lazy send was paired with, under that lock: it
+                    // builds its message now.
+                    if done == CLAIMED || Packet::wait_delivered(packet.clone()) {
                         return Ok(());
                     }
                     // Abandoned: nothing was exchanged, we may leave.
@@ -1253,6 +1341,7 @@ impl<T> Zero<T> {
                 |s| &mut s.senders,
                 deadline,
                 || chan.receivers_gone(),
+                DONE,
             );
             lent.disarm();
             Packet::recycle(packet);
@@ -1318,6 +1407,7 @@ impl<T> Zero<T> {
                 |s| &mut s.receivers,
                 deadline,
                 || chan.senders_gone(),
+                DONE,
             );
             lent.disarm();
             Packet::recycle(packet);

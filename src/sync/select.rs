@@ -1142,7 +1142,50 @@ impl<T> Receiver<T> {
     }
 }
 
+impl<T> Receiver<T> {
+    /// `select!` with this receive as its only operation and no `default`:
+    /// a plain receive, which is what such a select does (it waits, as a
+    /// cancellation point, for a message or the disconnection, and pairs
+    /// with a plain or selected send on a rendezvous); not public API.
+    #[doc(hidden)]
+    #[inline]
+    pub fn __select_recv_one(&self) -> Result<T, RecvError> {
+        self.recv()
+    }
+}
+
 impl<T> Sender<T> {
+    /// `select!` with this send as its only operation and no `default`:
+    /// waits until the send can proceed, without its message, and gives
+    /// the operation to complete with it, as a `Select` with this one
+    /// send would; not public API. On a rendezvous it needs no `Select`:
+    /// it pairs with a receiver, or waits for one to pair with it, under
+    /// the channel's lock alone (see `Zero::send_lazy`).
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn __select_send_one(&self) -> SelectedOperation<'_> {
+        let handle: &dyn SelectHandle = &*self.chan;
+        match self.chan.send_lazy() {
+            Some(token) => SelectedOperation {
+                index: 0,
+                chan: ptr::from_ref(handle).cast(),
+                handle,
+                send: true,
+                received: false,
+                token: Some(token),
+                payload: Payload::new(Layout::new::<()>()),
+                drop_msg: drop_nothing,
+                completed: false,
+                _channels: PhantomData,
+            },
+            None => {
+                let mut sel = Select::new();
+                sel.send(self);
+                sel.select()
+            }
+        }
+    }
+
     /// `select!`'s first pass: this send, as operation `index`, if it can
     /// complete now (room reserved, a partner paired, or disconnected), as
     /// `Select` would select it; not public API.
@@ -1386,6 +1429,16 @@ macro_rules! __select_number {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_go {
+    // One operation and no `default`: what it does without a `Select`.
+    ($b:tt () ($i:tt recv $c:ident ($res:pat) ($body:expr))) => {{
+        let $res = $c.__select_recv_one();
+        $body
+    }};
+    ($b:tt () ($i:tt send $c:ident ($v:expr) ($res:pat) ($body:expr))) => {{
+        let __op = $c.__select_send_one();
+        let $res = __op.send($c, $v);
+        $body
+    }};
     ($b:tt $d:tt $($arm:tt)*) => {{
         let mut __slot = $crate::sync::SelectSlot::default();
         let __order = $crate::sync::__select_order(
@@ -1506,4 +1559,135 @@ macro_rules! __select_dispatch {
             $crate::__select_dispatch!($op $hit $d $($rest)*)
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    //! `select!` with one operation and no `default` takes a path of its
+    //! own (`__select_recv_one`, `__select_send_one`): its semantics are a
+    //! `Select`'s with that one operation.
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use crate::sync::{Select, channel};
+
+    /// How the receiving side takes each message.
+    #[derive(Clone, Copy, Debug)]
+    enum Taker {
+        Plain,
+        OneArm,
+        TwoArms,
+        Api,
+    }
+
+    /// A one-arm select's send on a rendezvous builds its message only
+    /// once a receiver has paired with it: each message is the count the
+    /// receiver set just before it asked, whichever way it asks, on green
+    /// threads and on OS threads. (Built eagerly, the sender's message
+    /// would miss the receiver's last increment.)
+    #[test]
+    fn one_arm_send_builds_its_message_once_paired() {
+        for taker in [Taker::Plain, Taker::OneArm, Taker::TwoArms, Taker::Api] {
+            for green in [true, false] {
+                let body = move || {
+                    let (tx, rx) = channel::<u32>(0);
+                    let (_other_tx, other_rx) = channel::<u32>(0);
+                    let asked = Arc::new(AtomicU32::new(0));
+                    let asked2 = asked.clone();
+                    let receive = move || {
+                        for i in 1..=200u32 {
+                            asked2.store(i, Ordering::SeqCst);
+                            let v = match taker {
+                                Taker::Plain => rx.recv().unwrap(),
+                                Taker::OneArm => crate::select! { recv(rx) -> v => v.unwrap() },
+                                Taker::TwoArms => crate::select! {
+                                    recv(rx) -> v => v.unwrap(),
+                                    recv(other_rx) -> _ => unreachable!(),
+                                },
+                                Taker::Api => {
+                                    let mut sel = Select::new();
+                                    sel.recv(&rx);
+                                    sel.select().recv(&rx).unwrap()
+                                }
+                            };
+                            assert_eq!(v, i, "{taker:?}: a message built before the pairing");
+                        }
+                    };
+                    let join: Box<dyn FnOnce()> = if green {
+                        let h = crate::spawn(receive);
+                        Box::new(move || h.join().unwrap())
+                    } else {
+                        let h = std::thread::spawn(receive);
+                        Box::new(move || h.join().unwrap())
+                    };
+                    for _ in 0..200 {
+                        crate::select! { send(tx, asked.load(Ordering::SeqCst)) -> r => r.unwrap() }
+                    }
+                    join();
+                };
+                crate::run(body);
+            }
+        }
+    }
+
+    /// Cancelled while it waits for a receiver, a one-arm select's send
+    /// builds nothing and leaves nothing queued: no receive finds a sender
+    /// afterwards, and the next send is the one received.
+    #[test]
+    fn one_arm_send_cancelled_while_waiting_leaves_nothing() {
+        crate::run(|| {
+            let (tx, rx) = channel::<u32>(0);
+            let built = AtomicBool::new(false);
+            let r = crate::timeout(Duration::from_millis(20), || {
+                crate::select! {
+                    send(tx, { built.store(true, Ordering::SeqCst); 1 }) -> r => r.unwrap(),
+                }
+            });
+            assert!(r.is_err(), "nothing received, yet the send completed");
+            assert!(
+                !built.load(Ordering::SeqCst),
+                "a message built for a send that never happened"
+            );
+            {
+                let mut sel = Select::new();
+                sel.recv(&rx);
+                assert!(
+                    sel.try_ready().is_err(),
+                    "the cancelled send is still queued"
+                );
+            }
+            let h = crate::spawn(move || rx.recv().unwrap());
+            crate::select! { send(tx, 2) -> r => r.unwrap() }
+            assert_eq!(h.join().unwrap(), 2);
+        });
+    }
+
+    /// The receivers leaving while a one-arm select's send waits wake it:
+    /// it builds its message and gets it back in the error.
+    #[test]
+    fn one_arm_send_waiting_sees_the_receivers_go() {
+        for green in [true, false] {
+            crate::run(move || {
+                let (tx, rx) = channel::<String>(0);
+                let (ready_tx, ready_rx) = channel::<()>(1);
+                let send = move || {
+                    ready_tx.send(()).unwrap();
+                    crate::select! { send(tx, "built".to_string()) -> r => r }
+                };
+                let join: Box<dyn FnOnce() -> Result<(), _>> = if green {
+                    let h = crate::spawn(send);
+                    Box::new(move || h.join().unwrap())
+                } else {
+                    let h = std::thread::spawn(send);
+                    Box::new(move || h.join().unwrap())
+                };
+                ready_rx.recv().unwrap();
+                crate::sleep(Duration::from_millis(5)); // most likely queued by now
+                drop(rx);
+                assert_eq!(join().unwrap_err().into_inner(), "built");
+            });
+        }
+    }
 }
