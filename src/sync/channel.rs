@@ -736,11 +736,23 @@ unsafe impl Send for Packet {}
 // SAFETY: as above.
 unsafe impl Sync for Packet {}
 
+/// Packets a thread keeps for its next rendezvous waits: a `Select`
+/// registers one per rendezvous operation.
+const SPARE_PACKETS: usize = 4;
+
 thread_local! {
-    /// A packet that its last wait left unshared, for the next rendezvous
-    /// wait on this thread (as `wait.rs` keeps a spare waiter).
-    static SPARE_PACKET: std::cell::Cell<Option<Arc<Packet>>> =
-        const { std::cell::Cell::new(None) };
+    /// Packets that their last waits left unshared, for the next
+    /// rendezvous waits on this thread (as `wait.rs` keeps a spare waiter).
+    static SPARE_PACKET: [std::cell::Cell<Option<Arc<Packet>>>; SPARE_PACKETS] =
+        const { [const { std::cell::Cell::new(None) }; SPARE_PACKETS] };
+}
+
+/// A spare packet of this thread's, if it has one.
+fn take_spare_packet() -> Option<Arc<Packet>> {
+    SPARE_PACKET
+        .try_with(|spares| spares.iter().find_map(std::cell::Cell::take))
+        .ok()
+        .flatten()
 }
 
 impl Packet {
@@ -753,7 +765,7 @@ impl Packet {
         select: Option<(Arc<Waiter>, usize)>,
         waker: Option<Waker>,
     ) -> Arc<Packet> {
-        if let Ok(Some(mut spare)) = SPARE_PACKET.try_with(std::cell::Cell::take)
+        if let Some(mut spare) = take_spare_packet()
             && let Some(p) = Arc::get_mut(&mut spare)
         {
             *p.slot.get_mut() = slot;
@@ -787,7 +799,17 @@ impl Packet {
             if let Some((waiter, _)) = p.select.take() {
                 Waiter::recycle(waiter);
             }
-            let _ = SPARE_PACKET.try_with(|spare| spare.set(Some(packet)));
+            // Into the first free place, if any (else dropped).
+            let _ = SPARE_PACKET.try_with(|spares| {
+                let mut packet = Some(packet);
+                for spare in spares {
+                    // In; if the place held one, that one back.
+                    match spare.replace(packet.take()) {
+                        None => break,
+                        held => packet = spare.replace(held),
+                    }
+                }
+            });
         }
     }
 
