@@ -941,7 +941,17 @@ impl<T> Default for Zero<T> {
 
 /// Removes `p` from `queue`; true if it was there.
 fn remove(queue: &mut VecDeque<Arc<Packet>>, p: &Arc<Packet>) -> bool {
+    // Most often the last queued (a select leaving a channel nobody used),
+    // else the first.
+    if queue.back().is_some_and(|q| Arc::ptr_eq(q, p)) {
+        queue.pop_back();
+        return true;
+    }
     match queue.iter().position(|q| Arc::ptr_eq(q, p)) {
+        Some(0) => {
+            queue.pop_front();
+            true
+        }
         Some(i) => {
             queue.remove(i);
             true
