@@ -760,6 +760,7 @@ impl Packet {
         Packet::with_waker(slot, select, Some(park::current_waker()))
     }
 
+    #[inline]
     fn with_waker(
         slot: *mut u8,
         select: Option<(Arc<Waiter>, usize)>,
