@@ -183,6 +183,7 @@ impl<T> Few<T> {
         }
     }
 
+    #[inline]
     fn push(&mut self, value: T) {
         match self.first.get_mut(self.len) {
             Some(slot) => *slot = Some(value),
@@ -377,6 +378,7 @@ impl<'a> Select<'a> {
     }
 
     /// Adds a receive operation; returns its index.
+    #[inline]
     pub fn recv<T>(&mut self, rx: &'a Receiver<T>) -> usize {
         let (room, msg) = (self.recv_layout, Layout::new::<T>());
         self.recv_layout =
@@ -391,6 +393,7 @@ impl<'a> Select<'a> {
 
     /// Adds a send operation, without its message (see
     /// [`SelectedOperation::send`]); returns its index.
+    #[inline]
     pub fn send<T>(&mut self, tx: &'a Sender<T>) -> usize {
         self.ops.push(Op {
             handle: &*tx.chan,
