@@ -1166,17 +1166,27 @@ impl<T> Sender<T> {
     /// the channel's lock alone (see `Zero::send_lazy`).
     #[doc(hidden)]
     #[track_caller]
-    #[inline]
-    pub fn __select_send_one(&self) -> SelectSendOne<'_, T> {
-        let pending = match self.chan.send_lazy() {
-            Some(token) => OneSend::Token(token),
+    pub fn __select_send_one(&self) -> SelectedOperation<'_> {
+        let handle: &dyn SelectHandle = &*self.chan;
+        match self.chan.send_lazy() {
+            Some(token) => SelectedOperation {
+                index: 0,
+                chan: ptr::from_ref(handle).cast(),
+                handle,
+                send: true,
+                received: false,
+                token: Some(token),
+                payload: Payload::new(Layout::new::<()>()),
+                drop_msg: drop_nothing,
+                completed: false,
+                _channels: PhantomData,
+            },
             None => {
                 let mut sel = Select::new();
                 sel.send(self);
-                OneSend::Op(sel.select())
+                sel.select()
             }
-        };
-        SelectSendOne { tx: self, pending }
+        }
     }
 
     /// `select!`'s first pass: this send, as operation `index`, if it can
@@ -1200,66 +1210,6 @@ impl<T> Sender<T> {
             completed: false,
             _channels: PhantomData,
         }));
-    }
-}
-
-/// The send of a `select!` whose only operation it is, ready to complete
-/// with its message (see `Sender::__select_send_one`); not public API.
-/// Dropped without it, it lets its rendezvous partner go back to waiting.
-#[doc(hidden)]
-#[must_use = "a selected send must be completed with its message"]
-pub struct SelectSendOne<'a, T> {
-    tx: &'a Sender<T>,
-    pending: OneSend<'a>,
-}
-
-enum OneSend<'a> {
-    /// A rendezvous: paired, or disconnected.
-    Token(SendToken),
-    /// Another flavor: what its `Select` selected.
-    Op(SelectedOperation<'a>),
-    /// Completed.
-    Done,
-}
-
-impl<T> SelectSendOne<'_, T> {
-    /// Completes the send with `msg`, built only now; as
-    /// [`SelectedOperation::send`].
-    #[doc(hidden)]
-    #[track_caller]
-    #[inline]
-    pub fn send(mut self, msg: T) -> Result<(), SendError<T>> {
-        match std::mem::replace(&mut self.pending, OneSend::Done) {
-            OneSend::Token(SendToken::Paired(packet)) => {
-                // SAFETY: the packet is claimed by this send (the lazy send
-                // paired with it, or it with us), its room is for a `T`
-                // (the channel is `tx`'s); `msg` moves, forgotten.
-                unsafe { packet.complete(&raw const msg) };
-                std::mem::forget(msg);
-                Packet::recycle(packet);
-                Ok(())
-            }
-            OneSend::Token(_) => Err(SendError(msg)),
-            OneSend::Op(op) => op.send(self.tx, msg),
-            OneSend::Done => unreachable!("a select!'s send completed twice"),
-        }
-    }
-}
-
-impl<T> Drop for SelectSendOne<'_, T> {
-    fn drop(&mut self) {
-        if let OneSend::Token(SendToken::Paired(packet)) =
-            std::mem::replace(&mut self.pending, OneSend::Done)
-        {
-            packet.abandon(); // the receiver waits again
-            Packet::recycle(packet);
-        }
-    }
-}
-
-impl<T> fmt::Debug for SelectSendOne<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SelectSendOne").finish_non_exhaustive()
     }
 }
 
@@ -1489,7 +1439,7 @@ macro_rules! __select_go {
     }};
     ($b:tt () ($i:tt send $c:ident ($v:expr) ($res:pat) ($body:expr))) => {{
         let __op = $c.__select_send_one();
-        let $res = __op.send($v);
+        let $res = __op.send($c, $v);
         $body
     }};
     ($b:tt $d:tt $($arm:tt)*) => {{
