@@ -921,6 +921,13 @@ struct ZeroState {
 
 struct Zero<T> {
     state: Mutex<ZeroState>,
+    /// Which queues may hold a packet (`SENDERS_QUEUED`, `RECEIVERS_QUEUED`),
+    /// written only under the lock: set by every push (`Zero::queued`),
+    /// cleared by a try that found the queue empty (`Zero::emptied`). A
+    /// clear flag means the queue was empty when it was read, so a try
+    /// that reads one (`partners_queued`) need not lock (a select's try,
+    /// mostly, on a channel whose other side nobody is waiting on).
+    queued: AtomicU8,
     /// `fn() -> T`: the flavor holds no `T` itself, so it does not make
     /// the channel `Sync` only for `Sync` messages (the queue flavors
     /// require `T: Send`, as std and crossbeam do).
@@ -935,8 +942,23 @@ impl<T> Default for Zero<T> {
                 receivers: VecDeque::new(),
                 version: 0,
             }),
+            queued: AtomicU8::new(0),
             _marker: PhantomData,
         }
+    }
+}
+
+/// `Zero::queued`: the senders' queue may hold a packet.
+const SENDERS_QUEUED: u8 = 1;
+/// `Zero::queued`: the receivers' queue may hold a packet.
+const RECEIVERS_QUEUED: u8 = 2;
+
+/// The flag of the senders' (`send`) or receivers' queue in `Zero::queued`.
+fn queue_flag(send: bool) -> u8 {
+    if send {
+        SENDERS_QUEUED
+    } else {
+        RECEIVERS_QUEUED
     }
 }
 
@@ -987,6 +1009,37 @@ impl<T> Zero<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Notes a packet pushed on the senders' (`send`) or receivers' queue.
+    /// Called under the lock, with the push.
+    #[inline]
+    fn queued(&self, send: bool) {
+        let flag = queue_flag(send);
+        // Only lock holders write it: this reads the last write.
+        let queued = self.queued.load(Ordering::Relaxed);
+        if queued & flag == 0 {
+            self.queued.store(queued | flag, Ordering::Release);
+        }
+    }
+
+    /// Notes that the senders' (`send`) or receivers' queue was found
+    /// empty. Called under the lock.
+    #[inline]
+    fn emptied(&self, send: bool) {
+        let flag = queue_flag(send);
+        let queued = self.queued.load(Ordering::Relaxed);
+        if queued & flag != 0 {
+            self.queued.store(queued & !flag, Ordering::Release);
+        }
+    }
+
+    /// Whether the queue that a send (`send`) or a receive pairs from may
+    /// hold a packet. False: it was empty at an instant after the caller's
+    /// last look under the lock (a push is published with its unlock).
+    #[inline]
+    fn partners_queued(&self, send: bool) -> bool {
+        self.queued.load(Ordering::Acquire) & queue_flag(!send) != 0
+    }
+
     /// Hands the message at `src` to the first receiver that can take it.
     /// Called with the lock held; releases it.
     ///
@@ -1018,10 +1071,16 @@ impl<T> Zero<T> {
     ///
     /// As `Chan::try_send_raw`.
     unsafe fn try_send(&self, src: *const T) -> Try {
+        if !self.partners_queued(true) {
+            return Try::NotReady; // no receiver: no need for the lock
+        }
         // SAFETY: as this function's contract.
         match unsafe { self.send_locked(self.lock(), src) } {
             None => Try::Done,
-            Some(_) => Try::NotReady,
+            Some(_state) => {
+                self.emptied(false); // it pops until it hands over or runs out
+                Try::NotReady
+            }
         }
     }
 
@@ -1087,6 +1146,14 @@ impl<T> Zero<T> {
     /// As `Chan::try_recv_raw`.
     unsafe fn try_recv(&self, dst: *mut T, senders_gone: impl Fn() -> bool) -> Try {
         loop {
+            if !self.partners_queued(false) {
+                // No sender: no need for the lock.
+                return if senders_gone() {
+                    Try::Disconnected
+                } else {
+                    Try::NotReady
+                };
+            }
             // SAFETY: as this function's contract.
             match unsafe { self.recv_locked(self.lock(), dst) } {
                 Taken::Done => return Try::Done,
@@ -1096,6 +1163,7 @@ impl<T> Zero<T> {
                     }
                 }
                 Taken::Empty(state) => {
+                    self.emptied(true);
                     drop(state);
                     return if senders_gone() {
                         Try::Disconnected
@@ -1110,7 +1178,15 @@ impl<T> Zero<T> {
     /// Pairs a `Select`'s send (no message yet) with the first receiver
     /// that can take one: its packet, claimed, comes back.
     pub(crate) fn try_claim_receiver(&self) -> Option<Arc<Packet>> {
-        Self::claim_receiver(&mut self.lock())
+        if !self.partners_queued(true) {
+            return None; // no receiver: no need for the lock
+        }
+        let mut state = self.lock();
+        let claimed = Self::claim_receiver(&mut state);
+        if claimed.is_none() {
+            self.emptied(false); // it pops until it wins or runs out
+        }
+        claimed
     }
 
     /// As `try_claim_receiver`, under the lock held.
@@ -1156,6 +1232,7 @@ impl<T> Zero<T> {
             } else {
                 state.senders.push_back(packet.clone());
             }
+            self.queued(true);
             state.version += 1;
             drop(state);
             chan.recv_wait.notify_all(); // a `Select` may wait for readiness
@@ -1207,6 +1284,7 @@ impl<T> Zero<T> {
             (&mut state.receivers, &state.senders)
         };
         own.push_back(packet.clone());
+        self.queued(send);
         let ready = other.iter().any(|p| p.available(Some(waiter)));
         (packet, ready)
     }
@@ -1366,6 +1444,7 @@ impl<T> Zero<T> {
             } else {
                 state.senders.push_back(packet.clone());
             }
+            self.queued(true);
             state.version += 1;
             drop(state);
             chan.recv_wait.notify_all(); // a `Select` may wait for readiness
@@ -1431,6 +1510,7 @@ impl<T> Zero<T> {
                 } else {
                     state.receivers.push_back(packet.clone());
                 }
+                self.queued(false);
                 state.version += 1;
                 break packet;
             };
@@ -2520,6 +2600,7 @@ impl<T> SendOp<T> {
             Some(Waker::Async(slot.clone())),
         );
         state.senders.push_back(packet.clone());
+        z.queued(true);
         state.version += 1;
         drop(state);
         chan.recv_wait.notify_all(); // async receivers and selects wait there

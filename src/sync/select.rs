@@ -1667,6 +1667,75 @@ mod tests {
         });
     }
 
+    /// Polls `f` (yielding between looks) until it gives `Some`; fails
+    /// after a generous 20 s.
+    fn poll<R>(what: &str, mut f: impl FnMut() -> Option<R>) -> R {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(r) = f() {
+                return r;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{what}: never seen"
+            );
+            crate::yield_now();
+        }
+    }
+
+    /// A rendezvous's tries (which skip the lock when nobody can be
+    /// waiting on the other side) see every kind of waiting partner, also
+    /// after a try found none: a plain send or receive, a select's, and a
+    /// one-arm select's send.
+    #[test]
+    fn rendezvous_tries_see_partners_queued_after_an_empty_look() {
+        use crate::sync::{TryRecvError, TrySendError};
+        crate::run(|| {
+            let (tx, rx) = channel::<u32>(0);
+            let (_idle_tx, idle_rx) = channel::<u32>(0);
+            let (tx, rx, idle_rx) = (Arc::new(tx), Arc::new(rx), Arc::new(idle_rx));
+            for round in 0..3u32 {
+                assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+                assert_eq!(tx.try_send(0), Err(TrySendError::Full(0)));
+                // Senders of every kind, each met by a receiving try.
+                let t = tx.clone();
+                let h = crate::spawn(move || t.send(round).unwrap());
+                assert_eq!(poll("a plain send", || rx.try_recv().ok()), round);
+                h.join().unwrap();
+                assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+                let (t, i) = (tx.clone(), idle_rx.clone());
+                let h = crate::spawn(move || {
+                    crate::select! {
+                        send(t, round + 10) -> r => r.unwrap(),
+                        recv(i) -> _ => unreachable!(),
+                    }
+                });
+                assert_eq!(poll("a select's send", || rx.try_recv().ok()), round + 10);
+                h.join().unwrap();
+                let t = tx.clone();
+                let h =
+                    crate::spawn(move || crate::select! { send(t, round + 20) -> r => r.unwrap() });
+                assert_eq!(poll("a one-arm send", || rx.try_recv().ok()), round + 20);
+                h.join().unwrap();
+                // Receivers of both kinds, each met by a sending try.
+                assert_eq!(tx.try_send(0), Err(TrySendError::Full(0)));
+                let r = rx.clone();
+                let h = crate::spawn(move || r.recv().unwrap());
+                poll("a plain receive", || tx.try_send(round + 30).ok());
+                assert_eq!(h.join().unwrap(), round + 30);
+                let (r, i) = (rx.clone(), idle_rx.clone());
+                let h = crate::spawn(move || {
+                    crate::select! {
+                        recv(r) -> v => v.unwrap(),
+                        recv(i) -> _ => unreachable!(),
+                    }
+                });
+                poll("a select's receive", || tx.try_send(round + 40).ok());
+                assert_eq!(h.join().unwrap(), round + 40);
+            }
+        });
+    }
+
     /// The receivers leaving while a one-arm select's send waits wake it:
     /// it builds its message and gets it back in the error.
     #[test]
