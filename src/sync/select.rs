@@ -16,6 +16,12 @@
 //! select, which then tries again, and passes a notification it did not
 //! use on to the next waiter.
 //!
+//! `select!` with one operation and no `default` builds no `Select`: a
+//! receive is a plain receive, and a rendezvous send queues a packet
+//! without a message (or pairs with a waiting receiver) under the
+//! channel's lock alone, and builds its message once a receiver has paired
+//! with it, as a `Select`'s send would.
+//!
 //! A select with a `default` arm ([`Select::try_wait`]) reports "nothing
 //! ready" only after a double collect: it reads every channel's counters
 //! (queue positions, the rendezvous queues' version, the ends' counts),
@@ -1633,6 +1639,24 @@ mod tests {
                 crate::run(body);
             }
         }
+        // The sending select on an OS thread of its own, the receiving one
+        // on a green thread.
+        let (tx, rx) = channel::<u32>(0);
+        let asked = Arc::new(AtomicU32::new(0));
+        let asked2 = asked.clone();
+        let sender = std::thread::spawn(move || {
+            for _ in 0..200 {
+                crate::select! { send(tx, asked2.load(Ordering::SeqCst)) -> r => r.unwrap() }
+            }
+        });
+        crate::run(move || {
+            for i in 1..=200u32 {
+                asked.store(i, Ordering::SeqCst);
+                let v = crate::select! { recv(rx) -> v => v.unwrap() };
+                assert_eq!(v, i, "a message built before the pairing");
+            }
+        });
+        sender.join().unwrap();
     }
 
     /// Cancelled while it waits for a receiver, a one-arm select's send
