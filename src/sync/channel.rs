@@ -1035,6 +1035,11 @@ impl<T> Zero<T> {
     /// Whether the queue that a send (`send`) or a receive pairs from may
     /// hold a packet. False: it was empty at an instant after the caller's
     /// last look under the lock (a push is published with its unlock).
+    /// A waiter that registers on a `WaitList` and then looks again here
+    /// does not miss a push: every push is followed by a `notify_all` of
+    /// the other side's list, whose `SeqCst` fence pairs with the one of
+    /// the registration (see `WaitList::register`), so either the notifier
+    /// sees the waiter or the look sees the flag.
     #[inline]
     fn partners_queued(&self, send: bool) -> bool {
         self.queued.load(Ordering::Acquire) & queue_flag(!send) != 0
