@@ -451,6 +451,16 @@ impl<T> Chan<T> {
         pushed
     }
 
+    /// `select!` with one send, on this channel, and no `default`: waits
+    /// until the send can proceed, without its message. `None` if the
+    /// channel is not a rendezvous (a `Select` does it then).
+    pub(crate) fn send_lazy(&self) -> Option<SendToken> {
+        match &self.flavor {
+            Flavor::Zero(z) => Some(z.send_lazy(self)),
+            _ => None,
+        }
+    }
+
     /// Completes a send that a `Select` selected with `SendToken::Room`:
     /// into the room it reserved (a bounded channel) or the unbounded
     /// queue, without waiting. `Done`, or `Disconnected` (the reservation
@@ -701,15 +711,18 @@ const ABANDONED: u8 = 3;
 /// and operation, and a partner must win the context before pairing).
 pub(crate) struct Packet {
     /// The message (a waiting sender's), or the room for one (a receiver's),
-    /// in the waiter's frame. For a `Select`'s send, which has no message
-    /// yet, null until a receiver pairs with it: then the receiver's room.
-    /// Written only at creation, or under the rendezvous lock by the
-    /// receiver that pairs with a `Select`'s send (before `CLAIMED`).
+    /// in the waiter's frame. For a `Select`'s send or a lazy send (see
+    /// `Zero::send_lazy`), which have no message yet, null until a receiver
+    /// pairs with it: then the receiver's room. Written only at creation,
+    /// or under the rendezvous lock by the receiver that pairs with such a
+    /// send (before `CLAIMED`).
     slot: UnsafeCell<*mut u8>,
     /// Who waits for the message to arrive in `slot`: the packet's owner, or
-    /// for a `Select`'s send, the receiver that paired with it. Written as
-    /// `slot`; then taken out by the one party that ends the exchange
-    /// (`DONE` or `ABANDONED`), just before it publishes that state.
+    /// for a `Select`'s send or a lazy send, the receiver that paired with
+    /// it (a lazy send's holds its owner's until then, which that receiver
+    /// wakes). Written as `slot`; then taken out by the one party that ends
+    /// the exchange (`DONE` or `ABANDONED`), just before it publishes that
+    /// state.
     waker: UnsafeCell<Option<Waker>>,
     state: AtomicU8,
     select: Option<(Arc<Waiter>, usize)>,
@@ -723,11 +736,23 @@ unsafe impl Send for Packet {}
 // SAFETY: as above.
 unsafe impl Sync for Packet {}
 
+/// Packets a thread keeps for its next rendezvous waits: a `Select`
+/// registers one per rendezvous operation.
+const SPARE_PACKETS: usize = 4;
+
 thread_local! {
-    /// A packet that its last wait left unshared, for the next rendezvous
-    /// wait on this thread (as `wait.rs` keeps a spare waiter).
-    static SPARE_PACKET: std::cell::Cell<Option<Arc<Packet>>> =
-        const { std::cell::Cell::new(None) };
+    /// Packets that their last waits left unshared, for the next
+    /// rendezvous waits on this thread (as `wait.rs` keeps a spare waiter).
+    static SPARE_PACKET: [std::cell::Cell<Option<Arc<Packet>>>; SPARE_PACKETS] =
+        const { [const { std::cell::Cell::new(None) }; SPARE_PACKETS] };
+}
+
+/// A spare packet of this thread's, if it has one.
+fn take_spare_packet() -> Option<Arc<Packet>> {
+    SPARE_PACKET
+        .try_with(|spares| spares.iter().find_map(std::cell::Cell::take))
+        .ok()
+        .flatten()
 }
 
 impl Packet {
@@ -735,12 +760,13 @@ impl Packet {
         Packet::with_waker(slot, select, Some(park::current_waker()))
     }
 
+    #[inline]
     fn with_waker(
         slot: *mut u8,
         select: Option<(Arc<Waiter>, usize)>,
         waker: Option<Waker>,
     ) -> Arc<Packet> {
-        if let Ok(Some(mut spare)) = SPARE_PACKET.try_with(std::cell::Cell::take)
+        if let Some(mut spare) = take_spare_packet()
             && let Some(p) = Arc::get_mut(&mut spare)
         {
             *p.slot.get_mut() = slot;
@@ -774,7 +800,17 @@ impl Packet {
             if let Some((waiter, _)) = p.select.take() {
                 Waiter::recycle(waiter);
             }
-            let _ = SPARE_PACKET.try_with(|spare| spare.set(Some(packet)));
+            // Into the first free place, if any (else dropped).
+            let _ = SPARE_PACKET.try_with(|spares| {
+                let mut packet = Some(packet);
+                for spare in spares {
+                    // In; if the place held one, that one back.
+                    match spare.replace(packet.take()) {
+                        None => break,
+                        held => packet = spare.replace(held),
+                    }
+                }
+            });
         }
     }
 
@@ -885,6 +921,13 @@ struct ZeroState {
 
 struct Zero<T> {
     state: Mutex<ZeroState>,
+    /// Which queues may hold a packet (`SENDERS_QUEUED`, `RECEIVERS_QUEUED`),
+    /// written only under the lock: set by every push (`Zero::queued`),
+    /// cleared by a try that found the queue empty (`Zero::emptied`). A
+    /// clear flag means the queue was empty when it was read, so a try
+    /// that reads one (`partners_queued`) need not lock (a select's try,
+    /// mostly, on a channel whose other side nobody is waiting on).
+    queued: AtomicU8,
     /// `fn() -> T`: the flavor holds no `T` itself, so it does not make
     /// the channel `Sync` only for `Sync` messages (the queue flavors
     /// require `T: Send`, as std and crossbeam do).
@@ -899,14 +942,39 @@ impl<T> Default for Zero<T> {
                 receivers: VecDeque::new(),
                 version: 0,
             }),
+            queued: AtomicU8::new(0),
             _marker: PhantomData,
         }
     }
 }
 
+/// `Zero::queued`: the senders' queue may hold a packet.
+const SENDERS_QUEUED: u8 = 1;
+/// `Zero::queued`: the receivers' queue may hold a packet.
+const RECEIVERS_QUEUED: u8 = 2;
+
+/// The flag of the senders' (`send`) or receivers' queue in `Zero::queued`.
+fn queue_flag(send: bool) -> u8 {
+    if send {
+        SENDERS_QUEUED
+    } else {
+        RECEIVERS_QUEUED
+    }
+}
+
 /// Removes `p` from `queue`; true if it was there.
 fn remove(queue: &mut VecDeque<Arc<Packet>>, p: &Arc<Packet>) -> bool {
+    // Most often the last queued (a select leaving a channel nobody used),
+    // else the first.
+    if queue.back().is_some_and(|q| Arc::ptr_eq(q, p)) {
+        queue.pop_back();
+        return true;
+    }
     match queue.iter().position(|q| Arc::ptr_eq(q, p)) {
+        Some(0) => {
+            queue.pop_front();
+            true
+        }
         Some(i) => {
             queue.remove(i);
             true
@@ -941,6 +1009,42 @@ impl<T> Zero<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Notes a packet pushed on the senders' (`send`) or receivers' queue.
+    /// Called under the lock, with the push.
+    #[inline]
+    fn queued(&self, send: bool) {
+        let flag = queue_flag(send);
+        // Only lock holders write it: this reads the last write.
+        let queued = self.queued.load(Ordering::Relaxed);
+        if queued & flag == 0 {
+            self.queued.store(queued | flag, Ordering::Release);
+        }
+    }
+
+    /// Notes that the senders' (`send`) or receivers' queue was found
+    /// empty. Called under the lock.
+    #[inline]
+    fn emptied(&self, send: bool) {
+        let flag = queue_flag(send);
+        let queued = self.queued.load(Ordering::Relaxed);
+        if queued & flag != 0 {
+            self.queued.store(queued & !flag, Ordering::Release);
+        }
+    }
+
+    /// Whether the queue that a send (`send`) or a receive pairs from may
+    /// hold a packet. False: it was empty at an instant after the caller's
+    /// last look under the lock (a push is published with its unlock).
+    /// A waiter that registers on a `WaitList` and then looks again here
+    /// does not miss a push: every push is followed by a `notify_all` of
+    /// the other side's list, whose `SeqCst` fence pairs with the one of
+    /// the registration (see `WaitList::register`), so either the notifier
+    /// sees the waiter or the look sees the flag.
+    #[inline]
+    fn partners_queued(&self, send: bool) -> bool {
+        self.queued.load(Ordering::Acquire) & queue_flag(!send) != 0
+    }
+
     /// Hands the message at `src` to the first receiver that can take it.
     /// Called with the lock held; releases it.
     ///
@@ -972,10 +1076,16 @@ impl<T> Zero<T> {
     ///
     /// As `Chan::try_send_raw`.
     unsafe fn try_send(&self, src: *const T) -> Try {
+        if !self.partners_queued(true) {
+            return Try::NotReady; // no receiver: no need for the lock
+        }
         // SAFETY: as this function's contract.
         match unsafe { self.send_locked(self.lock(), src) } {
             None => Try::Done,
-            Some(_) => Try::NotReady,
+            Some(_state) => {
+                self.emptied(false); // it pops until it hands over or runs out
+                Try::NotReady
+            }
         }
     }
 
@@ -995,7 +1105,9 @@ impl<T> Zero<T> {
             if !sender.try_win() {
                 continue;
             }
-            if sender.select.is_none() {
+            // SAFETY: a queued packet's slot is settled (see its docs).
+            let lazy = unsafe { (*sender.slot.get()).is_null() };
+            if sender.select.is_none() && !lazy {
                 // SAFETY: a queued sender's slot is its live message, which
                 // it gives up at `DONE`; we won it, under the lock.
                 unsafe {
@@ -1009,17 +1121,21 @@ impl<T> Zero<T> {
                 }
                 return Taken::Done;
             }
-            // A `Select`'s send: it gets our room and our waker, and its
-            // owner reads them under the lock (when it leaves the queues).
-            // SAFETY: written under the lock, before `CLAIMED`.
-            unsafe {
+            // A `Select`'s send, or a lazy one (see `send_lazy`): it gets
+            // our room and our waker, which its owner reads once it sees
+            // `CLAIMED`. A lazy send's waker was its owner's: we wake it.
+            // SAFETY: written under the lock, before `CLAIMED`; nobody
+            // else reads them until then (the packet is off its queue).
+            let owner = unsafe {
                 *sender.slot.get() = dst.cast();
-                *sender.waker.get() = Some(park::current_waker());
-            }
+                (*sender.waker.get()).replace(park::current_waker())
+            };
             sender.state.store(CLAIMED, Ordering::Release);
             drop(state);
-            if let Some((waiter, _)) = &sender.select {
-                waiter.wake();
+            match (&sender.select, owner) {
+                (Some((waiter, _)), _) => waiter.wake(),
+                (None, Some(owner)) => owner.wake_by_value(),
+                (None, None) => {}
             }
             return Taken::Claimed(sender);
         }
@@ -1035,6 +1151,14 @@ impl<T> Zero<T> {
     /// As `Chan::try_recv_raw`.
     unsafe fn try_recv(&self, dst: *mut T, senders_gone: impl Fn() -> bool) -> Try {
         loop {
+            if !self.partners_queued(false) {
+                // No sender: no need for the lock.
+                return if senders_gone() {
+                    Try::Disconnected
+                } else {
+                    Try::NotReady
+                };
+            }
             // SAFETY: as this function's contract.
             match unsafe { self.recv_locked(self.lock(), dst) } {
                 Taken::Done => return Try::Done,
@@ -1044,6 +1168,7 @@ impl<T> Zero<T> {
                     }
                 }
                 Taken::Empty(state) => {
+                    self.emptied(true);
                     drop(state);
                     return if senders_gone() {
                         Try::Disconnected
@@ -1058,7 +1183,19 @@ impl<T> Zero<T> {
     /// Pairs a `Select`'s send (no message yet) with the first receiver
     /// that can take one: its packet, claimed, comes back.
     pub(crate) fn try_claim_receiver(&self) -> Option<Arc<Packet>> {
+        if !self.partners_queued(true) {
+            return None; // no receiver: no need for the lock
+        }
         let mut state = self.lock();
+        let claimed = Self::claim_receiver(&mut state);
+        if claimed.is_none() {
+            self.emptied(false); // it pops until it wins or runs out
+        }
+        claimed
+    }
+
+    /// As `try_claim_receiver`, under the lock held.
+    fn claim_receiver(state: &mut ZeroState) -> Option<Arc<Packet>> {
         while let Some(receiver) = state.receivers.pop_front() {
             state.version += 1;
             if receiver.try_win() {
@@ -1067,6 +1204,65 @@ impl<T> Zero<T> {
             }
         }
         None
+    }
+
+    /// A send whose message is built only once a receiver is paired with
+    /// it, as a `Select`'s, without a `Select`: `select!` with this send as
+    /// its only operation and no `default`. It pairs with a waiting
+    /// receiver, or queues a packet without a message (`slot` null, no
+    /// `select`) and waits until a receiver pairs with it, which takes it
+    /// off the queue under the lock, as with a plain send, so nothing but
+    /// the queue decides who wins it. A cancellation point until paired;
+    /// a pairing that happened first wins, and the cancellation is raised
+    /// at the next suspension point.
+    fn send_lazy(&self, chan: &Chan<T>) -> SendToken {
+        let mut again = false;
+        loop {
+            if chan.receivers_gone() {
+                return SendToken::Disconnected;
+            }
+            let mut state = self.lock();
+            if let Some(receiver) = Self::claim_receiver(&mut state) {
+                return SendToken::Paired(receiver);
+            }
+            if park::on_scheduler_loop() {
+                drop(state);
+                park::scheduler_wait();
+            }
+            // Nothing is lent: the packet has no message, and a receiver
+            // lends its room only once it has paired with us.
+            let packet = Packet::new(ptr::null_mut(), None);
+            if again {
+                state.senders.push_front(packet.clone()); // keeps its place
+            } else {
+                state.senders.push_back(packet.clone());
+            }
+            self.queued(true);
+            state.version += 1;
+            drop(state);
+            chan.recv_wait.notify_all(); // a `Select` may wait for readiness
+            let outcome = self.wait_exchange(
+                &packet,
+                |s| &mut s.senders,
+                None,
+                || chan.receivers_gone(),
+                CLAIMED,
+            );
+            match outcome {
+                Ok(()) => return SendToken::Paired(packet),
+                Err(withdrawn) => {
+                    Packet::recycle(packet);
+                    match withdrawn {
+                        Withdrawn::Cancelled(cause) => Cancelled::raise(cause),
+                        Withdrawn::Disconnected => return SendToken::Disconnected,
+                        // Neither happens to a lazy send (no deadline; only
+                        // its own `SelectedOperation` abandons its packet):
+                        // look again.
+                        Withdrawn::Timeout | Withdrawn::Abandoned => again = true,
+                    }
+                }
+            }
+        }
     }
 
     /// Queues an operation of a `Select`: a receive with room `room`, or a
@@ -1093,6 +1289,7 @@ impl<T> Zero<T> {
             (&mut state.receivers, &state.senders)
         };
         own.push_back(packet.clone());
+        self.queued(send);
         let ready = other.iter().any(|p| p.available(Some(waiter)));
         (packet, ready)
     }
@@ -1147,16 +1344,21 @@ impl<T> Zero<T> {
     /// unless the exchange happened (or is under way) meanwhile, which
     /// wins. Never unwinds: a cancellation is returned, for the caller to
     /// raise once its frame is no longer lent out.
+    ///
+    /// A lazy send's packet (see `send_lazy`) is done waiting once a
+    /// receiver has paired with it (`CLAIMED`), plain ones at `DONE`:
+    /// `done` says which.
     fn wait_exchange(
         &self,
         packet: &Arc<Packet>,
         queue: fn(&mut ZeroState) -> &mut VecDeque<Arc<Packet>>,
         deadline: Option<Instant>,
         gone: impl Fn() -> bool,
+        done: u8,
     ) -> Result<(), Withdrawn> {
         loop {
             match packet.state() {
-                DONE => return Ok(()),
+                s if s == done => return Ok(()),
                 // A select paired with us and dropped its operation: the
                 // caller starts over, so as to meet a partner that queued
                 // up meanwhile (review: re-queueing here left both waiting).
@@ -1184,7 +1386,9 @@ impl<T> Zero<T> {
                     // Taken off the queue by a partner, which completed the
                     // exchange under the lock we just held, or paired with
                     // us (a select whose message is on its way): that wins.
-                    if Packet::wait_delivered(packet.clone()) {
+                    // A lazy send was paired with, under that lock: it
+                    // builds its message now.
+                    if done == CLAIMED || Packet::wait_delivered(packet.clone()) {
                         return Ok(());
                     }
                     // Abandoned: nothing was exchanged, we may leave.
@@ -1245,6 +1449,7 @@ impl<T> Zero<T> {
             } else {
                 state.senders.push_back(packet.clone());
             }
+            self.queued(true);
             state.version += 1;
             drop(state);
             chan.recv_wait.notify_all(); // a `Select` may wait for readiness
@@ -1253,6 +1458,7 @@ impl<T> Zero<T> {
                 |s| &mut s.senders,
                 deadline,
                 || chan.receivers_gone(),
+                DONE,
             );
             lent.disarm();
             Packet::recycle(packet);
@@ -1309,6 +1515,7 @@ impl<T> Zero<T> {
                 } else {
                     state.receivers.push_back(packet.clone());
                 }
+                self.queued(false);
                 state.version += 1;
                 break packet;
             };
@@ -1318,6 +1525,7 @@ impl<T> Zero<T> {
                 |s| &mut s.receivers,
                 deadline,
                 || chan.senders_gone(),
+                DONE,
             );
             lent.disarm();
             Packet::recycle(packet);
@@ -2397,6 +2605,7 @@ impl<T> SendOp<T> {
             Some(Waker::Async(slot.clone())),
         );
         state.senders.push_back(packet.clone());
+        z.queued(true);
         state.version += 1;
         drop(state);
         chan.recv_wait.notify_all(); // async receivers and selects wait there

@@ -16,6 +16,12 @@
 //! select, which then tries again, and passes a notification it did not
 //! use on to the next waiter.
 //!
+//! `select!` with one operation and no `default` builds no `Select`: a
+//! receive is a plain receive, and a rendezvous send queues a packet
+//! without a message (or pairs with a waiting receiver) under the
+//! channel's lock alone, and builds its message once a receiver has paired
+//! with it, as a `Select`'s send would.
+//!
 //! A select with a `default` arm ([`Select::try_wait`]) reports "nothing
 //! ready" only after a double collect: it reads every channel's counters
 //! (queue positions, the rendezvous queues' version, the ends' counts),
@@ -183,6 +189,7 @@ impl<T> Few<T> {
         }
     }
 
+    #[inline]
     fn push(&mut self, value: T) {
         match self.first.get_mut(self.len) {
             Some(slot) => *slot = Some(value),
@@ -377,6 +384,7 @@ impl<'a> Select<'a> {
     }
 
     /// Adds a receive operation; returns its index.
+    #[inline]
     pub fn recv<T>(&mut self, rx: &'a Receiver<T>) -> usize {
         let (room, msg) = (self.recv_layout, Layout::new::<T>());
         self.recv_layout =
@@ -391,6 +399,7 @@ impl<'a> Select<'a> {
 
     /// Adds a send operation, without its message (see
     /// [`SelectedOperation::send`]); returns its index.
+    #[inline]
     pub fn send<T>(&mut self, tx: &'a Sender<T>) -> usize {
         self.ops.push(Op {
             handle: &*tx.chan,
@@ -1142,7 +1151,50 @@ impl<T> Receiver<T> {
     }
 }
 
+impl<T> Receiver<T> {
+    /// `select!` with this receive as its only operation and no `default`:
+    /// a plain receive, which is what such a select does (it waits, as a
+    /// cancellation point, for a message or the disconnection, and pairs
+    /// with a plain or selected send on a rendezvous); not public API.
+    #[doc(hidden)]
+    #[inline]
+    pub fn __select_recv_one(&self) -> Result<T, RecvError> {
+        self.recv()
+    }
+}
+
 impl<T> Sender<T> {
+    /// `select!` with this send as its only operation and no `default`:
+    /// waits until the send can proceed, without its message, and gives
+    /// the operation to complete with it, as a `Select` with this one
+    /// send would; not public API. On a rendezvous it needs no `Select`:
+    /// it pairs with a receiver, or waits for one to pair with it, under
+    /// the channel's lock alone (see `Zero::send_lazy`).
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn __select_send_one(&self) -> SelectedOperation<'_> {
+        let handle: &dyn SelectHandle = &*self.chan;
+        match self.chan.send_lazy() {
+            Some(token) => SelectedOperation {
+                index: 0,
+                chan: ptr::from_ref(handle).cast(),
+                handle,
+                send: true,
+                received: false,
+                token: Some(token),
+                payload: Payload::new(Layout::new::<()>()),
+                drop_msg: drop_nothing,
+                completed: false,
+                _channels: PhantomData,
+            },
+            None => {
+                let mut sel = Select::new();
+                sel.send(self);
+                sel.select()
+            }
+        }
+    }
+
     /// `select!`'s first pass: this send, as operation `index`, if it can
     /// complete now (room reserved, a partner paired, or disconnected), as
     /// `Select` would select it; not public API.
@@ -1386,6 +1438,16 @@ macro_rules! __select_number {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_go {
+    // One operation and no `default`: what it does without a `Select`.
+    ($b:tt () ($i:tt recv $c:ident ($res:pat) ($body:expr))) => {{
+        let $res = $c.__select_recv_one();
+        $body
+    }};
+    ($b:tt () ($i:tt send $c:ident ($v:expr) ($res:pat) ($body:expr))) => {{
+        let __op = $c.__select_send_one();
+        let $res = __op.send($c, $v);
+        $body
+    }};
     ($b:tt $d:tt $($arm:tt)*) => {{
         let mut __slot = $crate::sync::SelectSlot::default();
         let __order = $crate::sync::__select_order(
@@ -1506,4 +1568,222 @@ macro_rules! __select_dispatch {
             $crate::__select_dispatch!($op $hit $d $($rest)*)
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    //! `select!` with one operation and no `default` takes a path of its
+    //! own (`__select_recv_one`, `__select_send_one`): its semantics are a
+    //! `Select`'s with that one operation.
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use crate::sync::{Select, channel};
+
+    /// How the receiving side takes each message.
+    #[derive(Clone, Copy, Debug)]
+    enum Taker {
+        Plain,
+        OneArm,
+        TwoArms,
+        Api,
+    }
+
+    /// A one-arm select's send on a rendezvous builds its message only
+    /// once a receiver has paired with it: each message is the count the
+    /// receiver set just before it asked, whichever way it asks, on green
+    /// threads and on OS threads. (Built eagerly, the sender's message
+    /// would miss the receiver's last increment.)
+    #[test]
+    fn one_arm_send_builds_its_message_once_paired() {
+        for taker in [Taker::Plain, Taker::OneArm, Taker::TwoArms, Taker::Api] {
+            for green in [true, false] {
+                let body = move || {
+                    let (tx, rx) = channel::<u32>(0);
+                    let (_other_tx, other_rx) = channel::<u32>(0);
+                    let asked = Arc::new(AtomicU32::new(0));
+                    let asked2 = asked.clone();
+                    let receive = move || {
+                        for i in 1..=200u32 {
+                            asked2.store(i, Ordering::SeqCst);
+                            let v = match taker {
+                                Taker::Plain => rx.recv().unwrap(),
+                                Taker::OneArm => crate::select! { recv(rx) -> v => v.unwrap() },
+                                Taker::TwoArms => crate::select! {
+                                    recv(rx) -> v => v.unwrap(),
+                                    recv(other_rx) -> _ => unreachable!(),
+                                },
+                                Taker::Api => {
+                                    let mut sel = Select::new();
+                                    sel.recv(&rx);
+                                    sel.select().recv(&rx).unwrap()
+                                }
+                            };
+                            assert_eq!(v, i, "{taker:?}: a message built before the pairing");
+                        }
+                    };
+                    let join: Box<dyn FnOnce()> = if green {
+                        let h = crate::spawn(receive);
+                        Box::new(move || h.join().unwrap())
+                    } else {
+                        let h = std::thread::spawn(receive);
+                        Box::new(move || h.join().unwrap())
+                    };
+                    for _ in 0..200 {
+                        crate::select! { send(tx, asked.load(Ordering::SeqCst)) -> r => r.unwrap() }
+                    }
+                    join();
+                };
+                crate::run(body);
+            }
+        }
+        // The sending select on an OS thread of its own, the receiving one
+        // on a green thread.
+        let (tx, rx) = channel::<u32>(0);
+        let asked = Arc::new(AtomicU32::new(0));
+        let asked2 = asked.clone();
+        let sender = std::thread::spawn(move || {
+            for _ in 0..200 {
+                crate::select! { send(tx, asked2.load(Ordering::SeqCst)) -> r => r.unwrap() }
+            }
+        });
+        crate::run(move || {
+            for i in 1..=200u32 {
+                asked.store(i, Ordering::SeqCst);
+                let v = crate::select! { recv(rx) -> v => v.unwrap() };
+                assert_eq!(v, i, "a message built before the pairing");
+            }
+        });
+        sender.join().unwrap();
+    }
+
+    /// Cancelled while it waits for a receiver, a one-arm select's send
+    /// builds nothing and leaves nothing queued: no receive finds a sender
+    /// afterwards, and the next send is the one received.
+    #[test]
+    fn one_arm_send_cancelled_while_waiting_leaves_nothing() {
+        crate::run(|| {
+            let (tx, rx) = channel::<u32>(0);
+            let built = AtomicBool::new(false);
+            let r = crate::timeout(Duration::from_millis(20), || {
+                crate::select! {
+                    send(tx, { built.store(true, Ordering::SeqCst); 1 }) -> r => r.unwrap(),
+                }
+            });
+            assert!(r.is_err(), "nothing received, yet the send completed");
+            assert!(
+                !built.load(Ordering::SeqCst),
+                "a message built for a send that never happened"
+            );
+            {
+                let mut sel = Select::new();
+                sel.recv(&rx);
+                assert!(
+                    sel.try_ready().is_err(),
+                    "the cancelled send is still queued"
+                );
+            }
+            let h = crate::spawn(move || rx.recv().unwrap());
+            crate::select! { send(tx, 2) -> r => r.unwrap() }
+            assert_eq!(h.join().unwrap(), 2);
+        });
+    }
+
+    /// Polls `f` (yielding between looks) until it gives `Some`; fails
+    /// after a generous 20 s.
+    fn poll<R>(what: &str, mut f: impl FnMut() -> Option<R>) -> R {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(r) = f() {
+                return r;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{what}: never seen"
+            );
+            crate::yield_now();
+        }
+    }
+
+    /// A rendezvous's tries (which skip the lock when nobody can be
+    /// waiting on the other side) see every kind of waiting partner, also
+    /// after a try found none: a plain send or receive, a select's, and a
+    /// one-arm select's send.
+    #[test]
+    fn rendezvous_tries_see_partners_queued_after_an_empty_look() {
+        use crate::sync::{TryRecvError, TrySendError};
+        crate::run(|| {
+            let (tx, rx) = channel::<u32>(0);
+            let (_idle_tx, idle_rx) = channel::<u32>(0);
+            let (tx, rx, idle_rx) = (Arc::new(tx), Arc::new(rx), Arc::new(idle_rx));
+            for round in 0..3u32 {
+                assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+                assert_eq!(tx.try_send(0), Err(TrySendError::Full(0)));
+                // Senders of every kind, each met by a receiving try.
+                let t = tx.clone();
+                let h = crate::spawn(move || t.send(round).unwrap());
+                assert_eq!(poll("a plain send", || rx.try_recv().ok()), round);
+                h.join().unwrap();
+                assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+                let (t, i) = (tx.clone(), idle_rx.clone());
+                let h = crate::spawn(move || {
+                    crate::select! {
+                        send(t, round + 10) -> r => r.unwrap(),
+                        recv(i) -> _ => unreachable!(),
+                    }
+                });
+                assert_eq!(poll("a select's send", || rx.try_recv().ok()), round + 10);
+                h.join().unwrap();
+                let t = tx.clone();
+                let h =
+                    crate::spawn(move || crate::select! { send(t, round + 20) -> r => r.unwrap() });
+                assert_eq!(poll("a one-arm send", || rx.try_recv().ok()), round + 20);
+                h.join().unwrap();
+                // Receivers of both kinds, each met by a sending try.
+                assert_eq!(tx.try_send(0), Err(TrySendError::Full(0)));
+                let r = rx.clone();
+                let h = crate::spawn(move || r.recv().unwrap());
+                poll("a plain receive", || tx.try_send(round + 30).ok());
+                assert_eq!(h.join().unwrap(), round + 30);
+                let (r, i) = (rx.clone(), idle_rx.clone());
+                let h = crate::spawn(move || {
+                    crate::select! {
+                        recv(r) -> v => v.unwrap(),
+                        recv(i) -> _ => unreachable!(),
+                    }
+                });
+                poll("a select's receive", || tx.try_send(round + 40).ok());
+                assert_eq!(h.join().unwrap(), round + 40);
+            }
+        });
+    }
+
+    /// The receivers leaving while a one-arm select's send waits wake it:
+    /// it builds its message and gets it back in the error.
+    #[test]
+    fn one_arm_send_waiting_sees_the_receivers_go() {
+        for green in [true, false] {
+            crate::run(move || {
+                let (tx, rx) = channel::<String>(0);
+                let (ready_tx, ready_rx) = channel::<()>(1);
+                let send = move || {
+                    ready_tx.send(()).unwrap();
+                    crate::select! { send(tx, "built".to_string()) -> r => r }
+                };
+                let join: Box<dyn FnOnce() -> Result<(), _>> = if green {
+                    let h = crate::spawn(send);
+                    Box::new(move || h.join().unwrap())
+                } else {
+                    let h = std::thread::spawn(send);
+                    Box::new(move || h.join().unwrap())
+                };
+                ready_rx.recv().unwrap();
+                crate::sleep(Duration::from_millis(5)); // most likely queued by now
+                drop(rx);
+                assert_eq!(join().unwrap_err().into_inner(), "built");
+            });
+        }
+    }
 }
