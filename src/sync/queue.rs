@@ -762,17 +762,33 @@ impl<T, A: Queue<T>, B: Queue<Box<T>>> Queued<T, A, B> {
         }
     }
 
+    /// The queue of the two that `T`'s size chose (see [`boxed`]): `Ok`
+    /// by value, `Err` boxed. The size is known at compile time, so the
+    /// other path is dead code there, and an optimizer that inlines the
+    /// by-value path into a caller (with a `T` by value in its frame) does
+    /// so only where `T` is small: a large message's wait keeps no room
+    /// for one (a release build's 64 KiB receive overflowed a 256 KiB
+    /// stack with that room in two frames).
+    #[inline]
+    fn by_size(&self) -> Result<&A, &B> {
+        match &self.store {
+            Store::Inline(q) if !boxed::<T>() => Ok(q),
+            Store::Boxed(q) if boxed::<T>() => Err(q),
+            _ => unreachable!("a queue is boxed exactly when its messages are large"),
+        }
+    }
+
     /// Moves the message at `src` into the queue.
     ///
     /// # Safety
     ///
     /// As `Chan::try_send_raw`: on `Done` the bytes at `src` moved.
     pub(super) unsafe fn push(&self, src: *const T) -> Try {
-        match &self.store {
+        match self.by_size() {
             // SAFETY: as this function's contract.
-            Store::Inline(q) => unsafe { push_inline(q, src, false) },
+            Ok(q) => unsafe { push_inline(q, src, false) },
             // SAFETY: as this function's contract.
-            Store::Boxed(q) => unsafe { push_boxed(q, src, false) },
+            Err(q) => unsafe { push_boxed(q, src, false) },
         }
     }
 
@@ -792,11 +808,11 @@ impl<T, A: Queue<T>, B: Queue<Box<T>>> Queued<T, A, B> {
     ///
     /// As [`Queued::push`]; a reservation from [`Queued::reserve`] is held.
     pub(super) unsafe fn push_reserved(&self, src: *const T) -> Try {
-        match &self.store {
+        match self.by_size() {
             // SAFETY: as this function's contract.
-            Store::Inline(q) => unsafe { push_inline(q, src, true) },
+            Ok(q) => unsafe { push_inline(q, src, true) },
             // SAFETY: as this function's contract.
-            Store::Boxed(q) => unsafe { push_boxed(q, src, true) },
+            Err(q) => unsafe { push_boxed(q, src, true) },
         }
     }
 
@@ -822,11 +838,11 @@ impl<T, A: Queue<T>, B: Queue<Box<T>>> Queued<T, A, B> {
     ///
     /// `dst` is valid for a write of a `T`; on true it holds a message.
     pub(super) unsafe fn pop(&self, dst: *mut T) -> bool {
-        match &self.store {
+        match self.by_size() {
             // SAFETY: as this function's contract.
-            Store::Inline(q) => unsafe { pop_inline(q, dst) },
+            Ok(q) => unsafe { pop_inline(q, dst) },
             // SAFETY: as this function's contract.
-            Store::Boxed(q) => unsafe { pop_boxed(q, dst) },
+            Err(q) => unsafe { pop_boxed(q, dst) },
         }
     }
 
