@@ -438,7 +438,7 @@ static LAZY: RawWakerVTable = RawWakerVTable::new(lazy_clone, lazy_wake, lazy_wa
 unsafe fn lazy_clone(data: *const ()) -> RawWaker {
     // SAFETY: as this function's contract.
     let lazy = unsafe { &*data.cast::<Lazy>() };
-    let waker = std::mem::ManuallyDrop::new(std::task::Waker::from(lazy.token().clone()));
+    let waker = std::mem::ManuallyDrop::new(token_waker(lazy.token()));
     RawWaker::new(waker.data(), waker.vtable())
 }
 
@@ -454,6 +454,60 @@ unsafe fn lazy_wake(data: *const ()) {
 }
 
 unsafe fn lazy_drop(_: *const ()) {}
+
+/// The functions of a waker of a [`Token`], whose data is a counted
+/// reference to it (`Arc::into_raw`). A `static` has one address, so every
+/// waker of one token is `will_wake`-equal to every other. (std's
+/// `Waker::from(Arc<impl Wake>)` puts its table in a constant, which a
+/// release build instantiates apart in each crate that makes one: a waker
+/// made in the user's crate, where `block_on` is instantiated, differed
+/// from the clone made here.)
+static TOKEN: RawWakerVTable =
+    RawWakerVTable::new(token_clone, token_wake, token_wake_by_ref, token_drop);
+
+/// A waker of `token` (see [`TOKEN`]).
+fn token_waker(token: &Arc<Token>) -> std::task::Waker {
+    let data = Arc::into_raw(token.clone()).cast::<()>();
+    // SAFETY: `data` holds a count of a live `Token`, which the waker now
+    // owns, as `TOKEN`'s functions expect.
+    unsafe { std::task::Waker::from_raw(RawWaker::new(data, &TOKEN)) }
+}
+
+/// # Safety
+///
+/// `data` is a waker's counted reference to a `Token` (see [`TOKEN`]).
+unsafe fn token_clone(data: *const ()) -> RawWaker {
+    // SAFETY: as this function's contract: the count it holds keeps the
+    // token alive; the new waker owns the new count.
+    unsafe { Arc::increment_strong_count(data.cast::<Token>()) };
+    RawWaker::new(data, &TOKEN)
+}
+
+/// # Safety
+///
+/// As [`token_clone`]; the waker's count is used up.
+unsafe fn token_wake(data: *const ()) {
+    // SAFETY: as this function's contract: this takes over the count.
+    let token = unsafe { Arc::from_raw(data.cast::<Token>()) };
+    Wake::wake(token);
+}
+
+/// # Safety
+///
+/// As [`token_clone`].
+unsafe fn token_wake_by_ref(data: *const ()) {
+    // SAFETY: as this function's contract; the waker keeps its count.
+    let token = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(data.cast::<Token>()) });
+    Wake::wake_by_ref(&*token);
+}
+
+/// # Safety
+///
+/// As [`token_wake`].
+unsafe fn token_drop(data: *const ()) {
+    // SAFETY: as this function's contract: the waker's count goes.
+    unsafe { Arc::decrement_strong_count(data.cast::<Token>()) };
+}
 
 /// A token in use by one `block_on` call; stops its context wakes when
 /// dropped, however the call ends.
@@ -591,7 +645,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         // from `park` may be spurious, so look again.
         let token = lazy.token();
         if armed.is_none() {
-            armed = Some(std::task::Waker::from(token.clone()));
+            armed = Some(token_waker(token));
         }
         if token.state.fetch_or(PARKING, Ordering::AcqRel) & NOTIFIED == 0 {
             while token.state.load(Ordering::Acquire) & NOTIFIED == 0 {
