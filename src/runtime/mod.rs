@@ -54,7 +54,7 @@ use stackful_arch::{MAX_STACK_SIZE, MIN_STACK_SIZE, MapLimit, Owner};
 use crate::blocking::BlockingPool;
 use crate::cancel::AbortOnUnwind;
 use crate::debug;
-use crate::task::raw::{Header, LiveCount, Task, TaskRef, TypedTask};
+use crate::task::raw::{Header, LiveCount, TaskRef, TypedTask};
 
 pub(crate) use worker::{Home, Injector};
 
@@ -1115,10 +1115,13 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
     );
     rt.live.add();
     group.live.add();
-    let task = TypedTask::new(Task::new(header, move || {
-        let body = body; // the whole wrapper, which is Send, not its field
-        (body.0)()
-    }));
+    let task = TypedTask::new(
+        || header,
+        move || {
+            let body = body; // the whole wrapper, which is Send, not its field
+            (body.0)()
+        },
+    );
     let main: TaskRef = task.task().clone();
     // From here until every green thread of this run has ended, `run_on`
     // must not unwind: the main body borrows from the caller's frame, and so
@@ -1242,20 +1245,14 @@ where
         ));
     }
     check_stack_size(stack_size)?;
-    let header = Header::new(
-        next_task_id(),
-        name.map(String::into_boxed_str),
-        rt.clone(),
-        group.clone(),
-        scope,
-        stack_size,
-        site,
-    );
     rt.live.add();
     if let Some(g) = &group {
         g.live.add();
     }
-    let task = TypedTask::new(Task::new(header, f));
+    let id = next_task_id();
+    let name = name.map(String::into_boxed_str);
+    let header = || Header::new(id, name, rt.clone(), group, scope, stack_size, site);
+    let task = TypedTask::new(header, f);
     worker::submit_new(rt, task.task().clone());
     Ok(task)
 }

@@ -281,13 +281,31 @@ pub(crate) struct TypedTask<T> {
 
 impl<T> TypedTask<T> {
     /// Allocates the green thread, with the vtable of its own types.
-    pub(crate) fn new<F>(mut task: Task<F, T>) -> TypedTask<T>
+    ///
+    /// The record is allocated first and its fields are written into it
+    /// one by one: a `Task` is a few hundred bytes, and building it on the
+    /// stack and moving it into a `Box` cost a copy of all of them.
+    /// `header` makes the header (with [`Header::new`]); it is called once
+    /// the memory is there, so the header is built in place too.
+    #[inline(always)]
+    pub(crate) fn new<F>(header: impl FnOnce() -> Header, body: F) -> TypedTask<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        task.header.vtable = &Task::<F, T>::VTABLE;
-        let ptr = NonNull::from(Box::leak(Box::new(task))).cast::<Header>();
+        let mut boxed = Box::<Task<F, T>>::new_uninit();
+        let p = boxed.as_mut_ptr();
+        // SAFETY: `p` points to memory for a whole `Task<F, T>`; each field
+        // is written once, through raw pointers (nothing reads it before).
+        unsafe {
+            (&raw mut (*p).header).write(header());
+            (&raw mut (*p).header.vtable).write(&Task::<F, T>::VTABLE);
+            (&raw mut (*p).body).write(UnsafeCell::new(Some(body)));
+            (&raw mut (*p).result).write(Mutex::new(None));
+        }
+        // SAFETY: every field was written just above.
+        let task = unsafe { boxed.assume_init() };
+        let ptr = NonNull::from(Box::leak(task)).cast::<Header>();
         TypedTask {
             task: TaskRef { ptr },
             _marker: PhantomData,
@@ -404,6 +422,8 @@ unsafe impl Sync for Header {}
 unsafe impl Send for Header {}
 
 impl Header {
+    /// Inlined, so that `TypedTask::new` writes it straight into the record.
+    #[inline(always)]
     pub(crate) fn new(
         id: u64,
         name: Option<Box<str>>,
@@ -590,14 +610,6 @@ where
         destroy: Self::destroy,
     };
 
-    pub(crate) fn new(header: Header, body: F) -> Task<F, T> {
-        Task {
-            header,
-            body: UnsafeCell::new(Some(body)),
-            result: Mutex::new(None),
-        }
-    }
-
     /// The task whose header `p` points to.
     ///
     /// # Safety
@@ -704,23 +716,25 @@ where
     unsafe fn destroy(p: NonNull<Header>) {
         // SAFETY: `p` came from `Box::leak` of this very type in
         // `TypedTask::new`, and the last reference is gone.
-        let task = unsafe { Box::from_raw(p.cast::<Self>().as_ptr()) };
-        let Task {
-            header,
-            body,
-            result,
-        } = *task;
+        let mut task = unsafe { Box::from_raw(p.cast::<Self>().as_ptr()) };
         // The last reference may go on any thread, a worker's loop included:
         // the user's values (a body that never ran, a result nobody took)
-        // are dropped under `catch_unwind`, so their destructors cannot
-        // unwind the scheduler. Nobody joins now, so a panic there goes where
-        // an unjoined panic goes: debug mode reports it (the panic hook has
-        // printed it already).
-        let user = (body.into_inner(), result.into_inner());
-        if let Some(payload) = drop_caught(user) {
-            report_result_drop_panic(&header, payload);
+        // are taken out and dropped under `catch_unwind`, so their
+        // destructors cannot unwind the scheduler. Nobody joins now, so a
+        // panic there goes where an unjoined panic goes: debug mode reports
+        // it (the panic hook has printed it already). The rest is dropped
+        // in place with the box (moving the whole record out first would
+        // copy it).
+        let body = task.body.get_mut().take();
+        let result = task
+            .result
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(payload) = drop_caught((body, result)) {
+            report_result_drop_panic(&task.header, payload);
         }
-        drop(header);
+        drop(task);
     }
 }
 
