@@ -1202,7 +1202,7 @@ impl Worker {
         // body checks that first and drops itself on its own stack (see
         // `Task::run_body`), since the destructors of what it captured are
         // user code, which must not run on this loop.
-        let stack = match PooledStack::take(h.stack_size) {
+        let stack = match PooledStack::take(h.stack_size()) {
             Ok(stack) => {
                 // The next start will likely take the next pooled stack.
                 stackful_arch::prefetch_next();
@@ -1262,7 +1262,12 @@ impl Worker {
             *h.local.scopes.get() = ScopeStack::new(range);
         }
         let mut registry = self.registry.borrow_mut();
-        h.local.slot.set(registry.insert(task.clone()));
+        // Registry indices stay far below u32::MAX: each is a started green
+        // thread, holding a mapped stack.
+        let slot = registry.insert(task.clone());
+        h.local
+            .slot
+            .set(u32::try_from(slot).expect("fewer than 2^32 started green threads"));
         self.home.started.store(registry.live(), Ordering::Relaxed);
         true
     }
@@ -1348,7 +1353,7 @@ impl Worker {
         // which holds a reference to it, goes.
         drop(h.local.spare_waiter.take());
         let mut registry = self.registry.borrow_mut();
-        registry.remove(h.local.slot.get());
+        registry.remove(h.local.slot.get() as usize);
         self.home.started.store(registry.live(), Ordering::Relaxed);
         drop(registry);
         let mut s = h.state.load(Ordering::Acquire);

@@ -30,7 +30,7 @@ use stackful_arch::StackError;
 use crate::debug;
 use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, RtShared};
-use raw::{HANDLE, Header, JoinWaiter, STORED, TaskRef, TypedTask};
+use raw::{FINISHED, HANDLE, Header, JoinWaiter, STORED, TaskRef, TypedTask, WAITED};
 
 pub use join::{
     AsCompleted, Joinable, ReturnWhen, as_completed, gather, join_all, try_gather, wait,
@@ -615,6 +615,11 @@ pub(crate) fn register(
         _ => false,
     };
     if !waiters.iter().any(|w| w.waker.same(&waker) && same_tag(w)) {
+        // Tell `finish` to take the list (see `WAITED`), unless it has
+        // already finished without looking at it.
+        if h.state.fetch_or(WAITED, Ordering::AcqRel) & FINISHED != 0 {
+            return false;
+        }
         waiters.push(JoinWaiter { waker, tag });
     }
     true
@@ -691,16 +696,35 @@ impl Builder {
         T: Send + 'static,
     {
         let site = Location::caller();
-        // The spawner's runtime is borrowed from its header, not counted:
-        // the new header takes the one count it needs.
-        let task = runtime::worker::with_current_task(|me| {
-            let (rt, group) = match me {
-                Some(t) => (&t.header().rt, t.header().group.clone()),
-                None => (runtime::global(), None),
-            };
-            let size = self.stack_size.unwrap_or(rt.config.stack_size);
-            runtime::spawn_task(rt, group, None, self.name, size, site, f)
-        })?;
+        let (name, stack_size) = (self.name, self.stack_size);
+        // From a green thread, its runtime is borrowed from its header, not
+        // counted: the new header takes the one count it needs.
+        let from_green_thread = runtime::worker::with_current_task(move |me| match me {
+            Some(t) => {
+                let h = t.header();
+                let size = stack_size.unwrap_or(h.rt.config.stack_size);
+                Ok(runtime::spawn_task(
+                    &h.rt,
+                    h.group.clone(),
+                    None,
+                    name,
+                    size,
+                    site,
+                    f,
+                ))
+            }
+            None => Err((name, f)),
+        });
+        let task = match from_green_thread {
+            Ok(spawned) => spawned?,
+            Err((name, f)) => {
+                // Here, not in the closure: `global` records the user's line
+                // (track_caller) if this builds the global runtime.
+                let rt = runtime::global();
+                let size = stack_size.unwrap_or(rt.config.stack_size);
+                runtime::spawn_task(rt, None, None, name, size, site, f)?
+            }
+        };
         Ok(JoinHandle::new(task))
     }
 

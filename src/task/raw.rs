@@ -60,8 +60,8 @@ pub(crate) const CANCELLED: u32 = 1 << 5;
 /// A `JoinHandle` exists (or a scope, or `run`, will take the result).
 /// Whoever clears it or sets `STORED` second drops the result; see `STORED`.
 pub(crate) const HANDLE: u32 = 1 << 6;
-/// Finished: set by [`finish`] (under the join waiters' lock, just before
-/// it wakes them), after `COMPLETE` and after the result is stored. Final.
+/// Finished: set by [`finish`] (just before it wakes the join waiters; see
+/// `WAITED`), after `COMPLETE` and after the result is stored. Final.
 /// What `is_complete` and so every join looks at: a cancellation that drops
 /// an unstarted body sets `COMPLETE` first, to keep workers off it, and the
 /// body's destructor may take a while (it may even wait).
@@ -75,6 +75,15 @@ pub(crate) const FINISHED: u32 = 1 << 7;
 /// change the state with one read-modify-write and look at what the other
 /// did, so exactly one of them sees the other's bit.
 pub(crate) const STORED: u32 = 1 << 8;
+/// A join waiter has been added to `Header::waiters`. Set under the
+/// waiters' lock by whoever adds one, before adding it, and never cleared:
+/// [`finish`] sets `FINISHED` without the lock and takes the list only if
+/// this was set, so a green thread nobody waited for finishes without
+/// touching the lock. Who sets it second of the two sees the other's bit:
+/// a registration that finds `FINISHED` adds nothing (the green thread has
+/// finished), and a `finish` that finds `WAITED` takes the list under the
+/// lock, after the registration that set it has added its waiter.
+pub(crate) const WAITED: u32 = 1 << 9;
 
 /// What a green thread tells its worker when it suspends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,8 +368,9 @@ pub(crate) struct Local {
     pub(crate) scopes: UnsafeCell<ScopeStack>,
     /// The sequence number of the timer this green thread waits on; 0 if none.
     pub(crate) timer: Cell<u64>,
-    /// Index in the home worker's registry of started green threads.
-    pub(crate) slot: Cell<usize>,
+    /// Index in the home worker's registry of started green threads (u32,
+    /// next to `unwinding`: one word for both).
+    pub(crate) slot: Cell<u32>,
     /// It suspended in the middle of an unwind of its own (see
     /// `worker::note_unwind`); read only while the thread is panicking.
     pub(crate) unwinding: Cell<bool>,
@@ -384,6 +394,10 @@ pub(crate) struct Local {
 #[repr(C)]
 pub(crate) struct Header {
     pub(crate) state: AtomicU32,
+    /// The size of the stack it starts on, in bytes (at most
+    /// `MAX_STACK_SIZE`, which fits); a u32 beside `state`, which leaves
+    /// room for it before the next word.
+    stack_size: u32,
     /// References ([`TaskRef`]s) to this green thread; next to `state`,
     /// which the wake-ups that clone and drop them touch too.
     refs: AtomicUsize,
@@ -403,7 +417,6 @@ pub(crate) struct Header {
     /// header holds both `rt` and `group`.
     home: AtomicPtr<Home>,
     pub(crate) waiters: Mutex<Vec<JoinWaiter>>,
-    pub(crate) stack_size: usize,
     pub(crate) site: &'static Location<'static>,
 }
 
@@ -442,7 +455,7 @@ impl Header {
             scope,
             home: AtomicPtr::new(std::ptr::null_mut()),
             waiters: Mutex::new(Vec::new()),
-            stack_size,
+            stack_size: u32::try_from(stack_size).expect("a checked stack size fits in a u32"),
             site,
             vtable: &UNSET,
             refs: AtomicUsize::new(1),
@@ -452,12 +465,18 @@ impl Header {
                 resume_hint: Cell::new(0),
                 scopes: UnsafeCell::new(ScopeStack::default()),
                 timer: Cell::new(0),
-                slot: Cell::new(usize::MAX),
+                slot: Cell::new(u32::MAX),
                 unwinding: Cell::new(false),
                 locals: crate::task::local::Slot::new(),
                 spare_waiter: Cell::new(None),
             },
         }
+    }
+
+    /// The size of the stack it starts on, in bytes.
+    #[inline]
+    pub(crate) fn stack_size(&self) -> usize {
+        self.stack_size as usize
     }
 
     /// Records the worker that starts this green thread. Called once, by
@@ -541,6 +560,7 @@ impl fmt::Debug for StateBits {
             (HANDLE, "HANDLE"),
             (FINISHED, "FINISHED"),
             (STORED, "STORED"),
+            (WAITED, "WAITED"),
         ];
         let set: Vec<_> = names
             .iter()
@@ -920,12 +940,14 @@ pub(crate) fn cancel_from_scheduler(task: &TaskRef) {
 /// (`cancel_from_scheduler`); each drops its own body.
 pub(crate) fn finish(task: &TaskRef) {
     let h = task.header();
-    let waiters = {
-        // Under the lock: a joiner registering now sees FINISHED and does
-        // not wait, or registered before and is woken below.
-        let mut waiters = h.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        h.state.fetch_or(FINISHED, Ordering::AcqRel);
-        std::mem::take(&mut *waiters)
+    // A joiner registering after this sees FINISHED and does not wait; one
+    // that registered before set WAITED first, and is woken below (see
+    // `WAITED`). Without one, the list is empty and the lock untouched.
+    let prev = h.state.fetch_or(FINISHED, Ordering::AcqRel);
+    let waiters = if prev & WAITED != 0 {
+        std::mem::take(&mut *h.waiters.lock().unwrap_or_else(|e| e.into_inner()))
+    } else {
+        Vec::new()
     };
     for w in waiters {
         if let Some((set, index)) = &w.tag {
