@@ -1217,22 +1217,24 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let shutting_down = rt.closing.load(Ordering::Acquire)
-        || group
-            .as_ref()
-            .is_some_and(|g| g.cancelled.load(Ordering::Acquire));
-    if shutting_down {
+    // Read once: a `run` whose shutdown begins between two reads would turn
+    // the pending cancellation of a green thread that spawns into a spawn
+    // error (a panic, from `spawn`). A spawn that reads "not shutting
+    // down" just before it does is cancelled when it would start (see
+    // `Header::cancelled_before_start`).
+    let closing = rt.closing.load(Ordering::Acquire);
+    let cancelled = group
+        .as_ref()
+        .is_some_and(|g| g.cancelled.load(Ordering::Acquire));
+    if closing || cancelled {
         cancel_if_shut_down(rt, group.as_ref());
     }
-    if rt.closing.load(Ordering::Acquire) {
+    if closing {
         return Err(io::Error::other(
             "cannot spawn a green thread: its runtime is shutting down (being dropped)",
         ));
     }
-    if group
-        .as_ref()
-        .is_some_and(|g| g.cancelled.load(Ordering::Acquire))
-    {
+    if cancelled {
         return Err(io::Error::other(
             "cannot spawn a green thread: the `run` it belongs to has returned and is shutting \
              down; green threads spawned under `run` may not outlive it",
