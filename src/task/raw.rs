@@ -356,7 +356,12 @@ pub(crate) struct Completions {
     pub(crate) done: Mutex<Vec<usize>>,
 }
 
-/// The part of a green thread that only its home worker's thread touches.
+/// The part of a green thread that only its home worker's thread touches,
+/// from its start to its completion: allocated by [`LocalBox::install`]
+/// when a worker starts it, freed by [`LocalBox::release`] when it
+/// completes. Out of the record, so that the many green threads that wait
+/// to start or to be joined (a burst of spawns, the results of a gather)
+/// do not each carry it: a record is about half the size without it.
 /// `repr(C)`: the fields every switch touches come first (see `Header`).
 #[repr(C)]
 pub(crate) struct Local {
@@ -385,6 +390,116 @@ pub(crate) struct Local {
     pub(crate) spare_waiter: Cell<Option<std::sync::Arc<crate::sync::wait::Waiter>>>,
 }
 
+impl Local {
+    #[inline(always)]
+    fn new() -> Local {
+        Local {
+            co: UnsafeCell::new(None),
+            yielder: Cell::new(std::ptr::null()),
+            resume_hint: Cell::new(0),
+            scopes: UnsafeCell::new(ScopeStack::default()),
+            timer: Cell::new(0),
+            slot: Cell::new(u32::MAX),
+            unwinding: Cell::new(false),
+            locals: crate::task::local::Slot::new(),
+            spare_waiter: Cell::new(None),
+        }
+    }
+}
+
+/// The [`Local`] of a started, uncompleted green thread; null before it
+/// starts and once it completes. Derefs to the `Local`, which only code
+/// that knows the green thread is started and not complete may do (its own
+/// code, its home worker's loop while it runs or waits, another green
+/// thread of its home that checked `worker::lives_here`); anything else
+/// (timer and queue entries, which may outlive it) uses
+/// [`get`](LocalBox::get). This extends the rule that only the home
+/// thread touches `Local` (see the `Sync` impl of `Header`), and is checked
+/// in debug builds.
+pub(crate) struct LocalBox(Cell<*mut Local>);
+
+impl LocalBox {
+    fn empty() -> LocalBox {
+        LocalBox(Cell::new(std::ptr::null_mut()))
+    }
+
+    /// Gives a green thread that starts its `Local`: `spare` (one released
+    /// earlier on this thread, reset here) or a new one. Home thread, once,
+    /// by the worker that starts it.
+    pub(crate) fn install(&self, spare: Option<Box<Local>>) {
+        debug_assert!(self.0.get().is_null(), "a green thread was started twice");
+        let local = match spare {
+            Some(mut local) => {
+                // What the old one holds is empty by now (see `release`); a
+                // task-local table left with values is leaked by its drop.
+                *local = Local::new();
+                local
+            }
+            None => Box::new(Local::new()),
+        };
+        self.0.set(Box::into_raw(local));
+    }
+
+    /// Takes the `Local` of a green thread that has completed (its
+    /// coroutine and spare waiter already taken), for the worker to reuse
+    /// or drop. Home thread.
+    pub(crate) fn release(&self) -> Option<Box<Local>> {
+        let p = self.0.replace(std::ptr::null_mut());
+        // SAFETY: a non-null `p` came from `Box::into_raw` in `install` and
+        // was just taken out of the cell, so it is taken back once; no
+        // reference into it is alive (the green thread has completed; see
+        // the type's docs).
+        (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+    }
+
+    /// The `Local`, if the green thread has started and not completed.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&Local> {
+        // SAFETY: non-null means installed and not yet released; it is
+        // released only on the home thread, which is the caller's (see the
+        // type's docs), and not while this reference is used.
+        unsafe { self.0.get().as_ref() }
+    }
+}
+
+impl std::ops::Deref for LocalBox {
+    type Target = Local;
+
+    #[inline(always)]
+    fn deref(&self) -> &Local {
+        let p = self.0.get();
+        // Checked in debug builds (so every test checks it); a switch
+        // dereferences this several times, and the checks cost 3-4% of a
+        // `yield_now` in release builds.
+        if cfg!(debug_assertions) && p.is_null() {
+            local_gone()
+        }
+        // SAFETY: the contract of `Local`'s users (the type's docs): only
+        // code that knows the green thread has started and not completed
+        // dereferences it, on the home thread, where it is released, and
+        // so between `install` and `release`, when `p` is a live box.
+        unsafe { &*p }
+    }
+}
+
+/// The debug builds' check of `LocalBox`'s contract failed.
+#[cold]
+#[inline(never)]
+fn local_gone() -> ! {
+    panic!(
+        "stackful bug: the local part of a green thread was used before it started or after it \
+         completed"
+    )
+}
+
+impl Drop for LocalBox {
+    fn drop(&mut self) {
+        // A started green thread whose record goes without completing
+        // (a runtime torn down around it) still has its `Local`.
+        drop(self.release());
+    }
+}
+
 /// The non-generic part of a green thread.
 ///
 /// `repr(C)`, hot fields first: a switch reads `state` and the coroutine,
@@ -401,7 +516,9 @@ pub(crate) struct Header {
     /// References ([`TaskRef`]s) to this green thread; next to `state`,
     /// which the wake-ups that clone and drop them touch too.
     refs: AtomicUsize,
-    pub(crate) local: Local,
+    /// Its home-thread part, while it runs (see `Local`); beside `state`,
+    /// which a switch reads too.
+    pub(crate) local: LocalBox,
     /// The operations that depend on the body and result types.
     vtable: &'static Vtable,
     pub(crate) id: u64,
@@ -427,7 +544,10 @@ pub(crate) struct Header {
 // that one thread (a started green thread is never resumed elsewhere), or,
 // for `spare_waiter` alone, by another green thread running on that same
 // thread (see `keep_spare_waiter`): one thing runs on a thread at a time,
-// and a `Cell` is never borrowed across a switch.
+// and a `Cell` is never borrowed across a switch. The box itself (the
+// pointer in `LocalBox`) is set at the start and cleared at the completion,
+// both on the home thread; the record's drop, on any thread, comes after
+// the last reference is gone, which orders it after both.
 unsafe impl Sync for Header {}
 // SAFETY: as for Sync; the coroutine in `local` is created on, resumed on and
 // dropped on the home thread only, so moving the header's owners (TaskRefs)
@@ -459,17 +579,7 @@ impl Header {
             site,
             vtable: &UNSET,
             refs: AtomicUsize::new(1),
-            local: Local {
-                co: UnsafeCell::new(None),
-                yielder: Cell::new(std::ptr::null()),
-                resume_hint: Cell::new(0),
-                scopes: UnsafeCell::new(ScopeStack::default()),
-                timer: Cell::new(0),
-                slot: Cell::new(u32::MAX),
-                unwinding: Cell::new(false),
-                locals: crate::task::local::Slot::new(),
-                spare_waiter: Cell::new(None),
-            },
+            local: LocalBox::empty(),
         }
     }
 
