@@ -54,7 +54,7 @@ use stackful_arch::{MAX_STACK_SIZE, MIN_STACK_SIZE, MapLimit, Owner};
 use crate::blocking::BlockingPool;
 use crate::cancel::AbortOnUnwind;
 use crate::debug;
-use crate::task::raw::{Header, LiveCount, Task, TaskRef, TypedTask};
+use crate::task::raw::{Header, LiveCount, TaskRef, TypedTask};
 
 pub(crate) use worker::{Home, Injector};
 
@@ -1115,10 +1115,13 @@ fn run_on<F: FnOnce() -> T, T>(rt: &Arc<RtShared>, f: F) -> T {
     );
     rt.live.add();
     group.live.add();
-    let task = TypedTask::new(Task::new(header, move || {
-        let body = body; // the whole wrapper, which is Send, not its field
-        (body.0)()
-    }));
+    let task = TypedTask::new(
+        || header,
+        move || {
+            let body = body; // the whole wrapper, which is Send, not its field
+            (body.0)()
+        },
+    );
     let main: TaskRef = task.task().clone();
     // From here until every green thread of this run has ended, `run_on`
     // must not unwind: the main body borrows from the caller's frame, and so
@@ -1214,22 +1217,24 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let shutting_down = rt.closing.load(Ordering::Acquire)
-        || group
-            .as_ref()
-            .is_some_and(|g| g.cancelled.load(Ordering::Acquire));
-    if shutting_down {
+    // Read once: a `run` whose shutdown begins between two reads would turn
+    // the pending cancellation of a green thread that spawns into a spawn
+    // error (a panic, from `spawn`). A spawn that reads "not shutting
+    // down" just before it does is cancelled when it would start (see
+    // `Header::cancelled_before_start`).
+    let closing = rt.closing.load(Ordering::Acquire);
+    let cancelled = group
+        .as_ref()
+        .is_some_and(|g| g.cancelled.load(Ordering::Acquire));
+    if closing || cancelled {
         cancel_if_shut_down(rt, group.as_ref());
     }
-    if rt.closing.load(Ordering::Acquire) {
+    if closing {
         return Err(io::Error::other(
             "cannot spawn a green thread: its runtime is shutting down (being dropped)",
         ));
     }
-    if group
-        .as_ref()
-        .is_some_and(|g| g.cancelled.load(Ordering::Acquire))
-    {
+    if cancelled {
         return Err(io::Error::other(
             "cannot spawn a green thread: the `run` it belongs to has returned and is shutting \
              down; green threads spawned under `run` may not outlive it",
@@ -1242,20 +1247,14 @@ where
         ));
     }
     check_stack_size(stack_size)?;
-    let header = Header::new(
-        next_task_id(),
-        name.map(String::into_boxed_str),
-        rt.clone(),
-        group.clone(),
-        scope,
-        stack_size,
-        site,
-    );
     rt.live.add();
     if let Some(g) = &group {
         g.live.add();
     }
-    let task = TypedTask::new(Task::new(header, f));
+    let id = next_task_id();
+    let name = name.map(String::into_boxed_str);
+    let header = || Header::new(id, name, rt.clone(), group, scope, stack_size, site);
+    let task = TypedTask::new(header, f);
     worker::submit_new(rt, task.task().clone());
     Ok(task)
 }

@@ -139,7 +139,9 @@ impl ReadyQueue {
                     None
                 }
             };
-            let hint = at(near).map_or(0, |t| t.header().local.resume_hint.get());
+            let hint = at(near)
+                .and_then(|t| t.header().local.get())
+                .map_or(0, |l| l.resume_hint.get());
             let header = at(far).map_or(0, |t| std::ptr::from_ref(t.header()) as usize);
             (hint, header)
         })

@@ -231,7 +231,9 @@ impl Ord for TimerEntry {
 impl TimerEntry {
     /// Whether the green thread still waits on this timer. Home thread only.
     fn is_live(&self) -> bool {
-        self.task.header().local.timer.get() == self.key.1
+        // A completed green thread (whose `Local` is gone) waits on nothing.
+        let local = self.task.header().local.get();
+        local.is_some_and(|l| l.timer.get() == self.key.1)
     }
 }
 
@@ -317,7 +319,9 @@ impl Timers {
         } else {
             self.heap.pop()?
         };
-        entry.task.header().local.timer.set(0);
+        if let Some(l) = entry.task.header().local.get() {
+            l.timer.set(0);
+        }
         Some(entry.task)
     }
 }
@@ -432,6 +436,9 @@ pub(crate) struct Worker {
     steal_from: Cell<usize>,
     /// When `yield_to_stalled` last gave up the CPU.
     last_yield: Cell<Instant>,
+    /// The `Local` of the last green thread that completed here, for the
+    /// next one to start here (one allocation less per green thread).
+    spare_local: Cell<Option<Box<crate::task::raw::Local>>>,
 }
 
 thread_local! {
@@ -605,6 +612,7 @@ impl Worker {
             searching: Cell::new(false),
             steal_from: Cell::new(0),
             last_yield: Cell::new(Instant::now()),
+            spare_local: Cell::new(None),
         }
     }
 
@@ -1198,11 +1206,14 @@ impl Worker {
     fn start(&self, task: &TaskRef) -> bool {
         let h = task.header();
         h.set_home(&self.home);
+        // Its home-thread part, from now until it completes (released in
+        // `complete`, or by the record's drop if it fails to start).
+        h.local.install(self.spare_local.take());
         // A green thread cancelled before it starts starts all the same: its
         // body checks that first and drops itself on its own stack (see
         // `Task::run_body`), since the destructors of what it captured are
         // user code, which must not run on this loop.
-        let stack = match PooledStack::take(h.stack_size) {
+        let stack = match PooledStack::take(h.stack_size()) {
             Ok(stack) => {
                 // The next start will likely take the next pooled stack.
                 stackful_arch::prefetch_next();
@@ -1262,7 +1273,12 @@ impl Worker {
             *h.local.scopes.get() = ScopeStack::new(range);
         }
         let mut registry = self.registry.borrow_mut();
-        h.local.slot.set(registry.insert(task.clone()));
+        // Registry indices stay far below u32::MAX: each is a started green
+        // thread, holding a mapped stack.
+        let slot = registry.insert(task.clone());
+        h.local
+            .slot
+            .set(u32::try_from(slot).expect("fewer than 2^32 started green threads"));
         self.home.started.store(registry.live(), Ordering::Relaxed);
         true
     }
@@ -1348,9 +1364,15 @@ impl Worker {
         // which holds a reference to it, goes.
         drop(h.local.spare_waiter.take());
         let mut registry = self.registry.borrow_mut();
-        registry.remove(h.local.slot.get());
+        registry.remove(h.local.slot.get() as usize);
         self.home.started.store(registry.live(), Ordering::Relaxed);
         drop(registry);
+        // Nothing reads its `Local` from here on (timer entries and queue
+        // entries left behind check for it): taken now, not with the record,
+        // which may wait long for its join, and kept for the next start.
+        if let Some(local) = h.local.release() {
+            self.spare_local.set(Some(local));
+        }
         let mut s = h.state.load(Ordering::Acquire);
         loop {
             let new = (s | COMPLETE) & !(RUNNING | NOTIFIED | SCHEDULED);

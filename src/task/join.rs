@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::runtime::park::{self, Waker};
 use crate::task::raw::{Completions, TaskRef};
@@ -571,10 +572,17 @@ fn register_async(h: &crate::task::raw::Header, waker: &std::task::Waker) -> boo
                 return false;
             }
         }
-        None => waiters.push(crate::task::raw::JoinWaiter {
-            waker: Waker::Async(crate::bridge::AsyncWaker::new(waker)),
-            tag: None,
-        }),
+        None => {
+            // As in `register`: `finish` takes the list only if this is set.
+            let prev = h.state.fetch_or(crate::task::raw::WAITED, Ordering::AcqRel);
+            if prev & crate::task::raw::FINISHED != 0 {
+                return false;
+            }
+            waiters.push(crate::task::raw::JoinWaiter {
+                waker: Waker::Async(crate::bridge::AsyncWaker::new(waker)),
+                tag: None,
+            });
+        }
     }
     true
 }

@@ -30,7 +30,7 @@ use stackful_arch::StackError;
 use crate::debug;
 use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, RtShared};
-use raw::{HANDLE, Header, JoinWaiter, STORED, TaskRef, TypedTask};
+use raw::{FINISHED, HANDLE, Header, JoinWaiter, STORED, TaskRef, TypedTask, WAITED};
 
 pub use join::{
     AsCompleted, Joinable, ReturnWhen, as_completed, gather, join_all, try_gather, wait,
@@ -119,7 +119,11 @@ pub fn current() -> Option<TaskInfo> {
 ///     assert!(sleeper.join().unwrap_err().is_cancelled());
 /// });
 /// ```
-pub struct JoinError {
+pub struct JoinError(Box<ErrorInner>);
+
+/// Boxed, so that an error is one pointer wide: every green thread's
+/// record keeps room for a `Result<T, JoinError>`, and errors are rare.
+struct ErrorInner {
     id: u64,
     name: Option<Box<str>>,
     repr: Repr,
@@ -133,43 +137,43 @@ enum Repr {
 
 impl JoinError {
     pub(crate) fn cancelled(h: &Header) -> JoinError {
-        JoinError {
+        JoinError(Box::new(ErrorInner {
             id: h.id,
             name: h.name.clone(),
             repr: Repr::Cancelled,
-        }
+        }))
     }
 
     pub(crate) fn panic(h: &Header, payload: Box<dyn Any + Send>) -> JoinError {
-        JoinError {
+        JoinError(Box::new(ErrorInner {
             id: h.id,
             name: h.name.clone(),
             repr: Repr::Panic(payload),
-        }
+        }))
     }
 
     pub(crate) fn no_stack(h: &Header, e: StackError) -> JoinError {
-        JoinError {
+        JoinError(Box::new(ErrorInner {
             id: h.id,
             name: h.name.clone(),
             repr: Repr::NoStack(e),
-        }
+        }))
     }
 
     /// Whether the green thread was cancelled (by [`JoinHandle::cancel`], a
     /// failing sibling, or the shutdown of its `run`).
     pub fn is_cancelled(&self) -> bool {
-        matches!(self.repr, Repr::Cancelled)
+        matches!(self.0.repr, Repr::Cancelled)
     }
 
     /// Whether the green thread panicked.
     pub fn is_panic(&self) -> bool {
-        matches!(self.repr, Repr::Panic(_))
+        matches!(self.0.repr, Repr::Panic(_))
     }
 
     /// The id of the green thread.
     pub fn id(&self) -> Id {
-        Id(self.id)
+        Id(self.0.id)
     }
 
     /// The panic payload, to re-raise with [`std::panic::resume_unwind`].
@@ -186,16 +190,19 @@ impl JoinError {
 
     /// The panic payload, or the error itself if it is not a panic.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send>, JoinError> {
-        match self.repr {
+        if !self.is_panic() {
+            return Err(self);
+        }
+        match self.0.repr {
             Repr::Panic(payload) => Ok(payload),
-            _ => Err(self),
+            _ => unreachable!("checked just above"),
         }
     }
 
     fn who(&self) -> String {
-        match &self.name {
-            Some(n) => format!("green thread #{} `{n}`", self.id),
-            None => format!("green thread #{}", self.id),
+        match &self.0.name {
+            Some(n) => format!("green thread #{} `{n}`", self.0.id),
+            None => format!("green thread #{}", self.0.id),
         }
     }
 }
@@ -210,7 +217,7 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
 
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
+        match &self.0.repr {
             Repr::Cancelled => write!(f, "{} was cancelled", self.who()),
             Repr::Panic(p) => match panic_message(&**p) {
                 Some(msg) => write!(f, "{} panicked: {msg}", self.who()),
@@ -223,13 +230,13 @@ impl fmt::Display for JoinError {
 
 impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.repr {
+        let kind = match &self.0.repr {
             Repr::Cancelled => "Cancelled",
             Repr::Panic(_) => "Panic",
             Repr::NoStack(_) => "NoStack",
         };
         f.debug_struct("JoinError")
-            .field("id", &self.id)
+            .field("id", &self.0.id)
             .field("kind", &kind)
             .field("message", &self.to_string())
             .finish()
@@ -383,9 +390,7 @@ impl<T> fmt::Debug for JoinHandle<T> {
 /// forever.
 #[track_caller]
 pub(crate) fn refuse_self_join(h: &Header) {
-    if let Some(me) = park::current_task()
-        && std::ptr::addr_eq(me.header(), h)
-    {
+    if runtime::worker::with_current_task(|me| me.is_some_and(|me| std::ptr::eq(me.header(), h))) {
         panic!(
             "green thread {} tried to join itself, which would wait forever",
             h.describe()
@@ -610,6 +615,11 @@ pub(crate) fn register(
         _ => false,
     };
     if !waiters.iter().any(|w| w.waker.same(&waker) && same_tag(w)) {
+        // Tell `finish` to take the list (see `WAITED`), unless it has
+        // already finished without looking at it.
+        if h.state.fetch_or(WAITED, Ordering::AcqRel) & FINISHED != 0 {
+            return false;
+        }
         waiters.push(JoinWaiter { waker, tag });
     }
     true
@@ -685,19 +695,36 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (rt, group) = match park::current_task() {
-            Some(t) => (t.header().rt.clone(), t.header().group.clone()),
-            None => (runtime::global().clone(), None),
+        let site = Location::caller();
+        let (name, stack_size) = (self.name, self.stack_size);
+        // From a green thread, its runtime is borrowed from its header, not
+        // counted: the new header takes the one count it needs.
+        let from_green_thread = runtime::worker::with_current_task(move |me| match me {
+            Some(t) => {
+                let h = t.header();
+                let size = stack_size.unwrap_or(h.rt.config.stack_size);
+                Ok(runtime::spawn_task(
+                    &h.rt,
+                    h.group.clone(),
+                    None,
+                    name,
+                    size,
+                    site,
+                    f,
+                ))
+            }
+            None => Err((name, f)),
+        });
+        let task = match from_green_thread {
+            Ok(spawned) => spawned?,
+            Err((name, f)) => {
+                // Here, not in the closure: `global` records the user's line
+                // (track_caller) if this builds the global runtime.
+                let rt = runtime::global();
+                let size = stack_size.unwrap_or(rt.config.stack_size);
+                runtime::spawn_task(rt, None, None, name, size, site, f)?
+            }
         };
-        let task = runtime::spawn_task(
-            &rt,
-            group,
-            None,
-            self.name,
-            self.stack_size.unwrap_or(rt.config.stack_size),
-            Location::caller(),
-            f,
-        )?;
         Ok(JoinHandle::new(task))
     }
 

@@ -60,8 +60,8 @@ pub(crate) const CANCELLED: u32 = 1 << 5;
 /// A `JoinHandle` exists (or a scope, or `run`, will take the result).
 /// Whoever clears it or sets `STORED` second drops the result; see `STORED`.
 pub(crate) const HANDLE: u32 = 1 << 6;
-/// Finished: set by [`finish`] (under the join waiters' lock, just before
-/// it wakes them), after `COMPLETE` and after the result is stored. Final.
+/// Finished: set by [`finish`] (just before it wakes the join waiters; see
+/// `WAITED`), after `COMPLETE` and after the result is stored. Final.
 /// What `is_complete` and so every join looks at: a cancellation that drops
 /// an unstarted body sets `COMPLETE` first, to keep workers off it, and the
 /// body's destructor may take a while (it may even wait).
@@ -75,6 +75,15 @@ pub(crate) const FINISHED: u32 = 1 << 7;
 /// change the state with one read-modify-write and look at what the other
 /// did, so exactly one of them sees the other's bit.
 pub(crate) const STORED: u32 = 1 << 8;
+/// A join waiter has been added to `Header::waiters`. Set under the
+/// waiters' lock by whoever adds one, before adding it, and never cleared:
+/// [`finish`] sets `FINISHED` without the lock and takes the list only if
+/// this was set, so a green thread nobody waited for finishes without
+/// touching the lock. Who sets it second of the two sees the other's bit:
+/// a registration that finds `FINISHED` adds nothing (the green thread has
+/// finished), and a `finish` that finds `WAITED` takes the list under the
+/// lock, after the registration that set it has added its waiter.
+pub(crate) const WAITED: u32 = 1 << 9;
 
 /// What a green thread tells its worker when it suspends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,13 +290,31 @@ pub(crate) struct TypedTask<T> {
 
 impl<T> TypedTask<T> {
     /// Allocates the green thread, with the vtable of its own types.
-    pub(crate) fn new<F>(mut task: Task<F, T>) -> TypedTask<T>
+    ///
+    /// The record is allocated first and its fields are written into it
+    /// one by one: a `Task` is a few hundred bytes, and building it on the
+    /// stack and moving it into a `Box` cost a copy of all of them.
+    /// `header` makes the header (with [`Header::new`]); it is called once
+    /// the memory is there, so the header is built in place too.
+    #[inline(always)]
+    pub(crate) fn new<F>(header: impl FnOnce() -> Header, body: F) -> TypedTask<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        task.header.vtable = &Task::<F, T>::VTABLE;
-        let ptr = NonNull::from(Box::leak(Box::new(task))).cast::<Header>();
+        let mut boxed = Box::<Task<F, T>>::new_uninit();
+        let p = boxed.as_mut_ptr();
+        // SAFETY: `p` points to memory for a whole `Task<F, T>`; each field
+        // is written once, through raw pointers (nothing reads it before).
+        unsafe {
+            (&raw mut (*p).header).write(header());
+            (&raw mut (*p).header.vtable).write(&Task::<F, T>::VTABLE);
+            (&raw mut (*p).body).write(UnsafeCell::new(Some(body)));
+            (&raw mut (*p).result).write(Mutex::new(None));
+        }
+        // SAFETY: every field was written just above.
+        let task = unsafe { boxed.assume_init() };
+        let ptr = NonNull::from(Box::leak(task)).cast::<Header>();
         TypedTask {
             task: TaskRef { ptr },
             _marker: PhantomData,
@@ -323,13 +350,54 @@ pub(crate) struct JoinWaiter {
     pub(crate) tag: Option<(Arc<Completions>, usize)>,
 }
 
+/// The join waiters of a green thread: boxed, so that the record of one
+/// nobody waits for (most are joined once they have finished, or never)
+/// keeps one word for them instead of a `Vec`'s three.
+#[derive(Default)]
+#[allow(clippy::box_collection)] // the point: one word, not a Vec's three
+pub(crate) struct Waiters(Option<Box<Vec<JoinWaiter>>>);
+
+impl Waiters {
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, JoinWaiter> {
+        self.0.as_deref().map_or(&[][..], Vec::as_slice).iter()
+    }
+
+    pub(crate) fn push(&mut self, waiter: JoinWaiter) {
+        self.0.get_or_insert_with(Box::default).push(waiter);
+    }
+
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&JoinWaiter) -> bool) {
+        if let Some(list) = &mut self.0 {
+            list.retain(keep);
+        }
+    }
+
+    /// Removes the waiter at `index` (of [`iter`](Waiters::iter)).
+    pub(crate) fn remove(&mut self, index: usize) -> JoinWaiter {
+        self.0
+            .as_mut()
+            .expect("an index from `iter` means a list")
+            .remove(index)
+    }
+
+    /// Takes them all.
+    pub(crate) fn take(&mut self) -> Vec<JoinWaiter> {
+        self.0.take().map_or_else(Vec::new, |list| *list)
+    }
+}
+
 /// Indices of the green threads of a set that have completed, in completion order.
 #[derive(Default)]
 pub(crate) struct Completions {
     pub(crate) done: Mutex<Vec<usize>>,
 }
 
-/// The part of a green thread that only its home worker's thread touches.
+/// The part of a green thread that only its home worker's thread touches,
+/// from its start to its completion: allocated by [`LocalBox::install`]
+/// when a worker starts it, freed by [`LocalBox::release`] when it
+/// completes. Out of the record, so that the many green threads that wait
+/// to start or to be joined (a burst of spawns, the results of a gather)
+/// do not each carry it: a record is about half the size without it.
 /// `repr(C)`: the fields every switch touches come first (see `Header`).
 #[repr(C)]
 pub(crate) struct Local {
@@ -341,8 +409,9 @@ pub(crate) struct Local {
     pub(crate) scopes: UnsafeCell<ScopeStack>,
     /// The sequence number of the timer this green thread waits on; 0 if none.
     pub(crate) timer: Cell<u64>,
-    /// Index in the home worker's registry of started green threads.
-    pub(crate) slot: Cell<usize>,
+    /// Index in the home worker's registry of started green threads (u32,
+    /// next to `unwinding`: one word for both).
+    pub(crate) slot: Cell<u32>,
     /// It suspended in the middle of an unwind of its own (see
     /// `worker::note_unwind`); read only while the thread is panicking.
     pub(crate) unwinding: Cell<bool>,
@@ -357,6 +426,116 @@ pub(crate) struct Local {
     pub(crate) spare_waiter: Cell<Option<std::sync::Arc<crate::sync::wait::Waiter>>>,
 }
 
+impl Local {
+    #[inline(always)]
+    fn new() -> Local {
+        Local {
+            co: UnsafeCell::new(None),
+            yielder: Cell::new(std::ptr::null()),
+            resume_hint: Cell::new(0),
+            scopes: UnsafeCell::new(ScopeStack::default()),
+            timer: Cell::new(0),
+            slot: Cell::new(u32::MAX),
+            unwinding: Cell::new(false),
+            locals: crate::task::local::Slot::new(),
+            spare_waiter: Cell::new(None),
+        }
+    }
+}
+
+/// The [`Local`] of a started, uncompleted green thread; null before it
+/// starts and once it completes. Derefs to the `Local`, which only code
+/// that knows the green thread is started and not complete may do (its own
+/// code, its home worker's loop while it runs or waits, another green
+/// thread of its home that checked `worker::lives_here`); anything else
+/// (timer and queue entries, which may outlive it) uses
+/// [`get`](LocalBox::get). This extends the rule that only the home
+/// thread touches `Local` (see the `Sync` impl of `Header`), and is checked
+/// in debug builds.
+pub(crate) struct LocalBox(Cell<*mut Local>);
+
+impl LocalBox {
+    fn empty() -> LocalBox {
+        LocalBox(Cell::new(std::ptr::null_mut()))
+    }
+
+    /// Gives a green thread that starts its `Local`: `spare` (one released
+    /// earlier on this thread, reset here) or a new one. Home thread, once,
+    /// by the worker that starts it.
+    pub(crate) fn install(&self, spare: Option<Box<Local>>) {
+        debug_assert!(self.0.get().is_null(), "a green thread was started twice");
+        let local = match spare {
+            Some(mut local) => {
+                // What the old one holds is empty by now (see `release`); a
+                // task-local table left with values is leaked by its drop.
+                *local = Local::new();
+                local
+            }
+            None => Box::new(Local::new()),
+        };
+        self.0.set(Box::into_raw(local));
+    }
+
+    /// Takes the `Local` of a green thread that has completed (its
+    /// coroutine and spare waiter already taken), for the worker to reuse
+    /// or drop. Home thread.
+    pub(crate) fn release(&self) -> Option<Box<Local>> {
+        let p = self.0.replace(std::ptr::null_mut());
+        // SAFETY: a non-null `p` came from `Box::into_raw` in `install` and
+        // was just taken out of the cell, so it is taken back once; no
+        // reference into it is alive (the green thread has completed; see
+        // the type's docs).
+        (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+    }
+
+    /// The `Local`, if the green thread has started and not completed.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&Local> {
+        // SAFETY: non-null means installed and not yet released; it is
+        // released only on the home thread, which is the caller's (see the
+        // type's docs), and not while this reference is used.
+        unsafe { self.0.get().as_ref() }
+    }
+}
+
+impl std::ops::Deref for LocalBox {
+    type Target = Local;
+
+    #[inline(always)]
+    fn deref(&self) -> &Local {
+        let p = self.0.get();
+        // Checked in debug builds (so every test checks it); a switch
+        // dereferences this several times, and the checks cost about 5% of a
+        // `yield_now` in release builds.
+        if cfg!(debug_assertions) && p.is_null() {
+            local_gone()
+        }
+        // SAFETY: the contract of `Local`'s users (the type's docs): only
+        // code that knows the green thread has started and not completed
+        // dereferences it, on the home thread, where it is released, and
+        // so between `install` and `release`, when `p` is a live box.
+        unsafe { &*p }
+    }
+}
+
+/// The debug builds' check of `LocalBox`'s contract failed.
+#[cold]
+#[inline(never)]
+fn local_gone() -> ! {
+    panic!(
+        "stackful bug: the local part of a green thread was used before it started or after it \
+         completed"
+    )
+}
+
+impl Drop for LocalBox {
+    fn drop(&mut self) {
+        // A started green thread whose record goes without completing
+        // (a runtime torn down around it) still has its `Local`.
+        drop(self.release());
+    }
+}
+
 /// The non-generic part of a green thread.
 ///
 /// `repr(C)`, hot fields first: a switch reads `state` and the coroutine,
@@ -366,10 +545,16 @@ pub(crate) struct Local {
 #[repr(C)]
 pub(crate) struct Header {
     pub(crate) state: AtomicU32,
+    /// The size of the stack it starts on, in bytes (at most
+    /// `MAX_STACK_SIZE`, which fits); a u32 beside `state`, which leaves
+    /// room for it before the next word.
+    stack_size: u32,
     /// References ([`TaskRef`]s) to this green thread; next to `state`,
     /// which the wake-ups that clone and drop them touch too.
     refs: AtomicUsize,
-    pub(crate) local: Local,
+    /// Its home-thread part, while it runs (see `Local`); beside `state`,
+    /// which a switch reads too.
+    pub(crate) local: LocalBox,
     /// The operations that depend on the body and result types.
     vtable: &'static Vtable,
     pub(crate) id: u64,
@@ -384,8 +569,7 @@ pub(crate) struct Header {
     /// `Group` of that `run`, the only green threads it starts, and this
     /// header holds both `rt` and `group`.
     home: AtomicPtr<Home>,
-    pub(crate) waiters: Mutex<Vec<JoinWaiter>>,
-    pub(crate) stack_size: usize,
+    pub(crate) waiters: Mutex<Waiters>,
     pub(crate) site: &'static Location<'static>,
 }
 
@@ -396,7 +580,10 @@ pub(crate) struct Header {
 // that one thread (a started green thread is never resumed elsewhere), or,
 // for `spare_waiter` alone, by another green thread running on that same
 // thread (see `keep_spare_waiter`): one thing runs on a thread at a time,
-// and a `Cell` is never borrowed across a switch.
+// and a `Cell` is never borrowed across a switch. The box itself (the
+// pointer in `LocalBox`) is set at the start and cleared at the completion,
+// both on the home thread; the record's drop, on any thread, comes after
+// the last reference is gone, which orders it after both.
 unsafe impl Sync for Header {}
 // SAFETY: as for Sync; the coroutine in `local` is created on, resumed on and
 // dropped on the home thread only, so moving the header's owners (TaskRefs)
@@ -404,6 +591,8 @@ unsafe impl Sync for Header {}
 unsafe impl Send for Header {}
 
 impl Header {
+    /// Inlined, so that `TypedTask::new` writes it straight into the record.
+    #[inline(always)]
     pub(crate) fn new(
         id: u64,
         name: Option<Box<str>>,
@@ -421,23 +610,19 @@ impl Header {
             group,
             scope,
             home: AtomicPtr::new(std::ptr::null_mut()),
-            waiters: Mutex::new(Vec::new()),
-            stack_size,
+            waiters: Mutex::new(Waiters(None)),
+            stack_size: u32::try_from(stack_size).expect("a checked stack size fits in a u32"),
             site,
             vtable: &UNSET,
             refs: AtomicUsize::new(1),
-            local: Local {
-                co: UnsafeCell::new(None),
-                yielder: Cell::new(std::ptr::null()),
-                resume_hint: Cell::new(0),
-                scopes: UnsafeCell::new(ScopeStack::default()),
-                timer: Cell::new(0),
-                slot: Cell::new(usize::MAX),
-                unwinding: Cell::new(false),
-                locals: crate::task::local::Slot::new(),
-                spare_waiter: Cell::new(None),
-            },
+            local: LocalBox::empty(),
         }
+    }
+
+    /// The size of the stack it starts on, in bytes.
+    #[inline]
+    pub(crate) fn stack_size(&self) -> usize {
+        self.stack_size as usize
     }
 
     /// Records the worker that starts this green thread. Called once, by
@@ -521,6 +706,7 @@ impl fmt::Debug for StateBits {
             (HANDLE, "HANDLE"),
             (FINISHED, "FINISHED"),
             (STORED, "STORED"),
+            (WAITED, "WAITED"),
         ];
         let set: Vec<_> = names
             .iter()
@@ -589,14 +775,6 @@ where
         take_result: Self::take_result,
         destroy: Self::destroy,
     };
-
-    pub(crate) fn new(header: Header, body: F) -> Task<F, T> {
-        Task {
-            header,
-            body: UnsafeCell::new(Some(body)),
-            result: Mutex::new(None),
-        }
-    }
 
     /// The task whose header `p` points to.
     ///
@@ -704,23 +882,25 @@ where
     unsafe fn destroy(p: NonNull<Header>) {
         // SAFETY: `p` came from `Box::leak` of this very type in
         // `TypedTask::new`, and the last reference is gone.
-        let task = unsafe { Box::from_raw(p.cast::<Self>().as_ptr()) };
-        let Task {
-            header,
-            body,
-            result,
-        } = *task;
+        let mut task = unsafe { Box::from_raw(p.cast::<Self>().as_ptr()) };
         // The last reference may go on any thread, a worker's loop included:
         // the user's values (a body that never ran, a result nobody took)
-        // are dropped under `catch_unwind`, so their destructors cannot
-        // unwind the scheduler. Nobody joins now, so a panic there goes where
-        // an unjoined panic goes: debug mode reports it (the panic hook has
-        // printed it already).
-        let user = (body.into_inner(), result.into_inner());
-        if let Some(payload) = drop_caught(user) {
-            report_result_drop_panic(&header, payload);
+        // are taken out and dropped under `catch_unwind`, so their
+        // destructors cannot unwind the scheduler. Nobody joins now, so a
+        // panic there goes where an unjoined panic goes: debug mode reports
+        // it (the panic hook has printed it already). The rest is dropped
+        // in place with the box (moving the whole record out first would
+        // copy it).
+        let body = task.body.get_mut().take();
+        let result = task
+            .result
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(payload) = drop_caught((body, result)) {
+            report_result_drop_panic(&task.header, payload);
         }
-        drop(header);
+        drop(task);
     }
 }
 
@@ -906,12 +1086,14 @@ pub(crate) fn cancel_from_scheduler(task: &TaskRef) {
 /// (`cancel_from_scheduler`); each drops its own body.
 pub(crate) fn finish(task: &TaskRef) {
     let h = task.header();
-    let waiters = {
-        // Under the lock: a joiner registering now sees FINISHED and does
-        // not wait, or registered before and is woken below.
-        let mut waiters = h.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        h.state.fetch_or(FINISHED, Ordering::AcqRel);
-        std::mem::take(&mut *waiters)
+    // A joiner registering after this sees FINISHED and does not wait; one
+    // that registered before set WAITED first, and is woken below (see
+    // `WAITED`). Without one, the list is empty and the lock untouched.
+    let prev = h.state.fetch_or(FINISHED, Ordering::AcqRel);
+    let waiters = if prev & WAITED != 0 {
+        h.waiters.lock().unwrap_or_else(|e| e.into_inner()).take()
+    } else {
+        Vec::new()
     };
     for w in waiters {
         if let Some((set, index)) = &w.tag {
