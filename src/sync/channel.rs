@@ -1206,6 +1206,27 @@ impl<T> Zero<T> {
         None
     }
 
+    /// Queues a waiting sender's `packet` (at the front if it waited
+    /// before, `again`, so that it keeps its place), with the lock `state`
+    /// held; releases it, then wakes the selects waiting for readiness.
+    fn queue_sender(
+        &self,
+        chan: &Chan<T>,
+        mut state: MutexGuard<'_, ZeroState>,
+        packet: &Arc<Packet>,
+        again: bool,
+    ) {
+        if again {
+            state.senders.push_front(packet.clone());
+        } else {
+            state.senders.push_back(packet.clone());
+        }
+        self.queued(true);
+        state.version += 1;
+        drop(state);
+        chan.recv_wait.notify_all();
+    }
+
     /// A send whose message is built only once a receiver is paired with
     /// it, as a `Select`'s, without a `Select`: `select!` with this send as
     /// its only operation and no `default`. It pairs with a waiting
@@ -1232,15 +1253,7 @@ impl<T> Zero<T> {
             // Nothing is lent: the packet has no message, and a receiver
             // lends its room only once it has paired with us.
             let packet = Packet::new(ptr::null_mut(), None);
-            if again {
-                state.senders.push_front(packet.clone()); // keeps its place
-            } else {
-                state.senders.push_back(packet.clone());
-            }
-            self.queued(true);
-            state.version += 1;
-            drop(state);
-            chan.recv_wait.notify_all(); // a `Select` may wait for readiness
+            self.queue_sender(chan, state, &packet, again);
             let outcome = self.wait_exchange(
                 &packet,
                 |s| &mut s.senders,
@@ -1429,7 +1442,7 @@ impl<T> Zero<T> {
             // Hand over to a waiting receiver, or queue up: in one critical
             // section, so a receiver cannot queue up between the two.
             // SAFETY: as this function's contract.
-            let Some(mut state) = (unsafe { self.send_locked(self.lock(), src) }) else {
+            let Some(state) = (unsafe { self.send_locked(self.lock(), src) }) else {
                 return Ok(());
             };
             // A wait on a scheduler's loop panics (a hand-over to a waiting
@@ -1444,15 +1457,7 @@ impl<T> Zero<T> {
             // packet leaves the queue; nothing unwinds before that (see
             // `wait_exchange`), and the guard makes sure of it from the start.
             let lent = AbortOnUnwind("a rendezvous send");
-            if again {
-                state.senders.push_front(packet.clone()); // keeps its place
-            } else {
-                state.senders.push_back(packet.clone());
-            }
-            self.queued(true);
-            state.version += 1;
-            drop(state);
-            chan.recv_wait.notify_all(); // a `Select` may wait for readiness
+            self.queue_sender(chan, state, &packet, again);
             let outcome = self.wait_exchange(
                 &packet,
                 |s| &mut s.senders,

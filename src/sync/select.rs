@@ -1173,20 +1173,8 @@ impl<T> Sender<T> {
     #[doc(hidden)]
     #[track_caller]
     pub fn __select_send_one(&self) -> SelectedOperation<'_> {
-        let handle: &dyn SelectHandle = &*self.chan;
         match self.chan.send_lazy() {
-            Some(token) => SelectedOperation {
-                index: 0,
-                chan: ptr::from_ref(handle).cast(),
-                handle,
-                send: true,
-                received: false,
-                token: Some(token),
-                payload: Payload::new(Layout::new::<()>()),
-                drop_msg: drop_nothing,
-                completed: false,
-                _channels: PhantomData,
-            },
+            Some(token) => self.selected_send(0, token),
             None => {
                 let mut sel = Select::new();
                 sel.send(self);
@@ -1204,7 +1192,15 @@ impl<T> Sender<T> {
         let Some(token) = handle.sel_try_send() else {
             return;
         };
-        slot.set(Some(SelectedOperation {
+        slot.set(Some(self.selected_send(index, token)));
+    }
+
+    /// This send as operation `index`, selected with `token`: its message
+    /// is still to come (`SelectedOperation::send`).
+    #[inline]
+    fn selected_send(&self, index: usize, token: SendToken) -> SelectedOperation<'_> {
+        let handle: &dyn SelectHandle = &*self.chan;
+        SelectedOperation {
             index,
             chan: ptr::from_ref(handle).cast(),
             handle,
@@ -1215,7 +1211,7 @@ impl<T> Sender<T> {
             drop_msg: drop_nothing,
             completed: false,
             _channels: PhantomData,
-        }));
+        }
     }
 }
 
