@@ -434,3 +434,37 @@ fn joiners_of_every_kind_race_the_finish() {
         .unwrap();
     });
 }
+
+/// FINDING (liveness, medium; not fixed): a receiver that a selected send
+/// (here the one-operation `select!` send, also any `Select` send arm) has
+/// paired with cannot leave until the sender builds its message: its own
+/// timeout and its cancellation wait for the sender's message expression,
+/// however long that takes. If that expression waits for something the
+/// receiver's side does after its timeout, both hang. `recv_timeout` and
+/// `timeout` do not document this.
+#[test]
+#[ignore = "finding: a paired receiver's timeout waits for the sender's message expression"]
+fn finding_a_paired_receivers_timeout_waits_for_the_senders_message_expression() {
+    within(10, || {
+        stackful::run(|| {
+            let (tx, rx) = channel::<u32>(0);
+            let gave_up = Arc::new(Event::new());
+            let g = gave_up.clone();
+            let r = stackful::spawn(move || {
+                let got = stackful::timeout(Duration::from_millis(20), || rx.recv());
+                g.set(); // tells the sender it gave up
+                got.is_ok()
+            });
+            stackful::yield_now(); // the receiver waits now
+            let sent = stackful::select! {
+                send(tx, {
+                    // Paired with the receiver already: waits for it to
+                    // give up, which it cannot do before this returns.
+                    gave_up.wait();
+                    1
+                }) -> res => res.is_ok(),
+            };
+            assert!(!sent || r.join().unwrap());
+        })
+    });
+}
