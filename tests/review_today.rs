@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use stackful::sync::{Receiver, RecvTimeoutError, Sender, channel};
 use stackful::sync::Event;
+use stackful::sync::{Receiver, RecvTimeoutError, Sender, channel};
 
 stackful::task_local! {
     static WAITS_IN_DROP: Cell<Option<WaitsInDrop>> = Cell::new(None);
@@ -240,7 +240,10 @@ fn lone_send_exactly_once(green: bool) {
                 h.join().unwrap();
             }
             assert_eq!(got.load(Ordering::SeqCst), sent.load(Ordering::SeqCst));
-            assert_eq!(got_sum.load(Ordering::SeqCst), sent_sum.load(Ordering::SeqCst));
+            assert_eq!(
+                got_sum.load(Ordering::SeqCst),
+                sent_sum.load(Ordering::SeqCst)
+            );
         });
     } else {
         let mut hs = Vec::new();
@@ -265,7 +268,10 @@ fn lone_send_exactly_once(green: bool) {
             h.join().unwrap();
         }
         assert_eq!(got.load(Ordering::SeqCst), sent.load(Ordering::SeqCst));
-        assert_eq!(got_sum.load(Ordering::SeqCst), sent_sum.load(Ordering::SeqCst));
+        assert_eq!(
+            got_sum.load(Ordering::SeqCst),
+            sent_sum.load(Ordering::SeqCst)
+        );
     }
 }
 
