@@ -123,7 +123,7 @@ fn cancelled_green_threads_with_waiting_task_locals_and_late_timers() {
                                 seen,
                                 panic: false,
                             }));
-                            if i % 2 == 0 {
+                            if i.is_multiple_of(2) {
                                 stackful::sleep(Duration::from_millis(20));
                             } else {
                                 let _ = never.recv();
@@ -176,7 +176,7 @@ fn lone_send_exactly_once(green: bool) {
                         }) -> r => r.is_ok(),
                     }
                 };
-                let ok = if i % 2 == 0 {
+                let ok = if i.is_multiple_of(2) {
                     stackful::timeout(Duration::from_micros(200), attempt).unwrap_or(false)
                 } else {
                     stackful::catch_unwind(AssertUnwindSafe(attempt)).unwrap_or(false)
@@ -193,7 +193,7 @@ fn lone_send_exactly_once(green: bool) {
             let mut n = 0u32;
             loop {
                 n += 1;
-                let r = if n % 3 == 0 {
+                let r = if n.is_multiple_of(3) {
                     rx.recv_timeout(Duration::from_micros(100))
                 } else if n % 3 == 1 {
                     rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -398,7 +398,7 @@ fn joiners_of_every_kind_race_the_finish() {
                 let hs: Vec<_> = (0..4)
                     .map(|i| {
                         stackful::spawn(move || {
-                            if (round + i) % 3 == 0 {
+                            if (round + i).is_multiple_of(3) {
                                 stackful::yield_now();
                             }
                             i
