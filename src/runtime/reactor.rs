@@ -550,10 +550,10 @@ pub(crate) struct Source {
     /// Per direction: bumped by every event that may have made it ready.
     seqs: [AtomicU64; 2],
     /// The read sequence number at which a TCP read found the descriptor
-    /// drained (it filled less than its buffer); `u64::MAX` if none. While the sequence number still equals
-    /// it, no event has come since, so the next try would fail with
-    /// `EAGAIN`: a green thread waits without making it (see `op_loop`).
-    /// Unless `drained_off`.
+    /// drained (it filled less than its buffer); `u64::MAX` if none. While
+    /// the sequence number still equals it, no event has come since, so the
+    /// next try would fail with `EAGAIN`: a green thread waits without
+    /// making it (see `op_loop`). Unless `drained_off`.
     drained: AtomicU64,
     /// The drained mark no longer holds for this socket: an event said the
     /// peer closed its side or the socket failed (`EPOLLRDHUP`, `EPOLLHUP`,

@@ -1009,8 +1009,28 @@ impl<T> Zero<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Queues `packet` on the senders' (`send`) or receivers' queue, at the
+    /// back, or at the `front` (a waiter that waited before keeps its
+    /// place), under the lock `state`: every push goes through here, so the
+    /// queue's flag (see `queued`) and the version move with it.
+    #[inline]
+    fn enqueue(&self, state: &mut ZeroState, send: bool, packet: &Arc<Packet>, front: bool) {
+        let queue = if send {
+            &mut state.senders
+        } else {
+            &mut state.receivers
+        };
+        if front {
+            queue.push_front(packet.clone());
+        } else {
+            queue.push_back(packet.clone());
+        }
+        self.queued(send);
+        state.version += 1;
+    }
+
     /// Notes a packet pushed on the senders' (`send`) or receivers' queue.
-    /// Called under the lock, with the push.
+    /// Called under the lock, with the push (by `enqueue`).
     #[inline]
     fn queued(&self, send: bool) {
         let flag = queue_flag(send);
@@ -1216,13 +1236,7 @@ impl<T> Zero<T> {
         packet: &Arc<Packet>,
         again: bool,
     ) {
-        if again {
-            state.senders.push_front(packet.clone());
-        } else {
-            state.senders.push_back(packet.clone());
-        }
-        self.queued(true);
-        state.version += 1;
+        self.enqueue(&mut state, true, packet, again);
         drop(state);
         chan.recv_wait.notify_all();
     }
@@ -1293,16 +1307,13 @@ impl<T> Zero<T> {
         // A send's waker is its partner's, set when one pairs with it.
         let waker = (!send).then(park::current_waker);
         let packet = Packet::with_waker(room, Some((waiter.clone(), op)), waker);
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        state.version += 1;
-        let (own, other) = if send {
-            (&mut state.senders, &state.receivers)
+        let mut state = self.lock();
+        self.enqueue(&mut state, send, &packet, false);
+        let other = if send {
+            &state.receivers
         } else {
-            (&mut state.receivers, &state.senders)
+            &state.senders
         };
-        own.push_back(packet.clone());
-        self.queued(send);
         let ready = other.iter().any(|p| p.available(Some(waiter)));
         (packet, ready)
     }
@@ -1515,13 +1526,7 @@ impl<T> Zero<T> {
                 let packet = Packet::new(dst.cast(), None);
                 // Armed before the frame is lent out by the push (see `send`).
                 lent = AbortOnUnwind("a rendezvous receive");
-                if again {
-                    state.receivers.push_front(packet.clone()); // keeps its place
-                } else {
-                    state.receivers.push_back(packet.clone());
-                }
-                self.queued(false);
-                state.version += 1;
+                self.enqueue(&mut state, false, &packet, again);
                 break packet;
             };
             chan.send_wait.notify_all(); // a `Select` may wait for readiness
@@ -2609,9 +2614,7 @@ impl<T> SendOp<T> {
             None,
             Some(Waker::Async(slot.clone())),
         );
-        state.senders.push_back(packet.clone());
-        z.queued(true);
-        state.version += 1;
+        z.enqueue(&mut state, true, &packet, false);
         drop(state);
         chan.recv_wait.notify_all(); // async receivers and selects wait there
         self.zero = Some(ZeroSend {

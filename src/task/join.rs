@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::runtime::park::{self, Waker};
 use crate::task::raw::{Completions, TaskRef};
@@ -574,8 +573,7 @@ fn register_async(h: &crate::task::raw::Header, waker: &std::task::Waker) -> boo
         }
         None => {
             // As in `register`: `finish` takes the list only if this is set.
-            let prev = h.state.fetch_or(crate::task::raw::WAITED, Ordering::AcqRel);
-            if prev & crate::task::raw::FINISHED != 0 {
+            if !h.mark_waited() {
                 return false;
             }
             waiters.push(crate::task::raw::JoinWaiter {

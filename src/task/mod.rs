@@ -30,7 +30,7 @@ use stackful_arch::StackError;
 use crate::debug;
 use crate::runtime::park::{self, Waker};
 use crate::runtime::{self, RtShared};
-use raw::{FINISHED, HANDLE, Header, JoinWaiter, STORED, TaskRef, TypedTask, WAITED};
+use raw::{HANDLE, Header, JoinWaiter, STORED, TaskRef, TypedTask};
 
 pub use join::{
     AsCompleted, Joinable, ReturnWhen, as_completed, gather, join_all, try_gather, wait,
@@ -617,7 +617,7 @@ pub(crate) fn register(
     if !waiters.iter().any(|w| w.waker.same(&waker) && same_tag(w)) {
         // Tell `finish` to take the list (see `WAITED`), unless it has
         // already finished without looking at it.
-        if h.state.fetch_or(WAITED, Ordering::AcqRel) & FINISHED != 0 {
+        if !h.mark_waited() {
             return false;
         }
         waiters.push(JoinWaiter { waker, tag });
@@ -697,33 +697,20 @@ impl Builder {
     {
         let site = Location::caller();
         let (name, stack_size) = (self.name, self.stack_size);
+        let spawn = move |rt: &Arc<RtShared>, group| {
+            let size = stack_size.unwrap_or(rt.config.stack_size);
+            runtime::spawn_task(rt, group, None, name, size, site, f)
+        };
         // From a green thread, its runtime is borrowed from its header, not
         // counted: the new header takes the one count it needs.
-        let from_green_thread = runtime::worker::with_current_task(move |me| match me {
-            Some(t) => {
-                let h = t.header();
-                let size = stack_size.unwrap_or(h.rt.config.stack_size);
-                Ok(runtime::spawn_task(
-                    &h.rt,
-                    h.group.clone(),
-                    None,
-                    name,
-                    size,
-                    site,
-                    f,
-                ))
-            }
-            None => Err((name, f)),
-        });
-        let task = match from_green_thread {
+        let task = match runtime::worker::with_current_task(move |me| match me {
+            Some(t) => Ok(spawn(&t.header().rt, t.header().group.clone())),
+            None => Err(spawn),
+        }) {
             Ok(spawned) => spawned?,
-            Err((name, f)) => {
-                // Here, not in the closure: `global` records the user's line
-                // (track_caller) if this builds the global runtime.
-                let rt = runtime::global();
-                let size = stack_size.unwrap_or(rt.config.stack_size);
-                runtime::spawn_task(rt, None, None, name, size, site, f)?
-            }
+            // Here, not in the closure: `global` records the user's line
+            // (track_caller) if this builds the global runtime.
+            Err(spawn) => spawn(runtime::global(), None)?,
         };
         Ok(JoinHandle::new(task))
     }

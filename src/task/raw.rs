@@ -619,6 +619,13 @@ impl Header {
         }
     }
 
+    /// Notes, under the join waiters' lock, that a waiter is about to be
+    /// added (see `WAITED`); false if it has finished already, and then
+    /// none may be (`finish` will not look at the list).
+    pub(crate) fn mark_waited(&self) -> bool {
+        self.state.fetch_or(WAITED, Ordering::AcqRel) & FINISHED == 0
+    }
+
     /// The size of the stack it starts on, in bytes.
     #[inline]
     pub(crate) fn stack_size(&self) -> usize {
