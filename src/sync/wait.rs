@@ -12,11 +12,13 @@
 //! notification on to the next waiter, so a wake-up is never lost to a
 //! cancellation.
 
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::time::Instant;
+
+use crossbeam_utils::Backoff;
 
 use crate::bridge::AsyncWaker;
 use crate::runtime::park::{self, Waker};
@@ -213,10 +215,81 @@ impl Waiter {
     }
 }
 
+/// A spin lock for a [`WaitList`]'s queue, as crossbeam-channel's wakers
+/// use one. Its critical sections are a few instructions (a push, a pop, a
+/// search), never wait and never run user code, so a lock that is held is
+/// nearly always about to be released; and its release is a plain store
+/// where a futex mutex's is a read-modify-write (to learn whether anyone
+/// sleeps). A contender that spins too long yields its OS thread.
+struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through a `SpinGuard`, and one guard at
+// a time exists (the `locked` flag, taken with an acquire and released
+// with a release): the value moves between threads as behind a mutex.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+impl<T: Default> Default for SpinLock<T> {
+    fn default() -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(T::default()),
+        }
+    }
+}
+
+impl<T> SpinLock<T> {
+    fn lock(&self) -> SpinGuard<'_, T> {
+        let backoff = Backoff::new();
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            // Read-only until it looks free: no cache-line ping-pong.
+            while self.locked.load(Ordering::Relaxed) {
+                backoff.snooze();
+            }
+        }
+        SpinGuard { lock: self }
+    }
+}
+
+/// Holds a [`SpinLock`]; releases it when dropped (an unwind included).
+struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> std::ops::Deref for SpinGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: this guard holds the lock, so no other reference to the
+        // value exists (see the `Sync` impl).
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow
+        // through the guard.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
 /// A FIFO queue of waiters.
 #[derive(Default)]
 pub(crate) struct WaitList {
-    queue: Mutex<VecDeque<(Arc<Waiter>, usize)>>,
+    queue: SpinLock<VecDeque<(Arc<Waiter>, usize)>>,
     len: AtomicUsize,
 }
 
@@ -225,8 +298,8 @@ impl WaitList {
         WaitList::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<(Arc<Waiter>, usize)>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> SpinGuard<'_, VecDeque<(Arc<Waiter>, usize)>> {
+        self.queue.lock()
     }
 
     /// How many wait now (a snapshot, for `Debug` output).
@@ -332,14 +405,13 @@ impl WaitList {
     }
 }
 
-/// A registration on one list that cleans up however the wait ends: it
-/// leaves the list and, if it had been notified, passes the notification on.
+/// A registration on one list that cleans up however the wait ends: unless
+/// it [left](Registration::leave) (and its caller settled what it was
+/// told), it leaves the list on drop and passes on a notification it got.
 pub(crate) struct Registration<'a> {
     list: &'a WaitList,
     waiter: Arc<Waiter>,
     op: usize,
-    /// Whether the notification, if any, was used (the operation completed).
-    consumed: bool,
     /// Already left the list (`leave`): nothing left to do on drop.
     left: bool,
 }
@@ -357,14 +429,8 @@ impl<'a> Registration<'a> {
             list,
             waiter: waiter.clone(),
             op,
-            consumed: false,
             left: false,
         }
-    }
-
-    /// The operation completed: a notification received was used.
-    pub(crate) fn consume(mut self) {
-        self.consumed = true;
     }
 
     /// Leaves the list and returns whether a notification came, which is
@@ -379,13 +445,42 @@ impl<'a> Registration<'a> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        if self.left {
-            return;
+        if !self.left {
+            settle(self.list, &self.waiter, self.op, false);
         }
-        let notified = self.list.unregister(&self.waiter, self.op);
-        if notified && !self.consumed {
-            self.list.notify_one();
+    }
+}
+
+/// Leaves `list` and passes on a notification for `op` that was not used.
+fn settle(list: &WaitList, waiter: &Arc<Waiter>, op: usize, consumed: bool) {
+    if list.unregister(waiter, op) && !consumed {
+        list.notify_one();
+    }
+}
+
+/// [`wait_until`]'s registration: a [`Registration`] for operation 0 that
+/// borrows the waiter, which outlives it, where a `Registration` holds a
+/// reference count of its own (two read-modify-writes per wait).
+struct Listed<'a> {
+    list: &'a WaitList,
+    waiter: &'a Arc<Waiter>,
+    consumed: bool,
+}
+
+impl<'a> Listed<'a> {
+    fn new(list: &'a WaitList, waiter: &'a Arc<Waiter>) -> Listed<'a> {
+        list.register(waiter, 0);
+        Listed {
+            list,
+            waiter,
+            consumed: false,
         }
+    }
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        settle(self.list, self.waiter, 0, self.consumed);
     }
 }
 
@@ -406,25 +501,24 @@ pub(crate) fn wait_until<R>(
     }
     loop {
         let waiter = Waiter::own();
-        let registration = Registration::new(list, &waiter);
+        let mut listed = Listed::new(list, &waiter);
         if let Some(r) = attempt() {
-            registration.consume();
+            listed.consumed = true;
             return Ok(r);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(TimedOut); // the registration passes on any notification
+            return Err(TimedOut); // leaving passes on any notification
         }
         park::park(deadline);
         match attempt() {
             Some(r) => {
-                registration.consume();
+                listed.consumed = true;
                 return Ok(r);
             }
             None => {
                 // Notified but beaten to it, or woken spuriously: try again
                 // with a fresh registration. Whatever we were told is stale.
-                let mut registration = registration;
-                registration.consumed = waiter.is_notified();
+                listed.consumed = waiter.is_notified();
             }
         }
     }
