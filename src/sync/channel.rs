@@ -5,7 +5,7 @@
 //!
 //! - **array** (`channel(cap)`, `cap > 0`): a lock-free ring of our own
 //!   (after Dmitry Vyukov's bounded queue, in `queue.rs`);
-//! - **list** (`unbounded()`): crossbeam-queue's lock-free `SegQueue`;
+//! - **list** (`unbounded()`): a `VecDeque` behind a spin lock (in `queue.rs`);
 //! - **zero** (`channel(0)`): a rendezvous; a sender waits until a receiver
 //!   takes its value, copied straight from the sender's frame into the
 //!   receiver's;

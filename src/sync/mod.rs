@@ -20,6 +20,7 @@ mod mutex;
 mod queue;
 mod select;
 mod semaphore;
+mod spin;
 pub(crate) mod wait;
 
 pub use channel::{

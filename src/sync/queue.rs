@@ -5,8 +5,8 @@
 //!   may use it next), with a close bit in its tail and emptiness and
 //!   fullness decided at one instant, so that its head and tail double as
 //!   the positions a `select` compares (see [`Ring`]).
-//! - [`List`], the unbounded queue: crossbeam-queue's lock-free `SegQueue`,
-//!   with a word that counts pushes and holds the close bit ([`Pushes`]).
+//! - [`List`], the unbounded queue: a `VecDeque` behind a spin lock, with a
+//!   word that counts pushes and holds the close bit, read without the lock.
 //!
 //! Both carry messages up to 256 bytes by value and larger ones boxed
 //! ([`boxed`]), behind one wrapper, [`Queued`].
@@ -27,20 +27,21 @@
 //!   that (a send to an unbounded list never fails while it is open).
 //!
 //! A ring's positions are its tail (with the close bit) and its head; a
-//! list's are its pushes word. Each changes by one atomic read-modify-write
-//! at the instant the operation takes effect (its linearization point), so
-//! two equal readings mean that no such instant fell between them.
+//! list's are its state word. Each changes by one atomic write at the
+//! instant the operation takes effect (its linearization point), so two
+//! equal readings mean that no such instant fell between them.
 
 use std::alloc::{self, Layout};
 use std::cell::UnsafeCell;
+use std::collections::VecDeque;
 use std::mem::{self, MaybeUninit, size_of};
 use std::ptr;
 use std::sync::atomic::{self, AtomicU64, AtomicUsize, Ordering};
 
-use crossbeam_queue::SegQueue;
 use crossbeam_utils::{Backoff, CachePadded};
 
 use super::channel::Try;
+use super::spin::SpinLock;
 
 /// Messages larger than this many bytes travel in a `Box` of their own.
 const BOX_ABOVE: usize = 256;
@@ -512,135 +513,102 @@ impl<E> Drop for Ring<E> {
     }
 }
 
-/// In-flight pushes, in the low bits of the [`Pushes`] word.
-const BUSY_BITS: u32 = usize::BITS / 4;
-const BUSY: usize = (1 << BUSY_BITS) - 1;
-/// In the pushes word: the list is closed to pushes.
-const CLOSED: usize = 1 << BUSY_BITS;
-/// One completed push, counted in the bits above `CLOSED` (the count wraps
-/// around, harmlessly: it is only compared for equality).
-const DONE: usize = CLOSED << 1;
+/// In a list's state word: closed to pushes. The bits below count the
+/// pushes (wrapping around, harmlessly: the count is only compared for
+/// equality).
+const LIST_CLOSED: u64 = 1 << 63;
 
-/// What `SegQueue` does not give: a close that no push can slip past, and
-/// a position that changes with every push and the close.
+/// An unbounded multi-producer multi-consumer queue: a `VecDeque` behind a
+/// [`SpinLock`], as flume keeps its queues, with two words beside it that
+/// are read without the lock.
 ///
-/// One word: the pushes in flight (low bits), the pushes completed (high
-/// bits), and the `CLOSED` bit. A push adds one in flight before it
-/// touches the queue and, after, turns it into one completed; a refused
-/// push takes it back. Every access is `SeqCst`. A reading taken while a
-/// push is in flight (whose instant of effect it cannot place) is replaced
-/// by a stand-in that equals no other reading, so a double collect around
-/// it fails and tries again. A reading with nothing in flight that equals
-/// a later one proves that no push began or ended in between: each begin
-/// and end changes the word, and the word's modification order is total.
-struct Pushes {
-    word: CachePadded<AtomicUsize>,
-}
-
-/// Numbers the stand-ins of [`Pushes::position`].
-static NONCE: AtomicUsize = AtomicUsize::new(0);
-
-impl Pushes {
-    /// Announces a push, before it touches the queue; false (and nothing
-    /// announced) if the queue is closed. While announced, the push must
-    /// not unwind, and must end with [`Pushes::end`].
-    fn begin(&self) -> bool {
-        let before = self.word.fetch_add(1, Ordering::SeqCst);
-        if before & CLOSED != 0 {
-            self.word.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        // Open when we announced ourselves: `close` waits for us to end,
-        // so a message pushed now is there for the closer's drain.
-        true
-    }
-
-    fn end(&self) {
-        self.word.fetch_add(DONE - 1, Ordering::SeqCst);
-    }
-
-    /// Closes to pushes, and returns once every push that found the queue
-    /// open has finished. The wait is short: a push in flight is running
-    /// on another OS thread (it never suspends a green thread), between two
-    /// atomic operations around a lock-free push.
-    fn close(&self) {
-        let backoff = Backoff::new();
-        let mut word = self.word.fetch_or(CLOSED, Ordering::SeqCst);
-        while word & BUSY != 0 {
-            backoff.snooze();
-            word = self.word.load(Ordering::SeqCst);
-        }
-    }
-
-    fn position(&self) -> u64 {
-        let word = self.word.load(Ordering::SeqCst);
-        if word & BUSY == 0 {
-            word as u64
-        } else {
-            // A busy bit set: equal to no reading without one, and to no
-            // other stand-in (until the nonce wraps around).
-            (NONCE.fetch_add(1, Ordering::Relaxed) << BUSY_BITS | 1) as u64
-        }
-    }
-}
-
-/// An unbounded multi-producer multi-consumer queue: a `SegQueue` and its
-/// [`Pushes`] word. Pops leave the word alone: a receive fails only on an
-/// empty queue, which a pop cannot end (see the module docs).
+/// - `state`, the list's position: the pushes so far and the close bit.
+///   Written only under the lock, with a `SeqCst` store, which is the
+///   instant a push or the close takes effect (its linearization point).
+/// - `len`, written under the lock before `state`: a pop that finds it 0
+///   after reading `state` returns at once, without the lock, and a
+///   waiting receiver's looks cost two loads.
+///
+/// A push costs one compare-and-swap (the lock) and one `SeqCst` store; a
+/// pop, one compare-and-swap. (crossbeam's `SegQueue`, with a word of our
+/// own around it for the close and the positions, cost four
+/// read-modify-writes per push and two plus a fence per pop, and a fence
+/// per look at an empty list.)
 pub(super) struct List<E> {
-    queue: SegQueue<E>,
-    pushes: Pushes,
+    queue: SpinLock<VecDeque<E>>,
+    state: CachePadded<AtomicU64>,
+    len: AtomicUsize,
 }
 
 impl<E> List<E> {
     fn new() -> List<E> {
         List {
-            queue: SegQueue::new(),
-            pushes: Pushes {
-                word: CachePadded::new(AtomicUsize::new(0)),
-            },
+            queue: SpinLock::new(VecDeque::new()),
+            state: CachePadded::new(AtomicU64::new(0)),
+            len: AtomicUsize::new(0),
         }
     }
 }
 
 impl<E> Queue<E> for List<E> {
     fn put(&self, value: E) -> Result<(), (E, Try)> {
-        if !self.pushes.begin() {
+        let mut queue = self.queue.lock();
+        // Only written under the lock, which we hold.
+        let state = self.state.load(Ordering::Relaxed);
+        if state & LIST_CLOSED != 0 {
             return Err((value, Try::Disconnected));
         }
-        self.queue.push(value);
-        self.pushes.end();
+        queue.push_back(value);
+        self.len.store(queue.len(), Ordering::Relaxed);
+        // The push takes effect here. A notifier checks for waiters after
+        // this `SeqCst` store without a fence of its own; a waiter
+        // registers (a store, then a `SeqCst` fence) and looks again
+        // through `take`, whose first read is a `SeqCst` load of this
+        // word. In the single order of `SeqCst` operations, a notifier
+        // that missed the registration made this store before that fence,
+        // so the look reads it (or later) and, through it, `len`.
+        self.state
+            .store((state + 1) & !LIST_CLOSED, Ordering::SeqCst);
         Ok(())
     }
 
     fn take(&self) -> Option<E> {
-        // Read the pushes word first. A notifier checks for waiters after
-        // its push ended (a `SeqCst` read-modify-write of this word)
-        // without a fence; a waiter registers (a store, then a `SeqCst`
-        // fence), then looks again through here. In the single order of
-        // `SeqCst` operations, a notifier that missed the registration
-        // ended its push after that fence and before this load, which then
-        // reads that end (or later) and so synchronizes with the push: the
-        // pop sees its message. (A pop on an empty `SegQueue` costs a
-        // fence of its own, so this path takes one pop, not two.)
-        self.pushes.word.load(Ordering::SeqCst);
-        self.queue.pop()
+        // `state` first (see `put`): reading a push's store makes its
+        // `len` visible.
+        self.state.load(Ordering::SeqCst);
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut queue = self.queue.lock();
+        let value = queue.pop_front();
+        self.len.store(queue.len(), Ordering::Relaxed);
+        // Give back most of the room a burst left behind, a halving at a
+        // time (amortized: each halving follows as many pops as it moves).
+        let cap = queue.capacity();
+        if cap > 4096 && queue.len() < cap / 4 {
+            queue.shrink_to(cap / 2);
+        }
+        value
     }
 
     fn refuses(&self) -> Option<Try> {
-        (self.pushes.word.load(Ordering::SeqCst) & CLOSED != 0).then_some(Try::Disconnected)
+        (self.state.load(Ordering::SeqCst) & LIST_CLOSED != 0).then_some(Try::Disconnected)
     }
 
     fn len(&self) -> usize {
-        self.queue.len()
+        self.len.load(Ordering::SeqCst)
     }
 
     fn close(&self) {
-        self.pushes.close();
+        // Under the lock: a push either finished before (its message is
+        // there for the closer's drain) or finds the list closed.
+        let _queue = self.queue.lock();
+        let state = self.state.load(Ordering::Relaxed);
+        self.state.store(state | LIST_CLOSED, Ordering::SeqCst);
     }
 
     fn positions(&self) -> (u64, u64) {
-        (self.pushes.position(), 0)
+        (self.state.load(Ordering::SeqCst), 0)
     }
 }
 
@@ -1321,27 +1289,35 @@ mod tests {
         }
     }
 
-    /// A list's readings taken while a push is in flight never match, so a
-    /// double collect cannot straddle a push it could not place.
+    /// A list's position changes with every push and with the close, and
+    /// not with a pop (a pop cannot turn a failed receive into one that
+    /// succeeds), so a double collect sees every push between its reads.
     #[test]
-    fn list_positions_read_mid_push_never_match() {
+    fn list_positions_change_with_pushes_and_the_close_only() {
         let list = Raw::<u64>::new();
         let idle = list.positions();
         assert_eq!(list.positions(), idle);
-        assert!(list.pushes.begin());
-        assert_ne!(list.positions(), list.positions());
-        list.pushes.end();
+        list.put(1).unwrap();
         let pushed = list.positions();
         assert_ne!(pushed, idle);
-        assert_eq!(list.positions(), pushed);
+        assert_eq!(list.take(), Some(1));
+        assert_eq!(list.positions(), pushed, "a pop moved the position");
+        list.put(2).unwrap();
+        let again = list.positions();
+        assert_ne!(again, pushed);
+        list.close();
+        assert_ne!(list.positions(), again, "the close left the position");
+        assert!(matches!(list.put(3), Err((3, Try::Disconnected))));
+        assert_eq!(list.take(), Some(2), "a closed list gives up what it holds");
+        assert_eq!(list.take(), None);
     }
 
-    /// A list's `close` returns only once a push that found it open has
-    /// ended, so the closer's drain sees its message.
+    /// A list's `close` waits for a push that holds the lock, so the
+    /// closer's drain sees its message.
     #[test]
     fn list_close_waits_for_a_push_in_flight() {
         let list = Arc::new(Raw::<u64>::new());
-        assert!(list.pushes.begin());
+        let held = list.queue.lock(); // plays a push in flight
         let closed = Arc::new(AtomicUsize::new(0));
         let closer = {
             let (list, closed) = (list.clone(), closed.clone());
@@ -1354,10 +1330,29 @@ mod tests {
         // a broken `close` to return on a loaded machine most of the time.
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert_eq!(closed.load(Ordering::SeqCst), 0, "close returned mid-push");
-        list.pushes.end();
+        drop(held);
         closer.join().unwrap();
         assert_eq!(closed.load(Ordering::SeqCst), 1);
-        assert!(!list.pushes.begin(), "closed");
+        assert!(list.put(1).is_err(), "closed");
+    }
+
+    /// A list that held a burst gives most of its room back as it drains.
+    #[test]
+    fn list_gives_back_room_after_a_burst() {
+        let list = Raw::<u64>::new();
+        for i in 0..100_000 {
+            list.put(i).unwrap();
+        }
+        let full = list.queue.lock().capacity();
+        for i in 0..100_000 {
+            assert_eq!(list.take(), Some(i));
+        }
+        assert_eq!(list.take(), None);
+        let drained = list.queue.lock().capacity();
+        assert!(
+            drained <= 8192 && drained < full / 8,
+            "kept {drained} of {full} slots"
+        );
     }
 
     /// A ring's pop that finds its slot claimed by a push still writing it

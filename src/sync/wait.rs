@@ -12,14 +12,13 @@
 //! notification on to the next waiter, so a wake-up is never lost to a
 //! cancellation.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::time::Instant;
 
-use crossbeam_utils::Backoff;
-
+use super::spin::{SpinGuard, SpinLock};
 use crate::bridge::AsyncWaker;
 use crate::runtime::park::{self, Waker};
 use crate::runtime::worker;
@@ -212,77 +211,6 @@ impl Waiter {
         } else {
             false
         }
-    }
-}
-
-/// A spin lock for a [`WaitList`]'s queue, as crossbeam-channel's wakers
-/// use one. Its critical sections are a few instructions (a push, a pop, a
-/// search), never wait and never run user code, so a lock that is held is
-/// nearly always about to be released; and its release is a plain store
-/// where a futex mutex's is a read-modify-write (to learn whether anyone
-/// sleeps). A contender that spins too long yields its OS thread.
-struct SpinLock<T> {
-    locked: AtomicBool,
-    value: UnsafeCell<T>,
-}
-
-// SAFETY: the value is reached only through a `SpinGuard`, and one guard at
-// a time exists (the `locked` flag, taken with an acquire and released
-// with a release): the value moves between threads as behind a mutex.
-unsafe impl<T: Send> Sync for SpinLock<T> {}
-
-impl<T: Default> Default for SpinLock<T> {
-    fn default() -> Self {
-        SpinLock {
-            locked: AtomicBool::new(false),
-            value: UnsafeCell::new(T::default()),
-        }
-    }
-}
-
-impl<T> SpinLock<T> {
-    fn lock(&self) -> SpinGuard<'_, T> {
-        let backoff = Backoff::new();
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            // Read-only until it looks free: no cache-line ping-pong.
-            while self.locked.load(Ordering::Relaxed) {
-                backoff.snooze();
-            }
-        }
-        SpinGuard { lock: self }
-    }
-}
-
-/// Holds a [`SpinLock`]; releases it when dropped (an unwind included).
-struct SpinGuard<'a, T> {
-    lock: &'a SpinLock<T>,
-}
-
-impl<T> std::ops::Deref for SpinGuard<'_, T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        // SAFETY: this guard holds the lock, so no other reference to the
-        // value exists (see the `Sync` impl).
-        unsafe { &*self.lock.value.get() }
-    }
-}
-
-impl<T> std::ops::DerefMut for SpinGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`; `&mut self` makes this the only borrow
-        // through the guard.
-        unsafe { &mut *self.lock.value.get() }
-    }
-}
-
-impl<T> Drop for SpinGuard<'_, T> {
-    fn drop(&mut self) {
-        self.lock.locked.store(false, Ordering::Release);
     }
 }
 
