@@ -107,12 +107,7 @@ pub(crate) fn current_waker() -> Waker {
 /// the first one would abort the process. Such a cancellation is
 /// `deferred`.
 fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
-    // The common case first: a green thread with no scope open and no
-    // cancellation has nothing to raise, defer or wake for.
-    if let Some(t) = task
-        && !t.header().has_scopes()
-        && t.header().cancel_cause().is_none()
-    {
+    if task.is_some_and(plain) {
         return scopes::Verdict::default();
     }
     let cancelled = task.and_then(|t| t.header().cancel_cause());
@@ -130,6 +125,13 @@ fn verdict(task: Option<&TaskRef>, now: Option<Instant>) -> scopes::Verdict {
     }
     let now = now.unwrap_or_else(Instant::now);
     scopes::with(|s| s.evaluate(now, cancelled, panicking)).unwrap_or_default()
+}
+
+/// A green thread with no scope open and no cancellation: it has nothing
+/// to raise, defer or wake for.
+#[inline]
+fn plain(t: &TaskRef) -> bool {
+    !t.header().has_scopes() && t.header().cancel_cause().is_none()
 }
 
 /// How soon a wait whose cancellation is deferred (see `verdict`) looks
@@ -213,6 +215,22 @@ fn wait(deadline: Option<Instant>, cancellable: bool) -> bool {
 }
 
 fn wait_as(task: Option<&TaskRef>, deadline: Option<Instant>, cancellable: bool) -> bool {
+    // The common case, with no `Verdict` built: a green thread with no
+    // scope open and no cancellation pending has nothing to raise, defer,
+    // report or wake early for (`verdict`'s own first case); after the
+    // wait, only a cancellation that came meanwhile matters.
+    if let Some(t) = task
+        && plain(t)
+    {
+        let fired = suspend(t, deadline, Suspend::Wait);
+        if cancellable
+            && !plain(t)
+            && let Some(cause) = verdict(task, None).raise
+        {
+            Cancelled::raise(cause);
+        }
+        return fired;
+    }
     let mut wake_at = deadline;
     let mut unreported = None;
     if cancellable {
