@@ -490,6 +490,7 @@ impl<T> Chan<T> {
     ///
     /// `dst` is valid for a write of a `T`. On [`Try::Done`] it holds a
     /// message, which the caller owns; otherwise it is untouched.
+    #[inline]
     pub(crate) unsafe fn try_recv_raw(&self, dst: *mut T) -> Try {
         if self.is_timer() {
             // SAFETY: `dst` as this function's contract.
