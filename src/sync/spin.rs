@@ -12,6 +12,7 @@
 //! suspension, so two green threads of one OS thread never meet here.
 
 use std::cell::UnsafeCell;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_utils::Backoff;
@@ -53,13 +54,20 @@ impl<T> SpinLock<T> {
                 backoff.snooze();
             }
         }
-        SpinGuard { lock: self }
+        SpinGuard {
+            lock: self,
+            _value: PhantomData,
+        }
     }
 }
 
 /// Holds a [`SpinLock`]; releases it when dropped (an unwind included).
 pub(crate) struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
+    /// The guard lends the value out as a `&mut T` would: shared between
+    /// threads only if `T: Sync` (a `&SpinLock<T>` alone would make it
+    /// `Sync` whenever `T: Send`, and a shared guard hands out `&T`).
+    _value: PhantomData<&'a mut T>,
 }
 
 impl<T> std::ops::Deref for SpinGuard<'_, T> {
