@@ -312,7 +312,7 @@ impl<T> Chan<T> {
         Receiver::from_chan(chan)
     }
 
-    fn is_timer(&self) -> bool {
+    pub(crate) fn is_timer(&self) -> bool {
         matches!(
             self.flavor,
             Flavor::At { .. } | Flavor::Tick { .. } | Flavor::Never

@@ -304,6 +304,9 @@ pub struct Select<'a> {
     /// `select!` tried every operation just before: the next wait starts
     /// by registering (see `__tried`).
     tried: bool,
+    /// A receive on a timer (`after`, `tick`, `never`) was added: a wait
+    /// must look at when it is due (nobody wakes a select for it).
+    timers: bool,
 }
 
 impl Default for Select<'_> {
@@ -354,6 +357,7 @@ impl<'a> Select<'a> {
             biased: false,
             recv_layout: Layout::new::<()>(),
             tried: false,
+            timers: false,
         }
     }
 
@@ -390,6 +394,7 @@ impl<'a> Select<'a> {
         self.recv_layout =
             Layout::from_size_align(room.size().max(msg.size()), room.align().max(msg.align()))
                 .expect("a message's layout");
+        self.timers |= rx.chan.is_timer();
         self.ops.push(Op {
             handle: &*rx.chan,
             send: false,
@@ -475,16 +480,19 @@ impl<'a> Select<'a> {
         }
     }
 
-    /// Whether ops `a` and `b` wait on the same queue.
     /// The earliest instant at which a timer's receive (`after`, `tick`)
     /// becomes ready, if any.
     fn timer_due(&self) -> Option<Instant> {
+        if !self.timers {
+            return None;
+        }
         self.ops
             .iter()
             .filter_map(|op| op.handle.sel_due(op.send))
             .min()
     }
 
+    /// Whether ops `a` and `b` wait on the same queue.
     fn same_queue(&self, a: usize, b: usize) -> bool {
         let (a, b) = (self.ops[a], self.ops[b]);
         a.send == b.send && ptr::eq(a.handle.addr(), b.handle.addr())
