@@ -164,11 +164,13 @@ const INLINE_OPS: usize = 4;
 /// while it waits, so that a select over a handful of channels allocates
 /// nothing for them.
 struct Few<T> {
-    /// The first values: `Some` below `len`, `None` above. Not dropped as
-    /// an array: `Drop` empties the slots below `len` (the others hold
-    /// nothing), which spares a select the drop glue of every slot.
+    /// The first values: `Some` below `len` (unless taken out), `None`
+    /// above. Not dropped as an array: `Drop` empties the slots below `len`
+    /// (the others hold nothing), which spares a select the drop glue of
+    /// every slot.
     first: ManuallyDrop<[Option<T>; INLINE_OPS]>,
-    rest: Vec<T>,
+    /// The values past the first `INLINE_OPS`, `Some` unless taken out.
+    rest: Vec<Option<T>>,
     len: usize,
 }
 
@@ -193,7 +195,7 @@ impl<T> Few<T> {
     fn push(&mut self, value: T) {
         match self.first.get_mut(self.len) {
             Some(slot) => *slot = Some(value),
-            None => self.rest.push(value),
+            None => self.rest.push(Some(value)),
         }
         self.len += 1;
     }
@@ -210,17 +212,22 @@ impl<T> Few<T> {
         let inline = self.len.min(INLINE_OPS);
         self.first[..inline]
             .iter()
-            .map(|v| v.as_ref().expect("an inline slot below the length"))
             .chain(&self.rest)
+            .map(|v| v.as_ref().expect("a value below the length"))
     }
 
-    /// Takes the values out, first to last.
-    fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
-        let inline = std::mem::take(&mut self.len).min(INLINE_OPS);
-        self.first[..inline]
-            .iter_mut()
-            .map(|v| v.take().expect("an inline slot below the length"))
-            .chain(std::mem::take(&mut self.rest))
+    /// Takes value `i` out, if it is there (below the length, not taken
+    /// yet). Walking the indices with it empties a `Few` with no iterator
+    /// to build and drop (a select does it once per wait).
+    #[inline]
+    fn take(&mut self, i: usize) -> Option<T> {
+        if i >= self.len {
+            return None;
+        }
+        match self.first.get_mut(i) {
+            Some(v) => v.take(),
+            None => self.rest[i - INLINE_OPS].take(),
+        }
     }
 }
 
@@ -230,7 +237,9 @@ impl<T> std::ops::Index<usize> for Few<T> {
     fn index(&self, i: usize) -> &T {
         match self.first.get(i) {
             Some(v) => v.as_ref().expect("an index below the length"),
-            None => &self.rest[i - INLINE_OPS],
+            None => self.rest[i - INLINE_OPS]
+                .as_ref()
+                .expect("an index below the length"),
         }
     }
 }
@@ -239,7 +248,9 @@ impl<T> std::ops::IndexMut<usize> for Few<T> {
     fn index_mut(&mut self, i: usize) -> &mut T {
         match self.first.get_mut(i) {
             Some(v) => v.as_mut().expect("an index below the length"),
-            None => &mut self.rest[i - INLINE_OPS],
+            None => self.rest[i - INLINE_OPS]
+                .as_mut()
+                .expect("an index below the length"),
         }
     }
 }
@@ -581,7 +592,9 @@ impl<'a> Select<'a> {
             let selected = waiter.selected();
             // The selected operation's rendezvous packet, if any.
             let mut paired = None;
-            for (i, (op, reg)) in self.ops.iter().zip(regs.drain()).enumerate() {
+            for (i, op) in self.ops.iter().enumerate() {
+                // Registered up to the first that was ready, if any.
+                let Some(reg) = regs.take(i) else { break };
                 if let (_, Some(packet)) = op.handle.sel_unregister(op.send, reg) {
                     if selected == Some(i) {
                         paired = Some(packet);
