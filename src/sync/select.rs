@@ -345,14 +345,14 @@ enum Found {
 #[must_use = "a selected operation must be completed with `recv` or `send`"]
 pub struct SelectedOperation<'a> {
     index: usize,
-    chan: *const (),
+    /// The channel (its address is the identity `recv` and `send` check).
     handle: &'a (dyn SelectHandle + 'a),
     send: bool,
-    /// A receive got a message (in `payload`).
+    /// A receive got a message (in `payload`), which `handle` drops if it
+    /// is not taken out.
     received: bool,
     token: Option<SendToken>,
     payload: Payload,
-    drop_msg: unsafe fn(*mut u8),
     completed: bool,
     _channels: PhantomData<&'a ()>,
 }
@@ -475,17 +475,11 @@ impl<'a> Select<'a> {
         let op = self.ops[index];
         SelectedOperation {
             index,
-            chan: ptr::from_ref(op.handle).cast(), // as `addr()`, without the call
             handle: op.handle,
             send: op.send,
             received,
             token,
             payload,
-            drop_msg: if received {
-                op.handle.msg_drop()
-            } else {
-                drop_nothing
-            },
             completed: false,
             _channels: PhantomData,
         }
@@ -839,6 +833,11 @@ impl fmt::Debug for Select<'_> {
 }
 
 impl SelectedOperation<'_> {
+    /// The channel's address (as `SelectHandle::addr`, without the call).
+    fn chan(&self) -> *const () {
+        ptr::from_ref(self.handle).cast()
+    }
+
     /// The index of the selected operation, as returned when it was added.
     #[inline]
     pub fn index(&self) -> usize {
@@ -858,7 +857,7 @@ impl SelectedOperation<'_> {
     #[track_caller]
     pub fn recv<T>(mut self, rx: &Receiver<T>) -> Result<T, RecvError> {
         assert!(
-            ptr::eq(self.chan, ptr::from_ref(&*rx.chan).cast()),
+            ptr::eq(self.chan(), ptr::from_ref(&*rx.chan).cast()),
             "SelectedOperation::recv called with another channel than the selected operation's; \
              pass the receiver that was added at `index()`"
         );
@@ -908,7 +907,7 @@ impl SelectedOperation<'_> {
     #[track_caller]
     pub fn send<T>(mut self, tx: &Sender<T>, msg: T) -> Result<(), SendError<T>> {
         assert!(
-            ptr::eq(self.chan, ptr::from_ref(&*tx.chan).cast()),
+            ptr::eq(self.chan(), ptr::from_ref(&*tx.chan).cast()),
             "SelectedOperation::send called with another channel than the selected operation's; \
              pass the sender that was added at `index()`"
         );
@@ -949,8 +948,9 @@ impl SelectedOperation<'_> {
 impl Drop for SelectedOperation<'_> {
     fn drop(&mut self) {
         if self.received {
-            // SAFETY: `received`: `payload` holds a message not moved out.
-            unsafe { (self.drop_msg)(self.payload.ptr()) };
+            // SAFETY: `received`: `payload` holds a message of the
+            // channel's, not moved out.
+            unsafe { (self.handle.msg_drop())(self.payload.ptr()) };
         }
         match self.token.take() {
             Some(SendToken::Paired(packet)) => {
@@ -1124,17 +1124,11 @@ impl<T> Receiver<T> {
         };
         Some(SelectedOperation {
             index,
-            chan: ptr::from_ref(handle).cast(),
             handle,
             send: false,
             received,
             token: None,
             payload,
-            drop_msg: if received {
-                handle.msg_drop()
-            } else {
-                drop_nothing
-            },
             completed: false,
             _channels: PhantomData,
         })
@@ -1223,13 +1217,11 @@ impl<T> Sender<T> {
         let handle: &dyn SelectHandle = &*self.chan;
         SelectedOperation {
             index,
-            chan: ptr::from_ref(handle).cast(),
             handle,
             send: true,
             received: false,
             token: Some(token),
             payload: Payload::new(Layout::new::<()>()),
-            drop_msg: drop_nothing,
             completed: false,
             _channels: PhantomData,
         }
