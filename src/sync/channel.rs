@@ -720,9 +720,11 @@ pub(crate) struct Packet {
     /// Who waits for the message to arrive in `slot`: the packet's owner, or
     /// for a `Select`'s send or a lazy send, the receiver that paired with
     /// it (a lazy send's holds its owner's until then, which that receiver
-    /// wakes). Written as `slot`; then taken out by the one party that ends
-    /// the exchange (`DONE` or `ABANDONED`), just before it publishes that
-    /// state.
+    /// wakes). A `Select`'s receive has none: its owner is woken through
+    /// the select's waiter (see `wake_after`), which spares a waker's clone
+    /// and drop per registration. Written as `slot`; then taken out by the
+    /// one party that ends the exchange (`DONE` or `ABANDONED`), just
+    /// before it publishes that state.
     waker: UnsafeCell<Option<Waker>>,
     state: AtomicU8,
     select: Option<(Arc<Waiter>, usize)>,
@@ -863,9 +865,21 @@ impl Packet {
             ptr::copy_nonoverlapping(src, (*self.slot.get()).cast::<T>(), 1);
             let waker = (*self.waker.get()).take();
             self.state.store(DONE, Ordering::Release);
-            if let Some(w) = waker {
-                w.wake_by_value();
-            }
+            self.wake_after(waker);
+        }
+    }
+
+    /// Wakes the one waiting for the exchange that just ended (`DONE` or
+    /// `ABANDONED`): `waker`, taken out before that state was published,
+    /// or if there is none, a `Select`'s receive's owner through its
+    /// waiter. The caller holds a reference to the packet, which holds the
+    /// waiter; the owner may have left already: a spurious wake-up, which
+    /// every wait tolerates.
+    fn wake_after(&self, waker: Option<Waker>) {
+        match (waker, &self.select) {
+            (Some(w), _) => w.wake_by_value(),
+            (None, Some((waiter, _))) => waiter.wake(),
+            (None, None) => {}
         }
     }
 
@@ -895,9 +909,7 @@ impl Packet {
         // send reads it; it is taken out first.
         let waker = unsafe { (*self.waker.get()).take() };
         self.state.store(ABANDONED, Ordering::Release);
-        if let Some(w) = waker {
-            w.wake_by_value();
-        }
+        self.wake_after(waker);
     }
 
     /// Delivers `value` to a claimed packet (a `Select`'s send completing).
@@ -1304,9 +1316,9 @@ impl<T> Zero<T> {
         op: usize,
         room: *mut u8,
     ) -> (Arc<Packet>, bool) {
-        // A send's waker is its partner's, set when one pairs with it.
-        let waker = (!send).then(park::current_waker);
-        let packet = Packet::with_waker(room, Some((waiter.clone(), op)), waker);
+        // A send's waker is its partner's, set when one pairs with it; a
+        // receive's owner is woken through `waiter` (see `Packet::waker`).
+        let packet = Packet::with_waker(room, Some((waiter.clone(), op)), None);
         let mut state = self.lock();
         self.enqueue(&mut state, send, &packet, false);
         let other = if send {
