@@ -35,6 +35,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr::{self, NonNull};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::channel::{Packet, Receiver, Reg, SelectHandle, SendToken, Sender, Try, send_error};
@@ -547,9 +548,13 @@ impl<'a> Select<'a> {
             let lent = AbortOnUnwind("a select's registration");
             let room = payload.ptr();
             let mut regs: Few<Reg<'a>> = Few::new();
+            // The packet of the rendezvous operations, made at the first.
+            let mut shared: Option<Arc<Packet>> = None;
             let mut ready = false;
             for (i, op) in self.ops.iter().enumerate() {
-                let (reg, now_ready) = op.handle.sel_register(op.send, &waiter, i, room);
+                let (reg, now_ready) =
+                    op.handle
+                        .sel_register(op.send, &waiter, i, room, &mut shared);
                 regs.push(reg);
                 if now_ready {
                     // No need to register the rest: we leave at once.
@@ -584,18 +589,23 @@ impl<'a> Select<'a> {
                 }
             }
             let selected = waiter.selected();
-            // The selected operation's rendezvous packet, if any.
-            let mut paired = None;
+            // The selected operation was a rendezvous.
+            let mut rendezvous = false;
             for (i, op) in self.ops.iter().enumerate() {
                 // Registered up to the first that was ready, if any.
                 let Some(reg) = regs.take(i) else { break };
-                if let (_, Some(packet)) = op.handle.sel_unregister(op.send, reg) {
-                    if selected == Some(i) {
-                        paired = Some(packet);
-                    } else {
-                        Packet::recycle(packet);
-                    }
-                }
+                let mine = selected == Some(i);
+                let (_, zero) = op
+                    .handle
+                    .sel_unregister(op.send, reg, i, mine, shared.as_ref());
+                rendezvous |= zero && mine;
+            }
+            // The selected operation's rendezvous packet, if any (its
+            // partner's now as well); else the packet, out of every queue,
+            // is ours alone again.
+            let paired = if rendezvous { shared.take() } else { None };
+            if let Some(packet) = shared.take() {
+                Packet::recycle(packet);
             }
             if let Some(k) = selected {
                 let op = self.ops[k];
@@ -1766,6 +1776,87 @@ mod tests {
                 poll("a select's receive", || tx.try_send(round + 40).ok());
                 assert_eq!(h.join().unwrap(), round + 40);
             }
+        });
+    }
+
+    /// Waits (yielding) until `queued` gives `want`; fails after 20 s.
+    fn until_queued(what: &str, want: (usize, usize), queued: impl Fn() -> (usize, usize)) {
+        poll(what, || (queued() == want).then_some(()));
+    }
+
+    /// A waiting select's rendezvous operations share one packet, with an
+    /// entry per operation in each queue: whichever operation a partner
+    /// wins, plain or selected, sending or receiving, and also with two
+    /// operations on one channel, the select leaves no entry behind in
+    /// any queue, and the next exchanges on every channel work.
+    #[test]
+    fn a_select_leaves_no_rendezvous_entry_behind() {
+        crate::run(|| {
+            let (a_tx, a_rx) = channel::<u32>(0);
+            let (b_tx, b_rx) = channel::<u32>(0);
+            let (a_tx, a_rx) = (Arc::new(a_tx), Arc::new(a_rx));
+            let (b_tx, b_rx) = (Arc::new(b_tx), Arc::new(b_rx));
+            let empty = |what: &str| {
+                assert_eq!(a_rx.chan.rendezvous_queued(), (0, 0), "{what}: left on a");
+                assert_eq!(b_rx.chan.rendezvous_queued(), (0, 0), "{what}: left on b");
+            };
+            for round in 0..3u32 {
+                // A send and a receive; a plain receiver wins the send.
+                let (t, r) = (a_tx.clone(), b_rx.clone());
+                let h = crate::spawn(move || {
+                    crate::select! {
+                        send(t, round) -> s => { s.unwrap(); 0 },
+                        recv(r) -> v => v.unwrap() + 100,
+                    }
+                });
+                until_queued("send and receive", (1, 0), || a_rx.chan.rendezvous_queued());
+                assert_eq!(a_rx.recv().unwrap(), round);
+                assert_eq!(h.join().unwrap(), 0);
+                empty("a send won by a plain receive");
+
+                // The same select; a plain sender wins the receive.
+                let (t, r) = (a_tx.clone(), b_rx.clone());
+                let h = crate::spawn(move || {
+                    crate::select! {
+                        send(t, round) -> s => { s.unwrap(); 0 },
+                        recv(r) -> v => v.unwrap() + 100,
+                    }
+                });
+                until_queued("send and receive", (0, 1), || b_rx.chan.rendezvous_queued());
+                b_tx.send(round).unwrap();
+                assert_eq!(h.join().unwrap(), round + 100);
+                empty("a receive won by a plain send");
+
+                // Two receives on one channel, and one on another; a
+                // selected send wins one of the first two.
+                let (r1, r2) = (a_rx.clone(), b_rx.clone());
+                let h = crate::spawn(move || {
+                    crate::select! {
+                        recv(r1) -> v => v.unwrap(),
+                        recv(r1) -> v => v.unwrap() + 10,
+                        recv(r2) -> v => v.unwrap() + 100,
+                    }
+                });
+                until_queued("three receives", (0, 2), || a_rx.chan.rendezvous_queued());
+                let (_never_tx, never) = channel::<u32>(0);
+                crate::select! {
+                    send(a_tx, round) -> s => s.unwrap(),
+                    recv(never) -> _ => unreachable!(),
+                }
+                let got = h.join().unwrap();
+                assert!(got == round || got == round + 10, "{got}");
+                empty("one of two receives on a channel won by a selected send");
+            }
+            // Every channel still pairs.
+            let r = b_rx.clone();
+            let h = crate::spawn(move || r.recv().unwrap());
+            b_tx.send(7).unwrap();
+            assert_eq!(h.join().unwrap(), 7);
+            let t = a_tx.clone();
+            let h = crate::spawn(move || t.send(8).unwrap());
+            assert_eq!(a_rx.recv().unwrap(), 8);
+            h.join().unwrap();
+            empty("the last exchanges");
         });
     }
 
