@@ -171,7 +171,9 @@ struct Few<T> {
     /// every slot.
     first: ManuallyDrop<[Option<T>; INLINE_OPS]>,
     /// The values past the first `INLINE_OPS`, `Some` unless taken out.
-    rest: Vec<Option<T>>,
+    /// Dropped by `Drop` only if it allocated: a select that spilled
+    /// nothing (most) skips a vector's drop glue.
+    rest: ManuallyDrop<Vec<Option<T>>>,
     len: usize,
 }
 
@@ -180,6 +182,10 @@ impl<T> Drop for Few<T> {
         for slot in &mut self.first[..self.len.min(INLINE_OPS)] {
             drop(slot.take());
         }
+        if self.rest.capacity() != 0 {
+            // What is left in its place holds nothing: no leak.
+            drop(std::mem::take(&mut *self.rest));
+        }
     }
 }
 
@@ -187,7 +193,7 @@ impl<T> Few<T> {
     fn new() -> Few<T> {
         Few {
             first: ManuallyDrop::new([const { None }; INLINE_OPS]),
-            rest: Vec::new(),
+            rest: ManuallyDrop::new(Vec::new()),
             len: 0,
         }
     }
@@ -213,7 +219,7 @@ impl<T> Few<T> {
         let inline = self.len.min(INLINE_OPS);
         self.first[..inline]
             .iter()
-            .chain(&self.rest)
+            .chain(self.rest.iter())
             .map(|v| v.as_ref().expect("a value below the length"))
     }
 
@@ -1857,6 +1863,60 @@ mod tests {
             assert_eq!(a_rx.recv().unwrap(), 8);
             h.join().unwrap();
             empty("the last exchanges");
+        });
+    }
+
+    /// A waiting select of more operations than it keeps inline (its
+    /// registrations spill to the heap): whichever one a partner
+    /// completes, inline or spilled, rendezvous or queue, it is the one
+    /// selected, with its message, and the select leaves nothing queued.
+    #[test]
+    fn a_select_past_its_inline_operations_waits_and_cleans_up() {
+        crate::run(|| {
+            let zero: Vec<_> = (0..4).map(|_| channel::<u32>(0)).collect();
+            let (q_tx, q_rx) = channel::<u32>(1);
+            let (z5_tx, z5_rx) = channel::<u32>(0);
+            let (z6_tx, z6_rx) = channel::<u32>(0);
+            let zero = Arc::new(zero);
+            let (q_rx, z5_rx, z6_rx) = (Arc::new(q_rx), Arc::new(z5_rx), Arc::new(z6_rx));
+            // Operations 0..4: rendezvous receives (inline); 4: a queue's
+            // receive, 5 and 6: rendezvous receives (spilled).
+            for (target, value) in [(6usize, 60u32), (4, 40), (5, 50), (1, 10)] {
+                let (z, q, r5, r6) = (zero.clone(), q_rx.clone(), z5_rx.clone(), z6_rx.clone());
+                let h = crate::spawn(move || {
+                    let mut sel = Select::new();
+                    for (_, rx) in z.iter() {
+                        sel.recv(rx);
+                    }
+                    sel.recv(&q);
+                    sel.recv(&r5);
+                    sel.recv(&r6);
+                    let op = sel.select();
+                    let i = op.index();
+                    let v = match i {
+                        0..4 => op.recv(&z[i].1),
+                        4 => op.recv(&q),
+                        5 => op.recv(&r5),
+                        _ => op.recv(&r6),
+                    };
+                    (i, v.unwrap())
+                });
+                until_queued("the spilled receive", (0, 1), || {
+                    z6_rx.chan.rendezvous_queued()
+                });
+                match target {
+                    6 => z6_tx.send(value).unwrap(),
+                    5 => z5_tx.send(value).unwrap(),
+                    4 => q_tx.send(value).unwrap(),
+                    t => zero[t].0.send(value).unwrap(),
+                }
+                assert_eq!(h.join().unwrap(), (target, value));
+                for (i, (_, rx)) in zero.iter().enumerate() {
+                    assert_eq!(rx.chan.rendezvous_queued(), (0, 0), "left on {i}");
+                }
+                assert_eq!(z5_rx.chan.rendezvous_queued(), (0, 0), "left on 5");
+                assert_eq!(z6_rx.chan.rendezvous_queued(), (0, 0), "left on 6");
+            }
         });
     }
 
