@@ -788,7 +788,9 @@ impl Packet {
         shared.get_or_insert_with(|| Packet::with_waker(room, Some(waiter.clone()), None))
     }
 
-    #[inline]
+    // Always inlined: each caller's set-up is a few stores, and a call
+    // with its prologue costs a plain rendezvous as much again.
+    #[inline(always)]
     fn with_waker(slot: *mut u8, select: Option<Arc<Waiter>>, waker: Option<Waker>) -> Arc<Packet> {
         if let Some(mut spare) = take_spare_packet()
             && let Some(p) = Arc::get_mut(&mut spare)
