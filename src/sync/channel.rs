@@ -312,7 +312,7 @@ impl<T> Chan<T> {
         Receiver::from_chan(chan)
     }
 
-    fn is_timer(&self) -> bool {
+    pub(crate) fn is_timer(&self) -> bool {
         matches!(
             self.flavor,
             Flavor::At { .. } | Flavor::Tick { .. } | Flavor::Never
@@ -712,22 +712,33 @@ const ABANDONED: u8 = 3;
 /// and operation, and a partner must win the context before pairing).
 pub(crate) struct Packet {
     /// The message (a waiting sender's), or the room for one (a receiver's),
-    /// in the waiter's frame. For a `Select`'s send or a lazy send (see
-    /// `Zero::send_lazy`), which have no message yet, null until a receiver
-    /// pairs with it: then the receiver's room. Written only at creation,
-    /// or under the rendezvous lock by the receiver that pairs with such a
-    /// send (before `CLAIMED`).
+    /// in the waiter's frame. A lazy send (see `Zero::send_lazy`), which
+    /// has no message yet, has none until a receiver pairs with it: then
+    /// the receiver's room. A `Select`'s packet holds the select's room
+    /// (for its receives) until a receiver pairs with one of its sends:
+    /// then that receiver's room. Written only at creation, or under the
+    /// rendezvous lock by the receiver that pairs with such a send, having
+    /// won it (for a select's, its context: the one winner), before
+    /// `CLAIMED`.
     slot: UnsafeCell<*mut u8>,
     /// Who waits for the message to arrive in `slot`: the packet's owner, or
     /// for a `Select`'s send or a lazy send, the receiver that paired with
     /// it (a lazy send's holds its owner's until then, which that receiver
-    /// wakes). Written as `slot`; then taken out by the one party that ends
-    /// the exchange (`DONE` or `ABANDONED`), just before it publishes that
-    /// state.
+    /// wakes). A `Select`'s receive has none: its owner is woken through
+    /// the select's waiter (see `wake_after`), which spares a waker's clone
+    /// and drop per registration. Written as `slot`; then taken out by the
+    /// one party that ends the exchange (`DONE` or `ABANDONED`), just
+    /// before it publishes that state.
     waker: UnsafeCell<Option<Waker>>,
     state: AtomicU8,
-    select: Option<(Arc<Waiter>, usize)>,
+    /// A `Select`'s context. One packet serves all of a select's rendezvous
+    /// operations: each queue entry names its operation (see `Entry`).
+    select: Option<Arc<Waiter>>,
 }
+
+/// A queued rendezvous packet, with the `Select` operation it stands for
+/// (0 for a plain packet, which has no select).
+type Entry = (Arc<Packet>, usize);
 
 // SAFETY: `slot` and `waker` are written only under the rendezvous lock
 // before the state that publishes them (see their docs), and read by the
@@ -738,7 +749,7 @@ unsafe impl Send for Packet {}
 unsafe impl Sync for Packet {}
 
 /// Packets a thread keeps for its next rendezvous waits: a `Select`
-/// registers one per rendezvous operation.
+/// registers one for all its rendezvous operations.
 const SPARE_PACKETS: usize = 4;
 
 thread_local! {
@@ -757,16 +768,31 @@ fn take_spare_packet() -> Option<Arc<Packet>> {
 }
 
 impl Packet {
-    fn new(slot: *mut u8, select: Option<(Arc<Waiter>, usize)>) -> Arc<Packet> {
+    fn new(slot: *mut u8, select: Option<Arc<Waiter>>) -> Arc<Packet> {
         Packet::with_waker(slot, select, Some(park::current_waker()))
     }
 
-    #[inline]
-    fn with_waker(
-        slot: *mut u8,
-        select: Option<(Arc<Waiter>, usize)>,
-        waker: Option<Waker>,
-    ) -> Arc<Packet> {
+    /// The packet of a `Select` with context `waiter`, made for its first
+    /// rendezvous operation and shared by the others (each queue entry
+    /// names its operation): one packet to set up and recycle, and one
+    /// clone of the waiter, per wait. Its room is `room`, for whichever
+    /// receive wins; a receiver that pairs with one of its sends puts its
+    /// own room there, having won the context (so no receive of the
+    /// select's can win it). It has no waker: a send's is its partner's,
+    /// set when one pairs with it, and the owner is woken through `waiter`
+    /// (see `wake_after`).
+    pub(crate) fn for_select<'p>(
+        shared: &'p mut Option<Arc<Packet>>,
+        waiter: &Arc<Waiter>,
+        room: *mut u8,
+    ) -> &'p Arc<Packet> {
+        shared.get_or_insert_with(|| Packet::with_waker(room, Some(waiter.clone()), None))
+    }
+
+    // Always inlined: each caller's set-up is a few stores, and a call
+    // with its prologue costs a plain rendezvous as much again.
+    #[inline(always)]
+    fn with_waker(slot: *mut u8, select: Option<Arc<Waiter>>, waker: Option<Waker>) -> Arc<Packet> {
         if let Some(mut spare) = take_spare_packet()
             && let Some(p) = Arc::get_mut(&mut spare)
         {
@@ -798,7 +824,7 @@ impl Packet {
         if let Some(p) = Arc::get_mut(&mut packet) {
             *p.slot.get_mut() = ptr::null_mut();
             *p.waker.get_mut() = None;
-            if let Some((waiter, _)) = p.select.take() {
+            if let Some(waiter) = p.select.take() {
                 Waiter::recycle(waiter);
             }
             // Into the first free place, if any (else dropped).
@@ -820,12 +846,13 @@ impl Packet {
     }
 
     /// Wins the packet for an exchange: always for a plain one (queued, so
-    /// waiting); for a `Select`'s, only if its context is still waiting.
-    /// Called under the rendezvous lock.
-    fn try_win(&self) -> bool {
+    /// waiting); for a `Select`'s, as its operation `op` (the entry's),
+    /// only if its context is still waiting. Called under the rendezvous
+    /// lock.
+    fn try_win(&self, op: usize) -> bool {
         match &self.select {
             None => true,
-            Some((waiter, op)) => waiter.try_select(*op),
+            Some(waiter) => waiter.try_select(op),
         }
     }
 
@@ -833,7 +860,7 @@ impl Packet {
     fn available(&self, own: Option<&Arc<Waiter>>) -> bool {
         match &self.select {
             None => true,
-            Some((waiter, _)) => own.is_none_or(|o| !o.is(waiter)) && waiter.is_waiting(),
+            Some(waiter) => own.is_none_or(|o| !o.is(waiter)) && waiter.is_waiting(),
         }
     }
 
@@ -864,9 +891,21 @@ impl Packet {
             ptr::copy_nonoverlapping(src, (*self.slot.get()).cast::<T>(), 1);
             let waker = (*self.waker.get()).take();
             self.state.store(DONE, Ordering::Release);
-            if let Some(w) = waker {
-                w.wake_by_value();
-            }
+            self.wake_after(waker);
+        }
+    }
+
+    /// Wakes the one waiting for the exchange that just ended (`DONE` or
+    /// `ABANDONED`): `waker`, taken out before that state was published,
+    /// or if there is none, a `Select`'s receive's owner through its
+    /// waiter. The caller holds a reference to the packet, which holds the
+    /// waiter; the owner may have left already: a spurious wake-up, which
+    /// every wait tolerates.
+    fn wake_after(&self, waker: Option<Waker>) {
+        match (waker, &self.select) {
+            (Some(w), _) => w.wake_by_value(),
+            (None, Some(waiter)) => waiter.wake(),
+            (None, None) => {}
         }
     }
 
@@ -896,9 +935,7 @@ impl Packet {
         // send reads it; it is taken out first.
         let waker = unsafe { (*self.waker.get()).take() };
         self.state.store(ABANDONED, Ordering::Release);
-        if let Some(w) = waker {
-            w.wake_by_value();
-        }
+        self.wake_after(waker);
     }
 
     /// Delivers `value` to a claimed packet (a `Select`'s send completing).
@@ -913,8 +950,8 @@ impl Packet {
 }
 
 struct ZeroState {
-    senders: VecDeque<Arc<Packet>>,
-    receivers: VecDeque<Arc<Packet>>,
+    senders: VecDeque<Entry>,
+    receivers: VecDeque<Entry>,
     /// Counts every change of the queues, for a `Select` that must tell
     /// whether nothing changed between two looks.
     version: u64,
@@ -963,15 +1000,17 @@ fn queue_flag(send: bool) -> u8 {
     }
 }
 
-/// Removes `p` from `queue`; true if it was there.
-fn remove(queue: &mut VecDeque<Arc<Packet>>, p: &Arc<Packet>) -> bool {
+/// Removes `p`'s entry for operation `op` (0 for a plain packet) from
+/// `queue`; true if it was there.
+fn remove(queue: &mut VecDeque<Entry>, p: &Arc<Packet>, op: usize) -> bool {
+    let is = |(q, o): &Entry| Arc::ptr_eq(q, p) && *o == op;
     // Most often the last queued (a select leaving a channel nobody used),
     // else the first.
-    if queue.back().is_some_and(|q| Arc::ptr_eq(q, p)) {
+    if queue.back().is_some_and(is) {
         queue.pop_back();
         return true;
     }
-    match queue.iter().position(|q| Arc::ptr_eq(q, p)) {
+    match queue.iter().position(is) {
         Some(0) => {
             queue.pop_front();
             true
@@ -1015,16 +1054,23 @@ impl<T> Zero<T> {
     /// place), under the lock `state`: every push goes through here, so the
     /// queue's flag (see `queued`) and the version move with it.
     #[inline]
-    fn enqueue(&self, state: &mut ZeroState, send: bool, packet: &Arc<Packet>, front: bool) {
+    fn enqueue(
+        &self,
+        state: &mut ZeroState,
+        send: bool,
+        packet: &Arc<Packet>,
+        op: usize,
+        front: bool,
+    ) {
         let queue = if send {
             &mut state.senders
         } else {
             &mut state.receivers
         };
         if front {
-            queue.push_front(packet.clone());
+            queue.push_front((packet.clone(), op));
         } else {
-            queue.push_back(packet.clone());
+            queue.push_back((packet.clone(), op));
         }
         self.queued(send);
         state.version += 1;
@@ -1077,9 +1123,9 @@ impl<T> Zero<T> {
         mut state: MutexGuard<'s, ZeroState>,
         src: *const T,
     ) -> Option<MutexGuard<'s, ZeroState>> {
-        while let Some(receiver) = state.receivers.pop_front() {
+        while let Some((receiver, op)) = state.receivers.pop_front() {
             state.version += 1;
-            if !receiver.try_win() {
+            if !receiver.try_win(op) {
                 continue; // a `Select` taken elsewhere meanwhile
             }
             drop(state);
@@ -1121,9 +1167,9 @@ impl<T> Zero<T> {
         mut state: MutexGuard<'s, ZeroState>,
         dst: *mut T,
     ) -> Taken<'s> {
-        while let Some(sender) = state.senders.pop_front() {
+        while let Some((sender, op)) = state.senders.pop_front() {
             state.version += 1;
-            if !sender.try_win() {
+            if !sender.try_win(op) {
                 continue;
             }
             // SAFETY: a queued packet's slot is settled (see its docs).
@@ -1154,7 +1200,7 @@ impl<T> Zero<T> {
             sender.state.store(CLAIMED, Ordering::Release);
             drop(state);
             match (&sender.select, owner) {
-                (Some((waiter, _)), _) => waiter.wake(),
+                (Some(waiter), _) => waiter.wake(),
                 (None, Some(owner)) => owner.wake_by_value(),
                 (None, None) => {}
             }
@@ -1217,9 +1263,9 @@ impl<T> Zero<T> {
 
     /// As `try_claim_receiver`, under the lock held.
     fn claim_receiver(state: &mut ZeroState) -> Option<Arc<Packet>> {
-        while let Some(receiver) = state.receivers.pop_front() {
+        while let Some((receiver, op)) = state.receivers.pop_front() {
             state.version += 1;
-            if receiver.try_win() {
+            if receiver.try_win(op) {
                 receiver.state.store(CLAIMED, Ordering::Release);
                 return Some(receiver);
             }
@@ -1237,7 +1283,7 @@ impl<T> Zero<T> {
         packet: &Arc<Packet>,
         again: bool,
     ) {
-        self.enqueue(&mut state, true, packet, again);
+        self.enqueue(&mut state, true, packet, 0, again);
         drop(state);
         chan.recv_wait.notify_all();
     }
@@ -1293,37 +1339,30 @@ impl<T> Zero<T> {
         }
     }
 
-    /// Queues an operation of a `Select`: a receive with room `room`, or a
-    /// send (`room` null). Also tells whether a partner that could pair
-    /// with it (not one of `waiter`'s own) was queued already, as
-    /// `is_ready` would, under the same lock: after that, a partner that
-    /// comes finds the packet.
-    fn register(
-        &self,
-        send: bool,
-        waiter: &Arc<Waiter>,
-        op: usize,
-        room: *mut u8,
-    ) -> (Arc<Packet>, bool) {
-        // A send's waker is its partner's, set when one pairs with it.
-        let waker = (!send).then(park::current_waker);
-        let packet = Packet::with_waker(room, Some((waiter.clone(), op)), waker);
+    /// Queues operation `op` of a `Select` (a send, or a receive), with
+    /// the select's `packet` (see `Packet::for_select`). Also tells whether
+    /// a partner that could pair with it (not one of `waiter`'s own) was
+    /// queued already, as `is_ready` would, under the same lock: after
+    /// that, a partner that comes finds the packet.
+    fn register(&self, send: bool, packet: &Arc<Packet>, waiter: &Arc<Waiter>, op: usize) -> bool {
         let mut state = self.lock();
-        self.enqueue(&mut state, send, &packet, false);
+        self.enqueue(&mut state, send, packet, op, false);
         let other = if send {
             &state.receivers
         } else {
             &state.senders
         };
-        let ready = other.iter().any(|p| p.available(Some(waiter)));
-        (packet, ready)
+        other.iter().any(|(p, _)| p.available(Some(waiter)))
     }
 
-    /// Takes a `Select`'s packet off its queue (if it is still there).
-    fn unregister(&self, send: bool, packet: &Arc<Packet>) {
-        if packet.state() != WAITING {
-            // Claimed or done: whoever did that took it off its queue
-            // first, under the lock (a packet leaves `WAITING` only then).
+    /// Takes a `Select`'s entry for operation `op` off its queue (if it is
+    /// still there); `selected`: the select's context was won for `op`.
+    fn unregister(&self, send: bool, packet: &Arc<Packet>, op: usize, selected: bool) {
+        if selected && packet.state() != WAITING {
+            // Claimed or done, as this operation: whoever did that took
+            // its entry off the queue first, under the lock (the packet
+            // leaves `WAITING` only then). The state is the packet's, which
+            // the select's other operations share: theirs are still queued.
             return;
         }
         let mut state = self.lock();
@@ -1332,7 +1371,7 @@ impl<T> Zero<T> {
         } else {
             &mut state.receivers
         };
-        if remove(queue, packet) {
+        if remove(queue, packet, op) {
             state.version += 1;
         }
     }
@@ -1345,7 +1384,7 @@ impl<T> Zero<T> {
         } else {
             &state.senders
         };
-        queue.iter().any(|p| p.available(own))
+        queue.iter().any(|(p, _)| p.available(own))
     }
 
     fn version(&self) -> u64 {
@@ -1354,9 +1393,9 @@ impl<T> Zero<T> {
 
     fn wake_all(&self) {
         let state = self.lock();
-        for p in state.senders.iter().chain(&state.receivers) {
+        for (p, _) in state.senders.iter().chain(&state.receivers) {
             match &p.select {
-                Some((waiter, _)) => waiter.disconnect(),
+                Some(waiter) => waiter.disconnect(),
                 // SAFETY: a plain packet's waker is set at creation.
                 None => unsafe { p.wake() },
             }
@@ -1376,7 +1415,7 @@ impl<T> Zero<T> {
     fn wait_exchange(
         &self,
         packet: &Arc<Packet>,
-        queue: fn(&mut ZeroState) -> &mut VecDeque<Arc<Packet>>,
+        queue: fn(&mut ZeroState) -> &mut VecDeque<Entry>,
         deadline: Option<Instant>,
         gone: impl Fn() -> bool,
         done: u8,
@@ -1401,7 +1440,7 @@ impl<T> Zero<T> {
             if cancelled.is_some() || timed_out || gone() {
                 let removed = {
                     let mut state = self.lock();
-                    let removed = remove(queue(&mut state), packet);
+                    let removed = remove(queue(&mut state), packet, 0);
                     if removed {
                         state.version += 1;
                     }
@@ -1527,7 +1566,7 @@ impl<T> Zero<T> {
                 let packet = Packet::new(dst.cast(), None);
                 // Armed before the frame is lent out by the push (see `send`).
                 lent = AbortOnUnwind("a rendezvous receive");
-                self.enqueue(&mut state, false, &packet, again);
+                self.enqueue(&mut state, false, &packet, 0, again);
                 break packet;
             };
             chan.send_wait.notify_all(); // a `Select` may wait for readiness
@@ -1554,6 +1593,21 @@ impl<T> Zero<T> {
     }
 }
 
+#[cfg(test)]
+impl<T> Chan<T> {
+    /// How many entries a rendezvous channel's senders' and receivers'
+    /// queues hold (for tests: a select that returned left none behind).
+    pub(crate) fn rendezvous_queued(&self) -> (usize, usize) {
+        match &self.flavor {
+            Flavor::Zero(z) => {
+                let state = z.lock();
+                (state.senders.len(), state.receivers.len())
+            }
+            _ => (0, 0),
+        }
+    }
+}
+
 /// What a `Select` got for a send operation it selected.
 pub(crate) enum SendToken {
     /// A queue with room reserved for this send (see `queue::Ring`), or an
@@ -1565,10 +1619,11 @@ pub(crate) enum SendToken {
     Paired(Arc<Packet>),
 }
 
-/// A `Select`'s registration on one channel.
+/// A `Select`'s registration on one channel: on its waiting list, or for
+/// a rendezvous, an entry of the select's packet in its queue.
 pub(crate) enum Reg<'a> {
     List(Registration<'a>),
-    Zero(Arc<Packet>),
+    Zero,
 }
 
 /// The channel operations a `Select` needs, with the message type erased.
@@ -1587,19 +1642,30 @@ pub(crate) trait SelectHandle {
     /// Claims a send that can proceed now.
     fn sel_try_send(&self) -> Option<SendToken>;
     /// Registers operation `op` of `waiter`; `room` is where a rendezvous
-    /// receive's message goes, lent until the registration ends. Also
-    /// tells whether the operation could proceed once registered (as
-    /// `sel_ready`): if not, whatever makes it ready later finds the
-    /// registration.
+    /// receive's message goes, lent until the registration ends. A
+    /// rendezvous registers the select's packet, `shared` (made at its
+    /// first one: see `Packet::for_select`). Also tells whether the
+    /// operation could proceed once registered (as `sel_ready`): if not,
+    /// whatever makes it ready later finds the registration.
     fn sel_register<'a>(
         &'a self,
         send: bool,
         waiter: &Arc<Waiter>,
         op: usize,
         room: *mut u8,
+        shared: &mut Option<Arc<Packet>>,
     ) -> (Reg<'a>, bool);
-    /// Ends a registration; true if a queue's notification came for it.
-    fn sel_unregister(&self, send: bool, reg: Reg<'_>) -> (bool, Option<Arc<Packet>>);
+    /// Ends the registration of operation `op` (`selected`: the select's
+    /// context was won for it). Tells whether a queue's notification came
+    /// for it, and whether it was a rendezvous's (of the packet `shared`).
+    fn sel_unregister(
+        &self,
+        send: bool,
+        reg: Reg<'_>,
+        op: usize,
+        selected: bool,
+        shared: Option<&Arc<Packet>>,
+    ) -> (bool, bool);
     /// Whether the operation could proceed now (a rendezvous partner that
     /// is not `own`'s).
     fn sel_ready(&self, send: bool, own: Option<&Arc<Waiter>>) -> bool;
@@ -1662,10 +1728,12 @@ impl<T> SelectHandle for Chan<T> {
         waiter: &Arc<Waiter>,
         op: usize,
         room: *mut u8,
+        shared: &mut Option<Arc<Packet>>,
     ) -> (Reg<'a>, bool) {
         match &self.flavor {
             Flavor::Zero(z) => {
-                let (packet, partner) = z.register(send, waiter, op, room);
+                let packet = Packet::for_select(shared, waiter, room);
+                let partner = z.register(send, packet, waiter, op);
                 // A select waiting for readiness on the other side.
                 if send {
                     self.recv_wait.notify_all();
@@ -1679,7 +1747,7 @@ impl<T> SelectHandle for Chan<T> {
                 } else {
                     self.senders_gone()
                 };
-                (Reg::Zero(packet), partner || gone)
+                (Reg::Zero, partner || gone)
             }
             _ => {
                 let list = if send {
@@ -1693,14 +1761,21 @@ impl<T> SelectHandle for Chan<T> {
         }
     }
 
-    fn sel_unregister(&self, send: bool, reg: Reg<'_>) -> (bool, Option<Arc<Packet>>) {
-        match (reg, &self.flavor) {
-            (Reg::List(r), _) => (r.leave(), None),
-            (Reg::Zero(p), Flavor::Zero(z)) => {
-                z.unregister(send, &p);
-                (false, Some(p))
+    fn sel_unregister(
+        &self,
+        send: bool,
+        reg: Reg<'_>,
+        op: usize,
+        selected: bool,
+        shared: Option<&Arc<Packet>>,
+    ) -> (bool, bool) {
+        match (reg, &self.flavor, shared) {
+            (Reg::List(r), _, _) => (r.leave(), false),
+            (Reg::Zero, Flavor::Zero(z), Some(packet)) => {
+                z.unregister(send, packet, op, selected);
+                (false, true)
             }
-            (Reg::Zero(_), _) => unreachable!("a rendezvous registration on a queue"),
+            (Reg::Zero, _, _) => unreachable!("a rendezvous registration without its packet"),
         }
     }
 
@@ -2615,7 +2690,7 @@ impl<T> SendOp<T> {
             None,
             Some(Waker::Async(slot.clone())),
         );
-        z.enqueue(&mut state, true, &packet, false);
+        z.enqueue(&mut state, true, &packet, 0, false);
         drop(state);
         chan.recv_wait.notify_all(); // async receivers and selects wait there
         self.zero = Some(ZeroSend {
@@ -2658,7 +2733,7 @@ impl<T> SendOp<T> {
         };
         let removed = {
             let mut state = z.lock();
-            let removed = remove(&mut state.senders, &queued.packet);
+            let removed = remove(&mut state.senders, &queued.packet, 0);
             if removed {
                 state.version += 1;
             }

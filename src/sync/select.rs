@@ -35,6 +35,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr::{self, NonNull};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::channel::{Packet, Receiver, Reg, SelectHandle, SendToken, Sender, Try, send_error};
@@ -164,11 +165,15 @@ const INLINE_OPS: usize = 4;
 /// while it waits, so that a select over a handful of channels allocates
 /// nothing for them.
 struct Few<T> {
-    /// The first values: `Some` below `len`, `None` above. Not dropped as
-    /// an array: `Drop` empties the slots below `len` (the others hold
-    /// nothing), which spares a select the drop glue of every slot.
+    /// The first values: `Some` below `len` (unless taken out), `None`
+    /// above. Not dropped as an array: `Drop` empties the slots below `len`
+    /// (the others hold nothing), which spares a select the drop glue of
+    /// every slot.
     first: ManuallyDrop<[Option<T>; INLINE_OPS]>,
-    rest: Vec<T>,
+    /// The values past the first `INLINE_OPS`, `Some` unless taken out.
+    /// Dropped by `Drop` only if it allocated: a select that spilled
+    /// nothing (most) skips a vector's drop glue.
+    rest: ManuallyDrop<Vec<Option<T>>>,
     len: usize,
 }
 
@@ -177,6 +182,10 @@ impl<T> Drop for Few<T> {
         for slot in &mut self.first[..self.len.min(INLINE_OPS)] {
             drop(slot.take());
         }
+        if self.rest.capacity() != 0 {
+            // What is left in its place holds nothing: no leak.
+            drop(std::mem::take(&mut *self.rest));
+        }
     }
 }
 
@@ -184,7 +193,7 @@ impl<T> Few<T> {
     fn new() -> Few<T> {
         Few {
             first: ManuallyDrop::new([const { None }; INLINE_OPS]),
-            rest: Vec::new(),
+            rest: ManuallyDrop::new(Vec::new()),
             len: 0,
         }
     }
@@ -193,7 +202,7 @@ impl<T> Few<T> {
     fn push(&mut self, value: T) {
         match self.first.get_mut(self.len) {
             Some(slot) => *slot = Some(value),
-            None => self.rest.push(value),
+            None => self.rest.push(Some(value)),
         }
         self.len += 1;
     }
@@ -210,17 +219,22 @@ impl<T> Few<T> {
         let inline = self.len.min(INLINE_OPS);
         self.first[..inline]
             .iter()
-            .map(|v| v.as_ref().expect("an inline slot below the length"))
-            .chain(&self.rest)
+            .chain(self.rest.iter())
+            .map(|v| v.as_ref().expect("a value below the length"))
     }
 
-    /// Takes the values out, first to last.
-    fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
-        let inline = std::mem::take(&mut self.len).min(INLINE_OPS);
-        self.first[..inline]
-            .iter_mut()
-            .map(|v| v.take().expect("an inline slot below the length"))
-            .chain(std::mem::take(&mut self.rest))
+    /// Takes value `i` out, if it is there (below the length, not taken
+    /// yet). Walking the indices with it empties a `Few` with no iterator
+    /// to build and drop (a select does it once per wait).
+    #[inline]
+    fn take(&mut self, i: usize) -> Option<T> {
+        if i >= self.len {
+            return None;
+        }
+        match self.first.get_mut(i) {
+            Some(v) => v.take(),
+            None => self.rest[i - INLINE_OPS].take(),
+        }
     }
 }
 
@@ -230,7 +244,9 @@ impl<T> std::ops::Index<usize> for Few<T> {
     fn index(&self, i: usize) -> &T {
         match self.first.get(i) {
             Some(v) => v.as_ref().expect("an index below the length"),
-            None => &self.rest[i - INLINE_OPS],
+            None => self.rest[i - INLINE_OPS]
+                .as_ref()
+                .expect("an index below the length"),
         }
     }
 }
@@ -239,7 +255,9 @@ impl<T> std::ops::IndexMut<usize> for Few<T> {
     fn index_mut(&mut self, i: usize) -> &mut T {
         match self.first.get_mut(i) {
             Some(v) => v.as_mut().expect("an index below the length"),
-            None => &mut self.rest[i - INLINE_OPS],
+            None => self.rest[i - INLINE_OPS]
+                .as_mut()
+                .expect("an index below the length"),
         }
     }
 }
@@ -304,6 +322,9 @@ pub struct Select<'a> {
     /// `select!` tried every operation just before: the next wait starts
     /// by registering (see `__tried`).
     tried: bool,
+    /// A receive on a timer (`after`, `tick`, `never`) was added: a wait
+    /// must look at when it is due (nobody wakes a select for it).
+    timers: bool,
 }
 
 impl Default for Select<'_> {
@@ -331,14 +352,14 @@ enum Found {
 #[must_use = "a selected operation must be completed with `recv` or `send`"]
 pub struct SelectedOperation<'a> {
     index: usize,
-    chan: *const (),
+    /// The channel (its address is the identity `recv` and `send` check).
     handle: &'a (dyn SelectHandle + 'a),
     send: bool,
-    /// A receive got a message (in `payload`).
+    /// A receive got a message (in `payload`), which `handle` drops if it
+    /// is not taken out.
     received: bool,
     token: Option<SendToken>,
     payload: Payload,
-    drop_msg: unsafe fn(*mut u8),
     completed: bool,
     _channels: PhantomData<&'a ()>,
 }
@@ -354,6 +375,7 @@ impl<'a> Select<'a> {
             biased: false,
             recv_layout: Layout::new::<()>(),
             tried: false,
+            timers: false,
         }
     }
 
@@ -390,6 +412,7 @@ impl<'a> Select<'a> {
         self.recv_layout =
             Layout::from_size_align(room.size().max(msg.size()), room.align().max(msg.align()))
                 .expect("a message's layout");
+        self.timers |= rx.chan.is_timer();
         self.ops.push(Op {
             handle: &*rx.chan,
             send: false,
@@ -459,32 +482,29 @@ impl<'a> Select<'a> {
         let op = self.ops[index];
         SelectedOperation {
             index,
-            chan: ptr::from_ref(op.handle).cast(), // as `addr()`, without the call
             handle: op.handle,
             send: op.send,
             received,
             token,
             payload,
-            drop_msg: if received {
-                op.handle.msg_drop()
-            } else {
-                drop_nothing
-            },
             completed: false,
             _channels: PhantomData,
         }
     }
 
-    /// Whether ops `a` and `b` wait on the same queue.
     /// The earliest instant at which a timer's receive (`after`, `tick`)
     /// becomes ready, if any.
     fn timer_due(&self) -> Option<Instant> {
+        if !self.timers {
+            return None;
+        }
         self.ops
             .iter()
             .filter_map(|op| op.handle.sel_due(op.send))
             .min()
     }
 
+    /// Whether ops `a` and `b` wait on the same queue.
     fn same_queue(&self, a: usize, b: usize) -> bool {
         let (a, b) = (self.ops[a], self.ops[b]);
         a.send == b.send && ptr::eq(a.handle.addr(), b.handle.addr())
@@ -534,9 +554,13 @@ impl<'a> Select<'a> {
             let lent = AbortOnUnwind("a select's registration");
             let room = payload.ptr();
             let mut regs: Few<Reg<'a>> = Few::new();
+            // The packet of the rendezvous operations, made at the first.
+            let mut shared: Option<Arc<Packet>> = None;
             let mut ready = false;
             for (i, op) in self.ops.iter().enumerate() {
-                let (reg, now_ready) = op.handle.sel_register(op.send, &waiter, i, room);
+                let (reg, now_ready) =
+                    op.handle
+                        .sel_register(op.send, &waiter, i, room, &mut shared);
                 regs.push(reg);
                 if now_ready {
                     // No need to register the rest: we leave at once.
@@ -571,16 +595,23 @@ impl<'a> Select<'a> {
                 }
             }
             let selected = waiter.selected();
-            // The selected operation's rendezvous packet, if any.
-            let mut paired = None;
-            for (i, (op, reg)) in self.ops.iter().zip(regs.drain()).enumerate() {
-                if let (_, Some(packet)) = op.handle.sel_unregister(op.send, reg) {
-                    if selected == Some(i) {
-                        paired = Some(packet);
-                    } else {
-                        Packet::recycle(packet);
-                    }
-                }
+            // The selected operation was a rendezvous.
+            let mut rendezvous = false;
+            for (i, op) in self.ops.iter().enumerate() {
+                // Registered up to the first that was ready, if any.
+                let Some(reg) = regs.take(i) else { break };
+                let mine = selected == Some(i);
+                let (_, zero) = op
+                    .handle
+                    .sel_unregister(op.send, reg, i, mine, shared.as_ref());
+                rendezvous |= zero && mine;
+            }
+            // The selected operation's rendezvous packet, if any (its
+            // partner's now as well); else the packet, out of every queue,
+            // is ours alone again.
+            let paired = if rendezvous { shared.take() } else { None };
+            if let Some(packet) = shared.take() {
+                Packet::recycle(packet);
             }
             if let Some(k) = selected {
                 let op = self.ops[k];
@@ -818,6 +849,11 @@ impl fmt::Debug for Select<'_> {
 }
 
 impl SelectedOperation<'_> {
+    /// The channel's address (as `SelectHandle::addr`, without the call).
+    fn chan(&self) -> *const () {
+        ptr::from_ref(self.handle).cast()
+    }
+
     /// The index of the selected operation, as returned when it was added.
     #[inline]
     pub fn index(&self) -> usize {
@@ -837,7 +873,7 @@ impl SelectedOperation<'_> {
     #[track_caller]
     pub fn recv<T>(mut self, rx: &Receiver<T>) -> Result<T, RecvError> {
         assert!(
-            ptr::eq(self.chan, ptr::from_ref(&*rx.chan).cast()),
+            ptr::eq(self.chan(), ptr::from_ref(&*rx.chan).cast()),
             "SelectedOperation::recv called with another channel than the selected operation's; \
              pass the receiver that was added at `index()`"
         );
@@ -887,7 +923,7 @@ impl SelectedOperation<'_> {
     #[track_caller]
     pub fn send<T>(mut self, tx: &Sender<T>, msg: T) -> Result<(), SendError<T>> {
         assert!(
-            ptr::eq(self.chan, ptr::from_ref(&*tx.chan).cast()),
+            ptr::eq(self.chan(), ptr::from_ref(&*tx.chan).cast()),
             "SelectedOperation::send called with another channel than the selected operation's; \
              pass the sender that was added at `index()`"
         );
@@ -928,8 +964,9 @@ impl SelectedOperation<'_> {
 impl Drop for SelectedOperation<'_> {
     fn drop(&mut self) {
         if self.received {
-            // SAFETY: `received`: `payload` holds a message not moved out.
-            unsafe { (self.drop_msg)(self.payload.ptr()) };
+            // SAFETY: `received`: `payload` holds a message of the
+            // channel's, not moved out.
+            unsafe { (self.handle.msg_drop())(self.payload.ptr()) };
         }
         match self.token.take() {
             Some(SendToken::Paired(packet)) => {
@@ -1103,17 +1140,11 @@ impl<T> Receiver<T> {
         };
         Some(SelectedOperation {
             index,
-            chan: ptr::from_ref(handle).cast(),
             handle,
             send: false,
             received,
             token: None,
             payload,
-            drop_msg: if received {
-                handle.msg_drop()
-            } else {
-                drop_nothing
-            },
             completed: false,
             _channels: PhantomData,
         })
@@ -1202,13 +1233,11 @@ impl<T> Sender<T> {
         let handle: &dyn SelectHandle = &*self.chan;
         SelectedOperation {
             index,
-            chan: ptr::from_ref(handle).cast(),
             handle,
             send: true,
             received: false,
             token: Some(token),
             payload: Payload::new(Layout::new::<()>()),
-            drop_msg: drop_nothing,
             completed: false,
             _channels: PhantomData,
         }
@@ -1752,6 +1781,141 @@ mod tests {
                 });
                 poll("a select's receive", || tx.try_send(round + 40).ok());
                 assert_eq!(h.join().unwrap(), round + 40);
+            }
+        });
+    }
+
+    /// Waits (yielding) until `queued` gives `want`; fails after 20 s.
+    fn until_queued(what: &str, want: (usize, usize), queued: impl Fn() -> (usize, usize)) {
+        poll(what, || (queued() == want).then_some(()));
+    }
+
+    /// A waiting select's rendezvous operations share one packet, with an
+    /// entry per operation in each queue: whichever operation a partner
+    /// wins, plain or selected, sending or receiving, and also with two
+    /// operations on one channel, the select leaves no entry behind in
+    /// any queue, and the next exchanges on every channel work.
+    #[test]
+    fn a_select_leaves_no_rendezvous_entry_behind() {
+        crate::run(|| {
+            let (a_tx, a_rx) = channel::<u32>(0);
+            let (b_tx, b_rx) = channel::<u32>(0);
+            let (a_tx, a_rx) = (Arc::new(a_tx), Arc::new(a_rx));
+            let (b_tx, b_rx) = (Arc::new(b_tx), Arc::new(b_rx));
+            let empty = |what: &str| {
+                assert_eq!(a_rx.chan.rendezvous_queued(), (0, 0), "{what}: left on a");
+                assert_eq!(b_rx.chan.rendezvous_queued(), (0, 0), "{what}: left on b");
+            };
+            for round in 0..3u32 {
+                // A send and a receive; a plain receiver wins the send.
+                let (t, r) = (a_tx.clone(), b_rx.clone());
+                let h = crate::spawn(move || {
+                    crate::select! {
+                        send(t, round) -> s => { s.unwrap(); 0 },
+                        recv(r) -> v => v.unwrap() + 100,
+                    }
+                });
+                until_queued("send and receive", (1, 0), || a_rx.chan.rendezvous_queued());
+                assert_eq!(a_rx.recv().unwrap(), round);
+                assert_eq!(h.join().unwrap(), 0);
+                empty("a send won by a plain receive");
+
+                // The same select; a plain sender wins the receive.
+                let (t, r) = (a_tx.clone(), b_rx.clone());
+                let h = crate::spawn(move || {
+                    crate::select! {
+                        send(t, round) -> s => { s.unwrap(); 0 },
+                        recv(r) -> v => v.unwrap() + 100,
+                    }
+                });
+                until_queued("send and receive", (0, 1), || b_rx.chan.rendezvous_queued());
+                b_tx.send(round).unwrap();
+                assert_eq!(h.join().unwrap(), round + 100);
+                empty("a receive won by a plain send");
+
+                // Two receives on one channel, and one on another; a
+                // selected send wins one of the first two.
+                let (r1, r2) = (a_rx.clone(), b_rx.clone());
+                let h = crate::spawn(move || {
+                    crate::select! {
+                        recv(r1) -> v => v.unwrap(),
+                        recv(r1) -> v => v.unwrap() + 10,
+                        recv(r2) -> v => v.unwrap() + 100,
+                    }
+                });
+                until_queued("three receives", (0, 2), || a_rx.chan.rendezvous_queued());
+                let (_never_tx, never) = channel::<u32>(0);
+                crate::select! {
+                    send(a_tx, round) -> s => s.unwrap(),
+                    recv(never) -> _ => unreachable!(),
+                }
+                let got = h.join().unwrap();
+                assert!(got == round || got == round + 10, "{got}");
+                empty("one of two receives on a channel won by a selected send");
+            }
+            // Every channel still pairs.
+            let r = b_rx.clone();
+            let h = crate::spawn(move || r.recv().unwrap());
+            b_tx.send(7).unwrap();
+            assert_eq!(h.join().unwrap(), 7);
+            let t = a_tx.clone();
+            let h = crate::spawn(move || t.send(8).unwrap());
+            assert_eq!(a_rx.recv().unwrap(), 8);
+            h.join().unwrap();
+            empty("the last exchanges");
+        });
+    }
+
+    /// A waiting select of more operations than it keeps inline (its
+    /// registrations spill to the heap): whichever one a partner
+    /// completes, inline or spilled, rendezvous or queue, it is the one
+    /// selected, with its message, and the select leaves nothing queued.
+    #[test]
+    fn a_select_past_its_inline_operations_waits_and_cleans_up() {
+        crate::run(|| {
+            let zero: Vec<_> = (0..4).map(|_| channel::<u32>(0)).collect();
+            let (q_tx, q_rx) = channel::<u32>(1);
+            let (z5_tx, z5_rx) = channel::<u32>(0);
+            let (z6_tx, z6_rx) = channel::<u32>(0);
+            let zero = Arc::new(zero);
+            let (q_rx, z5_rx, z6_rx) = (Arc::new(q_rx), Arc::new(z5_rx), Arc::new(z6_rx));
+            // Operations 0..4: rendezvous receives (inline); 4: a queue's
+            // receive, 5 and 6: rendezvous receives (spilled).
+            for (target, value) in [(6usize, 60u32), (4, 40), (5, 50), (1, 10)] {
+                let (z, q, r5, r6) = (zero.clone(), q_rx.clone(), z5_rx.clone(), z6_rx.clone());
+                let h = crate::spawn(move || {
+                    let mut sel = Select::new();
+                    for (_, rx) in z.iter() {
+                        sel.recv(rx);
+                    }
+                    sel.recv(&q);
+                    sel.recv(&r5);
+                    sel.recv(&r6);
+                    let op = sel.select();
+                    let i = op.index();
+                    let v = match i {
+                        0..4 => op.recv(&z[i].1),
+                        4 => op.recv(&q),
+                        5 => op.recv(&r5),
+                        _ => op.recv(&r6),
+                    };
+                    (i, v.unwrap())
+                });
+                until_queued("the spilled receive", (0, 1), || {
+                    z6_rx.chan.rendezvous_queued()
+                });
+                match target {
+                    6 => z6_tx.send(value).unwrap(),
+                    5 => z5_tx.send(value).unwrap(),
+                    4 => q_tx.send(value).unwrap(),
+                    t => zero[t].0.send(value).unwrap(),
+                }
+                assert_eq!(h.join().unwrap(), (target, value));
+                for (i, (_, rx)) in zero.iter().enumerate() {
+                    assert_eq!(rx.chan.rendezvous_queued(), (0, 0), "left on {i}");
+                }
+                assert_eq!(z5_rx.chan.rendezvous_queued(), (0, 0), "left on 5");
+                assert_eq!(z6_rx.chan.rendezvous_queued(), (0, 0), "left on 6");
             }
         });
     }
