@@ -1889,6 +1889,13 @@ pub struct Sender<T> {
 /// it, whatever happens to its timeout after that; a cancellation that
 /// arrives then is raised at the next suspension point.
 ///
+/// One wait is not cut short: a rendezvous receive that paired with a
+/// `select!`'s send arm waits, not cancellably, while the sender builds
+/// the message (its expression runs only once the arm is chosen). Its
+/// timeout or cancellation takes effect once that expression returns; a
+/// message expression that itself waits for the receiver to give up hangs
+/// both.
+///
 /// # Dropping the last receiver
 ///
 /// The channel then disconnects for senders, and the messages still queued

@@ -127,7 +127,11 @@ impl std::error::Error for Elapsed {}
 /// suspension point (destructors run) and `timeout` returns `Err(Elapsed)`.
 /// Other cancellations pass through. Timeouts nest, and the earliest
 /// deadline wins. `body` needs no `Send` or `'static` bound: it runs right
-/// here. A `body` that never suspends cannot be cut off.
+/// here. A `body` that never suspends cannot be cut off, nor can the
+/// waits that are not cancellation points (`spawn_blocking`, a scope
+/// waiting for its children, a rendezvous receive waiting for the message
+/// of the `select!` send it paired with): the deadline takes effect at the
+/// next suspension point after them.
 ///
 /// A timeout belongs to the stack it was opened on: a generator that yields
 /// out of an open timeout does not take its caller's frames with it (see
