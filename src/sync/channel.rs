@@ -21,8 +21,9 @@
 //! `default` can tell that an instant came at which nothing was ready (see
 //! `queue.rs` and `Select::try_select`).
 //!
-//! The uncontended paths take no lock and make no system call: a push or pop
-//! on the lock-free queue, then one load to see that nobody waits. Waiting
+//! The uncontended paths make no system call: a push or pop on the queue
+//! (lock-free for the ring; a few instructions under a spin lock for the
+//! list), then one load to see that nobody waits. Waiting
 //! goes through the wait lists of [`super::wait`], in FIFO order: the
 //! longest-waiting receiver (or sender) is woken first. A running green
 //! thread may still take a message before the woken one runs (no strict
