@@ -342,7 +342,7 @@ fn nothing_ready_over_unbounded_lists_never_misses_the_moving_token() {
                     atx.send(()).unwrap();
                     brx.recv().unwrap();
                     moves += 1;
-                    if green && moves % 64 == 0 {
+                    if green && moves.is_multiple_of(64) {
                         stackful::yield_now();
                     }
                 }
@@ -354,7 +354,7 @@ fn nothing_ready_over_unbounded_lists_never_misses_the_moving_token() {
         let mut looks = 0u32;
         while start.elapsed() < Duration::from_millis(150) || looks < 1000 {
             looks += 1;
-            if looks % 64 == 0 {
+            if looks.is_multiple_of(64) {
                 let got = stackful::select! {
                     recv(arx) -> m => { m.unwrap(); Some(true) },
                     recv(brx) -> m => { m.unwrap(); Some(false) },
