@@ -596,7 +596,12 @@ impl<E> Queue<E> for List<E> {
     }
 
     fn len(&self) -> usize {
-        self.len.load(Ordering::SeqCst)
+        // `state` first, as in `take`: a waiting select's look after its
+        // registration comes through here, and only a look that reads
+        // `state` is ordered after a push that missed the registration
+        // (`len` is stored relaxed).
+        self.state.load(Ordering::SeqCst);
+        self.len.load(Ordering::Relaxed)
     }
 
     fn close(&self) {
