@@ -5,24 +5,41 @@
 //! capacity is a power of two, indexed by free-running counters that are
 //! masked on use: a push or a pop is a few moves, with no division and no
 //! wrap-around branch.
+//!
+//! The queue holds no reference counts: an entry is a pointer to the
+//! header of a green thread that its worker's registry keeps alive (see
+//! [`ReadyQueue`]'s invariant), so a wake-up on the home worker and the run
+//! that follows cost no count (two atomic read-modify-writes each time).
 
 use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 
-use crate::task::raw::TaskRef;
+use crate::task::raw::{Header, TaskRef};
 
 /// Capacity of a new queue; it doubles when full and never shrinks.
 const INITIAL: usize = 64;
 
 /// A FIFO of green threads, owned by one worker thread.
 ///
+/// # Invariant
+///
+/// Every entry is a green thread that this queue's worker started and has
+/// not completed, so its worker's registry holds a reference to it (taken
+/// in `Worker::start`, dropped in `Worker::complete`). A green thread
+/// completes only on that worker, during a resume, after its entry was
+/// popped: an entry is pushed when the green thread is woken while
+/// suspended (`SCHEDULED` set by that wake-up, so there is one entry at
+/// most) or when it suspends to be requeued, and its worker pops it before
+/// running it again. So an entry's header outlives its stay here, and a
+/// popped entry until that run ends (see [`pop`](ReadyQueue::pop)).
+///
 /// The ring sits in an `UnsafeCell`, not a `RefCell`, to spare the borrow
 /// flag on every push and pop. That is sound because the queue is `!Sync`
 /// (it is only reached through its worker, on the worker's own thread) and
-/// no method calls out while it holds a reference into the ring: they move
-/// `TaskRef`s in and out and never drop one (a slot being overwritten is
-/// always empty, and popped green threads are returned to the caller).
+/// no method calls out while it holds a reference into the ring.
 pub(crate) struct ReadyQueue {
-    ring: UnsafeCell<Ring<TaskRef>>,
+    ring: UnsafeCell<Ring<NonNull<Header>>>,
 }
 
 /// The ring itself, generic so that its tests need no runtime.
@@ -74,8 +91,7 @@ impl<T> Ring<T> {
             self.slots[i].is_none(),
             "a free ready slot held a green thread"
         );
-        let old = self.slots[i].replace(task);
-        std::mem::forget(old); // None: nothing to drop, and no drop runs here
+        self.slots[i] = Some(task);
         self.tail = self.tail.wrapping_add(1);
     }
 
@@ -99,10 +115,10 @@ impl ReadyQueue {
 
     /// Runs `f` on the ring.
     ///
-    /// `f` must not reach this queue again and must not drop a `TaskRef`;
-    /// every caller below is a few moves.
+    /// `f` must not reach this queue again; every caller below is a few
+    /// moves.
     #[inline(always)]
-    fn with<R>(&self, f: impl FnOnce(&mut Ring<TaskRef>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Ring<NonNull<Header>>) -> R) -> R {
         // SAFETY: the queue is !Sync, so this is its owner's thread, and the
         // callers (this impl only) neither re-enter the queue nor run other
         // code inside `f` (see the type's docs), so this is the only
@@ -110,14 +126,25 @@ impl ReadyQueue {
         f(unsafe { &mut *self.ring.get() })
     }
 
+    /// Queues `task`, which must meet the type's invariant: a green thread
+    /// started by this queue's worker and not completed, queued once.
     #[inline]
-    pub(crate) fn push(&self, task: TaskRef) {
-        self.with(|r| r.push(task));
+    pub(crate) fn push(&self, task: &TaskRef) {
+        let header = task.as_raw();
+        self.with(|r| r.push(header));
     }
 
+    /// The next green thread, as a reference that owns no count: valid
+    /// until the green thread completes, which only its run by this worker
+    /// can bring about (see the type's invariant), so the caller must not
+    /// use it after a resume that completed it.
     #[inline]
-    pub(crate) fn pop(&self) -> Option<TaskRef> {
+    pub(crate) fn pop(&self) -> Option<ManuallyDrop<TaskRef>> {
+        // SAFETY: the entry's registry reference keeps the header alive
+        // until the green thread completes (the type's invariant), which is
+        // as long as the caller may use it (this method's contract).
         self.with(Ring::pop)
+            .map(|p| unsafe { TaskRef::borrow_raw(p) })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -134,15 +161,18 @@ impl ReadyQueue {
         self.with(|r| {
             let at = |k: usize| {
                 if k < r.len() {
-                    r.slots[r.head.wrapping_add(k) & r.mask()].as_ref()
+                    r.slots[r.head.wrapping_add(k) & r.mask()]
                 } else {
                     None
                 }
             };
-            let hint = at(near)
-                .and_then(|t| t.header().local.get())
-                .map_or(0, |l| l.resume_hint.get());
-            let header = at(far).map_or(0, |t| std::ptr::from_ref(t.header()) as usize);
+            let hint = at(near).map_or(0, |p| {
+                // SAFETY: a queued green thread's header is alive (the
+                // type's invariant), and `local` is read on its home thread.
+                let h = unsafe { p.as_ref() };
+                h.local.get().map_or(0, |l| l.resume_hint.get())
+            });
+            let header = at(far).map_or(0, |p| p.as_ptr() as usize);
             (hint, header)
         })
     }

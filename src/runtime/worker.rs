@@ -23,6 +23,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -399,10 +400,12 @@ impl Registry {
         self.slots.len() - self.free.len()
     }
 
-    fn remove(&mut self, i: usize) {
-        if self.slots.get_mut(i).and_then(Option::take).is_some() {
+    fn remove(&mut self, i: usize) -> Option<TaskRef> {
+        let task = self.slots.get_mut(i).and_then(Option::take);
+        if task.is_some() {
             self.free.push(i);
         }
+        task
     }
 }
 
@@ -535,23 +538,50 @@ pub(crate) fn current_task() -> Option<TaskRef> {
     with_current_task(|t| t.cloned())
 }
 
-/// Enqueues a woken, started green thread on its home worker.
-pub(crate) fn schedule(task: TaskRef) {
+/// Enqueues a woken, started green thread on its home worker: on its
+/// ready queue, which counts no reference, when the caller runs there, else
+/// in the home's inbox, with a reference of its own.
+pub(crate) fn schedule(task: &TaskRef) {
+    if let Some(home) = push_if_home(task) {
+        // SAFETY: `home` came from the task's header, which `task` keeps alive.
+        unsafe { &*home }.push_remote(task.clone());
+    }
+}
+
+/// As [`schedule`], consuming a reference: it goes to the inbox if the
+/// green thread is enqueued there.
+pub(crate) fn schedule_owned(task: TaskRef) {
+    if let Some(home) = push_if_home(&task) {
+        // SAFETY: `home` came from the task's header, which `task` keeps alive.
+        unsafe { &*home }.push_remote(task);
+    }
+}
+
+/// Pushes a woken green thread on the caller's ready queue if the caller
+/// runs on its home thread; else returns that home.
+#[inline]
+fn push_if_home(task: &TaskRef) -> Option<*const Home> {
     let home: *const Home = task
         .header()
         .home()
         .expect("a woken green thread has a home");
-    let local = with_current(|w| match w {
+    with_current(|w| match w {
         Some(w) if std::ptr::eq(Arc::as_ptr(&w.home), home) => {
+            // A woken green thread was started here and has not completed
+            // (its wake-up found it suspended): the ready queue's invariant.
             w.ready.push(task);
             None
         }
-        _ => Some(task),
-    });
-    if let Some(task) = local {
-        // SAFETY: `home` came from the task's header, which `task` keeps alive.
-        unsafe { &*home }.push_remote(task);
-    }
+        _ => Some(home),
+    })
+}
+
+/// What a worker's turn runs first: a green thread that has not started
+/// (from the LIFO slot, a deque or the injector), with the reference its
+/// queue held, or one from the ready queue, which holds none.
+enum Next {
+    Fresh(TaskRef),
+    Ready(ManuallyDrop<TaskRef>),
 }
 
 /// Places a new green thread: in the spawning executor's LIFO slot when the
@@ -675,12 +705,19 @@ impl Worker {
             return;
         }
         while let Some(task) = self.home.inbox.pop() {
-            self.ready.push(task);
+            // Woken here by another thread: started here, not completed (the
+            // ready queue's invariant), so the registry's reference keeps it
+            // alive once the inbox's goes.
+            self.ready.push(&task);
         }
     }
 
-    fn pop_ready(&self) -> Option<TaskRef> {
-        self.ready.pop()
+    fn pop_ready(&self) -> Option<Next> {
+        self.ready.pop().map(Next::Ready)
+    }
+
+    fn fresh_next(&self) -> Option<Next> {
+        self.find_fresh().map(Next::Fresh)
     }
 
     /// Whether a green thread spawned on this executor stays in its LIFO
@@ -826,7 +863,7 @@ impl Worker {
     /// its `run` that start here (see `keeps_spawn`), until `main` completes.
     pub(crate) fn run_main(&self, main: TaskRef) {
         self.main.set(main.header());
-        self.run(main.clone());
+        self.run(Next::Fresh(main.clone()));
         self.run_while(|| !main.header().is_complete());
     }
 
@@ -897,13 +934,13 @@ impl Worker {
         let lifo = if streak < 3 { self.lifo_take() } else { None };
         self.lifo_streak
             .set(if lifo.is_some() { streak + 1 } else { 0 });
-        let next = lifo.or_else(|| {
+        let next = lifo.map(Next::Fresh).or_else(|| {
             // Every 32nd turn a busy worker starts a new green thread too, so
             // new ones are not starved by a busy ready queue, unless it runs
             // more than its share already (see `ahead_of_peers`).
             if tick.is_multiple_of(FRESH_EVERY) && self.fresh_visible() {
                 let ahead = self.ahead_of_peers();
-                let fresh = if ahead { None } else { self.find_fresh() };
+                let fresh = if ahead { None } else { self.fresh_next() };
                 // Busy, with more new green threads waiting: wake a parked
                 // worker to start them, or this one would start them all.
                 if self.fresh.as_ref().is_some_and(|d| !d.is_empty())
@@ -914,9 +951,9 @@ impl Worker {
                 // With nothing else to run it takes one after all.
                 fresh
                     .or_else(|| self.pop_ready())
-                    .or_else(|| if ahead { self.find_fresh() } else { None })
+                    .or_else(|| if ahead { self.fresh_next() } else { None })
             } else {
-                self.pop_ready().or_else(|| self.find_fresh())
+                self.pop_ready().or_else(|| self.fresh_next())
             }
         });
         let next = next.or_else(|| {
@@ -1102,11 +1139,20 @@ impl Worker {
     /// (every 16th turn), no inbox, control request or LIFO spawn.
     /// A `yield_now` round trip then costs one pass of this loop, not of
     /// the whole scheduler turn.
-    fn run(&self, mut task: TaskRef) {
+    fn run(&self, next: Next) {
+        // A fresh green thread is claimed by `start`.
+        let (mut task, mut claimed) = match next {
+            Next::Ready(task) => (task, false),
+            Next::Fresh(task) => match self.start(task) {
+                Some(task) => (task, true),
+                None => return,
+            },
+        };
         loop {
-            if self.claim(&task) {
-                self.resume(task);
+            if claimed || self.claim(&task) {
+                self.resume(&task);
             }
+            claimed = false;
             let tick = self.tick.get().wrapping_add(1);
             if tick.is_multiple_of(TIMERS_EVERY)
                 || self.home.inbox_ready.load(Ordering::Relaxed)
@@ -1116,7 +1162,7 @@ impl Worker {
                 return;
             }
             self.tick.set(tick);
-            match self.pop_ready() {
+            match self.ready.pop() {
                 Some(next) => task = next,
                 None => return,
             }
@@ -1174,36 +1220,54 @@ impl Worker {
         NonNull::new(p).map(|p| unsafe { TaskRef::from_raw(p) })
     }
 
-    /// Claims a green thread popped from a queue for running: false if it
-    /// completed meanwhile (or could not start).
+    /// Claims a green thread popped from the ready queue for running.
     #[inline]
     fn claim(&self, task: &TaskRef) -> bool {
         let h = task.header();
         let mut s = h.state.load(Ordering::Acquire);
-        let first = loop {
-            if s & COMPLETE != 0 {
-                return false; // cancelled before it started; its queue entry is stale
-            }
+        loop {
+            debug_assert!(
+                s & (COMPLETE | STARTED) == STARTED,
+                "a queued green thread was started and has not completed"
+            );
             if s & RUNNING != 0 {
-                break false; // requeued by `yield_now`: still ours, still running
+                return true; // requeued by `yield_now`: still ours, still running
             }
+            let new = (s & !SCHEDULED) | RUNNING;
+            match h
+                .state
+                .compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Claims and starts a green thread that has not started (taken from
+    /// the LIFO slot, a deque or the injector, with that queue's reference):
+    /// it becomes ours for good, and its reference goes to the registry. The
+    /// returned reference counts none (see `ReadyQueue::pop`). `None` if it
+    /// completed instead (cancelled before it started, or no stack). Setting
+    /// `STARTED` makes this worker the owner of the body: it runs it, or
+    /// drops it, exactly once.
+    fn start(&self, task: TaskRef) -> Option<ManuallyDrop<TaskRef>> {
+        let h = task.header();
+        let mut s = h.state.load(Ordering::Acquire);
+        loop {
+            if s & COMPLETE != 0 {
+                return None; // cancelled before it started; its queue entry is stale
+            }
+            debug_assert!(s & (STARTED | RUNNING) == 0, "a fresh green thread");
             let new = (s & !SCHEDULED) | RUNNING | STARTED;
             match h
                 .state
                 .compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => break s & STARTED == 0,
+                Ok(_) => break,
                 Err(actual) => s = actual,
             }
-        };
-        !first || self.start(task)
-    }
-
-    /// Starts a green thread claimed by `run`: it becomes ours for good.
-    /// Returns false if it completed instead (cancelled, or no stack).
-    /// `claim` set `STARTED`, so this worker owns the body: it runs it, or
-    /// drops it, exactly once.
-    fn start(&self, task: &TaskRef) -> bool {
+        }
         let h = task.header();
         h.set_home(&self.home);
         // Its home-thread part, from now until it completes (released in
@@ -1225,22 +1289,21 @@ impl Worker {
                     // The main green thread: its body (which need not be
                     // `Send`) is dropped on the caller's thread, where it
                     // would have run.
-                    // SAFETY: `claim` set STARTED for this thread.
+                    // SAFETY: `start` set STARTED for this thread.
                     unsafe { task.fail(error) };
-                    finish_unstarted(task);
-                    return false;
+                    finish_unstarted(&task);
+                    return None;
                 }
                 // No stack to drop the body on: a blocking-pool thread drops
                 // it (it is `Send`), then finishes the green thread. (Were
                 // no pool thread to be had, `submit` would run it here.)
-                let task = task.clone();
                 self.rt.blocking.submit(Box::new(move || {
-                    // SAFETY: `claim` set STARTED for this worker, which hands
+                    // SAFETY: `start` set STARTED for this worker, which hands
                     // the body over to this job and never touches it again.
                     unsafe { task.fail(error) };
                     finish_unstarted(&task);
                 }));
-                return false;
+                return None;
             }
         };
         let label = Label {
@@ -1262,7 +1325,7 @@ impl Worker {
         let me = task.clone();
         let co = Coroutine::with_stack(stack, move |yielder: &Yielder<(), Suspend>, ()| {
             me.header().local.yielder.set(yielder);
-            // SAFETY: `claim` set STARTED for this worker, which runs this
+            // SAFETY: `start` set STARTED for this worker, which runs this
             // closure once (a coroutine's body runs at most once).
             unsafe { me.run_body() };
         });
@@ -1273,17 +1336,27 @@ impl Worker {
             *h.local.scopes.get() = ScopeStack::new(range);
         }
         let mut registry = self.registry.borrow_mut();
+        let header = task.as_raw();
         // Registry indices stay far below u32::MAX: each is a started green
-        // thread, holding a mapped stack.
-        let slot = registry.insert(task.clone());
+        // thread, holding a mapped stack. The registry keeps the reference
+        // until the green thread completes (see `complete`).
+        let slot = registry.insert(task);
+        // SAFETY: `header` is the green thread's, which the registry's
+        // reference keeps alive until `complete`, the end of the borrowed
+        // reference's use (see `ReadyQueue::pop`).
+        let h = unsafe { header.as_ref() };
         h.local
             .slot
             .set(u32::try_from(slot).expect("fewer than 2^32 started green threads"));
         self.home.started.store(registry.live(), Ordering::Relaxed);
-        true
+        // SAFETY: as above.
+        Some(unsafe { TaskRef::borrow_raw(header) })
     }
 
-    fn resume(&self, task: TaskRef) {
+    /// Runs `task`, started here and claimed, until it suspends or ends. It
+    /// must not be used after this returns if it completed (see
+    /// `ReadyQueue::pop`).
+    fn resume(&self, task: &TaskRef) {
         let h = task.header();
         let debugging = debug::enabled();
         if debugging {
@@ -1309,6 +1382,7 @@ impl Worker {
             *self.home.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         match outcome {
+            // Still started here, and not completed: the queue's invariant.
             CoroutineResult::Yield(Suspend::Requeue) => self.ready.push(task),
             CoroutineResult::Yield(Suspend::Wait) => self.after_wait(task),
             CoroutineResult::Return(()) => self.complete(task),
@@ -1335,7 +1409,7 @@ impl Worker {
     }
 
     /// A green thread suspended to wait: requeue it if it was woken meanwhile.
-    fn after_wait(&self, task: TaskRef) {
+    fn after_wait(&self, task: &TaskRef) {
         let state = &task.header().state;
         let mut s = state.load(Ordering::Acquire);
         loop {
@@ -1354,7 +1428,7 @@ impl Worker {
         }
     }
 
-    fn complete(&self, task: TaskRef) {
+    fn complete(&self, task: &TaskRef) {
         let h = task.header();
         // SAFETY: home thread; the coroutine has returned, so nothing runs on
         // its stack and no reference into `co` is live.
@@ -1364,7 +1438,9 @@ impl Worker {
         // which holds a reference to it, goes.
         drop(h.local.spare_waiter.take());
         let mut registry = self.registry.borrow_mut();
-        registry.remove(h.local.slot.get() as usize);
+        // The registry's reference, which keeps the record alive until this
+        // function ends (`task` counts none: see `ReadyQueue::pop`).
+        let owned = registry.remove(h.local.slot.get() as usize);
         self.home.started.store(registry.live(), Ordering::Relaxed);
         drop(registry);
         // Nothing reads its `Local` from here on (timer entries and queue
@@ -1384,6 +1460,8 @@ impl Worker {
                 Err(actual) => s = actual,
             }
         }
-        raw::finish(&task);
+        raw::finish(task);
+        debug_assert!(owned.is_some(), "a completing green thread is registered");
+        drop(owned);
     }
 }

@@ -974,15 +974,15 @@ fn finish_locals<T>(h: &Header, result: Result<T, JoinError>) -> Result<T, JoinE
 /// store-load reordering that happens on x86 too).
 pub(crate) fn wake(task: &TaskRef) {
     if let Some(enqueue) = mark_woken(task) {
-        crate::runtime::worker::schedule(enqueue.clone());
+        crate::runtime::worker::schedule(enqueue);
     }
 }
 
-/// As [`wake`], consuming the reference (which then goes to the run queue
-/// if the green thread must be enqueued, saving a count).
+/// As [`wake`], consuming the reference (which goes to the home's inbox if
+/// the green thread is enqueued there, saving a count).
 pub(crate) fn wake_owned(task: TaskRef) {
     if mark_woken(&task).is_some() {
-        crate::runtime::worker::schedule(task);
+        crate::runtime::worker::schedule_owned(task);
     }
 }
 
