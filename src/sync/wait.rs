@@ -11,9 +11,15 @@
 //! leaves without completing (cancelled, timed out, or unwound) passes the
 //! notification on to the next waiter, so a wake-up is never lost to a
 //! cancellation.
+//!
+//! A list counts no references: its entries point at waiters that their
+//! owners keep alive while listed (see [`WaitList`]'s invariant). So a wait
+//! costs no count, and a notifier that wakes a green thread of its own
+//! thread takes none either.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::time::Instant;
@@ -22,6 +28,7 @@ use super::spin::{SpinGuard, SpinLock};
 use crate::bridge::AsyncWaker;
 use crate::runtime::park::{self, Waker};
 use crate::runtime::worker;
+use crate::task::raw::{self, TaskRef};
 
 /// A waiter's state: still waiting.
 const WAITING: usize = 0;
@@ -197,27 +204,78 @@ impl Waiter {
         }
     }
 
+    /// What waking its owner takes, read while the waiter is still listed
+    /// (see [`WaitList`]'s invariant): a green thread of the caller's
+    /// thread is named by a pointer with no count, since it cannot run, let
+    /// alone complete, before the caller lets its thread go; any other
+    /// owner's waker is cloned.
+    fn prepare_wake(&self) -> Wake {
+        match &self.waker {
+            Some(Waker::Task(t)) if worker::lives_here(t.header()) => Wake::Here(t.as_raw()),
+            Some(waker) => Wake::Other(waker.clone()),
+            None => Wake::Nobody,
+        }
+    }
+
     /// Whether `other` is this very waiter.
     pub(crate) fn is(self: &Arc<Self>, other: &Arc<Waiter>) -> bool {
         Arc::ptr_eq(self, other)
     }
 
-    /// Marks the waiter notified for operation `op` and wakes it; false if
-    /// it was notified (or aborted) already.
-    pub(crate) fn notify(&self, op: usize) -> bool {
-        if self.try_select(op) {
-            self.wake_owner();
-            true
-        } else {
-            false
+}
+
+/// A wake-up prepared under a list's lock (`Waiter::prepare_wake`), done
+/// after it.
+enum Wake {
+    /// A green thread of this thread, which cannot complete before this
+    /// thread runs it: no count needed.
+    Here(NonNull<raw::Header>),
+    Other(Waker),
+    Nobody,
+}
+
+impl Wake {
+    fn wake(self) {
+        match self {
+            // SAFETY: the green thread lives on this thread and had not
+            // completed when the wake-up was prepared; it can complete only
+            // when this thread runs it, which it has not done since (the
+            // caller did not let its thread go in between), so the record
+            // is alive and its registry holds a count.
+            Wake::Here(t) => raw::wake(&*unsafe { TaskRef::borrow_raw(t) }),
+            Wake::Other(waker) => waker.wake_by_value(),
+            Wake::Nobody => {}
         }
     }
 }
 
+/// A listed waiter, for the operation of a select it waits for (0 for a
+/// plain wait). A pointer with no count; see [`WaitList`].
+struct Entry {
+    waiter: NonNull<Waiter>,
+    op: usize,
+}
+
+// SAFETY: an entry only points at a waiter, which is Send and Sync (its
+// waker and its state are), and is read under the list's lock.
+unsafe impl Send for Entry {}
+
 /// A FIFO queue of waiters.
+///
+/// # Invariant
+///
+/// The queue's entries hold no reference counts: a listed waiter is kept
+/// alive by its owner (a wait's [`OwnWaiter`], a [`Registration`], an
+/// [`AsyncWait`]), which takes its entry off the list (`unregister`, under
+/// the lock) before it lets the waiter go, unless a notifier selected it
+/// for that entry's operation first. A notifier reads a waiter only under
+/// the lock, while its entry is listed or just popped, and its last access
+/// is the compare-and-swap that selects it: what the wake-up needs is
+/// prepared before (`Waiter::prepare_wake`), since once selected the owner
+/// may leave without the lock (`unregister`'s first check) and free it.
 #[derive(Default)]
 pub(crate) struct WaitList {
-    queue: SpinLock<VecDeque<(Arc<Waiter>, usize)>>,
+    queue: SpinLock<VecDeque<Entry>>,
     len: AtomicUsize,
 }
 
@@ -226,7 +284,7 @@ impl WaitList {
         WaitList::default()
     }
 
-    fn lock(&self) -> SpinGuard<'_, VecDeque<(Arc<Waiter>, usize)>> {
+    fn lock(&self) -> SpinGuard<'_, VecDeque<Entry>> {
         self.queue.lock()
     }
 
@@ -240,9 +298,18 @@ impl WaitList {
     /// the notifier's change. (The count is stored under the lock, so a
     /// plain store: the fence after it is what orders it for the notifiers;
     /// see `notify_one_after_sc`.)
-    pub(crate) fn register(&self, waiter: &Arc<Waiter>, op: usize) {
+    ///
+    /// # Safety
+    ///
+    /// `waiter` stays alive until the caller takes it off the list with
+    /// `unregister` for `op`, which it must do before it lets the waiter
+    /// go (the type's invariant).
+    unsafe fn register(&self, waiter: &Arc<Waiter>, op: usize) {
         let mut queue = self.lock();
-        queue.push_back((waiter.clone(), op));
+        queue.push_back(Entry {
+            waiter: NonNull::from(&**waiter),
+            op,
+        });
         self.len.store(queue.len(), Ordering::Relaxed);
         drop(queue);
         fence(Ordering::SeqCst);
@@ -256,9 +323,10 @@ impl WaitList {
             return true;
         }
         let mut queue = self.lock();
+        let me = NonNull::from(&**waiter);
         if let Some(i) = queue
             .iter()
-            .position(|(w, o)| Arc::ptr_eq(w, waiter) && *o == op)
+            .position(|e| e.waiter == me && e.op == op)
         {
             queue.remove(i);
             self.len.store(queue.len(), Ordering::Relaxed);
@@ -293,24 +361,27 @@ impl WaitList {
         // code for an async waiter (its executor's), which must not run
         // under this lock.
         let mut queue = self.lock();
-        // Waiters notified already (through a select's other list): rare, so
-        // the vector allocates only when one shows up.
-        let mut stale = Vec::new();
         let mut woken = None;
-        while let Some((w, op)) = queue.pop_front() {
+        // Waiters selected already (through a select's other list) or
+        // aborted are passed by.
+        while let Some(entry) = queue.pop_front() {
             // Under the lock, like every store of the count.
             self.len.store(queue.len(), Ordering::Relaxed);
-            if w.try_select(op) {
-                woken = Some(w);
+            // SAFETY: the entry was listed until now, under the lock we
+            // hold, so its owner has not let the waiter go (the invariant).
+            let waiter = unsafe { entry.waiter.as_ref() };
+            let wake = waiter.prepare_wake();
+            // The last access to the waiter (see the invariant).
+            if waiter.try_select(entry.op) {
+                woken = Some(wake);
                 break;
             }
-            stale.push(w);
+            drop(wake); // a count, if any: no user code
         }
         drop(queue);
-        drop(stale);
         match woken {
-            Some(w) => {
-                w.wake_owner();
+            Some(wake) => {
+                wake.wake();
                 true
             }
             None => false,
@@ -324,11 +395,23 @@ impl WaitList {
             return;
         }
         let mut queue = self.lock();
-        let waiters = std::mem::take(&mut *queue);
+        let mut wakes = Vec::with_capacity(queue.len());
+        for entry in queue.drain(..) {
+            // SAFETY: as in `notify_one_after_sc`.
+            let waiter = unsafe { entry.waiter.as_ref() };
+            let wake = waiter.prepare_wake();
+            if waiter.try_select(entry.op) {
+                wakes.push(wake);
+            }
+        }
         self.len.store(0, Ordering::Relaxed);
         drop(queue);
-        for (w, op) in waiters {
-            w.notify(op);
+        // Green threads of this thread first: another waker may be an async
+        // task's, user code that could even wait, letting this thread run
+        // (and complete) them, after which their pointers would dangle.
+        wakes.sort_by_key(|w| !matches!(w, Wake::Here(_)));
+        for wake in wakes {
+            wake.wake();
         }
     }
 }
@@ -352,7 +435,10 @@ impl<'a> Registration<'a> {
 
     /// Registers `waiter` on `list` for operation `op` of a select.
     pub(crate) fn for_op(list: &'a WaitList, waiter: &Arc<Waiter>, op: usize) -> Registration<'a> {
-        list.register(waiter, op);
+        // SAFETY: the registration holds a count of the waiter, and takes it
+        // off the list before it lets that go (`leave`, or its drop); a
+        // registration that is leaked keeps the waiter alive for good.
+        unsafe { list.register(waiter, op) };
         Registration {
             list,
             waiter: waiter.clone(),
@@ -397,7 +483,9 @@ struct Listed<'a> {
 
 impl<'a> Listed<'a> {
     fn new(list: &'a WaitList, waiter: &'a Arc<Waiter>) -> Listed<'a> {
-        list.register(waiter, 0);
+        // SAFETY: the waiter outlives the borrow, and the drop takes it off
+        // the list; `wait_until`, the only user, never leaks a `Listed`.
+        unsafe { list.register(waiter, 0) };
         Listed {
             list,
             waiter,
@@ -496,7 +584,10 @@ impl AsyncWait {
             .get_or_insert_with(|| AsyncWaker::new(cx.waker()))
             .clone();
         let waiter = Waiter::for_async(&slot);
-        list.register(&waiter, 0);
+        // SAFETY: `self` holds the waiter until `finish` (or a later poll)
+        // takes it off the list; dropped without that, it keeps the waiter
+        // alive for good (see the `Drop` impl).
+        unsafe { list.register(&waiter, 0) };
         self.waiter = Some(waiter);
         match attempt() {
             Some(r) => {
@@ -509,13 +600,25 @@ impl AsyncWait {
 
     /// Leaves the list, if registered. A notification it got and did not
     /// use (`consumed` false: the future is dropped) goes to the next
-    /// waiter.
+    /// waiter. Its owner calls it before it goes (see the type's docs).
     pub(crate) fn finish(&mut self, list: &WaitList, consumed: bool) {
         if let Some(waiter) = self.waiter.take() {
             let notified = list.unregister(&waiter, 0);
             if notified && !consumed {
                 list.notify_one();
             }
+        }
+    }
+}
+
+impl Drop for AsyncWait {
+    /// Only a future that failed to call `finish` (a bug) gets here with a
+    /// waiter: it may still be listed, and the list counts no reference
+    /// (see [`WaitList`]), so it is leaked rather than freed.
+    fn drop(&mut self) {
+        if let Some(waiter) = self.waiter.take() {
+            debug_assert!(false, "an async wait was dropped without `finish`");
+            std::mem::forget(waiter);
         }
     }
 }
