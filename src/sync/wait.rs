@@ -221,7 +221,6 @@ impl Waiter {
     pub(crate) fn is(self: &Arc<Self>, other: &Arc<Waiter>) -> bool {
         Arc::ptr_eq(self, other)
     }
-
 }
 
 /// A wake-up prepared under a list's lock (`Waiter::prepare_wake`), done
@@ -324,10 +323,7 @@ impl WaitList {
         }
         let mut queue = self.lock();
         let me = NonNull::from(&**waiter);
-        if let Some(i) = queue
-            .iter()
-            .position(|e| e.waiter == me && e.op == op)
-        {
+        if let Some(i) = queue.iter().position(|e| e.waiter == me && e.op == op) {
             queue.remove(i);
             self.len.store(queue.len(), Ordering::Relaxed);
         }

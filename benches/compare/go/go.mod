@@ -1,0 +1,3 @@
+module gocompare
+
+go 1.19
