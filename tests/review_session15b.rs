@@ -99,13 +99,13 @@ impl Wake for YieldingWaker {
 /// Attacks the order of `notify_all`'s wake-ups (count-free `Wake::Here`
 /// pointers must all be used before any user code runs). The last sender's
 /// drop wakes, in list order: an async receive, whose waker then yields the
-/// dropping green thread until two green threads of the same worker,
-/// listed after it, have ended; a `recv_timeout`; and a `Select::ready`
-/// with two arms on that same list (two entries for one waiter). Both green
-/// threads are detached, so their records are freed as they end. They can
-/// end during the waker's yields only if they were woken before it ran
-/// (their timeouts are long); and had they been woken after it, by then
-/// freed, ASan would report it.
+/// dropping green thread until three green threads of the same worker,
+/// listed after it, have ended; a `recv_timeout`; a `Select::ready` and a
+/// `Select::select_timeout`, each with two arms on that same list (two
+/// entries for one waiter). The green threads are detached, so their
+/// records are freed as they end. They can end during the waker's yields
+/// only if they were woken before it ran (their timeouts are long); and
+/// had they been woken after it, by then freed, ASan would report it.
 #[test]
 fn disconnect_wakes_own_green_threads_before_an_async_waker_that_yields_until_they_end() {
     common::within(60, || {
@@ -114,7 +114,7 @@ fn disconnect_wakes_own_green_threads_before_an_async_waker_that_yields_until_th
             let rx = Arc::new(rx);
             let ended = Arc::new(AtomicUsize::new(0));
             let e = ended.clone();
-            let yielding = YieldingWaker::new(move || e.load(Ordering::SeqCst) == 2);
+            let yielding = YieldingWaker::new(move || e.load(Ordering::SeqCst) == 3);
             let waker = Waker::from(yielding.clone());
             let mut fut = pin!(rx.recv_async());
             assert!(
@@ -144,9 +144,22 @@ fn disconnect_wakes_own_green_threads_before_an_async_waker_that_yields_until_th
                     e.fetch_add(1, Ordering::SeqCst);
                 }
             }));
+            let (r, l, e) = (rx.clone(), listed.clone(), ended.clone());
+            drop(stackful::spawn(move || {
+                let mut sel = Select::new();
+                sel.recv(&r);
+                sel.recv(&r);
+                l.fetch_add(1, Ordering::SeqCst);
+                if let Ok(op) = sel.select_timeout(Duration::from_secs(20)) {
+                    let i = op.index();
+                    if op.recv(&r) == Err(RecvError) && i < 2 {
+                        e.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }));
             // One worker: each green thread counts itself and parks in the
-            // same run, so once both counted, both are listed.
-            while listed.load(Ordering::SeqCst) < 2 {
+            // same run, so once all counted, all are listed.
+            while listed.load(Ordering::SeqCst) < 3 {
                 stackful::yield_now();
             }
 
