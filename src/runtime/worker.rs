@@ -1268,7 +1268,6 @@ impl Worker {
                 Err(actual) => s = actual,
             }
         }
-        let h = task.header();
         h.set_home(&self.home);
         // Its home-thread part, from now until it completes (released in
         // `complete`, or by the record's drop if it fails to start).

@@ -372,7 +372,9 @@ impl WaitList {
                 woken = Some(wake);
                 break;
             }
-            drop(wake); // a count, if any: no user code
+            // A clone, if any, of a waker the waiter still holds: never the
+            // last reference, so no user code runs under the lock.
+            drop(wake);
         }
         drop(queue);
         match woken {
@@ -613,7 +615,10 @@ impl Drop for AsyncWait {
     /// (see [`WaitList`]), so it is leaked rather than freed.
     fn drop(&mut self) {
         if let Some(waiter) = self.waiter.take() {
-            debug_assert!(false, "an async wait was dropped without `finish`");
+            debug_assert!(
+                std::thread::panicking(),
+                "an async wait was dropped without `finish`"
+            );
             std::mem::forget(waiter);
         }
     }
