@@ -1,15 +1,86 @@
 // Go reference figures for the README: the same shapes as stackful-compare's
 // ping-pong, select-to-select rendezvous and sleepers cases, on goroutines.
 // Run: GOMAXPROCS=2 go run . [pp|sel|sleep]
+//
+// `serve echo|http` runs the echo or HTTP hello server of stackful-compare's
+// socket tables (a goroutine per connection, a 4 KiB read buffer) and prints
+// its address; drive it with stackful-compare's client:
+//
+//	go build -o /tmp/goserve . && GOMAXPROCS=2 taskset -c 0 /tmp/goserve serve echo &
+//	stackful-compare --net-child ext=ADDR@PID 1000 echo
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"sync"
 	"time"
 )
+
+const response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, world!"
+
+// serve answers one connection until the peer closes: the echo, or one
+// response per complete request (a request ends with an empty line).
+func serve(c net.Conn, http bool) {
+	defer c.Close()
+	c.(*net.TCPConn).SetNoDelay(true)
+	buf := make([]byte, 4096)
+	var pending []byte
+	for {
+		n, err := c.Read(buf)
+		if n == 0 || err != nil {
+			return
+		}
+		if !http {
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
+			continue
+		}
+		pending = append(pending, buf[:n]...)
+		count := 0
+		for {
+			i := bytes.Index(pending, []byte("\r\n\r\n"))
+			if i < 0 {
+				break
+			}
+			pending = pending[i+4:]
+			count++
+		}
+		if count > 0 {
+			if _, err := c.Write(responses(count)); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func responses(count int) []byte {
+	out := make([]byte, 0, count*len(response))
+	for i := 0; i < count; i++ {
+		out = append(out, response...)
+	}
+	return out
+}
+
+func server(http bool) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%s@%d\n", l.Addr(), os.Getpid())
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		go serve(c, http)
+	}
+}
 
 func median(f func() float64, rounds int) (float64, float64, float64) {
 	xs := make([]float64, rounds)
@@ -107,6 +178,10 @@ func main() {
 	what := "all"
 	if len(os.Args) > 1 {
 		what = os.Args[1]
+	}
+	if what == "serve" {
+		server(len(os.Args) > 2 && os.Args[2] == "http")
+		return
 	}
 	if what == "all" || what == "pp" {
 		m, lo, hi := median(func() float64 { return pingpong(1024, 50000) }, 9)

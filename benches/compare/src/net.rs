@@ -223,12 +223,36 @@ fn cpu_time(id: libc::clockid_t) -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// The process's and this thread's CPU time.
+/// The process id of a server in another process (`ext=ADDR@PID`), whose
+/// CPU time then stands in for this process's.
+static EXTERNAL_SERVER: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// The CPU time of process `pid` so far, from `/proc/PID/stat` (user and
+/// system, in clock ticks).
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |i: usize| -> u64 {
+        rest.split_whitespace()
+            .nth(i)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    Duration::from_nanos((field(11) + field(12)) * 1_000_000_000 / hz)
+}
+
+/// The process's (with an external server: that server's plus this
+/// thread's) and this thread's CPU time.
 fn cpu_times() -> (Duration, Duration) {
-    (
-        cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID),
-        cpu_time(libc::CLOCK_THREAD_CPUTIME_ID),
-    )
+    let thread = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID);
+    match EXTERNAL_SERVER.get() {
+        Some(&pid) => (process_cpu(pid) + thread, thread),
+        None => (cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID), thread),
+    }
 }
 
 /// The closed-loop client: `conns` connections over one epoll instance.
@@ -359,7 +383,23 @@ fn load(addr: SocketAddr, conns: usize, proto: Proto) -> Load {
     }
 }
 
-/// The child side: `args` = [runtime, connections, echo|http].
+/// The server's peak RSS: this process's, or the external server's.
+fn peak_rss_kib() -> u64 {
+    let Some(pid) = EXTERNAL_SERVER.get() else {
+        return status_kib("VmHWM:");
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The child side: `args` = [runtime, connections, echo|http]. The runtime
+/// `ext=ADDR@PID` drives a server already running in process `PID` (the Go
+/// reference server in `go/`, started on CPU 0), and reports that process's
+/// CPU time and peak RSS as the server's.
 pub fn child(args: &[String]) {
     let (rt, conns) = (args[0].as_str(), args[1].parse::<usize>().unwrap());
     let proto = match args.get(2).map(String::as_str) {
@@ -370,6 +410,17 @@ pub fn child(args: &[String]) {
     pin(0);
     let (addr_tx, addr_rx) = mpsc::channel();
     match rt {
+        _ if rt.starts_with("ext=") => {
+            let (addr, pid) = rt["ext=".len()..]
+                .split_once('@')
+                .expect("ext=ADDR@PID: the address and process id the server printed");
+            EXTERNAL_SERVER
+                .set(pid.parse().expect("ext=ADDR@PID: PID is a process id"))
+                .unwrap();
+            addr_tx
+                .send(addr.parse().expect("ext=ADDR@PID: ADDR is an address"))
+                .unwrap();
+        }
         "stackful" => stackful_server(addr_tx, proto),
         "tokio" => tokio_server(addr_tx, proto),
         _ => may_server(addr_tx, proto),
@@ -385,7 +436,7 @@ pub fn child(args: &[String]) {
         l.rate,
         l.p50_us,
         l.p99_us,
-        status_kib("VmHWM:") as f64 / 1024.0,
+        peak_rss_kib() as f64 / 1024.0,
         l.errors,
         l.server_cpu_us,
         l.client_busy
