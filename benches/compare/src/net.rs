@@ -13,6 +13,11 @@
 //! fixed time and keeps every latency for p50 and p99; the child reports
 //! those, the rate, its peak RSS (VmHWM) and the number of errors.
 //!
+//! Every server reads into a 4 KiB buffer on its stack or in its task; the
+//! last echo row reads into 2 KiB (`STACKFUL_COMPARE_BUF=2048` in the
+//! child's environment), which keeps a green thread's frames within one
+//! page of stack.
+//!
 //! The three HTTP servers share one request splitter ([`requests`]), which
 //! counts the complete requests in what has arrived (a request ends with an
 //! empty line; these carry no body), and answer each with the same bytes.
@@ -94,10 +99,28 @@ fn raise_fd_limit() {
     }
 }
 
+/// Whether the servers read into a 2 KiB buffer instead of 4 KiB
+/// (`STACKFUL_COMPARE_BUF=2048` in the child's environment). A green
+/// thread whose deepest frames fit in one 4 KiB page touches one page of
+/// stack; a 4 KiB buffer on the stack makes it two.
+fn small_buffer() -> bool {
+    static SMALL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SMALL.get_or_init(|| std::env::var("STACKFUL_COMPARE_BUF").is_ok_and(|v| v == "2048"))
+}
+
 /// A connection of a blocking-style server (stackful's, may's): echo, or
 /// answer each complete request, until the peer closes or an error.
-fn serve(mut stream: impl Read + Write, proto: Proto) {
-    let mut buf = [0u8; 4096];
+fn serve(stream: impl Read + Write, proto: Proto) {
+    if small_buffer() {
+        serve_with::<2048>(stream, proto)
+    } else {
+        serve_with::<4096>(stream, proto)
+    }
+}
+
+#[inline(never)]
+fn serve_with<const N: usize>(mut stream: impl Read + Write, proto: Proto) {
+    let mut buf = [0u8; N];
     let mut pending = Vec::new();
     while let Ok(n) = stream.read(&mut buf) {
         let out = match proto {
@@ -137,7 +160,6 @@ fn stackful_server(addr_tx: mpsc::Sender<SocketAddr>, proto: Proto) {
 }
 
 fn tokio_server(addr_tx: mpsc::Sender<SocketAddr>, proto: Proto) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
         .enable_all()
@@ -148,31 +170,39 @@ fn tokio_server(addr_tx: mpsc::Sender<SocketAddr>, proto: Proto) {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
+                let Ok((stream, _)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 };
-                tokio::spawn(async move {
-                    let _ = stream.set_nodelay(true);
-                    let mut buf = [0u8; 4096];
-                    let mut pending = Vec::new();
-                    while let Ok(n) = stream.read(&mut buf).await {
-                        let out = match proto {
-                            _ if n == 0 => break,
-                            Proto::Echo => stream.write_all(&buf[..n]).await,
-                            Proto::Http => match requests(&mut pending, &buf[..n]) {
-                                0 => Ok(()),
-                                k => stream.write_all(&responses(k)).await,
-                            },
-                        };
-                        if out.is_err() {
-                            break;
-                        }
-                    }
-                });
+                let _ = stream.set_nodelay(true);
+                if small_buffer() {
+                    tokio::spawn(tokio_serve::<2048>(stream, proto));
+                } else {
+                    tokio::spawn(tokio_serve::<4096>(stream, proto));
+                }
             }
         })
     });
+}
+
+/// A connection of tokio's server: `serve`'s loop in a task.
+async fn tokio_serve<const N: usize>(mut stream: tokio::net::TcpStream, proto: Proto) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; N];
+    let mut pending = Vec::new();
+    while let Ok(n) = stream.read(&mut buf).await {
+        let out = match proto {
+            _ if n == 0 => break,
+            Proto::Echo => stream.write_all(&buf[..n]).await,
+            Proto::Http => match requests(&mut pending, &buf[..n]) {
+                0 => Ok(()),
+                k => stream.write_all(&responses(k)).await,
+            },
+        };
+        if out.is_err() {
+            break;
+        }
+    }
 }
 
 fn may_server(addr_tx: mpsc::Sender<SocketAddr>, proto: Proto) {
@@ -449,12 +479,16 @@ pub fn child(args: &[String]) {
 const FIGURES: usize = 7;
 
 /// Runs one child; its seven figures, or `None` if it failed.
-fn run_child(rt: &str, conns: usize, proto: Proto) -> Option<[f64; FIGURES]> {
+fn run_child(rt: &str, conns: usize, small: bool, proto: Proto) -> Option<[f64; FIGURES]> {
     let proto = if proto == Proto::Http { "http" } else { "echo" };
-    let out = Command::new(std::env::current_exe().ok()?)
-        .args(["--net-child", rt, &conns.to_string(), proto])
-        .output()
-        .ok()?;
+    let mut child = Command::new(std::env::current_exe().ok()?);
+    child.args(["--net-child", rt, &conns.to_string(), proto]);
+    if small {
+        child.env("STACKFUL_COMPARE_BUF", "2048");
+    } else {
+        child.env_remove("STACKFUL_COMPARE_BUF");
+    }
+    let out = child.output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Vec<f64> = text
         .split_whitespace()
@@ -464,9 +498,15 @@ fn run_child(rt: &str, conns: usize, proto: Proto) -> Option<[f64; FIGURES]> {
 }
 
 /// The medians of `runs` children per runtime, figure by figure.
-fn median_of(rt: &str, conns: usize, runs: usize, proto: Proto) -> Option<[f64; FIGURES]> {
+fn median_of(
+    rt: &str,
+    conns: usize,
+    small: bool,
+    runs: usize,
+    proto: Proto,
+) -> Option<[f64; FIGURES]> {
     let mut all: Vec<[f64; FIGURES]> = (0..runs)
-        .filter_map(|_| run_child(rt, conns, proto))
+        .filter_map(|_| run_child(rt, conns, small, proto))
         .collect();
     if all.is_empty() {
         return None;
@@ -487,19 +527,26 @@ pub fn table(only: Option<&str>) {
         proto_table(
             Proto::Echo,
             "echo, 64-byte round trips",
-            &[100, 1_000, 10_000],
+            &[
+                (100, false),
+                (1_000, false),
+                (10_000, false),
+                (10_000, true),
+            ],
         );
     }
     if wants("http") {
         proto_table(
             Proto::Http,
             "HTTP/1.1 hello, keep-alive, one request at a time per connection",
-            &[100, 1_000],
+            &[(100, false), (1_000, false)],
         );
     }
 }
 
-fn proto_table(proto: Proto, title: &str, conns_list: &[usize]) {
+/// One table; each row group is a connection count, and whether the
+/// servers read into a 2 KiB buffer rather than 4 KiB.
+fn proto_table(proto: Proto, title: &str, conns_list: &[(usize, bool)]) {
     println!(
         "\n{title}, closed loop: server on CPU 0 ({WORKERS} workers), our client on CPU 1; \
          {}s measured after {}ms, medians of 3 child processes",
@@ -508,9 +555,15 @@ fn proto_table(proto: Proto, title: &str, conns_list: &[usize]) {
     );
     println!("| connections | figure | stackful | tokio | may | stackful/tokio | may/tokio |");
     println!("|---|---|---:|---:|---:|---:|---:|");
-    for &conns in conns_list {
+    for &(conns, small) in conns_list {
         let runs = if conns >= 10_000 { 1 } else { 3 };
-        let [s, t, m] = ["stackful", "tokio", "may"].map(|rt| median_of(rt, conns, runs, proto));
+        let [s, t, m] =
+            ["stackful", "tokio", "may"].map(|rt| median_of(rt, conns, small, runs, proto));
+        let label = if small {
+            format!("{conns}, 2 KiB buffer")
+        } else {
+            conns.to_string()
+        };
         let names = [
             "round trips/s",
             "p50 µs",
@@ -523,7 +576,7 @@ fn proto_table(proto: Proto, title: &str, conns_list: &[usize]) {
         for (k, name) in names.iter().enumerate() {
             let (s, t, m) = (s.map(|v| v[k]), t.map(|v| v[k]), m.map(|v| v[k]));
             println!(
-                "| {conns} | {name} | {} | {} | {} | {} | {} |",
+                "| {label} | {name} | {} | {} | {} | {} | {} |",
                 fmt(s),
                 fmt(t),
                 fmt(m),
