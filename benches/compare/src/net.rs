@@ -494,7 +494,16 @@ fn run_child(rt: &str, conns: usize, small: bool, proto: Proto) -> Option<[f64; 
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
         .collect();
-    v.try_into().ok()
+    let figures = v.try_into().ok();
+    if figures.is_none() {
+        eprintln!(
+            "the {rt} child with {conns} connections ({proto}) failed ({}): {}{}",
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    figures
 }
 
 /// The medians of `runs` children per runtime, figure by figure.
