@@ -439,6 +439,7 @@ impl TokenRef {
         TokenRef(NonNull::from(Box::leak(token)))
     }
 
+    #[inline]
     fn get(&self) -> &Token {
         // SAFETY: this reference's count keeps the token alive.
         unsafe { self.0.as_ref() }
@@ -448,6 +449,7 @@ impl TokenRef {
     /// anywhere). Stable once true, since a new count is made only from an
     /// existing one; acquires the drops of the others, so their uses of the
     /// token come before the caller's.
+    #[inline]
     fn is_unique(&self) -> bool {
         self.get().refs.load(Ordering::Acquire) == 1
     }
@@ -571,24 +573,27 @@ unsafe fn token_drop(data: *const ()) {
     unsafe { release(NonNull::from(&*data.cast::<Token>())) };
 }
 
-/// The token of one `block_on` call; kept for the next call when dropped
-/// unshared, however the call ends.
-struct Armed(Option<TokenRef>);
+/// The token of one `block_on` call, with its count; kept for the next
+/// call when dropped unshared, however the call ends.
+struct Armed(ManuallyDrop<TokenRef>);
 
 impl Armed {
+    #[inline]
     fn new() -> Armed {
-        if let Ok(Some(spare)) = SPARE.try_with(Cell::take) {
-            return Armed(Some(spare));
+        match SPARE.try_with(Cell::take) {
+            Ok(Some(spare)) => Armed(ManuallyDrop::new(spare)),
+            _ => Armed(ManuallyDrop::new(TokenRef::new())),
         }
-        Armed(Some(TokenRef::new()))
     }
 
+    #[inline]
     fn token(&self) -> &Token {
-        self.0.as_ref().expect("a token until dropped").get()
+        self.0.get()
     }
 
     /// A waker of the token that owns no count, for the call to lend to its
     /// polls.
+    #[inline]
     fn lent_waker(&self) -> ManuallyDrop<std::task::Waker> {
         let data = std::ptr::from_ref(self.token()).cast::<()>();
         // SAFETY: `TOKEN`'s functions get a pointer to a live token. The
@@ -601,10 +606,10 @@ impl Armed {
 }
 
 impl Drop for Armed {
+    #[inline]
     fn drop(&mut self) {
-        let Some(token) = self.0.take() else {
-            return;
-        };
+        // SAFETY: taken once, here, and not used after.
+        let token = unsafe { ManuallyDrop::take(&mut self.0) };
         // No wake reads the context any more: `Parking` cleared `PARKING`
         // (and waited out `BUSY`) before the call went on, and only the
         // call sets it.
