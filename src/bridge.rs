@@ -280,8 +280,8 @@ fn clock() -> &'static Clock {
 /// The token of one [`block_on`] call: what its `std::task::Waker` points
 /// to. A wake only marks it `NOTIFIED`, unless the call is waiting
 /// (`PARKING`): then it wakes the green thread (or OS thread) too. The call
-/// clears `PARKING` before it polls again and as it leaves, waiting out a
-/// wake under way (`BUSY`), so a late wake never reaches another wait of
+/// clears `PARKING` as each wait ends, by return or by unwind, waiting out
+/// a wake under way (`BUSY`), so a late wake never reaches another wait of
 /// the same context, and a wake during a poll costs no context switch.
 ///
 /// A token is reference counted by hand (the call holds one count, each
@@ -704,10 +704,11 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             return output;
         }
         if !owned {
-            // SAFETY: `PARKING` and `BUSY` are clear (this call cleared them
-            // after each wait, and a token is armed with them clear), so no
-            // wake reads `owner` now; the fetch_or below releases the write
-            // to the wakes that read it (see `Token::owner`).
+            // SAFETY: `PARKING` and `BUSY` are clear (a token is armed with
+            // a clear state, and this call has not waited yet), so no wake
+            // reads `owner` now, though clones of the waker may be out; the
+            // fetch_or below releases the write to the wakes that read it
+            // (see `Token::owner`).
             unsafe { *token.owner.get() = Some(Owner::current()) };
             owned = true;
         }
