@@ -516,10 +516,23 @@ enum Owner {
 }
 
 impl Owner {
-    fn current() -> Owner {
+    /// Makes `owner` the context running now: its green thread, or its OS
+    /// thread. Costs a thread-local read when it is already; an OS thread
+    /// is looked up only when the owner was none or a green thread, since
+    /// a call on a plain thread never moves to another (see `block_on`).
+    #[inline]
+    fn update(owner: &mut Option<Owner>) {
         match worker::with_current_task(|t| t.map(TaskRef::as_raw)) {
-            Some(task) => Owner::Task(task),
-            None => Owner::Thread(std::thread::current()),
+            Some(task) => {
+                if !matches!(owner, Some(Owner::Task(t)) if *t == task) {
+                    *owner = Some(Owner::Task(task));
+                }
+            }
+            None => {
+                if !matches!(owner, Some(Owner::Thread(_))) {
+                    *owner = Some(Owner::Thread(std::thread::current()));
+                }
+            }
         }
     }
 }
@@ -690,7 +703,6 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     // it equal to the clones a future keeps, so a future need not clone it
     // again at every poll.
     let lent = armed.lent_waker();
-    let mut owned = false;
     loop {
         let mut cx = Context::from_waker(&lent);
         #[cfg(feature = "tokio")]
@@ -703,15 +715,17 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         if let Poll::Ready(output) = polled {
             return output;
         }
-        if !owned {
-            // SAFETY: `PARKING` and `BUSY` are clear (a token is armed with
-            // a clear state, and this call has not waited yet), so no wake
-            // reads `owner` now, though clones of the waker may be out; the
-            // fetch_or below releases the write to the wakes that read it
-            // (see `Token::owner`).
-            unsafe { *token.owner.get() = Some(Owner::current()) };
-            owned = true;
-        }
+        // Who waits: looked up before every wait, not once, because a
+        // generator whose body called `block_on` can yield inside a poll
+        // and be resumed by another green thread of this OS thread (a
+        // `Generator` is `!Send`, so never by another OS thread); a wake
+        // must reach that one, and never the first, which may have ended.
+        // SAFETY: `PARKING` and `BUSY` are clear (a token is armed with a
+        // clear state, and the last wait's `Parking` cleared `PARKING` and
+        // waited out `BUSY`), so no wake reads `owner` now, though clones of
+        // the waker may be out; the fetch_or below releases the write to
+        // the wakes that read it (see `Token::owner`).
+        unsafe { Owner::update(&mut *token.owner.get()) };
         // Woken during the poll: poll again at once. Else wait; a return
         // from `park` may be spurious, so look again. `PARKING` is cleared
         // as the wait ends, by return or unwind.

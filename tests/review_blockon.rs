@@ -208,3 +208,81 @@ fn wakers_from_another_thread_race_the_calls_return() {
         assert_eq!(completed.load(Ordering::SeqCst), CALLS);
     });
 }
+
+/// A generator whose body waits in `block_on` yields inside a poll, and
+/// another green thread of the same worker resumes it (through a
+/// thread-local: a `Generator` is `!Send`) and waits there. The wake must
+/// reach the green thread that waits now, not the one that started the
+/// call: with the context taken once, at the first wait, the wake went to
+/// the first green thread (here parked elsewhere, so woken for nothing)
+/// and the second slept forever; had the first ended, the wake would have
+/// read its freed record.
+#[test]
+fn a_call_carried_to_another_green_thread_by_a_generator_wakes_that_one() {
+    use stackful::sync::Event;
+    use stackful::{Generator, GeneratorState};
+    use std::cell::RefCell;
+
+    thread_local! {
+        static CARRIED: RefCell<Option<Generator<(), (), u32>>> = const { RefCell::new(None) };
+    }
+    within(20, || {
+        common::on_one_worker(|| {
+            let kept: Arc<Mutex<Option<Waker>>> = Arc::default();
+            let polled_in_b = Arc::new(Event::new());
+            let carried = Arc::new(Event::new());
+            let release_a = Arc::new(Event::new());
+            let (k, p) = (kept.clone(), polled_in_b.clone());
+            // Green thread A starts the call and carries it to the yield.
+            let (ra, c) = (release_a.clone(), carried.clone());
+            let a = stackful::spawn(move || {
+                let mut g: Generator<(), (), u32> = Generator::new(move |co, ()| {
+                    let mut polls = 0;
+                    stackful::block_on(std::future::poll_fn(|cx| {
+                        polls += 1;
+                        match polls {
+                            // Waits once here, on the first green thread (a
+                            // wake during the poll: it only looks again).
+                            1 => {
+                                cx.waker().wake_by_ref();
+                                Poll::Pending
+                            }
+                            // Leaves the first green thread mid-call.
+                            2 => {
+                                co.yield_(());
+                                *k.lock().unwrap() = Some(cx.waker().clone());
+                                p.set();
+                                Poll::Pending // now waits on the second
+                            }
+                            _ => Poll::Ready(polls),
+                        }
+                    }))
+                });
+                assert_eq!(g.send(()), GeneratorState::Yielded(()));
+                CARRIED.with(|c| *c.borrow_mut() = Some(g));
+                c.set();
+                ra.wait(); // parked elsewhere while B waits in the call
+            });
+            // Green thread B, on the same worker, resumes it and waits.
+            let c = carried.clone();
+            let b = stackful::spawn(move || {
+                c.wait();
+                let mut g = CARRIED.with(|c| c.borrow_mut().take()).expect("carried");
+                match g.send(()) {
+                    GeneratorState::Complete(polls) => polls,
+                    GeneratorState::Yielded(()) => panic!("yielded again"),
+                }
+            });
+            // Runs once B has polled and waits: wakes the call's waker.
+            polled_in_b.wait();
+            kept.lock().unwrap().take().expect("kept").wake();
+            assert_eq!(
+                b.join().unwrap(),
+                3,
+                "the second green thread was not woken"
+            );
+            release_a.set();
+            a.join().unwrap();
+        })
+    });
+}
