@@ -33,15 +33,17 @@
 //! tokio constructors, such as `tokio::time::sleep`, need the context at
 //! once.
 
+use std::cell::{Cell, UnsafeCell};
 use std::collections::BinaryHeap;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable};
 use std::time::Instant;
 
 use crate::runtime::{park, worker};
@@ -278,19 +280,45 @@ fn clock() -> &'static Clock {
 /// The token of one [`block_on`] call: what its `std::task::Waker` points
 /// to. A wake only marks it `NOTIFIED`, unless the call is waiting
 /// (`PARKING`): then it wakes the green thread (or OS thread) too. The call
-/// clears `PARKING` before it polls again and as it leaves, waiting out a
-/// wake under way (`BUSY`), so a late wake never reaches another wait of
+/// clears `PARKING` as each wait ends, by return or by unwind, waiting out
+/// a wake under way (`BUSY`), so a late wake never reaches another wait of
 /// the same context, and a wake during a poll costs no context switch.
+///
+/// A token is reference counted by hand (the call holds one count, each
+/// waker clone another), so that the call can tell it is the last holder
+/// with a load, and lend the polls a waker of the token that owns no count.
+/// A token the call leaves unshared is kept for the next call on the same
+/// thread ([`SPARE`]), so a call allocates nothing and, if no waker clone
+/// outlives it, touches no count but those the future's own clones take.
 struct Token {
+    /// The counted references: the holder's (a call's [`Armed`], or
+    /// [`SPARE`]) and one per waker clone. The last one frees the token.
+    refs: AtomicUsize,
     /// `PARKING`, `NOTIFIED`, and the number of wakes under way in units of
     /// `BUSY`.
     state: AtomicUsize,
-    /// The context of the `block_on` call; `None` once the call returned
-    /// (a waker clone that outlives the call keeps no green thread, and so
-    /// no runtime, alive). Locked only by a wake that found `PARKING`, and
-    /// by a call leaving while a clone of its waker is still out.
-    waker: Mutex<Option<park::Waker>>,
+    /// Who to wake: the context of the call, borrowed (it counts no
+    /// reference to the green thread). Written by the call only while
+    /// `PARKING` and `BUSY` are clear, before it sets `PARKING`; read by a
+    /// wake only while its `BUSY` is counted, which it took from a state
+    /// with `PARKING` set: the call is then inside its wait, which it
+    /// leaves only once `BUSY` is back to zero, so the context is alive and
+    /// no write overlaps the read. `None` until the call's first wait.
+    owner: UnsafeCell<Option<Owner>>,
 }
+
+// SAFETY: `refs` and `state` are atomics; `owner` is written and read only
+// under the `PARKING`/`BUSY` protocol described on the field, which orders
+// every write before every read (the call's release of `PARKING` after its
+// write, the wake's acquire of it; the wake's release of `BUSY`, the call's
+// acquire of it before it writes again). A `Thread` may be used and dropped
+// on any thread; the header pointer is only dereferenced by a wake holding
+// `BUSY`, while the green thread is suspended in (or about to suspend in)
+// the call. So the wakers made of a token may be sent and shared, as
+// `std::task::Waker` requires.
+unsafe impl Send for Token {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Token {}
 
 /// The call waits (or is about to) for a wake.
 const PARKING: usize = 1;
@@ -299,20 +327,24 @@ const NOTIFIED: usize = 2;
 /// One wake under way: it read `PARKING` and has not finished waking.
 const BUSY: usize = 4;
 
-impl Wake for Token {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
+impl Token {
+    /// Marks the token woken, and wakes the call's context if it waits.
+    fn wake(&self) {
         let mut s = self.state.load(Ordering::Acquire);
         loop {
-            if s & NOTIFIED != 0 {
-                return; // woken already since the last poll
-            }
-            let new = match s & PARKING {
-                0 => s | NOTIFIED,
-                _ => (s | NOTIFIED) + BUSY,
+            let new = if s & NOTIFIED != 0 {
+                // Woken already since the last poll. Still a
+                // read-modify-write: ordered with the call's clearing of
+                // `NOTIFIED` (see `unpark`), it publishes the waker's
+                // earlier writes to the poll that follows, or comes after
+                // it and wakes again. A plain load could read the flag
+                // before the clearing while the waker's writes were not yet
+                // visible to the poll, and the wake would be lost.
+                s
+            } else if s & PARKING != 0 {
+                (s | NOTIFIED) + BUSY
+            } else {
+                s | NOTIFIED
             };
             match self
                 .state
@@ -322,19 +354,32 @@ impl Wake for Token {
                 Err(actual) => s = actual,
             }
         }
-        if s & PARKING == 0 {
-            return; // the call looks at `NOTIFIED` before it waits
+        if s & (PARKING | NOTIFIED) != PARKING {
+            // Woken already, or the call looks at `NOTIFIED` before it
+            // waits.
+            return;
         }
-        // The call cannot clear `PARKING` and go on before `BUSY` drops:
-        // its context is still in this `block_on`.
-        if let Some(w) = &*self.waker.lock().unwrap_or_else(|e| e.into_inner()) {
-            w.wake();
+        // Counted in `BUSY` above: released however the wake ends.
+        let _busy = Busy(self);
+        // SAFETY: this wake counted `BUSY` from a state with `PARKING` set,
+        // so the call wrote `owner` before (and released it with
+        // `PARKING`) and writes it again only after `BUSY` drops (see the
+        // field).
+        match unsafe { &*self.owner.get() } {
+            Some(Owner::Task(header)) => {
+                // SAFETY: the green thread is inside the call, which cannot
+                // return before `BUSY` drops, so the reference its running
+                // closure holds keeps the header alive while this borrow is
+                // used; `wake` counts a reference of its own if it keeps
+                // one (a remote worker's inbox).
+                let task = unsafe { TaskRef::borrow_raw(*header) };
+                crate::task::raw::wake(&task);
+            }
+            Some(Owner::Thread(thread)) => thread.unpark(),
+            None => {} // not reached: set before `PARKING`
         }
-        self.state.fetch_sub(BUSY, Ordering::Release);
     }
-}
 
-impl Token {
     /// Stops the context wakes (before a poll, or for good), waiting out
     /// one under way on another thread (one on this thread has finished).
     fn unpark(&self) {
@@ -357,148 +402,180 @@ impl Token {
     }
 }
 
-thread_local! {
-    /// A token its last `block_on` left unshared (no waker clone outlived
-    /// the call), for the next call on this thread.
-    static SPARE: std::cell::Cell<Option<Arc<Token>>> = const { std::cell::Cell::new(None) };
+/// A wake under way (one `BUSY`), until dropped.
+struct Busy<'a>(&'a Token);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        // Release: the wake's read of `owner` comes before the call's next
+        // write, and its other writes before the call goes on.
+        self.0.state.fetch_sub(BUSY, Ordering::Release);
+    }
 }
 
-/// Who a `block_on` call polls for, taken without a reference count: its
-/// green thread, which runs every poll (the only time the call's own waker
-/// can be used, see `LAZY`), or its OS thread.
+/// The wait of a `block_on` call: clears `PARKING` as it ends, by return or
+/// by unwind (a cancellation), so that `PARKING` is clear whenever the call
+/// polls or drops its future, and a wake from the future's destructor
+/// reaches no context.
+struct Parking<'a>(&'a Token);
+
+impl Drop for Parking<'_> {
+    fn drop(&mut self) {
+        self.0.unpark();
+    }
+}
+
+/// A counted reference to a [`Token`]: the call's ([`Armed`]) or the
+/// spare's.
+struct TokenRef(NonNull<Token>);
+
+impl TokenRef {
+    fn new() -> TokenRef {
+        let token = Box::new(Token {
+            refs: AtomicUsize::new(1),
+            state: AtomicUsize::new(0),
+            owner: UnsafeCell::new(None),
+        });
+        TokenRef(NonNull::from(Box::leak(token)))
+    }
+
+    #[inline]
+    fn get(&self) -> &Token {
+        // SAFETY: this reference's count keeps the token alive.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Whether this is the only reference (no waker of the token is left
+    /// anywhere). Stable once true, since a new count is made only from an
+    /// existing one; acquires the drops of the others, so their uses of the
+    /// token come before the caller's.
+    #[inline]
+    fn is_unique(&self) -> bool {
+        self.get().refs.load(Ordering::Acquire) == 1
+    }
+}
+
+impl Drop for TokenRef {
+    fn drop(&mut self) {
+        // SAFETY: this reference owns a count of a live token.
+        unsafe { release(self.0) };
+    }
+}
+
+/// Adds a count to the token at `token`.
+///
+/// # Safety
+///
+/// The caller holds a count of the token (or borrows from one that lives
+/// meanwhile).
+unsafe fn retain(token: NonNull<Token>) {
+    // SAFETY: as this function's contract. Relaxed, as in `Arc`: a count is
+    // made from an existing one, which keeps the token alive meanwhile.
+    let old = unsafe { token.as_ref() }
+        .refs
+        .fetch_add(1, Ordering::Relaxed);
+    if old > isize::MAX as usize {
+        std::process::abort(); // leaked wakers wrapped the count
+    }
+}
+
+/// Drops a count of the token at `token`, and frees it if it was the last.
+///
+/// # Safety
+///
+/// The caller owns a count of the token, which it gives up.
+unsafe fn release(token: NonNull<Token>) {
+    // SAFETY: the count the caller gives up keeps the token alive up to
+    // here. Release, then Acquire before freeing, as in `Arc`: every use of
+    // the token through other counts comes before it is freed.
+    if unsafe { token.as_ref() }
+        .refs
+        .fetch_sub(1, Ordering::Release)
+        != 1
+    {
+        return;
+    }
+    std::sync::atomic::fence(Ordering::Acquire);
+    // SAFETY: the last count is gone, so nothing else uses the token; it
+    // was allocated by `TokenRef::new` as a `Box`.
+    drop(unsafe { Box::from_raw(token.as_ptr()) });
+}
+
+thread_local! {
+    /// A token its last `block_on` left unshared (no waker clone outlived
+    /// the call), for the next call on this thread: its only reference,
+    /// with a clear state.
+    static SPARE: Cell<Option<TokenRef>> = const { Cell::new(None) };
+}
+
+/// Who a `block_on` call waits as, taken without a reference count: its
+/// green thread, which cannot end while the call waits, or its OS thread.
 enum Owner {
     Task(NonNull<Header>),
     Thread(std::thread::Thread),
 }
 
 impl Owner {
-    fn current() -> Owner {
+    /// Makes `owner` the context running now: its green thread, or its OS
+    /// thread. Costs a thread-local read when it is already; an OS thread
+    /// is looked up only when the owner was none or a green thread, since
+    /// a call on a plain thread never moves to another (see `block_on`).
+    #[inline]
+    fn update(owner: &mut Option<Owner>) {
         match worker::with_current_task(|t| t.map(TaskRef::as_raw)) {
-            Some(task) => Owner::Task(task),
-            None => Owner::Thread(std::thread::current()),
-        }
-    }
-
-    /// The owner's waker.
-    ///
-    /// # Safety
-    ///
-    /// Called while the owner runs the `block_on` call (a poll, or the call
-    /// itself), so its header is alive.
-    unsafe fn waker(&self) -> park::Waker {
-        match self {
-            Owner::Task(task) => {
-                // SAFETY: as this function's contract: the running green
-                // thread holds a count of its own header.
-                let task = unsafe { TaskRef::borrow_raw(*task) };
-                park::Waker::Task((*task).clone())
+            Some(task) => {
+                if !matches!(owner, Some(Owner::Task(t)) if *t == task) {
+                    *owner = Some(Owner::Task(task));
+                }
             }
-            Owner::Thread(thread) => park::Waker::Thread(thread.clone()),
+            None => {
+                if !matches!(owner, Some(Owner::Thread(_))) {
+                    *owner = Some(Owner::Thread(std::thread::current()));
+                }
+            }
         }
     }
 }
 
-/// What the waker of a `block_on` call points to, in the call's frame. It
-/// costs nothing until a future clones the waker or wakes it: that arms a
-/// [`Token`] (once), and clones are wakers of that token, which may outlive
-/// the call. So a future that is ready at once pays for its poll and little
-/// more.
-struct Lazy {
-    owner: Owner,
-    armed: OnceLock<Armed>,
-}
-
-// SAFETY: `owner` is only read (a `Thread` is Sync; the header pointer is
-// dereferenced only under `Owner::waker`'s contract), and `armed` is a
-// `OnceLock` of a Sync value: a future may hand the borrowed waker to other
-// threads during a poll.
-unsafe impl Sync for Lazy {}
-
-impl Lazy {
-    /// The call's token, armed now if it was not yet.
-    fn token(&self) -> &Arc<Token> {
-        self.armed
-            // SAFETY: `token` runs inside the call (its loop, or a poll
-            // through `LAZY`), while the owner runs it.
-            .get_or_init(|| Armed::new(unsafe { self.owner.waker() }))
-            .token()
-    }
-}
-
-/// The functions of a `block_on` call's own waker, whose data points to its
-/// [`Lazy`]. The call lends that waker only to its polls (a future gets
-/// `&Waker` from the `Context`, and cannot keep it past the poll), so these
-/// run only during a poll, while the `Lazy` lives. A clone is a waker of the
-/// armed token (std's `Arc<impl Wake>` waker), independent of the frame.
-static LAZY: RawWakerVTable = RawWakerVTable::new(lazy_clone, lazy_wake, lazy_wake, lazy_drop);
-
-/// # Safety
-///
-/// `data` points to a live [`Lazy`] (see [`LAZY`]).
-unsafe fn lazy_clone(data: *const ()) -> RawWaker {
-    // SAFETY: as this function's contract.
-    let lazy = unsafe { &*data.cast::<Lazy>() };
-    let waker = std::mem::ManuallyDrop::new(token_waker(lazy.token()));
-    RawWaker::new(waker.data(), waker.vtable())
-}
-
-/// By value or by reference alike: the waker owns nothing.
-///
-/// # Safety
-///
-/// As [`lazy_clone`].
-unsafe fn lazy_wake(data: *const ()) {
-    // SAFETY: as this function's contract.
-    let lazy = unsafe { &*data.cast::<Lazy>() };
-    Wake::wake_by_ref(lazy.token());
-}
-
-unsafe fn lazy_drop(_: *const ()) {}
-
-/// The functions of a waker of a [`Token`], whose data is a counted
-/// reference to it (`Arc::into_raw`). A `static` has one address, so every
-/// waker of one token is `will_wake`-equal to every other. (std's
-/// `Waker::from(Arc<impl Wake>)` puts its table in a constant, which a
-/// release build instantiates apart in each crate that makes one: a waker
-/// made in the user's crate, where `block_on` is instantiated, differed
-/// from the clone made here.)
+/// The functions of a waker of a [`Token`], whose data points to it. The
+/// wakers a future clones own a count each; the one a call lends its polls
+/// owns none, borrowing the call's (see `block_on`). A `static` has one
+/// address, so every waker of one token is `will_wake`-equal to every
+/// other, the lent one included. (std's `Waker::from(Arc<impl Wake>)` puts
+/// its table in a constant, which a release build instantiates apart in
+/// each crate that makes one.)
 static TOKEN: RawWakerVTable =
     RawWakerVTable::new(token_clone, token_wake, token_wake_by_ref, token_drop);
 
-/// A waker of `token` (see [`TOKEN`]).
-fn token_waker(token: &Arc<Token>) -> std::task::Waker {
-    let data = Arc::into_raw(token.clone()).cast::<()>();
-    // SAFETY: `data` holds a count of a live `Token`, which the waker now
-    // owns, as `TOKEN`'s functions expect.
-    unsafe { std::task::Waker::from_raw(RawWaker::new(data, &TOKEN)) }
-}
-
 /// # Safety
 ///
-/// `data` is a waker's counted reference to a `Token` (see [`TOKEN`]).
+/// `data` points to a token, and the waker it comes from owns a count of it
+/// or borrows one that lives meanwhile (see [`TOKEN`]).
 unsafe fn token_clone(data: *const ()) -> RawWaker {
-    // SAFETY: as this function's contract: the count it holds keeps the
-    // token alive; the new waker owns the new count.
-    unsafe { Arc::increment_strong_count(data.cast::<Token>()) };
+    // SAFETY: as this function's contract; the new waker owns the new
+    // count.
+    unsafe { retain(NonNull::from(&*data.cast::<Token>())) };
     RawWaker::new(data, &TOKEN)
 }
 
 /// # Safety
 ///
-/// As [`token_clone`]; the waker's count is used up.
+/// `data` points to a token, and the waker it comes from owns a count of
+/// it, which is used up (a lent waker is only borrowed, and so never woken
+/// by value or dropped).
 unsafe fn token_wake(data: *const ()) {
     // SAFETY: as this function's contract: this takes over the count.
-    let token = unsafe { Arc::from_raw(data.cast::<Token>()) };
-    Wake::wake(token);
+    let token = TokenRef(unsafe { NonNull::from(&*data.cast::<Token>()) });
+    token.get().wake();
 }
 
 /// # Safety
 ///
 /// As [`token_clone`].
 unsafe fn token_wake_by_ref(data: *const ()) {
-    // SAFETY: as this function's contract; the waker keeps its count.
-    let token = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(data.cast::<Token>()) });
-    Wake::wake_by_ref(&*token);
+    // SAFETY: as this function's contract: the waker's count (or the one it
+    // borrows) keeps the token alive.
+    unsafe { &*data.cast::<Token>() }.wake();
 }
 
 /// # Safety
@@ -506,51 +583,56 @@ unsafe fn token_wake_by_ref(data: *const ()) {
 /// As [`token_wake`].
 unsafe fn token_drop(data: *const ()) {
     // SAFETY: as this function's contract: the waker's count goes.
-    unsafe { Arc::decrement_strong_count(data.cast::<Token>()) };
+    unsafe { release(NonNull::from(&*data.cast::<Token>())) };
 }
 
-/// A token in use by one `block_on` call; stops its context wakes when
-/// dropped, however the call ends.
-struct Armed(Option<Arc<Token>>);
+/// The token of one `block_on` call, with its count; kept for the next
+/// call when dropped unshared, however the call ends.
+struct Armed(ManuallyDrop<TokenRef>);
 
 impl Armed {
-    fn new(waker: park::Waker) -> Armed {
-        if let Ok(Some(mut spare)) = SPARE.try_with(std::cell::Cell::take)
-            && let Some(t) = Arc::get_mut(&mut spare)
-        {
-            *t.waker.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(waker);
-            *t.state.get_mut() = 0;
-            return Armed(Some(spare));
+    #[inline]
+    fn new() -> Armed {
+        match SPARE.try_with(Cell::take) {
+            Ok(Some(spare)) => Armed(ManuallyDrop::new(spare)),
+            _ => Armed(ManuallyDrop::new(TokenRef::new())),
         }
-        Armed(Some(Arc::new(Token {
-            state: AtomicUsize::new(0),
-            waker: Mutex::new(Some(waker)),
-        })))
     }
 
-    fn token(&self) -> &Arc<Token> {
-        self.0.as_ref().expect("a token until dropped")
+    #[inline]
+    fn token(&self) -> &Token {
+        self.0.get()
+    }
+
+    /// A waker of the token that owns no count, for the call to lend to its
+    /// polls.
+    #[inline]
+    fn lent_waker(&self) -> ManuallyDrop<std::task::Waker> {
+        let data = std::ptr::from_ref(self.token()).cast::<()>();
+        // SAFETY: `TOKEN`'s functions get a pointer to a live token. The
+        // waker borrows this `Armed`'s count: the caller lends it only to
+        // polls made while `self` lives (a future gets `&Waker`, and cannot
+        // keep it past the poll), never wakes it by value, and never drops
+        // it (`ManuallyDrop`).
+        ManuallyDrop::new(unsafe { std::task::Waker::from_raw(RawWaker::new(data, &TOKEN)) })
     }
 }
 
 impl Drop for Armed {
+    #[inline]
     fn drop(&mut self) {
-        let Some(mut token) = self.0.take() else {
-            return;
-        };
-        token.unpark();
-        // Forget the context: no wake reads it any more (`PARKING` is
-        // clear). Unshared (every waker clone dropped), the token is kept
-        // for the next call; shared, it goes with the last clone.
-        match Arc::get_mut(&mut token) {
-            Some(t) => {
-                *t.waker.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
-                let _ = SPARE.try_with(|spare| spare.set(Some(token)));
-            }
-            None => {
-                let context = token.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
-                drop(context);
-            }
+        // SAFETY: taken once, here, and not used after.
+        let token = unsafe { ManuallyDrop::take(&mut self.0) };
+        // No wake reads the context any more: `Parking` cleared `PARKING`
+        // (and waited out `BUSY`) before the call went on, and only the
+        // call sets it.
+        debug_assert_eq!(token.get().state.load(Ordering::Relaxed) & !NOTIFIED, 0);
+        if token.is_unique() {
+            // No other reference, so nothing else reads the state: a clear
+            // one for the next call. Shared, the token goes with the last
+            // waker clone instead, and its late wakes only mark it.
+            token.get().state.store(0, Ordering::Relaxed);
+            let _ = SPARE.try_with(|spare| spare.set(Some(token)));
         }
     }
 }
@@ -612,25 +694,17 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     #[cfg(feature = "tokio")]
     let tokio = tokio_rt::handle();
     // Declared before the future, so dropped after it: the future goes
-    // before the token is disarmed, whether the call returns or unwinds.
-    let lazy = Lazy {
-        owner: Owner::current(),
-        armed: OnceLock::new(),
-    };
+    // before the token is kept or let go, whether the call returns or
+    // unwinds.
+    let armed = Armed::new();
+    let token = armed.token();
     let mut future = pin!(future);
-    // SAFETY: `LAZY`'s functions read `lazy` through the pointer, and this
-    // waker is only lent to the polls below, which `lazy` outlives (it is
-    // declared before the waker); see `LAZY` for the rest of the contract.
-    let lent =
-        unsafe { std::task::Waker::from_raw(RawWaker::new((&raw const lazy).cast(), &LAZY)) };
-    // Once the token is armed, later polls lend a waker of the token itself,
-    // which `will_wake` finds equal to the clones a future keeps (the lent
-    // one never is), so a future need not clone it again at every poll.
-    // Declared last, so dropped first: the token is unshared again when
-    // `lazy` disarms it, and kept for the next call.
-    let mut armed: Option<std::task::Waker> = None;
+    // Lent to the polls below only, while `armed` lives; `will_wake` finds
+    // it equal to the clones a future keeps, so a future need not clone it
+    // again at every poll.
+    let lent = armed.lent_waker();
     loop {
-        let mut cx = Context::from_waker(armed.as_ref().unwrap_or(&lent));
+        let mut cx = Context::from_waker(&lent);
         #[cfg(feature = "tokio")]
         let polled = {
             let _context = tokio.as_ref().map(|h| h.enter());
@@ -641,18 +715,26 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         if let Poll::Ready(output) = polled {
             return output;
         }
+        // Who waits: looked up before every wait, not once, because a
+        // generator whose body called `block_on` can yield inside a poll
+        // and be resumed by another green thread of this OS thread (a
+        // `Generator` is `!Send`, so never by another OS thread); a wake
+        // must reach that one, and never the first, which may have ended.
+        // SAFETY: `PARKING` and `BUSY` are clear (a token is armed with a
+        // clear state, and the last wait's `Parking` cleared `PARKING` and
+        // waited out `BUSY`), so no wake reads `owner` now, though clones of
+        // the waker may be out; the fetch_or below releases the write to
+        // the wakes that read it (see `Token::owner`).
+        unsafe { Owner::update(&mut *token.owner.get()) };
         // Woken during the poll: poll again at once. Else wait; a return
-        // from `park` may be spurious, so look again.
-        let token = lazy.token();
-        if armed.is_none() {
-            armed = Some(token_waker(token));
-        }
+        // from `park` may be spurious, so look again. `PARKING` is cleared
+        // as the wait ends, by return or unwind.
+        let _parking = Parking(token);
         if token.state.fetch_or(PARKING, Ordering::AcqRel) & NOTIFIED == 0 {
             while token.state.load(Ordering::Acquire) & NOTIFIED == 0 {
                 park::park(None);
             }
         }
-        token.unpark();
     }
 }
 
