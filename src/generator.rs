@@ -371,8 +371,27 @@ impl<Y, S, R> Raw<Y, S, R> {
                     self.site
                 ));
             }
-            // Drops the body without running it.
-            core.force_unwind();
+            // Drops the body without running it. corosensei marks the
+            // coroutine done only once that drop has returned: if a capture's
+            // destructor panics, it stays "unstarted", and a second
+            // `force_unwind` (ours from `Drop`, or corosensei's own) would
+            // drop the captures again. The drop glue has run for every
+            // capture by then (it goes on with the others when one panics),
+            // so mark it done without touching the stack.
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| core.force_unwind())) {
+                // SAFETY: the coroutine never started, so nothing is on its
+                // stack but its initial closure, which has just been dropped
+                // (in full: a panic in one capture's destructor does not stop
+                // the drop glue from dropping the rest).
+                unsafe { core.force_reset() };
+                if in_drop && std::thread::panicking() {
+                    // As below: a panic out of a destructor during an
+                    // unwind would abort. The hook has printed it.
+                    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                    return;
+                }
+                panic::resume_unwind(payload);
+            }
             return;
         }
         if cfg!(panic = "abort") {
