@@ -203,3 +203,136 @@ fn closing_a_generator_suspended_inside_stackful_run_does_not_panic() {
     g.close();
     assert!(g.is_done());
 }
+
+/// Catches: a timeout around `resume` applies to a body that sleeps (the
+/// body runs in the caller's context); the cut-off ends the generator
+/// (its destructors run once) and comes out of the `timeout` as `Elapsed`,
+/// not as a panic, on a green thread and on a plain thread.
+#[test]
+fn a_timeout_around_resume_cuts_off_a_sleeping_body_and_ends_the_generator() {
+    let case = || {
+        let (drops, guard) = counter();
+        let mut g = Generator::new(move |co, ()| {
+            let _g = guard;
+            co.yield_(1);
+            stackful::sleep(Duration::from_secs(60));
+            co.yield_(2);
+        });
+        assert_eq!(g.resume(), GeneratorState::Yielded(1));
+        let started = Instant::now();
+        let out = stackful::timeout(Duration::from_millis(20), || g.resume());
+        assert!(out.is_err(), "the sleep in the body was not cut off");
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert!(g.is_done());
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    };
+    case();
+    stackful::run(case);
+}
+
+// ------------------------------------------------------- structured scopes
+
+/// A scope opened in a generator's body whose children borrow the body's
+/// frame, suspended (by a yield from the scope's closure) while a child
+/// waits: dropping the generator must cancel and join the child before the
+/// generator's stack is given back.
+fn scope_in_a_suspended_generator_case() {
+    let started = Arc::new(stackful::sync::Event::new());
+    let (drops, guard) = counter();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (started2, seen2) = (started.clone(), seen.clone());
+    let mut g = Generator::new(move |co, ()| {
+        let local = vec![7usize; 16]; // the child borrows this frame
+        let never = stackful::sync::Event::new();
+        let (local, never) = (&local, &never);
+        stackful::scope(|s| {
+            s.spawn(move || {
+                // Reads the borrowed vector when the child unwinds.
+                struct ReadOnDrop<'a>(&'a Vec<usize>, Arc<AtomicUsize>, DropCounter);
+                impl Drop for ReadOnDrop<'_> {
+                    fn drop(&mut self) {
+                        self.1.store(self.0.iter().sum(), Ordering::SeqCst);
+                    }
+                }
+                let _r = ReadOnDrop(local, seen2, guard);
+                started2.set();
+                never.wait(); // cancelled here
+            });
+            co.yield_(1);
+        });
+    });
+    assert_eq!(g.resume(), GeneratorState::Yielded(1));
+    started.wait();
+    drop(g);
+    // Had the close not waited for the child, it would still be running (or
+    // reading a stack given back to the pool: ASan).
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "the child had not ended");
+    assert_eq!(seen.load(Ordering::SeqCst), 7 * 16);
+}
+
+/// Catches: a close of a generator suspended inside `stackful::scope`
+/// returning before the scope's children (which borrow the generator's
+/// frame) have ended. On a plain thread and on a green thread.
+#[test]
+fn closing_a_generator_suspended_inside_a_scope_joins_the_children_first() {
+    scope_in_a_suspended_generator_case();
+    stackful::run(scope_in_a_suspended_generator_case);
+}
+
+/// Catches: a timeout opened on a generator's stack (attributed to the
+/// generator) around a scope not cancelling the scope's children, or
+/// `scope` returning before they end, when the generator is driven from a
+/// green thread or a plain thread.
+#[test]
+fn a_timeout_in_a_generator_body_cancels_a_scopes_children_and_joins_them() {
+    let case = || {
+        let (drops, guard) = counter();
+        let mut g = Generator::new(move |co, ()| {
+            let never = stackful::sync::Event::new();
+            let out = stackful::timeout(Duration::from_millis(20), || {
+                stackful::scope(|s| {
+                    s.spawn(|| {
+                        let _g = guard;
+                        never.wait();
+                    });
+                });
+            });
+            co.yield_(out.is_err());
+        });
+        assert_eq!(g.resume(), GeneratorState::Yielded(true));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    };
+    case();
+    stackful::run(case);
+}
+
+/// Catches: nested scopes where the inner one's child panics: the inner
+/// scope re-raises, the outer scope's closure unwinds, and the outer scope
+/// must cancel and join its own (waiting) child before re-raising that same
+/// panic; the borrowed data is read by the outer child as it unwinds.
+#[test]
+fn a_panic_from_an_inner_scope_cancels_and_joins_the_outer_scopes_children() {
+    stackful::run(|| {
+        let (drops, guard) = counter();
+        let data = vec![1u8; 32];
+        let never = stackful::sync::Event::new();
+        let started = stackful::sync::Event::new();
+        let out = panic::catch_unwind(AssertUnwindSafe(|| {
+            stackful::scope(|outer| {
+                outer.spawn(|| {
+                    let _g = guard;
+                    started.set();
+                    never.wait();
+                    data.len()
+                });
+                started.wait();
+                stackful::scope(|inner| {
+                    inner.spawn(|| -> () { panic!("inner child failed") });
+                });
+            })
+        }));
+        assert_eq!(panic_text(out.unwrap_err()), "inner child failed");
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "outer child not joined");
+        assert_eq!(data.len(), 32);
+    });
+}
