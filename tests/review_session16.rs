@@ -336,3 +336,51 @@ fn a_panic_from_an_inner_scope_cancels_and_joins_the_outer_scopes_children() {
         assert_eq!(data.len(), 32);
     });
 }
+
+/// Panics whenever it is dropped, even during an unwind.
+struct AlwaysPanicOnDrop(DropCounter);
+
+impl Drop for AlwaysPanicOnDrop {
+    fn drop(&mut self) {
+        panic!("always panics on drop");
+    }
+}
+
+/// Catches: the same double drop as above for a scoped generator that is
+/// never started and dropped while `f` panics: the capture's panic must be
+/// swallowed (a second panic out of a destructor during an unwind would
+/// abort), `f`'s panic must come out, and the capture be dropped once.
+#[test]
+fn an_unstarted_scoped_generator_dropped_in_an_unwind_drops_a_panicking_capture_once() {
+    let (drops, guard) = counter();
+    let bomb = AlwaysPanicOnDrop(guard);
+    let out = panic::catch_unwind(AssertUnwindSafe(|| {
+        scoped(
+            move |co, ()| {
+                let _b = &bomb;
+                co.yield_(1)
+            },
+            |_g| -> () { panic!("f failed") },
+        )
+    }));
+    assert_eq!(panic_text(out.unwrap_err()), "f failed");
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
+/// Catches: a throw into an unstarted generator whose capture panics when
+/// the unrun body is dropped: the capture is dropped once, one of the two
+/// panics comes out of `throw`, and the generator is done.
+#[test]
+fn a_throw_into_an_unstarted_generator_with_a_panicking_capture_drops_it_once() {
+    let (drops, guard) = counter();
+    let bomb = PanicOnDrop("capture dropped");
+    let mut g = Generator::new(move |co, ()| {
+        let _keep = (&guard, &bomb);
+        co.yield_(1);
+    });
+    let out = panic::catch_unwind(AssertUnwindSafe(|| g.throw(Box::new(5u8))));
+    assert!(out.is_err());
+    assert!(g.is_done());
+    drop(g);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
