@@ -384,3 +384,137 @@ fn a_throw_into_an_unstarted_generator_with_a_panicking_capture_drops_it_once() 
     drop(g);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 }
+
+// ------------------------------------------------------------- task-locals
+
+/// A value whose destructor, run as its green thread (or thread) ends,
+/// spawns a green thread that reports on a channel, and checks that another
+/// task-local can no longer be reached (an `AccessError`, not a new value).
+struct SpawnOnDrop(stackful::sync::Sender<&'static str>);
+
+impl Drop for SpawnOnDrop {
+    fn drop(&mut self) {
+        let reached = OTHER.try_with(|_| ()).is_ok();
+        let tx = self.0.clone();
+        let h = stackful::spawn(move || {
+            let _ = tx.send(if reached { "reached" } else { "refused" });
+        });
+        drop(h); // detached
+    }
+}
+
+stackful::task_local! {
+    static SPAWNER: std::cell::RefCell<Option<SpawnOnDrop>> = const { std::cell::RefCell::new(None) };
+    static OTHER: Cell<u32> = const { Cell::new(0) };
+    static LENT: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Catches: a task-local's destructor that spawns and sends during its
+/// green thread's teardown (it must run, on the green thread, with other
+/// keys refused rather than made anew) and the same at a plain thread's
+/// exit.
+#[test]
+fn a_task_local_destructor_may_spawn_during_teardown_and_is_refused_other_keys() {
+    let (tx, rx) = stackful::sync::unbounded();
+    let tx2 = tx.clone();
+    stackful::run(move || {
+        stackful::spawn(move || {
+            OTHER.set(1);
+            SPAWNER.set(Some(SpawnOnDrop(tx2)));
+        })
+        .join()
+        .unwrap();
+    });
+    assert_eq!(rx.recv().unwrap(), "refused");
+    std::thread::spawn(move || {
+        OTHER.set(1);
+        SPAWNER.set(Some(SpawnOnDrop(tx)));
+    })
+    .join()
+    .unwrap();
+    // At thread exit either the spawn works and reports, or the destructor
+    // could not run it; it must not crash or report a value made anew.
+    if let Ok(v) = rx.recv() {
+        assert_eq!(v, "refused");
+    }
+}
+
+/// Catches: a generator that yields inside `with_borrow_mut` holds the
+/// `RefMut` of its resumer's value; the resumer's own access must fail
+/// cleanly (RefCell's panic), and work again once the generator is closed.
+#[test]
+fn a_generator_yielding_inside_with_borrow_mut_blocks_the_resumer_cleanly() {
+    let case = || {
+        let mut g = Generator::new(|co, ()| {
+            LENT.with_borrow_mut(|v| {
+                v.push(1);
+                co.yield_(());
+                v.push(2);
+            })
+        });
+        g.resume();
+        let out = panic::catch_unwind(|| LENT.with_borrow_mut(|v| v.push(99)));
+        assert!(out.is_err(), "a second &mut to the same value");
+        drop(g); // unwinds the RefMut
+        LENT.with_borrow_mut(|v| v.push(3));
+        assert_eq!(LENT.take(), [1, 3]);
+    };
+    case();
+    stackful::run(|| stackful::spawn(case).join().unwrap());
+}
+
+// ------------------------------------------------------------------ JoinSet
+
+/// Catches: a `JoinSet` owned by a suspended generator's frame being closed
+/// with the generator must cancel its members and wait for their
+/// destructors before the close returns, on a green thread and a plain one.
+#[test]
+fn a_join_set_in_a_closed_generator_cancels_and_waits_for_its_members() {
+    let case = || {
+        let (drops, guard) = counter();
+        let started = Arc::new(stackful::sync::Event::new());
+        let started2 = started.clone();
+        let mut g = Generator::new(move |co, ()| {
+            let mut set = stackful::JoinSet::new();
+            set.spawn(move || {
+                let _g = guard;
+                started2.set();
+                stackful::sleep(Duration::from_secs(60));
+            });
+            co.yield_(());
+            set.join_next();
+        });
+        g.resume();
+        started.wait();
+        drop(g);
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "the member had not ended");
+    };
+    case();
+    stackful::run(case);
+}
+
+/// Catches: a member's result whose destructor panics, left in a set that a
+/// generator's close drops during its unwind: the drop must not abort and
+/// the close must end normally.
+#[test]
+fn a_panicking_result_left_in_a_set_dropped_by_a_generator_close_does_not_abort() {
+    stackful::run(|| {
+        let (drops, guard) = counter();
+        let done = Arc::new(stackful::sync::Event::new());
+        let done2 = done.clone();
+        let mut g = Generator::new(move |co, ()| {
+            let mut set = stackful::JoinSet::new();
+            set.spawn(move || {
+                done2.set();
+                AlwaysPanicOnDrop(guard)
+            });
+            co.yield_(());
+            drop(set);
+        });
+        g.resume();
+        done.wait();
+        g.close();
+        assert!(g.is_done());
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
