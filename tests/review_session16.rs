@@ -518,3 +518,124 @@ fn a_panicking_result_left_in_a_set_dropped_by_a_generator_close_does_not_abort(
         assert_eq!(drops.load(Ordering::SeqCst), 1);
     });
 }
+
+// ---------------------------------------------------------------- intervals
+
+/// Catches: bad inputs at the edges of `Instant` hanging in a busy loop,
+/// panicking on overflow or ending early: a first tick far in the future,
+/// a `reset` whose next tick lies past the end of representable time, and
+/// `sleep`/`sleep_until`/`timeout` with `Duration::MAX`. Each must simply
+/// wait until an enclosing timeout cuts it off, on a green thread and on a
+/// plain thread.
+#[test]
+fn intervals_and_sleeps_at_the_end_of_time_wait_until_cut_off() {
+    let case = || {
+        let short = Duration::from_millis(10);
+        let far = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);
+        let mut late = stackful::interval_at(far, Duration::from_millis(1));
+        assert!(stackful::timeout(short, || late.tick()).is_err());
+
+        let mut huge = stackful::interval(Duration::MAX);
+        huge.tick(); // the first tick is at once
+        huge.reset(); // now + MAX overflows: the next tick never comes
+        assert!(stackful::timeout(short, || huge.tick()).is_err());
+
+        assert!(stackful::timeout(short, || stackful::sleep(Duration::MAX)).is_err());
+        assert!(stackful::timeout(short, || stackful::sleep_until(far)).is_err());
+        // A timeout past the end of time never fires: the inner one does.
+        let nested = stackful::timeout(Duration::MAX, || {
+            stackful::timeout(short, || stackful::sleep(Duration::MAX))
+        });
+        assert!(matches!(nested, Ok(Err(_))));
+    };
+    stackful::run(case);
+    case();
+}
+
+/// Catches: `Skip` with the smallest period after a long stall computing a
+/// next tick in the past (a busy burst) or panicking on the remainder; and
+/// `Burst` catching up without losing its schedule.
+#[test]
+fn missed_ticks_with_a_one_nanosecond_period_do_not_spin_or_panic() {
+    stackful::run(|| {
+        let mut skip = stackful::interval(Duration::from_nanos(1));
+        skip.set_missed_tick_behavior(stackful::MissedTickBehavior::Skip);
+        skip.tick();
+        stackful::sleep(Duration::from_millis(10)); // miss millions of ticks
+        let before = Instant::now();
+        let t = skip.tick();
+        assert!(t >= before - Duration::from_millis(20));
+        // Skip: the next one is in the future, not back in the stall.
+        let t2 = skip.tick();
+        assert!(t2 > t);
+
+        let period = Duration::from_millis(2);
+        let mut burst = stackful::interval(period);
+        let start = burst.tick();
+        stackful::sleep(Duration::from_millis(12));
+        // The missed ticks come back to back, on the original grid.
+        for k in 1..=5u32 {
+            assert_eq!(burst.tick(), start + period * k);
+        }
+    });
+}
+
+/// Catches: an interval dropped (by cancelling its green thread) while its
+/// tick's timer is pending leaving a stale timer that fires into a freed
+/// or reused green thread: the worker must go on serving others, and the
+/// late timer must not wake an unrelated sleeper early.
+#[test]
+fn an_interval_dropped_while_a_tick_is_pending_leaves_the_worker_sound() {
+    let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+    rt.run(|| {
+        let ticking = Arc::new(stackful::sync::Event::new());
+        let t2 = ticking.clone();
+        let h = stackful::spawn(move || {
+            let mut every = stackful::interval(Duration::from_millis(15));
+            every.tick();
+            t2.set();
+            loop {
+                every.tick();
+            }
+        });
+        ticking.wait();
+        h.cancel();
+        assert!(h.join().unwrap_err().is_cancelled());
+        // A new green thread, likely in the old one's slot, sleeps past
+        // the old tick's deadline: it must not be woken by that timer.
+        let slept = stackful::spawn(|| {
+            let start = Instant::now();
+            stackful::sleep(Duration::from_millis(40));
+            start.elapsed()
+        })
+        .join()
+        .unwrap();
+        assert!(slept >= Duration::from_millis(40), "woken early: {slept:?}");
+    });
+}
+
+/// Catches: an interval ticking inside a generator's body loses the right
+/// context: driven from a green thread the tick must suspend that green
+/// thread (others run meanwhile), driven from a plain thread it blocks it;
+/// both yield the ticks on the schedule.
+#[test]
+fn an_interval_ticks_inside_a_generator_driven_from_either_kind_of_thread() {
+    let case = || {
+        let period = Duration::from_millis(3);
+        let mut g = Generator::new(move |co, ()| {
+            let mut every = stackful::interval(period);
+            let first = every.tick();
+            for _ in 0..3 {
+                co.yield_(every.tick().duration_since(first));
+            }
+        });
+        let got: Vec<_> = g.by_ref().collect();
+        assert_eq!(got, [period, period * 2, period * 3]);
+    };
+    case();
+    stackful::run(|| {
+        let other = stackful::spawn(|| 1);
+        case();
+        assert_eq!(other.join().unwrap(), 1);
+    });
+}
