@@ -639,3 +639,41 @@ fn an_interval_ticks_inside_a_generator_driven_from_either_kind_of_thread() {
         assert_eq!(other.join().unwrap(), 1);
     });
 }
+
+/// Nests `depth` scoped generators, each started by the one above, and
+/// yields the outermost generator's `Co` from the innermost body.
+fn nest(depth: usize, top: &stackful::Co<u32>, drops: &Arc<AtomicUsize>) {
+    let _g = DropCounter(drops.clone());
+    if depth == 0 {
+        top.yield_(1);
+        top.yield_(2);
+        return;
+    }
+    scoped(
+        |_co: &stackful::Co<()>, ()| nest(depth - 1, top, drops),
+        |g| assert_eq!(g.resume(), GeneratorState::Complete(())),
+    );
+}
+
+/// Catches: a chain of five generators, the innermost yielding the
+/// outermost one's `Co`: the outer one must resume into the innermost body,
+/// and both a close from the outside (all five unwound, innermost first)
+/// and running it to the end must run each frame's destructor once, with no
+/// stack used after it is given back (ASan).
+#[test]
+fn a_chain_of_nested_generators_yielding_the_outermost_co_closes_and_completes() {
+    for run_to_end in [false, true] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let d = drops.clone();
+        let mut g = Generator::new(move |co, ()| nest(4, co, &d));
+        assert_eq!(g.resume(), GeneratorState::Yielded(1));
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        if run_to_end {
+            assert_eq!(g.resume(), GeneratorState::Yielded(2));
+            assert_eq!(g.resume(), GeneratorState::Complete(()));
+        } else {
+            drop(g);
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 5, "run_to_end: {run_to_end}");
+    }
+}
