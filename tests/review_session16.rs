@@ -677,3 +677,46 @@ fn a_chain_of_nested_generators_yielding_the_outermost_co_closes_and_completes()
         assert_eq!(drops.load(Ordering::SeqCst), 5, "run_to_end: {run_to_end}");
     }
 }
+
+/// Catches: a suspended generator kept in a `thread_local!` is closed at
+/// thread exit, possibly after the thread's scope stack, generator registry
+/// and task-local table are gone: its body sits inside a `timeout` and a
+/// task-local `with`, and its destructors must still run once, without a
+/// crash or a use of freed thread-locals (ASan).
+#[test]
+fn a_generator_closed_at_thread_exit_inside_a_timeout_and_a_with_unwinds_once() {
+    for kept_first in [false, true] {
+        thread_exit_case(kept_first);
+    }
+}
+
+fn thread_exit_case(kept_first: bool) {
+    thread_local! {
+        static KEPT: std::cell::RefCell<Option<Generator<u32>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let (drops, guard) = counter();
+    std::thread::spawn(move || {
+        // Thread-locals are destroyed in the reverse order of their first
+        // use: KEPT first, or the task-local table (then the value is
+        // still lent to the generator when its table goes).
+        if kept_first {
+            KEPT.with(|_| ());
+        }
+        LENT.with_borrow_mut(|v| v.push(1));
+        let mut g = Generator::new(move |co, ()| {
+            let _g = guard;
+            let _ = stackful::timeout(Duration::from_secs(60), || {
+                LENT.with(|_| {
+                    co.yield_(1);
+                    co.yield_(2);
+                })
+            });
+        });
+        assert_eq!(g.resume(), GeneratorState::Yielded(1));
+        KEPT.with(|k| *k.borrow_mut() = Some(g));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "kept_first: {kept_first}");
+}
