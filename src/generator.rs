@@ -289,7 +289,8 @@ impl<Y, S, R> Raw<Y, S, R> {
         };
         // SAFETY: the name lives on the heap, owned by the returned Raw, whose
         // fields drop the coroutine (returning the stack, which clears the
-        // label) before the name. Code only runs on the stack inside Raw's
+        // label) before the name; a leaked coroutine's name is leaked too
+        // (see Raw's Drop). Code only runs on the stack inside Raw's
         // methods, while the name is alive.
         unsafe { stack.set_label(label) };
         let wrapper = move |yielder: &Yielder<Resume<S>, Y>, first: Resume<S>| {
@@ -487,6 +488,13 @@ fn state<Y, R>(result: CoroutineResult<Y, Outcome<R>>) -> GeneratorState<Y, R> {
 impl<Y, S, R> Drop for Raw<Y, S, R> {
     fn drop(&mut self) {
         self.close(true);
+        if self.core.is_none() {
+            // Leaked (see `leak`): its stack is never dropped, so it keeps
+            // the overflow label set in `new_unchecked`, which points into
+            // the name. Keep the name for as long, as that label's contract
+            // asks.
+            std::mem::forget(self.name.take());
+        }
     }
 }
 
