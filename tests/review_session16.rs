@@ -765,3 +765,48 @@ fn a_timeout_around_an_outer_yield_in_an_inner_body_does_not_fire_in_the_caller(
     case();
     stackful::run(case);
 }
+
+/// Catches: a generator suspended inside a `timeout` and a token's `run`
+/// on `stackful::run`'s main green thread, returned out of `run` (whose
+/// green thread and scope stack are then gone) and resumed on the plain
+/// thread: its scopes must follow it there. The token, cancelled from
+/// another thread, must wake the plain thread's sleep and unwind to its
+/// own `run`; the timeout must then still cut off a later sleep; nothing
+/// may touch the ended green thread's scope stack (ASan).
+#[test]
+fn a_generator_suspended_in_scopes_on_a_green_thread_resumes_them_on_a_plain_thread() {
+    let token = stackful::CancellationToken::new();
+    let t2 = token.clone();
+    let mut g = stackful::run(move || {
+        let mut g = Generator::new(move |co, ()| {
+            let timed = stackful::timeout(Duration::from_millis(300), || {
+                let by_token = t2.run(|| {
+                    co.yield_("inside both");
+                    stackful::sleep(Duration::from_secs(60));
+                });
+                co.yield_(if by_token.is_err() {
+                    "token fired"
+                } else {
+                    "slept"
+                });
+                stackful::sleep(Duration::from_secs(60));
+            });
+            co.yield_(if timed.is_err() { "timed out" } else { "slept" });
+        });
+        assert_eq!(g.resume(), GeneratorState::Yielded("inside both"));
+        g
+    });
+    let canceller = std::thread::spawn(move || {
+        // Most likely while the generator sleeps; earlier is right too
+        // (the token's scope then fires as the generator is resumed).
+        std::thread::sleep(Duration::from_millis(20));
+        token.cancel();
+    });
+    let start = Instant::now();
+    assert_eq!(g.resume(), GeneratorState::Yielded("token fired"));
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(g.resume(), GeneratorState::Yielded("timed out"));
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(g.resume(), GeneratorState::Complete(()));
+    canceller.join().unwrap();
+}
