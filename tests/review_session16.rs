@@ -810,3 +810,26 @@ fn a_generator_suspended_in_scopes_on_a_green_thread_resumes_them_on_a_plain_thr
     assert_eq!(g.resume(), GeneratorState::Complete(()));
     canceller.join().unwrap();
 }
+
+/// Catches: a generator forgotten while suspended inside the main green
+/// thread of a `run` it started leaves that run's worker state on the
+/// leaked stack and the thread's TLS saying it is on a green thread; work
+/// spawned meanwhile must still run, the thread's exit must not follow
+/// pointers into freed memory (ASan), and the runtime must stay usable.
+#[test]
+fn a_generator_forgotten_inside_stackful_run_leaves_the_runtime_usable() {
+    std::thread::spawn(|| {
+        let mut g = Generator::new(|co, ()| {
+            stackful::run(|| {
+                co.yield_(1);
+            })
+        });
+        assert_eq!(g.resume(), GeneratorState::Yielded(1));
+        let h = stackful::spawn(|| 2);
+        assert_eq!(h.join().unwrap(), 2);
+        std::mem::forget(g);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(stackful::run(|| 3), 3);
+}
