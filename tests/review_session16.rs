@@ -833,3 +833,61 @@ fn a_generator_forgotten_inside_stackful_run_leaves_the_runtime_usable() {
     .unwrap();
     assert_eq!(stackful::run(|| 3), 3);
 }
+
+/// Runs `body` on a thread of its own and fails if it has not returned
+/// within `secs` seconds (a copy of the helper in `tests/common`).
+fn within<R: Send + 'static>(secs: u64, body: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(body)));
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => panic::resume_unwind(payload),
+        Err(_) => panic!("hung: still running after {secs} s"),
+    }
+}
+
+/// Catches: a generator body that waits on a channel while driven from a
+/// green thread blocking the worker's OS thread instead of suspending the
+/// green thread: on a one-worker runtime the sender, on the same worker,
+/// would then never run (the test hangs and fails). Driven from a plain
+/// thread, the same body blocks that thread until a green thread sends.
+#[test]
+fn a_generator_body_waiting_on_a_channel_suspends_its_driving_green_thread() {
+    within(20, || {
+        let rt = stackful::Runtime::builder().workers(1).build().unwrap();
+        let got = rt.run(|| {
+            let (tx, rx) = stackful::sync::unbounded::<u32>();
+            let sender = stackful::spawn(move || {
+                for i in 0..3 {
+                    tx.send(i).unwrap();
+                    stackful::yield_now();
+                }
+            });
+            let g = Generator::new(move |co, ()| {
+                while let Ok(v) = rx.recv() {
+                    co.yield_(v * 10);
+                }
+            });
+            let got: Vec<u32> = g.collect();
+            sender.join().unwrap();
+            got
+        });
+        assert_eq!(got, [0, 10, 20]);
+
+        let (tx, rx) = stackful::sync::unbounded::<u32>();
+        let g = Generator::new(move |co, ()| {
+            while let Ok(v) = rx.recv() {
+                co.yield_(v + 1);
+            }
+        });
+        let sender = stackful::spawn(move || {
+            for i in 0..3 {
+                tx.send(i).unwrap();
+            }
+        });
+        assert_eq!(g.collect::<Vec<_>>(), [1, 2, 3]);
+        sender.join().unwrap();
+    });
+}
