@@ -248,7 +248,11 @@ fn scope_in_a_suspended_generator_case() {
         stackful::scope(|s| {
             s.spawn(move || {
                 // Reads the borrowed vector when the child unwinds.
-                struct ReadOnDrop<'a>(&'a Vec<usize>, Arc<AtomicUsize>, DropCounter);
+                struct ReadOnDrop<'a>(
+                    &'a Vec<usize>,
+                    Arc<AtomicUsize>,
+                    #[allow(dead_code)] DropCounter,
+                );
                 impl Drop for ReadOnDrop<'_> {
                     fn drop(&mut self) {
                         self.1.store(self.0.iter().sum(), Ordering::SeqCst);
@@ -314,7 +318,7 @@ fn a_timeout_in_a_generator_body_cancels_a_scopes_children_and_joins_them() {
 fn a_panic_from_an_inner_scope_cancels_and_joins_the_outer_scopes_children() {
     stackful::run(|| {
         let (drops, guard) = counter();
-        let data = vec![1u8; 32];
+        let data = [1u8; 32];
         let never = stackful::sync::Event::new();
         let started = stackful::sync::Event::new();
         let out = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -338,7 +342,7 @@ fn a_panic_from_an_inner_scope_cancels_and_joins_the_outer_scopes_children() {
 }
 
 /// Panics whenever it is dropped, even during an unwind.
-struct AlwaysPanicOnDrop(DropCounter);
+struct AlwaysPanicOnDrop(#[allow(dead_code)] DropCounter);
 
 impl Drop for AlwaysPanicOnDrop {
     fn drop(&mut self) {
