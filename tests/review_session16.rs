@@ -895,3 +895,54 @@ fn a_generator_body_waiting_on_a_channel_suspends_its_driving_green_thread() {
         sender.join().unwrap();
     });
 }
+
+/// At thread exit, after stackful's own thread-locals may be gone: a scope
+/// whose child borrows the destructor's frame, a `JoinSet` dropped with a
+/// member running, and an interval's ticks.
+struct ScopesOnDrop(Arc<AtomicUsize>);
+
+impl Drop for ScopesOnDrop {
+    fn drop(&mut self) {
+        let local = [3usize; 8];
+        let sum = stackful::scope(|s| s.spawn(|| local.iter().sum::<usize>()).join().unwrap());
+        let (member_drops, guard) = counter();
+        let mut set = stackful::JoinSet::new();
+        set.spawn(move || {
+            let _g = guard;
+            stackful::sleep(Duration::from_secs(60));
+        });
+        drop(set); // cancels the member and waits for it
+        let mut every = stackful::interval(Duration::from_millis(1));
+        every.tick();
+        every.tick();
+        self.0.store(sum + member_drops.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// Catches: `scope`, `JoinSet`'s drop and intervals used from a
+/// thread-local's destructor at thread exit (after stackful's own
+/// thread-locals, made later, are gone) panicking inside `scope`'s
+/// no-unwind section (an abort), hanging, or not waiting for the children.
+#[test]
+fn scopes_join_sets_and_intervals_work_in_a_destructor_at_thread_exit() {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<ScopesOnDrop>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let out = Arc::new(AtomicUsize::new(0));
+    let o = out.clone();
+    within(20, move || {
+        std::thread::spawn(move || {
+            // First used first: destroyed last, after stackful's.
+            LAST.with(|l| *l.borrow_mut() = Some(ScopesOnDrop(o)));
+            stackful::scope(|s| {
+                s.spawn(|| ());
+            });
+            stackful::sleep(Duration::from_millis(1));
+            drop(stackful::JoinSet::<()>::new());
+        })
+        .join()
+        .unwrap();
+    });
+    assert_eq!(out.load(Ordering::SeqCst), 3 * 8 + 1);
+}
