@@ -105,7 +105,19 @@ static GENERATOR: Owner = Owner {
 ///
 /// A `&Co` is passed to the body and may be handed down to any function the
 /// body calls, at any depth, which can then yield on the generator's behalf.
-/// It cannot leave the generator's thread (`Co` is neither `Send` nor `Sync`).
+/// It cannot leave the generator's thread (`Co` is neither `Send` nor `Sync`),
+/// so no other thread or green thread can yield on the generator's behalf:
+///
+/// ```compile_fail,E0277
+/// stackful::run(|| {
+///     let mut g = stackful::Generator::new(|co, ()| {
+///         stackful::scope(|s| {
+///             s.spawn(|| co.yield_(1)); // error: `&Co` is not `Send`
+///         });
+///     });
+///     g.resume();
+/// });
+/// ```
 pub struct Co<Y, S = ()> {
     /// corosensei's yielder, which lives at the top of the generator's stack
     /// for as long as the body runs.
