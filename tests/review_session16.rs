@@ -915,7 +915,8 @@ impl Drop for ScopesOnDrop {
         let mut every = stackful::interval(Duration::from_millis(1));
         every.tick();
         every.tick();
-        self.0.store(sum + member_drops.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.0
+            .store(sum + member_drops.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 }
 
