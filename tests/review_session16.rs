@@ -984,3 +984,40 @@ fn a_shield_around_an_outer_yield_in_an_inner_body_does_not_shield_the_caller() 
         );
     });
 }
+
+/// Catches: a generator suspended inside a `timeout` and a `scope` (whose
+/// child waits, borrowing the body's frame) dropped while its caller
+/// unwinds from a panic: the close runs during that unwind, the scope must
+/// still cancel and join the child (its wait is not cut short, nothing is
+/// raised inside the unwind, no abort), and the caller's own panic comes
+/// out. On a green thread and a plain thread.
+#[test]
+fn a_generator_in_a_scope_dropped_during_its_callers_panic_joins_the_child() {
+    let case = || {
+        let (drops, guard) = counter();
+        let started = Arc::new(stackful::sync::Event::new());
+        let s2 = started.clone();
+        let out = panic::catch_unwind(AssertUnwindSafe(move || {
+            let mut g = Generator::new(move |co, ()| {
+                let never = stackful::sync::Event::new();
+                let _ = stackful::timeout(Duration::from_secs(60), || {
+                    stackful::scope(|s| {
+                        s.spawn(|| {
+                            let _g = guard;
+                            s2.set();
+                            never.wait();
+                        });
+                        co.yield_(());
+                    })
+                });
+            });
+            g.resume();
+            started.wait();
+            panic!("caller failed");
+        }));
+        assert_eq!(panic_text(out.unwrap_err()), "caller failed");
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "the child had not ended");
+    };
+    case();
+    stackful::run(case);
+}
