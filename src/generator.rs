@@ -105,7 +105,19 @@ static GENERATOR: Owner = Owner {
 ///
 /// A `&Co` is passed to the body and may be handed down to any function the
 /// body calls, at any depth, which can then yield on the generator's behalf.
-/// It cannot leave the generator's thread (`Co` is neither `Send` nor `Sync`).
+/// It cannot leave the generator's thread (`Co` is neither `Send` nor `Sync`),
+/// so no other thread or green thread can yield on the generator's behalf:
+///
+/// ```compile_fail,E0277
+/// stackful::run(|| {
+///     let mut g = stackful::Generator::new(|co, ()| {
+///         stackful::scope(|s| {
+///             s.spawn(|| co.yield_(1)); // error: `&Co` is not `Send`
+///         });
+///     });
+///     g.resume();
+/// });
+/// ```
 pub struct Co<Y, S = ()> {
     /// corosensei's yielder, which lives at the top of the generator's stack
     /// for as long as the body runs.
@@ -289,7 +301,8 @@ impl<Y, S, R> Raw<Y, S, R> {
         };
         // SAFETY: the name lives on the heap, owned by the returned Raw, whose
         // fields drop the coroutine (returning the stack, which clears the
-        // label) before the name. Code only runs on the stack inside Raw's
+        // label) before the name; a leaked coroutine's name is leaked too
+        // (see Raw's Drop). Code only runs on the stack inside Raw's
         // methods, while the name is alive.
         unsafe { stack.set_label(label) };
         let wrapper = move |yielder: &Yielder<Resume<S>, Y>, first: Resume<S>| {
@@ -371,8 +384,27 @@ impl<Y, S, R> Raw<Y, S, R> {
                     self.site
                 ));
             }
-            // Drops the body without running it.
-            core.force_unwind();
+            // Drops the body without running it. corosensei marks the
+            // coroutine done only once that drop has returned: if a capture's
+            // destructor panics, it stays "unstarted", and a second
+            // `force_unwind` (ours from `Drop`, or corosensei's own) would
+            // drop the captures again. The drop glue has run for every
+            // capture by then (it goes on with the others when one panics),
+            // so mark it done without touching the stack.
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| core.force_unwind())) {
+                // SAFETY: the coroutine never started, so nothing is on its
+                // stack but its initial closure, which has just been dropped
+                // (in full: a panic in one capture's destructor does not stop
+                // the drop glue from dropping the rest).
+                unsafe { core.force_reset() };
+                if in_drop && std::thread::panicking() {
+                    // As below: a panic out of a destructor during an
+                    // unwind would abort. The hook has printed it.
+                    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                    return;
+                }
+                panic::resume_unwind(payload);
+            }
             return;
         }
         if cfg!(panic = "abort") {
@@ -468,6 +500,13 @@ fn state<Y, R>(result: CoroutineResult<Y, Outcome<R>>) -> GeneratorState<Y, R> {
 impl<Y, S, R> Drop for Raw<Y, S, R> {
     fn drop(&mut self) {
         self.close(true);
+        if self.core.is_none() {
+            // Leaked (see `leak`): its stack is never dropped, so it keeps
+            // the overflow label set in `new_unchecked`, which points into
+            // the name. Keep the name for as long, as that label's contract
+            // asks.
+            std::mem::forget(self.name.take());
+        }
     }
 }
 
