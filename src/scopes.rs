@@ -32,8 +32,11 @@
 //! escapes this: a nested generator's body that yields an *outer*
 //! generator's `Co` from inside a scope it opened; the outer `yield_` does
 //! not know of that scope, which stays behind. Entries name their owner by
-//! id and are never followed to it, so this can end a wait early, but
-//! touches no freed memory.)
+//! id and are never followed to it, so this touches no freed memory, but
+//! the scope acts in the caller until the inner body closes it: a timeout
+//! left behind can cut one of the caller's waits short, and a shield left
+//! behind defers the caller's cancellation. `tests/review_session16.rs`
+//! has both cases, ignored.)
 //!
 //! # Deliberate unwinds shield their own cleanup
 //!
