@@ -7,6 +7,8 @@
 //! nothing borrowed is used after its scope, misuse panics clearly. Run the
 //! suspicious ones under AddressSanitizer (CI's `.ci/asan`) too.
 
+mod common;
+
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use stackful::generator::scoped;
 use stackful::{Generator, GeneratorState};
+
+use common::within;
 
 /// Counts how many times it is dropped.
 struct DropCounter(Arc<AtomicUsize>);
@@ -836,20 +840,6 @@ fn a_generator_forgotten_inside_stackful_run_leaves_the_runtime_usable() {
     .join()
     .unwrap();
     assert_eq!(stackful::run(|| 3), 3);
-}
-
-/// Runs `body` on a thread of its own and fails if it has not returned
-/// within `secs` seconds (a copy of the helper in `tests/common`).
-fn within<R: Send + 'static>(secs: u64, body: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(body)));
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => panic::resume_unwind(payload),
-        Err(_) => panic!("hung: still running after {secs} s"),
-    }
 }
 
 /// Catches: a generator body that waits on a channel while driven from a
