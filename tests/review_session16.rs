@@ -18,16 +18,7 @@ use std::time::{Duration, Instant};
 use stackful::generator::scoped;
 use stackful::{Generator, GeneratorState};
 
-use common::within;
-
-/// Counts how many times it is dropped.
-struct DropCounter(Arc<AtomicUsize>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
+use common::{DropCounter, panic_text, within};
 
 /// Panics when dropped (not while the thread is already panicking).
 struct PanicOnDrop(&'static str);
@@ -43,17 +34,6 @@ impl Drop for PanicOnDrop {
 fn counter() -> (Arc<AtomicUsize>, DropCounter) {
     let n = Arc::new(AtomicUsize::new(0));
     (n.clone(), DropCounter(n))
-}
-
-/// The message of a panic payload (`&str` or `String`), or "".
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(s) => *s,
-        Err(p) => p
-            .downcast::<&str>()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-    }
 }
 
 // ---------------------------------------------------------------- generators
