@@ -236,16 +236,21 @@ enum Wake {
 impl Wake {
     fn wake(self) {
         match self {
-            // SAFETY: the green thread lives on this thread and had not
-            // completed when the wake-up was prepared; it can complete only
-            // when this thread runs it, which it has not done since (the
-            // caller did not let its thread go in between), so the record
-            // is alive and its registry holds a count.
-            Wake::Here(t) => raw::wake(&*unsafe { TaskRef::borrow_raw(t) }),
+            Wake::Here(t) => wake_here(t),
             Wake::Other(waker) => waker.wake_by_value(),
             Wake::Nobody => {}
         }
     }
+}
+
+/// Wakes a green thread of this thread named by a prepared `Wake::Here`.
+fn wake_here(t: NonNull<raw::Header>) {
+    // SAFETY: the green thread lives on this thread and had not completed
+    // when the wake-up was prepared; it can complete only when this thread
+    // runs it, which it has not done since (the caller did not let its
+    // thread go in between: no user code ran since the preparation), so the
+    // record is alive and its registry holds a count.
+    raw::wake(&*unsafe { TaskRef::borrow_raw(t) })
 }
 
 /// A listed waiter, for the operation of a select it waits for (0 for a
@@ -389,11 +394,14 @@ impl WaitList {
     /// Wakes every waiter.
     pub(crate) fn notify_all(&self) {
         fence(Ordering::SeqCst);
-        if self.len.load(Ordering::SeqCst) == 0 {
+        let len = self.len.load(Ordering::SeqCst);
+        if len == 0 {
             return;
         }
+        // Allocated before the lock, which spins its other takers: it grows
+        // under the lock only if waiters came in meanwhile.
+        let mut wakes = Vec::with_capacity(len);
         let mut queue = self.lock();
-        let mut wakes = Vec::with_capacity(queue.len());
         for entry in queue.drain(..) {
             // SAFETY: as in `notify_one_after_sc`.
             let waiter = unsafe { entry.waiter.as_ref() };
@@ -407,7 +415,14 @@ impl WaitList {
         // Green threads of this thread first: another waker may be an async
         // task's, user code that could even wait, letting this thread run
         // (and complete) them, after which their pointers would dangle.
-        wakes.sort_by_key(|w| !matches!(w, Wake::Here(_)));
+        // Each group keeps the list's order.
+        wakes.retain(|w| match w {
+            Wake::Here(t) => {
+                wake_here(*t);
+                false
+            }
+            _ => true,
+        });
         for wake in wakes {
             wake.wake();
         }
